@@ -1,0 +1,136 @@
+"""Device mesh, axis names and batch shardings: the only module that names mesh axes.
+
+The mesh is 2-D, `(data, fsdp)`. The batch is split over both axes together (every device holds
+`global_batch_size / num_devices` rows), so the fsdp axis changes how parameters are stored, not
+how the batch is laid out. Until parameters are sharded, `fsdp=1` and the mesh is pure data
+parallel. Axes are `AxisType.Auto`: `jax.make_mesh` defaults to Explicit axes, under which a
+global-view `query @ passage.T` over a sharded batch raises a ShardingTypeError.
+
+Multi-host: every process builds the same mesh over all devices of all hosts, loads its own
+contiguous slice of the global batch (`process_batch_slice`) as numpy, and `host_local_to_global`
+assembles the global `jax.Array`s.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+FSDP_AXIS = "fsdp"
+# The batch dimension is split over both axes, data-major.
+BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
+BATCH_SPEC = P(BATCH_AXES)
+
+
+def make_mesh(num_devices: int | None = None, *, fsdp: int = 1,
+              devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A `(data, fsdp)` mesh with Auto axes.
+
+  Args:
+    num_devices: use the first `num_devices` of `devices` (default: all of them).
+    fsdp: size of the fsdp axis; the data axis gets `num_devices // fsdp`.
+    devices: devices to use (default: `jax.devices()`, every device of every host).
+
+  Returns:
+    Mesh with axes `(DATA_AXIS, FSDP_AXIS)` of shape `(num_devices // fsdp, fsdp)`.
+  """
+  devices = list(jax.devices() if devices is None else devices)
+  if num_devices is None:
+    num_devices = len(devices)
+  if not 1 <= num_devices <= len(devices):
+    raise ValueError(f"make_mesh: num_devices={num_devices} must be in [1, {len(devices)}] "
+                     f"(the number of available devices)")
+  if fsdp < 1 or num_devices % fsdp:
+    raise ValueError(f"make_mesh: fsdp={fsdp} must be a positive divisor of "
+                     f"num_devices={num_devices}")
+  return jax.make_mesh((num_devices // fsdp, fsdp), BATCH_AXES,
+                       axis_types=(AxisType.Auto, AxisType.Auto),
+                       devices=devices[:num_devices])
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Sharding of `[batch, ...]` arrays: rows split over every device of `mesh`."""
+  return NamedSharding(mesh, BATCH_SPEC)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Sharding of arrays held whole on every device (parameters until FSDP, scalars)."""
+  return NamedSharding(mesh, P())
+
+
+def num_batch_shards(mesh: Mesh) -> int:
+  """Number of slices the batch dimension is split into."""
+  return int(np.prod([mesh.shape[axis] for axis in BATCH_AXES]))
+
+
+def check_global_batch(global_batch_size: int, mesh: Mesh) -> int:
+  """Checks that the global batch splits evenly over the devices of `mesh`.
+
+  Args:
+    global_batch_size: number of examples in one global batch (all hosts).
+    mesh: the device mesh.
+
+  Returns:
+    The per-device batch size.
+
+  Raises:
+    ValueError: if `global_batch_size` is not a positive multiple of the number of devices.
+  """
+  num_shards = num_batch_shards(mesh)
+  if global_batch_size < 1 or global_batch_size % num_shards:
+    raise ValueError(
+        f"global_batch_size={global_batch_size} must be a positive multiple of the number of "
+        f"devices ({num_shards} = mesh {dict(mesh.shape)}); e.g. use "
+        f"{max(1, global_batch_size // num_shards) * num_shards}")
+  return global_batch_size // num_shards
+
+
+def process_batch_slice(global_batch_size: int, mesh: Mesh) -> slice:
+  """Rows of the global batch that this process feeds (to its local devices).
+
+  Args:
+    global_batch_size: number of examples in one global batch (all hosts).
+    mesh: the device mesh.
+
+  Returns:
+    A contiguous `slice(start, stop)` of `[0, global_batch_size)`.
+
+  Raises:
+    ValueError: if the batch does not divide over the devices, or if this process's devices do
+      not hold one contiguous block of rows (a mesh whose device order interleaves hosts).
+  """
+  check_global_batch(global_batch_size, mesh)
+  index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch_size,))
+  rows = sorted({(idx[0].start, idx[0].stop) for idx in index_map.values()})
+  for (_, stop), (start, _) in zip(rows[:-1], rows[1:]):
+    if stop != start:
+      raise ValueError(f"process {jax.process_index()} holds non-contiguous batch rows {rows}: "
+                       f"the mesh must order devices host by host")
+  return slice(rows[0][0], rows[-1][1])
+
+
+def host_local_to_global(mesh: Mesh, tree: Any) -> Any:
+  """Assembles global batch-sharded arrays from each process's slice of the batch.
+
+  Every process calls this with the same tree structure; its leaves are that process's rows
+  `process_batch_slice(global_batch_size, mesh)` of the global batch.
+
+  Args:
+    mesh: the device mesh.
+    tree: pytree of numpy arrays `[local_batch, ...]`, all with the same `local_batch`.
+
+  Returns:
+    The same pytree of `jax.Array`s `[local_batch * process_count, ...]` with `batch_sharding`.
+  """
+  leaves = jax.tree.leaves(tree)
+  local_sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None for leaf in leaves}
+  if len(local_sizes) != 1 or None in local_sizes:
+    raise ValueError(f"host_local_to_global: every leaf must be [local_batch, ...] with one "
+                     f"local_batch, got leading sizes {sorted(local_sizes, key=str)}")
+  check_global_batch(local_sizes.pop() * jax.process_count(), mesh)
+  sharding = batch_sharding(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), tree)
