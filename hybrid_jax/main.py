@@ -1,0 +1,70 @@
+"""The main job: `python -m hybrid_jax.main --config=configs/default.py --workdir=DIR`.
+
+Overrides: `--config.train.num_steps=100`, config arguments: `--config=configs/default.py:langs=en+de,
+mono_prob=0.25`. Re-running the same command resumes from the newest checkpoint in DIR.
+
+Multi-host (TPU pod slices, several GPU hosts): `jax.distributed.initialize()` runs when
+`--distributed=on`, or with `auto` (the default) when the environment announces several hosts
+(a multi-worker TPU VM, SLURM, or an explicit `--coordinator_address`).
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, the model.")
+_DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
+                                 "Call jax.distributed.initialize().")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (multi-process without a TPU/SLURM "
+                                   "environment).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _multi_host_environment() -> bool:
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  return (len([h for h in hosts.split(",") if h]) > 1
+          or int(os.environ.get("SLURM_NTASKS", "1")) > 1)
+
+
+def initialize_distributed(mode: str, coordinator: str | None, num_processes: int | None,
+                           process_id: int | None) -> None:
+  import jax  # after flags, so XLA_FLAGS set by the caller apply
+  if coordinator:
+    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                               process_id=process_id)
+  elif mode == "on" or (mode == "auto" and _multi_host_environment()):
+    jax.distributed.initialize()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  std_logging.getLogger("absl").setLevel(std_logging.INFO)
+  logging.set_verbosity(logging.INFO)
+  from hybrid_jax import config_lib
+  config = config_lib.validate(_CONFIG.value)  # before anything is compiled
+  initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                         _PROCESS_ID.value)
+  import jax
+  from hybrid_jax import train
+  logging.info("JAX %s: process %d/%d, %d local / %d global devices (%s)", jax.__version__,
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.default_backend())
+  train.train_and_evaluate(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

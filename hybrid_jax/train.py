@@ -1,0 +1,327 @@
+"""Hybrid-batch contrastive training: the state, the pure step, and the loop.
+
+    train_and_evaluate(config, workdir)
+      data.load -> HybridBatchSampler -> BatchBuilder (host) -> Prefetcher -> global jax.Arrays
+      -> train_step(state, batch) -> (state, metrics)   [jit, batch sharded over `data`,
+                                                         params/optimizer state replicated]
+      -> MetricWriter (metrics.jsonl, TensorBoard) / Checkpointer / evaluate
+
+The step is a pure function of (state, batch); dropout keys come from `fold_in(state.rng, step)`
+and the batch from `sampler.batch(step)`, so a run resumed from a checkpoint repeats exactly the
+steps of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from hybrid_jax import checkpoint as checkpoint_lib
+from hybrid_jax import data as data_lib
+from hybrid_jax import input_pipeline
+from hybrid_jax import losses
+from hybrid_jax import metric_writers
+from hybrid_jax import models
+from hybrid_jax import progress as progress_lib
+from hybrid_jax import sharding
+from hybrid_jax.models import tokenizer as tokenizer_lib
+from hybrid_jax.sampler import HybridBatchSampler
+
+
+class NonFiniteLossError(RuntimeError):
+  """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step reads and writes; checkpointed whole.
+
+  Attributes:
+    step: int32 [], the number of steps taken (including skipped non-finite ones).
+    params: {'model': encoder params, 'log_temperature': [] (only when learnable)}.
+    opt_state: optax state of `params`.
+    rng: uint32 [2] base key; step s uses fold_in(rng, s).
+    nonfinite_streak: int32 [], consecutive skipped steps.
+    nonfinite_total: int32 [], all skipped steps.
+  """
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+  nonfinite_streak: jax.Array
+  nonfinite_total: jax.Array
+
+
+def weight_decay_mask(params) -> Any:
+  """True for matrices (kernels, embeddings); False for biases, LayerNorm and the temperature."""
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+  """Linear warmup from 0, then linear/cosine decay to `end_learning_rate_factor` or constant."""
+  peak, warmup = optim.learning_rate, optim.warmup_steps
+  end = peak * optim.end_learning_rate_factor
+  decay_steps = max(1, num_steps - warmup)
+  if optim.schedule == "cosine":
+    after = optax.cosine_decay_schedule(peak, decay_steps, alpha=optim.end_learning_rate_factor)
+  elif optim.schedule == "linear":
+    after = optax.linear_schedule(peak, end, decay_steps)
+  else:
+    after = optax.constant_schedule(peak)
+  if warmup == 0:
+    return after
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
+
+
+def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int):
+  """Global-norm clipping, then AdamW (no decay on biases / LayerNorm / temperature)."""
+  return optax.chain(
+      optax.clip_by_global_norm(optim.grad_clip_norm),
+      optax.adamw(learning_rate_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2,
+                  eps=optim.eps, weight_decay=optim.weight_decay, mask=weight_decay_mask))
+
+
+def init_params(model: nnx.Module, loss_config: ml_collections.ConfigDict):
+  """(graphdef, params) with params a plain nested dict; the temperature joins when learnable."""
+  graphdef, state = nnx.split(model)
+  params = {"model": nnx.to_pure_dict(state)}
+  if loss_config.learnable_temperature:
+    params["log_temperature"] = jnp.log(jnp.float32(loss_config.temperature))
+  return graphdef, params
+
+
+def create_train_state(params, optimizer, seed: int) -> TrainState:
+  return TrainState(
+      step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
+      rng=jax.random.key_data(jax.random.key(seed)), nonfinite_streak=jnp.int32(0),
+      nonfinite_total=jnp.int32(0))
+
+
+def _encode(model, batch, prefix: str, tower: str, rng):
+  encode = model.encode_queries if tower == "query" else model.encode_passages
+  ids = batch[f"{prefix}_input_ids"]
+  shape = ids.shape
+  flat = lambda x: x.reshape((-1, shape[-1]))
+  emb = encode(flat(ids), flat(batch[f"{prefix}_attention_mask"]),
+               flat(batch[f"{prefix}_token_type_ids"]), dropout_rng=rng)
+  return emb.reshape(shape[:-1] + emb.shape[-1:])
+
+
+def make_loss_fn(graphdef, config: ml_collections.ConfigDict, mesh):
+  """(params, batch, rng) -> (loss, metrics); negatives are gathered over the whole mesh."""
+  loss_config = config.loss
+  sharded_loss = losses.make_sharded_contrastive_loss(mesh)
+
+  def loss_fn(params, batch, rng):
+    model = nnx.merge(graphdef, params["model"])
+    rq, rp, rn = jax.random.split(rng, 3)
+    query_emb = _encode(model, batch, "query", "query", rq)
+    passage_emb = _encode(model, batch, "passage", "passage", rp)
+    hard_emb = hard_keys = None
+    if loss_config.num_hard_negatives:
+      hard_emb = _encode(model, batch, "hard_negative", "passage", rn)
+      hard_keys = batch["hard_negative_keys"]
+    if loss_config.learnable_temperature:
+      temperature = jnp.exp(params["log_temperature"])
+    else:
+      temperature = loss_config.temperature
+    loss, metrics = sharded_loss(
+        query_emb, passage_emb, batch["passage_keys"], temperature=temperature,
+        symmetric=loss_config.symmetric, hard_negative_emb=hard_emb,
+        hard_negative_keys=hard_keys)
+    metrics = dict(metrics, temperature=jnp.asarray(temperature, jnp.float32))
+    return loss, metrics
+
+  return loss_fn
+
+
+def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh):
+  """The pure step `(state, batch) -> (state, metrics)`, jitted with explicit shardings.
+
+  A step whose loss or gradient is not finite leaves params and optimizer state unchanged and
+  counts itself in `nonfinite_streak` / `nonfinite_total`; the loop stops on a long streak.
+  """
+  loss_fn = make_loss_fn(graphdef, config, mesh)
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+    streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt_state, state.opt_state),
+        nonfinite_streak=streak,
+        nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32),
+                   nonfinite_streak=streak)
+    return new_state, metrics
+
+  replicated = sharding.replicated(mesh)
+  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, train_data):
+  """The tokenizer and the DualEncoder of `config.model` (a trained default tokenizer and a
+  randomly initialised encoder when `model.path` is empty)."""
+  model_config = config.model
+  if model_config.path:
+    tokenizer = tokenizer_lib.load_tokenizer(model_config.path)
+    model = models.load_pretrained(model_config.path, config=model_config)
+    return tokenizer, model
+
+  def training_texts():
+    yield from (q for q in train_data.queries.reshape(-1) if q)
+    yield from dict.fromkeys(train_data.candidates.context.tolist())
+
+  tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
+      workdir, training_texts, vocab_size=model_config.vocab_size)
+  with model_config.unlocked():
+    model_config.vocab_size = len(tokenizer)
+  return tokenizer, models.create_model(model_config, seed=config.seed)
+
+
+def _scalars(metrics) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains `config` in `workdir`, resuming from its newest good checkpoint; returns the last
+  logged metrics (and the final evaluation when `config.data.eval` is set)."""
+  from hybrid_jax import evaluate  # evaluation imports training utilities lazily
+
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh()
+  sharding.check_global_batch(config.train.global_batch_size, mesh)
+  languages = config.data.languages.split("+")
+  train_data = data_lib.load(config.data.train, languages=languages,
+                             on_error=config.data.on_error)
+  logging.info("%s", train_data.describe())
+  tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
+
+  num_steps = config.train.num_steps
+  optimizer = make_optimizer(config.optim, num_steps)
+  graphdef, params = init_params(model, config.loss)
+  state = create_train_state(params, optimizer, config.seed)
+  state = jax.device_put(state, sharding.replicated(mesh))
+
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+      async_save=config.checkpoint.async_save)
+  restored, meta, restored_step = checkpointer.restore_latest(state)
+  if restored is not None:
+    state = restored
+    logging.info("Resumed from checkpoint %d (saved %s).", restored_step, meta.get("saved_at"))
+  start_step = int(state.step)
+  if is_main:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  sampler = HybridBatchSampler(
+      train_data.available, train_data.languages, config.train.global_batch_size,
+      config.sampler.mono_prob, config.seed, language_scope=config.sampler.language_scope,
+      passage_keys=train_data.passage_keys)
+  builder = input_pipeline.BatchBuilder(
+      train_data, sampler, tokenizer, query_max_len=config.data.query_max_len,
+      passage_max_len=config.data.passage_max_len,
+      num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  train_step = make_train_step(graphdef, config, optimizer, mesh)
+  writer = metric_writers.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
+  preemption = checkpoint_lib.PreemptionFlag().install()
+  progress = progress_lib.Progress(num_steps, desc="train", unit="step", start=start_step,
+                                   log_every=config.log.every_steps, enabled=is_main)
+
+  def save(step_to_save):
+    checkpointer.save(step_to_save, state, {
+        "step": step_to_save, "saved_at": time.time(), "config": json.loads(
+            config.to_json_best_effort())})
+
+  def run_eval(step_now):
+    results = evaluate.evaluate_in_training(
+        nnx.merge(graphdef, state.params["model"]), tokenizer, config, mesh, workdir, step_now)
+    writer.write_scalars(step_now, results["scalars"])
+    return results
+
+  batches = input_pipeline.Prefetcher(builder, start_step, num_steps,
+                                      size=config.train.prefetch_batches)
+  last: dict[str, Any] = {}
+  previous_streak, max_nonfinite = None, config.train.max_consecutive_nonfinite
+  examples_seen, window_t0, window_steps, mono_steps = 0, time.perf_counter(), 0, 0
+  try:
+    for step, host_batch in batches:
+      batch = sharding.host_local_to_global(mesh, host_batch)
+      state, metrics = train_step(state, batch)
+      done = step + 1
+      is_mono, qlang, plang = builder.describe(step)
+      window_steps += 1
+      mono_steps += int(is_mono)
+      if done % config.log.every_steps == 0 or done == num_steps:
+        scalars = _scalars(metrics)
+        elapsed = time.perf_counter() - window_t0
+        scalars["examples_per_second"] = (window_steps * config.train.global_batch_size / elapsed)
+        scalars["mono_fraction"] = mono_steps / window_steps
+        scalars["input_wait_seconds"] = batches.wait_seconds
+        scalars["learning_rate"] = float(learning_rate_schedule(config.optim, num_steps)(step))
+        writer.write_scalars(done, scalars)
+        last = scalars
+        kind = "mono" if is_mono else "cross"
+        progress.update(done, f"loss {scalars['loss']:.4f} | {scalars['examples_per_second']:.0f}"
+                        f" ex/s | {kind} {qlang}->{plang}", force=True)
+        window_t0, window_steps, mono_steps = time.perf_counter(), 0, 0
+      else:
+        progress.update(done, "")
+      # Read the previous step's counter, already computed, so the check never stalls dispatch.
+      if previous_streak is not None and int(previous_streak) >= max_nonfinite:
+        state = jax.block_until_ready(state)
+        save(done)
+        checkpointer.wait()
+        raise NonFiniteLossError(
+            f"{int(previous_streak)}+ consecutive steps had a non-finite loss or gradient (up to "
+            f"step {done}); the last good state (parameters are not updated by such steps) is "
+            f"saved as checkpoint {done} in {checkpointer.directory}. Lower "
+            "optim.learning_rate or check the data.")
+      previous_streak = metrics["nonfinite_streak"]
+      if preemption.is_set() or checkpointer.reached_preemption(done):
+        save(done)
+        checkpointer.wait()
+        logging.warning("Preempted: saved checkpoint %d; re-run the same command to resume.", done)
+        return {"preempted_at": done, **last}
+      if done % config.checkpoint.every_steps == 0 or done == num_steps:
+        save(done)
+      if (config.data.eval and config.eval.every_steps and done % config.eval.every_steps == 0
+          and done != num_steps):
+        run_eval(done)
+  finally:
+    batches.close()
+    preemption.uninstall()
+    checkpointer.close()
+  if start_step < num_steps and int(state.nonfinite_total):
+    logging.warning("%d non-finite steps were skipped.", int(state.nonfinite_total))
+  result = dict(last)
+  if config.data.eval:
+    result["eval"] = run_eval(num_steps)
+  writer.close()
+  if is_main:
+    models.save_pretrained(nnx.merge(graphdef, state.params["model"]),
+                           os.path.join(workdir, "model"), tokenizer)
+  return result
