@@ -41,8 +41,8 @@ def initialize_distributed(mode: str, coordinator: str | None, num_processes: in
                            process_id: int | None) -> None:
   import jax  # after flags, so XLA_FLAGS set by the caller apply
   if coordinator:
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Only affects the CPU backend: lets several local processes form one CPU "pod" (tests).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
   elif mode == "on" or (mode == "auto" and _multi_host_environment()):

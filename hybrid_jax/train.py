@@ -199,6 +199,36 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
   return tokenizer, models.create_model(model_config, seed=config.seed)
 
 
+def build_run(config: ml_collections.ConfigDict, workdir: str):
+  """Everything derived from the config before training: (train_data, tokenizer, graphdef,
+  optimizer, initial TrainState). Training and `restore_model` share it, so a checkpoint is always
+  restored into exactly the structure that saved it."""
+  languages = config.data.languages.split("+")
+  train_data = data_lib.load(config.data.train, languages=languages,
+                             on_error=config.data.on_error)
+  tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
+  optimizer = make_optimizer(config.optim, config.train.num_steps)
+  graphdef, params = init_params(model, config.loss)
+  state = create_train_state(params, optimizer, config.seed)
+  return train_data, tokenizer, graphdef, optimizer, state
+
+
+def restore_model(workdir: str, step: int | None = None):
+  """(model, tokenizer, config, step) of a training run's checkpoint (the newest by default)."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  _, tokenizer, graphdef, _, state = build_run(config, workdir)
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                             async_save=False)
+  try:
+    restored, _, restored_step = checkpointer.restore_latest(state, step=step)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
+  return nnx.merge(graphdef, restored.params["model"]), tokenizer, config, restored_step
+
+
 def _scalars(metrics) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
@@ -212,16 +242,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh()
   sharding.check_global_batch(config.train.global_batch_size, mesh)
-  languages = config.data.languages.split("+")
-  train_data = data_lib.load(config.data.train, languages=languages,
-                             on_error=config.data.on_error)
+  train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
   logging.info("%s", train_data.describe())
-  tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
-
   num_steps = config.train.num_steps
-  optimizer = make_optimizer(config.optim, num_steps)
-  graphdef, params = init_params(model, config.loss)
-  state = create_train_state(params, optimizer, config.seed)
   state = jax.device_put(state, sharding.replicated(mesh))
 
   checkpointer = checkpoint_lib.Checkpointer(

@@ -7,11 +7,16 @@ positive of (example i, language j) is the index of a row of that table. Two exa
 positive passage exactly when they point at the same candidate row, so the candidate index doubles
 as the *passage key* that the sampler and the loss use to keep a positive from also being scored
 as another query's negative.
+
+Also here: `DataError` and `Problems`, the one way every loader reports bad input (raise, or skip
+and count), and `assemble`, the one way every loader builds a `ParallelQA` from its examples.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import logging
 
 import numpy as np
 
@@ -48,6 +53,7 @@ class ParallelQA:
     positives: int64 [N, L], index into `candidates` of the positive passage; -1 where missing.
     candidates: every candidate passage (answer sentences and, for SQuAD-format sources, every
       other sentence of their paragraphs, which evaluation uses as distractors).
+    skipped: how many input records were skipped, per reason (loaders with on_error="skip").
   """
 
   name: str
@@ -56,6 +62,7 @@ class ParallelQA:
   queries: np.ndarray
   positives: np.ndarray
   candidates: Candidates
+  skipped: dict[str, int] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     n, num_langs = len(self.ids), len(self.languages)
@@ -118,7 +125,8 @@ class ParallelQA:
         candidates=Candidates(
             language=new_lang[keep_cands].astype(np.int32),
             text=self.candidates.text[keep_cands],
-            context=self.candidates.context[keep_cands]))
+            context=self.candidates.context[keep_cands]),
+        skipped=dict(self.skipped))
 
   def counts(self) -> dict[str, dict[str, int]]:
     """Per language: examples, distinct positive passages, candidates."""
@@ -140,4 +148,98 @@ class ParallelQA:
     for lang, c in self.counts().items():
       lines.append(f"{lang:<6}{c['examples']:>10}{c['distinct_positives']:>11}"
                    f"{c['candidates']:>12}")
+    for reason, count in sorted(self.skipped.items()):
+      lines.append(f"skipped {count} record(s): {reason}")
     return "\n".join(lines)
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the file, the record (id or line) and the field."""
+
+
+ON_ERROR_CHOICES = ("raise", "skip")
+
+
+class Problems:
+  """Collects bad-input reports of one load: raises at once, or skips and counts per reason.
+
+  Args:
+    on_error: "raise" (a `DataError` at the first problem) or "skip" (count it, go on; `summary`
+      logs the counts and returns them for `ParallelQA.skipped`).
+  """
+
+  def __init__(self, on_error: str):
+    if on_error not in ON_ERROR_CHOICES:
+      raise ValueError(f"on_error={on_error!r}: expected one of {ON_ERROR_CHOICES}")
+    self.on_error = on_error
+    self.counts = collections.Counter()
+
+  def report(self, reason: str, where: str, detail: str = "") -> None:
+    """A record is bad. `reason` is the short counted kind ("empty query"), `where` names the file
+    and record ("en.json: question id '56be...' field 'question'"), `detail` adds the value."""
+    if self.on_error == "raise":
+      raise DataError(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
+    self.counts[reason] += 1
+
+  def summary(self, name: str) -> dict[str, int]:
+    """Logs a warning with the per-reason counts (if any) and returns them."""
+    if self.counts:
+      listed = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.counts.items()))
+      logging.warning("%s: skipped %d bad record(s) (%s)", name, sum(self.counts.values()),
+                      listed)
+    return dict(sorted(self.counts.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One (parallel id, language) query and its positive, a row of the loader's candidate table."""
+
+  id: str
+  language: str
+  query: str
+  positive: int
+
+
+def assemble(name: str, examples, candidate_language, candidate_text, candidate_context,
+             skipped: dict[str, int] | None = None) -> ParallelQA:
+  """Builds a `ParallelQA` from loader output.
+
+  Args:
+    name: the data's name.
+    examples: `Example`s with unique (id, language); ids and languages are ordered by first
+      appearance.
+    candidate_language: the language code of every candidate, [C].
+    candidate_text: the text of every candidate, [C].
+    candidate_context: the context of every candidate, [C].
+    skipped: per-reason counts of skipped records.
+
+  Returns:
+    The data, with candidates in the given order.
+  """
+  examples = list(examples)
+  languages = tuple(dict.fromkeys([e.language for e in examples] + list(candidate_language)))
+  ids = list(dict.fromkeys(e.id for e in examples))
+  row = {id_: i for i, id_ in enumerate(ids)}
+  col = {lang: j for j, lang in enumerate(languages)}
+  queries = np.full((len(ids), len(languages)), None, dtype=object)
+  positives = np.full((len(ids), len(languages)), -1, dtype=np.int64)
+  for e in examples:
+    queries[row[e.id], col[e.language]] = e.query
+    positives[row[e.id], col[e.language]] = e.positive
+
+  def as_object_array(values):
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+  return ParallelQA(
+      name=name,
+      languages=languages,
+      ids=as_object_array(ids),
+      queries=queries,
+      positives=positives,
+      candidates=Candidates(
+          language=np.array([col[lang] for lang in candidate_language], dtype=np.int32),
+          text=as_object_array(candidate_text),
+          context=as_object_array(candidate_context)),
+      skipped=dict(skipped or {}))
