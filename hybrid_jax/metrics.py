@@ -1,0 +1,369 @@
+"""Retrieval metrics in numpy: average precision, the LAReQA settings, language bias, BEIR.
+
+Every function takes a score matrix (higher = more similar) or an embedding table plus a scorer,
+and is exact: no sampling, ties resolved by a stated rule. The rules, copied into the README:
+
+* **Pessimistic ties (AP, ranks).** Candidates are ranked by decreasing score; a relevant
+  candidate tied with irrelevant ones is ranked *after* all of them. With the relevant candidates
+  of a query sorted by decreasing score, s_1 >= ... >= s_R, and
+  m_k = #{irrelevant c : score(c) >= s_k},
+
+      AP = (1/R) * sum_{k=1..R} k / (k + m_k),
+
+  which is the usual AP (mean of precision@rank over the relevant candidates) on the ranking that
+  puts every relevant candidate below the irrelevant ones it ties with. The order among tied
+  relevant candidates does not change AP.
+* **Rank of a relevant candidate** (`ranks_of_relevant`):
+  rank(c) = 1 + #{c' : score(c') > score(c)} + #{irrelevant c' : score(c') = score(c)},
+  1-based; relevant candidates tied with each other share the best rank of their tie block, so
+  that swapping two identical relevant candidates changes nothing.
+* **Top-k ties** (`own_share@k`): a tie block straddling the k-th place contributes in
+  proportion to the places left (the expectation under a uniformly random tie-break).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+import math
+
+import numpy as np
+
+ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _check_scores(scores: np.ndarray, relevant: np.ndarray) -> None:
+  if scores.ndim != 2 or relevant.shape != scores.shape:
+    raise ValueError(f"scores {scores.shape} and relevant {relevant.shape} must both be "
+                     "[num_queries, num_candidates]")
+  if relevant.dtype != bool:
+    raise ValueError(f"relevant must be bool, got {relevant.dtype}")
+
+
+def _relevant_counts(scores: np.ndarray, relevant: np.ndarray, chunk_size: int):
+  """Yields, per query row: (row, relevant columns, their scores, m) where
+  m[j] = #{irrelevant c : score(c) >= score of the j-th relevant column}.
+
+  One sort per row of the irrelevant scores (relevant entries masked to -inf, hence the need for
+  finite scores), then a binary search per relevant candidate.
+  """
+  num_candidates = scores.shape[1]
+  for start in range(0, scores.shape[0], chunk_size):
+    chunk = np.asarray(scores[start:start + chunk_size])
+    chunk_relevant = np.asarray(relevant[start:start + chunk_size])
+    if not np.all(np.isfinite(chunk)):
+      bad = start + int(np.flatnonzero(~np.all(np.isfinite(chunk), axis=1))[0])
+      raise ValueError(f"scores must be finite; query row {bad} has nan or inf")
+    irrelevant_sorted = np.sort(np.where(chunk_relevant, -np.inf, chunk), axis=1)
+    for i in range(len(chunk)):
+      cols = np.flatnonzero(chunk_relevant[i])
+      values = chunk[i, cols]
+      m = num_candidates - np.searchsorted(irrelevant_sorted[i], values, side="left")
+      yield start + i, cols, values, m
+
+
+def average_precision(scores: np.ndarray, relevant: np.ndarray, *,
+                      chunk_size: int = 512) -> np.ndarray:
+  """Average precision of every query, with pessimistic ties (module docstring).
+
+  Args:
+    scores: float [num_queries, num_candidates], finite; higher ranks first.
+    relevant: bool [num_queries, num_candidates].
+    chunk_size: query rows sorted at a time (bounds the float64 working copy).
+
+  Returns:
+    float64 [num_queries]; mAP is its mean.
+
+  Raises:
+    ValueError: a query has no relevant candidate (its AP is undefined), or a score is not finite.
+  """
+  _check_scores(scores, relevant)
+  empty = np.flatnonzero(~np.any(relevant, axis=1))
+  if len(empty):
+    raise ValueError(f"average_precision: {len(empty)} query row(s) have no relevant candidate, "
+                     f"first row {empty[0]}")
+  ap = np.empty(scores.shape[0], np.float64)
+  for row, _, values, m in _relevant_counts(scores, relevant, chunk_size):
+    m = m[np.argsort(-values, kind="stable")]
+    k = np.arange(1, len(m) + 1, dtype=np.float64)
+    ap[row] = np.mean(k / (k + m))
+  return ap
+
+
+def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray, *,
+                      chunk_size: int = 512) -> np.ndarray:
+  """1-based pessimistic rank of every relevant candidate (module docstring).
+
+  Args:
+    scores: float [num_queries, num_candidates], finite.
+    relevant: bool [num_queries, num_candidates].
+    chunk_size: query rows sorted at a time.
+
+  Returns:
+    int64 [num_queries, num_candidates]: the rank at relevant entries, 0 elsewhere.
+  """
+  _check_scores(scores, relevant)
+  ranks = np.zeros(scores.shape, np.int64)
+  for row, cols, values, m in _relevant_counts(scores, relevant, chunk_size):
+    relevant_above = len(values) - np.searchsorted(np.sort(values), values, side="right")
+    ranks[row, cols] = 1 + m + relevant_above
+  return ranks
+
+
+def own_share_at_k(scores: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
+  """Share of `own` candidates among the top k of each query (ties: expected share).
+
+  Args:
+    scores: float [num_queries, num_candidates].
+    own: bool [num_candidates] or [num_queries, num_candidates], e.g. "candidate is in the
+      query's language".
+    k: cut-off, 1 <= k <= num_candidates.
+
+  Returns:
+    float64 [num_queries]: (#own above the k-th score + #own tied with it * places left / tied) / k.
+  """
+  num_candidates = scores.shape[1]
+  if not 1 <= k <= num_candidates:
+    raise ValueError(f"own_share_at_k: k={k} must be in [1, num_candidates={num_candidates}]")
+  kth = np.partition(scores, num_candidates - k, axis=1)[:, num_candidates - k, None]
+  above, tied = scores > kth, scores == kth
+  places_left = k - above.sum(axis=1)
+  own_above = np.sum(above & own, axis=1)
+  own_tied = np.sum(tied & own, axis=1)
+  return (own_above + own_tied * places_left / tied.sum(axis=1)) / k
+
+
+def dot_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+  """The default scorer: [Q, D] x [C, D] -> [Q, C] dot products."""
+  return np.asarray(queries) @ np.asarray(candidates).T
+
+
+def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.ndarray,
+                   positives: np.ndarray, languages: Sequence[str], *,
+                   score_fn: ScoreFn | None = None, chunk_size: int = 1024,
+                   top_k: int = 10) -> dict:
+  """LAReQA mAP in every setting, and the language bias of the multilingual pool.
+
+  Scores each query language once against all candidates (in chunks of `chunk_size` queries),
+  then reads every setting off those scores:
+
+  * X->Y (L x L): queries = examples with a query in X and a positive in Y; pool = candidates of
+    language Y; relevant = positives[i, Y]. Diagonal = monolingual, off-diagonal = cross-lingual.
+    "map_mono" = mean of the diagonal, "map_cross" = mean of the off-diagonal entries.
+  * Multilingual pool, per query language X: queries = examples with a query in X; pool = every
+    candidate; relevant = every available positives[i, :]. "map_multi_mean" = mean over X.
+  * Language bias in the multilingual pool, for query i in language X, with r(c) the pessimistic
+    rank of relevant candidate c and O_i its relevant candidates in other languages:
+
+        rank_gap_i = mean_{c in O_i} r(c) - r(positives[i, X])      (queries with O_i non-empty)
+        own_share_i = |top_k(i) ∩ candidates of X| / k               (top-k ties: expected share)
+
+    0 rank gap = language-agnostic, > 0 = the query's own language is preferred. The uniform
+    share is 1/L; "own_share_excess" = own_share - 1/L. Per-language values are means over the
+    queries of X; "*_mean" are macro averages over query languages.
+
+  Args:
+    query_emb: [N, L, D] array, or a sequence of L row-indexable [N, ...] embeddings (any type
+      `score_fn` accepts, e.g. sparse TF-IDF rows); rows where query_mask is False are ignored.
+    query_mask: bool [N, L], example i has a query in language j.
+    cand_emb: [C, D] embeddings (or any object `score_fn` accepts).
+    cand_lang: int [C], index into `languages`.
+    positives: int [N, L], candidate row of the answer of example i in language j; -1 = none.
+    languages: the L language codes.
+    score_fn: (queries [Q, ...], cand_emb) -> float [Q, C]; default `dot_scores`.
+    chunk_size: queries scored at a time.
+    top_k: cut-off of the own-language share.
+
+  Returns:
+    dict with "languages" (tuple), "map_xy" float64 [L, L] (NaN where no query),
+    "num_queries_xy" int64 [L, L], "map_mono", "map_cross", "map_multi" float64 [L],
+    "map_multi_mean", "rank_gap" [L], "rank_gap_mean", "own_share" [L], "own_share_mean",
+    "own_share_excess" [L], "own_share_excess_mean", "uniform_share", "top_k".
+  """
+  score_fn = dot_scores if score_fn is None else score_fn
+  languages = tuple(languages)
+  num_langs = len(languages)
+  query_mask = np.asarray(query_mask, bool)
+  positives = np.asarray(positives, np.int64)
+  cand_lang = np.asarray(cand_lang)
+  num_examples = query_mask.shape[0]
+  if query_mask.shape != (num_examples, num_langs) or positives.shape != query_mask.shape:
+    raise ValueError(f"query_mask {query_mask.shape} and positives {positives.shape} must both "
+                     f"be [num_examples, num_languages={num_langs}]")
+  num_cands = len(cand_lang)
+  if len(cand_emb) != num_cands:
+    raise ValueError(f"cand_emb has {len(cand_emb)} rows but cand_lang has {num_cands}")
+  if np.any(positives >= num_cands) or np.any(positives < -1):
+    raise ValueError(f"positives must be -1 or a candidate row < {num_cands}")
+  has_pos = positives >= 0
+  pos_lang = cand_lang[np.where(has_pos, positives, 0)]
+  if np.any(has_pos & (pos_lang != np.arange(num_langs))):
+    raise ValueError("a positive candidate is not in its column's language")
+  if np.any(query_mask & ~has_pos):
+    raise ValueError("query_mask marks a query whose own-language positive is -1")
+
+  lang_cols = [np.flatnonzero(cand_lang == y) for y in range(num_langs)]
+  # Position of every candidate inside its language's pool.
+  pos_in_pool = np.empty(num_cands, np.int64)
+  for cols in lang_cols:
+    pos_in_pool[cols] = np.arange(len(cols))
+
+  ap_xy = [[[] for _ in range(num_langs)] for _ in range(num_langs)]
+  ap_multi, gaps, shares = [[] for _ in range(num_langs)], [[] for _ in range(num_langs)], [
+      [] for _ in range(num_langs)]
+  for x in range(num_langs):
+    q_lang = query_emb[:, x] if isinstance(query_emb, np.ndarray) else query_emb[x]
+    rows_x = np.flatnonzero(query_mask[:, x])
+    for start in range(0, len(rows_x), chunk_size):
+      rows = rows_x[start:start + chunk_size]
+      scores = np.asarray(score_fn(q_lang[rows], cand_emb))
+      if scores.shape != (len(rows), num_cands):
+        raise ValueError(f"score_fn returned {scores.shape}, expected {(len(rows), num_cands)}")
+      pos = positives[rows]
+      for y in range(num_langs):
+        keep = pos[:, y] >= 0
+        pool = scores[keep][:, lang_cols[y]]
+        relevant = np.zeros(pool.shape, bool)
+        relevant[np.arange(len(pool)), pos_in_pool[pos[keep, y]]] = True
+        ap_xy[x][y].append(average_precision(pool, relevant))
+      relevant = np.zeros(scores.shape, bool)
+      r_idx, l_idx = np.nonzero(pos >= 0)
+      relevant[r_idx, pos[r_idx, l_idx]] = True
+      ap_multi[x].append(average_precision(scores, relevant))
+      ranks = ranks_of_relevant(scores, relevant)
+      rank_by_lang = np.where(pos >= 0, ranks[np.arange(len(rows))[:, None], np.maximum(pos, 0)],
+                              0).astype(np.float64)
+      others = (pos >= 0) & (np.arange(num_langs) != x)
+      has_others = others.any(axis=1)
+      mean_others = (rank_by_lang * others).sum(axis=1)[has_others] / others.sum(axis=1)[
+          has_others]
+      gaps[x].append(mean_others - rank_by_lang[has_others, x])
+      shares[x].append(own_share_at_k(scores, cand_lang == x, top_k))
+
+  def mean_of(parts):
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    return (float(np.mean(values)) if len(values) else math.nan), len(values)
+
+  map_xy = np.full((num_langs, num_langs), np.nan)
+  num_queries_xy = np.zeros((num_langs, num_langs), np.int64)
+  for x in range(num_langs):
+    for y in range(num_langs):
+      map_xy[x, y], num_queries_xy[x, y] = mean_of(ap_xy[x][y])
+  map_multi = np.array([mean_of(p)[0] for p in ap_multi])
+  rank_gap = np.array([mean_of(p)[0] for p in gaps])
+  own_share = np.array([mean_of(p)[0] for p in shares])
+  off_diagonal = ~np.eye(num_langs, dtype=bool)
+  uniform_share = 1.0 / num_langs
+  return {
+      "languages": languages,
+      "map_xy": map_xy,
+      "num_queries_xy": num_queries_xy,
+      "map_mono": float(np.nanmean(np.diag(map_xy))),
+      "map_cross": float(np.nanmean(map_xy[off_diagonal])) if num_langs > 1 else math.nan,
+      "map_multi": map_multi,
+      "map_multi_mean": float(np.nanmean(map_multi)),
+      "rank_gap": rank_gap,
+      "rank_gap_mean": float(np.nanmean(rank_gap)) if num_langs > 1 else math.nan,
+      "own_share": own_share,
+      "own_share_mean": float(np.nanmean(own_share)),
+      "own_share_excess": own_share - uniform_share,
+      "own_share_excess_mean": float(np.nanmean(own_share)) - uniform_share,
+      "uniform_share": uniform_share,
+      "top_k": top_k,
+  }
+
+
+def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequence[str],
+                  top_k: int) -> dict[str, dict[str, float]]:
+  """A trec-style run {query id: {doc id: score}} holding each query's top_k candidates, plus
+  every candidate tied with the top_k-th score, so that cut-offs <= top_k match the full run.
+
+  Args:
+    scores: float [Q, C].
+    query_ids: Q ids (rows). corpus_ids: C ids (columns).
+    top_k: how many candidates to keep per query (clipped to C).
+  """
+  num_queries, num_docs = scores.shape
+  if len(query_ids) != num_queries or len(corpus_ids) != num_docs:
+    raise ValueError(f"scores {scores.shape} vs {len(query_ids)} query ids and {len(corpus_ids)} "
+                     "corpus ids")
+  top_k = min(top_k, num_docs)
+  corpus_ids = np.asarray(corpus_ids, dtype=object)
+  kth = np.partition(scores, num_docs - top_k, axis=1)[:, num_docs - top_k]
+  run = {}
+  for qid, row, threshold in zip(query_ids, scores, kth):
+    cols = np.flatnonzero(row >= threshold)
+    run[qid] = dict(zip(corpus_ids[cols].tolist(), row[cols].astype(np.float64).tolist()))
+  return run
+
+
+def beir_per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
+                   k_values: Sequence[int] = (10, 100)) -> dict[str, dict[str, float]]:
+  """Per-query metrics with trec_eval semantics (`ndcg_cut`, `recall`, `P`, `map_cut`, and
+  `recip_rank` on the run cut at k).
+
+  As trec_eval (and pytrec_eval, which BEIR uses): a query's documents are ranked by decreasing
+  score, ties by decreasing doc id (string order); a document is relevant when its qrels grade is
+  >= 1, unjudged documents have grade 0; nDCG@k uses the grade as a linear gain (grades <= 0 gain
+  nothing) over log2(rank + 1), normalised by the ideal ordering of all judged documents; queries
+  are the ones present in both `run` and `qrels` (a query without any relevant document scores 0).
+
+  Returns:
+    {query id: {"ndcg@k", "recall@k", "precision@k", "map@k", "mrr@k" for k in k_values}}.
+  """
+  per_query = {}
+  for qid, doc_scores in run.items():
+    if qid not in qrels:
+      continue
+    grades = qrels[qid]
+    ranking = sorted(doc_scores.items(), key=lambda item: (item[1], item[0]), reverse=True)
+    ranked_grades = np.array([grades.get(doc, 0) for doc, _ in ranking], np.float64)
+    is_relevant = ranked_grades >= 1
+    num_relevant = sum(1 for g in grades.values() if g >= 1)
+    ideal_gains = np.sort(np.array([g for g in grades.values() if g > 0], np.float64))[::-1]
+    discounts = 1.0 / np.log2(np.arange(2, max(len(ranking), len(ideal_gains)) + 2))
+    hits = np.cumsum(is_relevant)
+    precision_at_rank = hits / np.arange(1, len(ranking) + 1)
+    out = {}
+    for k in k_values:
+      dcg = np.sum(np.maximum(ranked_grades[:k], 0) * discounts[:min(k, len(ranking))])
+      idcg = np.sum(ideal_gains[:k] * discounts[:min(k, len(ideal_gains))])
+      hits_k = int(hits[min(k, len(ranking)) - 1]) if len(ranking) else 0
+      first = np.flatnonzero(is_relevant[:k])
+      out[f"ndcg@{k}"] = float(dcg / idcg) if idcg > 0 else 0.0
+      out[f"recall@{k}"] = hits_k / num_relevant if num_relevant else 0.0
+      out[f"precision@{k}"] = hits_k / k
+      out[f"map@{k}"] = (float(np.sum(precision_at_rank[:k][is_relevant[:k]])) / num_relevant
+                         if num_relevant else 0.0)
+      out[f"mrr@{k}"] = 1.0 / (first[0] + 1) if len(first) else 0.0
+    per_query[qid] = out
+  return per_query
+
+
+def beir_metrics(run_or_scores, qrels: Mapping[str, Mapping[str, int]],
+                 k_values: Sequence[int] = (10, 100), *, query_ids: Sequence[str] | None = None,
+                 corpus_ids: Sequence[str] | None = None) -> dict[str, float]:
+  """BEIR/MIRACL metrics averaged over queries (see `beir_per_query` for the semantics).
+
+  Args:
+    run_or_scores: a run {query id: {doc id: score}}, or float scores [Q, C] together with
+      `query_ids` (Q) and `corpus_ids` (C).
+    qrels: {query id: {doc id: grade}}.
+    k_values: cut-offs.
+
+  Returns:
+    {"ndcg@10": ..., "recall@100": ..., ...}: means over the evaluated queries, plus
+    "num_queries".
+  """
+  if isinstance(run_or_scores, Mapping):
+    run = run_or_scores
+  else:
+    if query_ids is None or corpus_ids is None:
+      raise ValueError("beir_metrics: a score matrix needs query_ids and corpus_ids")
+    run = scores_to_run(np.asarray(run_or_scores), query_ids, corpus_ids, max(k_values))
+  per_query = beir_per_query(run, qrels, k_values)
+  if not per_query:
+    raise ValueError("beir_metrics: no query of the run has qrels")
+  names = next(iter(per_query.values())).keys()
+  out = {name: float(np.mean([m[name] for m in per_query.values()])) for name in names}
+  out["num_queries"] = len(per_query)
+  return out
