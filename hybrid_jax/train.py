@@ -122,7 +122,7 @@ def _encode(model, batch, prefix: str, tower: str, rng):
 def make_loss_fn(graphdef, config: ml_collections.ConfigDict, mesh):
   """(params, batch, rng) -> (loss, metrics); negatives are gathered over the whole mesh."""
   loss_config = config.loss
-  sharded_loss = losses.make_sharded_contrastive_loss(mesh)
+  sharded_loss = functools.partial(losses.sharded_contrastive_loss, mesh)
 
   def loss_fn(params, batch, rng):
     model = nnx.merge(graphdef, params["model"])
