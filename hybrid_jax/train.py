@@ -188,12 +188,9 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
     model = models.load_pretrained(model_config.path, config=model_config)
     return tokenizer, model
 
-  def training_texts():
-    yield from (q for q in train_data.queries.reshape(-1) if q)
-    yield from dict.fromkeys(train_data.candidates.context.tolist())
-
   tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-      workdir, training_texts, vocab_size=model_config.vocab_size)
+      workdir, lambda: tokenizer_lib.parallel_qa_texts(train_data),
+      vocab_size=model_config.vocab_size)
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)
   return tokenizer, models.create_model(model_config, seed=config.seed)
