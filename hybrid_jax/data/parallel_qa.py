@@ -174,12 +174,31 @@ class Problems:
     self.on_error = on_error
     self.counts = collections.Counter()
 
-  def report(self, reason: str, where: str, detail: str = "") -> None:
-    """A record is bad. `reason` is the short counted kind ("empty query"), `where` names the file
-    and record ("en.json: question id '56be...' field 'question'"), `detail` adds the value."""
+  def report(self, reason: str, where: str, detail: str = "", count: int = 1) -> None:
+    """`count` records are bad. `reason` is the short counted kind ("empty query"), `where` names
+    the file, record and field ("en.json: article 0 paragraph 2 question 1 (id '56be...') field
+    'question'"), `detail` adds the value."""
     if self.on_error == "raise":
       raise DataError(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
-    self.counts[reason] += 1
+    self.counts[reason] += count
+
+  def text(self, record: dict, field: str, where: str, *, empty_reason: str | None = None,
+           optional: bool = False) -> str | None:
+    """`record[field]` if it is a string (and not blank, when `empty_reason` is given); else
+    reports the problem and returns None. An absent `optional` field gives ""."""
+    value = record.get(field)
+    if value is None:
+      if optional:
+        return ""
+      self.report(f"missing field {field!r}", f"{where} field {field!r}")
+    elif not isinstance(value, str):
+      self.report(f"field {field!r} is not a string", f"{where} field {field!r}",
+                  repr(value)[:80])
+    elif empty_reason and not value.strip():
+      self.report(empty_reason, f"{where} field {field!r}", repr(value))
+    else:
+      return value
+    return None
 
   def summary(self, name: str) -> dict[str, int]:
     """Logs a warning with the per-reason counts (if any) and returns them."""
@@ -206,9 +225,9 @@ def assemble(name: str, examples, candidate_language, candidate_text, candidate_
 
   Args:
     name: the data's name.
-    examples: `Example`s with unique (id, language); ids and languages are ordered by first
-      appearance.
-    candidate_language: the language code of every candidate, [C].
+    examples: `Example`s with unique (id, language); ids are ordered by first appearance.
+    candidate_language: the language code of every candidate, [C]; languages are ordered by first
+      appearance here.
     candidate_text: the text of every candidate, [C].
     candidate_context: the context of every candidate, [C].
     skipped: per-reason counts of skipped records.
@@ -217,7 +236,7 @@ def assemble(name: str, examples, candidate_language, candidate_text, candidate_
     The data, with candidates in the given order.
   """
   examples = list(examples)
-  languages = tuple(dict.fromkeys([e.language for e in examples] + list(candidate_language)))
+  languages = tuple(dict.fromkeys(candidate_language))
   ids = list(dict.fromkeys(e.id for e in examples))
   row = {id_: i for i, id_ in enumerate(ids)}
   col = {lang: j for j, lang in enumerate(languages)}

@@ -1,0 +1,35 @@
+"""`python -m hybrid_jax.data --describe SPEC [SPEC...] [--languages en,de]`: per-language counts.
+
+SPEC is any `hybrid_jax.data.load` spec (xquad_r:all, squad:DIR, jsonl:FILE, hf:FILE, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hybrid_jax.data.parallel_qa import ON_ERROR_CHOICES
+from hybrid_jax.data.registry import SPEC_FORMS, load
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m hybrid_jax.data", description=__doc__)
+  parser.add_argument("--describe", nargs="+", required=True, metavar="SPEC",
+                      help="data specs: " + ", ".join(SPEC_FORMS))
+  parser.add_argument("--languages", default=None,
+                      help="comma-separated language codes to keep, e.g. en,de")
+  parser.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise",
+                      help="raise at the first bad record, or skip and count bad records")
+  args = parser.parse_args(argv)
+  for spec in args.describe:
+    try:
+      data = load(spec, languages=args.languages, on_error=args.on_error)
+    except (ValueError, OSError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
+    print(data.describe())
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

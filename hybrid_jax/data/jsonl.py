@@ -1,0 +1,152 @@
+"""JSON Lines parallel QA: one record per (id, language), `{"id", "lang", "query", "passage"[,
+"context"]}`, grouped into examples by `id` (a language may be missing for some ids).
+
+Candidates are the distinct (lang, passage, context) triples, so records that share a passage
+share a passage key. Also `write_jsonl` (ParallelQA -> JSONL) and `open_text`, which every loader
+uses to read plain or gzip-compressed files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import pathlib
+
+from hybrid_jax.data.languages import KNOWN_LANGUAGES
+from hybrid_jax.data.parallel_qa import Example, ParallelQA, Problems, assemble
+
+REQUIRED_FIELDS = ("id", "lang", "query", "passage")
+
+
+def open_text(path, mode: str = "r"):
+  """Opens a text file for reading ("r") or writing ("w"), gunzipping/gzipping `*.gz`.
+
+  `path` is a str, an os.PathLike or an importlib.resources Traversable.
+  """
+  if isinstance(path, (str, os.PathLike)):
+    path = pathlib.Path(path)
+  binary = path.open(mode + "b")
+  if path.name.endswith(".gz"):
+    binary = gzip.GzipFile(fileobj=binary, mode=mode + "b")
+  return io.TextIOWrapper(binary, encoding="utf-8")
+
+
+def _text_fields(record: dict, where: str, problems: Problems):
+  """(lang, query, passage, context) of `record`, or None after reporting its first bad field."""
+  values = []
+  for field, empty_reason, optional in (("lang", None, False), ("query", "empty query", False),
+                                        ("passage", "empty passage", False),
+                                        ("context", None, True)):
+    value = problems.text(record, field, where, empty_reason=empty_reason, optional=optional)
+    if value is None:
+      return None
+    values.append(value)
+  return tuple(values)
+
+
+def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
+  """Builds a `ParallelQA` from JSONL-style records.
+
+  Args:
+    records: iterable of (where, record) with `where` naming the record's place ("a.jsonl:3")
+      and `record` a dict with the fields of `REQUIRED_FIELDS` and optionally "context"; a record
+      that is None stands for one that could not be parsed (already reported to `problems`).
+    name: the data's name.
+    problems: where bad records are reported (and counted into `ParallelQA.skipped`).
+
+  Returns:
+    The data; candidates are the distinct (lang, passage, context), in order of first use.
+  """
+  candidate_index = {}
+  examples = {}
+  for where, record in records:
+    if record is None:
+      continue
+    if not isinstance(record, dict):
+      problems.report("record is not a JSON object", where, repr(record)[:80])
+      continue
+    id_ = record.get("id")
+    if isinstance(id_, int) and not isinstance(id_, bool):
+      id_ = str(id_)
+    if id_ is None or id_ == "":
+      problems.report("missing field 'id'", f"{where} field 'id'")
+      continue
+    if not isinstance(id_, str):
+      problems.report("field 'id' is not a string", f"{where} field 'id'", repr(id_)[:80])
+      continue
+    where = f"{where} (id {id_!r})"
+    values = _text_fields(record, where, problems)
+    if values is None:
+      continue
+    lang, query, passage, context = values
+    if lang not in KNOWN_LANGUAGES:
+      problems.report("unknown language code", f"{where} field 'lang'", repr(lang))
+      continue
+    if (id_, lang) in examples:
+      problems.report("duplicate id", f"{where} field 'id'", f"second record of {id_!r} in {lang}")
+      continue
+    key = (lang, passage, context)
+    positive = candidate_index.setdefault(key, len(candidate_index))
+    examples[id_, lang] = Example(id_, lang, query, positive)
+  triples = list(candidate_index)
+  return assemble(name, examples.values(), [t[0] for t in triples], [t[1] for t in triples],
+                  [t[2] for t in triples], skipped=problems.summary(name))
+
+
+def _read_jsonl(path, problems: Problems):
+  """Yields (where, record) for every non-blank line of `path`; None for a malformed line."""
+  with open_text(path) as f:
+    for line_number, line in enumerate(f, start=1):
+      if not line.strip():
+        continue
+      where = f"{path}:{line_number}"
+      try:
+        yield where, json.loads(line)
+      except json.JSONDecodeError as e:
+        problems.report("malformed JSON", where, f"column {e.colno}: {e.msg}")
+        yield where, None
+
+
+def load_jsonl(paths, *, name: str | None = None, on_error: str = "raise") -> ParallelQA:
+  """Loads JSON Lines files (plain or `.gz`) of `{"id", "lang", "query", "passage"[, "context"]}`.
+
+  Args:
+    paths: a path or a list of paths, read in order.
+    name: the data's name (default: the paths joined by ",").
+    on_error: "raise" a `DataError` naming file, line and field at the first bad record, or
+      "skip" bad records (malformed line, missing field, empty query/passage, unknown language,
+      duplicate (id, lang)), counted in `ParallelQA.skipped`.
+
+  Returns:
+    The data (see `from_records`).
+  """
+  paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+  name = name or ",".join(str(p) for p in paths)
+  problems = Problems(on_error)
+  records = (item for path in paths for item in _read_jsonl(path, problems))
+  return from_records(records, name=name, problems=problems)
+
+
+def write_jsonl(data: ParallelQA, path) -> int:
+  """Writes one record per available (example, language), example-major, languages in column
+  order, so `load_jsonl` gives back the same ids, languages, queries and positive passages (only
+  the candidates that are some example's positive survive the trip).
+
+  Returns:
+    The number of records written.
+  """
+  count = 0
+  with open_text(path, "w") as f:
+    for i, id_ in enumerate(data.ids):
+      for j, lang in enumerate(data.languages):
+        positive = data.positives[i, j]
+        if positive < 0:
+          continue
+        record = {"id": id_, "lang": lang, "query": data.queries[i, j],
+                  "passage": data.candidates.text[positive],
+                  "context": data.candidates.context[positive]}
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        count += 1
+  return count

@@ -1,0 +1,106 @@
+"""Named data specs -> `ParallelQA`: `load("xquad_r:eval")`, `load("jsonl:a.jsonl,b.jsonl")`, ...
+
+Specs (SCHEME:ARGUMENT):
+  xquad_r:{train,eval,all}  the embedded XQuAD-R (package data xquad_r/*.json.gz), 11-way parallel;
+                            train = articles 0-35 (925 questions per language), eval = articles
+                            36-47 (265), all = the 48 articles (1190).
+  squad:PATH                SQuAD-format files: a directory of <lang>.json[.gz] or one such file.
+  mlqa_r:PATH               an MLQA directory (*context-<x>-question-<x>.json), not parallel.
+  jsonl:PATH[,PATH...]      JSON Lines records {"id", "lang", "query", "passage"[, "context"]}.
+  hf:PATH_OR_NAME[:SPLIT]   Hugging Face datasets: local JSON/JSONL file(s) (a file or a
+                            directory) through load_dataset("json"), else a dataset name.
+  tfds:NAME[:SPLIT]         TensorFlow Datasets (the `tfds` extra); SPLIT defaults to train.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+
+from hybrid_jax.data.hf import from_hf_dataset, load_tfds
+from hybrid_jax.data.jsonl import load_jsonl
+from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
+from hybrid_jax.data.parallel_qa import ParallelQA
+from hybrid_jax.data.squad import load_squad
+
+# Article index ranges (file order) of the embedded XQuAD-R splits; None = every article.
+XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
+SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
+              "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "tfds:NAME[:SPLIT]")
+_HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
+
+
+def xquad_r_files() -> dict:
+  """{lang: Traversable} of the embedded XQuAD-R files."""
+  root = importlib.resources.files("hybrid_jax.data") / "xquad_r"
+  return {lang: root / f"{lang}.json.gz" for lang in XQUAD_R_LANGUAGES}
+
+
+def _load_xquad_r(split: str, spec: str, on_error: str) -> ParallelQA:
+  if split not in XQUAD_R_SPLITS:
+    raise ValueError(f"{spec}: unknown XQuAD-R split {split!r}; valid: "
+                     f"{', '.join('xquad_r:' + s for s in XQUAD_R_SPLITS)}")
+  return load_squad(xquad_r_files(), articles=XQUAD_R_SPLITS[split], name=spec,
+                    on_error=on_error, require_parallel=True)
+
+
+def _split_suffix(argument: str, default: str | None):
+  """'target:split' -> (target, split); an existing path or no ':' keeps `default`."""
+  if ":" in argument and not os.path.exists(argument):
+    target, split = argument.rsplit(":", 1)
+    return target, split
+  return argument, default
+
+
+def _load_hf(argument: str, spec: str, on_error: str) -> ParallelQA:
+  import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
+  target, split = _split_suffix(argument, None)
+  if os.path.isdir(target):
+    data_files = sorted(os.path.join(target, f) for f in os.listdir(target)
+                        if f.endswith(_HF_DATA_SUFFIXES))
+    if not data_files:
+      raise ValueError(f"{spec}: no {'/'.join(_HF_DATA_SUFFIXES)} file in {target}")
+    dataset = datasets.load_dataset("json", data_files=data_files)
+  elif os.path.isfile(target):
+    dataset = datasets.load_dataset("json", data_files=[target])
+  else:
+    dataset = datasets.load_dataset(target)
+  return from_hf_dataset(dataset, split, name=spec, on_error=on_error)
+
+
+def load(spec: str, *, languages=None, on_error: str = "raise") -> ParallelQA:
+  """Loads the data named by `spec` (see the module docstring for the forms).
+
+  Args:
+    spec: "SCHEME:ARGUMENT".
+    languages: None (all), or language codes ("en,de", ("en", "de")) to keep, in that order;
+      a code not in the data raises.
+    on_error: "raise" or "skip" bad records (see the loaders).
+
+  Returns:
+    The data, named `spec`.
+
+  Raises:
+    ValueError: an unknown scheme or split (the message lists the valid ones), or a language not
+      in the data; `DataError` (a ValueError) for bad input.
+  """
+  scheme, _, argument = spec.partition(":")
+  if scheme == "xquad_r":
+    data = _load_xquad_r(argument, spec, on_error)
+  elif not argument and scheme in ("squad", "mlqa_r", "jsonl", "hf", "tfds"):
+    raise ValueError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
+                     f"{', '.join(SPEC_FORMS)}")
+  elif scheme in ("squad", "mlqa_r"):
+    data = load_squad(argument, name=spec, on_error=on_error)
+  elif scheme == "jsonl":
+    data = load_jsonl([p for p in argument.split(",") if p], name=spec, on_error=on_error)
+  elif scheme == "hf":
+    data = _load_hf(argument, spec, on_error)
+  elif scheme == "tfds":
+    name, split = _split_suffix(argument, "train")
+    data = load_tfds(name, split, on_error=on_error)
+  else:
+    raise ValueError(f"unknown data spec {spec!r}; valid specs: {', '.join(SPEC_FORMS)}")
+  if languages is not None:
+    data = data.select_languages(parse_languages(languages, where=f"{spec} languages"))
+  return data
