@@ -61,10 +61,10 @@ O(1) random access. `batch(step)` never replays history:
       t0 = time.perf_counter(); [s.batch(10**6 + int(i)) for i in np.random.permutation(1000)]
       (time.perf_counter() - t0) / 1000                        # amortised seconds per call
 
-Copying: this file imports only numpy and the standard library; copy it into any project as is.
+Copying: this file imports only numpy and the standard library (Python >= 3.10); copy it into any
+project as is, or load it from a path with importlib.util.spec_from_file_location (it works
+whether or not the module is registered in sys.modules).
 """
-
-from __future__ import annotations
 
 import collections
 import dataclasses

@@ -1,0 +1,386 @@
+"""Tests for hybrid_jax/sampler.py: every invariant of the module docstring, against independent
+counts (brute-force walks over steps, pool sizes computed here from `available`)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from hybrid_jax import sampler as sampler_lib
+
+HybridBatchSampler = sampler_lib.HybridBatchSampler
+SAMPLER_PATH = os.path.abspath(sampler_lib.__file__)
+XQUAD_R_DIR = "/work/shared/data/xquad-r"
+XQUAD_R_LANGUAGES = tuple(sorted(f[:-len(".json")] for f in os.listdir(XQUAD_R_DIR)
+                                 if f.endswith(".json")))
+LANGS4 = ("en", "de", "ar", "zh")
+
+
+def _unequal_available(seed=0, num_examples=400):
+  """bool [400, 4]: languages hold about 100%, 60%, 35%, 20% of the examples (every row >= 1)."""
+  rng = np.random.default_rng(seed)
+  available = rng.random((num_examples, len(LANGS4))) < np.array([1.0, 0.6, 0.35, 0.2])
+  return available
+
+
+def _xquad_r_passage_keys():
+  """int64 [1190, 11]: per language, a global index of the answer sentence of each question (the
+  sentence whose [start, end) holds answer_start), so questions sharing a positive share a key."""
+  columns = []
+  for lang in XQUAD_R_LANGUAGES:
+    with open(os.path.join(XQUAD_R_DIR, f"{lang}.json"), encoding="utf-8") as f:
+      data = json.load(f)
+    column, offset = [], 0
+    for article in data["data"]:
+      for paragraph in article["paragraphs"]:
+        breaks = paragraph["sentence_breaks"]
+        for qa in paragraph["qas"]:
+          start = qa["answers"][0]["answer_start"]
+          (sentence,) = [i for i, (lo, hi) in enumerate(breaks) if lo <= start < hi]
+          column.append(offset + sentence)
+        offset += len(breaks)
+    columns.append(column)
+  return np.array(columns, np.int64).T
+
+
+def _walk(sampler, num_steps):
+  return [sampler.batch(step) for step in range(num_steps)]
+
+
+@pytest.mark.parametrize("scope", sampler_lib.LANGUAGE_SCOPES)
+@pytest.mark.parametrize("mono_prob", [0.0, 0.5, 1.0])
+def test_every_batch_is_valid(scope, mono_prob):
+  available = _unequal_available()
+  sampler = HybridBatchSampler(available, LANGS4, 16, mono_prob, seed=3, language_scope=scope)
+  for b in _walk(sampler, 300):
+    assert b.example_ids.dtype == np.int64 and b.example_ids.shape == (16,)
+    assert b.query_lang.dtype == np.int32 and b.passage_lang.dtype == np.int32
+    assert len(set(b.example_ids.tolist())) == 16
+    assert available[b.example_ids, b.query_lang].all()
+    assert available[b.example_ids, b.passage_lang].all()
+    if b.is_mono:
+      assert np.array_equal(b.query_lang, b.passage_lang)
+    else:
+      assert np.all(b.query_lang != b.passage_lang)
+    if scope == "batch":
+      assert len(set(zip(b.query_lang.tolist(), b.passage_lang.tolist()))) == 1
+    assert b.source == 0
+  if scope == "example" and 0 < mono_prob:  # languages really vary inside a batch
+    assert any(len(set(b.query_lang.tolist())) > 1 for b in _walk(sampler, 20))
+
+
+@pytest.mark.parametrize("mono_prob", [0.0, 0.25, 0.5, 0.75, 1.0])
+def test_mono_fraction(mono_prob):
+  sampler = HybridBatchSampler(_unequal_available(), LANGS4, 16, mono_prob, seed=11,
+                               language_scope="example")
+  is_mono = np.array([b.is_mono for b in _walk(sampler, 4000)])
+  assert abs(is_mono.mean() - mono_prob) <= 0.03
+  # At every block boundary the running mono count is floor(t * p + u): within 1 of t * p.
+  block = 256
+  counts_at_blocks = np.cumsum(is_mono)[block - 1::block]
+  t = np.arange(1, len(counts_at_blocks) + 1) * block
+  assert np.all(np.abs(counts_at_blocks - t * mono_prob) < 1)
+
+
+def test_one_language_needs_mono_prob_one():
+  available = np.ones((50, 1), bool)
+  with pytest.raises(ValueError, match="one language.*mono_prob must be 1"):
+    HybridBatchSampler(available, ("en",), 8, 0.5, seed=0)
+  b = HybridBatchSampler(available, ("en",), 8, 1.0, seed=0).batch(7)
+  assert b.is_mono and np.all(b.query_lang == 0)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(available=np.ones((40, 3), bool)), "num_languages=4"),
+    (dict(available=np.ones((40, 4), np.int32)), "must be bool"),
+    (dict(languages=("en", "de", "ar", "en")), "distinct"),
+    (dict(global_batch_size=41), "exceeds the 40 examples"),
+    (dict(global_batch_size=0), "positive int"),
+    (dict(mono_prob=1.5), r"mono_prob must be in \[0, 1\]"),
+    (dict(mono_prob=-0.1), r"mono_prob must be in \[0, 1\]"),
+    (dict(seed=-1), "seed must be a non-negative int"),
+    (dict(language_scope="pair"), "unknown language_scope 'pair'"),
+    (dict(passage_keys=np.zeros((40, 3), np.int64)), "passage_keys"),
+    (dict(passage_keys=np.zeros((40, 4), np.float32)), "passage_keys"),
+    (dict(source_weights=[1.0, 2.0]), "source_weights"),
+    (dict(block_size=0), "block_size"),
+    (dict(available=np.eye(4, dtype=bool)[np.arange(40) % 4]), "no cross-lingual pool"),
+])
+def test_bad_arguments_raise(kwargs, match):
+  args = dict(available=np.ones((40, 4), bool), languages=LANGS4, global_batch_size=8,
+              mono_prob=0.5, seed=0)
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    HybridBatchSampler(**args)
+
+
+def test_bad_step_raises():
+  sampler = HybridBatchSampler(np.ones((40, 4), bool), LANGS4, 8, 0.5, seed=0)
+  with pytest.raises(ValueError, match="step must be a non-negative int"):
+    sampler.batch(-1)
+
+
+def _same(a, b):
+  return (np.array_equal(a.example_ids, b.example_ids) and
+          np.array_equal(a.query_lang, b.query_lang) and
+          np.array_equal(a.passage_lang, b.passage_lang) and
+          (a.is_mono, a.source, a.step) == (b.is_mono, b.source, b.step))
+
+
+@pytest.mark.parametrize("scope", sampler_lib.LANGUAGE_SCOPES)
+def test_batch_is_a_pure_function_of_step(scope):
+  args = (_unequal_available(), LANGS4, 16, 0.5, 5)
+  in_order = HybridBatchSampler(*args, language_scope=scope)
+  # A tiny cache forces epochs to be rebuilt in a scrambled order.
+  scrambled = HybridBatchSampler(*args, language_scope=scope, cache_entries=1)
+  steps = list(range(600)) + [10**6 + i for i in range(50)]
+  expected = [in_order.batch(s) for s in steps]
+  order = np.random.default_rng(0).permutation(len(steps))
+  for i in order:
+    assert _same(scrambled.batch(steps[i]), expected[i])
+  other_seed = HybridBatchSampler(*args[:4], 6, language_scope=scope)
+  assert not all(_same(other_seed.batch(s), e) for s, e in zip(steps[:20], expected[:20]))
+
+
+_STANDALONE_LOADER = """
+import importlib.util, sys
+for name in ("jax", "flax", "hybrid_jax"):
+  sys.modules[name] = None
+spec = importlib.util.spec_from_file_location("copied_sampler", {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+"""
+
+
+def test_standalone_import_without_jax_flax_or_package(monkeypatch):
+  blocked = ("jax", "flax", "hybrid_jax")
+  for name in [n for n in sys.modules if n.split(".")[0] in blocked] + list(blocked):
+    monkeypatch.setitem(sys.modules, name, None)
+  with pytest.raises(ImportError):
+    __import__("jax")  # the block is effective
+  spec = importlib.util.spec_from_file_location("copied_sampler", SAMPLER_PATH)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  sampler = module.HybridBatchSampler(_unequal_available(), LANGS4, 16, 0.5, seed=2)
+  reference = HybridBatchSampler(_unequal_available(), LANGS4, 16, 0.5, seed=2)
+  assert all(_same(sampler.batch(s), reference.batch(s)) for s in range(50))
+
+
+_AS_LISTS_SOURCE = """
+def _as_lists(b):
+  return [b.example_ids.tolist(), b.query_lang.tolist(), b.passage_lang.tolist(),
+          bool(b.is_mono), b.source]
+"""
+exec(_AS_LISTS_SOURCE)
+
+
+def test_same_batches_in_another_process():
+  """A fresh interpreter (other hash seed, standalone copy of the file) gives the same batches."""
+  steps = [0, 1, 2, 255, 256, 4097, 10**6, 10**6 + 17]
+  setup = f"""
+import numpy as np
+rng = np.random.default_rng(0)
+available = rng.random((400, 4)) < np.array([1.0, 0.6, 0.35, 0.2])
+keys = rng.integers(0, 150, (400, 4))
+samplers = [Sampler([available, available[:200]], {LANGS4!r}, 16, 0.5, 9, language_scope=scope,
+                    passage_keys=[keys, None]) for scope in ("batch", "example")]
+"""
+  code = _STANDALONE_LOADER.format(path=SAMPLER_PATH) + f"""
+import json
+Sampler = module.HybridBatchSampler
+{setup}
+print(json.dumps([_as_lists(s.batch(step)) for s in samplers for step in {steps!r}]))
+"""
+  code = code.replace("import json\n", "import json\n" + _AS_LISTS_SOURCE)
+  env = dict(os.environ, PYTHONHASHSEED="12345")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          check=True)
+  namespace = {"Sampler": HybridBatchSampler}
+  exec(setup, namespace)
+  ours = []
+  for s in namespace["samplers"]:
+    by_step = {step: _as_lists(s.batch(step)) for step in reversed(steps)}  # another call order
+    ours.extend(by_step[step] for step in steps)
+  assert json.loads(result.stdout) == ours
+
+
+def test_shards_concatenate_to_the_global_batch():
+  sampler = HybridBatchSampler(_unequal_available(), LANGS4, 16, 0.5, seed=1,
+                               language_scope="example")
+  for step in (0, 3, 999):
+    b = sampler.batch(step)
+    for count in (1, 2, 4, 8, 16):
+      shards = [b.shard(i, count) for i in range(count)]
+      assert all(len(s.example_ids) == 16 // count for s in shards)
+      assert all((s.is_mono, s.source, s.step) == (b.is_mono, b.source, b.step) for s in shards)
+      for field in ("example_ids", "query_lang", "passage_lang"):
+        assert np.array_equal(np.concatenate([getattr(s, field) for s in shards]),
+                              getattr(b, field))
+  with pytest.raises(ValueError, match="not divisible by process_count 3"):
+    b.shard(0, 3)
+  with pytest.raises(ValueError, match="process_index must be in"):
+    b.shard(4, 4)
+
+
+@pytest.mark.parametrize("scope", sampler_lib.LANGUAGE_SCOPES)
+def test_no_shared_positive_in_a_batch_on_xquad_r(scope):
+  keys = _xquad_r_passage_keys()
+  available = np.ones(keys.shape, bool)
+
+  def max_copies(passage_keys, num_steps):
+    sampler = HybridBatchSampler(available, XQUAD_R_LANGUAGES, 32, 0.5, seed=4,
+                                 language_scope=scope, passage_keys=passage_keys)
+    worst = 0
+    for b in _walk(sampler, num_steps):
+      # A key is a sentence of one language: (passage language, key) must be unique.
+      batch_keys = np.stack([b.passage_lang, keys[b.example_ids, b.passage_lang]], axis=1)
+      worst = max(worst, np.unique(batch_keys, axis=0, return_counts=True)[1].max())
+    return worst, sampler
+
+  worst, sampler = max_copies(keys, 400)
+  assert worst == 1
+  # Coverage is barely reduced: the largest key group is far smaller than 1190 // 32 batches.
+  assert sampler.batches_per_epoch(mono=True) == (11 if scope == "batch" else 1) * (1190 // 32)
+  unconstrained_worst, _ = max_copies(None, 400)
+  assert unconstrained_worst > 1  # XQuAD-R's shared positives do collide without the keys
+
+
+def test_heavily_shared_keys_still_pack_full_batches():
+  # 100 examples, one key held by 30 of them: k batches take at most k of those 30, so
+  # k * 10 <= 70 + k, i.e. at most 7 batches of 10 per epoch.
+  keys = np.arange(100)[:, None]
+  keys[:30] = -5
+  sampler = HybridBatchSampler(np.ones((100, 1), bool), ("en",), 10, 1.0, seed=0,
+                               passage_keys=keys)
+  assert sampler.batches_per_epoch() == 7
+  for b in _walk(sampler, 70):
+    assert np.sum(keys[b.example_ids, 0] == -5) <= 1
+    assert len(set(b.example_ids.tolist())) == 10
+
+
+def _stream(sampler, num_steps, mono):
+  return [b for b in _walk(sampler, num_steps) if b.is_mono == mono]
+
+
+@pytest.mark.parametrize("mono", [True, False])
+def test_epoch_coverage_per_pool(mono):
+  available, batch_size = _unequal_available(), 16
+  sampler = HybridBatchSampler(available, LANGS4, batch_size, 0.5, seed=8)
+  pairs = [(x, y) for x in range(4) for y in range(4) if (x == y) == mono]
+  pool_ids = {p: set(np.flatnonzero(available[:, p[0]] & available[:, p[1]]).tolist())
+              for p in pairs}
+  num_batches = {p: len(ids) // batch_size for p, ids in pool_ids.items()}
+  epoch_length = sum(num_batches.values())
+  assert sampler.batches_per_epoch(mono=mono) == epoch_length
+  stream = _stream(sampler, 2 * epoch_length * 2 + 600, mono)
+  assert len(stream) >= 2 * epoch_length
+  for epoch in range(2):
+    seen = {p: [] for p in pairs}
+    for b in stream[epoch * epoch_length:(epoch + 1) * epoch_length]:
+      seen[(int(b.query_lang[0]), int(b.passage_lang[0]))].extend(b.example_ids.tolist())
+    for p in pairs:
+      assert len(seen[p]) == len(set(seen[p])) == num_batches[p] * batch_size  # no repeat
+      assert len(pool_ids[p] - set(seen[p])) == len(pool_ids[p]) % batch_size  # remainder
+
+
+@pytest.mark.parametrize("mono", [True, False])
+def test_epoch_coverage_example_scope(mono):
+  available, batch_size = _unequal_available(), 16
+  sampler = HybridBatchSampler(available, LANGS4, batch_size, 0.5, seed=8,
+                               language_scope="example")
+  pool = set(np.flatnonzero(available.sum(axis=1) >= (1 if mono else 2)).tolist())
+  epoch_length = len(pool) // batch_size
+  assert sampler.batches_per_epoch(mono=mono) == epoch_length
+  stream = _stream(sampler, 6 * epoch_length + 200, mono)
+  for epoch in range(2):
+    seen = [i for b in stream[epoch * epoch_length:(epoch + 1) * epoch_length]
+            for i in b.example_ids.tolist()]
+    assert len(seen) == len(set(seen))
+    assert len(pool - set(seen)) == len(pool) % batch_size
+
+
+def _chi_square(observed, expected_probs):
+  expected = np.asarray(expected_probs) * np.sum(observed)
+  return float(np.sum((np.asarray(observed) - expected) ** 2 / expected))
+
+
+@pytest.mark.parametrize("mono", [True, False])
+def test_pools_chosen_in_proportion_to_size(mono):
+  available, batch_size = _unequal_available(), 16
+  sampler = HybridBatchSampler(available, LANGS4, batch_size, 0.5, seed=21)
+  pairs = [(x, y) for x in range(4) for y in range(4) if (x == y) == mono]
+  sizes = np.array([np.sum(available[:, x] & available[:, y]) for x, y in pairs])
+  probs = (sizes // batch_size) / np.sum(sizes // batch_size)
+  stream = _stream(sampler, 4000, mono)
+  observed = [sum((int(b.query_lang[0]), int(b.passage_lang[0])) == p for b in stream)
+              for p in pairs]
+  # 99.9% quantile of chi-square with 3 (mono) / 11 (cross) degrees of freedom: 16.3 / 31.3.
+  assert _chi_square(observed, probs) < (16.3 if mono else 31.3)
+  # ... and the pools differ enough that uniform choice would fail.
+  assert _chi_square(observed, np.full(len(pairs), 1 / len(pairs))) > 100
+
+
+def test_example_scope_draws_languages_uniformly():
+  available, batch_size = _unequal_available(), 16
+  sampler = HybridBatchSampler(available, LANGS4, batch_size, 1.0, seed=2,
+                               language_scope="example")
+  counts = np.zeros(4)
+  expected = np.zeros(4)
+  for b in _walk(sampler, 1000):
+    rows = available[b.example_ids]
+    counts += np.bincount(b.query_lang, minlength=4)
+    expected += (rows / rows.sum(axis=1, keepdims=True)).sum(axis=0)
+  assert _chi_square(counts, expected / expected.sum()) < 16.3
+
+
+def test_sources_mix_by_weight_and_by_size():
+  available = _unequal_available()
+  small = available[:100]
+  keys_small = np.arange(100)[:, None] * np.ones((1, 4), np.int64)
+  weighted = HybridBatchSampler([available, small], LANGS4, 16, 0.5, seed=3,
+                                passage_keys=[None, keys_small], source_weights=[1.0, 3.0])
+  batches = _walk(weighted, 4000)
+  source = np.array([b.source for b in batches])
+  assert abs(np.mean(source == 1) - 0.75) <= 0.02
+  for s, data in ((0, available), (1, small)):
+    of_source = [b for b in batches if b.source == s]
+    assert abs(np.mean([b.is_mono for b in of_source]) - 0.5) <= 0.04
+    for b in of_source:
+      assert b.example_ids.max() < len(data)
+      assert data[b.example_ids, b.query_lang].all() and data[b.example_ids, b.passage_lang].all()
+  by_size = HybridBatchSampler([available, small], LANGS4, 16, 0.5, seed=3)
+  source = np.array([by_size.batch(step).source for step in range(4000)])
+  assert abs(np.mean(source == 1) - 100 / 500) <= 0.02
+
+
+def test_only_given_languages_are_emitted():
+  available = _unequal_available()
+  available[:, 2] = False  # a language the data lacks is never chosen
+  sampler = HybridBatchSampler(available, LANGS4, 16, 0.5, seed=0, language_scope="example")
+  emitted = set()
+  for b in _walk(sampler, 500):
+    emitted |= set(b.query_lang.tolist()) | set(b.passage_lang.tolist())
+  assert emitted == {0, 1, 3}
+
+
+def test_random_access_is_fast_near_step_one_million():
+  keys = _xquad_r_passage_keys()
+  available = np.ones(keys.shape, bool)
+  for scope in sampler_lib.LANGUAGE_SCOPES:
+    sampler = HybridBatchSampler(available, XQUAD_R_LANGUAGES, 32, 0.5, seed=0,
+                                 language_scope=scope, passage_keys=keys)
+    start = time.perf_counter()
+    sampler.batch(10**6)
+    first_call = time.perf_counter() - start
+    start = time.perf_counter()
+    for i in np.random.default_rng(0).permutation(1000):
+      sampler.batch(10**6 + int(i))
+    per_call = (time.perf_counter() - start) / 1000
+    print(f"scope={scope}: first call {first_call * 1e3:.1f} ms, "
+          f"amortised {per_call * 1e6:.1f} us per call")
+    assert per_call < 1e-3
