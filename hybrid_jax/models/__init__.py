@@ -1,0 +1,14 @@
+"""Flax NNX encoders (XLM-R / BERT / LaBSE family) and Hugging Face checkpoints in and out."""
+
+from hybrid_jax.models.checkpoint_io import create_model, load_pretrained, save_pretrained
+from hybrid_jax.models.config import EncoderConfig
+from hybrid_jax.models.encoder import DualEncoder, TransformerEncoder
+
+__all__ = [
+    "DualEncoder",
+    "EncoderConfig",
+    "TransformerEncoder",
+    "create_model",
+    "load_pretrained",
+    "save_pretrained",
+]

@@ -1,0 +1,242 @@
+"""Flax NNX Transformer encoder equal to Hugging Face `BertModel` / `XLMRobertaModel`, and the
+`DualEncoder` the trainer uses.
+
+Architecture (post-LayerNorm BERT): embeddings (word + position + token type, LayerNorm,
+dropout), then per layer: self-attention -> dense -> dropout -> LayerNorm(x + .), feed-forward
+(dense -> exact GELU -> dense) -> dropout -> LayerNorm(x + .). XLM-R differs only in its position
+ids (`position_ids`). The BERT pooler (dense + tanh on the first token) exists only when
+`config.pooling == 'pooler'`.
+
+Dropout is functional: `dropout_rng=None` is deterministic (evaluation); a key turns hidden
+dropout on (embeddings, attention output, feed-forward output, `hidden_dropout_prob`).
+Attention-probability dropout is NOT applied: `jax.nn.dot_product_attention` (which lets a GPU
+pick its fused kernel) has no dropout; `attention_probs_dropout_prob` is kept only so config.json
+round-trips. The modules hold nnx.Param state only, so `nnx.split(model)` gives a pure pytree.
+
+Parameters are float32; `config.dtype` sets the compute dtype. Embeddings leave the model in
+float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hybrid_jax.models.config import EncoderConfig
+from hybrid_jax.models.pooling import l2_normalize, pool
+
+
+def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
+  """Position ids as Hugging Face computes them when none are given.
+
+  Args:
+    input_ids: int [batch, seq].
+    config: model_type and pad_token_id are read.
+
+  Returns:
+    int32 [batch, seq]. BERT: 0..seq-1. XLM-R (`create_position_ids_from_input_ids`): the running
+    count of non-pad tokens plus pad_token_id on non-pad tokens, pad_token_id on pad tokens.
+  """
+  if config.model_type == "bert":
+    return jnp.broadcast_to(jnp.arange(input_ids.shape[1], dtype=jnp.int32), input_ids.shape)
+  not_pad = (input_ids != config.pad_token_id).astype(jnp.int32)
+  return jnp.cumsum(not_pad, axis=1) * not_pad + config.pad_token_id
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+  """Inverted dropout; the identity when `rng` is None or `rate` is 0."""
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+
+def _fold(rng: jax.Array | None, index: int) -> jax.Array | None:
+  return None if rng is None else jax.random.fold_in(rng, index)
+
+
+def dense(in_features: int, out_features: int, config: EncoderConfig, rngs: nnx.Rngs) -> nnx.Linear:
+  """A Linear layer [in_features -> out_features]: float32 params, normal(initializer_range)."""
+  return nnx.Linear(
+      in_features, out_features, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
+      kernel_init=nnx.initializers.normal(config.initializer_range), rngs=rngs)
+
+
+def _layer_norm(config: EncoderConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+  return nnx.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps,
+                       dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32, rngs=rngs)
+
+
+def _embed(num_embeddings: int, config: EncoderConfig, rngs: nnx.Rngs) -> nnx.Embed:
+  return nnx.Embed(num_embeddings, config.hidden_size, dtype=jnp.dtype(config.dtype),
+                   param_dtype=jnp.float32,
+                   embedding_init=nnx.initializers.normal(config.initializer_range), rngs=rngs)
+
+
+class Embeddings(nnx.Module):
+  """Word + position + token type embeddings, LayerNorm, dropout."""
+
+  def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    self.word_embeddings = _embed(config.vocab_size, config, rngs)
+    self.position_embeddings = _embed(config.max_position_embeddings, config, rngs)
+    self.token_type_embeddings = _embed(config.type_vocab_size, config, rngs)
+    self.layer_norm = _layer_norm(config, rngs)
+
+  def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array,
+               dropout_rng: jax.Array | None) -> jax.Array:
+    """[batch, seq] ids, [batch, seq] token types -> [batch, seq, hidden] (compute dtype)."""
+    x = (self.word_embeddings(input_ids)
+         + self.position_embeddings(position_ids(input_ids, self.config))
+         + self.token_type_embeddings(token_type_ids))
+    return dropout(self.layer_norm(x), self.config.hidden_dropout_prob, dropout_rng)
+
+
+class SelfAttention(nnx.Module):
+  """Multi-head self-attention with a padding mask, then output dense (HF `BertAttention`)."""
+
+  def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    hidden = config.hidden_size
+    self.query = dense(hidden, hidden, config, rngs)
+    self.key = dense(hidden, hidden, config, rngs)
+    self.value = dense(hidden, hidden, config, rngs)
+    self.output = dense(hidden, hidden, config, rngs)
+
+  def __call__(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
+    """x [batch, seq, hidden], attention_mask bool [batch, 1, 1, seq] -> [batch, seq, hidden]."""
+    batch, seq, hidden = x.shape
+    heads = (batch, seq, self.config.num_attention_heads, self.config.head_dim)
+    context = jax.nn.dot_product_attention(
+        self.query(x).reshape(heads), self.key(x).reshape(heads), self.value(x).reshape(heads),
+        mask=attention_mask, implementation=None)
+    return self.output(context.reshape(batch, seq, hidden))
+
+
+class EncoderLayer(nnx.Module):
+  """One post-LN Transformer layer (HF `BertLayer`)."""
+
+  def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    self.attention = SelfAttention(config, rngs=rngs)
+    self.attention_layer_norm = _layer_norm(config, rngs)
+    self.intermediate = dense(config.hidden_size, config.intermediate_size, config, rngs)
+    self.output = dense(config.intermediate_size, config.hidden_size, config, rngs)
+    self.output_layer_norm = _layer_norm(config, rngs)
+
+  def __call__(self, x: jax.Array, attention_mask: jax.Array,
+               dropout_rng: jax.Array | None) -> jax.Array:
+    """x [batch, seq, hidden], attention_mask bool [batch, 1, 1, seq] -> [batch, seq, hidden]."""
+    rate = self.config.hidden_dropout_prob
+    attended = dropout(self.attention(x, attention_mask), rate, _fold(dropout_rng, 0))
+    x = self.attention_layer_norm(x + attended)
+    feed_forward = self.output(jax.nn.gelu(self.intermediate(x), approximate=False))
+    return self.output_layer_norm(x + dropout(feed_forward, rate, _fold(dropout_rng, 1)))
+
+
+def _apply_layer(layer: EncoderLayer, x: jax.Array, attention_mask: jax.Array,
+                 dropout_rng: jax.Array | None) -> jax.Array:
+  return layer(x, attention_mask, dropout_rng)
+
+
+_apply_layer_remat = nnx.remat(_apply_layer)
+
+
+class TransformerEncoder(nnx.Module):
+  """HF `BertModel` / `XLMRobertaModel` forward pass (no attention-prob dropout)."""
+
+  def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
+    self.config = config
+    self.embeddings = Embeddings(config, rngs=rngs)
+    self.layers = nnx.List([EncoderLayer(config, rngs=rngs)
+                            for _ in range(config.num_hidden_layers)])
+    self.pooler = (dense(config.hidden_size, config.hidden_size, config, rngs)
+                   if config.pooling == "pooler" else None)
+
+  def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
+               token_type_ids: jax.Array | None = None,
+               dropout_rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+    """Encodes a padded batch.
+
+    Args:
+      input_ids: int [batch, seq].
+      attention_mask: [batch, seq], nonzero on real tokens.
+      token_type_ids: int [batch, seq]; None = zeros.
+      dropout_rng: PRNG key enabling hidden dropout; None = deterministic.
+
+    Returns:
+      last_hidden_state [batch, seq, hidden] and the pooler output [batch, hidden] (None without
+      a pooler), both in the compute dtype.
+    """
+    if token_type_ids is None:
+      token_type_ids = jnp.zeros_like(input_ids)
+    x = self.embeddings(input_ids, token_type_ids, _fold(dropout_rng, 0))
+    mask = attention_mask.astype(bool)[:, None, None, :]
+    apply = _apply_layer_remat if self.config.remat else _apply_layer
+    for index, layer in enumerate(self.layers):
+      x = apply(layer, x, mask, _fold(dropout_rng, index + 1))
+    pooled = None if self.pooler is None else jnp.tanh(self.pooler(x[:, 0]))
+    return x, pooled
+
+
+class DualEncoder(nnx.Module):
+  """Query and passage towers with pooling, optional projection and L2 normalisation.
+
+  Attributes:
+    config: the tower configuration (both towers share it).
+    shared_tower: True when queries and passages go through the same parameters.
+    encoder: the query tower's TransformerEncoder.
+    passage_encoder: the passage tower's TransformerEncoder (the same object as `encoder` when
+      shared_tower).
+    projection / passage_projection: nnx.Linear [hidden -> projection_dim] or None.
+  """
+
+  def __init__(self, config: EncoderConfig, *, shared_tower: bool = True, rngs: nnx.Rngs):
+    self.config = config
+    self.shared_tower = shared_tower
+    self.encoder = TransformerEncoder(config, rngs=rngs)
+    self.projection = self._new_projection(rngs)
+    if shared_tower:
+      self.passage_encoder = self.encoder
+      self.passage_projection = self.projection
+    else:
+      self.passage_encoder = TransformerEncoder(config, rngs=rngs)
+      self.passage_projection = self._new_projection(rngs)
+
+  def _new_projection(self, rngs: nnx.Rngs) -> nnx.Linear | None:
+    if not self.config.projection_dim:
+      return None
+    return dense(self.config.hidden_size, self.config.projection_dim, self.config, rngs)
+
+  def encode_queries(self, input_ids: jax.Array, attention_mask: jax.Array,
+                     token_type_ids: jax.Array | None = None,
+                     dropout_rng: jax.Array | None = None) -> jax.Array:
+    """Query embeddings.
+
+    Args:
+      input_ids: int32 [batch, seq].
+      attention_mask: [batch, seq], nonzero on real tokens.
+      token_type_ids: int [batch, seq] or None (zeros).
+      dropout_rng: PRNG key enabling dropout; None = deterministic.
+
+    Returns:
+      float32 [batch, embedding_dim].
+    """
+    return self._embed(self.encoder, self.projection, input_ids, attention_mask, token_type_ids,
+                       dropout_rng)
+
+  def encode_passages(self, input_ids: jax.Array, attention_mask: jax.Array,
+                      token_type_ids: jax.Array | None = None,
+                      dropout_rng: jax.Array | None = None) -> jax.Array:
+    """Passage embeddings, float32 [batch, embedding_dim]; arguments as `encode_queries`."""
+    return self._embed(self.passage_encoder, self.passage_projection, input_ids, attention_mask,
+                       token_type_ids, dropout_rng)
+
+  def _embed(self, encoder, projection, input_ids, attention_mask, token_type_ids, dropout_rng):
+    last_hidden_state, pooled = encoder(input_ids, attention_mask, token_type_ids, dropout_rng)
+    embedding = pool(self.config.pooling, last_hidden_state, attention_mask, pooled)
+    if projection is not None:
+      embedding = projection(embedding)
+    embedding = embedding.astype(jnp.float32)
+    return l2_normalize(embedding) if self.config.normalize else embedding
