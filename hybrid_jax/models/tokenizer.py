@@ -1,0 +1,228 @@
+"""Tokenizers: load a pretrained one, or train the embedded default; batch tokenisation to static
+shapes on the host.
+
+The embedded default model has no downloadable weights: it is a small randomly initialised
+XLM-R-type encoder whose tokenizer is trained here, with `tokenizers`, on the training split. It
+follows XLM-R's conventions: `<s>` (bos/cls) = 0, `<pad>` = 1, `</s>` (eos/sep) = 2, `<unk>` = 3,
+`<mask>` = 4; NFKC normalisation with whitespace runs collapsed; Metaspace pre-tokenisation ("▁"
+marks a word start, so text without spaces such as Chinese or Thai stays one pre-token and is
+split by the subword model alone); `<s> A </s>` and `<s> A </s></s> B </s>` with token type 0
+throughout. The subword model is BPE: training it on the XQuAD-R training split takes about a
+second, where a Unigram model (XLM-R's) takes about 25 s on 2 cores for a near-identical unknown
+rate. BPE training has no random choice (no dropout is used), so the result depends only on the
+texts: the same texts give byte-identical files.
+
+Tokenisation (`tokenize_queries`, `tokenize_passages`) runs in numpy outside jit and always pads to
+exactly `max_len`, so a jitted step sees one shape and compiles once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+
+import numpy as np
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import processors, trainers
+import transformers
+
+if TYPE_CHECKING:  # Only a type here: importing hybrid_jax.data would load every data loader.
+  from hybrid_jax.data.parallel_qa import ParallelQA
+
+BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
+SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK)  # In id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
+DEFAULT_VOCAB_SIZE = 16000
+MODEL_MAX_LENGTH = 512
+CACHE_SUBDIR = "tokenizer"
+
+Encoding = dict[str, np.ndarray]
+
+
+def load_tokenizer(path_or_hub_name: str) -> transformers.PreTrainedTokenizerFast:
+  """The fast (Rust) tokenizer of a pretrained model: a local directory or a hub name."""
+  tokenizer = transformers.AutoTokenizer.from_pretrained(path_or_hub_name, use_fast=True)
+  if not tokenizer.is_fast:
+    raise ValueError(f"{path_or_hub_name}: no fast tokenizer (tokenizer.json) could be loaded; "
+                     "hybrid_jax needs one for batch tokenisation")
+  return tokenizer
+
+
+def train_default_tokenizer(texts: Iterable[str],
+                            vocab_size: int = DEFAULT_VOCAB_SIZE
+                            ) -> transformers.PreTrainedTokenizerFast:
+  """Trains the default multilingual BPE tokenizer (XLM-R conventions, see the module docstring).
+
+  Args:
+    texts: training texts (queries and passage contexts of the training split only). Repeated
+      texts are counted once, so a context shared by many candidates does not dominate.
+    vocab_size: size of the vocabulary, special tokens and the character alphabet included.
+
+  Returns:
+    A fast tokenizer with `model_max_length` 512. Deterministic: equal texts in equal order give
+    byte-identical saved files.
+  """
+  unique_texts = [t for t in dict.fromkeys(texts) if t]
+  if not unique_texts:
+    raise ValueError("train_default_tokenizer: no non-empty training text was given")
+  if vocab_size <= len(SPECIAL_TOKENS):
+    raise ValueError(f"train_default_tokenizer: vocab_size={vocab_size} leaves no room beyond the "
+                     f"{len(SPECIAL_TOKENS)} special tokens")
+  backend = Tokenizer(models.BPE(unk_token=UNK))
+  backend.normalizer = normalizers.Sequence([
+      normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+  backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+  backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+  trainer = trainers.BpeTrainer(
+      vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+  backend.train_from_iterator(unique_texts, trainer=trainer)
+  for i, token in enumerate(SPECIAL_TOKENS):
+    assert backend.token_to_id(token) == i, (token, backend.token_to_id(token))
+  backend.post_processor = processors.TemplateProcessing(
+      single=f"{BOS} $A {EOS}",
+      pair=f"{BOS} $A {EOS} {EOS} $B {EOS}",
+      special_tokens=[(BOS, 0), (EOS, 2)])
+  return transformers.PreTrainedTokenizerFast(
+      tokenizer_object=backend, model_max_length=MODEL_MAX_LENGTH, padding_side="right",
+      bos_token=BOS, cls_token=BOS, eos_token=EOS, sep_token=EOS, pad_token=PAD, unk_token=UNK,
+      mask_token=MASK)
+
+
+def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
+                                   texts_fn: Callable[[], Iterable[str]],
+                                   vocab_size: int = DEFAULT_VOCAB_SIZE
+                                   ) -> transformers.PreTrainedTokenizerFast:
+  """The default tokenizer cached in `<cache_dir>/tokenizer/`: trained on the first call only.
+
+  The cache is keyed by directory alone: a different `texts_fn` or `vocab_size` with the same
+  `cache_dir` loads the cached tokenizer (delete the directory to retrain). A cached vocabulary of
+  another size is an error. Writing is atomic (save into a temporary directory, then rename), so
+  processes racing on one `cache_dir` never see a half-written tokenizer.
+
+  Args:
+    cache_dir: a run's working directory.
+    texts_fn: returns the training texts; called only when there is no cache.
+    vocab_size: see `train_default_tokenizer`.
+  """
+  tokenizer_dir = os.path.join(os.fspath(cache_dir), CACHE_SUBDIR)
+  if not os.path.isdir(tokenizer_dir):
+    tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp_dir = tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}-", dir=cache_dir)
+    tokenizer.save_pretrained(tmp_dir)
+    try:
+      os.rename(tmp_dir, tokenizer_dir)
+    except OSError:  # Another process renamed its copy first: identical texts, identical files.
+      if not os.path.isdir(tokenizer_dir):
+        raise
+  tokenizer = load_tokenizer(tokenizer_dir)
+  if len(tokenizer) != vocab_size:
+    raise ValueError(f"{tokenizer_dir}: cached tokenizer has {len(tokenizer)} tokens, not "
+                     f"vocab_size={vocab_size}; delete the directory to retrain")
+  return tokenizer
+
+
+def parallel_qa_texts(data: "ParallelQA") -> list[str]:
+  """Tokenizer training texts of a data set: every query, and every distinct passage context
+  (the answer sentence where a candidate has no context)."""
+  queries = [q for q in data.queries.ravel().tolist() if q]
+  passages = [c or s for s, c in zip(data.candidates.text.tolist(),
+                                     data.candidates.context.tolist())]
+  return queries + list(dict.fromkeys(p for p in passages if p))
+
+
+def tokenize_queries(tokenizer: transformers.PreTrainedTokenizerBase, texts: Sequence[str],
+                     max_len: int) -> Encoding:
+  """Tokenizes queries, truncated and padded to exactly `max_len`.
+
+  Args:
+    tokenizer: a fast tokenizer with a pad token.
+    texts: B query strings.
+    max_len: tokens per row, special tokens included.
+
+  Returns:
+    input_ids, attention_mask, token_type_ids: int32 [B, max_len].
+  """
+  texts = _check_strings(texts, "texts")
+  _check_tokenizer(tokenizer, max_len)
+  if not texts:
+    return _zeros(0, max_len)
+  return _encode(tokenizer, texts, None, max_len, truncation=True)
+
+
+def tokenize_passages(tokenizer: transformers.PreTrainedTokenizerBase, sentences: Sequence[str],
+                      contexts: Sequence[str], max_len: int) -> Encoding:
+  """Tokenizes passages as the pair (answer sentence, context), padded to exactly `max_len`.
+
+  Only the context is truncated. A row whose context is empty, or whose sentence leaves no room
+  for a single context token, is encoded as the sentence alone (truncated if it exceeds
+  `max_len`).
+
+  Args:
+    tokenizer: a fast tokenizer with a pad token.
+    sentences: B answer sentences.
+    contexts: B contexts ("" for none).
+    max_len: tokens per row, special tokens included.
+
+  Returns:
+    input_ids, attention_mask, token_type_ids: int32 [B, max_len]; token_type_ids follow the
+    tokenizer (all 0 for XLM-R, 1 on the context segment for BERT).
+  """
+  sentences = _check_strings(sentences, "sentences")
+  contexts = _check_strings(contexts, "contexts")
+  if len(sentences) != len(contexts):
+    raise ValueError(f"tokenize_passages: {len(sentences)} sentences but {len(contexts)} contexts")
+  _check_tokenizer(tokenizer, max_len)
+  if not sentences:
+    return _zeros(0, max_len)
+  sentence_lens = np.array([len(ids) for ids in tokenizer(
+      sentences, add_special_tokens=False, verbose=False)["input_ids"]])
+  pair_room = max_len - tokenizer.num_special_tokens_to_add(pair=True)
+  is_pair = np.array([bool(c) for c in contexts]) & (sentence_lens < pair_room)
+  out = _zeros(len(sentences), max_len)
+  rows = np.flatnonzero(is_pair)
+  if len(rows):
+    encoded = _encode(tokenizer, [sentences[i] for i in rows], [contexts[i] for i in rows],
+                      max_len, truncation="only_second")
+    for key, value in encoded.items():
+      out[key][rows] = value
+  rows = np.flatnonzero(~is_pair)
+  if len(rows):
+    encoded = _encode(tokenizer, [sentences[i] for i in rows], None, max_len, truncation=True)
+    for key, value in encoded.items():
+      out[key][rows] = value
+  return out
+
+
+def _encode(tokenizer, texts, text_pairs, max_len: int, truncation) -> Encoding:
+  """One batch call of the tokenizer, as int32 [B, max_len] arrays."""
+  encoded = tokenizer(
+      texts, text_pairs, max_length=max_len, truncation=truncation, padding="max_length",
+      return_attention_mask=True, return_token_type_ids=True)
+  return {key: np.asarray(encoded[key], np.int32)
+          for key in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def _zeros(batch_size: int, max_len: int) -> Encoding:
+  return {key: np.zeros((batch_size, max_len), np.int32)
+          for key in ("input_ids", "attention_mask", "token_type_ids")}
+
+
+def _check_strings(texts, name: str) -> list[str]:
+  texts = list(texts.tolist() if isinstance(texts, np.ndarray) else texts)
+  for i, text in enumerate(texts):
+    if not isinstance(text, str):
+      raise TypeError(f"{name}[{i}] is {text!r} ({type(text).__name__}), expected a str")
+  return texts
+
+
+def _check_tokenizer(tokenizer, max_len: int) -> None:
+  if not getattr(tokenizer, "is_fast", False):
+    raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer")
+  if tokenizer.pad_token_id is None:
+    raise ValueError(f"{tokenizer.name_or_path or type(tokenizer).__name__}: tokenizer has no "
+                     "pad token, which padding to a static shape needs")
+  min_len = tokenizer.num_special_tokens_to_add(pair=False) + 1
+  if max_len < min_len:
+    raise ValueError(f"max_len={max_len} is too short: the special tokens alone take "
+                     f"{min_len - 1} positions")
