@@ -32,12 +32,16 @@ sentence-transformers' NoDuplicatesBatchSampler).
 Invariants (tests/test_sampler.py checks each):
   * every (example, query_lang) and (example, passage_lang) emitted is available; only indices of
     `languages` are emitted; no example id twice in a batch; no passage key twice (when given).
-  * over any window of steps the fraction of mono batches (and of each source) is within a few
-    /block_size of its probability; each batch is mono with probability mono_prob marginally.
+  * each batch is mono with probability mono_prob (and from source s with its weight) marginally,
+    and the realised counts track the probabilities tightly: after every multiple t of
+    block_size K, the number of mono batches among the first t (of a source's stream) is
+    floor(t * p + u), within 1 of t * p; inside a block the K positions are shuffled, so any
+    window deviates by at most one block's hypergeometric fluctuation (about sqrt(K)/2 batches).
   * epochs: each (source, mono|cross) stream is a sequence of epochs. An epoch holds, for every
-    pool, `k = num_batches(pool)` batches made of a fresh random permutation of the pool, so no
-    example repeats within a pool's epoch; the pool's remainder n - k*B (n mod B without passage
-    keys) is left out of that epoch, chosen at random anew each epoch. The epoch's (pool, batch)
+    pool of n examples, k batches made of a fresh random permutation of the pool, so no example
+    repeats within a pool's epoch; the remainder of n - k*B examples (k = n // B and remainder
+    n mod B without passage keys; see step 2 below with them) is left out of that epoch, chosen
+    at random anew each epoch. Pools with fewer than B examples yield no batch. The epoch's (pool, batch)
     rows are shuffled, so a batch's pool is drawn with probability k/sum(k) (about n/sum(n): the
     paper's "sampled based on dataset size").
 
@@ -55,8 +59,11 @@ O(1) random access. `batch(step)` never replays history:
      so a key's <= k copies land in distinct batches. k is the largest number of batches for which
      this always succeeds: k*B <= n - sum over key groups of max(group_size - k, 0) (with
      language_scope="example" the groups of every candidate passage language, an upper bound).
-  Built epochs and block layouts sit in small LRU caches, so a call costs O(K) plus an epoch build
-  (O(pool sizes)) only when it enters an epoch not cached. Measure it with:
+  Built epochs and block layouts sit in small LRU caches (thread-safe), so a call costs O(K) plus
+  an epoch build (O(sum of pool sizes)) only when it enters an epoch not cached. On this project's
+  2-core CPU with XQuAD-R (1190 examples x 11 languages, B=32, mono_prob=0.5, passage keys) a
+  first call costs ~15-130 ms with language_scope="batch" (a cross-lingual epoch packs 110 pair
+  pools) and < 1 ms with "example"; then ~10-40 us per call. Measure it with:
       s.batch(10**6)                                           # first call: builds an epoch
       t0 = time.perf_counter(); [s.batch(10**6 + int(i)) for i in np.random.permutation(1000)]
       (time.perf_counter() - t0) / 1000                        # amortised seconds per call
@@ -70,6 +77,7 @@ import collections
 import dataclasses
 import math
 import numbers
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -120,24 +128,27 @@ class HybridBatch:
 
 
 class _LRU:
-  """Least-recently-used cache holding values of total `size` up to `capacity` (at least one)."""
+  """Thread-safe least-recently-used cache of values of total `size` up to `capacity` (keeps at
+  least the newest), so a prefetch thread and the main thread can share a sampler."""
 
   def __init__(self, capacity: int, size: Callable[[object], int] = lambda value: 1):
     self._capacity = capacity
     self._size = size
     self._total = 0
     self._items = collections.OrderedDict()
+    self._lock = threading.Lock()
 
   def get(self, key, build: Callable[[], object]):
     """The cached value of `key`, else `build()` (cached, evicting the least recently used)."""
-    if key in self._items:
-      self._items.move_to_end(key)
-      return self._items[key]
-    value = self._items[key] = build()
-    self._total += self._size(value)
-    while self._total > self._capacity and len(self._items) > 1:
-      self._total -= self._size(self._items.popitem(last=False)[1])
-    return value
+    with self._lock:
+      if key in self._items:
+        self._items.move_to_end(key)
+        return self._items[key]
+      value = self._items[key] = build()
+      self._total += self._size(value)
+      while self._total > self._capacity and len(self._items) > 1:
+        self._total -= self._size(self._items.popitem(last=False)[1])
+      return value
 
 
 class _Splitter:
@@ -268,7 +279,8 @@ class HybridBatchSampler:
     """Builds the pools of every source; no batch is drawn yet.
 
     Args:
-      available: bool [num_examples, num_languages], or a list of them (one per source).
+      available: bool [num_examples, num_languages], or a list of them (one per source; a
+        list is always read as sources, so pass one source as a numpy array).
       languages: the language codes of the columns (only these indices are ever emitted).
       global_batch_size: B, pairs per global batch (over all processes).
       mono_prob: probability that a batch is monolingual, in [0, 1] (1 with one language).
@@ -286,11 +298,11 @@ class HybridBatchSampler:
     self.mono_prob = mono_prob
     self.seed = seed
     self.language_scope = language_scope
-    many = isinstance(available, (list, tuple))
-    availables = list(available) if many else [available]
-    keys_list = list(passage_keys) if many and passage_keys is not None else [passage_keys]
-    if many and passage_keys is None:
-      keys_list = [None] * len(availables)
+    if isinstance(available, (list, tuple)):  # several sources
+      availables = list(available)
+      keys_list = [None] * len(availables) if passage_keys is None else list(passage_keys)
+    else:
+      availables, keys_list = [available], [passage_keys]
     self._check_args(availables, keys_list, source_weights, block_size, cache_entries)
     self._available = [np.asarray(a) for a in availables]
     self._keys = [_dense_keys(None if k is None else np.asarray(k), a)

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_every_batch_is_valid(scope, mono_prob):
     if scope == "batch":
       assert len(set(zip(b.query_lang.tolist(), b.passage_lang.tolist()))) == 1
     assert b.source == 0
-  if scope == "example" and 0 < mono_prob:  # languages really vary inside a batch
+  if scope == "example":  # languages really vary inside a batch
     assert any(len(set(b.query_lang.tolist())) > 1 for b in _walk(sampler, 20))
 
 
@@ -145,6 +146,26 @@ def test_batch_is_a_pure_function_of_step(scope):
     assert _same(scrambled.batch(steps[i]), expected[i])
   other_seed = HybridBatchSampler(*args[:4], 6, language_scope=scope)
   assert not all(_same(other_seed.batch(s), e) for s, e in zip(steps[:20], expected[:20]))
+
+
+def test_threads_share_a_sampler():
+  """A prefetch thread and the main thread may call batch() at once (tiny cache: many rebuilds)."""
+  args = (_unequal_available(), LANGS4, 16, 0.5, 5)
+  shared = HybridBatchSampler(*args, language_scope="example", cache_entries=1)
+  reference = HybridBatchSampler(*args, language_scope="example")
+  steps = np.random.default_rng(1).permutation(2000).tolist()
+  results = {}
+
+  def work(part):
+    for step in part:
+      results[step] = shared.batch(step)
+
+  threads = [threading.Thread(target=work, args=(steps[i::2],)) for i in range(2)]
+  for t in threads:
+    t.start()
+  for t in threads:
+    t.join()
+  assert all(_same(results[step], reference.batch(step)) for step in steps)
 
 
 _STANDALONE_LOADER = """
