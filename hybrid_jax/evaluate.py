@@ -1,0 +1,673 @@
+"""Evaluation: encode queries and candidates, score them exactly, compute metrics, write reports.
+
+    python -m hybrid_jax.evaluate --workdir=DIR [--step=N] [--dataset=xquad_r:eval]
+        [--languages=en+de] [--output_dir=DIR]        # a training run's checkpoint
+    python -m hybrid_jax.evaluate --model=HF_DIR ...   # any Hugging Face checkpoint directory
+    python -m hybrid_jax.evaluate --model=tfidf ...    # character 3-5-gram TF-IDF baseline
+
+Data sets: `xquad_r:eval|xquad_r:all|mlqa_r:PATH` (LAReQA: X->Y mAP matrix, mono / cross
+averages, multilingual pool, language bias; `hybrid_jax.metrics.lareqa_metrics`) and `beir:PATH`
+(nDCG@10, Recall@100, MRR@10; `hybrid_jax.metrics.beir_metrics`). Reports (results.json,
+results.md, heatmap.png; `hybrid_jax.report`) go to `<workdir>/eval/<dataset name>/step_<N>/`
+unless `--output_dir` is given.
+
+Encoding (`Encoder`): one jitted encode per tower, batch sharded over every device of the mesh,
+parameters replicated. Rows are sorted by token length and cut into buckets of static padded
+length `bucket_lengths(max_len)` = 32, 64, 128, ... (doubling) up to `max_len` (the last bucket is
+`max_len` itself: 96 -> 32/64/96), and every batch is padded to the same `batch_size` rows (a
+multiple of the device count), so a whole evaluation compiles at most one program per (tower,
+bucket) and the final partial batch reuses it. Embeddings come back in the original row order.
+Bucketing only drops padding columns: with right padding and masked attention/pooling, a row's
+embedding does not depend on its bucket (to float rounding).
+
+Scoring (`DotScorer`): exact dot products in JAX, `[Q, D] x [C, D] -> [Q, C]`, the candidate
+table put on the device once, queries padded to a fixed chunk. The metrics see one query chunk at
+a time: `query_chunk_size(C)` picks the chunk so that the score block and the metric's working
+copies stay within `SCORE_MEMORY_BYTES` (peak ~ BYTES_PER_SCORE * chunk * C; a million-candidate
+pool is scored ~44 queries at a time in 1 GiB). BEIR keeps only each query's top 100 per chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hybrid_jax import metrics as metrics_lib
+from hybrid_jax import progress as progress_lib
+from hybrid_jax import report
+from hybrid_jax import sharding
+
+TOWERS = ("query", "passage")
+SMALLEST_BUCKET = 32
+# Defaults for models without a training config (as configs/default.py).
+DEFAULT_QUERY_MAX_LEN = 32
+DEFAULT_PASSAGE_MAX_LEN = 96
+DEFAULT_BATCH_SIZE = 128
+# Score memory: float32 scores plus the metrics' float64/bool working copies per (query, cand).
+BYTES_PER_SCORE = 24
+SCORE_MEMORY_BYTES = 1 << 30
+MAX_QUERY_CHUNK = 1024
+BEIR_K_VALUES = (10, 100)
+BEIR_METRICS = ("ndcg@10", "recall@100", "mrr@10")
+TFIDF = "tfidf"
+
+Tokens = dict[str, np.ndarray]
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def bucket_lengths(max_len: int, smallest: int = SMALLEST_BUCKET) -> tuple[int, ...]:
+  """Static padded lengths: smallest, 2*smallest, ... below `max_len`, then `max_len`.
+
+  Args:
+    max_len: the tokenizer's padded length (tokens).
+    smallest: the first bucket.
+
+  Returns:
+    Increasing lengths ending with max_len, e.g. 96 -> (32, 64, 96), 32 -> (32,).
+  """
+  if max_len < 1:
+    raise ValueError(f"bucket_lengths: max_len={max_len} must be positive")
+  lengths, length = [], smallest
+  while length < max_len:
+    lengths.append(length)
+    length *= 2
+  return tuple(lengths) + (max_len,)
+
+
+def round_batch_size(batch_size: int, mesh) -> int:
+  """`batch_size` rounded up to a multiple of the number of batch shards of `mesh`."""
+  shards = sharding.num_batch_shards(mesh)
+  if batch_size < 1:
+    raise ValueError(f"eval batch_size={batch_size} must be positive")
+  return -(-batch_size // shards) * shards
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_encode(graphdef, tower: str, mesh):
+  """(params, input_ids, attention_mask, token_type_ids) -> [B, D], jitted once per (graphdef,
+  tower, mesh) so repeated evaluations in training reuse the compiled programs."""
+  from flax import nnx
+
+  def encode(params, input_ids, attention_mask, token_type_ids):
+    model = nnx.merge(graphdef, params)
+    fn = model.encode_queries if tower == "query" else model.encode_passages
+    return fn(input_ids, attention_mask, token_type_ids)
+
+  batch = sharding.batch_sharding(mesh)
+  return jax.jit(encode, in_shardings=(sharding.replicated(mesh), batch, batch, batch),
+                 out_shardings=sharding.replicated(mesh))
+
+
+class Encoder:
+  """Length-bucketed, sharded, jitted encoding of token arrays with one `DualEncoder`.
+
+  Args:
+    model: a `hybrid_jax.models.DualEncoder`.
+    mesh: device mesh; batches are split over `sharding.batch_sharding(mesh)`.
+    batch_size: rows per encoded batch, rounded up to a multiple of the device count.
+    smallest_bucket: first padded length of `bucket_lengths`.
+    show_progress: draw a progress bar (process 0 only).
+  """
+
+  def __init__(self, model, mesh, batch_size: int = DEFAULT_BATCH_SIZE, *,
+               smallest_bucket: int = SMALLEST_BUCKET, show_progress: bool = True):
+    from flax import nnx
+
+    graphdef, state = nnx.split(model)
+    self.mesh = mesh
+    self.batch_size = round_batch_size(batch_size, mesh)
+    self.smallest_bucket = smallest_bucket
+    self.show_progress = show_progress and jax.process_index() == 0
+    self._params = jax.device_put(nnx.to_pure_dict(state), sharding.replicated(mesh))
+    self._encode = {tower: _jitted_encode(graphdef, tower, mesh) for tower in TOWERS}
+    self._batch_sharding = sharding.batch_sharding(mesh)
+
+  def _device_batch(self, array: np.ndarray) -> jax.Array:
+    # Every process passes the whole (identical) batch and contributes its own devices' rows.
+    return jax.make_array_from_callback(array.shape, self._batch_sharding,
+                                        lambda index: array[index])
+
+  def __call__(self, tokens: Tokens, tower: str, desc: str = "") -> np.ndarray:
+    """Embeds tokenized rows.
+
+    Args:
+      tokens: input_ids, attention_mask, token_type_ids: int32 [N, max_len], right-padded.
+      tower: "query" or "passage".
+      desc: progress bar label.
+
+    Returns:
+      float32 [N, D], row i = embedding of tokens row i.
+    """
+    if tower not in TOWERS:
+      raise ValueError(f"tower={tower!r}: expected one of {TOWERS}")
+    mask = np.asarray(tokens["attention_mask"])
+    num_rows, max_len = mask.shape
+    lengths = mask.astype(bool).sum(axis=1)
+    last_real = np.where(mask.any(axis=1), max_len - np.argmax(mask[:, ::-1] != 0, axis=1), 0)
+    if np.any(last_real != lengths):
+      raise ValueError("Encoder: token rows must be right-padded (attention_mask 1...1 0...0)")
+    buckets = bucket_lengths(max_len, self.smallest_bucket)
+    bucket_of = np.searchsorted(np.asarray(buckets), lengths, side="left")
+    order = np.lexsort((np.arange(num_rows), lengths))  # by length, stable
+    batches = []
+    for b, length in enumerate(buckets):
+      rows = order[bucket_of[order] == b]
+      batches += [(rows[i:i + self.batch_size], length)
+                  for i in range(0, len(rows), self.batch_size)]
+
+    out = None
+    progress = progress_lib.Progress(num_rows, desc=desc or f"encode {tower} tower", unit="seq",
+                                     enabled=self.show_progress and num_rows > 0)
+    done, pending = 0, None
+
+    def collect(item):
+      nonlocal out, done
+      rows, emb = item
+      emb = np.asarray(emb)[:len(rows)]
+      if out is None:
+        out = np.empty((num_rows, emb.shape[1]), np.float32)
+      out[rows] = emb
+      done += len(rows)
+      progress.update(done)
+
+    for rows, length in batches:
+      # Pad with copies of the batch's first row: a valid input whose output is dropped.
+      padded = np.concatenate([rows, np.full(self.batch_size - len(rows), rows[0])])
+      arrays = [self._device_batch(np.ascontiguousarray(tokens[key][padded, :length]))
+                for key in ("input_ids", "attention_mask", "token_type_ids")]
+      emb = self._encode[tower](self._params, *arrays)
+      if pending is not None:  # Fetch the previous batch while this one computes.
+        collect(pending)
+      pending = (rows, emb)
+    if pending is not None:
+      collect(pending)
+    if out is None:
+      return np.zeros((0, 0), np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def query_chunk_size(num_candidates: int, memory_bytes: int = SCORE_MEMORY_BYTES) -> int:
+  """Queries scored at a time so that ~BYTES_PER_SCORE * chunk * num_candidates <= memory."""
+  return int(max(1, min(MAX_QUERY_CHUNK,
+                        memory_bytes // (BYTES_PER_SCORE * max(1, num_candidates)))))
+
+
+@jax.jit
+def _dot(queries: jax.Array, candidates: jax.Array) -> jax.Array:
+  return jnp.dot(queries, candidates.T, precision=jax.lax.Precision.HIGHEST)
+
+
+class DotScorer:
+  """`score_fn(queries [Q, D], candidates [C, D]) -> float32 [Q, C]`: exact dot products in JAX.
+
+  The candidate table is put on the device once and reused while the same array object is
+  passed; queries go through in chunks of `chunk_size` rows, the last one padded, so every call
+  reuses one compiled shape. Device memory: C*D + chunk_size*(D + C) floats.
+  """
+
+  def __init__(self, chunk_size: int = MAX_QUERY_CHUNK):
+    self.chunk_size = chunk_size
+    self._candidates = None
+    self._device_candidates = None
+
+  def __call__(self, queries, candidates) -> np.ndarray:
+    if candidates is not self._candidates:
+      self._candidates = candidates
+      self._device_candidates = jnp.asarray(np.asarray(candidates, np.float32))
+    queries = np.asarray(queries, np.float32)
+    num_queries = len(queries)
+    out = np.empty((num_queries, self._device_candidates.shape[0]), np.float32)
+    chunk = min(self.chunk_size, max(num_queries, 1))
+    for start in range(0, num_queries, chunk):
+      block = queries[start:start + chunk]
+      padded = np.zeros((chunk, queries.shape[1]), np.float32)
+      padded[:len(block)] = block
+      out[start:start + len(block)] = np.asarray(_dot(padded, self._device_candidates))[
+          :len(block)]
+    return out
+
+
+# ----------------------------------------------------------------------------- retrievers
+
+
+class DenseRetriever:
+  """A dual encoder + tokenizer: texts -> embeddings (dense [N, D]), scored by `DotScorer`.
+
+  Attributes:
+    timing: seconds spent, {"tokenize_seconds", "encode_seconds"}, summed over calls.
+    counts: rows encoded, {"query", "passage"}.
+  """
+
+  def __init__(self, model, tokenizer, mesh, *, query_max_len: int, passage_max_len: int,
+               batch_size: int, show_progress: bool = True):
+    from hybrid_jax.models import tokenizer as tokenizer_lib
+
+    self._tokenizer_lib = tokenizer_lib
+    self.tokenizer = tokenizer
+    self.query_max_len = query_max_len
+    self.passage_max_len = passage_max_len
+    self.encoder = Encoder(model, mesh, batch_size, show_progress=show_progress)
+    self.timing = {"tokenize_seconds": 0.0, "encode_seconds": 0.0}
+    self.counts = {"query": 0, "passage": 0}
+
+  def settings(self) -> dict[str, Any]:
+    return {"kind": "dense", "query_max_len": self.query_max_len,
+            "passage_max_len": self.passage_max_len, "batch_size": self.encoder.batch_size,
+            "num_devices": int(self.encoder.mesh.size),
+            "query_buckets": list(bucket_lengths(self.query_max_len)),
+            "passage_buckets": list(bucket_lengths(self.passage_max_len))}
+
+  def _embed(self, tokens: Tokens, tower: str) -> np.ndarray:
+    t0 = time.perf_counter()
+    emb = self.encoder(tokens, tower)
+    self.timing["encode_seconds"] += time.perf_counter() - t0
+    self.counts[tower] += len(tokens["input_ids"])
+    return emb
+
+  def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+    t0 = time.perf_counter()
+    tokens = self._tokenizer_lib.tokenize_queries(self.tokenizer, texts, self.query_max_len)
+    self.timing["tokenize_seconds"] += time.perf_counter() - t0
+    return self._embed(tokens, "query")
+
+  def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
+    t0 = time.perf_counter()
+    tokens = self._tokenizer_lib.tokenize_passages(self.tokenizer, sentences, contexts,
+                                                   self.passage_max_len)
+    self.timing["tokenize_seconds"] += time.perf_counter() - t0
+    return self._embed(tokens, "passage")
+
+  def score_fn(self, num_candidates: int) -> metrics_lib.ScoreFn:
+    return DotScorer(query_chunk_size(num_candidates))
+
+
+class TfidfRetriever:
+  """The character 3-5-gram TF-IDF baseline (`hybrid_jax.tfidf`) behind the same interface."""
+
+  def __init__(self):
+    from hybrid_jax import tfidf
+
+    self._tfidf = tfidf
+    self.vectorizer = None
+    self.timing = {"tokenize_seconds": 0.0, "encode_seconds": 0.0}
+    self.counts = {"query": 0, "passage": 0}
+
+  def settings(self) -> dict[str, Any]:
+    return {"kind": TFIDF}
+
+  def embed_passages(self, sentences, contexts) -> Any:
+    raise NotImplementedError  # Filled in once hybrid_jax/tfidf.py lands.
+
+  def embed_queries(self, texts) -> Any:
+    raise NotImplementedError
+
+  def score_fn(self, num_candidates: int) -> metrics_lib.ScoreFn:
+    raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def dataset_name(spec: str) -> str:
+  """A directory-safe name of a data spec: 'xquad_r:eval' -> 'xquad_r_eval', 'beir:/d/miracl-de'
+  -> 'beir_miracl-de'."""
+  kind, _, arg = spec.partition(":")
+  if os.sep in arg or "/" in arg:
+    arg = os.path.basename(os.path.normpath(arg))
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{kind}_{arg}" if arg else kind).strip("_")
+
+
+def train_test_overlap(train_spec: str | None, eval_spec: str) -> str | None:
+  """A warning when a model trained on `train_spec` is evaluated on overlapping XQuAD-R data
+  (train/eval are disjoint by article; 'all' contains both), else None."""
+  if not train_spec:
+    return None
+  train_kind, _, train_split = train_spec.partition(":")
+  eval_kind, _, eval_split = eval_spec.partition(":")
+  if train_kind != "xquad_r" or eval_kind != "xquad_r":
+    return None
+  if "all" in (train_split, eval_split) or train_split == eval_split:
+    return (f"train/test overlap: the model was trained on {train_spec!r} and is evaluated on "
+            f"{eval_spec!r}, which share XQuAD-R articles; the figures are not a held-out "
+            "evaluation (use xquad_r:eval for models trained on xquad_r:train)")
+  return None
+
+
+def _per_language(value, languages: Sequence[str]):
+  """Arrays over languages -> language-keyed dicts ([L] -> {x: v}, [L, L] -> {x: {y: v}})."""
+  value = np.asarray(value)
+  if value.ndim == 1:
+    return {x: value[i].item() for i, x in enumerate(languages)}
+  return {x: _per_language(value[i], languages) for i, x in enumerate(languages)}
+
+
+def lareqa_results(metrics: Mapping[str, Any]) -> dict[str, Any]:
+  """`metrics.lareqa_metrics` output with per-language arrays as language-keyed dicts."""
+  languages = list(metrics["languages"])
+  out = {}
+  for key, value in metrics.items():
+    if key == "languages":
+      continue
+    out[key] = _per_language(value, languages) if isinstance(value, np.ndarray) else value
+  return out
+
+
+def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(rows, cols) of the True entries of [N, L] `mask`, language-major (all of language 0
+  first): the order queries are embedded in."""
+  cols, rows = np.nonzero(mask.T)
+  return rows, cols
+
+
+def evaluate_lareqa(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
+  """LAReQA metrics of `retriever` on a `ParallelQA`.
+
+  Every query of every language is embedded in one call (so buckets fill across languages), and
+  every candidate (answer sentence with its paragraph as context) in another.
+
+  Returns:
+    (metrics as `lareqa_results`, {"score_metrics_seconds": ...}).
+  """
+  available = data.available
+  rows, cols = _flat_rows(available)
+  query_emb = retriever.embed_queries(data.queries[rows, cols].tolist())
+  cand_emb = retriever.embed_passages(data.candidates.text.tolist(),
+                                      data.candidates.context.tolist())
+  # Row of the flat query table for every (example, language); 0 where missing (masked out).
+  flat_index = np.zeros(available.shape, np.int64)
+  flat_index[rows, cols] = np.arange(len(rows))
+  per_language = [query_emb[flat_index[:, j]] for j in range(len(data.languages))]
+  t0 = time.perf_counter()
+  num_candidates = len(data.candidates)
+  metrics = metrics_lib.lareqa_metrics(
+      per_language, available, cand_emb, data.candidates.language, data.positives,
+      data.languages, score_fn=retriever.score_fn(num_candidates),
+      chunk_size=query_chunk_size(num_candidates))
+  return lareqa_results(metrics), {"score_metrics_seconds": time.perf_counter() - t0}
+
+
+def evaluate_beir(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
+  """nDCG@10, Recall@100, MRR@10 (and the rest of `metrics.beir_metrics`) on a `BeirData`.
+
+  Documents are embedded as "title text" (BEIR's convention). Queries are scored a chunk at a
+  time and only each query's top max(BEIR_K_VALUES) documents (plus ties) are kept.
+  """
+  documents = [f"{title} {text}".strip() for title, text in
+               zip(data.corpus_title.tolist(), data.corpus_text.tolist())]
+  cand_emb = retriever.embed_passages(documents, [""] * len(documents))
+  query_emb = retriever.embed_queries(data.query_text.tolist())
+  t0 = time.perf_counter()
+  num_candidates = len(documents)
+  score_fn = retriever.score_fn(num_candidates)
+  chunk = query_chunk_size(num_candidates)
+  run = {}
+  for start in range(0, len(data.query_ids), chunk):
+    scores = np.asarray(score_fn(query_emb[start:start + chunk], cand_emb))
+    run.update(metrics_lib.scores_to_run(scores, data.query_ids[start:start + chunk].tolist(),
+                                         data.corpus_ids, max(BEIR_K_VALUES)))
+  metrics = metrics_lib.beir_metrics(run, data.qrels, BEIR_K_VALUES)
+  return metrics, {"score_metrics_seconds": time.perf_counter() - t0}
+
+
+def load_data(spec: str, languages: Sequence[str] | None = None):
+  """The evaluation data of `spec`: a `BeirData` for 'beir:PATH[:split]'... else a `ParallelQA`
+  (via `hybrid_jax.data.load`)."""
+  kind, _, arg = spec.partition(":")
+  if kind == "beir":
+    from hybrid_jax.data import beir
+
+    if not arg:
+      raise ValueError(f"dataset {spec!r}: expected beir:PATH")
+    return beir.load_beir(arg)
+  from hybrid_jax import data as data_lib
+
+  return data_lib.load(spec, languages=list(languages) if languages else None)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(spec: str, languages: tuple[str, ...] | None):
+  return load_data(spec, languages)
+
+
+def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
+             model_name: str = "", step: int | None = None, config=None,
+             output_dir: str | None = None, warnings: Sequence[str] = (),
+             cache_data: bool = False) -> dict[str, Any]:
+  """Evaluates `retriever` on the data `spec` and (when `output_dir`) writes the reports.
+
+  Args:
+    retriever: `DenseRetriever` or `TfidfRetriever`.
+    spec: data spec ('xquad_r:eval', 'xquad_r:all', 'mlqa_r:PATH', 'beir:PATH').
+    languages: restrict a parallel data set to these languages (default: all of them).
+    model_name: what is evaluated (a path, 'tfidf'), recorded in the results.
+    step: checkpoint step, recorded (None for a pretrained directory or TF-IDF).
+    config: the run's ConfigDict (recorded as JSON), or None.
+    output_dir: where results.json / results.md / heatmap.png go (process 0 writes).
+    warnings: messages recorded in the results (and logged).
+    cache_data: keep loaded data in memory for the next call (evaluation during training).
+
+  Returns:
+    The results dict (see `hybrid_jax.report`), with "output_files" when written.
+  """
+  t_start = time.perf_counter()
+  languages = tuple(languages) if languages else None
+  data = _cached_data(spec, languages) if cache_data else load_data(spec, languages)
+  load_seconds = time.perf_counter() - t_start
+  for warning in warnings:
+    logging.warning("%s", warning)
+  before = dict(retriever.timing)
+  if spec.partition(":")[0] == "beir":
+    task, data_languages = "beir", []
+    counts = {"queries": len(data.query_ids), "documents": len(data.corpus_ids)}
+    metrics, score_timing = evaluate_beir(retriever, data)
+  else:
+    task, data_languages, counts = "lareqa", list(data.languages), data.counts()
+    metrics, score_timing = evaluate_lareqa(retriever, data)
+  timing = {key: retriever.timing[key] - before[key] for key in before}
+  timing.update(score_timing, load_seconds=load_seconds,
+                total_seconds=time.perf_counter() - t_start)
+  num_passages = (len(data.corpus_ids) if task == "beir" else len(data.candidates))
+  if timing["encode_seconds"] > 0:
+    timing["candidates_per_second"] = num_passages / timing["encode_seconds"]
+  results = {
+      "task": task,
+      "dataset": spec,
+      "dataset_name": dataset_name(spec),
+      "model": model_name,
+      "step": step,
+      "languages": data_languages,
+      "metrics": metrics,
+      "counts": counts,
+      "timing": timing,
+      "retriever": retriever.settings(),
+      "config": json.loads(config.to_json_best_effort()) if config is not None else None,
+      "warnings": list(warnings),
+  }
+  if output_dir and jax.process_index() == 0:
+    results["output_files"] = report.write_report(results, output_dir)
+  return results
+
+
+def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float]:
+  """The headline numbers of a results dict as {name: float} for metric writers."""
+  m = results["metrics"]
+  if results["task"] == "beir":
+    names = {name: name for name in BEIR_METRICS}
+  else:
+    k = m["top_k"]
+    names = {"mono_map": "map_mono", "cross_map": "map_cross",
+             "multilingual_map": "map_multi_mean", "rank_gap": "rank_gap_mean",
+             f"own_language_share@{k}": "own_share_mean",
+             f"own_language_share_excess@{k}": "own_share_excess_mean"}
+  out = {prefix + name: float(m[key]) for name, key in names.items()
+         if m.get(key) is not None and np.isfinite(m[key])}
+  out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
+  return out
+
+
+def output_dir_for(root: str, spec: str, step: int | None, label: str | None = None) -> str:
+  """`<root>/eval/<dataset name>/step_<N>` (or `/<label>` for a model without steps)."""
+  leaf = f"step_{step}" if step is not None else (label or "pretrained")
+  return os.path.join(root, "eval", dataset_name(spec), leaf)
+
+
+def evaluate_in_training(model, tokenizer, config, mesh, workdir: str, step: int
+                         ) -> dict[str, Any]:
+  """The trainer's evaluation of `config.data.eval` at `step`; reports under
+  `<workdir>/eval/<dataset name>/step_<step>/`.
+
+  Returns:
+    {"scalars": {"eval/mono_map", "eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
+    "eval/own_language_share@10", ...}, "results": the full results dict}.
+  """
+  retriever = DenseRetriever(
+      model, tokenizer, mesh, query_max_len=config.data.query_max_len,
+      passage_max_len=config.data.passage_max_len, batch_size=config.eval.batch_size)
+  spec = config.data.eval
+  overlap = train_test_overlap(config.data.get("train"), spec)
+  results = evaluate(
+      retriever, spec, languages=_languages(config.data.languages), model_name=workdir,
+      step=int(step), config=config, output_dir=output_dir_for(workdir, spec, int(step)),
+      warnings=[overlap] if overlap else [], cache_data=True)
+  return {"scalars": scalars(results), "results": results}
+
+
+def _languages(spec: str | None) -> tuple[str, ...] | None:
+  if not spec:
+    return None
+  from hybrid_jax.data.languages import parse_languages
+
+  return parse_languages(spec)
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def is_training_workdir(path: str) -> bool:
+  """A training run's directory (config.json and checkpoints/), as opposed to an HF directory."""
+  return (os.path.isfile(os.path.join(path, "config.json"))
+          and os.path.isdir(os.path.join(path, "checkpoints")))
+
+
+def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | None = None,
+                        languages: str | Sequence[str] | None = None,
+                        output_dir: str | None = None, output_root: str | None = None,
+                        query_max_len: int | None = None, passage_max_len: int | None = None,
+                        batch_size: int | None = None, mesh=None,
+                        show_progress: bool = True) -> dict[str, Any]:
+  """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
+
+  Args:
+    path: a training workdir (config.json + checkpoints/; restored with `train.restore_model`),
+      a Hugging Face model directory (`models.load_pretrained` + its tokenizer), or 'tfidf'.
+    dataset: data spec; default the run's `config.data.eval`, else 'xquad_r:eval'.
+    step: checkpoint step of a training run (default: the newest).
+    languages: '+'-joined codes or a sequence; default the run's languages, else all.
+    output_dir: where the reports go; default `output_dir_for(output_root or path, ...)`
+      ('tfidf' needs output_dir or output_root).
+    query_max_len, passage_max_len, batch_size: override the run's config (or the defaults).
+    mesh: device mesh (default: every device).
+
+  Returns:
+    The results dict.
+  """
+  config, warnings, model_step = None, [], None
+  if isinstance(languages, str):
+    languages = _languages(languages)
+  if path == TFIDF:
+    retriever = TfidfRetriever()
+    label = TFIDF
+    if not (output_dir or output_root):
+      raise ValueError("--model=tfidf: pass --output_dir or --workdir for the reports")
+  else:
+    mesh = mesh or sharding.make_mesh()
+    if is_training_workdir(path):
+      from hybrid_jax import train
+
+      model, tokenizer, config, model_step = train.restore_model(path, step=step)
+      dataset = dataset or config.data.eval or "xquad_r:eval"
+      languages = languages or _languages(config.data.languages)
+      overlap = train_test_overlap(config.data.get("train"), dataset)
+      warnings += [overlap] if overlap else []
+      lengths = (config.data.query_max_len, config.data.passage_max_len, config.eval.batch_size)
+    elif os.path.isfile(os.path.join(path, "config.json")):
+      from hybrid_jax import models
+      from hybrid_jax.models import tokenizer as tokenizer_lib
+
+      model = models.load_pretrained(path)
+      tokenizer = tokenizer_lib.load_tokenizer(path)
+      lengths = (DEFAULT_QUERY_MAX_LEN, DEFAULT_PASSAGE_MAX_LEN, DEFAULT_BATCH_SIZE)
+    else:
+      raise FileNotFoundError(f"{path}: neither a training run (config.json + checkpoints/) nor "
+                              "a Hugging Face model directory (config.json + weights)")
+    label = "pretrained"
+    retriever = DenseRetriever(
+        model, tokenizer, mesh, query_max_len=query_max_len or lengths[0],
+        passage_max_len=passage_max_len or lengths[1], batch_size=batch_size or lengths[2],
+        show_progress=show_progress)
+  dataset = dataset or "xquad_r:eval"
+  if output_dir is None:
+    output_dir = output_dir_for(output_root or path, dataset, model_step, label)
+  return evaluate(retriever, dataset, languages=languages, model_name=path, step=model_step,
+                  config=config, output_dir=output_dir, warnings=warnings)
+
+
+def main(argv):
+  del argv
+  from absl import flags
+
+  f = flags.FLAGS
+  if not f.workdir and not f.model:
+    raise flags.ValidationError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
+  results = evaluate_checkpoint(
+      f.model or f.workdir, f.dataset, step=f.step, languages=f.languages,
+      output_dir=f.output_dir, output_root=f.workdir if f.model else None,
+      query_max_len=f.query_max_len, passage_max_len=f.passage_max_len,
+      batch_size=f.batch_size)
+  print(report.markdown(report.to_jsonable(results)))
+  for kind, path in results.get("output_files", {}).items():
+    print(f"{kind}: {path}")
+
+
+def _define_flags():
+  from absl import flags
+
+  flags.DEFINE_string("workdir", None, "Training run directory (config.json + checkpoints/); "
+                      "with --model, the root of the reports.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+  flags.DEFINE_string("model", None, "A Hugging Face model directory, or 'tfidf'.")
+  flags.DEFINE_string("dataset", None, "xquad_r:eval | xquad_r:all | mlqa_r:PATH | beir:PATH "
+                      "(default: the run's config.data.eval, else xquad_r:eval).")
+  flags.DEFINE_string("languages", None, "'+'-joined language codes (default: the run's, else "
+                      "all of the data set's).")
+  flags.DEFINE_string("output_dir", None, "Where to write the reports (default: "
+                      "<workdir>/eval/<dataset>/step_<N>/).")
+  flags.DEFINE_integer("query_max_len", None, "Query tokens (default: the run's config, else "
+                       f"{DEFAULT_QUERY_MAX_LEN}).")
+  flags.DEFINE_integer("passage_max_len", None, "Passage tokens (default: the run's config, "
+                       f"else {DEFAULT_PASSAGE_MAX_LEN}).")
+  flags.DEFINE_integer("batch_size", None, "Rows per encoded batch (default: the run's "
+                       f"config.eval.batch_size, else {DEFAULT_BATCH_SIZE}).")
+
+
+if __name__ == "__main__":
+  from absl import app
+
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,224 @@
+"""Evaluation reports: the results dict as JSON, a Markdown table, and a heatmap PNG.
+
+`hybrid_jax.evaluate` produces one results dict per (model, data set); this module only formats
+it. The dict's shape (every writer reads these keys):
+
+    {"task": "lareqa" | "beir", "dataset": spec, "dataset_name": str, "model": str,
+     "step": int | None, "languages": [L codes], "metrics": {...}, "timing": {...}, ...}
+
+LAReQA metrics hold language-keyed dicts: "map_xy" {query lang: {target lang: mAP}},
+"map_multi" / "rank_gap" / "own_share" {query lang: value}, and the scalars "map_mono",
+"map_cross", "map_multi_mean", "rank_gap_mean", "own_share_mean", "top_k". BEIR metrics are a flat
+{name: value} dict ("ndcg@10", "recall@100", "mrr@10", "num_queries").
+
+JSON has no NaN: NaN and infinities are written as null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+JSON_NAME = "results.json"
+MARKDOWN_NAME = "results.md"
+HEATMAP_NAME = "heatmap.png"
+
+# (metrics key, column title) of the one-line-per-run LAReQA summary.
+LAREQA_SUMMARY = (("map_mono", "mono mAP"), ("map_cross", "cross mAP"),
+                  ("map_multi_mean", "multilingual mAP"), ("rank_gap_mean", "rank gap"),
+                  ("own_share_mean", "own-lang share@k"))
+BEIR_SUMMARY = (("ndcg@10", "nDCG@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10"),
+                ("num_queries", "queries"))
+
+
+def to_jsonable(value):
+  """`value` with numpy arrays/scalars as lists/numbers, tuples as lists, NaN/inf as None."""
+  if isinstance(value, Mapping):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return to_jsonable(value.tolist())
+  if isinstance(value, np.generic):
+    value = value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return None
+  return value
+
+
+def write_json(results: Mapping, path: str) -> str:
+  """Writes `results` as indented, strictly valid JSON; returns `path`."""
+  with open(path, "w") as f:
+    json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+    f.write("\n")
+  return path
+
+
+def _fmt(value, digits: int = 3) -> str:
+  if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    return "–"
+  if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+    return str(int(value))
+  return f"{float(value):.{digits}f}"
+
+
+def _table(header, rows) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+  lines += ["| " + " | ".join(row) + " |" for row in rows]
+  return lines
+
+
+def _title(results: Mapping) -> str:
+  step = results.get("step")
+  at_step = f" @ step {step}" if step is not None else ""
+  return f"{results['dataset']} — {results['model']}{at_step}"
+
+
+def lareqa_markdown(results: Mapping) -> str:
+  """The L x L X->Y mAP matrix, the multilingual pool and the bias per query language (a row
+  each), then the macro averages."""
+  m, langs = results["metrics"], list(results["languages"])
+  k = m["top_k"]
+  header = ["query \\ target", *langs, "multilingual", "rank gap", f"own share@{k}"]
+  rows = [[f"**{x}**", *(_fmt(m["map_xy"][x][y]) for y in langs), _fmt(m["map_multi"][x]),
+           _fmt(m["rank_gap"][x], 2), _fmt(m["own_share"][x])] for x in langs]
+  summary = [_fmt(m[key], 2 if key == "rank_gap_mean" else 3) for key, _ in LAREQA_SUMMARY]
+  lines = [f"### {_title(results)}", "",
+           f"mAP of X→Y (rows: query language X, columns: pool language Y); multilingual: pool "
+           f"of all {len(langs)} languages. Rank gap: mean rank of the other-language answers "
+           f"minus the rank of the same-language answer in the multilingual pool (0 = "
+           f"language-agnostic). Own share@{k}: share of the query's language in the top {k} "
+           f"(uniform = {_fmt(m['uniform_share'])}).", ""]
+  lines += _table(header, rows)
+  lines += [""]
+  lines += _table([title.replace("share@k", f"share@{k}") for _, title in LAREQA_SUMMARY],
+                  [summary])
+  return "\n".join(lines) + "\n"
+
+
+def beir_markdown(results: Mapping) -> str:
+  """One row: nDCG@10, Recall@100, MRR@10 and the number of queries."""
+  m = results["metrics"]
+  lines = [f"### {_title(results)}", ""]
+  lines += _table([title for _, title in BEIR_SUMMARY],
+                  [[_fmt(m.get(key)) for key, _ in BEIR_SUMMARY]])
+  return "\n".join(lines) + "\n"
+
+
+def markdown(results: Mapping) -> str:
+  """The Markdown report of one results dict."""
+  if results["task"] == "lareqa":
+    return lareqa_markdown(results)
+  if results["task"] == "beir":
+    return beir_markdown(results)
+  raise ValueError(f"unknown results task {results['task']!r}")
+
+
+def comparison_table(results_by_name: Mapping[str, Mapping]) -> str:
+  """Side-by-side summary of several runs on one task, a row per run (e.g. mono-only vs hybrid,
+  with a TF-IDF lexical reference row).
+
+  Args:
+    results_by_name: {row name: results dict}; all of one task.
+  """
+  tasks = {r["task"] for r in results_by_name.values()}
+  if len(tasks) != 1:
+    raise ValueError(f"comparison_table: results of different tasks {sorted(tasks)}")
+  columns = LAREQA_SUMMARY if tasks.pop() == "lareqa" else BEIR_SUMMARY
+  rows = []
+  for name, results in results_by_name.items():
+    m = results["metrics"]
+    title_k = m.get("top_k")
+    rows.append([name, results["dataset"], _fmt(results.get("step")),
+                 *(_fmt(m.get(key), 2 if key == "rank_gap_mean" else 3) for key, _ in columns)])
+  header = ["run", "dataset", "step",
+            *(t.replace("share@k", f"share@{title_k}") for _, t in columns)]
+  return "\n".join(_table(header, rows)) + "\n"
+
+
+def plot_heatmap(results: Mapping, path: str) -> str:
+  """PNG of the X->Y mAP matrix with the multilingual-pool column beside it, values in the cells.
+
+  Args:
+    results: LAReQA results.
+    path: output .png path.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+
+  m, langs = results["metrics"], list(results["languages"])
+  num_langs = len(langs)
+  matrix = np.array([[np.nan if m["map_xy"][x][y] is None else m["map_xy"][x][y] for y in langs]
+                     for x in langs], np.float64)
+  multi = np.array([np.nan if m["map_multi"][x] is None else m["map_multi"][x] for x in langs],
+                   np.float64)[:, None]
+  cell = 0.62
+  fig, (ax, ax_multi) = plt.subplots(
+      1, 2, figsize=(cell * (num_langs + 1) + 2.6, cell * num_langs + 1.6),
+      gridspec_kw={"width_ratios": [num_langs, 1.4], "wspace": 0.08}, squeeze=True)
+  cmap = plt.get_cmap("viridis").copy()
+  cmap.set_bad("#dddddd")
+  font = max(6, min(11, int(90 / max(num_langs, 1))))
+
+  def draw(axis, values, xlabels):
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0,
+                        aspect="auto")
+    axis.set_xticks(range(values.shape[1]), xlabels)
+    axis.set_yticks(range(values.shape[0]), langs)
+    axis.tick_params(length=0)
+    for (i, j), value in np.ndenumerate(values):
+      text = "–" if np.isnan(value) else f"{value:.2f}"
+      color = "black" if np.isnan(value) or value > 0.6 else "white"
+      axis.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
+    return image
+
+  image = draw(ax, matrix, langs)
+  ax.set_xlabel("pool language Y")
+  ax.set_ylabel("query language X")
+  ax.xaxis.set_label_position("top")
+  ax.xaxis.tick_top()
+  draw(ax_multi, multi, ["all"])
+  ax_multi.set_yticks([])
+  ax_multi.xaxis.tick_top()
+  ax_multi.set_xlabel("multilingual\npool")
+  ax_multi.xaxis.set_label_position("top")
+  fig.colorbar(image, ax=[ax, ax_multi], fraction=0.04, pad=0.03, label="mAP")
+  fig.suptitle(f"LAReQA mAP X→Y — {_title(results)}\nmono {_fmt(m['map_mono'])} | cross "
+               f"{_fmt(m['map_cross'])} | multilingual {_fmt(m['map_multi_mean'])}",
+               fontsize=10, y=0.02, va="bottom")
+  fig.subplots_adjust(bottom=0.14)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
+def write_report(results: Mapping, output_dir: str) -> dict[str, str]:
+  """Writes results.json, results.md and (LAReQA) heatmap.png into `output_dir`.
+
+  Returns:
+    {"json": path, "markdown": path, "heatmap": path (LAReQA only)}.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  paths = {"json": write_json(results, os.path.join(output_dir, JSON_NAME))}
+  # The JSON form is what every reader sees (NaN -> None), so format from it.
+  readable = to_jsonable(results)
+  markdown_path = os.path.join(output_dir, MARKDOWN_NAME)
+  with open(markdown_path, "w") as f:
+    f.write(markdown(readable))
+  paths["markdown"] = markdown_path
+  if results["task"] == "lareqa":
+    paths["heatmap"] = plot_heatmap(readable, os.path.join(output_dir, HEATMAP_NAME))
+  return paths
+
+
+def load_results(path: str) -> dict:
+  """A results.json written by `write_report` (`path` is the file or its directory)."""
+  if os.path.isdir(path):
+    path = os.path.join(path, JSON_NAME)
+  with open(path) as f:
+    return json.load(f)
