@@ -344,6 +344,11 @@ def test_pools_chosen_in_proportion_to_size(mono):
   assert _chi_square(observed, probs) < (16.3 if mono else 31.3)
   # ... and the pools differ enough that uniform choice would fail.
   assert _chi_square(observed, np.full(len(pairs), 1 / len(pairs))) > 100
+  # Pools are interleaved, not run one after the other: consecutive batches of the stream change
+  # pool about as often as independent draws would (1 - sum(p^2)).
+  pools = [(int(b.query_lang[0]), int(b.passage_lang[0])) for b in stream]
+  switches = np.mean([a != b for a, b in zip(pools[:-1], pools[1:])])
+  assert abs(switches - (1 - np.sum(probs ** 2))) < 0.08
 
 
 def test_example_scope_draws_languages_uniformly():
