@@ -12,13 +12,11 @@ import time
 import numpy as np
 import pytest
 
+from hybrid_jax import data as data_lib
 from hybrid_jax import sampler as sampler_lib
 
 HybridBatchSampler = sampler_lib.HybridBatchSampler
 SAMPLER_PATH = os.path.abspath(sampler_lib.__file__)
-XQUAD_R_DIR = "/work/shared/data/xquad-r"
-XQUAD_R_LANGUAGES = tuple(sorted(f[:-len(".json")] for f in os.listdir(XQUAD_R_DIR)
-                                 if f.endswith(".json")))
 LANGS4 = ("en", "de", "ar", "zh")
 
 
@@ -29,24 +27,11 @@ def _unequal_available(seed=0, num_examples=400):
   return available
 
 
-def _xquad_r_passage_keys():
-  """int64 [1190, 11]: per language, a global index of the answer sentence of each question (the
-  sentence whose [start, end) holds answer_start), so questions sharing a positive share a key."""
-  columns = []
-  for lang in XQUAD_R_LANGUAGES:
-    with open(os.path.join(XQUAD_R_DIR, f"{lang}.json"), encoding="utf-8") as f:
-      data = json.load(f)
-    column, offset = [], 0
-    for article in data["data"]:
-      for paragraph in article["paragraphs"]:
-        breaks = paragraph["sentence_breaks"]
-        for qa in paragraph["qas"]:
-          start = qa["answers"][0]["answer_start"]
-          (sentence,) = [i for i, (lo, hi) in enumerate(breaks) if lo <= start < hi]
-          column.append(offset + sentence)
-        offset += len(breaks)
-    columns.append(column)
-  return np.array(columns, np.int64).T
+@pytest.fixture(scope="module")
+def xquad_r():
+  """The full embedded XQuAD-R (1190 questions x 11 languages): its passage keys are the answer
+  sentences, shared by many questions (603 to 818 distinct per language)."""
+  return data_lib.load("xquad_r:all")
 
 
 def _walk(sampler, num_steps):
@@ -192,42 +177,36 @@ def test_standalone_import_without_jax_flax_or_package(monkeypatch):
   assert all(_same(sampler.batch(s), reference.batch(s)) for s in range(50))
 
 
-_AS_LISTS_SOURCE = """
-def _as_lists(b):
-  return [b.example_ids.tolist(), b.query_lang.tolist(), b.passage_lang.tolist(),
-          bool(b.is_mono), b.source]
-"""
-exec(_AS_LISTS_SOURCE)
-
-
-def test_same_batches_in_another_process():
-  """A fresh interpreter (other hash seed, standalone copy of the file) gives the same batches."""
-  steps = [0, 1, 2, 255, 256, 4097, 10**6, 10**6 + 17]
-  setup = f"""
+# Run verbatim here and in a fresh interpreter, given `Sampler` and `steps`.
+_BATCHES_SCRIPT = """
 import numpy as np
 rng = np.random.default_rng(0)
 available = rng.random((400, 4)) < np.array([1.0, 0.6, 0.35, 0.2])
 keys = rng.integers(0, 150, (400, 4))
-samplers = [Sampler([available, available[:200]], {LANGS4!r}, 16, 0.5, 9, language_scope=scope,
-                    passage_keys=[keys, None]) for scope in ("batch", "example")]
+batches = {}
+for scope in ("batch", "example"):
+  s = Sampler([available, available[:200]], ("en", "de", "ar", "zh"), 16, 0.5, 9,
+              language_scope=scope, passage_keys=[keys, None])
+  for step in steps:
+    b = s.batch(step)
+    batches[f"{scope}:{step}"] = [b.example_ids.tolist(), b.query_lang.tolist(),
+                                  b.passage_lang.tolist(), bool(b.is_mono), b.source]
 """
-  code = _STANDALONE_LOADER.format(path=SAMPLER_PATH) + f"""
-import json
-Sampler = module.HybridBatchSampler
-{setup}
-print(json.dumps([_as_lists(s.batch(step)) for s in samplers for step in {steps!r}]))
-"""
-  code = code.replace("import json\n", "import json\n" + _AS_LISTS_SOURCE)
+
+
+def test_same_batches_in_another_process():
+  """A fresh interpreter (other hash seed, standalone copy of the file, other call order) gives
+  the same batches."""
+  steps = [0, 1, 2, 255, 256, 4097, 10**6, 10**6 + 17]
+  code = (_STANDALONE_LOADER.format(path=SAMPLER_PATH) +
+          f"Sampler = module.HybridBatchSampler\nsteps = {steps!r}\n" + _BATCHES_SCRIPT +
+          "import json\nprint(json.dumps(batches))\n")
   env = dict(os.environ, PYTHONHASHSEED="12345")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True)
-  namespace = {"Sampler": HybridBatchSampler}
-  exec(setup, namespace)
-  ours = []
-  for s in namespace["samplers"]:
-    by_step = {step: _as_lists(s.batch(step)) for step in reversed(steps)}  # another call order
-    ours.extend(by_step[step] for step in steps)
-  assert json.loads(result.stdout) == ours
+  ours = {"Sampler": HybridBatchSampler, "steps": steps[::-1]}
+  exec(_BATCHES_SCRIPT, ours)
+  assert json.loads(result.stdout) == ours["batches"]
 
 
 def test_shards_concatenate_to_the_global_batch():
@@ -249,16 +228,16 @@ def test_shards_concatenate_to_the_global_batch():
 
 
 @pytest.mark.parametrize("scope", sampler_lib.LANGUAGE_SCOPES)
-def test_no_shared_positive_in_a_batch_on_xquad_r(scope):
-  keys = _xquad_r_passage_keys()
-  available = np.ones(keys.shape, bool)
+def test_no_shared_positive_in_a_batch_on_xquad_r(scope, xquad_r):
+  keys, available = xquad_r.passage_keys, xquad_r.available
 
   def max_copies(passage_keys, num_steps):
-    sampler = HybridBatchSampler(available, XQUAD_R_LANGUAGES, 32, 0.5, seed=4,
+    sampler = HybridBatchSampler(available, xquad_r.languages, 32, 0.5, seed=4,
                                  language_scope=scope, passage_keys=passage_keys)
     worst = 0
     for b in _walk(sampler, num_steps):
-      # A key is a sentence of one language: (passage language, key) must be unique.
+      # (passage language, key) must be unique; the loader's keys are unique across languages
+      # anyway, but the sampler only promises uniqueness within a language.
       batch_keys = np.stack([b.passage_lang, keys[b.example_ids, b.passage_lang]], axis=1)
       worst = max(worst, np.unique(batch_keys, axis=0, return_counts=True)[1].max())
     return worst, sampler
@@ -394,12 +373,10 @@ def test_only_given_languages_are_emitted():
   assert emitted == {0, 1, 3}
 
 
-def test_random_access_is_fast_near_step_one_million():
-  keys = _xquad_r_passage_keys()
-  available = np.ones(keys.shape, bool)
+def test_random_access_is_fast_near_step_one_million(xquad_r):
   for scope in sampler_lib.LANGUAGE_SCOPES:
-    sampler = HybridBatchSampler(available, XQUAD_R_LANGUAGES, 32, 0.5, seed=0,
-                                 language_scope=scope, passage_keys=keys)
+    sampler = HybridBatchSampler(xquad_r.available, xquad_r.languages, 32, 0.5, seed=0,
+                                 language_scope=scope, passage_keys=xquad_r.passage_keys)
     start = time.perf_counter()
     sampler.batch(10**6)
     first_call = time.perf_counter() - start
