@@ -161,8 +161,7 @@ def plot_heatmap(results: Mapping, path: str) -> str:
   fig, (ax, ax_multi) = plt.subplots(
       1, 2, figsize=(cell * (num_langs + 1) + 2.6, cell * num_langs + 1.6),
       gridspec_kw={"width_ratios": [num_langs, 1.4], "wspace": 0.08}, squeeze=True)
-  cmap = plt.get_cmap("viridis").copy()
-  cmap.set_bad("#dddddd")
+  cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
   font = max(6, min(11, int(90 / max(num_langs, 1))))
 
   def draw(axis, values, xlabels):
