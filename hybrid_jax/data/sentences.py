@@ -4,7 +4,8 @@ sentence boundaries (XQuAD, MLQA). XQuAD-R ships its own boundaries and does not
 Rules, in order:
   * A sentence ends after a run of terminators and the closing quotes/brackets that follow it:
     Latin-style `. ! ? …` (also Arabic `؟` and Urdu `۔`, Greek `;`), CJK `。 ！ ？ ｡`, Devanagari
-    `। ॥`.
+    `। ॥`; in Greek also `;` (the Greek question mark, which Unicode normalizes to it). Citation
+    tags right after a terminator ("[citation needed]") stay with their sentence.
   * CJK and Devanagari terminators end a sentence wherever they stand. A Latin-style terminator ends
     one only when whitespace (or the end of the text) follows and the next word does not start with
     a lowercase letter ("Yahoo! is", "etc. and" stay whole; "3.5" and "a.m.x" are never split).
@@ -18,7 +19,8 @@ Rules, in order:
     sentence or clause, so every run of whitespace between two Thai characters is a boundary (this
     splits more finely than human sentence boundaries: Thai paragraphs get clause-sized
     candidates).
-Surrounding whitespace is not part of a sentence, and a paragraph of only whitespace has none.
+Surrounding whitespace is not part of a sentence, a piece without any letter or digit (a stray
+".") joins the sentence before it, and a paragraph of only whitespace has none.
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ _LATIN_TERMINATORS = ".!?…\u203c\u2047\u2048\u2049\u061f\u06d4\u037e"
 _CJK_TERMINATORS = "。！？｡"
 _INDIC_TERMINATORS = "।॥"
 _CLOSERS = "\"'”’»)]}」』〉》）】›"
+_GREEK_QUESTION_MARK = ";"  # U+037E normalizes (NFC) to the ASCII semicolon.
+# A terminator run, its closers, and citation tags that belong to the sentence ("[citation needed]").
 _END = re.compile(
-    f"[{re.escape(_LATIN_TERMINATORS + _CJK_TERMINATORS + _INDIC_TERMINATORS)}]+"
-    f"[{re.escape(_CLOSERS)}]*")
-# What may follow a terminator inside one sentence: more terminators (". . ."), closing brackets,
-# a citation tag ("[citation needed]"); not the straight quotes, which also open sentences.
-_CONTINUATIONS = _LATIN_TERMINATORS + _CLOSERS.replace("\"", "").replace("'", "") + "["
+    f"(?P<terminator>[{re.escape(_LATIN_TERMINATORS + _CJK_TERMINATORS + _INDIC_TERMINATORS)};]+"
+    f"[{re.escape(_CLOSERS)}]*)"
+    r"(?:\s*\[[^\[\]\n]{1,60}\])*")
+# What may follow a terminator inside one sentence: more terminators (". . ."), closing brackets;
+# not the straight quotes, which also open sentences.
+_CONTINUATIONS = _LATIN_TERMINATORS + _CLOSERS.replace("\"", "").replace("'", "")
 _THAI_SPACE = re.compile(r"(?<=[\u0e00-\u0e7f])\s+(?=[\u0e00-\u0e7f])")
 _LAST_WORD = re.compile(r"\S*$")
 _OPENERS = "\"'“‘«‹([{„「『（【"
@@ -70,16 +75,19 @@ def _is_abbreviation(word: str, language: str | None) -> bool:
 
 def _ends_sentence(text: str, match: re.Match, language: str | None) -> bool:
   """Whether the terminator run `match` in `text` closes a sentence."""
-  first = match.group()[0]
+  terminator = match.group("terminator")
+  first = terminator[0]
   if first in _CJK_TERMINATORS or first in _INDIC_TERMINATORS:
     return True
+  if first == _GREEK_QUESTION_MARK and language != "el":
+    return False
   end = match.end()
   rest = text[end:].lstrip()
   if end < len(text) and not text[end].isspace():
     return False
   if rest and (rest[0].islower() or rest[0] in _CONTINUATIONS):
     return False
-  lone_period = match.group() == "."
+  lone_period = terminator == "."
   return not (lone_period and _is_abbreviation(_LAST_WORD.search(text, 0, match.start()).group(),
                                                 language))
 
@@ -105,7 +113,10 @@ def sentence_spans(text: str, language: str | None = None) -> list[tuple[int, in
     stripped = piece.strip()
     if stripped:
       left = start + len(piece) - len(piece.lstrip())
-      spans.append((left, left + len(stripped)))
+      if spans and not any(c.isalnum() for c in stripped):
+        spans[-1] = (spans[-1][0], left + len(stripped))
+      else:
+        spans.append((left, left + len(stripped)))
     start = end
   return spans
 

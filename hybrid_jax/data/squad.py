@@ -27,7 +27,8 @@ _MLQA_FILE = re.compile(r"context-(?P<context>[A-Za-z-]+)-question-(?P<question>
 
 
 def find_language_files(directory) -> dict[str, pathlib.Path]:
-  """{lang: path} of the SQuAD-format files in `directory`, in file name order.
+  """{lang: path} of the SQuAD-format files in `directory` (or of the one file `directory`), in
+  file name order.
 
   Recognised names are `<lang>.json[.gz]` and MLQA's `*context-<x>-question-<x>.json[.gz]` (the
   cross-language MLQA files, context and question in different languages, are left out).
@@ -36,9 +37,11 @@ def find_language_files(directory) -> dict[str, pathlib.Path]:
     DataError: no such file, an unknown language code, or two files for one language.
   """
   directory = pathlib.Path(directory)
+  if not directory.exists():
+    raise DataError(f"{directory}: no such file or directory")
   found = {}
-  for path in sorted(directory.iterdir()):
-    match = _LANG_FILE.match(path.name) or _MLQA_FILE.search(path.name)
+  for path in sorted(directory.iterdir()) if directory.is_dir() else [directory]:
+    match = _MLQA_FILE.search(path.name) or _LANG_FILE.match(path.name)
     if not match:
       continue
     groups = match.groupdict()
