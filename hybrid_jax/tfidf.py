@@ -1,0 +1,206 @@
+"""A character n-gram TF-IDF retriever: the lexical baseline of the LAReQA tables, numpy only.
+
+Features are the character n-grams (n in `ngram_range`, default 3-5) of the lower-cased text with
+runs of 2+ whitespace characters collapsed to one space, as scikit-learn's
+`TfidfVectorizer(analyzer="char", sublinear_tf=True)`. Each n-gram is hashed (a 64-bit polynomial
+hash of its code points, mixed with n) into `num_buckets` buckets; the vocabulary is the set of
+buckets seen when fitting, so a hashed feature matrix is never allocated. Weights:
+
+    tfidf(t, d) = (1 + ln count(t, d)) * (ln((1 + num_docs) / (1 + df(t))) + 1),
+
+idf from the candidate pool given to `fit`, each vector L2-normalised (so a score is a cosine);
+query n-grams unseen at fit time are dropped. Scoring (`sparse_scores`) walks an inverted index of
+the candidates, so it needs no scipy and no dense [C, vocabulary] matrix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+
+import numpy as np
+
+from hybrid_jax.data.parallel_qa import ParallelQA
+
+_WHITESPACE_RUNS = re.compile(r"\s\s+")
+_HASH_BASE = np.uint64(0x100000001B3)
+_HASH_LENGTH_MIX = 0x9E3779B97F4A7C15  # salt of n-grams of length n: n * this mod 2**64
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseRows:
+  """L2-normalised TF-IDF vectors in CSR layout.
+
+  Attributes:
+    indptr: int64 [R + 1]; row r holds entries indptr[r]:indptr[r + 1].
+    indices: int64 [nnz], feature = position in the encoder's fitted vocabulary (sorted per row).
+    data: float32 [nnz], weights.
+    num_features: the vocabulary size.
+  """
+
+  indptr: np.ndarray
+  indices: np.ndarray
+  data: np.ndarray
+  num_features: int
+
+  def __len__(self) -> int:
+    return len(self.indptr) - 1
+
+  def __getitem__(self, rows) -> "SparseRows":
+    """The rows `rows` (int array, slice or bool mask), as a new SparseRows."""
+    rows = np.arange(len(self))[rows]
+    starts, lengths = self.indptr[rows], np.diff(self.indptr)[rows]
+    entries = _ranges(starts, lengths)
+    return SparseRows(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                      self.indices[entries], self.data[entries], self.num_features)
+
+  def to_dense(self) -> np.ndarray:
+    """float32 [R, num_features] (for small tests)."""
+    dense = np.zeros((len(self), self.num_features), np.float32)
+    dense[np.repeat(np.arange(len(self)), np.diff(self.indptr)), self.indices] = self.data
+    return dense
+
+  @functools.cached_property
+  def _by_feature(self):
+    """Inverted index: (feature_ptr [num_features + 1], row [nnz], weight [nnz])."""
+    order = np.argsort(self.indices, kind="stable")
+    rows = np.repeat(np.arange(len(self)), np.diff(self.indptr))[order]
+    feature_ptr = np.searchsorted(self.indices[order], np.arange(self.num_features + 1))
+    return feature_ptr, rows, self.data[order]
+
+
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+  """Concatenation of arange(s, s + n) for every (s, n)."""
+  total = int(lengths.sum())
+  offsets = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+  return offsets + np.arange(total)
+
+
+def sparse_scores(queries: SparseRows, candidates: SparseRows, *,
+                  max_products: int = 1 << 23) -> np.ndarray:
+  """Dot products of sparse rows: float32 [Q, C]; a `score_fn` for `metrics.lareqa_metrics`.
+
+  Args:
+    queries: Q rows; candidates: C rows, both encoded by the same fitted encoder.
+    max_products: bound on the posting entries expanded at once (memory), by blocks of queries.
+  """
+  if queries.num_features != candidates.num_features:
+    raise ValueError(f"queries have {queries.num_features} features, candidates "
+                     f"{candidates.num_features}: encode both with the same fitted encoder")
+  feature_ptr, cand_rows, cand_weights = candidates._by_feature  # pylint: disable=protected-access
+  num_cands = len(candidates)
+  scores = np.zeros((len(queries), num_cands), np.float32)
+  posting_lengths = np.diff(feature_ptr)[queries.indices]
+  products_per_query = np.add.reduceat(np.append(posting_lengths, 0), queries.indptr[:-1]) * (
+      np.diff(queries.indptr) > 0)
+  start = 0
+  while start < len(queries):
+    stop = start + 1
+    budget = products_per_query[start]
+    while stop < len(queries) and budget + products_per_query[stop] <= max_products:
+      budget += products_per_query[stop]
+      stop += 1
+    lo, hi = queries.indptr[start], queries.indptr[stop]
+    lengths = posting_lengths[lo:hi]
+    postings = _ranges(feature_ptr[queries.indices[lo:hi]], lengths)
+    query_row = np.repeat(np.repeat(np.arange(stop - start), np.diff(queries.indptr[start:stop + 1])),
+                          lengths)
+    weights = np.repeat(queries.data[lo:hi].astype(np.float64), lengths) * cand_weights[postings]
+    scores[start:stop] = np.bincount(query_row * num_cands + cand_rows[postings], weights,
+                                     minlength=(stop - start) * num_cands).reshape(-1, num_cands)
+    start = stop
+  return scores
+
+
+class TfidfEncoder:
+  """Hashed character n-gram TF-IDF (module docstring). `fit` on the candidate pool, then
+  `encode` candidates and queries alike.
+
+  Args:
+    ngram_range: (min_n, max_n), inclusive.
+    num_buckets: hash buckets (at most 2**63); more buckets = fewer collisions, no memory cost.
+  """
+
+  def __init__(self, ngram_range: tuple[int, int] = (3, 5), num_buckets: int = 1 << 24):
+    min_n, max_n = ngram_range
+    if not 1 <= min_n <= max_n:
+      raise ValueError(f"ngram_range={ngram_range}: need 1 <= min_n <= max_n")
+    if not 1 <= num_buckets <= 1 << 63:
+      raise ValueError(f"num_buckets={num_buckets}: need 1 <= num_buckets <= 2**63")
+    self.ngram_range = (min_n, max_n)
+    self.num_buckets = num_buckets
+    self.vocabulary = None  # sorted uint64 bucket ids seen at fit time
+    self.idf = None  # float64 [vocabulary]
+
+  def ngram_buckets(self, text: str) -> np.ndarray:
+    """uint64 bucket of every character n-gram of `text` (with repeats)."""
+    text = _WHITESPACE_RUNS.sub(" ", text.lower())
+    code_points = np.frombuffer(text.encode("utf-32-le"), np.uint32).astype(np.uint64)
+    parts = []
+    for n in range(self.ngram_range[0], min(self.ngram_range[1], len(code_points)) + 1):
+      h = np.zeros(len(code_points) - n + 1, np.uint64)
+      for j in range(n):
+        h = h * _HASH_BASE + code_points[j:len(code_points) - n + 1 + j]
+      parts.append(_mix64(h ^ np.uint64(n * _HASH_LENGTH_MIX % (1 << 64))))
+    if not parts:
+      return np.zeros(0, np.uint64)
+    return np.concatenate(parts) % np.uint64(self.num_buckets)
+
+  def fit(self, texts) -> "TfidfEncoder":
+    """Sets the vocabulary and the idf from the candidate texts."""
+    doc_buckets = [np.unique(self.ngram_buckets(t)) for t in texts]
+    if not doc_buckets:
+      raise ValueError("TfidfEncoder.fit: no texts")
+    self.vocabulary, df = np.unique(np.concatenate(doc_buckets), return_counts=True)
+    self.idf = np.log((1 + len(doc_buckets)) / (1 + df)) + 1
+    return self
+
+  def encode(self, texts) -> SparseRows:
+    """L2-normalised TF-IDF rows of `texts` over the fitted vocabulary."""
+    if self.vocabulary is None:
+      raise ValueError("TfidfEncoder.encode: call fit first")
+    indptr, indices, data = [0], [], []
+    for text in texts:
+      buckets, counts = np.unique(self.ngram_buckets(text), return_counts=True)
+      features = np.searchsorted(self.vocabulary, buckets)
+      known = features < len(self.vocabulary)
+      known[known] = self.vocabulary[features[known]] == buckets[known]
+      features = features[known]
+      weights = (1 + np.log(counts[known])) * self.idf[features]
+      norm = np.sqrt(np.sum(weights**2))
+      indices.append(features)
+      data.append((weights / norm if norm > 0 else weights).astype(np.float32))
+      indptr.append(indptr[-1] + len(features))
+    return SparseRows(np.array(indptr, np.int64), np.concatenate(indices).astype(np.int64),
+                      np.concatenate(data), len(self.vocabulary))
+
+
+def _mix64(h: np.ndarray) -> np.ndarray:
+  """The splitmix64 finaliser: spreads the polynomial hash over all 64 bits."""
+  h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return h ^ (h >> np.uint64(31))
+
+
+def candidate_texts(data: ParallelQA) -> list[str]:
+  """What the retriever sees of a candidate: sentence + " " + context."""
+  return [f"{text} {context}" for text, context in zip(data.candidates.text,
+                                                        data.candidates.context)]
+
+
+def encode_parallel_qa(data: ParallelQA, encoder: TfidfEncoder | None = None):
+  """TF-IDF inputs for `metrics.lareqa_metrics(..., score_fn=sparse_scores)`.
+
+  Fits `encoder` (default `TfidfEncoder()`) on the candidate texts of `data`.
+
+  Returns:
+    (query_emb: list of L SparseRows of N rows each (empty rows where a query is missing),
+     cand_emb: SparseRows of C rows).
+  """
+  encoder = TfidfEncoder() if encoder is None else encoder
+  texts = candidate_texts(data)
+  cand_emb = encoder.fit(texts).encode(texts)
+  query_emb = [encoder.encode(["" if q is None else q for q in data.queries[:, j]])
+               for j in range(len(data.languages))]
+  return query_emb, cand_emb
