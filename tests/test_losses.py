@@ -40,7 +40,7 @@ def _inputs(hard_negatives):
   # As in real batches, equal keys are the same passage text: the same embedding.
   first_of_key = np.unique(KEYS, return_inverse=True)[1]
   passage_emb = _unit_rows(rng, (GLOBAL_BATCH, DIM))[first_of_key]
-  query_emb = _unit_rows(rng, (GLOBAL_BATCH, DIM)) + 2 * passage_emb  # queries near positives
+  query_emb = _unit_rows(rng, (GLOBAL_BATCH, DIM)) + passage_emb  # queries near positives
   inputs = dict(query_emb=query_emb / np.linalg.norm(query_emb, axis=-1, keepdims=True),
                 passage_emb=passage_emb, passage_keys=KEYS)
   if hard_negatives:

@@ -2,8 +2,8 @@
 "context"]}`, grouped into examples by `id` (a language may be missing for some ids).
 
 Candidates are the distinct (lang, passage, context) triples, so records that share a passage
-share a passage key. Also `write_jsonl` (ParallelQA -> JSONL) and `open_text`, which every loader
-uses to read plain or gzip-compressed files.
+share a passage key. Also `write_jsonl` (ParallelQA -> JSONL). Files ending in `.gz` are read and
+written gzip-compressed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hybrid_jax.data.parallel_qa import Example, ParallelQA, Problems, assemble
 REQUIRED_FIELDS = ("id", "lang", "query", "passage")
 
 
-def open_text(path, mode: str = "r"):
+def _open_text(path, mode: str = "r"):
   """Opens a text file for reading ("r") or writing ("w"), gunzipping/gzipping `*.gz`.
 
   `path` is a str, an os.PathLike or an importlib.resources Traversable.
@@ -97,7 +97,7 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
 
 def _read_jsonl(path, problems: Problems):
   """Yields (where, record) for every non-blank line of `path`; None for a malformed line."""
-  with open_text(path) as f:
+  with _open_text(path) as f:
     for line_number, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -138,7 +138,7 @@ def write_jsonl(data: ParallelQA, path) -> int:
     The number of records written.
   """
   count = 0
-  with open_text(path, "w") as f:
+  with _open_text(path, "w") as f:
     for i, id_ in enumerate(data.ids):
       for j, lang in enumerate(data.languages):
         positive = data.positives[i, j]

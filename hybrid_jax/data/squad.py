@@ -10,12 +10,12 @@ containing its first answer's `answer_start`; the parallel key is the question `
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import pathlib
 import re
 
-from hybrid_jax.data.jsonl import open_text
 from hybrid_jax.data.languages import check_language
 from hybrid_jax.data.parallel_qa import (DataError, Example, ParallelQA, Problems, assemble)
 from hybrid_jax.data.sentences import sentence_spans
@@ -64,9 +64,12 @@ def find_language_files(directory) -> dict[str, pathlib.Path]:
 
 def _read_json(path):
   """The parsed JSON document at `path`; malformed JSON raises a DataError with line:column."""
+  if isinstance(path, (str, os.PathLike)):
+    path = pathlib.Path(path)
+  with path.open("rb") as f:
+    raw = f.read()
   try:
-    with open_text(path) as f:
-      return json.load(f)
+    return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
   except json.JSONDecodeError as e:
     raise DataError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
 

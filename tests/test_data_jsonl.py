@@ -1,0 +1,113 @@
+"""Tests of the JSON Lines loader and writer (hybrid_jax/data/jsonl.py)."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from hybrid_jax.data.jsonl import load_jsonl, write_jsonl
+from hybrid_jax.data.parallel_qa import DataError
+from hybrid_jax.data.registry import load
+
+
+@pytest.fixture(scope="module")
+def xquad_r_eval():
+  return load("xquad_r:eval")
+
+
+def _same_partition(a, b):
+  """Whether two equal-shape integer arrays group entries identically (-1 = missing)."""
+  pairs = set(zip(a.ravel().tolist(), b.ravel().tolist()))
+  return len(pairs) == len({x for x, _ in pairs}) == len({y for _, y in pairs})
+
+
+@pytest.mark.parametrize("file_name", ["eval.jsonl", "eval.jsonl.gz"])
+def test_round_trip_keeps_queries_positives_and_passage_keys(tmp_path, xquad_r_eval, file_name):
+  data = xquad_r_eval
+  path = tmp_path / file_name
+  assert write_jsonl(data, path) == int(data.available.sum())
+  loaded = load_jsonl(path)
+  assert loaded.languages == data.languages
+  assert list(loaded.ids) == list(data.ids)
+  np.testing.assert_array_equal(loaded.queries, data.queries)
+  for field in ("text", "context"):
+    np.testing.assert_array_equal(getattr(loaded.candidates, field)[loaded.positives],
+                                  getattr(data.candidates, field)[data.positives])
+  assert _same_partition(loaded.passage_keys, data.passage_keys)
+  assert len(loaded.candidates) == len(np.unique(data.positives))
+  assert loaded.skipped == {}
+
+
+def _records(data, count):
+  """The first `count` JSONL records of `data` (as write_jsonl writes them)."""
+  out = []
+  for i in range(data.num_examples):
+    for j, lang in enumerate(data.languages):
+      p = data.positives[i, j]
+      out.append({"id": data.ids[i], "lang": lang, "query": data.queries[i, j],
+                  "passage": data.candidates.text[p], "context": data.candidates.context[p]})
+  return out[:count]
+
+
+def _write_lines(path, lines):
+  path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+  return path
+
+
+def test_partial_examples_shared_passages_and_several_files(tmp_path, xquad_r_eval):
+  records = _records(xquad_r_eval.select_languages(["en", "de"]), 6)  # 3 ids x (en, de)
+  first = _write_lines(tmp_path / "a.jsonl", [json.dumps(r) for r in records[:3]] + ["  "])
+  renamed = {**records[4], "id": 12345}  # an integer id is taken as its string
+  sharing = {"id": "extra", "lang": "en", "query": "Which passage?",
+             "passage": records[0]["passage"]}  # the first en passage, without its context
+  second = _write_lines(tmp_path / "b.jsonl", [json.dumps(renamed), json.dumps(sharing)])
+  data = load_jsonl([first, second])
+  assert data.name == f"{first},{second}"
+  assert list(data.ids) == [records[0]["id"], records[2]["id"], "12345", "extra"]
+  assert data.languages == ("en", "de")
+  assert data.available.tolist() == [[True, True], [True, False], [True, False], [True, False]]
+  assert data.candidates.context[data.positives[3, 0]] == ""
+  assert data.positives[3, 0] != data.positives[0, 0]  # same passage, other context
+  sharing["context"] = records[0]["context"]
+  _write_lines(second, [json.dumps(renamed), json.dumps(sharing)])
+  assert load_jsonl([first, second]).positives[3, 0] == data.positives[0, 0]
+
+
+# Each case: (edit of one real record's JSON line, counted reason, text the message must name).
+BAD_LINES = {
+    "malformed": (lambda r: json.dumps(r)[:-2], "malformed JSON", "column"),
+    "missing query": (lambda r: json.dumps({k: v for k, v in r.items() if k != "query"}),
+                      "missing field 'query'", "field 'query'"),
+    "empty query": (lambda r: json.dumps({**r, "query": " "}), "empty query", "field 'query'"),
+    "empty passage": (lambda r: json.dumps({**r, "passage": ""}), "empty passage",
+                      "field 'passage'"),
+    "number as query": (lambda r: json.dumps({**r, "query": 3}), "field 'query' is not a string",
+                        "field 'query'"),
+    "unknown language": (lambda r: json.dumps({**r, "lang": "dn"}), "unknown language code",
+                         "field 'lang'"),
+    "duplicate id": (lambda r: json.dumps({**r, "id": "dup"}), "duplicate id", "field 'id'"),
+    "missing id": (lambda r: json.dumps({**r, "id": None}), "missing field 'id'", "field 'id'"),
+    "not an object": (lambda r: json.dumps([r["id"]]), "record is not a JSON object", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINES))
+def test_bad_line_raises_or_is_skipped_and_counted(tmp_path, xquad_r_eval, case, caplog):
+  edit, reason, field_text = BAD_LINES[case]
+  records = _records(xquad_r_eval, 4)
+  records[0]["id"] = records[1]["id"] = "dup"
+  records[1]["lang"] = "de"  # a clean record for (dup, de)
+  lines = [json.dumps(r) for r in records]
+  lines[3] = edit({**records[3], "lang": "de"} if case == "duplicate id" else records[3])
+  path = _write_lines(tmp_path / "bad.jsonl", lines)
+  with pytest.raises(DataError) as error:
+    load_jsonl(path)
+  message = str(error.value)
+  assert f"{path}:4" in message and reason in message and field_text in message
+
+  with caplog.at_level(logging.WARNING):
+    data = load_jsonl(path, on_error="skip")
+  assert data.skipped == {reason: 1}
+  assert int(data.available.sum()) == 3
+  assert reason in caplog.text
