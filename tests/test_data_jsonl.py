@@ -111,3 +111,12 @@ def test_bad_line_raises_or_is_skipped_and_counted(tmp_path, xquad_r_eval, case,
   assert data.skipped == {reason: 1}
   assert int(data.available.sum()) == 3
   assert reason in caplog.text
+
+
+def test_a_line_that_is_not_utf8_is_a_malformed_record(tmp_path, xquad_r_eval):
+  good = json.dumps(_records(xquad_r_eval, 1)[0]).encode()
+  path = tmp_path / "latin1.jsonl"
+  path.write_bytes(good + b"\n" + '{"id": "é"}'.encode("latin-1") + b"\n")
+  with pytest.raises(DataError, match=r"latin1\.jsonl:2: malformed JSON \(not UTF-8"):
+    load_jsonl(path)
+  assert load_jsonl(path, on_error="skip").skipped == {"malformed JSON": 1}

@@ -234,6 +234,12 @@ def test_file_level_errors_always_raise(tmp_path, documents):
   for on_error in ("raise", "skip"):
     with pytest.raises(DataError, match=r"en\.json:1:\d+: malformed JSON"):
       load_squad(paths, on_error=on_error)
+  paths["en"].write_bytes('{"data": ["é"]}'.encode("latin-1"))
+  with pytest.raises(DataError, match=r"en\.json: not UTF-8 JSON"):
+    load_squad(paths)
+  (tmp_path / "en.json.gz").write_text(text)
+  with pytest.raises(DataError, match=r"en\.json\.gz: not UTF-8 JSON \(gzip\)"):
+    load_squad({"en": tmp_path / "en.json.gz"})
   with pytest.raises(DataError, match="unknown language code 'dn'"):
     load_squad({"dn": _ROOT / "de.json.gz"})
   (tmp_path / "xx").mkdir()

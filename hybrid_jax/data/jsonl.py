@@ -20,17 +20,15 @@ from hybrid_jax.data.parallel_qa import Example, ParallelQA, Problems, assemble
 REQUIRED_FIELDS = ("id", "lang", "query", "passage")
 
 
-def _open_text(path, mode: str = "r"):
-  """Opens a text file for reading ("r") or writing ("w"), gunzipping/gzipping `*.gz`.
-
-  `path` is a str, an os.PathLike or an importlib.resources Traversable.
-  """
+def _open_binary(path, mode: str):
+  """Opens `path` (str, os.PathLike or importlib.resources Traversable) for binary reading ("r")
+  or writing ("w"), through gzip when its name ends in `.gz`."""
   if isinstance(path, (str, os.PathLike)):
     path = pathlib.Path(path)
   binary = path.open(mode + "b")
   if path.name.endswith(".gz"):
-    binary = gzip.GzipFile(fileobj=binary, mode=mode + "b")
-  return io.TextIOWrapper(binary, encoding="utf-8")
+    return gzip.GzipFile(fileobj=binary, mode=mode + "b")
+  return binary
 
 
 def _text_fields(record: dict, where: str, problems: Problems):
@@ -97,15 +95,17 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
 
 def _read_jsonl(path, problems: Problems):
   """Yields (where, record) for every non-blank line of `path`; None for a malformed line."""
-  with _open_text(path) as f:
+  with _open_binary(path, "r") as f:
     for line_number, line in enumerate(f, start=1):
       if not line.strip():
         continue
       where = f"{path}:{line_number}"
       try:
         yield where, json.loads(line)
-      except json.JSONDecodeError as e:
-        problems.report("malformed JSON", where, f"column {e.colno}: {e.msg}")
+      except ValueError as e:  # JSONDecodeError or UnicodeDecodeError
+        detail = (f"column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else
+                  f"not UTF-8: {e}")
+        problems.report("malformed JSON", where, detail)
         yield where, None
 
 
@@ -138,7 +138,7 @@ def write_jsonl(data: ParallelQA, path) -> int:
     The number of records written.
   """
   count = 0
-  with _open_text(path, "w") as f:
+  with io.TextIOWrapper(_open_binary(path, "w"), encoding="utf-8") as f:
     for i, id_ in enumerate(data.ids):
       for j, lang in enumerate(data.languages):
         positive = data.positives[i, j]

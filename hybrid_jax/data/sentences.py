@@ -3,9 +3,9 @@ sentence boundaries (XQuAD, MLQA). XQuAD-R ships its own boundaries and does not
 
 Rules, in order:
   * A sentence ends after a run of terminators and the closing quotes/brackets that follow it:
-    Latin-style `. ! ? …` (also Arabic `؟` and Urdu `۔`, Greek `;`), CJK `。 ！ ？ ｡`, Devanagari
-    `। ॥`; in Greek also `;` (the Greek question mark, which Unicode normalizes to it). Citation
-    tags right after a terminator ("[citation needed]") stay with their sentence.
+    Latin-style `. ! ? …` (also Arabic `؟`, Urdu `۔`, and in Greek `;`, the Greek question mark,
+    which Unicode normalizes to the semicolon), CJK `。 ！ ？ ｡`, Devanagari `। ॥`. Citation tags
+    right after a terminator ("[citation needed]") stay with their sentence.
   * CJK and Devanagari terminators end a sentence wherever they stand. A Latin-style terminator ends
     one only when whitespace (or the end of the text) follows and the next word does not start with
     a lowercase letter ("Yahoo! is", "etc. and" stay whole; "3.5" and "a.m.x" are never split).
@@ -55,6 +55,7 @@ _END = re.compile(
 _CONTINUATIONS = _LATIN_TERMINATORS + _CLOSERS.replace("\"", "").replace("'", "")
 _THAI_SPACE = re.compile(r"(?<=[\u0e00-\u0e7f])\s+(?=[\u0e00-\u0e7f])")
 _LAST_WORD = re.compile(r"\S*$")
+_NEXT_CHARACTER = re.compile(r"\s*(\S?)")
 _OPENERS = "\"'“‘«‹([{„「『（【"
 _ROMAN_NUMERAL = re.compile(r"^(X{0,3})(IX|IV|V?I{0,3})$")
 
@@ -82,10 +83,10 @@ def _ends_sentence(text: str, match: re.Match, language: str | None) -> bool:
   if first == _GREEK_QUESTION_MARK and language != "el":
     return False
   end = match.end()
-  rest = text[end:].lstrip()
   if end < len(text) and not text[end].isspace():
     return False
-  if rest and (rest[0].islower() or rest[0] in _CONTINUATIONS):
+  following = _NEXT_CHARACTER.match(text, end).group(1)
+  if following and (following.islower() or following in _CONTINUATIONS):
     return False
   lone_period = terminator == "."
   return not (lone_period and _is_abbreviation(_LAST_WORD.search(text, 0, match.start()).group(),
@@ -97,7 +98,7 @@ def sentence_spans(text: str, language: str | None = None) -> list[tuple[int, in
 
   Args:
     text: a paragraph.
-    language: its language code; selects the ordinal-period and Thai rules (None: neither).
+    language: its language code; selects the ordinal-period, Greek and Thai rules (None: none).
 
   Returns:
     Non-overlapping spans, each without surrounding whitespace; together they cover every

@@ -72,6 +72,9 @@ def _read_json(path):
     return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
   except json.JSONDecodeError as e:
     raise DataError(f"{path}:{e.lineno}:{e.colno}: malformed JSON: {e.msg}") from None
+  except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as e:
+    raise DataError(f"{path}: not UTF-8 JSON{' (gzip)' if path.name.endswith('.gz') else ''}: "
+                    f"{e}") from None
 
 
 def _paragraph_sentences(paragraph: dict, context: str, lang: str, where: str,
