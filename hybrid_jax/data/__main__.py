@@ -21,13 +21,13 @@ def main(argv=None) -> int:
   parser.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise",
                       help="raise at the first bad record, or skip and count bad records")
   args = parser.parse_args(argv)
-  for spec in args.describe:
+  for i, spec in enumerate(args.describe):
     try:
       data = load(spec, languages=args.languages, on_error=args.on_error)
     except (ValueError, OSError) as e:
       print(f"error: {e}", file=sys.stderr)
       return 2
-    print(data.describe())
+    print(("\n" if i else "") + data.describe())
   return 0
 
 
