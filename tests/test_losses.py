@@ -232,6 +232,22 @@ def test_jit_on_batch_sharded_inputs(loss_fn):
   assert grads[0].sharding.is_equivalent_to(sharding.batch_sharding(mesh), 2)
 
 
+def test_bfloat16_embeddings_give_a_float32_loss_near_the_float32_one():
+  mesh = sharding.make_mesh(8)
+  inputs = _inputs(hard_negatives=False)
+  keys = jnp.asarray(inputs["passage_keys"])
+
+  @jax.jit
+  def loss_and_query_grad(q, p):
+    return jax.value_and_grad(lambda q: losses.sharded_contrastive_loss(
+        mesh, q, p, keys, temperature=TEMPERATURE)[0])(q)
+
+  loss, grad = loss_and_query_grad(*(jnp.asarray(inputs[k], jnp.bfloat16)
+                                     for k in ("query_emb", "passage_emb")))
+  assert loss.dtype == jnp.float32 and grad.dtype == jnp.bfloat16
+  np.testing.assert_allclose(loss, _reference("duplicates")[0], rtol=2e-2)
+
+
 def test_bad_inputs_name_the_argument():
   q = jnp.zeros((GLOBAL_BATCH, DIM))
   keys = jnp.arange(GLOBAL_BATCH)
