@@ -254,9 +254,16 @@ def _pooling_mode(config_path: str) -> str:
 # ----------------------------------------------------------------------------- loading
 
 
-def _tower_params(directory: str, config: EncoderConfig,
-                  st_weights: dict) -> dict[tuple[Any, ...], np.ndarray]:
+def _tower_params(directory: str, config: EncoderConfig, st_weights: dict,
+                  abstract: dict[tuple[Any, ...], jax.ShapeDtypeStruct]
+                  ) -> dict[tuple[Any, ...], np.ndarray]:
   """The encoder's parameters from a directory, keyed by path in `TransformerEncoder`'s state.
+
+  Args:
+    directory: the Hugging Face directory.
+    config: the architecture (built from the directory's config.json) and head.
+    st_weights: the sentence-transformers head weights of the directory (may hold the pooler).
+    abstract: path -> expected shape, from the model built from `config`.
 
   Raises:
     ValueError: missing or unexpected weight, or shape mismatch; the message names the key(s),
@@ -286,25 +293,26 @@ def _tower_params(directory: str, config: EncoderConfig,
   params = {}
   for name, (path, transpose) in expected.items():
     tensor = tensors[name].T if transpose else tensors[name]
+    if tensor.shape != tuple(abstract[path].shape):
+      want = tuple(abstract[path].shape)
+      if transpose:
+        want = want[::-1]
+      raise ValueError(f"{directory}: weight {name!r} has shape {tuple(tensors[name].shape)} in "
+                       f"the checkpoint, but config.json implies {want}")
     params[path] = tensor
   return params
 
 
-def _check_shapes(abstract: dict[tuple[Any, ...], Any], params: dict[tuple[Any, ...], Any],
-                  names: dict[tuple[Any, ...], str], directory: str) -> None:
-  for path, value in params.items():
-    want = tuple(abstract[path].shape)
-    if tuple(value.shape) != want:
-      raise ValueError(f"{directory}: weight {names[path]!r} has shape {tuple(value.shape)} in the "
-                       f"checkpoint but the model built from config.json expects {want}")
-
-
-def load_pretrained(path_or_hub_name: str, *, seed: int = 0, shared_tower: bool | None = None,
+def load_pretrained(path_or_hub_name: str, *, config: ml_collections.ConfigDict | None = None,
+                    seed: int = 0, shared_tower: bool | None = None,
                     **head_overrides: Any) -> DualEncoder:
   """A `DualEncoder` with Hugging Face weights.
 
   Args:
     path_or_hub_name: local directory (config.json + weights) or a hub name.
+    config: a `model_config()` dict (`config.model`): its head and run fields (pooling,
+      projection_dim, normalize, dtype, remat) and shared_tower act as the keyword arguments
+      below; its architecture fields are ignored (config.json fixes the architecture).
     seed: initialises a projection the checkpoint does not have (nothing else is random).
     shared_tower: one tower for queries and passages. Default: False when the directory has a
       `passage_encoder/` subdirectory (saved by `save_pretrained`), else True. A two-tower model
@@ -319,6 +327,9 @@ def load_pretrained(path_or_hub_name: str, *, seed: int = 0, shared_tower: bool 
     ValueError: unsupported model_type / module, missing / unexpected weight, shape mismatch.
     FileNotFoundError: no config.json or no weights.
   """
+  if config is not None:
+    head_overrides = {**{f: config[f] for f in HEAD_FIELDS}, **head_overrides}
+    shared_tower = config.shared_tower if shared_tower is None else shared_tower
   unknown = set(head_overrides) - set(HEAD_FIELDS)
   if unknown:
     raise TypeError(f"load_pretrained: unknown argument(s) {sorted(unknown)}; head fields are "
@@ -335,32 +346,33 @@ def load_pretrained(path_or_hub_name: str, *, seed: int = 0, shared_tower: bool 
   hf_config = _read_json(config_path)
   st_fields, st_weights = _read_sentence_transformers_head(
       directory, hf_config.get("hidden_size", 0))
-  config = EncoderConfig.from_hf_dict(hf_config, source=config_path,
-                                      **{**st_fields, **head_overrides})
+  encoder_config = EncoderConfig.from_hf_dict(hf_config, source=config_path,
+                                              **{**st_fields, **head_overrides})
 
   towers = [("encoder", "projection", directory, st_weights)]
   if not shared_tower:
+    passage_source = directory  # A one-tower checkpoint starts both towers.
+    passage_st_weights = st_weights
     if has_passage_dir:
-      _, passage_st_weights = _read_sentence_transformers_head(passage_dir, config.hidden_size)
-      towers.append(("passage_encoder", "passage_projection", passage_dir, passage_st_weights))
-    else:
-      towers.append(("passage_encoder", "passage_projection", directory, st_weights))
+      passage_source = passage_dir
+      _, passage_st_weights = _read_sentence_transformers_head(passage_dir,
+                                                               encoder_config.hidden_size)
+    towers.append(("separate_passage_encoder", "separate_passage_projection", passage_source,
+                   passage_st_weights))
 
   abstract_model = nnx.eval_shape(
-      lambda: DualEncoder(config, shared_tower=shared_tower, rngs=nnx.Rngs(seed)))
+      lambda: DualEncoder(encoder_config, shared_tower=shared_tower, rngs=nnx.Rngs(seed)))
   graphdef, abstract_state = nnx.split(abstract_model)
-  abstract = traverse_util.flatten_dict(abstract_state.to_pure_dict())
-  params, names = {}, {}
+  abstract_tree = nnx.to_pure_dict(abstract_state)
+  abstract = traverse_util.flatten_dict(abstract_tree)
+  params = {}
   for encoder_name, projection_name, tower_dir, tower_st_weights in towers:
-    for path, value in _tower_params(tower_dir, config, tower_st_weights).items():
-      params[(encoder_name,) + path] = value
-    for name, (path, _) in hf_weight_paths(config).items():
-      names[(encoder_name,) + path] = f"{name} ({tower_dir})"
-    if config.projection_dim:
-      params.update(_projection_params(projection_name, config, tower_st_weights, tower_dir, seed))
-      names[(projection_name, "kernel")] = f"{tower_dir} projection kernel"
-      names[(projection_name, "bias")] = f"{tower_dir} projection bias"
-  _check_shapes(abstract, params, names, directory)
+    tower = _tower_params(tower_dir, encoder_config, tower_st_weights,
+                          traverse_util.flatten_dict(abstract_tree[encoder_name]))
+    params.update({(encoder_name,) + path: value for path, value in tower.items()})
+    if encoder_config.projection_dim:
+      params.update(_projection_params(projection_name, encoder_config, tower_st_weights,
+                                       tower_dir, seed))
   not_filled = sorted(map(str, set(abstract) - set(params)))
   if not_filled:  # A programming error, never a silent random init.
     raise AssertionError(f"parameters not loaded: {not_filled}")
@@ -379,10 +391,10 @@ def _projection_params(projection_name: str, config: EncoderConfig, st_weights: 
       return {(projection_name, "kernel"): kernel, (projection_name, "bias"): bias}
   logger.info("%s: no %dx%d projection in the checkpoint; initialising %s from seed %d",
               directory, config.hidden_size, config.projection_dim, projection_name, seed)
-  key = jax.random.fold_in(jax.random.key(seed), projection_name == "passage_projection")
-  fresh = dense(config.hidden_size, config.projection_dim, config, nnx.Rngs(key))
-  return {(projection_name, "kernel"): np.asarray(fresh.kernel.value),
-          (projection_name, "bias"): np.asarray(fresh.bias.value)}
+  # The same draw for both towers: a two-tower model from a one-tower checkpoint starts symmetric.
+  fresh = dense(config.hidden_size, config.projection_dim, config, nnx.Rngs(seed))
+  return {(projection_name, "kernel"): np.asarray(fresh.kernel[...]),
+          (projection_name, "bias"): np.asarray(fresh.bias[...])}
 
 
 def create_model(model_config: ml_collections.ConfigDict, *, seed: int) -> DualEncoder:
@@ -395,8 +407,7 @@ def create_model(model_config: ml_collections.ConfigDict, *, seed: int) -> DualE
     seed: seeds every random initialisation.
   """
   if model_config.path:
-    return load_pretrained(model_config.path, seed=seed, shared_tower=model_config.shared_tower,
-                           **{f: model_config[f] for f in HEAD_FIELDS})
+    return load_pretrained(model_config.path, config=model_config, seed=seed)
   return DualEncoder(EncoderConfig.from_model_config(model_config),
                      shared_tower=model_config.shared_tower, rngs=nnx.Rngs(seed))
 
@@ -419,10 +430,11 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
   if max_seq_length is None:
     offset = config.pad_token_id + 1 if config.model_type == "xlm-roberta" else 0
     max_seq_length = config.max_position_embeddings - offset
-  flat = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
+  flat = traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model, nnx.Param)))
   towers = [("encoder", "projection", path)]
   if not model.shared_tower:
-    towers.append(("passage_encoder", "passage_projection", os.path.join(path, PASSAGE_SUBDIR)))
+    towers.append(("separate_passage_encoder", "separate_passage_projection",
+                   os.path.join(path, PASSAGE_SUBDIR)))
   for encoder_name, projection_name, directory in towers:
     os.makedirs(directory, exist_ok=True)
     tensors = {}

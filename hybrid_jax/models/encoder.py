@@ -183,13 +183,16 @@ class TransformerEncoder(nnx.Module):
 class DualEncoder(nnx.Module):
   """Query and passage towers with pooling, optional projection and L2 normalisation.
 
+  Parameter state (what `nnx.split` gives): `encoder` and `projection` (query tower, or the one
+  shared tower), plus `separate_passage_encoder` and `separate_passage_projection` only when
+  `shared_tower` is False; each parameter appears once.
+
   Attributes:
     config: the tower configuration (both towers share it).
     shared_tower: True when queries and passages go through the same parameters.
     encoder: the query tower's TransformerEncoder.
-    passage_encoder: the passage tower's TransformerEncoder (the same object as `encoder` when
-      shared_tower).
-    projection / passage_projection: nnx.Linear [hidden -> projection_dim] or None.
+    projection: nnx.Linear [hidden -> projection_dim] of the query tower, or None.
+    passage_encoder / passage_projection: the passage tower's (the query tower's when shared).
   """
 
   def __init__(self, config: EncoderConfig, *, shared_tower: bool = True, rngs: nnx.Rngs):
@@ -197,12 +200,17 @@ class DualEncoder(nnx.Module):
     self.shared_tower = shared_tower
     self.encoder = TransformerEncoder(config, rngs=rngs)
     self.projection = self._new_projection(rngs)
-    if shared_tower:
-      self.passage_encoder = self.encoder
-      self.passage_projection = self.projection
-    else:
-      self.passage_encoder = TransformerEncoder(config, rngs=rngs)
-      self.passage_projection = self._new_projection(rngs)
+    self.separate_passage_encoder = (
+        None if shared_tower else TransformerEncoder(config, rngs=rngs))
+    self.separate_passage_projection = None if shared_tower else self._new_projection(rngs)
+
+  @property
+  def passage_encoder(self) -> TransformerEncoder:
+    return self.encoder if self.shared_tower else self.separate_passage_encoder
+
+  @property
+  def passage_projection(self) -> nnx.Linear | None:
+    return self.projection if self.shared_tower else self.separate_passage_projection
 
   def _new_projection(self, rngs: nnx.Rngs) -> nnx.Linear | None:
     if not self.config.projection_dim:

@@ -19,6 +19,7 @@ exactly `max_len`, so a jitted step sees one shape and compiles once.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
@@ -56,7 +57,8 @@ def train_default_tokenizer(texts: Iterable[str],
   Args:
     texts: training texts (queries and passage contexts of the training split only). Repeated
       texts are counted once, so a context shared by many candidates does not dominate.
-    vocab_size: size of the vocabulary, special tokens and the character alphabet included.
+    vocab_size: size of the vocabulary, special tokens and the character alphabet included (a
+      corpus too small to learn that many merges gives fewer: `len(tokenizer)`).
 
   Returns:
     A fast tokenizer with `model_max_length` 512. Deterministic: equal texts in equal order give
@@ -95,8 +97,9 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
   """The default tokenizer cached in `<cache_dir>/tokenizer/`: trained on the first call only.
 
   The cache is keyed by directory alone: a different `texts_fn` or `vocab_size` with the same
-  `cache_dir` loads the cached tokenizer (delete the directory to retrain). A cached vocabulary of
-  another size is an error. Writing is atomic (save into a temporary directory, then rename), so
+  `cache_dir` loads the cached tokenizer (delete the directory to retrain), except that a cached
+  vocabulary larger than `vocab_size` is an error (its ids would overflow an embedding table of
+  `vocab_size` rows). Writing is atomic (save into a temporary directory, then rename), so
   processes racing on one `cache_dir` never see a half-written tokenizer.
 
   Args:
@@ -113,11 +116,12 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     try:
       os.rename(tmp_dir, tokenizer_dir)
     except OSError:  # Another process renamed its copy first: identical texts, identical files.
+      shutil.rmtree(tmp_dir)
       if not os.path.isdir(tokenizer_dir):
         raise
   tokenizer = load_tokenizer(tokenizer_dir)
-  if len(tokenizer) != vocab_size:
-    raise ValueError(f"{tokenizer_dir}: cached tokenizer has {len(tokenizer)} tokens, not "
+  if len(tokenizer) > vocab_size:
+    raise ValueError(f"{tokenizer_dir}: cached tokenizer has {len(tokenizer)} tokens, more than "
                      f"vocab_size={vocab_size}; delete the directory to retrain")
   return tokenizer
 
