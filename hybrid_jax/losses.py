@@ -183,7 +183,6 @@ def sharded_contrastive_loss(mesh: Mesh, query_emb: jax.Array, passage_emb: jax.
   _check_inputs(query_emb, passage_emb, passage_keys, hard_negative_emb, hard_negative_keys)
   global_batch_size = query_emb.shape[0]
   local_batch_size = sharding.check_global_batch(global_batch_size, mesh)
-  has_hard_negatives = hard_negative_emb is not None
 
   def per_device(queries, passages, keys, temperature, *hard_negatives):
     rows = jnp.arange(local_batch_size)
@@ -199,7 +198,8 @@ def sharded_contrastive_loss(mesh: Mesh, query_emb: jax.Array, passage_emb: jax.
                       gather(keys), *all_hard_negatives, temperature, symmetric)
     return jax.lax.psum(sums, sharding.BATCH_AXES)
 
-  hard_negative_args = (hard_negative_emb, hard_negative_keys) if has_hard_negatives else ()
+  hard_negative_args = (() if hard_negative_emb is None else
+                        (hard_negative_emb, hard_negative_keys))
   sums = jax.shard_map(
       per_device, mesh=mesh,
       in_specs=(sharding.BATCH_SPEC,) * 3 + (P(),) + (sharding.BATCH_SPEC,) * len(
