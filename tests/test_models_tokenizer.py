@@ -1,7 +1,5 @@
 """Tests of hybrid_jax.models.tokenizer: the default tokenizer and static-shape tokenisation."""
 
-import gzip
-import json
 import os
 import unicodedata
 
@@ -10,34 +8,22 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 import transformers
 
-from hybrid_jax.data.languages import XQUAD_R_LANGUAGES
+from hybrid_jax import data
 from hybrid_jax.data.parallel_qa import Candidates, ParallelQA
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
-DATA_DIR = os.path.join(os.path.dirname(tokenizer_lib.__file__), "..", "data", "xquad_r")
-NUM_TRAIN_ARTICLES = 36  # The demo split: articles 0-35 train, 36-47 eval.
 MAX_UNK_RATE = 0.03  # Measured: zh 0.020 (characters unseen in training), every other language < 0.002.
-
-
-def _xquad_r_texts(split: str) -> dict[str, list[str]]:
-  """Per language: the paragraph contexts and the questions of the train or eval articles."""
-  out = {}
-  for lang in XQUAD_R_LANGUAGES:
-    with gzip.open(os.path.join(DATA_DIR, f"{lang}.json.gz"), "rt", encoding="utf-8") as f:
-      articles = json.load(f)["data"]
-    articles = articles[:NUM_TRAIN_ARTICLES] if split == "train" else articles[NUM_TRAIN_ARTICLES:]
-    texts = []
-    for article in articles:
-      for paragraph in article["paragraphs"]:
-        texts.append(paragraph["context"])
-        texts.extend(qa["question"] for qa in paragraph["qas"])
-    out[lang] = texts
-  return out
 
 
 @pytest.fixture(scope="module")
 def train_texts():
-  return [t for texts in _xquad_r_texts("train").values() for t in texts]
+  return tokenizer_lib.parallel_qa_texts(data.load("xquad_r:train"))
+
+
+@pytest.fixture(scope="module")
+def long_paragraph(train_texts):
+  """A context of more than 150 space-separated words."""
+  return next(t for t in train_texts if len(t.split()) > 150)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +73,11 @@ def test_normalisation_is_nfkc_with_collapsed_whitespace(default_tokenizer):
 
 
 def test_unknown_rate_is_low_in_every_language_on_the_eval_split(default_tokenizer):
+  eval_data = data.load("xquad_r:eval")
   unk_id = default_tokenizer.unk_token_id
-  for lang, texts in _xquad_r_texts("eval").items():
+  for j, lang in enumerate(eval_data.languages):
+    contexts = set(eval_data.candidates.context[eval_data.candidates.language == j].tolist())
+    texts = [q for q in eval_data.queries[:, j].tolist() if q] + sorted(contexts)
     ids = default_tokenizer(texts, add_special_tokens=False)["input_ids"]
     num_tokens = sum(len(row) for row in ids)
     num_unk = sum(row.count(unk_id) for row in ids)
@@ -98,15 +87,19 @@ def test_unknown_rate_is_low_in_every_language_on_the_eval_split(default_tokeniz
     assert 1.0 <= num_chars / num_tokens <= 5.0, (lang, num_chars / num_tokens)
 
 
-def test_training_is_deterministic_and_depends_on_the_texts(train_texts, tmp_path):
-  def saved_bytes(texts, name):
-    tokenizer_lib.train_default_tokenizer(texts).save_pretrained(tmp_path / name)
+def test_training_is_deterministic_and_depends_on_the_texts(default_tokenizer, train_texts,
+                                                            tmp_path):
+  def saved_bytes(tokenizer, name):
+    tokenizer.save_pretrained(tmp_path / name)
     return {f: (tmp_path / name / f).read_bytes() for f in sorted(os.listdir(tmp_path / name))}
 
-  first = saved_bytes(train_texts, "first")
+  first = saved_bytes(default_tokenizer, "first")
   assert "tokenizer.json" in first
-  assert saved_bytes(train_texts, "second") == first
-  assert saved_bytes(train_texts[:-500], "fewer")["tokenizer.json"] != first["tokenizer.json"]
+  assert saved_bytes(tokenizer_lib.train_default_tokenizer(train_texts), "second") == first
+  small = tokenizer_lib.train_default_tokenizer(train_texts[:100], vocab_size=800)
+  fewer = tokenizer_lib.train_default_tokenizer(train_texts[:99], vocab_size=800)
+  assert saved_bytes(small, "small")["tokenizer.json"] != saved_bytes(fewer, "fewer")[
+      "tokenizer.json"]
 
 
 def test_repeated_texts_are_counted_once(train_texts):
@@ -133,8 +126,9 @@ def test_cache_trains_once_then_loads(train_texts, tmp_path):
   assert second.model_max_length == 512 and second.pad_token_id == 1
   sample = train_texts[200:210]
   assert second(sample)["input_ids"] == first(sample)["input_ids"]
-  with pytest.raises(ValueError, match="vocab_size=900"):
-    tokenizer_lib.get_or_train_default_tokenizer(tmp_path, texts_fn, vocab_size=900)
+  with pytest.raises(ValueError, match="more than vocab_size=700"):
+    tokenizer_lib.get_or_train_default_tokenizer(tmp_path, texts_fn, vocab_size=700)
+  assert len(calls) == 1
 
 
 def test_load_tokenizer_reads_a_saved_directory(default_tokenizer, tmp_path):
@@ -143,6 +137,16 @@ def test_load_tokenizer_reads_a_saved_directory(default_tokenizer, tmp_path):
   assert loaded.is_fast
   texts = ["Wann wurde die Yuan-Dynastie gegründet?", "元朝是什么时候建立的？"]
   assert loaded(texts)["input_ids"] == default_tokenizer(texts)["input_ids"]
+
+
+def test_training_texts_are_the_train_split_queries_and_contexts(train_texts):
+  train = data.load("xquad_r:train")
+  queries = train.queries[train.available].tolist()
+  contexts = set(train.candidates.context.tolist())
+  assert len(train_texts) == len(queries) + len(contexts)
+  assert set(train_texts) == set(queries) | contexts
+  eval_contexts = set(data.load("xquad_r:eval").candidates.context.tolist())
+  assert not eval_contexts & contexts
 
 
 def test_parallel_qa_texts():
@@ -173,10 +177,11 @@ def _check_static(encoded, batch_size, max_len):
 
 
 @pytest.mark.parametrize("tokenizer_name", ["default_tokenizer", "bert_tokenizer"])
-def test_tokenize_queries_matches_the_tokenizer(tokenizer_name, request, train_texts):
+def test_tokenize_queries_matches_the_tokenizer(tokenizer_name, request, train_texts,
+                                                long_paragraph):
   tok = request.getfixturevalue(tokenizer_name)
   max_len = 24
-  texts = ["", "short", train_texts[1], train_texts[0]]  # train_texts[0] is a long paragraph.
+  texts = ["", "short", train_texts[1], long_paragraph]
   encoded = tokenizer_lib.tokenize_queries(tok, texts, max_len)
   _check_static(encoded, len(texts), max_len)
   for i, text in enumerate(texts):
@@ -191,10 +196,10 @@ def test_tokenize_queries_matches_the_tokenizer(tokenizer_name, request, train_t
 
 
 @pytest.mark.parametrize("tokenizer_name", ["default_tokenizer", "bert_tokenizer"])
-def test_tokenize_passages_matches_the_tokenizer(tokenizer_name, request, train_texts):
+def test_tokenize_passages_matches_the_tokenizer(tokenizer_name, request, long_paragraph):
   tok = request.getfixturevalue(tokenizer_name)
   max_len = 32
-  long_context = train_texts[0]
+  long_context = long_paragraph
   long_sentence = " ".join(long_context.split()[:60])
   words = long_context.split()
   # A sentence that leaves exactly one context position, and one that leaves none.
