@@ -249,3 +249,16 @@ def test_tokenize_checks_its_input(default_tokenizer):
     tokenizer_lib.tokenize_queries(tok, ["a"], 2)
   empty = tokenizer_lib.tokenize_passages(tok, np.array([], object), np.array([], object), 8)
   _check_static(empty, 0, 8)
+
+
+def test_padding_is_on_the_right_even_for_a_left_padding_tokenizer(bert_tokenizer):
+  texts = ["a short one", "a somewhat longer query than the other one"]
+  right = tokenizer_lib.tokenize_queries(bert_tokenizer, texts, 16)
+  bert_tokenizer.padding_side = "left"
+  try:
+    left = tokenizer_lib.tokenize_queries(bert_tokenizer, texts, 16)
+  finally:
+    bert_tokenizer.padding_side = "right"
+  for key in right:
+    np.testing.assert_array_equal(left[key], right[key])
+  assert right["attention_mask"][0, 0] == 1 and right["attention_mask"][0, -1] == 0

@@ -184,25 +184,21 @@ def tokenize_passages(tokenizer: transformers.PreTrainedTokenizerBase, sentences
   pair_room = max_len - tokenizer.num_special_tokens_to_add(pair=True)
   is_pair = np.array([bool(c) for c in contexts]) & (sentence_lens < pair_room)
   out = _zeros(len(sentences), max_len)
-  rows = np.flatnonzero(is_pair)
-  if len(rows):
-    encoded = _encode(tokenizer, [sentences[i] for i in rows], [contexts[i] for i in rows],
-                      max_len, truncation="only_second")
-    for key, value in encoded.items():
-      out[key][rows] = value
-  rows = np.flatnonzero(~is_pair)
-  if len(rows):
-    encoded = _encode(tokenizer, [sentences[i] for i in rows], None, max_len, truncation=True)
-    for key, value in encoded.items():
-      out[key][rows] = value
+  for rows, as_pair in ((np.flatnonzero(is_pair), True), (np.flatnonzero(~is_pair), False)):
+    if len(rows):
+      encoded = _encode(tokenizer, [sentences[i] for i in rows],
+                        [contexts[i] for i in rows] if as_pair else None, max_len,
+                        truncation="only_second" if as_pair else True)
+      for key, value in encoded.items():
+        out[key][rows] = value
   return out
 
 
 def _encode(tokenizer, texts, text_pairs, max_len: int, truncation) -> Encoding:
-  """One batch call of the tokenizer, as int32 [B, max_len] arrays."""
+  """One batch call of the tokenizer, as int32 [B, max_len] arrays, padded on the right."""
   encoded = tokenizer(
       texts, text_pairs, max_length=max_len, truncation=truncation, padding="max_length",
-      return_attention_mask=True, return_token_type_ids=True)
+      padding_side="right", return_attention_mask=True, return_token_type_ids=True)
   return {key: np.asarray(encoded[key], np.int32)
           for key in ("input_ids", "attention_mask", "token_type_ids")}
 
