@@ -39,26 +39,79 @@ def _check_scores(scores: np.ndarray, relevant: np.ndarray) -> None:
     raise ValueError(f"relevant must be bool, got {relevant.dtype}")
 
 
-def _relevant_counts(scores: np.ndarray, relevant: np.ndarray, chunk_size: int):
-  """Yields, per query row: (row, relevant columns, their scores, m) where
-  m[j] = #{irrelevant c : score(c) >= score of the j-th relevant column}.
+def _row_searchsorted(sorted_rows: np.ndarray, values: np.ndarray, side: str) -> np.ndarray:
+  """np.searchsorted of values[q] in sorted_rows[q] for every row q, by a vectorised binary search.
 
-  One sort per row of the irrelevant scores (relevant entries masked to -inf, hence the need for
-  finite scores), then a binary search per relevant candidate.
+  Args:
+    sorted_rows: [Q, C], each row ascending. values: [Q, R].
+    side: "left" (count of entries < value) or "right" (count of entries <= value).
   """
-  num_candidates = scores.shape[1]
+  num_cols = sorted_rows.shape[1]
+  lo = np.zeros(values.shape, np.int64)
+  hi = np.full(values.shape, num_cols, np.int64)
+  go_right_when = np.less if side == "left" else np.less_equal
+  while np.any(lo < hi):
+    mid = (lo + hi) // 2
+    at_mid = np.take_along_axis(sorted_rows, np.minimum(mid, num_cols - 1), axis=1)
+    go_right = (lo < hi) & go_right_when(at_mid, values)
+    hi = np.where((lo < hi) & ~go_right, mid, hi)
+    lo = np.where(go_right, mid + 1, lo)
+  return lo
+
+
+def _relevant_table(scores: np.ndarray, relevant: np.ndarray, first_row: int = 0):
+  """The relevant candidates of each query row, padded to the largest count.
+
+  Args:
+    scores: float [Q, C], finite. relevant: bool [Q, C].
+    first_row: row offset of this chunk, for error messages.
+
+  Returns:
+    cols int64 [Q, R] (candidate column), values [Q, R] (its score), m int64 [Q, R]
+    (#{irrelevant c : score(c) >= value}), valid bool [Q, R] (False on padding).
+  """
+  if not np.all(np.isfinite(scores)):
+    bad = first_row + int(np.flatnonzero(~np.all(np.isfinite(scores), axis=1))[0])
+    raise ValueError(f"scores must be finite; query row {bad} has nan or inf")
+  rows, cols = np.nonzero(relevant)
+  counts = np.bincount(rows, minlength=len(scores))
+  slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+  shape = (len(scores), int(counts.max(initial=0)))
+  valid = np.zeros(shape, bool)
+  valid[rows, slot] = True
+  col_table = np.zeros(shape, np.int64)
+  col_table[rows, slot] = cols
+  values = np.full(shape, np.inf, scores.dtype)
+  values[rows, slot] = scores[rows, cols]
+  # Relevant entries become -inf (below every finite score), so they are never counted in m.
+  irrelevant_sorted = np.sort(np.where(relevant, -np.inf, scores), axis=1)
+  m = scores.shape[1] - _row_searchsorted(irrelevant_sorted, values, "left")
+  return col_table, values, m, valid
+
+
+def _ap_from_table(m: np.ndarray, valid: np.ndarray) -> np.ndarray:
+  """AP = (1/R) sum_k k / (k + m_k): m in decreasing-score order is m sorted ascending."""
+  m_sorted = np.sort(np.where(valid, m, np.iinfo(np.int64).max // 2), axis=1)
+  k = np.arange(1, m.shape[1] + 1, dtype=np.float64)
+  num_relevant = valid.sum(axis=1)
+  return np.sum(np.where(k <= num_relevant[:, None], k / (k + m_sorted), 0.0),
+                axis=1) / num_relevant
+
+
+def _ranks_from_table(values: np.ndarray, m: np.ndarray, valid: np.ndarray) -> np.ndarray:
+  """rank = 1 + m + #{relevant with a strictly higher score}; int64 [Q, R] (0 on padding)."""
+  relevant_sorted = np.sort(np.where(valid, values, -np.inf), axis=1)
+  relevant_above = values.shape[1] - _row_searchsorted(relevant_sorted, values, "right")
+  return np.where(valid, 1 + m + relevant_above, 0)
+
+
+def _chunks(scores: np.ndarray, relevant: np.ndarray, chunk_size: int):
+  """Yields (start, stop, relevant table of rows start:stop) over query chunks."""
+  _check_scores(scores, relevant)
   for start in range(0, scores.shape[0], chunk_size):
-    chunk = np.asarray(scores[start:start + chunk_size])
-    chunk_relevant = np.asarray(relevant[start:start + chunk_size])
-    if not np.all(np.isfinite(chunk)):
-      bad = start + int(np.flatnonzero(~np.all(np.isfinite(chunk), axis=1))[0])
-      raise ValueError(f"scores must be finite; query row {bad} has nan or inf")
-    irrelevant_sorted = np.sort(np.where(chunk_relevant, -np.inf, chunk), axis=1)
-    for i in range(len(chunk)):
-      cols = np.flatnonzero(chunk_relevant[i])
-      values = chunk[i, cols]
-      m = num_candidates - np.searchsorted(irrelevant_sorted[i], values, side="left")
-      yield start + i, cols, values, m
+    stop = min(start + chunk_size, scores.shape[0])
+    yield start, stop, _relevant_table(np.asarray(scores[start:stop]),
+                                       np.asarray(relevant[start:stop]), start)
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray, *,
@@ -68,7 +121,7 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray, *,
   Args:
     scores: float [num_queries, num_candidates], finite; higher ranks first.
     relevant: bool [num_queries, num_candidates].
-    chunk_size: query rows sorted at a time (bounds the float64 working copy).
+    chunk_size: query rows sorted at a time (bounds the working copies).
 
   Returns:
     float64 [num_queries]; mAP is its mean.
@@ -82,10 +135,8 @@ def average_precision(scores: np.ndarray, relevant: np.ndarray, *,
     raise ValueError(f"average_precision: {len(empty)} query row(s) have no relevant candidate, "
                      f"first row {empty[0]}")
   ap = np.empty(scores.shape[0], np.float64)
-  for row, _, values, m in _relevant_counts(scores, relevant, chunk_size):
-    m = m[np.argsort(-values, kind="stable")]
-    k = np.arange(1, len(m) + 1, dtype=np.float64)
-    ap[row] = np.mean(k / (k + m))
+  for start, stop, (_, _, m, valid) in _chunks(scores, relevant, chunk_size):
+    ap[start:stop] = _ap_from_table(m, valid)
   return ap
 
 
@@ -101,11 +152,10 @@ def ranks_of_relevant(scores: np.ndarray, relevant: np.ndarray, *,
   Returns:
     int64 [num_queries, num_candidates]: the rank at relevant entries, 0 elsewhere.
   """
-  _check_scores(scores, relevant)
   ranks = np.zeros(scores.shape, np.int64)
-  for row, cols, values, m in _relevant_counts(scores, relevant, chunk_size):
-    relevant_above = len(values) - np.searchsorted(np.sort(values), values, side="right")
-    ranks[row, cols] = 1 + m + relevant_above
+  for start, stop, (cols, values, m, valid) in _chunks(scores, relevant, chunk_size):
+    rows = np.broadcast_to(np.arange(start, stop)[:, None], cols.shape)
+    ranks[rows[valid], cols[valid]] = _ranks_from_table(values, m, valid)[valid]
   return ranks
 
 
@@ -220,23 +270,23 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
         raise ValueError(f"score_fn returned {scores.shape}, expected {(len(rows), num_cands)}")
       pos = positives[rows]
       for y in range(num_langs):
-        keep = pos[:, y] >= 0
-        pool = scores[keep][:, lang_cols[y]]
+        keep = np.flatnonzero(pos[:, y] >= 0)
+        pool = scores[np.ix_(keep, lang_cols[y])]
         relevant = np.zeros(pool.shape, bool)
         relevant[np.arange(len(pool)), pos_in_pool[pos[keep, y]]] = True
         ap_xy[x][y].append(average_precision(pool, relevant))
       relevant = np.zeros(scores.shape, bool)
       r_idx, l_idx = np.nonzero(pos >= 0)
       relevant[r_idx, pos[r_idx, l_idx]] = True
-      ap_multi[x].append(average_precision(scores, relevant))
-      ranks = ranks_of_relevant(scores, relevant)
-      rank_by_lang = np.where(pos >= 0, ranks[np.arange(len(rows))[:, None], np.maximum(pos, 0)],
-                              0).astype(np.float64)
-      others = (pos >= 0) & (np.arange(num_langs) != x)
+      _check_scores(scores, relevant)
+      cols, values, m, valid = _relevant_table(scores, relevant)
+      ap_multi[x].append(_ap_from_table(m, valid))
+      ranks = _ranks_from_table(values, m, valid).astype(np.float64)
+      own = valid & (cand_lang[cols] == x)  # exactly one per query: its own-language positive
+      others = valid & ~own
       has_others = others.any(axis=1)
-      mean_others = (rank_by_lang * others).sum(axis=1)[has_others] / others.sum(axis=1)[
-          has_others]
-      gaps[x].append(mean_others - rank_by_lang[has_others, x])
+      gaps[x].append(np.sum(ranks * others, axis=1)[has_others] / others.sum(axis=1)[has_others] -
+                     np.sum(ranks * own, axis=1)[has_others])
       shares[x].append(own_share_at_k(scores, cand_lang == x, top_k))
 
   def mean_of(parts):
