@@ -160,7 +160,7 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
     updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
@@ -184,9 +184,8 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
   randomly initialised encoder when `model.path` is empty)."""
   model_config = config.model
   if model_config.path:
-    tokenizer = tokenizer_lib.load_tokenizer(model_config.path)
-    model = models.load_pretrained(model_config.path, config=model_config)
-    return tokenizer, model
+    return (tokenizer_lib.load_tokenizer(model_config.path),
+            models.create_model(model_config, seed=config.seed))
 
   tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
       workdir, lambda: tokenizer_lib.parallel_qa_texts(train_data),

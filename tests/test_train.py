@@ -1,0 +1,158 @@
+"""The train step: same update on 1, 2, 4 and 8 devices as the unsharded computation, the
+non-finite guard, the weight-decay mask and the learning-rate schedule."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from hybrid_jax import config_lib
+from hybrid_jax import losses
+from hybrid_jax import models
+from hybrid_jax import sharding
+from hybrid_jax import train
+
+BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
+
+
+def _config(**loss):
+  module = config_lib._load_module(os.path.join(config_lib.CONFIGS_DIR, "default.py"))
+  config = module.get_config("langs=en+de,steps=10")
+  config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=40)
+  config.optim.warmup_steps = 2
+  config.loss.update(loss)
+  return config_lib.validate(config)
+
+
+def _batch(seed, num_hard_negatives=0):
+  rng = np.random.default_rng(seed)
+
+  def tokens(shape, length):
+    lengths = rng.integers(3, length + 1, size=shape)
+    ids = rng.integers(3, VOCAB, size=shape + (length,)).astype(np.int32)
+    mask = (np.arange(length) < lengths[..., None]).astype(np.int32)
+    return {"input_ids": np.where(mask, ids, 1).astype(np.int32), "attention_mask": mask,
+            "token_type_ids": np.zeros_like(ids)}
+
+  batch = {f"query_{k}": v for k, v in tokens((BATCH,), QUERY_LEN).items()}
+  batch.update({f"passage_{k}": v for k, v in tokens((BATCH,), PASSAGE_LEN).items()})
+  keys = np.arange(BATCH, dtype=np.int32)
+  keys[5] = keys[11]  # a shared positive: must be masked, not a negative
+  batch["passage_keys"] = keys
+  if num_hard_negatives:
+    batch.update({f"hard_negative_{k}": v for k, v in
+                  tokens((BATCH, num_hard_negatives), PASSAGE_LEN).items()})
+    batch["hard_negative_keys"] = (100 + np.arange(BATCH * num_hard_negatives)).reshape(
+        BATCH, num_hard_negatives).astype(np.int32)
+  return batch
+
+
+def _setup(config):
+  model = models.create_model(config.model, seed=0)
+  optimizer = train.make_optimizer(config.optim, config.train.num_steps)
+  graphdef, params = train.init_params(model, config.loss)
+  return graphdef, optimizer, train.create_train_state(params, optimizer, seed=3)
+
+
+_COMPILED = {}  # (config, devices) -> jitted step: each compile costs seconds, share them
+
+
+def _step(config, graphdef, optimizer, state, batch, num_devices):
+  mesh = sharding.make_mesh(num_devices)
+  key = (config.to_json(), num_devices)
+  if key not in _COMPILED:
+    _COMPILED[key] = train.make_train_step(graphdef, config, optimizer, mesh)
+  state = jax.device_put(jax.tree.map(jnp.copy, state), sharding.replicated(mesh))  # donated
+  return _COMPILED[key](state, jax.device_put(batch, sharding.batch_sharding(mesh)))
+
+
+@pytest.mark.parametrize("loss, device_counts", [
+    (dict(), (1, 2, 4, 8)),
+    (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), (1, 8)),
+])
+def test_step_is_the_same_on_1_2_4_8_devices(loss, device_counts):
+  config = _config(**loss)
+  config.optim.warmup_steps = 0  # the warmup's first learning rate is 0: no update to compare
+  graphdef, optimizer, state0 = _setup(config)
+  batch = _batch(0, config.loss.num_hard_negatives)
+
+  # Independent reference: the global-view loss of embeddings computed eagerly, no mesh, no jit.
+  model = nnx.merge(graphdef, state0.params["model"])
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state0.rng), 0)
+  rq, rp, rn = jax.random.split(rng, 3)
+  flat = lambda x: x.reshape(-1, x.shape[-1])
+  enc = lambda f, p, r: f(flat(batch[f"{p}_input_ids"]), flat(batch[f"{p}_attention_mask"]),
+                          flat(batch[f"{p}_token_type_ids"]), dropout_rng=r)
+  hard = None
+  if config.loss.num_hard_negatives:
+    hard = enc(model.encode_passages, "hard_negative", rn).reshape(
+        BATCH, config.loss.num_hard_negatives, -1)
+  reference_loss, _ = losses.contrastive_loss(
+      enc(model.encode_queries, "query", rq), enc(model.encode_passages, "passage", rp),
+      jnp.asarray(batch["passage_keys"]), temperature=config.loss.temperature,
+      symmetric=config.loss.symmetric, hard_negative_emb=hard,
+      hard_negative_keys=batch.get("hard_negative_keys"))
+
+  results = {n: _step(config, graphdef, optimizer, state0, batch, n) for n in device_counts}
+  base_state, base_metrics = results[1]
+  np.testing.assert_allclose(base_metrics["loss"], reference_loss, rtol=2e-5)
+  for n, (state, metrics) in results.items():
+    assert int(state.step) == 1 and int(metrics["skipped"]) == 0
+    np.testing.assert_allclose(metrics["loss"], base_metrics["loss"], rtol=2e-5, err_msg=str(n))
+    np.testing.assert_allclose(metrics["grad_norm"], base_metrics["grad_norm"], rtol=2e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6),
+                 state.params, base_state.params)
+  # The step did change the parameters.
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), base_state.params, state0.params)
+  assert all(jax.tree.leaves(changed["model"]))
+
+
+def test_non_finite_step_is_skipped_and_counted():
+  config = _config()
+  config.optim.warmup_steps = 0  # the compiled step of the first test case is reused
+  graphdef, optimizer, state0 = _setup(config)
+  bad = jax.tree.map(lambda x: x, state0.params)
+  bad["model"]["encoder"]["embeddings"]["word_embeddings"]["embedding"] = (
+      bad["model"]["encoder"]["embeddings"]["word_embeddings"]["embedding"].at[:].set(jnp.nan))
+  state = state0.replace(params=bad, opt_state=optimizer.init(bad))
+  new_state, metrics = _step(config, graphdef, optimizer, state, _batch(0), 2)
+  assert int(metrics["skipped"]) == 1 and int(new_state.nonfinite_streak) == 1
+  assert int(new_state.nonfinite_total) == 1 and int(new_state.step) == 1
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), new_state.params, bad)
+  # A finite step resets the streak but not the total.
+  good = new_state.replace(params=state0.params, opt_state=optimizer.init(state0.params))
+  after, metrics = _step(config, graphdef, optimizer, good, _batch(0), 2)
+  assert int(metrics["skipped"]) == 0 and int(after.nonfinite_streak) == 0
+  assert int(after.nonfinite_total) == 1
+
+
+def test_weight_decay_mask_spares_biases_and_layer_norm():
+  config = _config(learnable_temperature=True)
+  _, _, state = _setup(config)
+  mask = train.weight_decay_mask(state.params)
+  flat = jax.tree_util.tree_flatten_with_path(mask)[0]
+  for path, decayed in flat:
+    name = jax.tree_util.keystr(path)
+    if name.endswith("['bias']") or "layer_norm" in name.lower() or "LayerNorm" in name or (
+        "temperature" in name):
+      assert not decayed, name
+    if name.endswith("['kernel']") or name.endswith("['embedding']"):
+      assert decayed, name
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_learning_rate_schedule(schedule):
+  config = _config()
+  config.optim.schedule = schedule
+  lr = train.learning_rate_schedule(config.optim, 10)
+  values = np.array([float(lr(s)) for s in range(11)])
+  peak = config.optim.learning_rate
+  np.testing.assert_allclose(values[:3], [0.0, peak / 2, peak], rtol=1e-6)
+  if schedule == "constant":
+    np.testing.assert_allclose(values[2:], peak, rtol=1e-6)
+  else:
+    assert np.all(np.diff(values[2:]) < 0) and values[10] == pytest.approx(0.0, abs=1e-9)
