@@ -1,0 +1,245 @@
+"""The NNX encoder: configs and presets against transformers, masking, towers, dropout, remat, bf16.
+
+Parity of the forward pass with transformers is in test_models_checkpoint_io.py (it needs saved
+checkpoints); here the model is a small random init (2 layers, hidden 32), run eagerly except
+for the one jitted gradient check.
+"""
+
+import importlib.util
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+from flax import nnx, traverse_util
+
+from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
+from hybrid_jax.models.config import model_config
+from hybrid_jax.models.encoder import position_ids
+
+CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "models")
+PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
+SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+             intermediate_size=64, max_position_embeddings=40)
+
+
+def _preset(name):
+  spec = importlib.util.spec_from_file_location(f"preset_{name}",
+                                                os.path.join(CONFIGS_DIR, f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _small_model(seed=0, **fields):
+  return create_model(model_config(**{**SMALL, **fields}), seed=seed)
+
+
+def _batch(seq=8, pad_token_id=1, lengths=(8, 5, 1), seed=0):
+  rng = np.random.default_rng(seed)
+  mask = (np.arange(seq)[None] < np.array(lengths)[:, None]).astype(np.int32)
+  input_ids = np.where(mask, rng.integers(4, SMALL["vocab_size"], (len(lengths), seq)),
+                       pad_token_id).astype(np.int32)
+  return jnp.asarray(input_ids), jnp.asarray(mask)
+
+
+@nnx.jit(static_argnames="tower")
+def _encode(model, input_ids, mask, dropout_rng=None, tower="queries"):
+  """Jitted `encode_queries` / `encode_passages`: one compile per model structure and shape."""
+  return getattr(model, f"encode_{tower}")(input_ids, mask, dropout_rng=dropout_rng)
+
+
+@nnx.jit
+def _hidden(model, input_ids, mask):
+  return model.encoder(input_ids, mask)
+
+
+def _with_config(model, **changes):
+  """`model`'s parameters under a config differing only in `changes` (no new random init)."""
+  config = model.config.replace(**changes)
+  graphdef, _ = nnx.split(nnx.eval_shape(lambda: DualEncoder(config, rngs=nnx.Rngs(0))))
+  return nnx.merge(graphdef, nnx.state(model))
+
+
+def _param_count(model):
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+@pytest.fixture(scope="module")
+def model():
+  return _small_model()
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_parameter_count_matches_transformers(name):
+  config = _preset(name)
+  assert config.name == name
+  encoder_config = EncoderConfig.from_model_config(config)
+  ours = _param_count(nnx.eval_shape(lambda: DualEncoder(encoder_config, rngs=nnx.Rngs(0))))
+  hf_config = transformers.AutoConfig.for_model(**encoder_config.to_hf_dict())
+  with torch.device("meta"):
+    reference = transformers.AutoModel.from_config(hf_config)
+  hidden = encoder_config.hidden_size
+  pooler = 0 if encoder_config.pooling == "pooler" else hidden * hidden + hidden
+  assert ours == sum(p.numel() for p in reference.parameters()) - pooler
+
+
+def test_default_preset_is_the_tiny_model():
+  config = _preset("tiny")
+  assert (config.path, config.model_type, config.num_hidden_layers, config.hidden_size,
+          config.num_attention_heads, config.intermediate_size, config.vocab_size,
+          config.max_position_embeddings, config.pooling, config.normalize) == (
+              "", "xlm-roberta", 4, 256, 4, 1024, 16000, 514, "mean", True)
+
+
+@pytest.mark.parametrize("config_class", (transformers.XLMRobertaConfig, transformers.BertConfig))
+def test_hf_dict_round_trip(config_class):
+  hf_config = config_class(hidden_size=48, num_attention_heads=6, layer_norm_eps=1e-7,
+                           pad_token_id=3, vocab_size=50, type_vocab_size=1).to_dict()
+  config = EncoderConfig.from_hf_dict(hf_config, pooling="cls")
+  assert (config.hidden_size, config.layer_norm_eps, config.pad_token_id, config.pooling) == (
+      48, 1e-7, 3, "cls")
+  rebuilt = config_class(**config.to_hf_dict()).to_dict()
+  for field in ("hidden_size", "num_attention_heads", "layer_norm_eps", "pad_token_id",
+                "vocab_size", "type_vocab_size", "intermediate_size", "hidden_act"):
+    assert rebuilt[field] == hf_config[field], field
+  assert config.to_hf_dict()["architectures"] == [config_class.__name__.replace("Config",
+                                                                                "Model")]
+
+
+@pytest.mark.parametrize("change,match", [
+    (dict(model_type="gpt2"), r"unsupported model_type='gpt2'"),
+    (dict(hidden_act="relu"), r"hidden_act='relu'"),
+    (dict(position_embedding_type="relative_key"), r"position_embedding_type"),
+])
+def test_from_hf_dict_rejects_what_it_does_not_implement(change, match):
+  hf_config = {**transformers.BertConfig().to_dict(), **change}
+  with pytest.raises(ValueError, match=match):
+    EncoderConfig.from_hf_dict(hf_config, source="x/config.json")
+
+
+@pytest.mark.parametrize("fields,match", [
+    (dict(pooling="max"), r"pooling='max'"),
+    (dict(hidden_size=30), r"not a multiple"),
+    (dict(dtype="float16"), r"dtype='float16'"),
+])
+def test_bad_model_config_fields_are_errors(fields, match):
+  with pytest.raises(ValueError, match=match):
+    EncoderConfig.from_model_config(model_config(**{**SMALL, **fields}))
+
+
+def test_unknown_model_config_field_is_an_error():
+  with pytest.raises(KeyError, match="hiden_size"):
+    model_config(hiden_size=3)
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+def test_xlm_roberta_position_ids_match_transformers():
+  input_ids, _ = _batch(seq=9, lengths=(9, 6, 3, 1))
+  reference = transformers.models.xlm_roberta.modeling_xlm_roberta.XLMRobertaEmbeddings \
+      .create_position_ids_from_input_ids(torch.tensor(np.asarray(input_ids)), padding_idx=1)
+  config = EncoderConfig.from_model_config(model_config(**SMALL))
+  np.testing.assert_array_equal(np.asarray(position_ids(input_ids, config)), reference.numpy())
+
+
+def test_embeddings_shape_dtype_norm(model):
+  input_ids, mask = _batch()
+  last_hidden_state, pooled = _hidden(model, input_ids, mask)
+  assert last_hidden_state.shape == (3, 8, 32) and pooled is None
+  embedding = _encode(model, input_ids, mask)
+  assert embedding.shape == (3, 32) and embedding.dtype == jnp.float32
+  np.testing.assert_allclose(np.linalg.norm(np.asarray(embedding), axis=1), 1.0, rtol=1e-6)
+
+
+def test_padding_to_a_longer_static_length_changes_nothing(model):
+  input_ids, mask = _batch(seq=8)
+  longer_ids = jnp.pad(input_ids, ((0, 0), (0, 4)), constant_values=1)
+  longer_mask = jnp.pad(mask, ((0, 0), (0, 4)))
+  np.testing.assert_allclose(np.asarray(_encode(model, longer_ids, longer_mask)),
+                             np.asarray(_encode(model, input_ids, mask)), atol=1e-6)
+
+
+def test_shared_tower_encodes_queries_and_passages_alike(model):
+  input_ids, mask = _batch()
+  np.testing.assert_array_equal(np.asarray(_encode(model, input_ids, mask)),
+                                np.asarray(_encode(model, input_ids, mask, tower="passages")))
+  assert model.passage_encoder is model.encoder
+  assert {path[0] for path in traverse_util.flatten_dict(
+      nnx.to_pure_dict(nnx.state(model)))} == {"encoder"}
+
+
+def test_two_towers_have_their_own_parameters(model):
+  two = _small_model(shared_tower=False, projection_dim=8)
+  assert _param_count(two) == 2 * (_param_count(model) + 32 * 8 + 8)
+  input_ids, mask = _batch()
+  queries = _encode(two, input_ids, mask)
+  passages = _encode(two, input_ids, mask, tower="passages")
+  assert queries.shape == passages.shape == (3, 8)
+  assert float(jnp.abs(queries - passages).max()) > 1e-3
+
+
+def test_dropout_is_functional(model):
+  input_ids, mask = _batch()
+  deterministic = _encode(model, input_ids, mask)
+  np.testing.assert_array_equal(np.asarray(_encode(model, input_ids, mask)),
+                                np.asarray(deterministic))
+  key = jax.random.key(0)
+  first = _encode(model, input_ids, mask, dropout_rng=key)
+  np.testing.assert_array_equal(np.asarray(_encode(model, input_ids, mask,
+                                                                dropout_rng=key)),
+                                np.asarray(first))
+  assert float(jnp.abs(first - deterministic).max()) > 1e-3
+  other = _encode(model, input_ids, mask, dropout_rng=jax.random.key(1))
+  assert float(jnp.abs(first - other).max()) > 1e-3
+  no_dropout = _with_config(model, hidden_dropout_prob=0.0)
+  np.testing.assert_array_equal(
+      np.asarray(_encode(no_dropout, input_ids, mask, dropout_rng=key)),
+      np.asarray(_encode(no_dropout, input_ids, mask)))
+
+
+def test_module_state_is_params_only(model):
+  assert len(jax.tree.leaves(nnx.state(model))) == len(
+      jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def test_bfloat16_compute_is_close_to_float32(model):
+  input_ids, mask = _batch()
+  bf16 = _with_config(model, dtype="bfloat16")
+  last_hidden_state, _ = _hidden(bf16, input_ids, mask)
+  assert last_hidden_state.dtype == jnp.bfloat16
+  embedding = _encode(bf16, input_ids, mask)
+  assert embedding.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(embedding),
+                             np.asarray(_encode(model, input_ids, mask)), atol=3e-2)
+
+
+def test_remat_gives_identical_outputs_and_gradients(model):
+  input_ids, mask = _batch()
+  graphdef, params = nnx.split(model)
+  graphdef_remat, _ = nnx.split(_with_config(model, remat=True))
+
+  @jax.jit
+  def loss_and_grads(params, key):
+    def loss(params, graphdef):
+      embedding = nnx.merge(graphdef, params).encode_queries(input_ids, mask, dropout_rng=key)
+      return jnp.sum(embedding[0] * embedding[1:])
+    return [jax.value_and_grad(loss)(params, g) for g in (graphdef, graphdef_remat)]
+
+  (plain_loss, plain_grads), (remat_loss, remat_grads) = loss_and_grads(params,
+                                                                       jax.random.key(3))
+  np.testing.assert_allclose(float(remat_loss), float(plain_loss), rtol=1e-6)
+  flat_plain = traverse_util.flatten_dict(nnx.to_pure_dict(plain_grads))
+  flat_remat = traverse_util.flatten_dict(nnx.to_pure_dict(remat_grads))
+  assert flat_plain.keys() == flat_remat.keys()
+  assert any(float(jnp.abs(g).max()) > 0 for g in flat_plain.values())
+  for path, grad in flat_plain.items():
+    np.testing.assert_allclose(np.asarray(flat_remat[path]), np.asarray(grad), atol=1e-6,
+                               err_msg=str(path))
