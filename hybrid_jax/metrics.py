@@ -12,13 +12,16 @@ and is exact: no sampling, ties resolved by a stated rule. The rules, copied int
 
   which is the usual AP (mean of precision@rank over the relevant candidates) on the ranking that
   puts every relevant candidate below the irrelevant ones it ties with. The order among tied
-  relevant candidates does not change AP.
+  relevant candidates does not change AP. A query without a relevant candidate has no AP: it is
+  an error (ValueError naming the row), as is a non-finite score. mAP = mean of AP over queries.
 * **Rank of a relevant candidate** (`ranks_of_relevant`):
   rank(c) = 1 + #{c' : score(c') > score(c)} + #{irrelevant c' : score(c') = score(c)},
   1-based; relevant candidates tied with each other share the best rank of their tie block, so
   that swapping two identical relevant candidates changes nothing.
-* **Top-k ties** (`own_share@k`): a tie block straddling the k-th place contributes in
+* **Top-k ties** (`own_share_at_k`): a tie block straddling the k-th place contributes in
   proportion to the places left (the expectation under a uniformly random tie-break).
+* **BEIR** (`beir_metrics`): trec_eval's rules, including its tie-break by doc id (see
+  `beir_per_query`).
 """
 
 from __future__ import annotations
