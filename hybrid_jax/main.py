@@ -49,11 +49,19 @@ def initialize_distributed(mode: str, coordinator: str | None, num_processes: in
     jax.distributed.initialize()
 
 
+class _QuietLibraries(std_logging.Filter):
+  """Drops the INFO chatter of orbax and JAX internals (dozens of lines per checkpoint)."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or not any(
+        part in record.pathname for part in ("/orbax/", "/jax/_src/", "/jaxlib/"))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  std_logging.getLogger("absl").setLevel(std_logging.INFO)
   logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   from hybrid_jax import config_lib
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
   initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
