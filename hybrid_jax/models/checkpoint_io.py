@@ -1,4 +1,4 @@
-"""Building a `DualEncoder`: random init from a model config, or Hugging Face checkpoints in and out.
+"""Building a `DualEncoder`: random init from a model config, or Hugging Face checkpoints in/out.
 
 `load_pretrained(path_or_hub_name)` reads a Hugging Face directory: `config.json` plus
 `model.safetensors`, or the sharded form `model.safetensors.index.json`. A hub name is first
@@ -214,7 +214,9 @@ def _read_sentence_transformers_head(directory: str, hidden_size: int) -> tuple[
     elif kind == "Dense":
       dense_config = _read_json(os.path.join(module_dir, "config.json"))
       tensors = read_hf_weights(module_dir)
-      kernel_bias = (tensors["linear.weight"].T, tensors.get("linear.bias"))
+      if "linear.bias" not in tensors:
+        raise ValueError(f"{module_dir}: unsupported Dense without bias")
+      kernel_bias = (tensors["linear.weight"].T, tensors["linear.bias"])
       activation = dense_config.get("activation_function", _TANH)
       if (activation == _TANH and fields.get("pooling") == "cls" and "pooler" not in weights
           and "projection" not in weights
@@ -238,16 +240,15 @@ def _read_sentence_transformers_head(directory: str, hidden_size: int) -> tuple[
 
 
 def _pooling_mode(config_path: str) -> str:
+  """'cls' or 'mean' from a sentence-transformers Pooling config (new or legacy keys)."""
   config = _read_json(config_path)
   mode = config.get("pooling_mode")
   if mode is None:  # Older saves: one boolean per mode.
-    legacy = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean"}
-    active = [m for key, m in legacy.items() if config.get(key)]
-    others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v
-              and k not in legacy]
-    mode = active[0] if len(active) == 1 and not others else repr(config)
+    active = tuple(k for k, v in config.items() if k.startswith("pooling_mode_") and v)
+    mode = {("pooling_mode_cls_token",): "cls",
+            ("pooling_mode_mean_tokens",): "mean"}.get(active, "+".join(active))
   if mode not in ("cls", "mean"):
-    raise ValueError(f"{config_path}: unsupported pooling mode {mode}; supported: cls, mean")
+    raise ValueError(f"{config_path}: unsupported pooling mode {mode!r}; supported: cls, mean")
   return mode
 
 
@@ -425,6 +426,10 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
     tokenizer: anything with `save_pretrained(directory)` (a transformers tokenizer), or None.
     max_seq_length: sentence-transformers truncation length; default the longest the position
       table allows (max_position_embeddings, minus pad_token_id + 1 for XLM-R).
+
+  Under pooling 'cls' / 'mean' the model has no BERT pooler, so `AutoModel.from_pretrained`
+  initialises `pooler_output` at random (and says so); last_hidden_state and the
+  sentence-transformers embedding do not use it.
   """
   config = model.config
   if max_seq_length is None:
