@@ -1,7 +1,7 @@
 """Forward throughput (sequences/s) of a model preset, jitted and warm, one line per length.
 
   python benchmarks/encoder_forward.py                      # tiny model, lengths 32 and 128
-  python benchmarks/encoder_forward.py --preset=tiny --batch_size=64 --lengths=32,128 --dtype=float32
+  python benchmarks/encoder_forward.py --preset=tiny --batch_size=64 --lengths=32,128
 
 Inputs are random token ids with random lengths (at least half the padded length), padded to the
 static length so the step compiles once per length. The time covers the forward pass and the
