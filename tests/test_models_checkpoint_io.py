@@ -329,6 +329,11 @@ def test_unexpected_weight_is_an_error(hf, tmp_path):
     load_pretrained(variant)
 
 
+def test_missing_local_directory_is_an_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="not a directory"):
+    load_pretrained(str(tmp_path / "no_such_model"))
+
+
 def test_unsupported_model_type_is_an_error(hf, tmp_path):
   variant = _variant(hf["bert"][0], tmp_path,
                      edit_config=lambda c: c.update(model_type="distilbert"))

@@ -178,6 +178,9 @@ def _resolve(path_or_hub_name: str) -> str:
   """A local directory as is; otherwise a hub name fetched with snapshot_download."""
   if os.path.isdir(path_or_hub_name):
     return path_or_hub_name
+  if (os.path.isabs(path_or_hub_name) or path_or_hub_name.startswith((".", "~"))
+      or path_or_hub_name.count("/") > 1 or os.path.exists(path_or_hub_name)):
+    raise FileNotFoundError(f"{path_or_hub_name}: not a directory (nor a hub name 'org/name')")
   import huggingface_hub  # pylint: disable=g-import-not-at-top
   directory = huggingface_hub.snapshot_download(path_or_hub_name, allow_patterns=_HUB_PATTERNS)
   has_safetensors = any(name.endswith(".safetensors") for name in os.listdir(directory))
