@@ -2,8 +2,9 @@
 
     train_and_evaluate(config, workdir)
       data.load -> HybridBatchSampler -> BatchBuilder (host) -> Prefetcher -> global jax.Arrays
-      -> train_step(state, batch) -> (state, metrics)   [jit, batch sharded over `data`,
-                                                         params/optimizer state replicated]
+      -> train_step(state, batch) -> (state, metrics)   [jit, batch sharded over all devices,
+                                                         params/optimizer state FSDP-sharded
+                                                         over `fsdp` (replicated when fsdp=1)]
       -> MetricWriter (metrics.jsonl, TensorBoard) / Checkpointer / evaluate
 
 The step is a pure function of (state, batch); dropout keys come from `fold_in(state.rng, step)`
@@ -30,6 +31,7 @@ from flax import nnx
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import data as data_lib
+from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import metric_writers
@@ -119,45 +121,78 @@ def _encode(model, batch, prefix: str, tower: str, rng):
   return emb.reshape(shape[:-1] + emb.shape[-1:])
 
 
-def make_loss_fn(graphdef, config: ml_collections.ConfigDict, mesh):
-  """(params, batch, rng) -> (loss, metrics); negatives are gathered over the whole mesh."""
+def make_embed_fn(graphdef, config: ml_collections.ConfigDict):
+  """(params, batch, rng) -> {'query': [B, D], 'passage': [B, D], 'hard_negative': [B, H, D]}
+  (hard negatives only when `config.loss.num_hard_negatives`); rows are encoded independently."""
+  num_hard_negatives = config.loss.num_hard_negatives
+
+  def embed_fn(params, batch, rng):
+    model = nnx.merge(graphdef, params["model"])
+    rq, rp, rn = jax.random.split(rng, 3)
+    embeddings = {"query": _encode(model, batch, "query", "query", rq),
+                  "passage": _encode(model, batch, "passage", "passage", rp)}
+    if num_hard_negatives:
+      embeddings["hard_negative"] = _encode(model, batch, "hard_negative", "passage", rn)
+    return embeddings
+
+  return embed_fn
+
+
+def make_embedding_loss_fn(config: ml_collections.ConfigDict, mesh):
+  """(params, embeddings, batch) -> (loss, metrics); negatives are gathered over the whole mesh.
+
+  `params` supplies only the learnable temperature; `embeddings` is what `make_embed_fn` gives.
+  """
   loss_config = config.loss
   sharded_loss = functools.partial(losses.sharded_contrastive_loss, mesh)
 
-  def loss_fn(params, batch, rng):
-    model = nnx.merge(graphdef, params["model"])
-    rq, rp, rn = jax.random.split(rng, 3)
-    query_emb = _encode(model, batch, "query", "query", rq)
-    passage_emb = _encode(model, batch, "passage", "passage", rp)
-    hard_emb = hard_keys = None
-    if loss_config.num_hard_negatives:
-      hard_emb = _encode(model, batch, "hard_negative", "passage", rn)
-      hard_keys = batch["hard_negative_keys"]
+  def embedding_loss_fn(params, embeddings, batch):
     if loss_config.learnable_temperature:
       temperature = jnp.exp(params["log_temperature"])
     else:
       temperature = loss_config.temperature
     loss, metrics = sharded_loss(
-        query_emb, passage_emb, batch["passage_keys"], temperature=temperature,
-        symmetric=loss_config.symmetric, hard_negative_emb=hard_emb,
-        hard_negative_keys=hard_keys)
+        embeddings["query"], embeddings["passage"], batch["passage_keys"],
+        temperature=temperature, symmetric=loss_config.symmetric,
+        hard_negative_emb=embeddings.get("hard_negative"),
+        hard_negative_keys=batch["hard_negative_keys"] if "hard_negative" in embeddings else None)
     metrics = dict(metrics, temperature=jnp.asarray(temperature, jnp.float32))
     return loss, metrics
+
+  return embedding_loss_fn
+
+
+def make_loss_fn(graphdef, config: ml_collections.ConfigDict, mesh):
+  """(params, batch, rng) -> (loss, metrics): encode the whole batch, then the loss."""
+  embed_fn = make_embed_fn(graphdef, config)
+  embedding_loss_fn = make_embedding_loss_fn(config, mesh)
+
+  def loss_fn(params, batch, rng):
+    return embedding_loss_fn(params, embed_fn(params, batch, rng), batch)
 
   return loss_fn
 
 
-def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh):
+def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh,
+                    state_sharding=None):
   """The pure step `(state, batch) -> (state, metrics)`, jitted with explicit shardings.
 
   A step whose loss or gradient is not finite leaves params and optimizer state unchanged and
   counts itself in `nonfinite_streak` / `nonfinite_total`; the loop stops on a long streak.
+  With `config.train.grad_cache_chunk_size` the gradients come from `grad_cache` (same update,
+  activations of one chunk at a time). `state_sharding`: the TrainState's shardings
+  (`sharding.state_shardings`, FSDP); None = replicated.
   """
-  loss_fn = make_loss_fn(graphdef, config, mesh)
+  chunk_size = config.train.grad_cache_chunk_size
+  if chunk_size:
+    value_and_grad = grad_cache.value_and_grad(
+        make_embed_fn(graphdef, config), make_embedding_loss_fn(config, mesh), chunk_size, mesh)
+  else:
+    value_and_grad = jax.value_and_grad(make_loss_fn(graphdef, config, mesh), has_aux=True)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
+    (loss, metrics), grads = value_and_grad(state.params, batch, rng)
     updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
@@ -175,8 +210,9 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
     return new_state, metrics
 
   replicated = sharding.replicated(mesh)
-  return jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharding(mesh)),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,))
+  state_sharding = replicated if state_sharding is None else state_sharding
+  return jax.jit(train_step, in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, replicated), donate_argnums=(0,))
 
 
 def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, train_data):
@@ -236,12 +272,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  mesh = sharding.make_mesh()
+  mesh = sharding.make_mesh(fsdp=config.train.fsdp)
   sharding.check_global_batch(config.train.global_batch_size, mesh)
+  if config.train.grad_cache_chunk_size:
+    grad_cache.num_chunks(config.train.global_batch_size, config.train.grad_cache_chunk_size, mesh)
   train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
   logging.info("%s", train_data.describe())
   num_steps = config.train.num_steps
-  state = jax.device_put(state, sharding.replicated(mesh))
+  state_sharding = sharding.state_shardings(mesh, state)
+  state = jax.device_put(state, state_sharding)
 
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
@@ -264,8 +303,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       passage_max_len=config.data.passage_max_len,
       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
       process_index=jax.process_index(), process_count=jax.process_count())
-  train_step = make_train_step(graphdef, config, optimizer, mesh)
-  writer = metric_writers.MetricWriter(workdir, enabled=is_main, resume_step=start_step)
+  train_step = make_train_step(graphdef, config, optimizer, mesh, state_sharding)
+  # Records are labelled with the number of steps done: 1..start_step are kept on a resume.
+  writer = metric_writers.MetricWriter(workdir, enabled=is_main, resume_step=start_step + 1)
   preemption = checkpoint_lib.PreemptionFlag().install()
   progress = progress_lib.Progress(num_steps, desc="train", unit="step", start=start_step,
                                    log_every=config.log.every_steps, enabled=is_main)

@@ -1,0 +1,121 @@
+"""Collects the evaluation results of a sweep into one table and a trade-off plot.
+
+  python launch/summarize.py --root=workdirs/sweep [--dataset=xquad_r_eval] [--out=DIR]
+
+Reads `<root>/<run>/eval/<dataset>/step_<N>/results.json` (the newest step of each run), and
+writes `summary.md`, `summary.json` and `tradeoff.png` (cross-lingual mAP vs multilingual-pool
+mAP, colour = rank gap, one point per run, labelled with its language count and mono_prob).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"),
+           ("multi mAP", "map_multi_mean"), ("rank gap", "rank_gap_mean"),
+           ("own share@k", "own_share_mean"))
+
+
+def _newest_results(run_dir: str, dataset: str | None):
+  best = None
+  eval_dir = os.path.join(run_dir, "eval")
+  if not os.path.isdir(eval_dir):
+    return None
+  for name in sorted(os.listdir(eval_dir)):
+    if dataset and name != dataset:
+      continue
+    for leaf in os.listdir(os.path.join(eval_dir, name)):
+      match = re.fullmatch(r"step_(\d+)", leaf)
+      path = os.path.join(eval_dir, name, leaf, "results.json")
+      if match and os.path.exists(path) and (best is None or int(match[1]) > best[0]):
+        best = (int(match[1]), path)
+  return best
+
+
+def collect(root: str, dataset: str | None = None) -> list[dict]:
+  """One row per run directory of `root` that has results."""
+  rows = []
+  for run in sorted(os.listdir(root)):
+    found = _newest_results(os.path.join(root, run), dataset)
+    if found is None:
+      continue
+    step, path = found
+    with open(path) as f:
+      results = json.load(f)
+    with open(os.path.join(root, run, "config.json")) as f:
+      config = json.load(f)
+    metrics = results["metrics"]
+    row = {"run": run, "step": step, "languages": config["data"]["languages"],
+           "num_languages": len(config["data"]["languages"].split("+")),
+           "mono_prob": config["sampler"]["mono_prob"], "dataset": results.get("dataset")}
+    row.update({key: metrics.get(key) for _, key in COLUMNS})
+    rows.append(row)
+  return rows
+
+
+def _fmt(v):
+  return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def markdown(rows: list[dict]) -> str:
+  header = ["run", "langs", "mono_prob", "step"] + [name for name, _ in COLUMNS]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for r in sorted(rows, key=lambda r: (r["num_languages"], r["mono_prob"])):
+    cells = [r["run"], str(r["num_languages"]), f"{r['mono_prob']:g}", str(r["step"])]
+    cells += [_fmt(r[key]) for _, key in COLUMNS]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: str) -> str:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(6.5, 5), dpi=120)
+  xs = [r["map_cross"] for r in rows]
+  ys = [r["map_multi_mean"] for r in rows]
+  gaps = [r["rank_gap_mean"] for r in rows]
+  points = ax.scatter(xs, ys, c=gaps, cmap="viridis", s=70, edgecolors="black")
+  for r, x, y in zip(rows, xs, ys):
+    ax.annotate(f"L{r['num_languages']} p={r['mono_prob']:g}", (x, y), fontsize=8,
+                xytext=(4, 4), textcoords="offset points")
+  fig.colorbar(points, ax=ax, label="rank gap (lower = less language bias)")
+  ax.set_xlabel("cross-lingual mAP (X→Y, macro)")
+  ax.set_ylabel("multilingual-pool mAP (macro)")
+  ax.set_title("Hybrid batch trade-off: one point per run")
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--root", required=True)
+  parser.add_argument("--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval")
+  parser.add_argument("--out", default=None, help="output directory (default: --root)")
+  args = parser.parse_args(argv)
+  rows = collect(args.root, args.dataset)
+  if not rows:
+    print(f"summarize: no results.json under {args.root}/*/eval/", file=sys.stderr)
+    return 1
+  out = args.out or args.root
+  os.makedirs(out, exist_ok=True)
+  table = markdown(rows)
+  with open(os.path.join(out, "summary.md"), "w") as f:
+    f.write(table)
+  with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(rows, f, indent=2)
+  plot(rows, os.path.join(out, "tradeoff.png"))
+  print(table)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
