@@ -29,14 +29,13 @@ pool is scored ~44 queries at a time in 1 GiB). BEIR keeps only each query's top
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
@@ -251,7 +250,6 @@ class DenseRetriever:
 
   Attributes:
     timing: seconds spent, {"tokenize_seconds", "encode_seconds"}, summed over calls.
-    counts: rows encoded, {"query", "passage"}.
   """
 
   def __init__(self, model, tokenizer, mesh, *, query_max_len: int, passage_max_len: int,
@@ -264,7 +262,6 @@ class DenseRetriever:
     self.passage_max_len = passage_max_len
     self.encoder = Encoder(model, mesh, batch_size, show_progress=show_progress)
     self.timing = {"tokenize_seconds": 0.0, "encode_seconds": 0.0}
-    self.counts = {"query": 0, "passage": 0}
 
   def settings(self) -> dict[str, Any]:
     return {"kind": "dense", "query_max_len": self.query_max_len,
@@ -277,7 +274,6 @@ class DenseRetriever:
     t0 = time.perf_counter()
     emb = self.encoder(tokens, tower)
     self.timing["encode_seconds"] += time.perf_counter() - t0
-    self.counts[tower] += len(tokens["input_ids"])
     return emb
 
   def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
@@ -310,7 +306,6 @@ class TfidfRetriever:
     self._tfidf = tfidf
     self.encoder = tfidf.TfidfEncoder()
     self.timing = {"tokenize_seconds": 0.0, "encode_seconds": 0.0}
-    self.counts = {"query": 0, "passage": 0}
 
   def settings(self) -> dict[str, Any]:
     return {"kind": TFIDF, "ngram_range": list(self.encoder.ngram_range),
@@ -321,14 +316,12 @@ class TfidfRetriever:
     texts = [f"{sentence} {context}" for sentence, context in zip(sentences, contexts)]
     emb = self.encoder.fit(texts).encode(texts)
     self.timing["encode_seconds"] += time.perf_counter() - t0
-    self.counts["passage"] += len(texts)
     return emb
 
   def embed_queries(self, texts: Sequence[str]):
     t0 = time.perf_counter()
     emb = self.encoder.encode(texts)
     self.timing["encode_seconds"] += time.perf_counter() - t0
-    self.counts["query"] += len(texts)
     return emb
 
   def score_fn(self, num_candidates: int) -> metrics_lib.ScoreFn:
