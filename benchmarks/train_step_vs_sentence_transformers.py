@@ -1,0 +1,276 @@
+"""Train-step throughput: hybrid-jax vs sentence-transformers `MultipleNegativesRankingLoss`.
+
+Both sides train the same model from the same weights on the same batch, on this CPU, float32:
+the default tiny XLM-R-type encoder (configs/models/tiny.py) is created at random, written with
+`hybrid_jax.models.save_pretrained` and read back by `sentence_transformers.SentenceTransformer`,
+so the PyTorch side is the Hugging Face `XLMRobertaModel` + mean Pooling + Normalize modules of
+sentence-transformers. The batch is the default run's first global batch (XQuAD-R train split,
+the default BPE tokenizer trained into a temporary directory), padded to query_max_len and
+passage_max_len on both sides.
+
+One step, timed alone (no data loading, the batch already in memory on both sides):
+  * hybrid-jax: `train.make_train_step` (jit, donated state) on a mesh of `--jax_devices`
+    devices: query + passage forward, InfoNCE over the global batch at temperature 0.05,
+    backward, global-norm clipping, AdamW, the non-finite guard.
+  * PyTorch: `MultipleNegativesRankingLoss(scale=1 / temperature)` called on the pre-tokenised
+    features (it runs the SentenceTransformer modules: query forward, passage forward), backward,
+    `clip_grad_norm_`, AdamW (foreach, no decay on biases / LayerNorm), linear warmup schedule.
+Hidden dropout is `--dropout` on both sides; attention-probability dropout is 0 on both (the JAX
+encoder does not implement it, see hybrid_jax/models/encoder.py).
+
+Compilation and the first steps are excluded. The sides alternate (JAX, torch, JAX, torch, ...)
+in `--rounds` rounds of `--steps` timed steps each, so drifting machine load hits both; the
+figure is the median step time over all rounds. Before timing, the forward embeddings of both
+sides (dropout off) are compared on the batch, and so are the losses.
+
+  python benchmarks/train_step_vs_sentence_transformers.py
+  python benchmarks/train_step_vs_sentence_transformers.py --batch_sizes=32,64,128 --dropout=0
+  python benchmarks/train_step_vs_sentence_transformers.py --jax_devices=2   # 2 host devices
+
+(from the repository root with the package installed, `pip install -e .`, or PYTHONPATH=.).
+"""
+
+import argparse
+import os
+import sys
+
+
+def _parse_args():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch_sizes", default="64", help="Comma-separated global batch sizes.")
+  parser.add_argument("--query_max_len", type=int, default=32)
+  parser.add_argument("--passage_max_len", type=int, default=96)
+  parser.add_argument("--dropout", type=float, default=0.1,
+                      help="Hidden dropout rate on both sides (attention-prob dropout is 0).")
+  parser.add_argument("--steps", type=int, default=5, help="Timed steps per side per round.")
+  parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds (A, B, A, B...).")
+  parser.add_argument("--warmup_steps", type=int, default=2,
+                      help="Untimed steps per side before timing (after JAX compilation).")
+  parser.add_argument("--jax_devices", type=int, default=1,
+                      help="Host devices for the JAX mesh; >1 forces that many virtual CPU devices "
+                           "(they share the same cores), 1 is the fair comparison.")
+  parser.add_argument("--torch_threads", type=int, default=os.cpu_count(),
+                      help="torch intra-op threads (XLA's CPU thread pool uses every core).")
+  parser.add_argument("--seed", type=int, default=0)
+  return parser.parse_args()
+
+
+ARGS = _parse_args() if __name__ == "__main__" else None
+if ARGS is not None and ARGS.jax_devices > 1:  # Must be set before jax is imported.
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             f" --xla_force_host_platform_device_count={ARGS.jax_devices}").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import logging
+import tempfile
+import time
+
+import jax
+import numpy as np
+import torch
+import transformers
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+from hybrid_jax import config_lib
+from hybrid_jax import data as data_lib
+from hybrid_jax import input_pipeline
+from hybrid_jax import losses
+from hybrid_jax import models
+from hybrid_jax import sharding
+from hybrid_jax import train
+from hybrid_jax.models import tokenizer as tokenizer_lib
+from hybrid_jax.sampler import HybridBatchSampler
+# pylint: enable=g-import-not-at-top,wrong-import-position
+
+TOKEN_KEYS = ("input_ids", "attention_mask")
+
+
+def make_config(args, global_batch_size: int, vocab_size: int):
+  """The default experiment config with the tiny model, this benchmark's batch and dropout."""
+  config = config_lib._load_module(  # pylint: disable=protected-access
+      os.path.join(config_lib.CONFIGS_DIR, "default.py")).get_config("model=tiny")
+  config.train.global_batch_size = global_batch_size
+  config.data.query_max_len = args.query_max_len
+  config.data.passage_max_len = args.passage_max_len
+  config.model.update(vocab_size=vocab_size, hidden_dropout_prob=args.dropout,
+                      attention_probs_dropout_prob=0.0)
+  return config_lib.validate(config)
+
+
+def load_batch(config, tokenizer, train_data) -> dict[str, np.ndarray]:
+  """The default run's first global batch: int32 token arrays [batch, max_len] and keys [batch]."""
+  sampler = HybridBatchSampler(
+      train_data.available, train_data.languages, config.train.global_batch_size,
+      config.sampler.mono_prob, config.seed, language_scope=config.sampler.language_scope,
+      passage_keys=train_data.passage_keys)
+  builder = input_pipeline.BatchBuilder(
+      train_data, sampler, tokenizer, query_max_len=config.data.query_max_len,
+      passage_max_len=config.data.passage_max_len, seed=config.seed)
+  return builder(0)
+
+
+def torch_features(batch, prefix: str) -> dict[str, torch.Tensor]:
+  return {k: torch.from_numpy(np.asarray(batch[f"{prefix}_{k}"], np.int64)) for k in TOKEN_KEYS}
+
+
+class TorchSide:
+  """sentence-transformers MNRL step on the model saved in `model_dir`."""
+
+  def __init__(self, model_dir: str, config, batch):
+    self.model = SentenceTransformer(model_dir, device="cpu")
+    self.model.train()
+    self.loss = MultipleNegativesRankingLoss(self.model, scale=1.0 / config.loss.temperature)
+    optim = config.optim
+    decay, no_decay = [], []
+    for name, param in self.model.named_parameters():
+      (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    self.optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": optim.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0}],
+        lr=optim.learning_rate, betas=(optim.b1, optim.b2), eps=optim.eps, foreach=True)
+    self.scheduler = transformers.get_linear_schedule_with_warmup(
+        self.optimizer, optim.warmup_steps, config.train.num_steps)
+    self.clip_norm = optim.grad_clip_norm
+    self.queries = torch_features(batch, "query")
+    self.passages = torch_features(batch, "passage")
+
+  def embed(self, prefix: str) -> np.ndarray:
+    """Embeddings with dropout off, float32 [batch, hidden]."""
+    self.model.eval()
+    with torch.no_grad():
+      features = dict(self.queries if prefix == "query" else self.passages)
+      out = self.model(features)["sentence_embedding"].numpy()
+    self.model.train()
+    return out
+
+  def eval_loss(self) -> float:
+    self.model.eval()
+    with torch.no_grad():
+      loss = self.loss([dict(self.queries), dict(self.passages)], None).item()
+    self.model.train()
+    return loss
+
+  def step(self) -> float:
+    self.optimizer.zero_grad(set_to_none=True)
+    # The modules write their outputs into the feature dicts: give them fresh ones.
+    loss = self.loss([dict(self.queries), dict(self.passages)], None)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+    self.optimizer.step()
+    self.scheduler.step()
+    return loss.item()
+
+
+class JaxSide:
+  """hybrid-jax jitted train step on a mesh of `num_devices`."""
+
+  def __init__(self, model, config, batch, num_devices: int):
+    self.mesh = sharding.make_mesh(num_devices)
+    self.model = model
+    optimizer = train.make_optimizer(config.optim, config.train.num_steps)
+    graphdef, params = train.init_params(model, config.loss)
+    state = train.create_train_state(params, optimizer, config.seed)
+    self.state = jax.device_put(state, sharding.replicated(self.mesh))
+    self.batch = jax.device_put(batch, sharding.batch_sharding(self.mesh))
+    self.train_step = train.make_train_step(graphdef, config, optimizer, self.mesh)
+
+  def embed(self, prefix: str) -> np.ndarray:
+    encode = self.model.encode_queries if prefix == "query" else self.model.encode_passages
+    return np.asarray(encode(*(self.batch[f"{prefix}_{k}"] for k in TOKEN_KEYS)))
+
+  def step(self) -> float:
+    self.state, metrics = self.train_step(self.state, self.batch)
+    jax.block_until_ready(self.state)
+    return float(metrics["loss"])
+
+
+def time_step(step_fn) -> float:
+  start = time.perf_counter()
+  step_fn()
+  return time.perf_counter() - start
+
+
+def compare(args, global_batch_size, tokenizer, train_data, workdir) -> dict[str, float]:
+  """Builds both sides for one batch size, checks they agree, times them alternately."""
+  config = make_config(args, global_batch_size, len(tokenizer))
+  batch = load_batch(config, tokenizer, train_data)
+  model = models.create_model(config.model, seed=config.seed)
+  model_dir = os.path.join(workdir, f"model_b{global_batch_size}")
+  models.save_pretrained(model, model_dir, tokenizer)
+  torch_side = TorchSide(model_dir, config, batch)
+  jax_side = JaxSide(model, config, batch, args.jax_devices)
+
+  real = {p: batch[f"{p}_attention_mask"].sum(1) for p in ("query", "passage")}
+  print(f"\n== global_batch_size={global_batch_size}  query_max_len={args.query_max_len} "
+        f"passage_max_len={args.passage_max_len}  real tokens/row: query mean "
+        f"{real['query'].mean():.1f}, passage mean {real['passage'].mean():.1f} (padded on both "
+        f"sides)")
+  embeddings = {}
+  for prefix in ("query", "passage"):
+    ours, theirs = jax_side.embed(prefix), torch_side.embed(prefix)
+    embeddings[prefix] = ours
+    print(f"sanity: {prefix} embeddings (dropout off) max |jax - torch| = "
+          f"{np.max(np.abs(ours - theirs)):.2e}")
+  # MNRL has no duplicate-passage masking; compare on the loss of distinct keys only.
+  ours_loss, _ = losses.contrastive_loss(
+      embeddings["query"], embeddings["passage"], np.arange(global_batch_size, dtype=np.int32),
+      temperature=config.loss.temperature)
+  print(f"sanity: in-batch InfoNCE loss (dropout off) jax {float(ours_loss):.6f} vs MNRL "
+        f"{torch_side.eval_loss():.6f}  (batch has "
+        f"{global_batch_size - len(set(batch['passage_keys'].tolist()))} duplicate passages, "
+        f"masked by hybrid-jax only in training)")
+
+  start = time.perf_counter()
+  jax_side.step()
+  print(f"jax first step (compile + run): {time.perf_counter() - start:.1f} s")
+  for _ in range(args.warmup_steps):
+    jax_side.step()
+    torch_side.step()
+  seconds = {"jax": [], "torch": []}
+  for round_index in range(args.rounds):
+    for name, side in (("jax", jax_side), ("torch", torch_side)):
+      times = [time_step(side.step) for _ in range(args.steps)]
+      seconds[name].extend(times)
+    print(f"round {round_index}: jax {np.median(seconds['jax'][-args.steps:]) * 1e3:7.1f} "
+          f"ms/step, torch {np.median(seconds['torch'][-args.steps:]) * 1e3:7.1f} ms/step  "
+          f"(load {os.getloadavg()[0]:.2f})")
+  result = {name: global_batch_size / float(np.median(times)) for name, times in seconds.items()}
+  print(f"examples/s (median of {args.rounds * args.steps} steps): jax {result['jax']:.1f}, "
+        f"torch {result['torch']:.1f}, ratio jax/torch {result['jax'] / result['torch']:.2f}")
+  return result
+
+
+def main(args):
+  logging.getLogger("transformers").setLevel(logging.ERROR)
+  logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
+  torch.set_num_threads(args.torch_threads)
+  torch.manual_seed(args.seed)
+  load = os.getloadavg()
+  print(f"command: python {' '.join(sys.argv)}")
+  print(f"cpu cores {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"jax {jax.__version__} ({jax.device_count()} {jax.default_backend()} device(s), mesh of "
+        f"{args.jax_devices}); torch {torch.__version__} intra-op threads "
+        f"{torch.get_num_threads()}, inter-op threads {torch.get_num_interop_threads()}; "
+        f"float32; hidden dropout {args.dropout} on both sides, attention-prob dropout 0")
+  train_data = data_lib.load("xquad_r:train")
+  results = {}
+  with tempfile.TemporaryDirectory(prefix="bench_st_") as workdir:
+    tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
+        workdir, lambda: tokenizer_lib.parallel_qa_texts(train_data))
+    for global_batch_size in map(int, args.batch_sizes.split(",")):
+      results[global_batch_size] = compare(args, global_batch_size, tokenizer, train_data,
+                                           workdir)
+  load = os.getloadavg()
+  print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+  print("| global batch | hybrid-jax ex/s | sentence-transformers ex/s | jax / torch |")
+  print("|---:|---:|---:|---:|")
+  for global_batch_size, result in results.items():
+    print(f"| {global_batch_size} | {result['jax']:.1f} | {result['torch']:.1f} | "
+          f"{result['jax'] / result['torch']:.2f} |")
+
+
+if __name__ == "__main__":
+  main(ARGS)
