@@ -110,12 +110,12 @@ def beir_markdown(results: Mapping) -> str:
 
 
 def markdown(results: Mapping) -> str:
-  """The Markdown report of one results dict."""
-  if results["task"] == "lareqa":
-    return lareqa_markdown(results)
-  if results["task"] == "beir":
-    return beir_markdown(results)
-  raise ValueError(f"unknown results task {results['task']!r}")
+  """The Markdown report of one results dict (its warnings, e.g. train/test overlap, on top)."""
+  writers = {"lareqa": lareqa_markdown, "beir": beir_markdown}
+  if results["task"] not in writers:
+    raise ValueError(f"unknown results task {results['task']!r}")
+  warnings = "".join(f"> **Warning:** {w}\n\n" for w in results.get("warnings") or ())
+  return warnings + writers[results["task"]](results)
 
 
 def comparison_table(results_by_name: Mapping[str, Mapping]) -> str:

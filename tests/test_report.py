@@ -81,3 +81,5 @@ def test_comparison_table_rows_and_task_check():
     report.comparison_table({"a": a, "b": beir})
   beir_md = report.markdown(beir)
   assert "| 0.500 | 0.900 | 0.600 | 3 |" in beir_md
+  assert report.markdown(dict(beir, warnings=["train/test overlap"])).startswith(
+      "> **Warning:** train/test overlap")
