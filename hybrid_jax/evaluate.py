@@ -18,7 +18,9 @@ length `bucket_lengths(max_len)` = 32, 64, 128, ... (doubling) up to `max_len` (
 multiple of the device count), so a whole evaluation compiles at most one program per (tower,
 bucket) and the final partial batch reuses it. Embeddings come back in the original row order.
 Bucketing only drops padding columns: with right padding and masked attention/pooling, a row's
-embedding does not depend on its bucket (to float rounding).
+embedding does not depend on its bucket (to float rounding). It pays off for queries and for
+passages without context (BEIR); an XQuAD-R candidate (sentence + paragraph) nearly always fills
+`passage_max_len`, so candidate encoding costs its full length.
 
 Scoring (`DotScorer`): exact dot products in JAX, `[Q, D] x [C, D] -> [Q, C]`, the candidate
 table put on the device once, queries padded to a fixed chunk. The metrics see one query chunk at
@@ -435,8 +437,8 @@ def evaluate_beir(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
 
 
 def load_data(spec: str, languages: Sequence[str] | None = None):
-  """The evaluation data of `spec`: a `BeirData` for 'beir:PATH[:split]'... else a `ParallelQA`
-  (via `hybrid_jax.data.load`)."""
+  """The evaluation data of `spec`: a `BeirData` (test split) for 'beir:PATH', else a
+  `ParallelQA` (`hybrid_jax.data.load`, restricted to `languages` when given)."""
   kind, _, arg = spec.partition(":")
   if kind == "beir":
     from hybrid_jax.data import beir
