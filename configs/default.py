@@ -44,6 +44,10 @@ def get_config(arg=None):
   config.train.num_steps = arg.steps
   config.train.max_consecutive_nonfinite = 5   # then stop with the last good state saved
   config.train.prefetch_batches = 2
+  config.train.grad_cache_chunk_size = 0       # >0: gradient cache, encode the global batch in
+                                               # chunks of this many rows (same update, less memory)
+  config.train.fsdp = 1                        # size of the fsdp mesh axis: >1 shards large params
+                                               # and optimizer state (1 = replicated)
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 5e-4

@@ -2,8 +2,9 @@
 
 The mesh is 2-D, `(data, fsdp)`. The batch is split over both axes together (every device holds
 `global_batch_size / num_devices` rows), so the fsdp axis changes how parameters are stored, not
-how the batch is laid out. Until parameters are sharded, `fsdp=1` and the mesh is pure data
-parallel. Axes are `AxisType.Auto`: `jax.make_mesh` defaults to Explicit axes, under which a
+how the batch is laid out. With `fsdp=1` the mesh is pure data parallel and every parameter is
+replicated; with `fsdp>1` large parameters and their optimizer moments are split over the fsdp
+axis (`param_shardings`, `state_shardings`) and replicated over the data axis. Axes are `AxisType.Auto`: `jax.make_mesh` defaults to Explicit axes, under which a
 global-view `query @ passage.T` over a sharded batch raises a ShardingTypeError.
 
 Multi-host: every process builds the same mesh over all devices of all hosts, loads its own
@@ -17,13 +18,16 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
 # The batch dimension is split over both axes, data-major.
 BATCH_AXES = (DATA_AXIS, FSDP_AXIS)
 BATCH_SPEC = P(BATCH_AXES)
+# Parameters with fewer elements than this stay replicated under FSDP (biases, LayerNorm, small
+# matrices): splitting them saves little memory and costs a collective each.
+FSDP_MIN_PARAM_SIZE = 2**14
 
 
 def make_mesh(num_devices: int | None = None, *, fsdp: int = 1,
@@ -58,8 +62,61 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-  """Sharding of arrays held whole on every device (parameters until FSDP, scalars)."""
+  """Sharding of arrays held whole on every device (parameters when fsdp=1, scalars)."""
   return NamedSharding(mesh, P())
+
+
+def param_spec(shape: Sequence[int], fsdp_size: int) -> P:
+  """Where one parameter (or optimizer moment) of `shape` lives on a mesh with `fsdp_size`.
+
+  The FSDP rule (as in MaxText / big_vision): split the largest dimension that `fsdp_size`
+  divides over the fsdp axis (the first such dimension on ties); replicate 0-D and 1-D arrays,
+  arrays with fewer than `FSDP_MIN_PARAM_SIZE` elements, and arrays with no divisible dimension.
+
+  Args:
+    shape: the global shape.
+    fsdp_size: size of the mesh's fsdp axis.
+
+  Returns:
+    `P()` (replicated) or a PartitionSpec naming `FSDP_AXIS` at the split dimension.
+  """
+  if fsdp_size == 1 or len(shape) < 2 or np.prod(shape) < FSDP_MIN_PARAM_SIZE:
+    return P()
+  divisible = [dim for dim, size in enumerate(shape) if size % fsdp_size == 0]
+  if not divisible:
+    return P()
+  split = max(divisible, key=lambda dim: (shape[dim], -dim))
+  return P(*(FSDP_AXIS if dim == split else None for dim in range(len(shape))))
+
+
+def param_shardings(mesh: Mesh | AbstractMesh, params: Any) -> Any:
+  """The FSDP sharding (`param_spec`) of every leaf of `params`.
+
+  Args:
+    mesh: the device mesh (an `AbstractMesh` is enough to compute shard shapes).
+    params: pytree of arrays or `jax.ShapeDtypeStruct`s (anything with `.shape`).
+
+  Returns:
+    The same pytree of `NamedSharding`s; all replicated when the fsdp axis has size 1.
+  """
+  fsdp_size = mesh.shape[FSDP_AXIS]
+  return jax.tree.map(lambda x: NamedSharding(mesh, param_spec(x.shape, fsdp_size)), params)
+
+
+def state_shardings(mesh: Mesh | AbstractMesh, state: Any) -> Any:
+  """Shardings of a whole train state: parameters, optimizer state, step, rng, counters.
+
+  The rule depends only on shapes, so AdamW's `mu` / `nu` (shaped like the parameters) are split
+  exactly like their parameters, and step counters, the rng key and other scalars are replicated.
+
+  Args:
+    mesh: the device mesh.
+    state: pytree of arrays or `jax.ShapeDtypeStruct`s (e.g. `train.TrainState`).
+
+  Returns:
+    The same pytree of `NamedSharding`s.
+  """
+  return param_shardings(mesh, state)
 
 
 def num_batch_shards(mesh: Mesh) -> int:
