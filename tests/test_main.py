@@ -148,8 +148,12 @@ def test_two_processes_match_one(straight_run, tmp_path):
     (["--config.sampler.mono_prob=1.5"], "mono_prob"),
 ])
 def test_config_errors_fail_before_compiling(tmp_path, args, message):
+  if args[0].startswith("--config="):  # replaces the config file argument, before overrides
+    flags = args + TINY[1:]
+  else:
+    flags = TINY + args
   proc = subprocess.run(
-      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *TINY, *args],
+      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *flags],
       cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
