@@ -18,39 +18,19 @@ import time
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tiny_run import REPO, TINY_MODEL, env, run, start
+
 NUM_STEPS = 6
-TINY = [
-    "--config=configs/default.py:langs=en+de+es,steps=%d" % NUM_STEPS,
-    "--config.model.hidden_size=32", "--config.model.num_hidden_layers=2",
-    "--config.model.num_attention_heads=2", "--config.model.intermediate_size=64",
-    "--config.model.vocab_size=1000", "--config.data.query_max_len=16",
-    "--config.data.passage_max_len=32", "--config.train.global_batch_size=16",
-    "--config.optim.warmup_steps=2", "--config.log.every_steps=1",
-    "--config.checkpoint.every_steps=3", "--config.data.eval=",
-]
-
-
-def _env(num_devices=8):
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
-  env["JAX_PLATFORMS"] = "cpu"
-  env["PYTHONUNBUFFERED"] = "1"
-  return env
+TINY = [f"--config=configs/default.py:langs=en+de+es,steps={NUM_STEPS}", *TINY_MODEL,
+        "--config.data.eval="]
 
 
 def _start(workdir, *extra, num_devices=8):
-  return subprocess.Popen(
-      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *TINY, *extra],
-      cwd=REPO, env=_env(num_devices), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      text=True)
+  return start(workdir, *TINY, *extra, num_devices=num_devices)
 
 
 def _run(workdir, *extra, num_devices=8):
-  proc = _start(workdir, *extra, num_devices=num_devices)
-  out, _ = proc.communicate(timeout=600)
-  assert proc.returncode == 0, out[-4000:]
-  return out
+  return run(workdir, *TINY, *extra, num_devices=num_devices)
 
 
 def _losses(workdir):
@@ -154,7 +134,7 @@ def test_config_errors_fail_before_compiling(tmp_path, args, message):
     flags = TINY + args
   proc = subprocess.run(
       [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *flags],
-      cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+      cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")

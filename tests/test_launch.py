@@ -1,0 +1,80 @@
+"""launch/: the sweep grid (dry run and a real 2-run grid), summarize, and the shell launchers'
+dry runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tiny_run import REPO
+
+sys.path.insert(0, os.path.join(REPO, "launch"))
+import summarize  # noqa: E402
+import sweep  # noqa: E402
+
+
+def _sh(*args):
+  return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_full_grid_dry_run_prints_every_run():
+  proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/never-written", "--dry_run")
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 4 * 5  # language sets of 2, 4, 8, 11 × mono_prob 0 .. 1
+  names = [line.split(":")[0].split("] ")[1] for line in lines]
+  assert len(set(names)) == 20 and "L11-xquad_r-mono0.25" in names
+  assert all("hybrid_jax.main" in line for line in lines)
+  assert "langs=en+de+ar+zh,mono_prob=0.75" in proc.stdout
+  assert not os.path.exists("/tmp/never-written")
+
+
+def test_grid_skips_impossible_runs_and_checks_arguments():
+  assert [n for n, _, _ in sweep.grid(["en", "en+de"], [0.0, 1.0])] == [
+      "L1-en-mono1", "L2-en_de-mono0", "L2-en_de-mono1"]
+  proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--mono_probs=0,2")
+  assert proc.returncode != 0 and "not in [0, 1]" in proc.stderr
+  proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--", "--typo=1")
+  assert proc.returncode != 0 and "--typo=1" in proc.stderr
+
+
+def test_tpu_sweep_dry_run_prints_gcloud_commands():
+  proc = _sh(sys.executable, "launch/sweep.py", "--root=gs://bucket/sweep", "--launcher=tpu",
+             "--tpu_args=--name=hj --zone=us-central2-b --accelerator=v4-32",
+             "--lang_sets=en+de", "--mono_probs=0.5", "--dry_run")
+  assert proc.returncode == 0, proc.stderr
+  out = proc.stdout
+  assert "gcloud compute tpus tpu-vm create hj" in out and "--accelerator-type=v4-32" in out
+  assert out.count("--worker=all") == 3  # copy, install, run on every worker
+  assert "--workdir=gs://bucket/sweep/L2-en_de-mono0.5" in out
+
+
+def test_gpu_launcher_dry_run():
+  proc = _sh("bash", "launch/gpu_box.sh", "--workdir=/tmp/gpu", "--install", "--dry-run", "--",
+             "--config=configs/default.py:model=xlm_roberta_base")
+  assert proc.returncode == 0, proc.stderr
+  assert "jax\\[cuda12\\]" in proc.stdout or "jax[cuda12]" in proc.stdout
+  assert "hybrid_jax.main --workdir=/tmp/gpu --config=configs/default.py:model=xlm_roberta_base" \
+      in proc.stdout
+
+
+def test_real_two_run_grid_and_summary(tiny_sweep, tmp_path):
+  root, runs = tiny_sweep
+  assert sorted(runs) == ["L2-en_de-mono0.5", "L2-en_de-mono1"]
+  for workdir in runs.values():
+    assert sweep.is_finished(workdir)
+    with open(os.path.join(workdir, "config.json")) as f:
+      assert json.load(f)["data"]["languages"] == "en+de"
+  assert summarize.main([f"--root={root}", f"--out={tmp_path}"]) == 0
+  rows = json.load(open(tmp_path / "summary.json"))
+  assert {r["mono_prob"] for r in rows} == {0.5, 1.0}
+  for r in rows:
+    assert r["num_languages"] == 2 and r["step"] == 4
+    assert 0.0 <= r["map_cross"] <= 1.0 and 0.0 <= r["map_multi_mean"] <= 1.0
+  table = (tmp_path / "summary.md").read_text()
+  assert table.count("\n") == 2 + 2 and "L2-en_de-mono0.5" in table
+  assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
+  # Re-running the sweep skips finished runs.
+  proc = _sh(sys.executable, "launch/sweep.py", f"--root={root}", "--lang_sets=en+de",
+             "--mono_probs=1,0.5")
+  assert proc.stdout.count("already evaluated, skipped") == 2

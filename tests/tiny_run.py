@@ -1,0 +1,40 @@
+"""Shared by the end-to-end tests: the tiny model/run flags and a subprocess runner for
+`python -m hybrid_jax.main` (each distinct run costs a start-up and a compile: share them)."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_MODEL = [
+    "--config.model.hidden_size=32", "--config.model.num_hidden_layers=2",
+    "--config.model.num_attention_heads=2", "--config.model.intermediate_size=64",
+    "--config.model.vocab_size=1000", "--config.data.query_max_len=16",
+    "--config.data.passage_max_len=32", "--config.train.global_batch_size=16",
+    "--config.optim.warmup_steps=2", "--config.log.every_steps=1",
+    "--config.checkpoint.every_steps=3",
+]
+
+
+def env(num_devices: int = 8) -> dict:
+  out = dict(os.environ)
+  out["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  out["JAX_PLATFORMS"] = "cpu"
+  out["PYTHONUNBUFFERED"] = "1"
+  return out
+
+
+def main_command(workdir, *flags) -> list[str]:
+  return [sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *flags]
+
+
+def start(workdir, *flags, num_devices: int = 8) -> subprocess.Popen:
+  return subprocess.Popen(main_command(workdir, *flags), cwd=REPO, env=env(num_devices),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run(workdir, *flags, num_devices: int = 8) -> str:
+  proc = start(workdir, *flags, num_devices=num_devices)
+  out, _ = proc.communicate(timeout=900)
+  assert proc.returncode == 0, out[-4000:]
+  return out
