@@ -121,13 +121,19 @@ def _encode(model, batch, prefix: str, tower: str, rng):
   return emb.reshape(shape[:-1] + emb.shape[-1:])
 
 
-def make_embed_fn(graphdef, config: ml_collections.ConfigDict):
+def make_embed_fn(graphdef, config: ml_collections.ConfigDict, mesh):
   """(params, batch, rng) -> {'query': [B, D], 'passage': [B, D], 'hard_negative': [B, H, D]}
-  (hard negatives only when `config.loss.num_hard_negatives`); rows are encoded independently."""
+  (hard negatives only when `config.loss.num_hard_negatives`); rows are encoded independently.
+
+  FSDP: the encoder params are gathered whole before use (a no-op when replicated), so the
+  encoder runs data parallel on the batch-sharded rows instead of XLA splitting activations
+  along the sharded parameter dimensions.
+  """
   num_hard_negatives = config.loss.num_hard_negatives
 
   def embed_fn(params, batch, rng):
-    model = nnx.merge(graphdef, params["model"])
+    model = nnx.merge(graphdef, jax.lax.with_sharding_constraint(
+        params["model"], sharding.replicated(mesh)))
     rq, rp, rn = jax.random.split(rng, 3)
     embeddings = {"query": _encode(model, batch, "query", "query", rq),
                   "passage": _encode(model, batch, "passage", "passage", rp)}
@@ -164,7 +170,7 @@ def make_embedding_loss_fn(config: ml_collections.ConfigDict, mesh):
 
 def make_loss_fn(graphdef, config: ml_collections.ConfigDict, mesh):
   """(params, batch, rng) -> (loss, metrics): encode the whole batch, then the loss."""
-  embed_fn = make_embed_fn(graphdef, config)
+  embed_fn = make_embed_fn(graphdef, config, mesh)
   embedding_loss_fn = make_embedding_loss_fn(config, mesh)
 
   def loss_fn(params, batch, rng):
@@ -186,7 +192,8 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
   chunk_size = config.train.grad_cache_chunk_size
   if chunk_size:
     value_and_grad = grad_cache.value_and_grad(
-        make_embed_fn(graphdef, config), make_embedding_loss_fn(config, mesh), chunk_size, mesh)
+        make_embed_fn(graphdef, config, mesh), make_embedding_loss_fn(config, mesh), chunk_size,
+        mesh)
   else:
     value_and_grad = jax.value_and_grad(make_loss_fn(graphdef, config, mesh), has_aux=True)
 
