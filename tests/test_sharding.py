@@ -1,4 +1,5 @@
-"""Mesh, batch shardings, and assembling a global batch from per-process slices (1 and 2 hosts)."""
+"""Mesh, batch shardings, assembling a global batch from per-process slices (1 and 2 hosts), and the
+FSDP parameter / train-state sharding rule."""
 
 import json
 import os
@@ -10,8 +11,9 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
-from jax.sharding import AxisType
+from jax.sharding import AxisType, PartitionSpec as P
 
 from hybrid_jax import losses, sharding
 
@@ -142,3 +144,39 @@ def test_two_processes_assemble_the_global_batch_and_gather_negatives(tmp_path):
     np.testing.assert_allclose(out["loss"], loss, rtol=1e-5)
     for grad, expected in zip(out["grads"], grads):
       np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,fsdp,expected", [
+    ((250000, 1024), 8, P("fsdp", None)),       # largest divisible dimension: the vocabulary
+    ((250002, 1024), 8, P(None, "fsdp")),       # XLM-R's vocabulary is not: the next largest
+    ((1024, 4096), 32, P(None, "fsdp")),
+    ((4096, 4096), 8, P("fsdp", None)),         # ties: the first dimension
+    ((1023, 1025), 8, P()),                     # nothing divisible: replicated
+    ((64, 128), 8, P()),                        # 8192 < FSDP_MIN_PARAM_SIZE elements
+    ((1 << 16,), 8, P()),                       # 1-D (biases, LayerNorm)
+    ((), 8, P()),                               # scalars
+    ((1024, 4096), 1, P()),                     # fsdp=1: everything replicated
+])
+def test_param_spec(shape, fsdp, expected):
+  assert sharding.param_spec(shape, fsdp) == expected
+
+
+def test_state_shardings_split_adam_moments_like_their_params():
+  mesh = sharding.make_mesh(8, fsdp=4)
+  params = {"kernel": jnp.zeros((256, 128)), "bias": jnp.zeros((128,)),
+            "table": jnp.zeros((97, 256))}
+  state = {"params": params, "opt": optax.adamw(1e-3).init(params), "step": jnp.int32(0)}
+  shardings = sharding.state_shardings(mesh, state)
+  assert shardings["params"] == sharding.param_shardings(mesh, params)
+  for moments in (shardings["opt"][0].mu, shardings["opt"][0].nu):
+    assert moments == shardings["params"]
+  assert shardings["params"]["kernel"].spec == P("fsdp", None)
+  assert shardings["params"]["table"].spec == P(None, "fsdp")
+  assert shardings["params"]["bias"].spec == P()
+  assert shardings["opt"][0].count.spec == shardings["step"].spec == P()
+  placed = jax.device_put(state, shardings)
+  assert placed["params"]["kernel"].addressable_shards[0].data.shape == (64, 128)
+  # An AbstractMesh of any size gives shard shapes without devices (benchmarks/fsdp_param_bytes).
+  big = jax.sharding.AbstractMesh((2, 256), sharding.BATCH_AXES,
+                                  axis_types=(AxisType.Auto, AxisType.Auto))
+  assert sharding.param_shardings(big, params)["table"].shard_shape((97, 256)) == (97, 1)
