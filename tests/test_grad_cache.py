@@ -104,9 +104,12 @@ def _sgd_step(config, graphdef, state, batch, num_devices):
   return _COMPILED[key](state, jax.device_put(batch, sharding.batch_sharding(mesh)))
 
 
-@pytest.mark.parametrize("loss", [
-    dict(), dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1)])
-def test_cached_step_equals_plain_step_on_1_and_8_devices(loss):
+@pytest.mark.parametrize("loss, device_counts", [
+    (dict(), (1, 8)),
+    # 8 devices only, to keep compiles few; tests/test_fsdp.py also runs this case cached.
+    (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), (8,)),
+])
+def test_cached_step_equals_plain_step_on_1_and_8_devices(loss, device_counts):
   config = _config(**loss)
   config.model.hidden_dropout_prob = 0.0
   graphdef, _, state0 = _setup(config)
@@ -117,7 +120,7 @@ def test_cached_step_equals_plain_step_on_1_and_8_devices(loss):
   scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(plain_grads))
 
   config.train.grad_cache_chunk_size = 8
-  for num_devices in (1, 8):
+  for num_devices in device_counts:
     state, metrics = _sgd_step(config, graphdef, state0, batch, num_devices)
     assert int(metrics["skipped"]) == 0
     for name in ("loss", "accuracy", "positive_logit", "negative_logit", "num_masked",
