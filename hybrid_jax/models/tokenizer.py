@@ -6,7 +6,8 @@ XLM-R-type encoder whose tokenizer is trained here, with `tokenizers`, on the tr
 follows XLM-R's conventions: `<s>` (bos/cls) = 0, `<pad>` = 1, `</s>` (eos/sep) = 2, `<unk>` = 3,
 `<mask>` = 4; NFKC normalisation with whitespace runs collapsed; Metaspace pre-tokenisation ("▁"
 marks a word start, so text without spaces such as Chinese or Thai stays one pre-token and is
-split by the subword model alone); `<s> A </s>` and `<s> A </s></s> B </s>` with token type 0
+split by the subword model alone), then digit runs split off (numbers tokenise alike in every
+language); `<s> A </s>` and `<s> A </s></s> B </s>` with token type 0
 throughout. The subword model is BPE: training it on the XQuAD-R training split takes about a
 second, where a Unigram model (XLM-R's) takes about 25 s on 2 cores for a near-identical unknown
 rate. BPE training has no random choice (no dropout is used), so the result depends only on the
@@ -73,7 +74,12 @@ def train_default_tokenizer(texts: Iterable[str],
   backend = Tokenizer(models.BPE(unk_token=UNK))
   backend.normalizer = normalizers.Sequence([
       normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
-  backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+  # Digit runs become pre-tokens of their own, so a number ("1271") gets the same tokens in every
+  # language, whatever script or lack of spaces surrounds it: the cheapest shared anchor between
+  # languages for a model trained from scratch.
+  backend.pre_tokenizer = pre_tokenizers.Sequence([
+      pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+      pre_tokenizers.Digits(individual_digits=False)])
   backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
   trainer = trainers.BpeTrainer(
       vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
