@@ -3,8 +3,9 @@ the default tiny model (random init: the timing does not depend on the weights).
 
     python benchmarks/eval_xquad_r.py [--workdir=/tmp/hj_bench] [--batch_size=128]
 
-Prints the split (tokenize / encode / score + metrics / total), candidates encoded per second and
-the number of devices; the results (and the trained tokenizer, cached in --workdir) go to
+Prints the split (tokenize / encode / score + metrics / total), candidates encoded per second, the
+encoder's achieved GFLOP/s next to a plain matmul's measured at the same time (this machine is often
+shared: the load average is printed too), and the encode time a perfect matmul rate would give; the results (and the trained tokenizer, cached in --workdir) go to
 <workdir>/eval/xquad_r_all/benchmark/.
 """
 
@@ -16,6 +17,9 @@ import os
 import sys
 import time
 
+import jax
+import jax.numpy as jnp
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hybrid_jax import config_lib  # noqa: E402
@@ -24,6 +28,24 @@ from hybrid_jax import evaluate  # noqa: E402
 from hybrid_jax import models  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
 from hybrid_jax.models import tokenizer as tokenizer_lib  # noqa: E402
+
+
+def matmul_gflops(rows: int = 8192, width: int = 256, out: int = 1024, repeats: int = 5) -> float:
+  """Measured float32 matmul rate of this machine now (the reference for the encode rate)."""
+  a, b = jnp.ones((rows, width)), jnp.ones((width, out))
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  t0 = time.perf_counter()
+  for _ in range(repeats):
+    matmul(a, b).block_until_ready()
+  return 2 * rows * width * out * repeats / (time.perf_counter() - t0) / 1e9
+
+
+def encoder_flops(config, num_rows: int, seq_len: int) -> float:
+  """Forward FLOPs of `num_rows` sequences of `seq_len` tokens (dense layers and attention)."""
+  h, ff = config.hidden_size, config.intermediate_size
+  per_token = 2 * (4 * h * h + 2 * h * ff) + 2 * 2 * seq_len * h
+  return float(num_rows * seq_len * config.num_hidden_layers * per_token)
 
 
 def main():
@@ -54,13 +76,23 @@ def main():
                               output_dir=output_dir)
   timing = results["timing"]
   counts = results["counts"]
+  num_queries = sum(c["examples"] for c in counts.values())
+  num_candidates = sum(c["candidates"] for c in counts.values())
+  flops = (encoder_flops(model.config, num_queries, args.query_max_len)
+           + encoder_flops(model.config, num_candidates, args.passage_max_len))
+  reference_gflops = matmul_gflops()
   summary = {
       "dataset": args.dataset,
-      "num_queries": sum(c["examples"] for c in counts.values()),
-      "num_candidates": sum(c["candidates"] for c in counts.values()),
+      "num_queries": num_queries,
+      "num_candidates": num_candidates,
       "num_devices": int(mesh.size),
       "setup_seconds (tokenizer + model init, not timed below)": round(setup_seconds, 2),
       **{key: round(value, 2) for key, value in timing.items()},
+      "encode_gflops (upper bound: all rows at full length)": round(
+          flops / 1e9 / timing["encode_seconds"], 1),
+      "matmul_gflops_now (reference)": round(reference_gflops, 1),
+      "encode_floor_seconds_at_reference": round(flops / 1e9 / reference_gflops, 1),
+      "load_average": [round(x, 2) for x in os.getloadavg()],
       "multilingual_map (random init)": round(results["metrics"]["map_multi_mean"], 4),
       "output_dir": output_dir,
   }

@@ -158,11 +158,11 @@ def plot_heatmap(results: Mapping, path: str) -> str:
   multi = np.array([np.nan if m["map_multi"][x] is None else m["map_multi"][x] for x in langs],
                    np.float64)[:, None]
   cell = 0.62
-  fig, (ax, ax_multi) = plt.subplots(
-      1, 2, figsize=(cell * (num_langs + 1) + 2.6, cell * num_langs + 1.6),
-      gridspec_kw={"width_ratios": [num_langs, 1.4], "wspace": 0.08}, squeeze=True)
+  fig, (ax, ax_multi, ax_bar) = plt.subplots(
+      1, 3, figsize=(cell * (num_langs + 1) + 2.6, cell * num_langs + 1.6),
+      gridspec_kw={"width_ratios": [num_langs, 1.4, 0.35], "wspace": 0.1}, squeeze=True)
   cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
-  font = max(6, min(11, int(90 / max(num_langs, 1))))
+  font = max(6, min(11, int(110 / max(num_langs, 1))))
 
   def draw(axis, values, xlabels):
     image = axis.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0,
@@ -186,7 +186,7 @@ def plot_heatmap(results: Mapping, path: str) -> str:
   ax_multi.xaxis.tick_top()
   ax_multi.set_xlabel("multilingual\npool")
   ax_multi.xaxis.set_label_position("top")
-  fig.colorbar(image, ax=[ax, ax_multi], fraction=0.04, pad=0.03, label="mAP")
+  fig.colorbar(image, cax=ax_bar, label="mAP")
   fig.suptitle(f"LAReQA mAP X→Y — {_title(results)}\nmono {_fmt(m['map_mono'])} | cross "
                f"{_fmt(m['map_cross'])} | multilingual {_fmt(m['map_multi_mean'])}",
                fontsize=10, y=0.02, va="bottom")
