@@ -96,6 +96,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fail("loss.temperature", config.loss.temperature, "must be positive")
   if config.loss.num_hard_negatives < 0:
     fail("loss.num_hard_negatives", config.loss.num_hard_negatives, "must be >= 0")
+  if config.train.grad_cache_chunk_size < 0:
+    fail("train.grad_cache_chunk_size", config.train.grad_cache_chunk_size, "must be >= 0 (0 = off)")
+  if config.train.fsdp < 1:
+    fail("train.fsdp", config.train.fsdp, "must be >= 1 (1 = replicated parameters)")
   if config.model.dtype not in ("float32", "bfloat16"):
     fail("model.dtype", config.model.dtype, "must be 'float32' or 'bfloat16'")
   return config

@@ -19,3 +19,48 @@ def test_parse_arg_casts_to_default_types():
 def test_parse_arg_errors(arg, match):
   with pytest.raises(ValueError, match=match):
     config_lib.parse_arg(arg, langs="xquad_r", mono_prob=0.5)
+
+
+def _default_config():
+  import os
+  module = config_lib._load_module(os.path.join(config_lib.CONFIGS_DIR, "default.py"))
+  return module.get_config("langs=en+de")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("sampler.mono_prob", 1.5, "mono_prob"),
+    ("sampler.language_scope", "token", "language_scope"),
+    ("train.global_batch_size", 0, "global_batch_size"),
+    ("optim.schedule", "step", "schedule"),
+    ("optim.warmup_steps", 10_000, "warmup_steps"),
+    ("loss.temperature", 0.0, "temperature"),
+    ("loss.num_hard_negatives", -1, "num_hard_negatives"),
+    ("train.grad_cache_chunk_size", -8, "grad_cache_chunk_size"),
+    ("train.fsdp", 0, "fsdp"),
+    ("model.dtype", "float16", "dtype"),
+    ("data.languages", "en+dx", "unknown language code 'dx'"),
+])
+def test_validate_rejects_bad_values(field, value, match):
+  config = _default_config()
+  section, name = field.split(".")
+  config[section][name] = value
+  with pytest.raises(ValueError, match=match):
+    config_lib.validate(config)
+
+
+def test_validate_normalises_languages_and_single_language_needs_mono():
+  config = _default_config()
+  config.data.languages = "xquad_r"
+  assert config_lib.validate(config).data.languages.split("+")[:2] == ["ar", "de"]
+  config.data.languages = "en"
+  with pytest.raises(ValueError, match="single language"):
+    config_lib.validate(config)
+  config.sampler.mono_prob = 1.0
+  config_lib.validate(config)
+
+
+def test_locked_config_rejects_unknown_field():
+  config = _default_config()
+  config.lock()
+  with pytest.raises(AttributeError):
+    config.train.num_stepz = 3
