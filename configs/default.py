@@ -24,8 +24,8 @@ def get_config(arg=None):
   config.data.eval = "xquad_r:eval"            # '' to skip evaluation
   config.data.languages = arg.langs            # '+'-joined codes, or 'xquad_r' for all 11
   config.data.on_error = "raise"               # or 'skip': skip and count malformed records
-  config.data.query_max_len = 32               # tokens, static padded length
-  config.data.passage_max_len = 96             # tokens: answer sentence + its paragraph
+  config.data.query_max_len = 24               # tokens, static padded length
+  config.data.passage_max_len = 64             # tokens: answer sentence + its paragraph
 
   config.sampler = ml_collections.ConfigDict()
   config.sampler.mono_prob = arg.mono_prob     # P(a global batch is monolingual)
@@ -50,7 +50,7 @@ def get_config(arg=None):
                                                # and optimizer state (1 = replicated)
 
   config.optim = ml_collections.ConfigDict()
-  config.optim.learning_rate = 5e-4
+  config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 30
   config.optim.schedule = "linear"             # 'linear' | 'cosine' | 'constant' after warmup
   config.optim.end_learning_rate_factor = 0.0
