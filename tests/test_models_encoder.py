@@ -95,7 +95,7 @@ def test_default_preset_is_the_tiny_model():
   assert (config.path, config.model_type, config.num_hidden_layers, config.hidden_size,
           config.num_attention_heads, config.intermediate_size, config.vocab_size,
           config.max_position_embeddings, config.pooling, config.normalize) == (
-              "", "xlm-roberta", 4, 256, 4, 1024, 16000, 514, "mean", True)
+              "", "xlm-roberta", 2, 256, 4, 1024, 16000, 514, "mean", True)
 
 
 @pytest.mark.parametrize("config_class", (transformers.XLMRobertaConfig, transformers.BertConfig))

@@ -1,16 +1,12 @@
-"""notebooks/evaluate_checkpoint.ipynb runs top to bottom (nbclient) on two tiny Hugging Face
-checkpoints made here, comparing them side by side with the TF-IDF row."""
+"""notebooks/evaluate_checkpoint.ipynb runs top to bottom (nbclient) on the checkpoints of two tiny
+training runs made by the test session (mono-only vs hybrid), side by side with the TF-IDF row."""
 
 import os
 
 import nbformat
 from nbclient import NotebookClient
 
-from hybrid_jax import data as data_lib
-from hybrid_jax import models
 from hybrid_jax import report
-from hybrid_jax.models import tokenizer as tokenizer_lib
-from hybrid_jax.models.config import model_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "notebooks", "evaluate_checkpoint.ipynb")
@@ -30,36 +26,32 @@ def test_notebook_outputs_are_stripped():
       assert not cell.outputs and cell.execution_count is None
 
 
-def test_notebook_runs_on_two_checkpoints(tmp_path, monkeypatch):
-  data = data_lib.load("xquad_r:eval", languages=["en", "de"])
-  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(data),
-                                                    vocab_size=1000)
-  config = model_config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=80)
-  for name, seed in (("a", 0), ("b", 1)):
-    models.save_pretrained(models.create_model(config, seed=seed), str(tmp_path / name),
-                           tokenizer)
-
+def test_notebook_runs_on_two_checkpoints(tiny_sweep, tmp_path, monkeypatch):
+  """Mono-only vs hybrid: two tiny training runs (workdirs with checkpoints) of the sweep."""
+  _, runs = tiny_sweep
+  mono_only, hybrid = runs["L2-en_de-mono1"], runs["L2-en_de-mono0.5"]
   nb = nbformat.read(NOTEBOOK, as_version=4)
   _parameters_cell(nb).source += "\n".join([
-      "", f"CHECKPOINT_A = {str(tmp_path / 'a')!r}", "LABEL_A = 'seed0'",
-      f"CHECKPOINT_B = {str(tmp_path / 'b')!r}", "LABEL_B = 'seed1'",
+      "", f"CHECKPOINT_A = {mono_only!r}", "LABEL_A = 'mono_only'",
+      f"CHECKPOINT_B = {hybrid!r}", "LABEL_B = 'hybrid'",
       "LANGUAGES = 'en+de'", "PASSAGE_MAX_LEN = 32", f"OUTPUT_DIR = {str(tmp_path / 'out')!r}"])
   monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
   NotebookClient(nb, timeout=300, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()
 
-  for label in ("seed0", "seed1", "tfidf"):
+  for label in ("mono_only", "hybrid", "tfidf"):
     saved = report.load_results(str(tmp_path / "out" / label))
     assert saved["languages"] == ["en", "de"]
   text = "\n".join(
       output.get("data", {}).get("text/markdown", "")
       for cell in nb.cells for output in cell.get("outputs", []))
   comparison = [line for line in text.splitlines()
-                if line.startswith(("| seed0 |", "| seed1 |", "| tfidf |"))]
+                if line.startswith(("| mono_only |", "| hybrid |", "| tfidf |"))]
   assert len(comparison) == 3
-  seed1 = report.load_results(str(tmp_path / "out" / "seed1"))
-  assert f"{seed1['metrics']['map_mono']:.3f}" in next(l for l in comparison if "seed1" in l)
+  hybrid_results = report.load_results(str(tmp_path / "out" / "hybrid"))
+  assert hybrid_results["step"] == 4  # the newest checkpoint of the 4-step run
+  assert f"{hybrid_results['metrics']['map_mono']:.3f}" in next(
+      l for l in comparison if "hybrid" in l)
   assert any("image/png" in output.get("data", {})
              for cell in nb.cells for output in cell.get("outputs", []))
