@@ -86,7 +86,6 @@ from hybrid_jax import models
 from hybrid_jax import sharding
 from hybrid_jax import train
 from hybrid_jax.models import tokenizer as tokenizer_lib
-from hybrid_jax.sampler import HybridBatchSampler
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -106,14 +105,7 @@ def make_config(args, global_batch_size: int, vocab_size: int):
 
 def load_batch(config, tokenizer, train_data) -> dict[str, np.ndarray]:
   """The default run's first global batch: int32 token arrays [batch, max_len] and keys [batch]."""
-  sampler = HybridBatchSampler(
-      train_data.available, train_data.languages, config.train.global_batch_size,
-      config.sampler.mono_prob, config.seed, language_scope=config.sampler.language_scope,
-      passage_keys=train_data.passage_keys)
-  builder = input_pipeline.BatchBuilder(
-      train_data, sampler, tokenizer, query_max_len=config.data.query_max_len,
-      passage_max_len=config.data.passage_max_len, seed=config.seed)
-  return builder(0)
+  return input_pipeline.make_batch_builder(config, train_data, tokenizer)(0)
 
 
 def torch_features(batch, prefix: str) -> dict[str, torch.Tensor]:

@@ -105,6 +105,20 @@ class BatchBuilder:
     return batch
 
 
+def make_batch_builder(config, data: ParallelQA, tokenizer, *, process_index: int = 0,
+                       process_count: int = 1) -> BatchBuilder:
+  """The sampler and batch builder a training config describes (`config.sampler`, `.train`,
+  `.data`, `.loss`, `.seed`), for this process's slice of every global batch."""
+  sampler = HybridBatchSampler(
+      data.available, data.languages, config.train.global_batch_size, config.sampler.mono_prob,
+      config.seed, language_scope=config.sampler.language_scope, passage_keys=data.passage_keys)
+  return BatchBuilder(
+      data, sampler, tokenizer, query_max_len=config.data.query_max_len,
+      passage_max_len=config.data.passage_max_len,
+      num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
+      process_index=process_index, process_count=process_count)
+
+
 class Prefetcher:
   """Builds batches for steps [start, stop) on a background thread, `size` ahead.
 

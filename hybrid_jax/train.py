@@ -25,7 +25,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from flax import nnx
 
@@ -39,7 +38,6 @@ from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import sharding
 from hybrid_jax.models import tokenizer as tokenizer_lib
-from hybrid_jax.sampler import HybridBatchSampler
 
 
 class NonFiniteLossError(RuntimeError):
@@ -301,15 +299,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2))
 
-  sampler = HybridBatchSampler(
-      train_data.available, train_data.languages, config.train.global_batch_size,
-      config.sampler.mono_prob, config.seed, language_scope=config.sampler.language_scope,
-      passage_keys=train_data.passage_keys)
-  builder = input_pipeline.BatchBuilder(
-      train_data, sampler, tokenizer, query_max_len=config.data.query_max_len,
-      passage_max_len=config.data.passage_max_len,
-      num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
-      process_index=jax.process_index(), process_count=jax.process_count())
+  builder = input_pipeline.make_batch_builder(
+      config, train_data, tokenizer, process_index=jax.process_index(),
+      process_count=jax.process_count())
   train_step = make_train_step(graphdef, config, optimizer, mesh, state_sharding)
   # Records are labelled with the number of steps done: 1..start_step are kept on a resume.
   writer = metric_writers.MetricWriter(workdir, enabled=is_main, resume_step=start_step + 1)
@@ -332,7 +324,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                       size=config.train.prefetch_batches)
   last: dict[str, Any] = {}
   previous_streak, max_nonfinite = None, config.train.max_consecutive_nonfinite
-  examples_seen, window_t0, window_steps, mono_steps = 0, time.perf_counter(), 0, 0
+  window_t0, window_steps, mono_steps = time.perf_counter(), 0, 0
   try:
     for step, host_batch in batches:
       batch = sharding.host_local_to_global(mesh, host_batch)
