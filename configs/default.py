@@ -15,7 +15,7 @@ from hybrid_jax import config_lib
 
 
 def get_config(arg=None):
-  arg = config_lib.parse_arg(arg, langs="xquad_r", mono_prob=0.5, model="tiny", steps=300)
+  arg = config_lib.parse_arg(arg, langs="xquad_r", mono_prob=0.5, model="tiny", steps=450)
   config = ml_collections.ConfigDict()
   config.seed = 0
 

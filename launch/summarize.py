@@ -89,6 +89,7 @@ def plot(rows: list[dict], path: str) -> str:
   ax.set_ylabel("multilingual-pool mAP (macro)")
   ax.set_title("Hybrid batch trade-off: one point per run")
   ax.grid(alpha=0.3)
+  ax.margins(0.18)  # room for the point labels
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
