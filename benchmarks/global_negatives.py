@@ -1,10 +1,16 @@
 """Step time of contrastive training with global vs per-device in-batch negatives.
 
-A CPU proxy: 8 virtual XLA devices on this host's cores, a tiny MLP "encoder" in place of a
-transformer, and all-gathers that are memory copies rather than interconnect transfers. It shows
-what gathering costs relative to the rest of a step at these shapes, not accelerator numbers.
+A CPU proxy: 8 virtual XLA devices on this host's cores and all-gathers that are memory copies
+rather than interconnect transfers. It shows what gathering costs relative to the rest of a step
+at these shapes, not accelerator numbers. Two encoders:
 
-  PYTHONPATH=. python benchmarks/global_negatives.py [--global_batch_size 512] [--steps 20]
+  --encoder=mlp   a tiny MLP in place of a transformer (the loss is a large part of the step:
+                  the worst case for the gather's relative cost);
+  --encoder=tiny  the real train step (`train.make_train_step`, configs/default.py, the tiny
+                  default model, the default run's first XQuAD-R batch), with
+                  `config.loss.global_negatives` True vs False.
+
+  PYTHONPATH=. python benchmarks/global_negatives.py [--encoder mlp|tiny] [--global_batch_size 512]
 
 (from the repository root; or `pip install -e .` first and drop PYTHONPATH).
 """
@@ -67,8 +73,38 @@ def time_steps(train_step, params, batch, steps):
   return float(np.median(times))
 
 
+def real_step_seconds(global_negatives: bool, global_batch_size: int, steps: int, mesh):
+  """Median step time of the real train step (tiny default model) on `mesh`."""
+  from hybrid_jax import config_lib, data, input_pipeline, train  # pylint: disable=g-import-not-at-top
+  from hybrid_jax.models import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+
+  config = config_lib._load_module(  # pylint: disable=protected-access
+      os.path.join(config_lib.CONFIGS_DIR, "default.py")).get_config()
+  config.train.global_batch_size = global_batch_size
+  config.loss.global_negatives = global_negatives
+  config = config_lib.validate(config)
+  train_data = data.load(config.data.train, languages=config.data.languages.split("+"))
+  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(train_data))
+  config.model.vocab_size = len(tokenizer)
+  _, _, graphdef, optimizer, state = train.build_run(config, "/tmp/hj_bench_global_negatives")
+  batch = jax.device_put(input_pipeline.make_batch_builder(config, train_data, tokenizer)(0),
+                         sharding.batch_sharding(mesh))
+  step = train.make_train_step(graphdef, config, optimizer, mesh)
+  state = jax.device_put(state, sharding.replicated(mesh))
+  state, metrics = step(state, batch)  # compile and warm up
+  jax.block_until_ready(metrics)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    state, metrics = step(state, batch)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--encoder", choices=("mlp", "tiny"), default="mlp")
   parser.add_argument("--global_batch_size", type=int, default=512)
   parser.add_argument("--input_dim", type=int, default=256)
   parser.add_argument("--hidden_dim", type=int, default=512)
@@ -79,6 +115,16 @@ def main():
 
   mesh = sharding.make_mesh(NUM_DEVICES)
   sharding.check_global_batch(args.global_batch_size, mesh)
+  if args.encoder == "tiny":
+    print(f"CPU proxy on {NUM_DEVICES} virtual devices ({os.cpu_count()} cores), not an "
+          f"accelerator measurement. Real train step, tiny default model, global_batch_size="
+          f"{args.global_batch_size}")
+    seconds = {g: real_step_seconds(g, args.global_batch_size, args.steps, mesh)
+               for g in (False, True)}
+    for g, sec in seconds.items():
+      print(f"{'global' if g else 'local':>6} negatives: {1e3 * sec:8.1f} ms/step")
+    print(f"step time global / local = {seconds[True] / seconds[False]:.3f}")
+    return
   rng = np.random.default_rng(args.seed)
   features = rng.normal(size=(2, args.global_batch_size, args.input_dim)).astype(np.float32)
   batch = jax.device_put({"query": features[0], "passage": features[1],

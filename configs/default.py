@@ -38,6 +38,7 @@ def get_config(arg=None):
   config.loss.learnable_temperature = False
   config.loss.symmetric = False                # add the passage->query term
   config.loss.num_hard_negatives = 0           # other sentences of the positive's paragraph
+  config.loss.global_negatives = True          # False: each device scores only its own passages
 
   config.train = ml_collections.ConfigDict()
   config.train.global_batch_size = 64          # split over all devices of all hosts

@@ -148,7 +148,8 @@ def make_embedding_loss_fn(config: ml_collections.ConfigDict, mesh):
   `params` supplies only the learnable temperature; `embeddings` is what `make_embed_fn` gives.
   """
   loss_config = config.loss
-  sharded_loss = functools.partial(losses.sharded_contrastive_loss, mesh)
+  sharded_loss = functools.partial(losses.sharded_contrastive_loss, mesh,
+                                   global_negatives=loss_config.global_negatives)
 
   def embedding_loss_fn(params, embeddings, batch):
     if loss_config.learnable_temperature:
