@@ -138,3 +138,16 @@ def test_config_errors_fail_before_compiling(tmp_path, args, message):
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_non_finite_streak_stops_with_last_good_state_saved(tmp_path):
+  # A temperature that underflows makes every logit infinite: every step is non-finite.
+  proc = _start(str(tmp_path), "--config.loss.temperature=1e-45",
+                "--config.train.max_consecutive_nonfinite=2")
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode != 0
+  assert "consecutive steps had a non-finite loss or gradient" in out
+  steps = [int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()]
+  assert len(steps) == 1 and steps[0] <= 4, steps
+  records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert all(r["skipped"] == 1.0 for r in records if "skipped" in r)
