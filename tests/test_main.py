@@ -151,3 +151,31 @@ def test_non_finite_streak_stops_with_last_good_state_saved(tmp_path):
   assert len(steps) == 1 and steps[0] <= 4, steps
   records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   assert all(r["skipped"] == 1.0 for r in records if "skipped" in r)
+
+
+def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
+  """`model.path` = a transformers directory: its tokenizer and weights are used, and the final
+  model written back loads in transformers with the fine-tuned weights."""
+  import numpy as np
+  import transformers
+
+  from hybrid_jax import data as data_lib
+  from hybrid_jax.models import tokenizer as tokenizer_lib
+
+  tokenizer = tokenizer_lib.train_default_tokenizer(
+      tokenizer_lib.parallel_qa_texts(data_lib.load("xquad_r:eval", languages=["en", "de"])),
+      vocab_size=800)
+  hf_dir = tmp_path / "xlmr"
+  config = transformers.XLMRobertaConfig(
+      vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+      intermediate_size=64, max_position_embeddings=40, type_vocab_size=1)
+  transformers.XLMRobertaModel(config).save_pretrained(hf_dir)
+  tokenizer.save_pretrained(hf_dir)
+  workdir = tmp_path / "run"
+  run(workdir, "--config=configs/default.py:langs=en+de,steps=2", *TINY_MODEL,
+      "--config.data.eval=", f"--config.model.path={hf_dir}")
+  assert not (workdir / "tokenizer").exists()  # the checkpoint's tokenizer, not a trained one
+  before = transformers.AutoModel.from_pretrained(hf_dir).embeddings.word_embeddings.weight
+  after = transformers.AutoModel.from_pretrained(workdir / "model").embeddings.word_embeddings.weight
+  assert after.shape == before.shape
+  assert not np.allclose(after.detach().numpy(), before.detach().numpy())
