@@ -21,7 +21,7 @@ from hybrid_jax.models.config import model_config
 from hybrid_jax.models.encoder import position_ids
 
 CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "models")
-PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
+PRESETS = ("tiny", "tiny_wide", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
              intermediate_size=64, max_position_embeddings=40)
 
