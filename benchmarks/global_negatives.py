@@ -61,7 +61,8 @@ def make_train_step(mesh, global_negatives, temperature=0.05, learning_rate=0.1)
 
 
 def time_steps(train_step, params, batch, steps):
-  """Median wall time of one step in seconds (after one compile-and-warm-up step)."""
+  """Median wall time of one step `(params, batch) -> (params, aux)` in seconds, after one
+  compile-and-warm-up step."""
   params, loss = train_step(params, batch)
   jax.block_until_ready(loss)
   times = []
@@ -90,16 +91,7 @@ def real_step_seconds(global_negatives: bool, global_batch_size: int, steps: int
   batch = jax.device_put(input_pipeline.make_batch_builder(config, train_data, tokenizer)(0),
                          sharding.batch_sharding(mesh))
   step = train.make_train_step(graphdef, config, optimizer, mesh)
-  state = jax.device_put(state, sharding.replicated(mesh))
-  state, metrics = step(state, batch)  # compile and warm up
-  jax.block_until_ready(metrics)
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    state, metrics = step(state, batch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+  return time_steps(step, jax.device_put(state, sharding.replicated(mesh)), batch, steps)
 
 
 def main():
