@@ -8,8 +8,6 @@ static length so the step compiles once per length. The time covers the forward 
 transfer of the [batch, D] embeddings back to the host.
 """
 
-import importlib.util
-import os
 import time
 
 import jax
@@ -18,25 +16,16 @@ import numpy as np
 from absl import app, flags
 from flax import nnx
 
+from hybrid_jax import config_lib
 from hybrid_jax.models import create_model
 
 _PRESET = flags.DEFINE_string("preset", "tiny", "A model preset in configs/models/.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Sequences per forward pass.")
-_LENGTHS = flags.DEFINE_list("lengths", ["32", "128"], "Padded lengths: query_max_len and "
+_LENGTHS = flags.DEFINE_list("lengths", ["24", "64"], "Padded lengths: query_max_len and "
                              "passage_max_len of the default config.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 3.0, "Time each length at least this long.")
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs",
-                           "models")
-
-
-def _preset(name):
-  spec = importlib.util.spec_from_file_location(f"preset_{name}",
-                                                os.path.join(CONFIGS_DIR, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _batch(rng, batch_size, seq_len, config):
@@ -48,7 +37,7 @@ def _batch(rng, batch_size, seq_len, config):
 
 def main(argv):
   del argv
-  config = _preset(_PRESET.value)
+  config = config_lib.model_preset(_PRESET.value)
   config.dtype = _DTYPE.value
   graphdef, params = nnx.split(create_model(config, seed=0))
 

@@ -11,7 +11,6 @@ counted.
 """
 
 import argparse
-import os
 
 import jax
 import numpy as np
@@ -32,8 +31,7 @@ def abstract_state(model_name: str):
       EncoderConfig.from_model_config(model_config), shared_tower=model_config.shared_tower,
       rngs=nnx.Rngs(0)))
   params = {"model": nnx.to_pure_dict(nnx.split(abstract_model)[1])}
-  default = config_lib._load_module(  # pylint: disable=protected-access
-      os.path.join(config_lib.CONFIGS_DIR, "default.py")).get_config()
+  default = config_lib.default_config()
   optimizer = train.make_optimizer(default.optim, default.train.num_steps)
   return params, jax.eval_shape(optimizer.init, params)
 

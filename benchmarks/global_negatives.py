@@ -79,8 +79,7 @@ def real_step_seconds(global_negatives: bool, global_batch_size: int, steps: int
   from hybrid_jax import config_lib, data, input_pipeline, train  # pylint: disable=g-import-not-at-top
   from hybrid_jax.models import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
 
-  config = config_lib._load_module(  # pylint: disable=protected-access
-      os.path.join(config_lib.CONFIGS_DIR, "default.py")).get_config()
+  config = config_lib.default_config()
   config.train.global_batch_size = global_batch_size
   config.loss.global_negatives = global_negatives
   config = config_lib.validate(config)

@@ -28,8 +28,7 @@ from hybrid_jax import train
 
 
 def make_config(global_batch_size: int, chunk_size: int):
-  config = config_lib._load_module(  # pylint: disable=protected-access
-      os.path.join(config_lib.CONFIGS_DIR, "default.py")).get_config("model=tiny")
+  config = config_lib.default_config("model=tiny")
   config.train.global_batch_size = global_batch_size
   config.train.grad_cache_chunk_size = chunk_size
   return config_lib.validate(config)

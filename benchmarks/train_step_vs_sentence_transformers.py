@@ -93,8 +93,7 @@ TOKEN_KEYS = ("input_ids", "attention_mask")
 
 def make_config(args, global_batch_size: int, vocab_size: int):
   """The default experiment config with the tiny model, this benchmark's batch and dropout."""
-  config = config_lib._load_module(  # pylint: disable=protected-access
-      os.path.join(config_lib.CONFIGS_DIR, "default.py")).get_config("model=tiny")
+  config = config_lib.default_config("model=tiny")
   config.train.global_batch_size = global_batch_size
   config.data.query_max_len = args.query_max_len
   config.data.passage_max_len = args.passage_max_len

@@ -64,6 +64,11 @@ def model_preset(name: str) -> ml_collections.ConfigDict:
   return _load_module(path).get_config()
 
 
+def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """`configs/default.py:get_config(arg)`, e.g. `default_config("langs=en+de,steps=10")`."""
+  return _load_module(os.path.join(CONFIGS_DIR, "default.py")).get_config(arg)
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Checks values that a ConfigDict cannot type-check, before anything is compiled.
 

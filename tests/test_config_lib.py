@@ -22,9 +22,7 @@ def test_parse_arg_errors(arg, match):
 
 
 def _default_config():
-  import os
-  module = config_lib._load_module(os.path.join(config_lib.CONFIGS_DIR, "default.py"))
-  return module.get_config("langs=en+de")
+  return config_lib.default_config("langs=en+de")
 
 
 @pytest.mark.parametrize("field, value, match", [

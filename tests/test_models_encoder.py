@@ -5,8 +5,6 @@ checkpoints); here the model is a small random init (2 layers, hidden 32), run e
 for the one jitted gradient check.
 """
 
-import importlib.util
-import os
 
 import jax
 import jax.numpy as jnp
@@ -16,22 +14,14 @@ import torch
 import transformers
 from flax import nnx, traverse_util
 
+from hybrid_jax import config_lib
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
 from hybrid_jax.models.encoder import position_ids
 
-CONFIGS_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs", "models")
 PRESETS = ("tiny", "tiny_wide", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
              intermediate_size=64, max_position_embeddings=40)
-
-
-def _preset(name):
-  spec = importlib.util.spec_from_file_location(f"preset_{name}",
-                                                os.path.join(CONFIGS_DIR, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def _small_model(seed=0, **fields):
@@ -78,7 +68,7 @@ def model():
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_parameter_count_matches_transformers(name):
-  config = _preset(name)
+  config = config_lib.model_preset(name)
   assert config.name == name
   encoder_config = EncoderConfig.from_model_config(config)
   ours = _param_count(nnx.eval_shape(lambda: DualEncoder(encoder_config, rngs=nnx.Rngs(0))))
@@ -91,7 +81,7 @@ def test_preset_parameter_count_matches_transformers(name):
 
 
 def test_default_preset_is_the_tiny_model():
-  config = _preset("tiny")
+  config = config_lib.model_preset("tiny")
   assert (config.path, config.model_type, config.num_hidden_layers, config.hidden_size,
           config.num_attention_heads, config.intermediate_size, config.vocab_size,
           config.max_position_embeddings, config.pooling, config.normalize) == (

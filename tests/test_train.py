@@ -1,7 +1,6 @@
 """The train step: same update on 1, 2, 4 and 8 devices as the unsharded computation, the
 non-finite guard, the weight-decay mask and the learning-rate schedule."""
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -19,8 +18,7 @@ BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
 
 def _config(**loss):
-  module = config_lib._load_module(os.path.join(config_lib.CONFIGS_DIR, "default.py"))
-  config = module.get_config("langs=en+de,steps=10")
+  config = config_lib.default_config("langs=en+de,steps=10")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=40)
   config.optim.warmup_steps = 2
