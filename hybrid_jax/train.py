@@ -323,6 +323,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   batches = input_pipeline.Prefetcher(builder, start_step, num_steps,
                                       size=config.train.prefetch_batches)
+  lr_schedule = learning_rate_schedule(config.optim, num_steps)
   last: dict[str, Any] = {}
   previous_streak, max_nonfinite = None, config.train.max_consecutive_nonfinite
   window_t0, window_steps, mono_steps = time.perf_counter(), 0, 0
@@ -340,7 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         scalars["examples_per_second"] = (window_steps * config.train.global_batch_size / elapsed)
         scalars["mono_fraction"] = mono_steps / window_steps
         scalars["input_wait_seconds"] = batches.wait_seconds
-        scalars["learning_rate"] = float(learning_rate_schedule(config.optim, num_steps)(step))
+        scalars["learning_rate"] = float(lr_schedule(step))
         writer.write_scalars(done, scalars)
         last = scalars
         kind = "mono" if is_mono else "cross"
