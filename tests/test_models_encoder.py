@@ -5,6 +5,7 @@ checkpoints); here the model is a small random init (2 layers, hidden 32), run e
 for the one jitted gradient check.
 """
 
+import math
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +18,8 @@ from flax import nnx, traverse_util
 from hybrid_jax import config_lib
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
-from hybrid_jax.models.encoder import position_ids
+from hybrid_jax import sharding
+from hybrid_jax.models.encoder import dropout, gelu, position_ids
 
 PRESETS = ("tiny", "tiny_wide", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -193,6 +195,39 @@ def test_dropout_is_functional(model):
   np.testing.assert_array_equal(
       np.asarray(_encode(no_dropout, input_ids, mask, dropout_rng=key)),
       np.asarray(_encode(no_dropout, input_ids, mask)))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5, 0.03])
+def test_dropout_rate_and_scale(rate):
+  x = jnp.ones((64, 257, 65))  # odd feature count: the last 16-bit level of a word is unused
+  y = np.asarray(dropout(x, rate, jax.random.key(3)))
+  dropped = float((y == 0).mean())
+  assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / y.size) + 2 ** -17
+  np.testing.assert_allclose(y[y != 0], 1.0 / (1.0 - round(rate * 2 ** 16) / 2 ** 16), rtol=1e-6)
+  assert abs(float(y.mean()) - 1.0) < 0.01  # inverted dropout keeps the expectation
+  # Another key gives another mask.
+  other = np.asarray(dropout(x, rate, jax.random.key(4)))
+  assert (y != other).any()
+
+
+def test_dropout_mask_does_not_depend_on_sharding():
+  x = jnp.ones((16, 12, 32))
+  key = jax.random.key(7)
+  reference = np.asarray(jax.jit(lambda x: dropout(x, 0.1, key))(x))
+  for num_devices in (2, 8):
+    mesh = sharding.make_mesh(num_devices)
+    sharded = jax.device_put(x, sharding.batch_sharding(mesh))
+    np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: dropout(x, 0.1, key))(sharded)),
+                                  reference)
+
+
+def test_gelu_is_exact_erf_gelu():
+  x = np.linspace(-8, 8, 2001)
+  reference = x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))  # float64 x * Phi(x)
+  np.testing.assert_allclose(np.asarray(gelu(jnp.asarray(x, jnp.float32))), reference,
+                             atol=2e-6, rtol=1e-6)
+  torch_gelu = torch.nn.functional.gelu(torch.tensor(x, dtype=torch.float32)).numpy()
+  np.testing.assert_allclose(np.asarray(gelu(jnp.asarray(x, jnp.float32))), torch_gelu, atol=1e-6)
 
 
 def test_module_state_is_params_only(model):

@@ -27,6 +27,9 @@ from hybrid_jax.models.config import EncoderConfig
 from hybrid_jax.models.pooling import l2_normalize, pool
 
 
+_DROPOUT_LEVELS = 2 ** 16  # resolution of the dropout rate, see `dropout`
+
+
 def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
   """Position ids as Hugging Face computes them when none are given.
 
@@ -45,11 +48,27 @@ def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
 
 
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
-  """Inverted dropout; the identity when `rng` is None or `rate` is 0."""
+  """Inverted dropout; the identity when `rng` is None or `rate` is 0.
+
+  The keep mask compares 16-bit random integers with `round(rate * 2**16)`, two per 32-bit word
+  of `jax.random.bits`: the drop probability is `rate` to within 2**-17 (the scale uses the exact
+  keep probability, so the expectation is unchanged), and on CPU the mask costs a third of
+  `jax.random.bernoulli`'s. The mask depends only on `rng` and the shape, not on sharding.
+  """
   if rng is None or rate == 0.0:
     return x
-  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+  threshold = round(rate * _DROPOUT_LEVELS)
+  keep_prob = 1.0 - threshold / _DROPOUT_LEVELS
+  *lead, features = x.shape
+  words = jax.random.bits(rng, (*lead, (features + 1) // 2), jnp.uint32)
+  levels = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(*lead, -1)[..., :features]
+  return jnp.where(levels >= threshold, x / keep_prob, 0).astype(x.dtype)
+
+
+def gelu(x: jax.Array) -> jax.Array:
+  """Exact GELU, x * Phi(x) written with erf as PyTorch does; `jax.nn.gelu(approximate=False)`
+  uses erfc, equal to 1e-6 but three times slower on CPU."""
+  return 0.5 * x * (1.0 + jax.lax.erf(x * (2.0 ** -0.5)))
 
 
 def _fold(rng: jax.Array | None, index: int) -> jax.Array | None:
@@ -131,7 +150,7 @@ class EncoderLayer(nnx.Module):
     rate = self.config.hidden_dropout_prob
     attended = dropout(self.attention(x, attention_mask), rate, _fold(dropout_rng, 0))
     x = self.attention_layer_norm(x + attended)
-    feed_forward = self.output(jax.nn.gelu(self.intermediate(x), approximate=False))
+    feed_forward = self.output(gelu(self.intermediate(x)))
     return self.output_layer_norm(x + dropout(feed_forward, rate, _fold(dropout_rng, 1)))
 
 
