@@ -21,7 +21,7 @@ from hybrid_jax.models.config import model_config
 from hybrid_jax import sharding
 from hybrid_jax.models.encoder import dropout, gelu, position_ids
 
-PRESETS = ("tiny", "tiny_wide", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
+PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
              intermediate_size=64, max_position_embeddings=40)
 
@@ -87,7 +87,7 @@ def test_default_preset_is_the_tiny_model():
   assert (config.path, config.model_type, config.num_hidden_layers, config.hidden_size,
           config.num_attention_heads, config.intermediate_size, config.vocab_size,
           config.max_position_embeddings, config.pooling, config.normalize) == (
-              "", "xlm-roberta", 2, 256, 4, 1024, 16000, 514, "mean", True)
+              "", "xlm-roberta", 1, 512, 8, 1024, 16000, 514, "mean", True)
 
 
 @pytest.mark.parametrize("config_class", (transformers.XLMRobertaConfig, transformers.BertConfig))
