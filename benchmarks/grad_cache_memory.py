@@ -1,7 +1,7 @@
 """Gradient cache: peak memory of the compiled train step, and step time, vs the plain step.
 
-Memory: the default tiny model (configs/models/tiny.py, 4 layers, hidden 256, vocab 16000),
-queries of 32 and passages of 96 tokens, one CPU device. Each step is only compiled, with
+Memory: the default tiny model (configs/models/tiny.py; BENCHMARKS.md names the architecture
+measured), queries of 32 and passages of 96 tokens, one CPU device. Each step is only compiled, with
 abstract batches (`jax.ShapeDtypeStruct`), and XLA's `memory_analysis()` of the executable gives
 argument + output + temp bytes (the donated state is counted in both argument and output; the
 alias column is the part they share).

@@ -3,8 +3,9 @@
   python launch/summarize.py --root=workdirs/sweep [--dataset=xquad_r_eval] [--out=DIR]
 
 Reads `<root>/<run>/eval/<dataset>/step_<N>/results.json` (the newest step of each run), and
-writes `summary.md`, `summary.json` and `tradeoff.png` (cross-lingual mAP vs multilingual-pool
-mAP, colour = rank gap, one point per run, labelled with its language count and mono_prob).
+writes `summary.md`, `summary.json` and `tradeoff.png` (one panel per language set:
+cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per run, labelled with its
+mono_prob).
 """
 
 from __future__ import annotations
@@ -72,24 +73,40 @@ def markdown(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str) -> str:
+  """One panel per language set (their multilingual pools differ in size, so panels are not
+  comparable with each other): cross-lingual vs multilingual-pool mAP, one point per run joined in
+  mono_prob order, colour = rank gap."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker
 
-  fig, ax = plt.subplots(figsize=(6.5, 5), dpi=120)
-  xs = [r["map_cross"] for r in rows]
-  ys = [r["map_multi_mean"] for r in rows]
-  gaps = [r["rank_gap_mean"] for r in rows]
-  points = ax.scatter(xs, ys, c=gaps, cmap="viridis", s=70, edgecolors="black")
-  for r, x, y in zip(rows, xs, ys):
-    ax.annotate(f"L{r['num_languages']} p={r['mono_prob']:g}", (x, y), fontsize=8,
-                xytext=(4, 4), textcoords="offset points")
-  fig.colorbar(points, ax=ax, label="rank gap (lower = less language bias)")
-  ax.set_xlabel("cross-lingual mAP (X→Y, macro)")
-  ax.set_ylabel("multilingual-pool mAP (macro)")
-  ax.set_title("Hybrid batch trade-off: one point per run")
-  ax.grid(alpha=0.3)
-  ax.margins(0.18)  # room for the point labels
+  sets = sorted({(r["num_languages"], r["languages"]) for r in rows})
+  columns = min(len(sets), 2)
+  panel_rows = -(-len(sets) // columns)
+  fig, axes = plt.subplots(panel_rows, columns, figsize=(5.6 * columns, 4.4 * panel_rows),
+                           dpi=110, squeeze=False)
+  for ax, (num_languages, languages) in zip(axes.flat, sets):
+    runs = sorted((r for r in rows if r["languages"] == languages), key=lambda r: r["mono_prob"])
+    xs = [r["map_cross"] for r in runs]
+    ys = [r["map_multi_mean"] for r in runs]
+    ax.plot(xs, ys, color="0.6", lw=1, zorder=1)
+    points = ax.scatter(xs, ys, c=[r["rank_gap_mean"] for r in runs], cmap="viridis", s=70,
+                        edgecolors="black", zorder=2)
+    for r, x, y in zip(runs, xs, ys):
+      ax.annotate(f"p={r['mono_prob']:g}", (x, y), fontsize=8, xytext=(4, 4),
+                  textcoords="offset points")
+    fig.colorbar(points, ax=ax, label="rank gap (lower = less bias)")
+    title = languages if len(languages) <= 40 else f"{num_languages} languages"
+    ax.set_title(f"L={num_languages}: {title}", fontsize=10)
+    ax.set_xlabel("cross-lingual mAP (X→Y, macro)")
+    ax.set_ylabel("multilingual-pool mAP (macro)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
+    ax.grid(alpha=0.3)
+    ax.margins(0.2)  # room for the point labels
+  for ax in list(axes.flat)[len(sets):]:
+    ax.axis("off")
+  fig.suptitle("Hybrid batch trade-off (p = mono_prob), one point per run")
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
