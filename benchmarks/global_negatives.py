@@ -17,6 +17,7 @@ at these shapes, not accelerator numbers. Two encoders:
 
 import argparse
 import os
+import tempfile
 
 NUM_DEVICES = 8
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -76,17 +77,14 @@ def time_steps(train_step, params, batch, steps):
 
 def real_step_seconds(global_negatives: bool, global_batch_size: int, steps: int, mesh):
   """Median step time of the real train step (tiny default model) on `mesh`."""
-  from hybrid_jax import config_lib, data, input_pipeline, train  # pylint: disable=g-import-not-at-top
-  from hybrid_jax.models import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+  from hybrid_jax import config_lib, input_pipeline, train  # pylint: disable=g-import-not-at-top
 
   config = config_lib.default_config()
   config.train.global_batch_size = global_batch_size
   config.loss.global_negatives = global_negatives
   config = config_lib.validate(config)
-  train_data = data.load(config.data.train, languages=config.data.languages.split("+"))
-  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(train_data))
-  config.model.vocab_size = len(tokenizer)
-  _, _, graphdef, optimizer, state = train.build_run(config, "/tmp/hj_bench_global_negatives")
+  with tempfile.TemporaryDirectory() as workdir:  # build_run trains the tokenizer into it
+    train_data, tokenizer, graphdef, optimizer, state = train.build_run(config, workdir)
   batch = jax.device_put(input_pipeline.make_batch_builder(config, train_data, tokenizer)(0),
                          sharding.batch_sharding(mesh))
   step = train.make_train_step(graphdef, config, optimizer, mesh)

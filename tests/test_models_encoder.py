@@ -16,9 +16,9 @@ import transformers
 from flax import nnx, traverse_util
 
 from hybrid_jax import config_lib
+from hybrid_jax import sharding
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
-from hybrid_jax import sharding
 from hybrid_jax.models.encoder import dropout, gelu, position_ids
 
 PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
