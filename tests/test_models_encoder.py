@@ -19,7 +19,7 @@ from hybrid_jax import config_lib
 from hybrid_jax import sharding
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
-from hybrid_jax.models.encoder import dropout, gelu, position_ids
+from hybrid_jax.models.encoder import dropout, dropout_bits, gelu, position_ids
 
 PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -208,6 +208,44 @@ def test_dropout_rate_and_scale(rate):
   # Another key gives another mask.
   other = np.asarray(dropout(x, rate, jax.random.key(4)))
   assert (y != other).any()
+
+
+def _levels(key, rows=1024, words=1024) -> np.ndarray:
+  """16-bit dropout levels [rows, 2 * words] from `dropout_bits`, as the dropout reads them."""
+  return np.asarray(dropout_bits(key, (rows, words))).view(np.uint16)
+
+
+def test_dropout_bits_are_uniform():
+  words = np.asarray(dropout_bits(jax.random.key(11), (1024, 1024)))
+  bits = np.unpackbits(words.view(np.uint8)).reshape(-1, 32)
+  assert np.abs(bits.mean(0) - 0.5).max() < 5 * 0.5 / np.sqrt(len(bits))  # every bit position
+  levels = words.view(np.uint16).ravel()
+  for byte in (levels >> 8, levels & 255):  # high and low byte of the 16-bit levels
+    counts = np.bincount(byte, minlength=256)
+    expected = levels.size / 256
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 255 + 5 * np.sqrt(2 * 255), chi2  # 255 degrees of freedom, 5 sigma
+
+
+def test_dropout_bits_are_uncorrelated():
+  key = jax.random.key(12)
+  drop = (_levels(key) < round(0.1 * 2 ** 16)).astype(np.float64)
+  other = (_levels(jax.random.fold_in(key, 1)) < round(0.1 * 2 ** 16)).astype(np.float64)
+  limit = 5 / np.sqrt(drop.size)  # 5 standard errors of a correlation coefficient
+  for a, b in ((drop[:, :-1], drop[:, 1:]),   # neighbours along features (and within a word)
+               (drop[:-1], drop[1:]),          # neighbouring rows (tokens)
+               (drop[:, :-2], drop[:, 2:]),    # the same half of neighbouring words
+               (drop, other)):                 # two keys
+    assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < limit
+  # No row or column drops more often than chance (chi-square per degree of freedom ~ 1).
+  for axis, n in ((1, drop.shape[1]), (0, drop.shape[0])):
+    z2 = (drop.mean(axis) - 0.1) ** 2 / (0.09 / n)
+    assert z2.mean() < 1.5
+
+
+def test_dropout_bits_reject_shapes_beyond_the_counter():
+  with pytest.raises(ValueError, match="2\\*\\*32"):
+    jax.eval_shape(lambda k: dropout_bits(k, (2 ** 16, 2 ** 16, 1)), jax.random.key(0))
 
 
 def test_dropout_mask_does_not_depend_on_sharding():

@@ -19,6 +19,8 @@ float32 whatever the compute dtype.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -47,20 +49,46 @@ def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
   return jnp.cumsum(not_pad, axis=1) * not_pad + config.pad_token_id
 
 
+def _mix32(x: jax.Array) -> jax.Array:
+  """Chris Wellons' `triple32` integer hash: a bijective, fully avalanching uint32 mix."""
+  x = (x ^ (x >> 17)) * jnp.uint32(0xED5AD4BB)
+  x = (x ^ (x >> 11)) * jnp.uint32(0xAC4C1B51)
+  x = (x ^ (x >> 15)) * jnp.uint32(0x31848BAB)
+  return x ^ (x >> 14)
+
+
+def dropout_bits(rng: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Counter-based random uint32 words [*shape] for dropout masks: hash(row, column, key).
+
+  Two words of `jax.random.bits(rng)` seed the hash. Rows (the flattened leading axes) get
+  `_mix32(row ^ k0)`; element (row, column) is `_mix32((row_hash + column) ^ k1)`. One integer
+  hash per word instead of Threefry's 20 rounds: five times cheaper on CPU, with uniform bits,
+  no correlation between neighbours or between keys (tests/test_models_encoder.py measures it).
+  A function of `rng` and the global index only, so the mask does not depend on sharding.
+  """
+  *lead, columns = shape
+  rows = math.prod(lead)
+  if rows >= 2 ** 32 or columns >= 2 ** 32:
+    raise ValueError(f"dropout_bits: shape {shape} has over 2**32 rows or columns")
+  k0, k1 = jax.random.bits(rng, (2,), jnp.uint32)
+  row_hash = _mix32(jax.lax.iota(jnp.uint32, rows) ^ k0).reshape(*lead, 1)
+  return _mix32((row_hash + jax.lax.iota(jnp.uint32, columns)) ^ k1)
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   """Inverted dropout; the identity when `rng` is None or `rate` is 0.
 
   The keep mask compares 16-bit random integers with `round(rate * 2**16)`, two per 32-bit word
-  of `jax.random.bits`: the drop probability is `rate` to within 2**-17 (the scale uses the exact
-  keep probability, so the expectation is unchanged), and on CPU the mask costs a third of
-  `jax.random.bernoulli`'s. The mask depends only on `rng` and the shape, not on sharding.
+  of `dropout_bits`: the drop probability is `rate` to within 2**-17 (the scale uses the exact
+  keep probability, so the expectation is unchanged). The mask depends only on `rng` and the
+  shape, not on sharding.
   """
   if rng is None or rate == 0.0:
     return x
   threshold = round(rate * _DROPOUT_LEVELS)
   keep_prob = 1.0 - threshold / _DROPOUT_LEVELS
   *lead, features = x.shape
-  words = jax.random.bits(rng, (*lead, (features + 1) // 2), jnp.uint32)
+  words = dropout_bits(rng, (*lead, (features + 1) // 2))
   levels = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(*lead, -1)[..., :features]
   return jnp.where(levels >= threshold, x / keep_prob, 0).astype(x.dtype)
 
