@@ -228,9 +228,9 @@ def test_dropout_bits_are_uniform():
 
 
 def test_dropout_bits_are_uncorrelated():
-  key = jax.random.key(12)
-  drop = (_levels(key) < round(0.1 * 2 ** 16)).astype(np.float64)
-  other = (_levels(jax.random.fold_in(key, 1)) < round(0.1 * 2 ** 16)).astype(np.float64)
+  key, threshold = jax.random.key(12), round(0.1 * 2 ** 16)  # dropout rate 0.1
+  drop = (_levels(key) < threshold).astype(np.float64)
+  other = (_levels(jax.random.fold_in(key, 1)) < threshold).astype(np.float64)
   limit = 5 / np.sqrt(drop.size)  # 5 standard errors of a correlation coefficient
   for a, b in ((drop[:, :-1], drop[:, 1:]),   # neighbours along features (and within a word)
                (drop[:-1], drop[1:]),          # neighbouring rows (tokens)

@@ -4,9 +4,11 @@ encoder).
 
 Wide and shallow because, trained from scratch on the demo split within the default run's ~5 CPU
 minutes, width kept more lexical detail than depth bought. Measured on xquad_r:eval (mono / cross /
-multilingual mAP) after the default 450 steps: this model 0.508 / 0.077 / 0.072; 2 layers x hidden
-256 0.483 / 0.063 / 0.062; 4 layers x hidden 256 (150 steps, 96-token passages, same wall time)
-cross 0.042 / multilingual 0.054; 1 layer x hidden 1024 (2.2x the step time) 0.465 / 0.078 / 0.067.
+multilingual mAP) after the default 450 steps, with the dropout masks of the time (before
+`encoder.dropout_bits`): this model 0.508 / 0.077 / 0.072 (0.508 / 0.076 / 0.070 with the current
+masks); 2 layers x hidden 256 0.483 / 0.063 / 0.062; 4 layers x hidden 256 (150 steps, 96-token
+passages, same wall time) cross 0.042 / multilingual 0.054; 1 layer x hidden 1024 (2.2x the step
+time) 0.465 / 0.078 / 0.067.
 The vocabulary size matches the 16k tokenizer trained by `hybrid_jax.models.tokenizer`; the trainer
 sets `vocab_size` from the tokenizer actually used.
 """
