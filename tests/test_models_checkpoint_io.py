@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from flax import nnx, traverse_util
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax.models import create_model, load_pretrained, save_pretrained
+from hybrid_jax.models.checkpoint_io import hf_weight_paths
 from hybrid_jax.models.config import model_config
 
 KINDS = ("xlm-roberta", "bert")
@@ -157,6 +159,41 @@ def test_normalized_embedding_is_unit_reference_direction(hf):
   np.testing.assert_allclose(embedding, reference / np.linalg.norm(reference, axis=1,
                                                                    keepdims=True),
                              atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gradients_match_transformers(hf, kind):
+  """Every weight's gradient of a mean-pooled loss equals torch autograd's through transformers
+  (dropout off), each Linear's kernel gradient coming from `encoder.matmul`'s backward."""
+  directory, torch_model, batch, _ = hf[kind]
+  model = load_pretrained(directory, pooling="mean", normalize=False)
+  input_ids, mask, token_type_ids = batch
+  direction = np.random.default_rng(7).standard_normal((len(LENGTHS), 32)).astype(np.float32)
+
+  graphdef, params = nnx.split(model.encoder)
+  def loss(params):
+    last_hidden_state, _ = nnx.merge(graphdef, params)(
+        jnp.asarray(input_ids), jnp.asarray(mask), jnp.asarray(token_type_ids))
+    pooled = (last_hidden_state * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
+    return jnp.sum(pooled * direction)
+  ours = traverse_util.flatten_dict(nnx.to_pure_dict(jax.grad(loss)(params)))
+
+  torch_model.zero_grad()
+  out = torch_model(**{name: torch.tensor(x, dtype=torch.long) for name, x in
+                       zip(("input_ids", "attention_mask", "token_type_ids"), batch)})
+  torch_mask = torch.tensor(mask, dtype=torch.float32)[:, :, None]
+  pooled = (out.last_hidden_state * torch_mask).sum(1) / torch_mask.sum(1)
+  (pooled * torch.from_numpy(direction)).sum().backward()
+  reference = dict(torch_model.named_parameters())
+
+  config = model.encoder.config
+  checked = 0
+  for hf_name, (path, transpose) in hf_weight_paths(config).items():
+    expected = reference[hf_name].grad.numpy()
+    np.testing.assert_allclose(np.asarray(ours[path]), expected.T if transpose else expected,
+                               atol=2e-5, rtol=1e-4, err_msg=hf_name)
+    checked += 1
+  assert checked == len(ours)
 
 
 # ----------------------------------------------------------------------------- round trips

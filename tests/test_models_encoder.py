@@ -19,7 +19,8 @@ from hybrid_jax import config_lib
 from hybrid_jax import sharding
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
-from hybrid_jax.models.encoder import dropout, dropout_bits, gelu, position_ids
+from hybrid_jax.models import encoder as encoder_lib
+from hybrid_jax.models.encoder import dropout, dropout_bits, gelu, matmul, position_ids
 
 PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -257,6 +258,32 @@ def test_dropout_mask_does_not_depend_on_sharding():
     sharded = jax.device_put(x, sharding.batch_sharding(mesh))
     np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: dropout(x, 0.1, key))(sharded)),
                                   reference)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_matmul_value_and_gradients(dtype, tolerance):
+  rng = np.random.default_rng(0)
+  x, kernel, dy = (rng.standard_normal(shape) for shape in ((3, 5, 8), (8, 6), (3, 5, 6)))
+  y, vjp = jax.vjp(matmul, jnp.asarray(x, dtype), jnp.asarray(kernel, dtype))
+  dx, dkernel = vjp(jnp.asarray(dy, dtype))
+  assert y.dtype == dx.dtype == dkernel.dtype == dtype
+  for ours, reference in ((y, x @ kernel), (dx, dy @ kernel.T),  # float64 references
+                          (dkernel, np.einsum("bsi,bso->io", x, dy))):
+    np.testing.assert_allclose(np.asarray(ours, np.float64), reference, rtol=tolerance,
+                               atol=tolerance * np.abs(reference).max())
+
+
+def test_dense_uses_matmul_only_for_its_plain_contraction(model, monkeypatch):
+  calls = []
+  monkeypatch.setattr(encoder_lib, "matmul", lambda x, k: calls.append(1) or x @ k)
+  layer = encoder_lib.dense(4, 3, model.encoder.config, nnx.Rngs(0))
+  x = jnp.ones((2, 4))
+  layer(x)
+  assert calls == [1]
+  layer.precision = jax.lax.Precision.HIGHEST  # anything but the default goes to dot_general
+  np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(x @ layer.kernel[...] +
+                                                              layer.bias[...]), rtol=1e-6)
+  assert calls == [1]
 
 
 def test_gelu_is_exact_erf_gelu():

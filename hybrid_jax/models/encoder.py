@@ -103,11 +103,50 @@ def _fold(rng: jax.Array | None, index: int) -> jax.Array | None:
   return None if rng is None else jax.random.fold_in(rng, index)
 
 
+@jax.custom_vjp
+def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """x [..., in] @ kernel [in, out] -> [..., out], with the weight gradient as one contraction.
+
+  Same values and gradients as `x @ kernel`. The backward pass computes the kernel gradient as
+  x^T dy, one `dot_general` contracting the token axis of x [tokens, in] and dy [tokens, out]
+  directly. Autodiff's transpose of `dot_general` gives a contraction plus a transpose that
+  XLA:CPU lowers by materialising a transposed copy of an activation or gradient before a slower
+  matmul form: measured on the default model's train step (this 2-core CPU), 485 -> 438 ms.
+  """
+  return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _matmul_fwd(x, kernel):
+  return matmul(x, kernel), (x, kernel)
+
+
+def _matmul_bwd(residuals, dy):
+  x, kernel = residuals
+  dx = jax.lax.dot_general(dy, kernel, (((dy.ndim - 1,), (1,)), ((), ())))
+  tokens = lambda a: a.reshape(-1, a.shape[-1])  # [..., features] -> [tokens, features]
+  dkernel = jax.lax.dot_general(tokens(x), tokens(dy), (((0,), (0,)), ((), ())))
+  return dx, dkernel
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def _linear_dot_general(x, kernel, dimension_numbers, precision=None, **kwargs):
+  """`nnx.Linear`'s `dot_general` hook: `matmul` for its one contraction (x's last axis with the
+  kernel's first, default precision); anything else goes to `lax.dot_general` unchanged."""
+  standard = dimension_numbers == (((x.ndim - 1,), (0,)), ((), ()))
+  if standard and precision is None and all(v is None for v in kwargs.values()):
+    return matmul(x, kernel)
+  return jax.lax.dot_general(x, kernel, dimension_numbers, precision=precision, **kwargs)
+
+
 def dense(in_features: int, out_features: int, config: EncoderConfig, rngs: nnx.Rngs) -> nnx.Linear:
-  """A Linear layer [in_features -> out_features]: float32 params, normal(initializer_range)."""
+  """A Linear layer [in_features -> out_features]: float32 params, normal(initializer_range),
+  its product through `matmul`."""
   return nnx.Linear(
       in_features, out_features, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
-      kernel_init=nnx.initializers.normal(config.initializer_range), rngs=rngs)
+      kernel_init=nnx.initializers.normal(config.initializer_range), rngs=rngs,
+      dot_general=_linear_dot_general)
 
 
 def _layer_norm(config: EncoderConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
