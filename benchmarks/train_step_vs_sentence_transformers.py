@@ -27,7 +27,14 @@ printed load average) PyTorch's OpenMP threads lose much more wall time to desch
 pool, so a wall-time ratio measured under load overstates hybrid-jax's lead. Before timing, the
 forward embeddings of both sides (dropout off) are compared on the batch, and so are the losses.
 
+Host memory: both sides run in this one process, so `--host_allocator` (hybrid_jax.host_memory)
+applies to both. With `auto` (the default, as in `hybrid_jax.main`) on a CPU-only Linux machine,
+freed buffers are reused by both XLA and PyTorch; `--host_allocator=default` compares the two under
+glibc's default malloc, where each XLA step maps its temporaries anew (the page faults per step are
+printed).
+
   python benchmarks/train_step_vs_sentence_transformers.py
+  python benchmarks/train_step_vs_sentence_transformers.py --host_allocator=default
   python benchmarks/train_step_vs_sentence_transformers.py --batch_sizes=32,64,128 --dropout=0
   python benchmarks/train_step_vs_sentence_transformers.py --jax_devices=2   # 2 host devices
 
@@ -56,6 +63,9 @@ def _parse_args():
   parser.add_argument("--torch_threads", type=int, default=os.cpu_count(),
                       help="torch intra-op threads (XLA's CPU thread pool uses every core).")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--host_allocator", default="auto", choices=("auto", "reuse", "default"),
+                      help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
+                           "auto = reuse on a CPU-only machine, as hybrid_jax.main does.")
   return parser.parse_args()
 
 
@@ -68,6 +78,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import logging
+import resource
 import tempfile
 import time
 
@@ -80,6 +91,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 
 from hybrid_jax import config_lib
 from hybrid_jax import data as data_lib
+from hybrid_jax import host_memory
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import models
@@ -182,11 +194,13 @@ class JaxSide:
     return float(metrics["loss"])
 
 
-def time_step(step_fn) -> tuple[float, float]:
-  """(wall seconds, process CPU seconds) of one call."""
+def time_step(step_fn) -> tuple[float, float, int]:
+  """(wall seconds, process CPU seconds, minor page faults) of one call."""
   wall, cpu = time.perf_counter(), time.process_time()
+  faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   step_fn()
-  return time.perf_counter() - wall, time.process_time() - cpu
+  return (time.perf_counter() - wall, time.process_time() - cpu,
+          resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 
 
 def compare(args, global_batch_size, tokenizer, train_data, workdir) -> dict[str, float]:
@@ -227,16 +241,19 @@ def compare(args, global_batch_size, tokenizer, train_data, workdir) -> dict[str
     torch_side.step()
   wall = {"jax": [], "torch": []}
   cpu = {"jax": [], "torch": []}
+  faults = {"jax": [], "torch": []}
   round_ratios = []
   for round_index in range(args.rounds):
     for name, side in (("jax", jax_side), ("torch", torch_side)):
       times = [time_step(side.step) for _ in range(args.steps)]
       wall[name].append(float(np.median([t[0] for t in times])))
       cpu[name].append(float(np.median([t[1] for t in times])))
+      faults[name].append(float(np.median([t[2] for t in times])))
     round_ratios.append(wall["torch"][-1] / wall["jax"][-1])
     print(f"round {round_index}: jax {wall['jax'][-1] * 1e3:7.1f} ms/step "
-          f"(cpu {cpu['jax'][-1] * 1e3:7.1f} ms), torch {wall['torch'][-1] * 1e3:7.1f} ms/step "
-          f"(cpu {cpu['torch'][-1] * 1e3:7.1f} ms), jax/torch {round_ratios[-1]:.2f}  "
+          f"(cpu {cpu['jax'][-1] * 1e3:7.1f} ms, {faults['jax'][-1]:.0f} page faults), torch "
+          f"{wall['torch'][-1] * 1e3:7.1f} ms/step (cpu {cpu['torch'][-1] * 1e3:7.1f} ms, "
+          f"{faults['torch'][-1]:.0f} page faults), jax/torch {round_ratios[-1]:.2f}  "
           f"(load {os.getloadavg()[0]:.2f})")
   result = {name: global_batch_size / float(np.median(times)) for name, times in wall.items()}
   result["ratio"] = float(np.median(round_ratios))
@@ -248,6 +265,7 @@ def compare(args, global_batch_size, tokenizer, train_data, workdir) -> dict[str
 
 
 def main(args):
+  reusing = host_memory.configure(args.host_allocator)  # before JAX starts its backend
   logging.getLogger("transformers").setLevel(logging.ERROR)
   logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
   torch.set_num_threads(args.torch_threads)
@@ -258,7 +276,9 @@ def main(args):
         f"jax {jax.__version__} ({jax.device_count()} {jax.default_backend()} device(s), mesh of "
         f"{args.jax_devices}); torch {torch.__version__} intra-op threads "
         f"{torch.get_num_threads()}, inter-op threads {torch.get_num_interop_threads()}; "
-        f"float32; hidden dropout {args.dropout} on both sides, attention-prob dropout 0")
+        f"float32; hidden dropout {args.dropout} on both sides, attention-prob dropout 0; host "
+        f"allocator {args.host_allocator} ({'freed memory reused' if reusing else 'glibc default'}"
+        f", both sides)")
   train_data = data_lib.load("xquad_r:train")
   results = {}
   with tempfile.TemporaryDirectory(prefix="bench_st_") as workdir:

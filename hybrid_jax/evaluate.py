@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_jax import host_memory
 from hybrid_jax import metrics as metrics_lib
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import report
@@ -646,6 +647,7 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir and not f.model:
     raise flags.ValidationError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
+  host_memory.configure(f.host_allocator)  # before JAX starts its backend
   results = evaluate_checkpoint(
       f.model or f.workdir, f.dataset, step=f.step, languages=f.languages,
       output_dir=f.output_dir, output_root=f.workdir if f.model else None,
@@ -675,6 +677,7 @@ def _define_flags():
                        f"else {DEFAULT_PASSAGE_MAX_LEN}).")
   flags.DEFINE_integer("batch_size", None, "Rows per encoded batch (default: the run's "
                        f"config.eval.batch_size, else {DEFAULT_BATCH_SIZE}).")
+  host_memory.define_flag()
 
 
 if __name__ == "__main__":

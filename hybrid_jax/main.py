@@ -18,6 +18,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from hybrid_jax import host_memory
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, the model.")
@@ -28,6 +30,7 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "environment).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address.")
+_HOST_ALLOCATOR = host_memory.define_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -64,6 +67,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   from hybrid_jax import config_lib
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
+  host_memory.configure(_HOST_ALLOCATOR.value)  # before JAX starts its backend
   initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
   import jax
