@@ -677,7 +677,7 @@ def _define_flags():
                        f"else {DEFAULT_PASSAGE_MAX_LEN}).")
   flags.DEFINE_integer("batch_size", None, "Rows per encoded batch (default: the run's "
                        f"config.eval.batch_size, else {DEFAULT_BATCH_SIZE}).")
-  host_memory.define_flag()
+  host_memory.define_flag("default")
 
 
 if __name__ == "__main__":

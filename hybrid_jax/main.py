@@ -30,7 +30,7 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "environment).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address.")
-_HOST_ALLOCATOR = host_memory.define_flag()
+_HOST_ALLOCATOR = host_memory.define_flag("auto")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
