@@ -199,16 +199,20 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
     (loss, metrics), grads = value_and_grad(state.params, batch, rng)
-    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+
+    def update(params, opt_state):
+      updates, new_opt_state = optimizer.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), new_opt_state
+
+    new_params, new_opt_state = jax.lax.cond(finite, update, lambda p, o: (p, o), state.params,
+                                             state.opt_state)
     streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
     new_state = state.replace(
         step=state.step + 1,
-        params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
+        params=new_params,
+        opt_state=new_opt_state,
         nonfinite_streak=streak,
         nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32),

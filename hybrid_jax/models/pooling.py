@@ -23,9 +23,10 @@ def pool(pooling: str, last_hidden_state: jax.Array, attention_mask: jax.Array,
   if pooling == "cls":
     return last_hidden_state[:, 0].astype(jnp.float32)
   if pooling == "mean":
-    mask = attention_mask.astype(jnp.float32)[:, :, None]
-    summed = jnp.sum(last_hidden_state.astype(jnp.float32) * mask, axis=1)
-    return summed / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
+    mask = attention_mask.astype(jnp.float32)
+    summed = jnp.einsum("bs,bsh->bh", mask, last_hidden_state.astype(jnp.float32),
+                        precision=jax.lax.Precision.HIGHEST)  # exact float32 on TPU too
+    return summed / jnp.maximum(jnp.sum(mask, axis=1, keepdims=True), 1.0)
   if pooling == "pooler":
     if pooler_output is None:
       raise ValueError("pooling='pooler' needs an encoder built with a pooler")
