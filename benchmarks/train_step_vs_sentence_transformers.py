@@ -45,6 +45,8 @@ import argparse
 import os
 import sys
 
+from hybrid_jax import host_memory  # no JAX import: safe before XLA_FLAGS is set
+
 
 def _parse_args():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,7 +65,7 @@ def _parse_args():
   parser.add_argument("--torch_threads", type=int, default=os.cpu_count(),
                       help="torch intra-op threads (XLA's CPU thread pool uses every core).")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--host_allocator", default="auto", choices=("auto", "reuse", "default"),
+  parser.add_argument("--host_allocator", default="auto", choices=host_memory.MODES,
                       help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
                            "auto = reuse on a CPU-only machine, as hybrid_jax.main does.")
   return parser.parse_args()
@@ -91,7 +93,6 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 
 from hybrid_jax import config_lib
 from hybrid_jax import data as data_lib
-from hybrid_jax import host_memory
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import models

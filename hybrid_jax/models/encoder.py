@@ -103,6 +103,11 @@ def _fold(rng: jax.Array | None, index: int) -> jax.Array | None:
   return None if rng is None else jax.random.fold_in(rng, index)
 
 
+def _last_with_first(ndim: int):
+  """dot_general dimension numbers contracting x's last axis (of `ndim`) with a kernel's first."""
+  return ((ndim - 1,), (0,)), ((), ())
+
+
 @jax.custom_vjp
 def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """x [..., in] @ kernel [in, out] -> [..., out], with the weight gradient as one contraction.
@@ -113,7 +118,7 @@ def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
   XLA:CPU lowers by materialising a transposed copy of an activation or gradient before a slower
   matmul form: measured on the default model's train step (this 2-core CPU), 485 -> 438 ms.
   """
-  return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+  return jax.lax.dot_general(x, kernel, _last_with_first(x.ndim))
 
 
 def _matmul_fwd(x, kernel):
@@ -134,7 +139,7 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 def _linear_dot_general(x, kernel, dimension_numbers, precision=None, **kwargs):
   """`nnx.Linear`'s `dot_general` hook: `matmul` for its one contraction (x's last axis with the
   kernel's first, default precision); anything else goes to `lax.dot_general` unchanged."""
-  standard = dimension_numbers == (((x.ndim - 1,), (0,)), ((), ()))
+  standard = dimension_numbers == _last_with_first(x.ndim)
   if standard and precision is None and all(v is None for v in kwargs.values()):
     return matmul(x, kernel)
   return jax.lax.dot_general(x, kernel, dimension_numbers, precision=precision, **kwargs)
