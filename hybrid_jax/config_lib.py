@@ -12,6 +12,7 @@ import os
 import ml_collections
 
 from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.models import config as model_config_lib
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -105,6 +106,6 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fail("train.grad_cache_chunk_size", config.train.grad_cache_chunk_size, "must be >= 0 (0 = off)")
   if config.train.fsdp < 1:
     fail("train.fsdp", config.train.fsdp, "must be >= 1 (1 = replicated parameters)")
-  if config.model.dtype not in ("float32", "bfloat16"):
-    fail("model.dtype", config.model.dtype, "must be 'float32' or 'bfloat16'")
+  if config.model.dtype not in model_config_lib.DTYPES:
+    fail("model.dtype", config.model.dtype, f"must be one of {model_config_lib.DTYPES}")
   return config

@@ -23,7 +23,7 @@ import ml_collections
 
 MODEL_TYPES = ("xlm-roberta", "bert")
 POOLINGS = ("cls", "mean", "pooler")
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on GPU/TPU, float32 on CPU
 
 # HF class written to config.json "architectures" for each model_type.
 HF_ARCHITECTURES = {"xlm-roberta": "XLMRobertaModel", "bert": "BertModel"}
@@ -71,7 +71,9 @@ class EncoderConfig:
       dense + tanh on the first token).
     projection_dim: width of a linear projection after pooling; 0 = no projection.
     normalize: L2-normalise the embedding.
-    dtype: compute dtype, 'float32' or 'bfloat16'; parameters are always float32.
+    dtype: compute dtype, 'float32' or 'bfloat16'; parameters are always float32. 'auto' is
+      resolved when the config is built (`default_compute_dtype`): bfloat16 on a GPU/TPU backend,
+      float32 on CPU (bfloat16 has no fast path on most CPUs).
     remat: rematerialise each layer's activations in the backward pass (jax.checkpoint).
   """
 
@@ -98,6 +100,8 @@ class EncoderConfig:
     _check_choice("model_type", self.model_type, MODEL_TYPES)
     _check_choice("pooling", self.pooling, POOLINGS)
     _check_choice("dtype", self.dtype, DTYPES)
+    if self.dtype == "auto":
+      object.__setattr__(self, "dtype", default_compute_dtype())
     for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                  "intermediate_size", "max_position_embeddings", "type_vocab_size"):
       if int(getattr(self, name)) <= 0:
@@ -222,7 +226,7 @@ def model_config(**fields: Any) -> ml_collections.ConfigDict:
       projection_dim=0,
       normalize=True,
       shared_tower=True,
-      dtype="float32",
+      dtype="auto",
       remat=False,
   ))
   unknown = set(fields) - set(config.keys())
@@ -230,6 +234,18 @@ def model_config(**fields: Any) -> ml_collections.ConfigDict:
     raise KeyError(f"model config: unknown field(s) {sorted(unknown)}")
   config.update(fields)
   return config
+
+
+def default_compute_dtype(backend: str | None = None) -> str:
+  """What `dtype='auto'` means: 'bfloat16' on a 'gpu' or 'tpu' backend, else 'float32'.
+
+  Args:
+    backend: a `jax.default_backend()` name; None asks JAX (starting its backend).
+  """
+  if backend is None:
+    import jax  # pylint: disable=g-import-not-at-top  (this module is otherwise framework-free)
+    backend = jax.default_backend()
+  return "bfloat16" if backend in ("gpu", "cuda", "rocm", "tpu") else "float32"
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
