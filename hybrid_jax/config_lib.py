@@ -156,16 +156,14 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   Returns the config with `data.languages` normalised to a '+'-joined list of checked codes.
 
   Raises:
-    ConfigError: the first bad value, naming its key and the allowed range; a language code the
-      program does not know; a query/passage length beyond the model's position table.
+    ConfigError: the first bad value, naming its key and the allowed range; a query/passage
+      length beyond the model's position table.
+    LanguageError: a language code the program does not know (both are UserErrors).
   """
   def fail(field, value, expected):
     raise ConfigError(f"config.{field}={value!r}: {expected}")
 
-  try:
-    langs = parse_languages(config.data.languages, where="config.data.languages")
-  except ValueError as e:
-    raise ConfigError(str(e)) from None
+  langs = parse_languages(config.data.languages, where="config.data.languages")
   with config.unlocked():
     config.data.languages = "+".join(langs)
   for field, lowest, meaning in _LOWER_BOUNDS:
