@@ -55,14 +55,16 @@ def _split_suffix(argument: str, default: str | None):
 def _load_hf(argument: str, spec: str, on_error: str, strict: bool) -> ParallelQA:
   import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
   target, split = _split_suffix(argument, None)
-  if os.path.isdir(target):
+  if os.path.isdir(target) or os.path.isfile(target):
     data_files = sorted(os.path.join(target, f) for f in os.listdir(target)
-                        if f.endswith(_HF_DATA_SUFFIXES))
+                        if f.endswith(_HF_DATA_SUFFIXES)) if os.path.isdir(target) else [target]
     if not data_files:
       raise DataError(f"{spec}: no {'/'.join(_HF_DATA_SUFFIXES)} file in {target}")
-    dataset = datasets.load_dataset("json", data_files=data_files)
-  elif os.path.isfile(target):
-    dataset = datasets.load_dataset("json", data_files=[target])
+    try:
+      dataset = datasets.load_dataset("json", data_files=data_files)
+    except datasets.exceptions.DatasetGenerationError as e:  # e.g. a lone surrogate
+      raise DataError(f"{spec}: cannot read {target}: {e.__cause__ or e} (`jsonl:{target}` "
+                      "names the line)") from e
   elif target.endswith(_HF_DATA_SUFFIXES) or target.startswith((os.sep, ".", "~")):
     raise DataError(f"{spec}: no such file or directory {target}")
   else:
