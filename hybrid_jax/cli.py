@@ -48,6 +48,7 @@ def parse_error_message(error: BaseException, argv) -> str:
   * ml_collections reports a misspelt override `--config.train.num_step=12` as AttributeError(
     KeyError("'num_step'\nDid you mean \"num_steps\" instead of \"num_step\"?")): that becomes
     `--config.train.num_step=12: no such config field 'num_step' (Did you mean ...?)`.
+  * A config file that cannot be read: the OS's reason.
   * Otherwise the last line of the message (ml_collections puts a whole traceback in it).
   """
   flag = re.match(r"flag (--\S+): ", str(error))
@@ -65,10 +66,14 @@ def parse_error_message(error: BaseException, argv) -> str:
                       None)
       return ((f"{override}: " if override else prefix) + f"no such config field {name!r}"
               + (f" ({hint})" if hint else ""))
-  lines = [line for line in str(error).splitlines() if line.strip()]
-  if len(lines) > 1 and "Traceback (most recent call last)" in str(error):
+  missing_file = re.search(r"\[Errno \d+\] ([^\n]+)", str(error))
+  if missing_file and "config file" in str(error):  # config_flags keeps only the message
+    return f"cannot load the config file: {missing_file.group(1)}"
+  text = str(error)[flag.end():] if flag else str(error)
+  lines = [line for line in text.splitlines() if line.strip()]
+  if len(lines) > 1 and "Traceback (most recent call last)" in text:
     return prefix + lines[-1].strip()
-  return str(error)
+  return prefix + text
 
 
 def parse_flags(argv):

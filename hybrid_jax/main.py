@@ -72,7 +72,8 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   from hybrid_jax import config_lib
-  config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+  # ml_collections splits `file.py:argument` at the first colon as well.
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"]).split(":", 1)[0]
   if not os.path.isfile(config_file):
     raise UserError(f"--config={config_file}: no such file")
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
