@@ -24,6 +24,7 @@ def get_config(arg=None):
   config.data.eval = "xquad_r:eval"            # '' to skip evaluation
   config.data.languages = arg.langs            # '+'-joined codes, or 'xquad_r' for all 11
   config.data.on_error = "raise"               # or 'skip': skip and count malformed records
+  config.data.strict = False                   # True: an unknown record field is an error
   config.data.query_max_len = 24               # tokens, static padded length
   config.data.passage_max_len = 64             # tokens: answer sentence + its paragraph
 

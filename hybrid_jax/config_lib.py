@@ -1,26 +1,34 @@
 """Config helpers: parse big_vision-style config arguments, load model presets, validate once.
 
 A config file exposes `get_config(arg=None)`; `arg` is the text after the colon in
-`--config=configs/hybrid.py:langs=en+de+ar,mono_prob=0.5`.
+`--config=configs/hybrid.py:langs=en+de+ar,mono_prob=0.5`. Every mistake found here raises
+`ConfigError` (a `hybrid_jax.errors.UserError`) naming the config key and what is allowed.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from collections.abc import Mapping
 
 import ml_collections
 
 from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.errors import UserError
 from hybrid_jax.models import config as model_config_lib
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
+class ConfigError(UserError, ValueError):
+  """A config value, argument or preset that cannot work; the message names the key."""
+
+
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
   """'langs=en+de,mono_prob=0.5' -> ConfigDict, with values cast to the type of their default.
 
-  Raises ValueError for a key that has no default (a typo) or a value of the wrong type.
+  Raises ConfigError for a key that has no default (a typo) or a value of the wrong type.
   """
   out = ml_collections.ConfigDict(defaults)
   if not arg:
@@ -29,10 +37,10 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     if not item.strip():
       continue
     if "=" not in item:
-      raise ValueError(f"config argument {item!r}: expected key=value (in {arg!r})")
+      raise ConfigError(f"config argument {item!r}: expected key=value (in {arg!r})")
     key, value = (s.strip() for s in item.split("=", 1))
     if key not in defaults:
-      raise ValueError(f"config argument {key!r} is not one of {sorted(defaults)} (in {arg!r})")
+      raise ConfigError(f"config argument {key!r} is not one of {sorted(defaults)} (in {arg!r})")
     default = defaults[key]
     try:
       if isinstance(default, bool):
@@ -42,7 +50,7 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
       else:
         out[key] = type(default)(value)
     except ValueError:
-      raise ValueError(f"config argument {key}={value!r}: expected a "
+      raise ConfigError(f"config argument {key}={value!r}: expected a "
                        f"{type(default).__name__}") from None
   return out
 
@@ -61,7 +69,7 @@ def model_preset(name: str) -> ml_collections.ConfigDict:
   if not os.path.exists(path):
     names = sorted(f[:-3] for f in os.listdir(os.path.join(CONFIGS_DIR, "models"))
                    if f.endswith(".py") and not f.startswith("_"))
-    raise ValueError(f"unknown model preset {name!r}; available: {names}")
+    raise ConfigError(f"unknown model preset {name!r}; available: {names}")
   return _load_module(path).get_config()
 
 
@@ -70,17 +78,100 @@ def default_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return _load_module(os.path.join(CONFIGS_DIR, "default.py")).get_config(arg)
 
 
+def max_tokens(model_type: str, max_position_embeddings: int, pad_token_id: int) -> int:
+  """Longest token sequence a model's position table covers.
+
+  BERT numbers positions 0..S-1, so S <= max_position_embeddings (512 for BERT/mBERT/LaBSE).
+  XLM-R numbers them from pad_token_id + 1 (Hugging Face `create_position_ids_from_input_ids`),
+  so S <= max_position_embeddings - pad_token_id - 1 (514 - 1 - 1 = 512 for XLM-R).
+  """
+  if model_type == "xlm-roberta":
+    return max_position_embeddings - pad_token_id - 1
+  return max_position_embeddings
+
+
+def _checkpoint_model_fields(path: str) -> tuple[dict, str] | None:
+  """(config.json dict, its path) of a local Hugging Face directory, or of a hub name already in
+  the local Hugging Face cache (no download); None when neither is there."""
+  config_path = os.path.join(path, "config.json")
+  if not os.path.isfile(config_path):
+    try:
+      import huggingface_hub  # pylint: disable=g-import-not-at-top
+      cached = huggingface_hub.try_to_load_from_cache(path, "config.json")
+    except ValueError:  # not a valid repo id
+      cached = None
+    if not isinstance(cached, str):
+      return None
+    config_path = cached
+  try:
+    with open(config_path) as f:
+      return json.load(f), config_path
+  except (OSError, ValueError) as e:
+    raise ConfigError(f"config.model.path={path!r}: cannot read {config_path}: {e}") from None
+
+
+def model_max_tokens(model: Mapping) -> tuple[int, str]:
+  """(longest sequence the position table of `config.model` covers, where that comes from).
+
+  The architecture is the checkpoint's config.json when `model.path` names a local directory or a
+  cached hub model (as `models.create_model` reads it), else the fields of `model` itself.
+  """
+  fields, source = model, "config.model"
+  found = _checkpoint_model_fields(model["path"]) if model.get("path") else None
+  if found is not None:
+    fields, source = found
+  return (max_tokens(fields.get("model_type", "bert"), int(fields["max_position_embeddings"]),
+                     int(fields.get("pad_token_id", 0))), source)
+
+
+def check_max_len(field: str, value: int, limit: int, source: str) -> None:
+  """Raises ConfigError when `value` tokens exceed the position table's `limit`."""
+  if value > limit:
+    raise ConfigError(f"{field}={value}: longer than the model's position table, which covers "
+                      f"{limit} tokens ({source}); use at most {limit}")
+
+
+# (config key, smallest allowed value, what it means)
+_LOWER_BOUNDS = (
+    ("train.global_batch_size", 1, ""),
+    ("train.num_steps", 1, ""),
+    ("train.max_consecutive_nonfinite", 1, "steps with a non-finite loss before stopping"),
+    ("train.prefetch_batches", 0, ""),
+    ("train.grad_cache_chunk_size", 0, "0 = off"),
+    ("train.fsdp", 1, "1 = replicated parameters"),
+    ("data.query_max_len", 1, "tokens"),
+    ("data.passage_max_len", 1, "tokens"),
+    ("loss.num_hard_negatives", 0, ""),
+    ("optim.warmup_steps", 0, ""),
+    ("checkpoint.every_steps", 1, "a checkpoint every N steps"),
+    ("checkpoint.keep", 1, "checkpoints kept; the newest is needed to resume"),
+    ("eval.every_steps", 0, "0 = only at the end"),
+    ("eval.batch_size", 1, ""),
+    ("log.every_steps", 1, "a log line every N steps"),
+)
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Checks values that a ConfigDict cannot type-check, before anything is compiled.
 
   Returns the config with `data.languages` normalised to a '+'-joined list of checked codes.
+
+  Raises:
+    ConfigError: the first bad value, naming its key and the allowed range; a query/passage
+      length beyond the model's position table.
+    LanguageError: a language code the program does not know (both are UserErrors).
   """
   def fail(field, value, expected):
-    raise ValueError(f"config.{field}={value!r}: {expected}")
+    raise ConfigError(f"config.{field}={value!r}: {expected}")
 
   langs = parse_languages(config.data.languages, where="config.data.languages")
   with config.unlocked():
     config.data.languages = "+".join(langs)
+  for field, lowest, meaning in _LOWER_BOUNDS:
+    section, name = field.split(".")
+    value = config[section][name]
+    if value < lowest:
+      fail(field, value, f"must be >= {lowest}" + (f" ({meaning})" if meaning else ""))
   if not 0.0 <= config.sampler.mono_prob <= 1.0:
     fail("sampler.mono_prob", config.sampler.mono_prob, "must be in [0, 1]")
   if len(langs) == 1 and config.sampler.mono_prob != 1.0:
@@ -88,11 +179,6 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          "must be 1 with a single language (no cross-lingual pair exists)")
   if config.sampler.language_scope not in ("batch", "example"):
     fail("sampler.language_scope", config.sampler.language_scope, "must be 'batch' or 'example'")
-  for field in ("train.global_batch_size", "train.num_steps", "data.query_max_len",
-                "data.passage_max_len"):
-    section, name = field.split(".")
-    if config[section][name] <= 0:
-      fail(field, config[section][name], "must be positive")
   if config.optim.schedule not in ("linear", "cosine", "constant"):
     fail("optim.schedule", config.optim.schedule, "must be 'linear', 'cosine' or 'constant'")
   if config.optim.warmup_steps > config.train.num_steps:
@@ -100,12 +186,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"exceeds train.num_steps={config.train.num_steps}")
   if config.loss.temperature <= 0:
     fail("loss.temperature", config.loss.temperature, "must be positive")
-  if config.loss.num_hard_negatives < 0:
-    fail("loss.num_hard_negatives", config.loss.num_hard_negatives, "must be >= 0")
-  if config.train.grad_cache_chunk_size < 0:
-    fail("train.grad_cache_chunk_size", config.train.grad_cache_chunk_size, "must be >= 0 (0 = off)")
-  if config.train.fsdp < 1:
-    fail("train.fsdp", config.train.fsdp, "must be >= 1 (1 = replicated parameters)")
   if config.model.dtype not in model_config_lib.DTYPES:
     fail("model.dtype", config.model.dtype, f"must be one of {model_config_lib.DTYPES}")
+  limit, source = model_max_tokens(config.model)
+  for field in ("data.query_max_len", "data.passage_max_len"):
+    section, name = field.split(".")
+    check_max_len(f"config.{field}", config[section][name], limit, source)
   return config

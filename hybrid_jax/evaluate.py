@@ -7,7 +7,9 @@
 
 Data sets: `xquad_r:eval|xquad_r:all|mlqa_r:PATH` (LAReQA: X->Y mAP matrix, mono / cross
 averages, multilingual pool, language bias; `hybrid_jax.metrics.lareqa_metrics`) and `beir:PATH`
-(nDCG@10, Recall@100, MRR@10; `hybrid_jax.metrics.beir_metrics`). Reports (results.json,
+(nDCG@10, Recall@100, MRR@10; `hybrid_jax.metrics.beir_metrics`, scored as BEIR scores: a
+retrieved document whose id is the query's own id is dropped unless `--noignore_identical_ids`; a
+judged document missing from the corpus counts as relevant and never retrieved). Reports (results.json,
 results.md, heatmap.png; `hybrid_jax.report`) go to `<workdir>/eval/<dataset name>/step_<N>/`
 unless `--output_dir` is given.
 
@@ -44,11 +46,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hybrid_jax import cli
+from hybrid_jax import config_lib
 from hybrid_jax import host_memory
 from hybrid_jax import metrics as metrics_lib
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import report
 from hybrid_jax import sharding
+from hybrid_jax.errors import UserError
 
 TOWERS = ("query", "passage")
 SMALLEST_BUCKET = 32
@@ -414,11 +419,13 @@ def evaluate_lareqa(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
   return lareqa_results(metrics), {"score_metrics_seconds": time.perf_counter() - t0}
 
 
-def evaluate_beir(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
+def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
+                  ) -> tuple[dict[str, Any], dict[str, float]]:
   """nDCG@10, Recall@100, MRR@10 (and the rest of `metrics.beir_metrics`) on a `BeirData`.
 
   Documents are embedded as "title text" (BEIR's convention). Queries are scored a chunk at a
-  time and only each query's top max(BEIR_K_VALUES) documents (plus ties) are kept.
+  time and only each query's top max(BEIR_K_VALUES) documents (plus ties) are kept, without the
+  query's own id when `ignore_identical_ids` (BEIR's default).
   """
   documents = [f"{title} {text}".strip() for title, text in
                zip(data.corpus_title.tolist(), data.corpus_text.tolist())]
@@ -432,8 +439,10 @@ def evaluate_beir(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
   for start in range(0, len(data.query_ids), chunk):
     scores = np.asarray(score_fn(query_emb[start:start + chunk], cand_emb))
     run.update(metrics_lib.scores_to_run(scores, data.query_ids[start:start + chunk].tolist(),
-                                         data.corpus_ids, max(BEIR_K_VALUES)))
-  metrics = metrics_lib.beir_metrics(run, data.qrels, BEIR_K_VALUES)
+                                         data.corpus_ids, max(BEIR_K_VALUES),
+                                         ignore_identical_ids=ignore_identical_ids))
+  metrics = metrics_lib.beir_metrics(run, data.qrels, BEIR_K_VALUES,
+                                     ignore_identical_ids=ignore_identical_ids)
   return metrics, {"score_metrics_seconds": time.perf_counter() - t0}
 
 
@@ -445,7 +454,7 @@ def load_data(spec: str, languages: Sequence[str] | None = None):
     from hybrid_jax.data import beir
 
     if not arg:
-      raise ValueError(f"dataset {spec!r}: expected beir:PATH")
+      raise UserError(f"dataset {spec!r}: expected beir:PATH")
     return beir.load_beir(arg)
   from hybrid_jax import data as data_lib
 
@@ -460,7 +469,7 @@ def _cached_data(spec: str, languages: tuple[str, ...] | None):
 def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
              model_name: str = "", step: int | None = None, config=None,
              output_dir: str | None = None, warnings: Sequence[str] = (),
-             cache_data: bool = False) -> dict[str, Any]:
+             cache_data: bool = False, ignore_identical_ids: bool = True) -> dict[str, Any]:
   """Evaluates `retriever` on the data `spec` and (when `output_dir`) writes the reports.
 
   Args:
@@ -473,6 +482,7 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
     output_dir: where results.json / results.md / heatmap.png go (process 0 writes).
     warnings: messages recorded in the results (and logged).
     cache_data: keep loaded data in memory for the next call (evaluation during training).
+    ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
 
   Returns:
     The results dict (see `hybrid_jax.report`), with "output_files" when written.
@@ -481,13 +491,16 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
   languages = tuple(languages) if languages else None
   data = _cached_data(spec, languages) if cache_data else load_data(spec, languages)
   load_seconds = time.perf_counter() - t_start
+  is_beir = spec.partition(":")[0] == "beir"
+  warnings = list(warnings) + (list(data.warnings) if is_beir else [])
   for warning in warnings:
     logging.warning("%s", warning)
   before = dict(retriever.timing)
-  if spec.partition(":")[0] == "beir":
+  if is_beir:
     task, data_languages = "beir", []
-    counts = {"queries": len(data.query_ids), "documents": len(data.corpus_ids)}
-    metrics, score_timing = evaluate_beir(retriever, data)
+    counts = {"queries": len(data.query_ids), "documents": len(data.corpus_ids),
+              "ignore_identical_ids": ignore_identical_ids}
+    metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
   else:
     task, data_languages, counts = "lareqa", list(data.languages), data.counts()
     metrics, score_timing = evaluate_lareqa(retriever, data)
@@ -509,7 +522,7 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
       "timing": timing,
       "retriever": retriever.settings(),
       "config": json.loads(config.to_json_best_effort()) if config is not None else None,
-      "warnings": list(warnings),
+      "warnings": warnings,
   }
   if output_dir and jax.process_index() == 0:
     results["output_files"] = report.write_report(results, output_dir)
@@ -582,7 +595,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
                         output_dir: str | None = None, output_root: str | None = None,
                         query_max_len: int | None = None, passage_max_len: int | None = None,
                         batch_size: int | None = None, mesh=None,
-                        show_progress: bool = True) -> dict[str, Any]:
+                        show_progress: bool = True, ignore_identical_ids: bool = True
+                        ) -> dict[str, Any]:
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
@@ -595,9 +609,14 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       ('tfidf' needs output_dir or output_root).
     query_max_len, passage_max_len, batch_size: override the run's config (or the defaults).
     mesh: device mesh (default: every device).
+    ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
 
   Returns:
     The results dict.
+
+  Raises:
+    UserError: `path` is neither a run nor a model directory; a length beyond the model's
+      position table; bad data (`DataError`).
   """
   config, warnings, model_step = None, [], None
   if isinstance(languages, str):
@@ -606,7 +625,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     retriever = TfidfRetriever()
     label = TFIDF
     if not (output_dir or output_root):
-      raise ValueError("--model=tfidf: pass --output_dir or --workdir for the reports")
+      raise UserError("--model=tfidf: pass --output_dir or --workdir for the reports")
   else:
     mesh = mesh or sharding.make_mesh()
     if is_training_workdir(path):
@@ -626,18 +645,23 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       tokenizer = tokenizer_lib.load_tokenizer(path)
       lengths = (DEFAULT_QUERY_MAX_LEN, DEFAULT_PASSAGE_MAX_LEN, DEFAULT_BATCH_SIZE)
     else:
-      raise FileNotFoundError(f"{path}: neither a training run (config.json + checkpoints/) nor "
-                              "a Hugging Face model directory (config.json + weights)")
+      raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
+                      "Hugging Face model directory (config.json + weights)")
     label = "pretrained"
+    query_max_len, passage_max_len = query_max_len or lengths[0], passage_max_len or lengths[1]
+    limit = config_lib.max_tokens(model.config.model_type, model.config.max_position_embeddings,
+                                  model.config.pad_token_id)
+    for flag, value in (("--query_max_len", query_max_len), ("--passage_max_len", passage_max_len)):
+      config_lib.check_max_len(flag, value, limit, f"the model of {path}")
     retriever = DenseRetriever(
-        model, tokenizer, mesh, query_max_len=query_max_len or lengths[0],
-        passage_max_len=passage_max_len or lengths[1], batch_size=batch_size or lengths[2],
-        show_progress=show_progress)
+        model, tokenizer, mesh, query_max_len=query_max_len, passage_max_len=passage_max_len,
+        batch_size=batch_size or lengths[2], show_progress=show_progress)
   dataset = dataset or "xquad_r:eval"
   if output_dir is None:
     output_dir = output_dir_for(output_root or path, dataset, model_step, label)
   return evaluate(retriever, dataset, languages=languages, model_name=path, step=model_step,
-                  config=config, output_dir=output_dir, warnings=warnings)
+                  config=config, output_dir=output_dir, warnings=warnings,
+                  ignore_identical_ids=ignore_identical_ids)
 
 
 def main(argv):
@@ -646,13 +670,13 @@ def main(argv):
 
   f = flags.FLAGS
   if not f.workdir and not f.model:
-    raise flags.ValidationError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
+    raise UserError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
   host_memory.configure(f.host_allocator)  # before JAX starts its backend
   results = evaluate_checkpoint(
       f.model or f.workdir, f.dataset, step=f.step, languages=f.languages,
       output_dir=f.output_dir, output_root=f.workdir if f.model else None,
       query_max_len=f.query_max_len, passage_max_len=f.passage_max_len,
-      batch_size=f.batch_size)
+      batch_size=f.batch_size, ignore_identical_ids=f.ignore_identical_ids)
   print(report.markdown(report.to_jsonable(results)))
   for kind, path in results.get("output_files", {}).items():
     print(f"{kind}: {path}")
@@ -677,11 +701,13 @@ def _define_flags():
                        f"else {DEFAULT_PASSAGE_MAX_LEN}).")
   flags.DEFINE_integer("batch_size", None, "Rows per encoded batch (default: the run's "
                        f"config.eval.batch_size, else {DEFAULT_BATCH_SIZE}).")
+  flags.DEFINE_bool("ignore_identical_ids", True, "BEIR: drop a retrieved document whose id is "
+                    "the query id, as BEIR does (ArguAna, Quora); --noignore_identical_ids keeps "
+                    "them.")
   host_memory.define_flag("default")
+  cli.define_verbose_flag()
 
 
 if __name__ == "__main__":
-  from absl import app
-
   _define_flags()
-  app.run(main)
+  cli.run_absl(main)

@@ -6,6 +6,9 @@ mono_prob=0.25`. Re-running the same command resumes from the newest checkpoint 
 Multi-host (TPU pod slices, several GPU hosts): `jax.distributed.initialize()` runs when
 `--distributed=on`, or with `auto` (the default) when the environment announces several hosts
 (a multi-worker TPU VM, SLURM, or an explicit `--coordinator_address`).
+
+A user error (bad flag or config value, bad data, a `--workdir` that is a file, a busy workdir)
+prints one line `error: ...` and exits 2 (`hybrid_jax.cli`); `--verbose` adds the traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from hybrid_jax import cli
 from hybrid_jax import host_memory
+from hybrid_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -31,6 +36,7 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address.")
 _HOST_ALLOCATOR = host_memory.define_flag("auto")
+cli.define_verbose_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -66,7 +72,14 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_QuietLibraries())
   from hybrid_jax import config_lib
+  # ml_collections splits `file.py:argument` at the first colon as well.
+  config_file = config_flags.get_config_filename(flags.FLAGS["config"]).split(":", 1)[0]
+  if not os.path.isfile(config_file):
+    raise UserError(f"--config={config_file}: no such file")
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
+  if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
+    raise UserError(f"--workdir={_WORKDIR.value} is a file, not a directory; pass a directory "
+                    "(it is created if missing)")
   host_memory.configure(_HOST_ALLOCATOR.value)  # before JAX starts its backend
   initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)
@@ -79,4 +92,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run_absl(main)

@@ -326,7 +326,8 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
 
 
 def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequence[str],
-                  top_k: int) -> dict[str, dict[str, float]]:
+                  top_k: int, *, ignore_identical_ids: bool = False
+                  ) -> dict[str, dict[str, float]]:
   """A trec-style run {query id: {doc id: score}} holding each query's top_k candidates, plus
   every candidate tied with the top_k-th score, so that cut-offs <= top_k match the full run.
 
@@ -334,17 +335,29 @@ def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequ
     scores: float [Q, C].
     query_ids: Q ids (rows). corpus_ids: C ids (columns).
     top_k: how many candidates to keep per query (clipped to C).
+    ignore_identical_ids: leave out the document whose id equals the query id before taking the
+      top_k (BEIR's `EvaluateRetrieval` `ignore_identical_ids`; its retrievers fetch top_k + 1 so
+      that top_k others remain).
   """
   num_queries, num_docs = scores.shape
   if len(query_ids) != num_queries or len(corpus_ids) != num_docs:
     raise ValueError(f"scores {scores.shape} vs {len(query_ids)} query ids and {len(corpus_ids)} "
                      "corpus ids")
-  top_k = min(top_k, num_docs)
   corpus_ids = np.asarray(corpus_ids, dtype=object)
+  own = np.full(num_queries, -1)
+  if ignore_identical_ids:
+    column = {doc: c for c, doc in enumerate(corpus_ids.tolist())}
+    own = np.array([column.get(qid, -1) for qid in query_ids], np.int64).reshape(num_queries)
+    if np.any(own >= 0):
+      scores = np.array(scores, copy=True)
+      rows = np.flatnonzero(own >= 0)
+      scores[rows, own[rows]] = -np.inf
+  top_k = min(top_k, num_docs)  # an own document left in at top_k = C scores -inf: dropped below
   kth = np.partition(scores, num_docs - top_k, axis=1)[:, num_docs - top_k]
   run = {}
-  for qid, row, threshold in zip(query_ids, scores, kth):
+  for qid, row, threshold, own_column in zip(query_ids, scores, kth, own):
     cols = np.flatnonzero(row >= threshold)
+    cols = cols[cols != own_column]
     run[qid] = dict(zip(corpus_ids[cols].tolist(), row[cols].astype(np.float64).tolist()))
   return run
 
@@ -394,14 +407,19 @@ def beir_per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, M
 
 def beir_metrics(run_or_scores, qrels: Mapping[str, Mapping[str, int]],
                  k_values: Sequence[int] = (10, 100), *, query_ids: Sequence[str] | None = None,
-                 corpus_ids: Sequence[str] | None = None) -> dict[str, float]:
+                 corpus_ids: Sequence[str] | None = None,
+                 ignore_identical_ids: bool = True) -> dict[str, float]:
   """BEIR/MIRACL metrics averaged over queries (see `beir_per_query` for the semantics).
 
   Args:
     run_or_scores: a run {query id: {doc id: score}}, or float scores [Q, C] together with
       `query_ids` (Q) and `corpus_ids` (C).
-    qrels: {query id: {doc id: grade}}.
+    qrels: {query id: {doc id: grade}}; a judged document absent from the run (even from the
+      corpus) counts as relevant and not retrieved, as in pytrec_eval.
     k_values: cut-offs.
+    ignore_identical_ids: as BEIR's `EvaluateRetrieval.evaluate` (default True there too): a
+      retrieved document whose id equals the query id is dropped before scoring (ArguAna, Quora,
+      where queries are also corpus documents).
 
   Returns:
     {"ndcg@10": ..., "recall@100": ..., ...}: means over the evaluated queries, plus
@@ -409,10 +427,14 @@ def beir_metrics(run_or_scores, qrels: Mapping[str, Mapping[str, int]],
   """
   if isinstance(run_or_scores, Mapping):
     run = run_or_scores
+    if ignore_identical_ids:
+      run = {qid: {doc: score for doc, score in docs.items() if doc != qid}
+             for qid, docs in run.items()}
   else:
     if query_ids is None or corpus_ids is None:
       raise ValueError("beir_metrics: a score matrix needs query_ids and corpus_ids")
-    run = scores_to_run(np.asarray(run_or_scores), query_ids, corpus_ids, max(k_values))
+    run = scores_to_run(np.asarray(run_or_scores), query_ids, corpus_ids, max(k_values),
+                        ignore_identical_ids=ignore_identical_ids)
   per_query = beir_per_query(run, qrels, k_values)
   if not per_query:
     raise ValueError("beir_metrics: no query of the run has qrels")

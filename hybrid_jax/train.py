@@ -247,7 +247,8 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   restored into exactly the structure that saved it."""
   languages = config.data.languages.split("+")
   train_data = data_lib.load(config.data.train, languages=languages,
-                             on_error=config.data.on_error)
+                             on_error=config.data.on_error,
+                             strict=config.data.get("strict", False))
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
   optimizer = make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = init_params(model, config.loss)

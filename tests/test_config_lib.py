@@ -1,8 +1,11 @@
 """Config parsing and validation: typos and bad values fail before anything compiles."""
 
+import json
+
 import pytest
 
 from hybrid_jax import config_lib
+from hybrid_jax.errors import UserError
 
 
 def test_parse_arg_casts_to_default_types():
@@ -37,12 +40,63 @@ def _default_config():
     ("train.fsdp", 0, "fsdp"),
     ("model.dtype", "float16", "dtype"),
     ("data.languages", "en+dx", "unknown language code 'dx'"),
+    # Each of these crashed or misled after compiling: ZeroDivisionError after the first step,
+    # a run that exits 0 without a checkpoint, "0+ consecutive steps" with finite losses.
+    ("checkpoint.every_steps", 0, r"checkpoint.every_steps=0: must be >= 1"),
+    ("log.every_steps", 0, r"log.every_steps=0: must be >= 1"),
+    ("checkpoint.keep", 0, r"checkpoint.keep=0: must be >= 1"),
+    ("train.max_consecutive_nonfinite", 0, r"max_consecutive_nonfinite=0: must be >= 1"),
+    ("eval.every_steps", -5, r"eval.every_steps=-5: must be >= 0 \(0 = only at the end\)"),
+    ("eval.batch_size", 0, "eval.batch_size=0"),
+    ("optim.warmup_steps", -1, "warmup_steps=-1"),
+    ("data.passage_max_len", 513, r"passage_max_len=513: .* covers 512 tokens"),
+    ("data.query_max_len", 600, r"query_max_len=600: .* covers 512 tokens"),
 ])
 def test_validate_rejects_bad_values(field, value, match):
   config = _default_config()
   section, name = field.split(".")
   config[section][name] = value
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(UserError, match=match):
+    config_lib.validate(config)
+
+
+@pytest.mark.parametrize("model_type, rows, pad, limit", [
+    ("xlm-roberta", 514, 1, 512),  # positions start at pad_token_id + 1
+    ("bert", 512, 0, 512),         # positions 0..S-1
+])
+def test_max_len_limit_follows_the_position_numbering(model_type, rows, pad, limit):
+  """The limit is what a forward pass can index: Hugging Face's own position ids of a full-length
+  row reach rows - 1 exactly at `limit` tokens, and one token more indexes past the table."""
+  import numpy as np
+
+  from hybrid_jax.models.config import EncoderConfig
+  from hybrid_jax.models.encoder import position_ids
+  assert config_lib.max_tokens(model_type, rows, pad) == limit
+  config = EncoderConfig(model_type=model_type, vocab_size=10, hidden_size=4,
+                         num_hidden_layers=1, num_attention_heads=1, intermediate_size=4,
+                         max_position_embeddings=rows, type_vocab_size=1, layer_norm_eps=1e-5,
+                         pad_token_id=pad)
+  for length, fits in ((limit, True), (limit + 1, False)):
+    ids = np.full((1, length), pad + 1, np.int32)
+    assert (int(np.max(position_ids(ids, config))) < rows) == fits, length
+
+
+def test_max_len_limit_of_a_preset_and_of_a_checkpoint_directory(tmp_path):
+  config = config_lib.default_config("langs=en+de,model=mbert")
+  config.data.passage_max_len = 512
+  config_lib.validate(config)  # BERT: 512 positions = 512 tokens
+  config.data.passage_max_len = 513
+  with pytest.raises(UserError, match="covers 512 tokens"):
+    config_lib.validate(config)
+  # With model.path, the checkpoint's config.json decides (here a 130-row XLM-R table).
+  (tmp_path / "config.json").write_text(json.dumps(
+      {"model_type": "xlm-roberta", "max_position_embeddings": 130, "pad_token_id": 1}))
+  config = _default_config()
+  config.model.path = str(tmp_path)
+  config.data.passage_max_len = 128
+  config_lib.validate(config)
+  config.data.passage_max_len = 129
+  with pytest.raises(UserError, match=f"passage_max_len=129: .* 128 tokens .*{tmp_path}"):
     config_lib.validate(config)
 
 

@@ -10,6 +10,7 @@ import pytrec_eval
 
 from hybrid_jax import metrics
 from hybrid_jax.data.beir import load_beir
+from hybrid_jax.errors import UserError
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "beir_xquad"
 
@@ -58,22 +59,60 @@ def edit_line(path, line_number, new_text):
      r"corpus.jsonl:6: duplicate _id 'en-36-0-0'"),
     ("queries.jsonl", 2, '["a list"]\n', r"queries.jsonl:2: expected a JSON object"),
     ("qrels/test.tsv", 1, "qid\tdocid\tscore\n", r"test.tsv:1: expected the header"),
-    ("qrels/test.tsv", 4, "57286dfa2ca10214002da332\tnope-1\t1\n",
-     r"test.tsv:4: corpus-id 'nope-1' is not in corpus.jsonl"),
     ("qrels/test.tsv", 5, "zzz\ten-36-0-0\t1\n", r"test.tsv:5: query-id 'zzz' is not in"),
     ("qrels/test.tsv", 6, "57286dfa2ca10214002da332\ten-36-0-0\thigh\n",
      r"test.tsv:6: score 'high' is not an integer"),
     ("qrels/test.tsv", 7, "a\tb\n", r"test.tsv:7: expected 3 tab-separated fields"),
+    # A JSON escape of a lone surrogate parses, but no tokenizer or UTF-8 writer takes it.
+    ("corpus.jsonl", 4, '{"_id": "x", "title": "\\ud800", "text": "t"}\n',
+     r"corpus.jsonl:4 field 'title': text is not valid Unicode: lone surrogate"),
+    ("queries.jsonl", 3, '{"_id": "x", "text": "a \\udfff b"}\n',
+     r"queries.jsonl:3 field 'text': text is not valid Unicode: lone surrogate .* character 2"),
 ])
 def test_malformed_input_names_file_and_line(tmp_path, file, line, text, message):
   path = copy_fixture(tmp_path)
   edit_line(path / file, line, text)
-  with pytest.raises(ValueError, match=message):
+  with pytest.raises(UserError, match=message):
     load_beir(path)
 
 
+@pytest.mark.parametrize("file, line", [("corpus.jsonl", 7), ("queries.jsonl", 2),
+                                        ("qrels/test.tsv", 5)])
+def test_bytes_that_are_not_utf8_name_file_and_line(tmp_path, file, line):
+  path = copy_fixture(tmp_path)
+  lines = (path / file).read_bytes().splitlines(keepends=True)
+  lines[line - 1] = lines[line - 1][:6] + b"\xff\xfe" + lines[line - 1][6:]  # Latin-1 style bytes
+  (path / file).write_bytes(b"".join(lines))
+  with pytest.raises(UserError, match=rf"{file}:{line}: not UTF-8 \(invalid start byte at byte 6"):
+    load_beir(path)
+
+
+def test_qrels_of_documents_missing_from_the_corpus_are_kept_with_a_warning(tmp_path):
+  path = copy_fixture(tmp_path)
+  qid = load_beir(FIXTURE).query_ids[0]
+  with open(path / "qrels" / "test.tsv", "a") as f:
+    f.write(f"{qid}\tgone-1\t1\n{qid}\tgone-2\t0\n")
+  data = load_beir(path)
+  assert data.qrels[qid]["gone-1"] == 1 and data.qrels[qid]["gone-2"] == 0
+  assert [w for w in data.warnings if "missing from corpus.jsonl" in w] == [
+      f"{path / 'qrels' / 'test.tsv'}: 2 judgement(s) name documents missing from corpus.jsonl "
+      "(1 relevant; e.g. 'gone-1', 'gone-2'); scored as BEIR does: relevant documents never "
+      "retrieved"]
+
+
+def test_empty_queries_and_unknown_fields_are_reported(tmp_path):
+  path = copy_fixture(tmp_path)
+  edit_line(path / "queries.jsonl", 1, '{"_id": "57286dfa2ca10214002da332", "text": " "}\n')
+  edit_line(path / "corpus.jsonl", 1, '{"_id": "en-36-0-0", "text": "t", "titel": "x"}\n')
+  data = load_beir(path)
+  assert any("1 judged quer(y/ies) with empty text ('57286dfa2ca10214002da332')" in w
+             for w in data.warnings), data.warnings
+  assert any("1 record(s) have the unknown field 'titel'" in w for w in data.warnings)
+  assert load_beir(FIXTURE).warnings == ()
+
+
 def test_missing_split_and_unjudged_queries(tmp_path):
-  with pytest.raises(FileNotFoundError, match="dev.tsv"):
+  with pytest.raises(UserError, match="dev.tsv"):
     load_beir(FIXTURE, split="dev")
   path = copy_fixture(tmp_path)
   lines = (path / "qrels" / "test.tsv").read_text().splitlines(keepends=True)

@@ -95,3 +95,24 @@ def test_load_tfds_reads_examples(monkeypatch, jsonl_file):
   monkeypatch.setattr(tfds, "load",
                       lambda name, split, data_dir: tf.data.Dataset.from_tensor_slices(columns))
   _assert_same(load_tfds("xquad_r_jsonl", "train"), load_jsonl(jsonl_file))
+
+
+def test_unknown_columns_warn_or_fail_when_strict(caplog):
+  import logging
+  rows = {"id": ["a", "b"], "lang": ["en", "en"], "query": ["Who?", "Why?"],
+          "passage": ["He did.", "So."], "contxt": ["c", "d"]}
+  dataset = datasets.Dataset.from_dict(rows)
+  with caplog.at_level(logging.WARNING):
+    data = from_hf_dataset(dataset, name="typo")
+  assert set(data.candidates.context) == {""}
+  assert "typo: 2 record(s) have the unknown field 'contxt'" in caplog.text
+  with pytest.raises(DataError, match=r"typo row 0: unknown field 'contxt' \(did you mean "
+                                      r"'context'\?\)"):
+    from_hf_dataset(dataset, name="typo", strict=True)
+
+
+def test_a_lone_surrogate_in_a_json_file_names_the_file(tmp_path):
+  path = tmp_path / "s.jsonl"
+  path.write_text(json.dumps({"id": "a", "lang": "en", "query": "x\ud800", "passage": "p"}) + "\n")
+  with pytest.raises(DataError, match=rf"hf:{tmp_path}.*: cannot read .*s\.jsonl: .*surrogate"):
+    load(f"hf:{path}")

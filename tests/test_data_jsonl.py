@@ -120,3 +120,49 @@ def test_a_line_that_is_not_utf8_is_a_malformed_record(tmp_path, xquad_r_eval):
   with pytest.raises(DataError, match=r"latin1\.jsonl:2: malformed JSON \(not UTF-8"):
     load_jsonl(path)
   assert load_jsonl(path, on_error="skip").skipped == {"malformed JSON": 1}
+
+
+@pytest.mark.parametrize("field", ["query", "passage", "context", "id", "lang"])
+def test_a_lone_surrogate_is_rejected_naming_file_line_and_field(tmp_path, xquad_r_eval, field):
+  # json.dumps writes the lone surrogate as the escape "\ud800", which json.loads accepts; the
+  # tokenizer trainer later died on it with a UnicodeEncodeError naming no file.
+  records = _records(xquad_r_eval, 3)
+  records[1][field] = records[1][field][:2] + "\ud800"
+  path = _write_lines(tmp_path / "s.jsonl", [json.dumps(r) for r in records])
+  assert "\\ud800" in path.read_text()
+  for on_error in ("raise", "skip"):  # never skipped silently: the file itself is broken
+    with pytest.raises(DataError, match=rf"s\.jsonl:2 .*field '{field}': text is not valid "
+                                        r"Unicode: lone surrogate '\\ud800' at character 2"):
+      load_jsonl(path, on_error=on_error)
+
+
+def test_a_misspelt_optional_field_warns_with_counts_or_fails_when_strict(tmp_path, xquad_r_eval,
+                                                                          caplog):
+  records = _records(xquad_r_eval, 4)
+  for record in records:
+    record["contxt"] = record.pop("context")
+  path = _write_lines(tmp_path / "m.jsonl", [json.dumps(r) for r in records])
+  with caplog.at_level(logging.WARNING):
+    data = load_jsonl(path)
+  assert set(data.candidates.context) == {""}  # what the typo costs: no passage has a context
+  assert ("4 record(s) have the unknown field 'contxt', ignored (first: "
+          f"{path}:1 (did you mean 'context'?))") in caplog.text
+  with pytest.raises(DataError, match=rf"m\.jsonl:1: unknown field 'contxt' \(did you mean "
+                                      r"'context'\?\); known fields: \['id', "):
+    load_jsonl(path, strict=True)
+  with pytest.raises(DataError, match="unknown field 'contxt'"):
+    load(f"jsonl:{path}", strict=True)
+
+
+def test_skip_names_the_first_skipped_records(tmp_path, xquad_r_eval, caplog):
+  records = _records(xquad_r_eval, 12)
+  bad = (2, 4, 5, 6, 7, 8, 10)
+  for i in bad:
+    records[i]["query"] = ""
+  path = _write_lines(tmp_path / "k.jsonl", [json.dumps(r) for r in records])
+  with caplog.at_level(logging.WARNING):
+    data = load_jsonl(path, on_error="skip")
+  assert data.skipped == {"empty query": len(bad)}
+  named = [line + 1 for line in bad[:5]]
+  assert all(f"{path}:{n} (id " in caplog.text for n in named), caplog.text
+  assert f"{path}:{bad[5] + 1} " not in caplog.text and f"{path}:{bad[6] + 1} " not in caplog.text

@@ -129,3 +129,26 @@ def test_describe_command():
 
   bad = _describe("nope:x")
   assert bad.returncode == 2 and "valid specs" in bad.stderr
+
+
+def test_describe_prints_one_line_per_user_error(tmp_path):
+  record = {"id": "a", "lang": "en", "query": "Who?", "passage": "He did.", "contxt": "c"}
+  typo = tmp_path / "typo.jsonl"
+  typo.write_text(json.dumps(record) + "\n")
+  surrogate = tmp_path / "surrogate.jsonl"
+  surrogate.write_text(json.dumps({**record, "query": "\udfff"}) + "\n")
+  cases = [
+      ([f"jsonl:{tmp_path}/missing.jsonl"], "missing.jsonl: cannot read: No such file"),
+      ([f"jsonl:{typo}", "--strict"], "typo.jsonl:1: unknown field 'contxt' (did you mean"),
+      ([f"jsonl:{surrogate}"], "surrogate.jsonl:1 (id 'a') field 'query': text is not valid"),
+      ([f"squad:{tmp_path}/none"], "none: no such file or directory"),
+      (["xquad_r:eval", "--languages", "en,xx"], "unknown language code 'xx'"),
+  ]
+  for args, message in cases:
+    result = _describe(*args)
+    assert result.returncode == 2, (args, result.stderr)
+    assert result.stderr.startswith("error: ") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert _describe(f"jsonl:{typo}").returncode == 0  # without --strict: a warning
+  verbose = _describe(f"jsonl:{typo}", "--strict", "--verbose")
+  assert verbose.returncode != 0 and "Traceback (most recent call last)" in verbose.stderr

@@ -272,3 +272,35 @@ def test_require_parallel(tmp_path, documents):
   row = list(partial.ids).index(removed)
   assert partial.available[row].tolist() == [True, False, True]
   assert partial.queries[row, 1] is None and partial.skipped == {}
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda d: _qa(d).update(question="Who\ud800?"), "field 'question'"),
+    (lambda d: _paragraph(d).update(context=_paragraph(d)["context"] + "\udc00"),
+     "field 'context'"),
+    (lambda d: _paragraph(d)["sentences"].__setitem__(1, "\ud83d"), "field 'sentences' item 1"),
+])
+def test_a_lone_surrogate_is_rejected_naming_file_record_and_field(tmp_path, documents, edit,
+                                                                   field):
+  document = _small(documents["en"])
+  edit(document)
+  path = tmp_path / "en.json"
+  path.write_text(json.dumps(document), encoding="utf-8")  # ASCII: the surrogate as \uXXXX
+  for on_error in ("raise", "skip"):
+    with pytest.raises(DataError, match=rf"en\.json: article 0 paragraph 0 .*{field}: text is "
+                                        "not valid Unicode: lone surrogate"):
+      load_squad({"en": path}, on_error=on_error)
+
+
+def test_a_misspelt_paragraph_field_warns_or_fails_when_strict(tmp_path, documents, caplog):
+  document = _small(documents["en"])
+  for paragraph in document["data"][0]["paragraphs"]:
+    paragraph["sentence_break"] = paragraph.pop("sentence_breaks")
+  paths = _write(tmp_path, {"en": document})
+  with caplog.at_level(logging.WARNING):
+    load_squad(paths)
+  assert "2 record(s) have the unknown field 'sentence_break'" in caplog.text
+  assert "did you mean 'sentence_breaks'?" in caplog.text
+  with pytest.raises(DataError, match=r"paragraph 0: unknown field 'sentence_break' \(did you "
+                                      r"mean 'sentence_breaks'\?\)"):
+    load_squad(paths, strict=True)

@@ -192,3 +192,73 @@ def test_cli_end_to_end(kind, model, tokenizer, tmp_path):
   assert all(0 <= saved["metrics"]["map_xy"][x][y] <= 1 for x in ("en", "de") for y in ("en", "de"))
   assert saved["retriever"]["kind"] == ("tfidf" if kind == "tfidf" else "dense")
   assert (out / report.MARKDOWN_NAME).exists() and (out / report.HEATMAP_NAME).exists()
+
+
+def test_cli_user_errors_print_one_line_and_exit_2(model, tokenizer, tmp_path):
+  hf = tmp_path / "hf"
+  models.save_pretrained(model, str(hf), tokenizer)  # XLM-R positions: 80 rows = 78 tokens
+  (tmp_path / "a_file").write_text("")
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
+  cases = [
+      ([f"--model={hf}", "--passage_max_len=79"], "--passage_max_len=79: longer than the "
+       f"model's position table, which covers 78 tokens (the model of {hf}); use at most 78"),
+      ([f"--workdir={tmp_path}/a_file"], f"{tmp_path}/a_file: neither a training run"),
+      ([], "pass --workdir (a training run) or --model (HF_DIR or tfidf)"),
+      (["--model=tfidf", f"--output_dir={tmp_path}/o", f"--dataset=beir:{tmp_path}/nope"],
+       f"BEIR data: missing file {tmp_path}/nope/corpus.jsonl"),
+      (["--model=tfidf", "--step=x"], "--step=x: invalid literal"),
+  ]
+  for args, message in cases:
+    result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env,
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, (args, result.stderr[-3000:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: " + message), result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+
+
+def _write_beir(path, corpus, queries, qrels):
+  (path / "qrels").mkdir(parents=True)
+  with open(path / "corpus.jsonl", "w") as f:
+    f.writelines(json.dumps({"_id": i, "text": t}) + "\n" for i, t in corpus.items())
+  with open(path / "queries.jsonl", "w") as f:
+    f.writelines(json.dumps({"_id": i, "text": t}) + "\n" for i, t in queries.items())
+  with open(path / "qrels" / "test.tsv", "w") as f:
+    f.write("query-id\tcorpus-id\tscore\n")
+    f.writelines(f"{q}\t{d}\t{g}\n" for q, docs in qrels.items() for d, g in docs.items())
+
+
+def test_beir_is_scored_as_beir_scores_it(tmp_path):
+  """ArguAna-style data: queries are corpus documents too (BEIR drops a retrieved document whose
+  id is the query's), a judgement names a document the corpus lacks (relevant, never retrieved),
+  and a judged query has empty text (reported). Reference: pytrec_eval on the retriever's own
+  scores with BEIR's rules applied by hand."""
+  import pytrec_eval
+
+  corpus = {"a": "apple banana cherry", "b": "dog elephant fox", "ra": "apple banana grape",
+            "rb": "dog elephant goat", "x": "unrelated words here"}
+  queries = {"a": "apple banana cherry", "b": "dog elephant fox", "e": ""}
+  qrels = {"a": {"ra": 1, "gone": 1}, "b": {"rb": 1}, "e": {"x": 1}}
+  _write_beir(tmp_path / "beir", corpus, queries, qrels)
+  spec = f"beir:{tmp_path / 'beir'}"
+  dropped = evaluate.evaluate(evaluate.TfidfRetriever(), spec)
+  kept = evaluate.evaluate(evaluate.TfidfRetriever(), spec, ignore_identical_ids=False)
+
+  retriever = evaluate.TfidfRetriever()
+  doc_emb = retriever.embed_passages(list(corpus.values()), [""] * len(corpus))
+  scores = np.asarray(retriever.score_fn(len(corpus))(
+      retriever.embed_queries(list(queries.values())), doc_emb))
+  full = {q: {d: float(s) for d, s in zip(corpus, row)} for q, row in zip(queries, scores)}
+  for results, run in ((dropped, {q: {d: s for d, s in docs.items() if d != q}
+                                  for q, docs in full.items()}), (kept, full)):
+    want = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(run)
+    assert results["metrics"]["ndcg@10"] == pytest.approx(
+        np.mean([m["ndcg_cut_10"] for m in want.values()]), rel=1e-12)
+    assert results["metrics"]["recall@100"] == pytest.approx(
+        np.mean([m["recall_100"] for m in want.values()]), rel=1e-12)
+  assert dropped["metrics"]["ndcg@10"] > kept["metrics"]["ndcg@10"]
+  assert dropped["counts"]["ignore_identical_ids"] and not kept["counts"]["ignore_identical_ids"]
+  warnings = " | ".join(dropped["warnings"])
+  assert "1 judgement(s) name documents missing from corpus.jsonl (1 relevant; e.g. 'gone')" in (
+      warnings)
+  assert "1 judged quer(y/ies) with empty text ('e')" in warnings

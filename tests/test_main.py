@@ -179,3 +179,52 @@ def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
   after = transformers.AutoModel.from_pretrained(workdir / "model").embeddings.word_embeddings.weight
   assert after.shape == before.shape
   assert not np.allclose(after.detach().numpy(), before.detach().numpy())
+
+
+def _surrogate_jsonl(directory):
+  path = directory / "surrogate.jsonl"
+  records = [{"id": str(i), "lang": lang, "query": f"q{i}", "passage": f"p{i}"}
+             for i in range(20) for lang in ("en", "de")]
+  records[7]["passage"] = "bad \ud800"
+  path.write_text("".join(json.dumps(r) + "\n" for r in records))
+  return path
+
+
+@pytest.mark.parametrize("args, message", [
+    # ml_collections' own report was a 55-line traceback ending in a garbled AttributeError.
+    (["--config.train.num_step=12"], "--config.train.num_step=12: no such config field "
+     "'num_step' (Did you mean \"num_steps\" instead of \"num_step\"?)"),
+    (["--config.train.num_steps=many"], "--config.train.num_steps=many: invalid literal"),
+    (["--config=configs/missing.py"], "cannot load the config file: No such file or directory: "
+     "'configs/missing.py'"),
+    (["--config=configs/default.py:lang=en"], "--config=configs/default.py:lang=en: config "
+     "argument 'lang' is not one of ['langs', 'model', 'mono_prob', 'steps']"),
+    (["--config.checkpoint.every_steps=0"], "config.checkpoint.every_steps=0: must be >= 1"),
+    (["--config.data.passage_max_len=600"], "config.data.passage_max_len=600: longer than the "
+     "model's position table, which covers 512 tokens (config.model); use at most 512"),
+    (["--config.data.train=jsonl:{tmp}/surrogate.jsonl"], "{tmp}/surrogate.jsonl:8 (id '3') field "
+     "'passage': text is not valid Unicode: lone surrogate"),
+    (["--workdir={tmp}/a_file"], "--workdir={tmp}/a_file is a file, not a directory"),
+])
+def test_user_errors_print_one_line_and_exit_2(tmp_path, args, message):
+  _surrogate_jsonl(tmp_path)
+  (tmp_path / "a_file").write_text("")
+  args = [a.format(tmp=tmp_path) for a in args]
+  flags = args + TINY[1:] if args[0].startswith("--config=") else TINY + args
+  command = [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path / 'run'}", *flags]
+  proc = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and errors[0].startswith("error: " + message.format(tmp=tmp_path)), (
+      proc.stderr[-3000:])
+  assert "Traceback" not in proc.stderr
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+@pytest.mark.parametrize("args", [["--config.train.num_step=12"],  # raised while parsing flags
+                                  ["--config.checkpoint.keep=0"]])  # raised in main
+def test_verbose_shows_the_traceback_of_a_user_error(tmp_path, args):
+  proc = subprocess.run(
+      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *TINY, *args,
+       "--verbose"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr

@@ -278,3 +278,67 @@ def test_beir_metrics_match_pytrec_eval(num_levels):
 def test_beir_metrics_needs_ids_for_a_matrix():
   with pytest.raises(ValueError, match="needs query_ids and corpus_ids"):
     metrics.beir_metrics(np.zeros((1, 2)), {"q": {"d": 1}})
+
+
+def _pytrec_means(run, qrels, k_values):
+  per_query = pytrec_per_query(run, qrels, k_values)
+  return {name: np.mean([m[name] for m in per_query.values()])
+          for name in next(iter(per_query.values()))}
+
+
+@pytest.mark.parametrize("num_levels", [None, 3])
+def test_identical_ids_are_dropped_as_beir_does(num_levels):
+  """ArguAna/Quora: queries are corpus documents too. BEIR's EvaluateRetrieval pops the query's
+  own id from its results (its retrievers fetch top_k + 1 so top_k others remain); the
+  reference is pytrec_eval on the full run with that pop applied, the cut-offs inside the run."""
+  rng = np.random.default_rng(11)
+  k_values = (1, 3, 10)
+  scores, qids, dids, qrels = random_run(rng, 30, 40, num_levels)
+  dids[:12] = qids[:12]  # 12 queries are also documents; make each the top score of its row
+  for i in range(12):
+    scores[i, i] = scores[i].max() + 1.0
+    qrels[qids[i]] = dict(qrels.get(qids[i], {}), **{qids[i]: 0})  # BEIR lists it as judged 0
+  full = {q: {d: float(s) for d, s in zip(dids, row)} for q, row in zip(qids, scores)}
+  beir_popped = {q: {d: s for d, s in docs.items() if d != q} for q, docs in full.items()}
+  want = _pytrec_means(beir_popped, qrels, k_values)
+  dropped = metrics.beir_metrics(scores, qrels, k_values, query_ids=qids, corpus_ids=dids)
+  for name in want:
+    np.testing.assert_allclose(dropped[name], want[name], rtol=1e-12, err_msg=name)
+  kept = metrics.beir_metrics(scores, qrels, k_values, query_ids=qids, corpus_ids=dids,
+                              ignore_identical_ids=False)
+  want_kept = _pytrec_means(full, qrels, k_values)
+  for name in want_kept:
+    np.testing.assert_allclose(kept[name], want_kept[name], rtol=1e-12, err_msg=name)
+  assert dropped["ndcg@10"] > kept["ndcg@10"]
+  # A run dict gets the same rule.
+  from_run = metrics.beir_metrics(full, qrels, k_values)
+  assert from_run["ndcg@10"] == pytest.approx(want["ndcg@10"], rel=1e-12)
+  # Top-k without the own document still holds k documents (the top_k + 1 of BEIR).
+  run = metrics.scores_to_run(scores, qids, dids, 3, ignore_identical_ids=True)
+  assert all(len(run[q]) >= 3 and q not in run[q] for q in qids)
+
+
+def test_two_queries_that_are_documents_score_one_when_their_own_id_is_dropped():
+  # The issue's case: each query's own document ranks first, its relevant one second.
+  qids, dids = ["a", "b"], ["a", "b", "ra", "rb"]
+  scores = np.array([[1.0, 0.1, 0.9, 0.0], [0.1, 1.0, 0.0, 0.9]], np.float32)
+  qrels = {"a": {"ra": 1}, "b": {"rb": 1}}
+  dropped = metrics.beir_metrics(scores, qrels, query_ids=qids, corpus_ids=dids)
+  kept = metrics.beir_metrics(scores, qrels, query_ids=qids, corpus_ids=dids,
+                              ignore_identical_ids=False)
+  assert dropped["ndcg@10"] == 1.0 and dropped["mrr@10"] == 1.0
+  assert kept["ndcg@10"] == pytest.approx(1 / np.log2(3)) == pytest.approx(0.631, abs=1e-3)
+
+
+def test_judged_documents_missing_from_the_corpus_count_as_never_retrieved():
+  """The issue's 2-query example: q1 judges d1 (retrieved first) and a document the corpus lacks;
+  q2 judges d2 (retrieved first). pytrec_eval: nDCG@10 0.807, Recall@100 0.75."""
+  qids, dids = ["q1", "q2"], ["d1", "d2", "d3"]
+  scores = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.1]], np.float32)
+  qrels = {"q1": {"d1": 1, "missing": 1}, "q2": {"d2": 1}}
+  got = metrics.beir_metrics(scores, qrels, query_ids=qids, corpus_ids=dids)
+  run = metrics.scores_to_run(scores, qids, dids, 100)
+  want = _pytrec_means(run, qrels, (10, 100))
+  assert got["ndcg@10"] == pytest.approx(want["ndcg@10"], rel=1e-12)
+  assert got["recall@100"] == pytest.approx(want["recall@100"], rel=1e-12)
+  assert round(got["ndcg@10"], 3) == 0.807 and got["recall@100"] == 0.75

@@ -21,6 +21,7 @@ def _config(**loss):
   config = config_lib.default_config("langs=en+de,steps=10")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=40)
+  config.data.update(query_max_len=QUERY_LEN, passage_max_len=PASSAGE_LEN)  # 38 positions
   config.optim.warmup_steps = 2
   config.loss.update(loss)
   return config_lib.validate(config)

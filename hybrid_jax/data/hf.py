@@ -28,7 +28,7 @@ def _choose_split(dataset, split: str | None):
 
 
 def from_hf_dataset(dataset, split: str | None = None, *, name: str | None = None,
-                    on_error: str = "raise") -> ParallelQA:
+                    on_error: str = "raise", strict: bool = False) -> ParallelQA:
   """Converts a Hugging Face `datasets.Dataset` (or one split of a `DatasetDict`) with columns
   id, lang, query, passage (and optionally context) to `ParallelQA`, as `load_jsonl` would.
 
@@ -37,6 +37,7 @@ def from_hf_dataset(dataset, split: str | None = None, *, name: str | None = Non
     split: the DatasetDict split to use; may be omitted when it has only one.
     name: the data's name (default: "hf" and the split).
     on_error: "raise" or "skip" bad rows (see `load_jsonl`); a missing column always raises.
+    strict: a column other than the known ones is an error (else a warning with counts).
 
   Returns:
     The data; rows are named "<name> row <i>" in errors.
@@ -47,11 +48,11 @@ def from_hf_dataset(dataset, split: str | None = None, *, name: str | None = Non
   if missing:
     raise DataError(f"{name}: missing column(s) {missing}; the dataset has "
                     f"{dataset.column_names}, expected {list(REQUIRED_FIELDS)} (+ 'context')")
-  fields = list(REQUIRED_FIELDS) + (["context"] if "context" in dataset.column_names else [])
+  fields = list(dataset.column_names)
   columns = [dataset[field] for field in fields]
   records = ((f"{name} row {i}", dict(zip(fields, values)))
              for i, values in enumerate(zip(*columns)))
-  return from_records(records, name=name, problems=Problems(on_error))
+  return from_records(records, name=name, problems=Problems(on_error, strict))
 
 
 def _decode_tfds_example(example: dict) -> dict:
@@ -68,7 +69,7 @@ def _decode_tfds_example(example: dict) -> dict:
 
 
 def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
-              on_error: str = "raise") -> ParallelQA:
+              on_error: str = "raise", strict: bool = False) -> ParallelQA:
   """Loads a TFDS dataset whose examples have the JSONL fields (see `from_hf_dataset`).
 
   Needs the `tfds` extra (`pip install hybrid-jax[tfds]`: tensorflow-datasets, tensorflow-cpu).
@@ -78,6 +79,7 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
     split: the TFDS split.
     data_dir: TFDS data directory (default: TFDS's own).
     on_error: "raise" or "skip" bad examples (see `load_jsonl`).
+    strict: a feature other than the known ones is an error (else a warning with counts).
 
   Raises:
     ImportError: tensorflow_datasets is not installed.
@@ -91,4 +93,4 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
   spec = f"tfds:{name}[{split}]"
   records = ((f"{spec} example {i}", _decode_tfds_example(example))
              for i, example in enumerate(tfds.as_numpy(dataset)))
-  return from_records(records, name=spec, problems=Problems(on_error))
+  return from_records(records, name=spec, problems=Problems(on_error, strict))

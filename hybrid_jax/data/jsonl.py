@@ -15,9 +15,11 @@ import os
 import pathlib
 
 from hybrid_jax.data.languages import KNOWN_LANGUAGES
-from hybrid_jax.data.parallel_qa import Example, ParallelQA, Problems, assemble
+from hybrid_jax.data.parallel_qa import (DataError, Example, ParallelQA, Problems, assemble,
+                                         check_unicode)
 
 REQUIRED_FIELDS = ("id", "lang", "query", "passage")
+KNOWN_FIELDS = REQUIRED_FIELDS + ("context",)
 
 
 def _open_binary(path, mode: str):
@@ -51,8 +53,13 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
     records: iterable of (where, record) with `where` naming the record's place ("a.jsonl:3")
       and `record` a dict with the fields of `REQUIRED_FIELDS` and optionally "context"; a record
       that is None stands for one that could not be parsed (already reported to `problems`).
+      Other fields are counted and warned about (an error with `problems.strict`).
     name: the data's name.
     problems: where bad records are reported (and counted into `ParallelQA.skipped`).
+
+  Raises:
+    DataError: a bad record with on_error="raise"; a string with a lone surrogate; an unknown
+      field with strict loading.
 
   Returns:
     The data; candidates are the distinct (lang, passage, context), in order of first use.
@@ -65,6 +72,7 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
     if not isinstance(record, dict):
       problems.report("record is not a JSON object", where, repr(record)[:80])
       continue
+    problems.unknown_fields(record, KNOWN_FIELDS, where)
     id_ = record.get("id")
     if isinstance(id_, int) and not isinstance(id_, bool):
       id_ = str(id_)
@@ -74,6 +82,7 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
     if not isinstance(id_, str):
       problems.report("field 'id' is not a string", f"{where} field 'id'", repr(id_)[:80])
       continue
+    check_unicode(id_, f"{where} field 'id'")
     where = f"{where} (id {id_!r})"
     values = _text_fields(record, where, problems)
     if values is None:
@@ -95,7 +104,11 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
 
 def _read_jsonl(path, problems: Problems):
   """Yields (where, record) for every non-blank line of `path`; None for a malformed line."""
-  with _open_binary(path, "r") as f:
+  try:
+    opened = _open_binary(path, "r")
+  except OSError as e:
+    raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
+  with opened as f:
     for line_number, line in enumerate(f, start=1):
       if not line.strip():
         continue
@@ -109,7 +122,8 @@ def _read_jsonl(path, problems: Problems):
         yield where, None
 
 
-def load_jsonl(paths, *, name: str | None = None, on_error: str = "raise") -> ParallelQA:
+def load_jsonl(paths, *, name: str | None = None, on_error: str = "raise",
+               strict: bool = False) -> ParallelQA:
   """Loads JSON Lines files (plain or `.gz`) of `{"id", "lang", "query", "passage"[, "context"]}`.
 
   Args:
@@ -118,13 +132,17 @@ def load_jsonl(paths, *, name: str | None = None, on_error: str = "raise") -> Pa
     on_error: "raise" a `DataError` naming file, line and field at the first bad record, or
       "skip" bad records (malformed line, missing field, empty query/passage, unknown language,
       duplicate (id, lang)), counted in `ParallelQA.skipped`.
+    strict: a field other than those above is an error (else a warning with counts).
 
   Returns:
     The data (see `from_records`).
+
+  Raises:
+    DataError: a missing or unreadable file, or a bad record (see `from_records`).
   """
   paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
   name = name or ",".join(str(p) for p in paths)
-  problems = Problems(on_error)
+  problems = Problems(on_error, strict)
   records = (item for path in paths for item in _read_jsonl(path, problems))
   return from_records(records, name=name, problems=problems)
 

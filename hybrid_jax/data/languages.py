@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 
+from hybrid_jax.errors import UserError
+
 # ISO 639-1 (all 183 codes), plus codes used by MIRACL / Mr. TyDi / FLORES-style data sets.
 ISO_639_1 = frozenset("""
 aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da
@@ -23,13 +25,17 @@ XQUAD_R_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi",
 MLQA_R_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
 
+class LanguageError(UserError, ValueError):
+  """An unknown or repeated language code in a config, a flag or a data file."""
+
+
 def check_language(code, where: str = "") -> str:
-  """Returns `code` if it is a known language code, else raises ValueError naming `where`."""
+  """Returns `code` if it is a known language code, else raises LanguageError naming `where`."""
   if not isinstance(code, str) or code not in KNOWN_LANGUAGES:
     close = difflib.get_close_matches(str(code), sorted(KNOWN_LANGUAGES), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     place = f"{where}: " if where else ""
-    raise ValueError(f"{place}unknown language code {code!r}{hint}; expected an ISO 639-1 code "
+    raise LanguageError(f"{place}unknown language code {code!r}{hint}; expected an ISO 639-1 code "
                      "such as 'en', 'de', 'zh'")
   return code
 
@@ -44,7 +50,7 @@ def parse_languages(spec, where: str = "languages") -> tuple[str, ...]:
     spec = [s for s in spec.replace("+", ",").split(",") if s.strip()]
   codes = tuple(check_language(s.strip(), where) for s in spec)
   if not codes:
-    raise ValueError(f"{where}: no language given")
+    raise LanguageError(f"{where}: no language given")
   if len(set(codes)) != len(codes):
-    raise ValueError(f"{where}: language listed twice in {codes}")
+    raise LanguageError(f"{where}: language listed twice in {codes}")
   return codes

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import logging
+import re
 
 import numpy as np
 
 from hybrid_jax.data.languages import check_language
+from hybrid_jax.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +107,7 @@ class ParallelQA:
     languages = tuple(languages)
     unknown = [lang for lang in languages if lang not in self.languages]
     if unknown:
-      raise ValueError(f"{self.name}: language(s) {unknown} not in the data, which has "
+      raise DataError(f"{self.name}: language(s) {unknown} not in the data, which has "
                        f"{list(self.languages)}")
     cols = [self.languages.index(lang) for lang in languages]
     positives = self.positives[:, cols]
@@ -153,11 +156,25 @@ class ParallelQA:
     return "\n".join(lines)
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
   """Bad input data; the message names the file, the record (id or line) and the field."""
 
 
 ON_ERROR_CHOICES = ("raise", "skip")
+# Skipped records named in the log, beyond the per-reason counts.
+NAMED_SKIPS = 5
+# A lone UTF-16 surrogate: JSON can spell one ("\ud800"), UTF-8 cannot encode it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_unicode(value: str, where: str) -> str:
+  """`value`, or a DataError naming `where` when it holds a lone surrogate (a `"\\ud800"` JSON
+  escape): no tokenizer or UTF-8 writer can take such a string."""
+  found = _SURROGATE.search(value)
+  if found:
+    raise DataError(f"{where}: text is not valid Unicode: lone surrogate "
+                    f"{found.group()!r} at character {found.start()}")
+  return value
 
 
 class Problems:
@@ -165,27 +182,50 @@ class Problems:
 
   Args:
     on_error: "raise" (a `DataError` at the first problem) or "skip" (count it, go on; `summary`
-      logs the counts and returns them for `ParallelQA.skipped`).
+      logs the counts, names the first `NAMED_SKIPS` skipped records, and returns the counts for
+      `ParallelQA.skipped`).
+    strict: an unknown field (`unknown_fields`) is a `DataError` instead of a counted warning.
   """
 
-  def __init__(self, on_error: str):
+  def __init__(self, on_error: str, strict: bool = False):
     if on_error not in ON_ERROR_CHOICES:
-      raise ValueError(f"on_error={on_error!r}: expected one of {ON_ERROR_CHOICES}")
+      raise DataError(f"on_error={on_error!r}: expected one of {ON_ERROR_CHOICES}")
     self.on_error = on_error
+    self.strict = strict
     self.counts = collections.Counter()
+    self.named = []  # "where: reason" of the first NAMED_SKIPS skipped records
+    self.unknown = collections.Counter()  # unknown field name -> records holding it
+    self.first_unknown = {}  # unknown field name -> where it was first seen
 
   def report(self, reason: str, where: str, detail: str = "", count: int = 1) -> None:
     """`count` records are bad. `reason` is the short counted kind ("empty query"), `where` names
     the file, record and field ("en.json: article 0 paragraph 2 question 1 (id '56be...') field
     'question'"), `detail` adds the value."""
+    message = f"{where}: {reason}" + (f" ({detail})" if detail else "")
     if self.on_error == "raise":
-      raise DataError(f"{where}: {reason}" + (f" ({detail})" if detail else ""))
+      raise DataError(message)
     self.counts[reason] += count
+    if len(self.named) < NAMED_SKIPS:
+      self.named.append(message)
+
+  def unknown_fields(self, record: dict, known, where: str) -> None:
+    """Notes the fields of `record` that are not in `known` (a misspelt optional field such as
+    'contxt' would otherwise be silently ignored); raises at once when `strict`."""
+    for field in record:
+      if field in known:
+        continue
+      close = difflib.get_close_matches(str(field), list(known), n=1)
+      hint = f" (did you mean {close[0]!r}?)" if close else ""
+      if self.strict:
+        raise DataError(f"{where}: unknown field {field!r}{hint}; known fields: {list(known)}")
+      self.unknown[field] += 1
+      self.first_unknown.setdefault(field, f"{where}{hint}")
 
   def text(self, record: dict, field: str, where: str, *, empty_reason: str | None = None,
            optional: bool = False) -> str | None:
     """`record[field]` if it is a string (and not blank, when `empty_reason` is given); else
-    reports the problem and returns None. An absent `optional` field gives ""."""
+    reports the problem and returns None. An absent `optional` field gives "".
+    A string with a lone surrogate always raises (see `check_unicode`)."""
     value = record.get(field)
     if value is None:
       if optional:
@@ -197,15 +237,20 @@ class Problems:
     elif empty_reason and not value.strip():
       self.report(empty_reason, f"{where} field {field!r}", repr(value))
     else:
-      return value
+      return check_unicode(value, f"{where} field {field!r}")
     return None
 
   def summary(self, name: str) -> dict[str, int]:
-    """Logs a warning with the per-reason counts (if any) and returns them."""
+    """Logs warnings with the per-reason counts and the first skipped records (if any), and the
+    unknown fields with their counts; returns the per-reason counts."""
     if self.counts:
       listed = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.counts.items()))
-      logging.warning("%s: skipped %d bad record(s) (%s)", name, sum(self.counts.values()),
-                      listed)
+      logging.warning("%s: skipped %d bad record(s) (%s); the first: %s", name,
+                      sum(self.counts.values()), listed, "; ".join(self.named))
+    for field, n in sorted(self.unknown.items()):
+      logging.warning("%s: %d record(s) have the unknown field %r, ignored (first: %s); "
+                      "strict loading makes this an error", name, n, field,
+                      self.first_unknown[field])
     return dict(sorted(self.counts.items()))
 
 

@@ -20,7 +20,7 @@ import os
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
-from hybrid_jax.data.parallel_qa import ParallelQA
+from hybrid_jax.data.parallel_qa import DataError, ParallelQA
 from hybrid_jax.data.squad import load_squad
 
 # Article index ranges (file order) of the embedded XQuAD-R splits; None = every article.
@@ -36,12 +36,12 @@ def xquad_r_files() -> dict:
   return {lang: root / f"{lang}.json.gz" for lang in XQUAD_R_LANGUAGES}
 
 
-def _load_xquad_r(split: str, spec: str, on_error: str) -> ParallelQA:
+def _load_xquad_r(split: str, spec: str, on_error: str, strict: bool) -> ParallelQA:
   if split not in XQUAD_R_SPLITS:
-    raise ValueError(f"{spec}: unknown XQuAD-R split {split!r}; valid: "
+    raise DataError(f"{spec}: unknown XQuAD-R split {split!r}; valid: "
                      f"{', '.join('xquad_r:' + s for s in XQUAD_R_SPLITS)}")
   return load_squad(xquad_r_files(), articles=XQUAD_R_SPLITS[split], name=spec,
-                    on_error=on_error, require_parallel=True)
+                    on_error=on_error, require_parallel=True, strict=strict)
 
 
 def _split_suffix(argument: str, default: str | None):
@@ -52,23 +52,28 @@ def _split_suffix(argument: str, default: str | None):
   return argument, default
 
 
-def _load_hf(argument: str, spec: str, on_error: str) -> ParallelQA:
+def _load_hf(argument: str, spec: str, on_error: str, strict: bool) -> ParallelQA:
   import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
   target, split = _split_suffix(argument, None)
-  if os.path.isdir(target):
+  if os.path.isdir(target) or os.path.isfile(target):
     data_files = sorted(os.path.join(target, f) for f in os.listdir(target)
-                        if f.endswith(_HF_DATA_SUFFIXES))
+                        if f.endswith(_HF_DATA_SUFFIXES)) if os.path.isdir(target) else [target]
     if not data_files:
-      raise ValueError(f"{spec}: no {'/'.join(_HF_DATA_SUFFIXES)} file in {target}")
-    dataset = datasets.load_dataset("json", data_files=data_files)
-  elif os.path.isfile(target):
-    dataset = datasets.load_dataset("json", data_files=[target])
+      raise DataError(f"{spec}: no {'/'.join(_HF_DATA_SUFFIXES)} file in {target}")
+    try:
+      dataset = datasets.load_dataset("json", data_files=data_files)
+    except datasets.exceptions.DatasetGenerationError as e:  # e.g. a lone surrogate
+      raise DataError(f"{spec}: cannot read {target}: {e.__cause__ or e} (`jsonl:{target}` "
+                      "names the line)") from e
+  elif target.endswith(_HF_DATA_SUFFIXES) or target.startswith((os.sep, ".", "~")):
+    raise DataError(f"{spec}: no such file or directory {target}")
   else:
     dataset = datasets.load_dataset(target)
-  return from_hf_dataset(dataset, split, name=spec, on_error=on_error)
+  return from_hf_dataset(dataset, split, name=spec, on_error=on_error, strict=strict)
 
 
-def load(spec: str, *, languages=None, on_error: str = "raise") -> ParallelQA:
+def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = False
+         ) -> ParallelQA:
   """Loads the data named by `spec` (see the module docstring for the forms).
 
   Args:
@@ -76,31 +81,34 @@ def load(spec: str, *, languages=None, on_error: str = "raise") -> ParallelQA:
     languages: None (all), or language codes ("en,de", ("en", "de")) to keep, in that order;
       a code not in the data raises.
     on_error: "raise" or "skip" bad records (see the loaders).
+    strict: an unknown field of a record (a JSONL/HF record, a SQuAD paragraph) is an error
+      rather than a warning with counts.
 
   Returns:
     The data, named `spec`.
 
   Raises:
-    ValueError: an unknown scheme or split (the message lists the valid ones), or a language not
-      in the data; `DataError` (a ValueError) for bad input.
+    DataError (a `UserError` and ValueError): an unknown scheme or split (the message lists the
+      valid ones), a missing path, bad input; `LanguageError` for a language not in the data.
   """
   scheme, _, argument = spec.partition(":")
   if scheme == "xquad_r":
-    data = _load_xquad_r(argument, spec, on_error)
+    data = _load_xquad_r(argument, spec, on_error, strict)
   elif not argument and scheme in ("squad", "mlqa_r", "jsonl", "hf", "tfds"):
-    raise ValueError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
+    raise DataError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
                      f"{', '.join(SPEC_FORMS)}")
   elif scheme in ("squad", "mlqa_r"):
-    data = load_squad(argument, name=spec, on_error=on_error)
+    data = load_squad(argument, name=spec, on_error=on_error, strict=strict)
   elif scheme == "jsonl":
-    data = load_jsonl([p for p in argument.split(",") if p], name=spec, on_error=on_error)
+    data = load_jsonl([p for p in argument.split(",") if p], name=spec, on_error=on_error,
+                      strict=strict)
   elif scheme == "hf":
-    data = _load_hf(argument, spec, on_error)
+    data = _load_hf(argument, spec, on_error, strict)
   elif scheme == "tfds":
     name, split = _split_suffix(argument, "train")
-    data = load_tfds(name, split, on_error=on_error)
+    data = load_tfds(name, split, on_error=on_error, strict=strict)
   else:
-    raise ValueError(f"unknown data spec {spec!r}; valid specs: {', '.join(SPEC_FORMS)}")
+    raise DataError(f"unknown data spec {spec!r}; valid specs: {', '.join(SPEC_FORMS)}")
   if languages is not None:
     data = data.select_languages(parse_languages(languages, where=f"{spec} languages"))
   return data

@@ -17,11 +17,14 @@ import pathlib
 import re
 
 from hybrid_jax.data.languages import check_language
-from hybrid_jax.data.parallel_qa import (DataError, Example, ParallelQA, Problems, assemble)
+from hybrid_jax.data.parallel_qa import (DataError, Example, ParallelQA, Problems, assemble,
+                                         check_unicode)
 from hybrid_jax.data.sentences import sentence_spans
 
 # `<lang>.json[.gz]` (XQuAD, XQuAD-R) and MLQA's `<split>-context-<lang>-question-<lang>.json`.
 _LANG_FILE = re.compile(r"^(?P<lang>[A-Za-z-]+)\.json(\.gz)?$")
+# Fields of a paragraph this loader reads; others are warned about (an error when strict).
+PARAGRAPH_FIELDS = ("context", "qas", "sentences", "sentence_breaks")
 _MLQA_FILE = re.compile(r"context-(?P<context>[A-Za-z-]+)-question-(?P<question>[A-Za-z-]+)"
                         r"\.json(\.gz)?$")
 
@@ -66,8 +69,11 @@ def _read_json(path):
   """The parsed JSON document at `path`; malformed JSON raises a DataError with line:column."""
   if isinstance(path, (str, os.PathLike)):
     path = pathlib.Path(path)
-  with path.open("rb") as f:
-    raw = f.read()
+  try:
+    with path.open("rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
   try:
     return json.loads(gzip.decompress(raw) if path.name.endswith(".gz") else raw)
   except json.JSONDecodeError as e:
@@ -86,6 +92,8 @@ def _paragraph_sentences(paragraph: dict, context: str, lang: str, where: str,
                                 not all(isinstance(s, str) for s in sentences)):
     problems.report("field 'sentences' is not a list of strings", f"{where} field 'sentences'")
     return None
+  for k, sentence in enumerate(sentences or ()):
+    check_unicode(sentence, f"{where} field 'sentences' item {k}")
   if breaks is not None:
     valid = isinstance(breaks, list) and all(
         isinstance(b, list) and len(b) == 2 and all(isinstance(x, int) for x in b) and
@@ -154,6 +162,7 @@ def _load_paragraph(paragraph, where: str, lang: str, table: _Table,
   if not isinstance(paragraph, dict):
     problems.report("paragraph is not a JSON object", where)
     return
+  problems.unknown_fields(paragraph, PARAGRAPH_FIELDS, where)
   qas = paragraph.get("qas", [])
   context = problems.text(paragraph, "context", where, empty_reason="empty context")
   sentences = None if context is None else _paragraph_sentences(paragraph, context, lang, where,
@@ -227,7 +236,7 @@ def _check_parallel(files: dict, table: _Table, problems: Problems) -> None:
 
 
 def load_squad(files, *, articles=None, name: str | None = None, on_error: str = "raise",
-               require_parallel: bool = False) -> ParallelQA:
+               require_parallel: bool = False, strict: bool = False) -> ParallelQA:
   """Loads SQuAD-v1.1-format files, one per language, as parallel QA keyed by question id.
 
   Args:
@@ -244,6 +253,8 @@ def load_squad(files, *, articles=None, name: str | None = None, on_error: str =
     require_parallel: every id must be in every file (XQuAD-R is 11-way parallel): raise naming
       the first id that differs and its two files, or with on_error="skip", drop the ids that are
       not in every language. False allows partial examples (MLQA).
+    strict: a paragraph field other than `PARAGRAPH_FIELDS` is an error (else a warning with
+      counts; a misspelt 'sentence_breaks' would silently fall back to `split_sentences`).
 
   Returns:
     The data: languages in file order, ids in order of first appearance, candidates = every
@@ -262,7 +273,7 @@ def load_squad(files, *, articles=None, name: str | None = None, on_error: str =
       except ValueError as e:
         raise DataError(str(e)) from None
     name = name or ",".join(str(path) for path in files.values())
-  problems = Problems(on_error)
+  problems = Problems(on_error, strict)
   table = _Table()
   for lang, path in files.items():
     _load_file(path, lang, articles, table, problems)
