@@ -33,7 +33,7 @@ import shutil
 
 import numpy as np
 
-from hybrid_jax.data.jsonl import _text_fields
+from hybrid_jax.data.jsonl import record_fields
 from hybrid_jax.data.languages import KNOWN_LANGUAGES
 from hybrid_jax.data.parallel_qa import Candidates, ParallelQA, Problems
 from hybrid_jax.errors import UserError
@@ -213,27 +213,13 @@ def _scan(records, where_of, problems: Problems, progress):
     size = len(columns["id"])
     for k in range(size):
       record = {key: columns[key][k] for key in columns if columns[key][k] is not None}
-      record.setdefault("id", None)
-      if isinstance(record["id"], int) and not isinstance(record["id"], bool):
-        record["id"] = str(record["id"])
-      where = where_of(row + k, record)
-      if record["id"] is None or record["id"] == "":
-        problems.report("missing field 'id'", f"{where} field 'id'")
+      fields = record_fields(record, where_of(row + k), problems)
+      if fields is None:
         continue
-      if not isinstance(record["id"], str):
-        problems.report("field 'id' is not a string", f"{where} field 'id'",
-                        repr(record["id"])[:80])
-        continue
-      values = _text_fields(record, where, problems)
-      if values is None:
-        continue
-      lang, _, passage, context = values
-      if lang not in codes:
-        problems.report("unknown language code", f"{where} field 'lang'", repr(lang))
-        continue
+      id_, _, lang, _, passage, context = fields
       lang_code[row + k] = codes[lang]
-      id_digest[row + k] = _digest(record["id"])
-      id_lang_digest[row + k] = _digest(record["id"], lang)
+      id_digest[row + k] = _digest(id_)
+      id_lang_digest[row + k] = _digest(id_, lang)
       candidate_digest[row + k] = _digest(lang, passage, context)
     row += size
     progress.update(size)
@@ -296,9 +282,9 @@ def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") 
   problems = Problems(on_error)
   starts = np.cumsum([0] + [len(ds) for ds in per_file])
 
-  def where_of(row, record):
+  def where_of(row):
     file = int(np.searchsorted(starts, row, side="right")) - 1
-    return f"{paths[file]}: record {row - starts[file] + 1} (id {record.get('id')!r})"
+    return f"{paths[file]}: record {row - starts[file] + 1}"
 
   with tqdm.tqdm(total=len(records), desc=f"prepare {name}", unit="record") as progress:
     lang_code, id_digest, id_lang_digest, candidate_digest, code_langs = _scan(
@@ -309,8 +295,9 @@ def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") 
   accepted[first_of_pair] = True
   for position in np.flatnonzero(~accepted):
     row = int(valid[position])
-    problems.report("duplicate id", f"{where_of(row, records[row])} field 'id'",
-                    f"second record of {records[row]['id']!r} in {records[row]['lang']}")
+    id_, lang = records[row]["id"], records[row]["lang"]
+    problems.report("duplicate id", f"{where_of(row)} (id {id_!r}) field 'id'",
+                    f"second record of {id_!r} in {lang}")
   rows = valid[accepted]
   if not len(rows):
     raise UserError(f"{name}: no valid record")
