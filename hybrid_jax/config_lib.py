@@ -178,10 +178,10 @@ def train_sources(config: ml_collections.ConfigDict) -> list[TrainSource]:
 
 
 def source_weights(sources: list[TrainSource], sizes, alpha: float) -> list[float]:
-  """Relative frequency of each source: its given weight, else size**alpha (temperature sampling
-  of multilingual pretraining, Conneau et al. 2020 (XLM-R) eq. 1, alpha=0.3; alpha=1 samples by
-  size as the paper, arXiv:2408.10536, does; alpha=0 uniformly). `sizes`: examples per source.
-  Given and size-based weights are not mixed: `train_sources` gives all or none."""
+  """Relative frequency of each source: its given weight, else size**alpha (the temperature
+  sampling of multilingual pretraining, Lample & Conneau 2019 (XLM) eq. 1; XLM-R used 0.3;
+  alpha=1 samples by size as the paper, arXiv:2408.10536, does; alpha=0 uniformly).
+  `sizes`: examples per source. `train_sources` gives weights to all sources or to none."""
   return [s.weight if s.weight is not None else float(n) ** alpha
           for s, n in zip(sources, sizes)]
 

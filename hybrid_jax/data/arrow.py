@@ -286,7 +286,7 @@ def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") 
     file = int(np.searchsorted(starts, row, side="right")) - 1
     return f"{paths[file]}: record {row - starts[file] + 1}"
 
-  with tqdm.tqdm(total=len(records), desc=f"prepare {name}", unit="record") as progress:
+  with tqdm.tqdm(total=len(records), desc="prepare: reading records", unit="record") as progress:
     lang_code, id_digest, id_lang_digest, candidate_digest, code_langs = _scan(
         records.with_format("arrow"), where_of, problems, progress)
   valid = np.flatnonzero(lang_code >= 0)
