@@ -28,6 +28,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -35,16 +36,39 @@ import numpy as np
 LANGUAGES = ("en", "de", "es", "ar", "ru", "zh", "hi", "vi", "el")
 
 
-def rss_mb() -> float:
+def rss_mb(kind: str = "RssAnon") -> float:
+  """Resident MB of this process: RssAnon (its own memory: heap, arrays), RssFile (pages of
+  memory-mapped files, e.g. the Arrow records: shared page cache the kernel reclaims under
+  pressure) or VmRSS (both)."""
   with open("/proc/self/status") as f:
     for line in f:
-      if line.startswith("VmRSS:"):
+      if line.startswith(kind + ":"):
         return int(line.split()[1]) / 1024
   return float("nan")
 
 
-def peak_rss_mb() -> float:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+class PeakAnon:
+  """Samples RssAnon every 50 ms on a thread: the peak of the process's own memory (ru_maxrss
+  would also count the memory-mapped Arrow pages read)."""
+
+  def __init__(self):
+    self.peak_mb = rss_mb()
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._run, daemon=True)
+    self._thread.start()
+
+  def _run(self):
+    while not self._stop.wait(0.05):
+      self.peak_mb = max(self.peak_mb, rss_mb())
+
+  def stop(self) -> float:
+    self._stop.set()
+    self._thread.join()
+    return max(self.peak_mb, rss_mb())
+
+
+def memory(prefix: str) -> dict:
+  return {f"{prefix}_anon_mb": rss_mb(), f"{prefix}_file_mb": rss_mb("RssFile")}
 
 
 def make(args) -> dict:
@@ -81,11 +105,13 @@ def _parquet_spec(directory: str) -> str:
 
 def prepare(args) -> dict:
   from hybrid_jax import data as data_lib
+  peak = PeakAnon()
   t0 = time.perf_counter()
   data = data_lib.prepare(_parquet_spec(args.dir), os.path.join(args.dir, "arrow"))
   seconds = time.perf_counter() - t0
   records = os.path.join(args.dir, "arrow", "records")
-  return {"prepare_seconds": seconds, "prepare_peak_rss_mb": peak_rss_mb(),
+  return {"prepare_seconds": seconds, "prepare_peak_anon_mb": peak.stop(),
+          "prepare_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
           "examples": data.num_examples, "candidates": len(data.candidates),
           "arrow_bytes": sum(os.path.getsize(os.path.join(records, f))
                              for f in os.listdir(records))}
@@ -109,13 +135,14 @@ def measure(args) -> dict:
   from hybrid_jax import data as data_lib
   from hybrid_jax import input_pipeline
   from hybrid_jax.models import tokenizer as tokenizer_lib
-  out = {"rss_start_mb": rss_mb()}
+  peak = PeakAnon()
+  out = memory("start")
   tokenizer = load_xlmr_tokenizer(args.tokenizer)
-  out["rss_with_tokenizer_mb"] = rss_mb()
+  out.update(memory("with_tokenizer"))
   t0 = time.perf_counter()
   data = data_lib.load(f"arrow:{os.path.join(args.dir, 'arrow')}")
-  out.update(load_seconds=time.perf_counter() - t0, rss_after_load_mb=rss_mb(),
-             examples=data.num_examples, languages=len(data.languages))
+  out.update(load_seconds=time.perf_counter() - t0, load_peak_anon_mb=peak.peak_mb,
+             examples=data.num_examples, languages=len(data.languages), **memory("after_load"))
   config = config_lib.default_config("langs=" + "+".join(data.languages))
   config.train.global_batch_size = args.batch
   config.data.query_max_len, config.data.passage_max_len = 32, 128
@@ -124,7 +151,7 @@ def measure(args) -> dict:
   t0 = time.perf_counter()
   builder = input_pipeline.make_batch_builder(config_lib.validate(config), data, tokenizer)
   builder.sampler.batch(0)
-  out.update(sampler_setup_seconds=time.perf_counter() - t0, rss_after_sampler_mb=rss_mb())
+  out.update(sampler_setup_seconds=time.perf_counter() - t0, **memory("after_sampler"))
   builder(0)  # warm-up
   wall = {"sampler": 0.0, "texts": 0.0, "tokenize": 0.0}
   cpu = dict(wall)
@@ -152,7 +179,7 @@ def measure(args) -> dict:
   out.update(builder_ms_per_batch=1000 * whole / args.steps,
              builder_examples_per_second=args.steps * args.batch / whole,
              builder_examples_per_cpu_second=args.steps * args.batch / whole_cpu,
-             rss_end_mb=rss_mb(), peak_rss_mb=peak_rss_mb(),
+             **memory("end"), peak_anon_mb=peak.stop(),
              cpu_count=os.cpu_count(), loadavg=open("/proc/loadavg").read().split()[:3])
   return out
 
