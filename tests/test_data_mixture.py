@@ -185,3 +185,23 @@ def test_mixture_trains_end_to_end(sources_spec, tmp_path):
   assert all(np.isfinite(r["loss"]) for r in records)
   saved = json.load(open(tmp_path / "config.json"))
   assert saved["data"]["train"] == sources_spec
+
+
+def test_sampler_mono_prob_per_source():
+  """The sampler's per-source mono_prob: a one-language source at 1, a two-language one at 0."""
+  from hybrid_jax.sampler import HybridBatchSampler
+  english = np.zeros((40, 2), bool)
+  english[:, 0] = True
+  both = np.ones((30, 2), bool)
+  sampler = HybridBatchSampler([english, both], ("en", "de"), 8, [1.0, 0.0], seed=0)
+  sources = collections.Counter()
+  for step in range(200):
+    b = sampler.batch(step)
+    sources[b.source] += 1
+    assert b.is_mono == (b.source == 0)
+    assert (b.query_lang == b.passage_lang).all() == b.is_mono
+  assert sources[0] > 0 and sources[1] > 0
+  with pytest.raises(ValueError, match="one such per source"):
+    HybridBatchSampler([english, both], ("en", "de"), 8, [1.0], seed=0)
+  with pytest.raises(ValueError, match="no cross-lingual pool"):  # a single probability
+    HybridBatchSampler([english, both], ("en", "de"), 8, 0.5, seed=0)
