@@ -20,7 +20,11 @@ def get_config(arg=None):
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.train = "xquad_r:train"          # a spec for hybrid_jax.data.load
+  config.data.train = "xquad_r:train"          # a spec for hybrid_jax.data.load, or several
+                                               # joined by '+' (one source each; each batch
+                                               # from one source)
+  config.data.train_weights = ""               # '+'-joined per-source weights; '' = by size
+  config.data.source_temperature_alpha = 1.0   # weights by size**alpha (1: by size, 0: uniform)
   config.data.eval = "xquad_r:eval"            # '' to skip evaluation
   config.data.languages = arg.langs            # '+'-joined codes, or 'xquad_r' for all 11
   config.data.on_error = "raise"               # or 'skip': skip and count malformed records

@@ -7,9 +7,11 @@ A config file exposes `get_config(arg=None)`; `arg` is the text after the colon 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
+import re
 from collections.abc import Mapping
 
 import ml_collections
@@ -192,4 +194,93 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   for field in ("data.query_max_len", "data.passage_max_len"):
     section, name = field.split(".")
     check_max_len(f"config.{field}", config[section][name], limit, source)
+  validate_train_sources(config)
   return config
+
+
+# A '+' starts a new source only where a spec scheme follows, so paths may contain '+'.
+_SOURCE_SEPARATOR = re.compile(r"\+(?=[a-z_]+:)")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSource:
+  """One training source of `config.data.train`.
+
+  Attributes:
+    spec: a `hybrid_jax.data.load` spec.
+    weight: its given relative frequency, or None to weigh it by size (`source_weights`).
+  """
+
+  spec: str
+  weight: float | None
+
+
+def _as_list(value, separator) -> list[str]:
+  """A '+'-joined string (split by `separator`) or a list/tuple of strings -> stripped items."""
+  if isinstance(value, str):
+    return [item.strip() for item in separator.split(value) if item.strip()]
+  return [str(item).strip() for item in value]
+
+
+def train_sources(config: ml_collections.ConfigDict) -> list[TrainSource]:
+  """The sources of `config.data.train` with their given weights (`config.data.train_weights`).
+
+  `data.train` is one spec, several specs joined by '+' (`jsonl:en.jsonl+arrow:/data/mmarco`; a
+  '+' splits only where a scheme follows) or, in a config file, a list of specs.
+  `data.train_weights` is '' (weigh by size, see `source_weights`) or one positive number per
+  source, '+'-joined or a list.
+
+  Raises:
+    UserError: no source, a repeated source, or weights that do not match the sources.
+  """
+  specs = _as_list(config.data.train, _SOURCE_SEPARATOR)
+  if not specs:
+    raise UserError("config.data.train is empty: give a data spec such as 'xquad_r:train', or "
+                    "several joined by '+'")
+  repeated = sorted({s for s in specs if specs.count(s) > 1})
+  if repeated:
+    raise UserError(f"config.data.train names {repeated} more than once: give each source once "
+                    "and weigh it with config.data.train_weights")
+  given = _as_list(config.data.get("train_weights", ""), re.compile(r"\+"))
+  if not given:
+    return [TrainSource(spec, None) for spec in specs]
+  if len(given) != len(specs):
+    raise UserError(f"config.data.train_weights={config.data.train_weights!r} has {len(given)} "
+                    f"weight(s) for the {len(specs)} source(s) of config.data.train: give one "
+                    "per source, '+'-joined, or '' to weigh by size")
+  weights = []
+  for text in given:
+    try:
+      weight = float(text)
+    except ValueError:
+      weight = float("nan")
+    if not weight > 0 or weight == float("inf"):
+      raise UserError(f"config.data.train_weights={config.data.train_weights!r}: {text!r} is not "
+                      "a positive number")
+    weights.append(weight)
+  return [TrainSource(spec, weight) for spec, weight in zip(specs, weights)]
+
+
+def source_weights(sources: list[TrainSource], sizes, alpha: float) -> list[float]:
+  """Relative frequency of each source: its given weight, else size**alpha (the temperature
+  sampling of multilingual pretraining, Lample & Conneau 2019 (XLM) eq. 1; XLM-R used 0.3;
+  alpha=1 samples by size as the paper, arXiv:2408.10536, does; alpha=0 uniformly).
+  `sizes`: examples per source. `train_sources` gives weights to all sources or to none."""
+  return [s.weight if s.weight is not None else float(n) ** alpha
+          for s, n in zip(sources, sizes)]
+
+
+def validate_train_sources(config: ml_collections.ConfigDict) -> None:
+  """Checks `data.train`, `data.train_weights` and `data.source_temperature_alpha`.
+
+  Raises:
+    UserError: see `train_sources`; alpha outside [0, 1], or alpha with given weights.
+  """
+  sources = train_sources(config)
+  alpha = config.data.get("source_temperature_alpha", 1.0)
+  if not 0.0 <= alpha <= 1.0:
+    raise UserError(f"config.data.source_temperature_alpha={alpha!r}: must be in [0, 1] (1: by "
+                    "size, 0: uniform over sources)")
+  if alpha != 1.0 and sources[0].weight is not None:
+    raise UserError(f"config.data.source_temperature_alpha={alpha!r} weighs sources by size but "
+                    "config.data.train_weights gives the weights: set one of them")

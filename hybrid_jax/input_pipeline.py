@@ -4,17 +4,28 @@ Each process builds only its own contiguous slice of the global batch
 (`sampler.batch(step).shard(process_index, process_count)`), tokenises it on the host and hands it
 to `sharding.host_local_to_global`. Every host derives the same global batch from the step, so
 they agree on the batch type and languages by construction.
+
+Several training sources (`config.data.train` joined by '+') are mixed as the paper mixes its
+data sets: each batch comes from one source, chosen with the source's weight (by size, given, or
+size**alpha); a source with fewer than two of the configured languages on any example gives only
+monolingual batches, so the realised mono fraction is sum_s weight_s * mono_prob_s, logged at
+start by `make_batch_builder`.
 """
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
+from typing import Sequence
 
 import numpy as np
 
+from hybrid_jax import config_lib
 from hybrid_jax.data import ParallelQA
+from hybrid_jax.data import load as load_data
+from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
 from hybrid_jax.sampler import HybridBatchSampler
 
@@ -32,21 +43,67 @@ def hard_negative_table(data: ParallelQA) -> list[np.ndarray]:
   return table
 
 
+def load_sources(config) -> list[ParallelQA]:
+  """The training sources of `config.data.train`, each restricted to the configured languages
+  it has (`config.data.languages` order).
+
+  Raises:
+    UserError: a source with none of the configured languages, or a configured language in no
+      source (the message names the config keys and the sources' languages).
+  """
+  languages = config.data.languages.split("+")
+  sources = []
+  for source in config_lib.train_sources(config):
+    data = load_data(source.spec, on_error=config.data.on_error,
+                     strict=config.data.get("strict", False))
+    present = [lang for lang in languages if lang in data.languages]
+    if not present:
+      raise UserError(f"config.data.train source {source.spec!r} has none of the languages of "
+                      f"config.data.languages={config.data.languages!r} (it has "
+                      f"{'+'.join(data.languages)}): drop the source or add its languages")
+    sources.append(data.select_languages(present))
+  missing = [lang for lang in languages if not any(lang in d.languages for d in sources)]
+  if missing:
+    raise UserError(f"config.data.languages={config.data.languages!r}: {'+'.join(missing)} in no "
+                    f"source of config.data.train={config.data.train!r} (languages: "
+                    f"{'; '.join(d.name + ' ' + '+'.join(d.languages) for d in sources)})")
+  return sources
+
+
+def _language_columns(data: ParallelQA, languages: Sequence[str]) -> np.ndarray:
+  """int64 [len(languages)]: the column of each language in `data`, -1 where absent."""
+  return np.array([data.languages.index(lang) if lang in data.languages else -1
+                   for lang in languages], np.int64)
+
+
+def _in_columns(values: np.ndarray, columns: np.ndarray, fill) -> np.ndarray:
+  """[N, len(columns)]: `values[:, columns]`, with `fill` where a column is -1."""
+  out = np.full((values.shape[0], len(columns)), fill, values.dtype)
+  present = columns >= 0
+  out[:, present] = values[:, columns[present]]
+  return out
+
+
 class BatchBuilder:
   """step -> this process's slice of the global batch, as numpy arrays.
 
   Output (b = global_batch_size / process_count, k = num_hard_negatives):
     query_input_ids, query_attention_mask, query_token_type_ids: int32 [b, query_max_len]
     passage_input_ids, passage_attention_mask, passage_token_type_ids: int32 [b, passage_max_len]
-    passage_keys: int32 [b], candidate index of each positive (equal = same passage)
+    passage_keys: int32 [b], candidate index of each positive in the batch's source (equal = same
+      passage; a batch never mixes sources)
     hard_negative_*: int32 [b, k, passage_max_len] and hard_negative_keys int32 [b, k] when k > 0
   and `describe(step)` -> (is_mono, query language, passage language) for logging.
+
+  `data` is one `ParallelQA` or a list, one per source of the sampler; the sampler's language
+  indices refer to `sampler.languages`, and a source may hold a subset of them.
   """
 
-  def __init__(self, data: ParallelQA, sampler: HybridBatchSampler, tokenizer, *,
-               query_max_len: int, passage_max_len: int, num_hard_negatives: int = 0,
-               seed: int = 0, process_index: int = 0, process_count: int = 1):
-    self.data = data
+  def __init__(self, data: ParallelQA | Sequence[ParallelQA], sampler: HybridBatchSampler,
+               tokenizer, *, query_max_len: int, passage_max_len: int,
+               num_hard_negatives: int = 0, seed: int = 0, process_index: int = 0,
+               process_count: int = 1):
+    self.sources = [data] if isinstance(data, ParallelQA) else list(data)
     self.sampler = sampler
     self.tokenizer = tokenizer
     self.query_max_len = query_max_len
@@ -55,17 +112,20 @@ class BatchBuilder:
     self.seed = seed
     self.process_index = process_index
     self.process_count = process_count
-    self._hard_negatives = hard_negative_table(data) if num_hard_negatives else None
+    self._columns = [_language_columns(d, sampler.languages) for d in self.sources]
+    self._hard_negatives = ([hard_negative_table(d) for d in self.sources]
+                            if num_hard_negatives else None)
 
   def describe(self, step: int) -> tuple[bool, str, str]:
     b = self.sampler.batch(step)
-    langs = self.data.languages
+    langs = self.sampler.languages
     q = langs[b.query_lang[0]] if len(set(b.query_lang.tolist())) == 1 else "mixed"
     p = langs[b.passage_lang[0]] if len(set(b.passage_lang.tolist())) == 1 else "mixed"
     return bool(b.is_mono), q, p
 
-  def _passages(self, candidate_ids: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
-    cands = self.data.candidates
+  def _passages(self, data: ParallelQA, candidate_ids: np.ndarray,
+                prefix: str) -> dict[str, np.ndarray]:
+    cands = data.candidates
     flat = candidate_ids.reshape(-1)
     tokens = tokenizer_lib.tokenize_passages(
         self.tokenizer, cands.text[flat].tolist(), cands.context[flat].tolist(),
@@ -73,14 +133,14 @@ class BatchBuilder:
     return {f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
             for k, v in tokens.items()}
 
-  def _sample_hard_negatives(self, step: int, positives: np.ndarray) -> np.ndarray:
+  def _sample_hard_negatives(self, step: int, source: int, positives: np.ndarray) -> np.ndarray:
     """int64 [b, k]: other sentences of each positive's paragraph (random ones of the same
     language when the paragraph has fewer than k), drawn from (seed, step, process)."""
     rng = np.random.default_rng([self.seed, 0x4A4E, step, self.process_index])
-    lang_of = self.data.candidates.language
+    lang_of = self.sources[source].candidates.language
     out = np.empty((len(positives), self.num_hard_negatives), np.int64)
     for row, pos in enumerate(positives):
-      pool = self._hard_negatives[pos]
+      pool = self._hard_negatives[source][pos]
       if len(pool) < self.num_hard_negatives:
         same_lang = np.flatnonzero(lang_of == lang_of[pos])
         extra = rng.choice(same_lang[same_lang != pos], self.num_hard_negatives - len(pool),
@@ -91,29 +151,75 @@ class BatchBuilder:
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
     shard = self.sampler.batch(step).shard(self.process_index, self.process_count)
-    ids, qlang, plang = shard.example_ids, shard.query_lang, shard.passage_lang
-    queries = self.data.queries[ids, qlang].tolist()
-    positives = self.data.positives[ids, plang]
+    data, columns = self.sources[shard.source], self._columns[shard.source]
+    ids, qlang, plang = shard.example_ids, columns[shard.query_lang], columns[shard.passage_lang]
+    queries = data.queries[ids, qlang].tolist()
+    positives = data.positives[ids, plang]
     batch = {f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(
         self.tokenizer, queries, self.query_max_len).items()}
-    batch.update(self._passages(positives, "passage"))
+    batch.update(self._passages(data, positives, "passage"))
     batch["passage_keys"] = positives.astype(np.int32)
     if self.num_hard_negatives:
-      negatives = self._sample_hard_negatives(step, positives)
-      batch.update(self._passages(negatives, "hard_negative"))
+      negatives = self._sample_hard_negatives(step, shard.source, positives)
+      batch.update(self._passages(data, negatives, "hard_negative"))
       batch["hard_negative_keys"] = negatives.astype(np.int32)
     return batch
 
 
-def make_batch_builder(config, data: ParallelQA, tokenizer, *, process_index: int = 0,
-                       process_count: int = 1) -> BatchBuilder:
+def mixture_summary(sources: Sequence[ParallelQA], sampler: HybridBatchSampler,
+                    mono_probs: Sequence[float], mono_prob: float) -> str:
+  """One line per source (probability, languages, mono probability) and the realised mix."""
+  lines = []
+  for data, prob, mono in zip(sources, sampler.source_probs, mono_probs):
+    kinds = "mono only (fewer than 2 languages per example)" if mono == 1.0 and mono_prob < 1 else (
+        f"mono {mono:.3g} / cross {1 - mono:.3g}")
+    lines.append(f"  {data.name}: p={prob:.4f}, {data.num_examples} examples, languages "
+                 f"{'+'.join(data.languages)}, {kinds}")
+  effective = float(np.dot(sampler.source_probs, mono_probs))
+  lines.append(f"  realised mono fraction {effective:.4f} (config.sampler.mono_prob={mono_prob})")
+  return "training mixture of %d source(s):\n" % len(sources) + "\n".join(lines)
+
+
+def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenizer, *,
+                       process_index: int = 0, process_count: int = 1) -> BatchBuilder:
   """The sampler and batch builder a training config describes (`config.sampler`, `.train`,
-  `.data`, `.loss`, `.seed`), for this process's slice of every global batch."""
-  sampler = HybridBatchSampler(
-      data.available, data.languages, config.train.global_batch_size, config.sampler.mono_prob,
-      config.seed, language_scope=config.sampler.language_scope, passage_keys=data.passage_keys)
+  `.data`, `.loss`, `.seed`), for this process's slice of every global batch.
+
+  `data`: one `ParallelQA` or the sources of `config.data.train` (`load_sources`), in order.
+  Sources are weighed by `config_lib.source_weights`; a source where no example has two of the
+  configured languages gets mono_prob 1 (the mix is logged).
+
+  Raises:
+    UserError: a source cannot fill a batch of the kind its probability asks for.
+  """
+  sources = [data] if isinstance(data, ParallelQA) else list(data)
+  languages = config.data.languages.split("+")
+  columns = [_language_columns(d, languages) for d in sources]
+  available = [_in_columns(d.available, c, False) for d, c in zip(sources, columns)]
+  keys = [_in_columns(d.passage_keys, c, -1) for d, c in zip(sources, columns)]
+  mono_prob, mixed = config.sampler.mono_prob, len(sources) > 1
+  mono_probs = [mono_prob if not mixed or np.any(a.sum(axis=1) >= 2) else 1.0 for a in available]
+  weights = None
+  if mixed:
+    specs = config_lib.train_sources(config)
+    if len(specs) != len(sources):
+      raise ValueError(f"{len(sources)} sources for the {len(specs)} of config.data.train")
+    weights = config_lib.source_weights(specs, [d.num_examples for d in sources],
+                                        config.data.get("source_temperature_alpha", 1.0))
+  try:  # one source is passed as arrays, so the sampler reads it as one
+    sampler = HybridBatchSampler(
+        available if mixed else available[0], languages, config.train.global_batch_size,
+        mono_probs if mixed else mono_prob, config.seed,
+        language_scope=config.sampler.language_scope, passage_keys=keys if mixed else keys[0],
+        source_weights=weights)
+  except ValueError as e:
+    names = ", ".join(f"source {i} = {d.name}" for i, d in enumerate(sources))
+    raise UserError(f"config.data.train ({names}): {e}; lower config.train.global_batch_size or "
+                    "change config.sampler.mono_prob") from None
+  if mixed:
+    logging.info("%s", mixture_summary(sources, sampler, mono_probs, mono_prob))
   return BatchBuilder(
-      data, sampler, tokenizer, query_max_len=config.data.query_max_len,
+      sources, sampler, tokenizer, query_max_len=config.data.query_max_len,
       passage_max_len=config.data.passage_max_len,
       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
       process_index=process_index, process_count=process_count)

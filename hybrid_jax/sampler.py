@@ -286,7 +286,9 @@ class HybridBatchSampler:
         list is always read as sources, so pass one source as a numpy array).
       languages: the language codes of the columns (only these indices are ever emitted).
       global_batch_size: B, pairs per global batch (over all processes).
-      mono_prob: probability that a batch is monolingual, in [0, 1] (1 with one language).
+      mono_prob: probability that a batch is monolingual, in [0, 1] (1 with one language); or one
+        per source (a source without two languages on one example can only give mono batches:
+        give it 1).
       seed: non-negative int; every random choice derives from it.
       language_scope: "batch" (one language (pair) per batch) or "example" (per example).
       passage_keys: None, or int [num_examples, num_languages] (a list, with None entries, for
@@ -314,8 +316,9 @@ class HybridBatchSampler:
                    for s in range(len(self._available))]
     self._epoch_length = [[sum(p.num_batches for p in pools) for pools in by_kind]
                           for by_kind in self._pools]
+    mono_probs = self._mono_probs(len(self._available))
     for s, lengths in enumerate(self._epoch_length):
-      for kind, prob in ((_MONO, mono_prob), (_CROSS, 1.0 - mono_prob)):
+      for kind, prob in ((_MONO, mono_probs[s]), (_CROSS, 1.0 - mono_probs[s])):
         if prob > 0 and lengths[kind] == 0:
           raise ValueError(
               f"HybridBatchSampler: source {s} has no {_KIND_NAMES[kind]}-lingual pool with "
@@ -332,8 +335,18 @@ class HybridBatchSampler:
         _Splitter(float(weights[i] / rest[i]), (seed, _TAG_SOURCE_SPLIT, i), block_size,
                   self._block_cache) for i in range(len(weights) - 1)]
     self._mono_splitters = [
-        _Splitter(float(mono_prob), (seed, _TAG_MONO_SPLIT, s), block_size, self._block_cache)
+        _Splitter(mono_probs[s], (seed, _TAG_MONO_SPLIT, s), block_size, self._block_cache)
         for s in range(len(weights))]
+
+  def _mono_probs(self, num_sources: int) -> list[float]:
+    """`mono_prob` per source; ValueError unless each is in [0, 1]."""
+    probs = ([self.mono_prob] * num_sources if isinstance(self.mono_prob, numbers.Real) else
+             list(self.mono_prob) if isinstance(self.mono_prob, (list, tuple)) else [])
+    if len(probs) != num_sources or not all(
+        isinstance(p, numbers.Real) and 0.0 <= p <= 1.0 for p in probs):
+      raise ValueError(f"HybridBatchSampler: mono_prob must be in [0, 1], or a list of one such "
+                       f"per source ({num_sources}), got {self.mono_prob!r}")
+    return [float(p) for p in probs]
 
   def _check_args(self, availables, keys_list, source_weights, block_size, cache_entries):
     where = "HybridBatchSampler"
@@ -360,9 +373,7 @@ class HybridBatchSampler:
       if self.global_batch_size > avail.any(axis=1).sum():
         raise ValueError(f"{where}: global_batch_size={self.global_batch_size} exceeds the "
                          f"{avail.any(axis=1).sum()} examples of source {s}")
-    if not (isinstance(self.mono_prob, numbers.Real) and 0.0 <= self.mono_prob <= 1.0):
-      raise ValueError(f"{where}: mono_prob must be in [0, 1], got {self.mono_prob!r}")
-    if num_langs == 1 and self.mono_prob != 1:
+    if num_langs == 1 and any(p != 1 for p in self._mono_probs(len(availables))):
       raise ValueError(f"{where}: with one language ({self.languages[0]}) every batch is "
                        f"monolingual: mono_prob must be 1, got {self.mono_prob}")
     if not (isinstance(self.seed, (int, np.integer)) and self.seed >= 0):

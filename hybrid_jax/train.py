@@ -29,7 +29,6 @@ import optax
 from flax import nnx
 
 from hybrid_jax import checkpoint as checkpoint_lib
-from hybrid_jax import data as data_lib
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
@@ -234,7 +233,8 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
             models.create_model(model_config, seed=config.seed))
 
   tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-      workdir, lambda: tokenizer_lib.parallel_qa_texts(train_data),
+      workdir, lambda: [text for data in train_data
+                        for text in tokenizer_lib.parallel_qa_texts(data)],
       vocab_size=model_config.vocab_size)
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)
@@ -242,13 +242,11 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
 
 
 def build_run(config: ml_collections.ConfigDict, workdir: str):
-  """Everything derived from the config before training: (train_data, tokenizer, graphdef,
-  optimizer, initial TrainState). Training and `restore_model` share it, so a checkpoint is always
-  restored into exactly the structure that saved it."""
-  languages = config.data.languages.split("+")
-  train_data = data_lib.load(config.data.train, languages=languages,
-                             on_error=config.data.on_error,
-                             strict=config.data.get("strict", False))
+  """Everything derived from the config before training: (train_data, a list with one ParallelQA
+  per source of `config.data.train`, tokenizer, graphdef, optimizer, initial TrainState).
+  Training and `restore_model` share it, so a checkpoint is always restored into exactly the
+  structure that saved it."""
+  train_data = input_pipeline.load_sources(config)
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
   optimizer = make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = init_params(model, config.loss)
@@ -288,7 +286,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   if config.train.grad_cache_chunk_size:
     grad_cache.num_chunks(config.train.global_batch_size, config.train.grad_cache_chunk_size, mesh)
   train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
-  logging.info("%s", train_data.describe())
+  for data in train_data:
+    logging.info("%s", data.describe())
   num_steps = config.train.num_steps
   state_sharding = sharding.state_shardings(mesh, state)
   state = jax.device_put(state, state_sharding)

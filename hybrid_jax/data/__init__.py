@@ -4,15 +4,17 @@
 --describe SPEC` prints their per-language counts.
 """
 
+from hybrid_jax.data.arrow import load_arrow
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl, write_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES
 from hybrid_jax.data.parallel_qa import Candidates, DataError, ParallelQA
-from hybrid_jax.data.registry import load
+from hybrid_jax.data.registry import load, prepare
 from hybrid_jax.data.sentences import split_sentences
 from hybrid_jax.data.squad import load_squad
 
 __all__ = [
     "Candidates", "DataError", "ParallelQA", "XQUAD_R_LANGUAGES", "from_hf_dataset", "load",
-    "load_jsonl", "load_squad", "load_tfds", "split_sentences", "write_jsonl",
+    "load_arrow", "load_jsonl", "load_squad", "load_tfds", "prepare", "split_sentences",
+    "write_jsonl",
 ]

@@ -46,6 +46,31 @@ def _text_fields(record: dict, where: str, problems: Problems):
   return tuple(values)
 
 
+def record_fields(record: dict, where: str, problems: Problems):
+  """(id, where, lang, query, passage, context) of one record (an int id as its decimal string,
+  `where` extended with the id), or None after reporting its first bad field to `problems`.
+  Fields other than `KNOWN_FIELDS` are counted in `problems` (a warning; an error when strict)."""
+  problems.unknown_fields(record, KNOWN_FIELDS, where)
+  id_ = record.get("id")
+  if isinstance(id_, int) and not isinstance(id_, bool):
+    id_ = str(id_)
+  if id_ is None or id_ == "":
+    problems.report("missing field 'id'", f"{where} field 'id'")
+    return None
+  if not isinstance(id_, str):
+    problems.report("field 'id' is not a string", f"{where} field 'id'", repr(id_)[:80])
+    return None
+  check_unicode(id_, f"{where} field 'id'")
+  where = f"{where} (id {id_!r})"
+  values = _text_fields(record, where, problems)
+  if values is None:
+    return None
+  if values[0] not in KNOWN_LANGUAGES:
+    problems.report("unknown language code", f"{where} field 'lang'", repr(values[0]))
+    return None
+  return (id_, where, *values)
+
+
 def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
   """Builds a `ParallelQA` from JSONL-style records.
 
@@ -72,25 +97,10 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
     if not isinstance(record, dict):
       problems.report("record is not a JSON object", where, repr(record)[:80])
       continue
-    problems.unknown_fields(record, KNOWN_FIELDS, where)
-    id_ = record.get("id")
-    if isinstance(id_, int) and not isinstance(id_, bool):
-      id_ = str(id_)
-    if id_ is None or id_ == "":
-      problems.report("missing field 'id'", f"{where} field 'id'")
+    fields = record_fields(record, where, problems)
+    if fields is None:
       continue
-    if not isinstance(id_, str):
-      problems.report("field 'id' is not a string", f"{where} field 'id'", repr(id_)[:80])
-      continue
-    check_unicode(id_, f"{where} field 'id'")
-    where = f"{where} (id {id_!r})"
-    values = _text_fields(record, where, problems)
-    if values is None:
-      continue
-    lang, query, passage, context = values
-    if lang not in KNOWN_LANGUAGES:
-      problems.report("unknown language code", f"{where} field 'lang'", repr(lang))
-      continue
+    id_, where, lang, query, passage, context = fields
     if (id_, lang) in examples:
       problems.report("duplicate id", f"{where} field 'id'", f"second record of {id_!r} in {lang}")
       continue

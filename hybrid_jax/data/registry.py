@@ -9,7 +9,13 @@ Specs (SCHEME:ARGUMENT):
   jsonl:PATH[,PATH...]      JSON Lines records {"id", "lang", "query", "passage"[, "context"]}.
   hf:PATH_OR_NAME[:SPLIT]   Hugging Face datasets: local JSON/JSONL file(s) (a file or a
                             directory) through load_dataset("json"), else a dataset name.
+  parquet:PATH[,PATH...]    parquet files of the JSONL records' columns.
   tfds:NAME[:SPLIT]         TensorFlow Datasets (the `tfds` extra); SPLIT defaults to train.
+  arrow:DIR                 a directory made by `prepare` (`python -m hybrid_jax.data --prepare
+                            SPEC --out DIR`): memory-mapped Arrow, texts read per batch.
+
+`prepare(spec, directory)` converts any spec to the `arrow:` form; `jsonl:` and `parquet:` files
+are converted without loading them into Python (data/arrow.py), for data beyond memory.
 """
 
 from __future__ import annotations
@@ -17,16 +23,20 @@ from __future__ import annotations
 import importlib.resources
 import os
 
+from hybrid_jax.data import arrow
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
 from hybrid_jax.data.parallel_qa import DataError, ParallelQA
 from hybrid_jax.data.squad import load_squad
+from hybrid_jax.errors import UserError
 
 # Article index ranges (file order) of the embedded XQuAD-R splits; None = every article.
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
-              "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "tfds:NAME[:SPLIT]")
+              "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
+              "tfds:NAME[:SPLIT]", "arrow:DIR")
+_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow")
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
 
@@ -72,6 +82,29 @@ def _load_hf(argument: str, spec: str, on_error: str, strict: bool) -> ParallelQ
   return from_hf_dataset(dataset, split, name=spec, on_error=on_error, strict=strict)
 
 
+def _paths(argument: str) -> list[str]:
+  """'a.jsonl,b.jsonl' -> the paths."""
+  return [p for p in argument.split(",") if p]
+
+
+def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA:
+  """Converts the data of `spec` into a prepared directory for the spec `arrow:DIR` (see
+  data/arrow.py): `jsonl:` and `parquet:` files stream through Arrow (bounded memory), any other
+  spec is loaded in memory and written out. Returns the prepared data (memory-mapped).
+
+  Raises:
+    UserError: `directory` exists and is not empty (nothing is overwritten), or a bad spec.
+  """
+  if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
+    raise UserError(f"--out {directory} exists and is not empty: give a new directory (nothing "
+                    "is overwritten)")
+  scheme, _, argument = spec.partition(":")
+  if scheme in ("jsonl", "parquet") and argument:
+    return arrow.prepare_files(_paths(argument), directory, name=spec, on_error=on_error)
+  arrow.write_arrow(load(spec, on_error=on_error), directory)
+  return arrow.load_arrow(directory, name=spec)
+
+
 def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = False
          ) -> ParallelQA:
   """Loads the data named by `spec` (see the module docstring for the forms).
@@ -94,16 +127,21 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
   scheme, _, argument = spec.partition(":")
   if scheme == "xquad_r":
     data = _load_xquad_r(argument, spec, on_error, strict)
-  elif not argument and scheme in ("squad", "mlqa_r", "jsonl", "hf", "tfds"):
+  elif not argument and scheme in _ARGUMENT_SCHEMES:
     raise DataError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
                      f"{', '.join(SPEC_FORMS)}")
   elif scheme in ("squad", "mlqa_r"):
     data = load_squad(argument, name=spec, on_error=on_error, strict=strict)
   elif scheme == "jsonl":
-    data = load_jsonl([p for p in argument.split(",") if p], name=spec, on_error=on_error,
-                      strict=strict)
+    data = load_jsonl(_paths(argument), name=spec, on_error=on_error, strict=strict)
   elif scheme == "hf":
     data = _load_hf(argument, spec, on_error, strict)
+  elif scheme == "parquet":
+    import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
+    data = from_hf_dataset(datasets.load_dataset("parquet", data_files=_paths(argument)),
+                           name=spec, on_error=on_error, strict=strict)
+  elif scheme == "arrow":
+    data = arrow.load_arrow(argument, name=spec)
   elif scheme == "tfds":
     name, split = _split_suffix(argument, "train")
     data = load_tfds(name, split, on_error=on_error, strict=strict)
