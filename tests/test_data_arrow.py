@@ -155,10 +155,13 @@ def test_command_line(tmp_path, capsys, xquad):
   assert data_main.main(["--describe", f"arrow:{out}"]) == 0
   assert "265 parallel examples" in capsys.readouterr().out
   # An existing non-empty directory is never overwritten; a missing one is named.
-  assert data_main.main(["--prepare", f"jsonl:{path}", "--out", str(out)]) == 2
-  assert "exists and is not empty" in capsys.readouterr().err
-  assert data_main.main(["--describe", f"arrow:{tmp_path / 'nowhere'}"]) == 2
-  err = capsys.readouterr().err
+  for argv in (["--prepare", f"jsonl:{path}", "--out", str(out)],
+               ["--describe", f"arrow:{tmp_path / 'nowhere'}"]):
+    with pytest.raises(SystemExit) as exit_info:  # cli.fail: one line, status 2
+      data_main.main(argv)
+    assert exit_info.value.code == 2
+  first, err = capsys.readouterr().err.strip().split("\n", 1)
+  assert "exists and is not empty" in first
   assert "--prepare SPEC --out" in err and len(err.strip().splitlines()) == 1
   (tmp_path / "x.txt").write_text("{}")
   with pytest.raises(UserError, match=r"x.txt is not one of \.jsonl"):
