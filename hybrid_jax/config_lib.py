@@ -17,14 +17,10 @@ from collections.abc import Mapping
 import ml_collections
 
 from hybrid_jax.data.languages import parse_languages
-from hybrid_jax.errors import UserError
+from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
 
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
-class ConfigError(UserError, ValueError):
-  """A config value, argument or preset that cannot work; the message names the key."""
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:

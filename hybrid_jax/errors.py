@@ -10,3 +10,8 @@ traceback. Lower layers raise it (or a subclass) and never print or exit themsel
 class UserError(Exception):
   """A mistake in the user's input; its message names the file / record / field / config key at
   fault and, where one exists, the fix."""
+
+
+class ConfigError(UserError, ValueError):
+  """A config value, argument or preset that cannot work (also where only the devices reveal it:
+  a batch that does not split over them); the message names the config key."""

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
 from hybrid_jax import sharding
+from hybrid_jax.errors import ConfigError
 
 # embed_fn(params, batch, rng) -> pytree of embeddings, each [rows, ...] for the batch's rows.
 EmbedFn = Callable[[Any, Any, jax.Array], Any]
@@ -53,11 +54,11 @@ def num_chunks(global_batch_size: int, chunk_size: int, mesh: Mesh) -> int:
     `B // C`.
 
   Raises:
-    ValueError: unless C divides B and the number of devices divides C.
+    ConfigError: unless C divides B and the number of devices divides C.
   """
   num_devices = sharding.num_batch_shards(mesh)
   if chunk_size < 1 or global_batch_size % chunk_size or chunk_size % num_devices:
-    raise ValueError(
+    raise ConfigError(
         f"config.train.grad_cache_chunk_size={chunk_size} must divide the global batch "
         f"({global_batch_size} rows) and be a multiple of the number of devices ({num_devices}): "
         f"every chunk is spread over all devices")

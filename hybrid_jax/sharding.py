@@ -21,6 +21,8 @@ import jax
 import numpy as np
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
+from hybrid_jax.errors import ConfigError
+
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
 # The batch dimension is split over both axes, data-major.
@@ -136,13 +138,13 @@ def check_global_batch(global_batch_size: int, mesh: Mesh) -> int:
     The per-device batch size.
 
   Raises:
-    ValueError: if `global_batch_size` is not a positive multiple of the number of devices.
+    ConfigError: if `global_batch_size` is not a positive multiple of the number of devices.
   """
   num_shards = num_batch_shards(mesh)
   if global_batch_size < 1 or global_batch_size % num_shards:
-    raise ValueError(
-        f"global_batch_size={global_batch_size} must be a positive multiple of the number of "
-        f"devices ({num_shards} = mesh {dict(mesh.shape)}); e.g. use "
+    raise ConfigError(
+        f"config.train.global_batch_size={global_batch_size} must be a positive multiple of the "
+        f"number of devices ({num_shards} = mesh {dict(mesh.shape)}); e.g. use "
         f"{max(1, global_batch_size // num_shards) * num_shards}")
   return global_batch_size // num_shards
 
