@@ -100,7 +100,7 @@ _KIND_NAMES = ("mono", "cross")
 _TAG_SOURCE_SPLIT, _TAG_MONO_SPLIT, _TAG_POOL, _TAG_EPOCH_ORDER, _TAG_LANGUAGE, _TAG_PROBE = range(
     1, 7)
 _MASK64 = (1 << 64) - 1
-_FEISTEL_ROUNDS = 6
+_FEISTEL_ROUNDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,32 +226,38 @@ def _splitmix64_array(z: np.ndarray) -> np.ndarray:
 class _Permutation:
   """A keyed bijection of [0, n), evaluated at any positions in O(len(positions)).
 
-  A balanced Feistel network (Luby and Rackoff 1988) of `_FEISTEL_ROUNDS` rounds on 2h bits, with
-  4^h >= n the smallest such, made a bijection of [0, n) by cycle-walking (Black and Rogaway
-  2002): an output >= n is encrypted again until it lands in [0, n) (fewer than 4 times on
-  average, as 4^h < 4n). Round functions are splitmix64 of (half ^ round key).
+  A Feistel network on the mixed-radix domain [0, a*b), a = ceil(sqrt(n)), b = ceil(n / a)
+  (Black and Rogaway 2002, "FE2"): a position x = L*b + R with L in [0, a), R in [0, b) maps to
+  R*a + (L + F(R)) mod a, and the radices swap for the next round. F is the top 32 bits of
+  (R ^ round key) * 0x9E3779B97F4A7C15 mod 2^64 (Fibonacci hashing, Knuth TAOCP 6.4); the round
+  keys are splitmix64's sequence seeded with the key. Cycle-walking (ibid.) makes it a bijection of [0, n): an
+  output >= n is encrypted again until it lands in [0, n); as a*b - n < a, that is rare.
   """
 
   def __init__(self, n: int, key: int):
     self.n = n
-    self._half = max(1, ((n - 1).bit_length() + 1) // 2)
-    self._mask = np.uint64((1 << self._half) - 1)
-    self._round_keys = [np.uint64(_hash(key, r)) for r in range(_FEISTEL_ROUNDS)]
+    first = max(1, math.isqrt(n - 1) + 1) if n > 1 else 1
+    second = -(-n // first)
+    self._rounds = []
+    for r in range(_FEISTEL_ROUNDS):
+      round_key = _splitmix64((key + r * 0x9E3779B97F4A7C15) & _MASK64)
+      self._rounds.append((np.uint64(first), np.uint64(second), np.uint64(round_key)))
+      first, second = second, first
 
   def _encrypt(self, x: np.ndarray) -> np.ndarray:
-    half = np.uint64(self._half)
-    left, right = x >> half, x & self._mask
-    for round_key in self._round_keys:
-      left, right = right, left ^ (_splitmix64_array(right ^ round_key) & self._mask)
-    return (left << half) | right
+    for first, second, round_key in self._rounds:
+      left, right = np.divmod(x, second)
+      hashed = ((right ^ round_key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+      x = right * first + (left + hashed) % first
+    return x
 
   def __call__(self, positions: np.ndarray) -> np.ndarray:
     """int64 [m]: the images of `positions` (int [m], each in [0, n))."""
     out = self._encrypt(np.asarray(positions).astype(np.uint64))
-    outside = out >= self.n
-    while outside.any():
+    outside = np.flatnonzero(out >= self.n)
+    while len(outside):
       out[outside] = self._encrypt(out[outside])
-      outside = out >= self.n
+      outside = outside[out[outside] >= self.n]
     return out.astype(np.int64)
 
 
