@@ -293,16 +293,18 @@ class _Source:
   def __init__(self, available: np.ndarray, passage_keys, query_keys):
     self.available = available
     self.passage_keys, self.query_keys = passage_keys, query_keys
-    code = np.zeros(len(available), np.uint64)
-    for j in range(available.shape[1]):
-      code |= available[:, j].astype(np.uint64) << np.uint64(j)
-    order = np.argsort(code, kind="stable")
+    num_langs = available.shape[1]
+    code_type = np.uint16 if num_langs <= 16 else np.uint32 if num_langs <= 32 else np.uint64
+    code = np.zeros(len(available), code_type)
+    for j in range(num_langs):
+      code |= available[:, j].astype(code_type) << code_type(j)
+    order = np.argsort(code, kind="stable")  # a radix sort for 16-bit codes
     self.ids_by_pattern = order.astype(np.int32 if len(code) < 2**31 else np.int64)
     sorted_code = code[order]
     starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]]) if len(code) else []
     self.pattern_start = np.r_[starts, len(code)].astype(np.int64)
     codes = sorted_code[self.pattern_start[:-1]]
-    bits = np.uint64(1) << np.arange(available.shape[1], dtype=np.uint64)
+    bits = code_type(1) << np.arange(num_langs, dtype=code_type)
     self.patterns = (codes[:, None] & bits[None, :]) != 0
 
   def pool(self, in_pool: np.ndarray, languages, batch_size: int) -> _Pool:
