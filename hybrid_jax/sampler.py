@@ -229,9 +229,10 @@ class _Permutation:
   A Feistel network on the mixed-radix domain [0, a*b), a = ceil(sqrt(n)), b = ceil(n / a)
   (Black and Rogaway 2002, "FE2"): a position x = L*b + R with L in [0, a), R in [0, b) maps to
   R*a + (L + F(R)) mod a, and the radices swap for the next round. F is the top 32 bits of
-  (R ^ round key) * 0x9E3779B97F4A7C15 mod 2^64 (Fibonacci hashing, Knuth TAOCP 6.4); the round
-  keys are splitmix64's sequence seeded with the key. Cycle-walking (ibid.) makes it a bijection of [0, n): an
-  output >= n is encrypted again until it lands in [0, n); as a*b - n < a, that is rare.
+  splitmix64(R ^ round key); the round keys are splitmix64's sequence seeded with the key. (A
+  multiplicative F, nearly affine in R, left consecutive positions visibly correlated.)
+  Cycle-walking (ibid.) makes it a bijection of [0, n): an output >= n is encrypted again until
+  it lands in [0, n); as a*b - n < a, that is rare.
   """
 
   def __init__(self, n: int, key: int):
@@ -247,7 +248,7 @@ class _Permutation:
   def _encrypt(self, x: np.ndarray) -> np.ndarray:
     for first, second, round_key in self._rounds:
       left, right = np.divmod(x, second)
-      hashed = ((right ^ round_key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+      hashed = _splitmix64_array(right ^ round_key) >> np.uint64(32)
       x = right * first + (left + hashed) % first
     return x
 
