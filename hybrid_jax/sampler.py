@@ -236,9 +236,10 @@ class _Permutation:
 
   A Feistel network on the mixed-radix domain [0, a*b), a = ceil(sqrt(n)), b = ceil(n / a)
   (Black and Rogaway 2002, "FE2"): a position x = L*b + R with L in [0, a), R in [0, b) maps to
-  R*a + (L + F(R)) mod a, and the radices swap for the next round. F is the top 32 bits of
-  splitmix64(R ^ round key); the round keys are splitmix64's sequence seeded with the key. (A
-  multiplicative F, nearly affine in R, left consecutive positions visibly correlated.)
+  R*a + (L + F(R)) mod a, and the radices swap for the next round. F is the top 32 bits of a
+  multiply-xorshift-multiply hash of R ^ round key (splitmix64's last two steps); the round keys
+  are splitmix64's sequence seeded with the key. (One multiply alone, nearly affine in R, left
+  consecutive positions visibly correlated: see the test against numpy permutations.)
   Cycle-walking (ibid.) makes it a bijection of [0, n): an output >= n is encrypted again until
   it lands in [0, n); as a*b - n < a, that is rare.
   """
@@ -256,8 +257,9 @@ class _Permutation:
   def _encrypt(self, x: np.ndarray) -> np.ndarray:
     for first, second, round_key in self._rounds:
       left, right = np.divmod(x, second)
-      hashed = _splitmix64_array(right ^ round_key) >> np.uint64(32)
-      x = right * first + (left + hashed) % first
+      hashed = (right ^ round_key) * np.uint64(0xBF58476D1CE4E5B9)
+      hashed = (hashed ^ (hashed >> np.uint64(31))) * np.uint64(0x94D049BB133111EB)
+      x = right * first + (left + (hashed >> np.uint64(32))) % first
     return x
 
   def __call__(self, positions: np.ndarray) -> np.ndarray:
@@ -536,7 +538,7 @@ class HybridBatchSampler:
     """`members` with every element repeating an earlier key replaced (module docstring)."""
     pool = self._pools[source][kind][pool_index]
     columns = lambda m: self._key_columns(source, *m)
-    keep = ~_repeats(columns(members))
+    keep = ~_repeats(columns(members)[1:])  # ids are distinct: a permutation's positions
     if keep.all():
       return members
     kept = [column[keep] for column in members]
