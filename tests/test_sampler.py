@@ -378,15 +378,15 @@ def test_permutation_scatters_consecutive_positions_like_a_random_one():
 
 @pytest.fixture(scope="module")
 def million():
-  """1M examples x 9 languages, each language on ~90% of them; passage keys with ~10% of the
-  passages shared by two examples, query keys from a query text repeated by ~5%."""
+  """1M examples x 9 languages, each language on ~90% of them; 10% of the passage keys (per
+  language) drawn from n/20 shared ones (groups of ~2), 5% of the query keys from n/40."""
   rng = np.random.default_rng(0)
   n, num_langs = 1_000_000, 9
   available = rng.random((n, num_langs)) < 0.9
   available[~available.any(axis=1), 0] = True
-  passage_keys = np.where(rng.random((n, num_langs)) < 0.1, rng.integers(0, n // 2, (n, 1)),
-                          np.arange(n)[:, None] + n)
-  query_keys = np.where(rng.random((n, 1)) < 0.05, rng.integers(0, n // 20, (n, 1)),
+  passage_keys = np.where(rng.random((n, num_langs)) < 0.1,
+                          rng.integers(0, n // 20, (n, num_langs)), np.arange(n)[:, None] + n)
+  query_keys = np.where(rng.random((n, 1)) < 0.05, rng.integers(0, n // 40, (n, 1)),
                         np.arange(n)[:, None] + n) * np.ones((1, num_langs), np.int64)
   return available, passage_keys, query_keys
 
