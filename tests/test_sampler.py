@@ -410,6 +410,7 @@ def test_invariants_at_one_million_examples(scope, million):
     assert np.all((query_lang == passage_lang) == b.is_mono)
     for lang, keys in ((passage_lang, passage_keys), (query_lang, query_keys)):
       assert len(set(zip(lang.tolist(), keys[ids, lang].tolist()))) == 1024
+    assert np.array_equal(np.concatenate([b.shard(i, 8).example_ids for i in range(8)]), ids)
     mono += b.is_mono
   assert 0.35 < mono / len(steps) < 0.65
 
