@@ -79,7 +79,9 @@ O(batch) random access. `batch(step)` never replays history and builds no epoch:
      batch refilled from positions i*B, i*B+1, ... of a second keyed bijection of the pool
      (probing in blocks, skipping members that repeat an id or key of the batch).
   Cost per call: O(K) for a splitter block (cached, 1024 blocks) plus O(B log B + B log(patterns));
-  memory: the inputs (kept by reference) plus one int32 id per example and O(patterns x pools).
+  memory: the inputs (kept by reference) plus one int32 id per example and 16 bytes per (pool,
+  pattern in it): with P <= min(N, 2^L) patterns, at most 16 * P * L^2 bytes (11 languages: <= 4
+  MB; beyond ~16 languages with scattered availability it can dominate).
   At 1M examples x 9 languages, B=1024, with passage keys: about 0.2 s to construct and ~1 ms per
   call on this project's 2-core CPU (benchmarks/sampler_scale.py; BENCHMARKS.md, "Sampler at
   scale"). Measure it with:
