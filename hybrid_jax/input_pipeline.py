@@ -31,16 +31,16 @@ from hybrid_jax.sampler import HybridBatchSampler
 
 
 def hard_negative_table(data: ParallelQA) -> list[np.ndarray]:
-  """For each candidate: the other candidates of its paragraph (same language and context)."""
-  groups: dict[tuple[int, str], list[int]] = {}
-  for c, (lang, context) in enumerate(zip(data.candidates.language, data.candidates.context)):
-    groups.setdefault((int(lang), context), []).append(c)
-  table = [np.zeros(0, np.int64)] * len(data.candidates)
-  for members in groups.values():
-    members = np.asarray(members, np.int64)
-    for c in members:
-      table[c] = members[members != c]
-  return table
+  """For each candidate: the passage keys (`ParallelQA.candidate_keys`) of the other passages of
+  its paragraph (same language and context), each once, its own key excluded."""
+  keys = data.candidate_keys
+  paragraphs = list(zip(data.candidates.language.tolist(), data.candidates.context))
+  groups: dict[tuple[int, str], dict[int, None]] = {}  # dicts as ordered sets of keys
+  for c, paragraph in enumerate(paragraphs):
+    groups.setdefault(paragraph, {})[int(keys[c])] = None
+  members = {paragraph: np.fromiter(group, np.int64) for paragraph, group in groups.items()}
+  return [members[paragraph][members[paragraph] != keys[c]]
+          for c, paragraph in enumerate(paragraphs)]
 
 
 def load_sources(config) -> list[ParallelQA]:
@@ -90,8 +90,9 @@ class BatchBuilder:
   Output (b = global_batch_size / process_count, k = num_hard_negatives):
     query_input_ids, query_attention_mask, query_token_type_ids: int32 [b, query_max_len]
     passage_input_ids, passage_attention_mask, passage_token_type_ids: int32 [b, passage_max_len]
-    passage_keys: int32 [b], candidate index of each positive in the batch's source (equal = same
-      passage; a batch never mixes sources)
+    passage_keys: int32 [b], passage key of each positive in the batch's source
+      (`ParallelQA.candidate_keys`: equal = same language, sentence and context; a batch never
+      mixes sources)
     hard_negative_*: int32 [b, k, passage_max_len] and hard_negative_keys int32 [b, k] when k > 0
   and `describe(step)` -> (is_mono, query language, passage language) for logging.
 
@@ -133,20 +134,23 @@ class BatchBuilder:
     return {f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
             for k, v in tokens.items()}
 
-  def _sample_hard_negatives(self, step: int, source: int, positives: np.ndarray) -> np.ndarray:
-    """int64 [b, k]: other sentences of each positive's paragraph (random ones of the same
-    language when the paragraph has fewer than k), drawn from (seed, step, process)."""
-    rng = np.random.default_rng([self.seed, 0x4A4E, step, self.process_index])
+  def _sample_hard_negatives(self, step: int, source: int, rows: np.ndarray,
+                             positives: np.ndarray) -> np.ndarray:
+    """int64 [b, k]: passage keys of other sentences of each positive's paragraph (random other
+    passages of the same language when the paragraph has fewer than k). Row r's draw comes from
+    (seed, step, global row rows[r]) alone, so any process count builds the same global batch."""
+    keys = self.sources[source].candidate_keys
     lang_of = self.sources[source].candidates.language
     out = np.empty((len(positives), self.num_hard_negatives), np.int64)
-    for row, pos in enumerate(positives):
+    for r, (row, pos) in enumerate(zip(rows.tolist(), positives.tolist())):
+      rng = np.random.default_rng([self.seed, 0x4A4E, step, row])
       pool = self._hard_negatives[source][pos]
       if len(pool) < self.num_hard_negatives:
-        same_lang = np.flatnonzero(lang_of == lang_of[pos])
-        extra = rng.choice(same_lang[same_lang != pos], self.num_hard_negatives - len(pool),
-                           replace=False)
-        pool = np.concatenate([pool, extra])
-      out[row] = rng.choice(pool, self.num_hard_negatives, replace=False)
+        same_lang = np.flatnonzero((lang_of == lang_of[pos]) & (keys == np.arange(len(keys))))
+        fill = same_lang[(same_lang != keys[pos]) & ~np.isin(same_lang, pool)]
+        pool = np.concatenate([pool, rng.choice(fill, self.num_hard_negatives - len(pool),
+                                                replace=False)])
+      out[r] = rng.choice(pool, self.num_hard_negatives, replace=False)
     return out
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
@@ -158,9 +162,10 @@ class BatchBuilder:
     batch = {f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(
         self.tokenizer, queries, self.query_max_len).items()}
     batch.update(self._passages(data, positives, "passage"))
-    batch["passage_keys"] = positives.astype(np.int32)
+    batch["passage_keys"] = data.candidate_keys[positives].astype(np.int32)
     if self.num_hard_negatives:
-      negatives = self._sample_hard_negatives(step, shard.source, positives)
+      rows = self.process_index * len(ids) + np.arange(len(ids))
+      negatives = self._sample_hard_negatives(step, shard.source, rows, positives)
       batch.update(self._passages(data, negatives, "hard_negative"))
       batch["hard_negative_keys"] = negatives.astype(np.int32)
     return batch
@@ -183,20 +188,24 @@ def mixture_summary(sources: Sequence[ParallelQA], sampler: HybridBatchSampler,
 def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenizer, *,
                        process_index: int = 0, process_count: int = 1) -> BatchBuilder:
   """The sampler and batch builder a training config describes (`config.sampler`, `.train`,
-  `.data`, `.loss`, `.seed`), for this process's slice of every global batch.
+  `.data`, `.loss`, `.seed`), for this process's slice of every global batch. Equal passages and
+  equal queries (`ParallelQA.passage_keys`, `.query_keys`) never share a batch.
 
   `data`: one `ParallelQA` or the sources of `config.data.train` (`load_sources`), in order.
   Sources are weighed by `config_lib.source_weights`; a source where no example has two of the
   configured languages gets mono_prob 1 (the mix is logged).
 
   Raises:
-    UserError: a source cannot fill a batch of the kind its probability asks for.
+    UserError: the sampler cannot draw from the data with these settings (a source that cannot
+      fill a batch of the kind its probability asks for, a language with fewer examples than one
+      batch and language_scope="batch"), with the counts.
   """
   sources = [data] if isinstance(data, ParallelQA) else list(data)
   languages = config.data.languages.split("+")
   columns = [_language_columns(d, languages) for d in sources]
   available = [_in_columns(d.available, c, False) for d, c in zip(sources, columns)]
   keys = [_in_columns(d.passage_keys, c, -1) for d, c in zip(sources, columns)]
+  query_keys = [_in_columns(d.query_keys, c, -1) for d, c in zip(sources, columns)]
   mono_prob, mixed = config.sampler.mono_prob, len(sources) > 1
   mono_probs = [mono_prob if not mixed or np.any(a.sum(axis=1) >= 2) else 1.0 for a in available]
   weights = None
@@ -211,7 +220,7 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
         available if mixed else available[0], languages, config.train.global_batch_size,
         mono_probs if mixed else mono_prob, config.seed,
         language_scope=config.sampler.language_scope, passage_keys=keys if mixed else keys[0],
-        source_weights=weights)
+        query_keys=query_keys if mixed else query_keys[0], source_weights=weights)
   except ValueError as e:
     names = ", ".join(f"source {i} = {d.name}" for i, d in enumerate(sources))
     raise UserError(f"config.data.train ({names}): {e}; lower config.train.global_batch_size or "

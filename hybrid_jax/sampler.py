@@ -14,59 +14,79 @@ cross-lingual-only one. The languages of a batch come from its *pool*:
 API (numpy + standard library only):
 
   s = HybridBatchSampler(available, languages, global_batch_size, mono_prob, seed,
-                         language_scope="batch", passage_keys=None, source_weights=None)
+                         language_scope="batch", passage_keys=None, source_weights=None,
+                         query_keys=None)
   b = s.batch(step)           # HybridBatch, a pure function of (constructor args, step)
   b.example_ids               # int64 [B], distinct, rows of that source's `available`
   b.query_lang, b.passage_lang  # int32 [B], indices into `languages`
   b.is_mono, b.source         # bool, int
   b.shard(process_index, process_count)  # contiguous slice; the slices concatenate to b
 
-`available` is bool [num_examples, num_languages] (example i exists in language j), or a list of
-such arrays, one per *source* (e.g. two data sets with the same language columns); every batch
-comes from one source, chosen in proportion to `source_weights` (default: number of examples with
-any language), and its example_ids index that source. `passage_keys` (int, same shape(s), or a
-list with None entries) makes each batch free of two examples sharing a passage key in their
-passage language, so no positive is also another query's in-batch negative (cf.
-sentence-transformers' NoDuplicatesBatchSampler).
+`available` is bool [num_examples, num_languages] (example i exists in language j; at most 64
+languages), or a list of such arrays, one per *source* (e.g. two data sets with the same language
+columns); every batch comes from one source, chosen in proportion to `source_weights` (default:
+number of examples with any language), and its example_ids index that source. `passage_keys`
+(int, same shape(s), or a list with None entries) makes each batch free of two examples sharing a
+passage key in their passage language, so no positive is also another query's in-batch negative
+(cf. sentence-transformers' NoDuplicatesBatchSampler); `query_keys` likewise keeps two examples
+with one query key in their query language (e.g. the same question text) out of one batch.
 
 Invariants (tests/test_sampler.py checks each):
   * every (example, query_lang) and (example, passage_lang) emitted is available; only indices of
-    `languages` are emitted; no example id twice in a batch; no passage key twice (when given).
+    `languages` are emitted; no example id twice in a batch; no passage key and no query key twice
+    in a batch (when given).
   * each batch is mono with probability mono_prob (and from source s with its weight) marginally,
     and the realised counts track the probabilities tightly: after every multiple t of
     block_size K, the number of mono batches among the first t (of a source's stream) is
     floor(t * p + u), within 1 of t * p; inside a block the K positions are shuffled, so any
     window deviates by at most one block's hypergeometric fluctuation (about sqrt(K)/2 batches).
   * epochs: each (source, mono|cross) stream is a sequence of epochs. An epoch holds, for every
-    pool of n examples, k batches made of a fresh random permutation of the pool, so no example
-    repeats within a pool's epoch; the remainder of n - k*B examples (k = n // B and remainder
-    n mod B without passage keys; see step 2 below with them) is left out of that epoch, chosen
-    at random anew each epoch. Pools with fewer than B examples yield no batch. The epoch's (pool, batch)
-    rows are shuffled, so a batch's pool is drawn with probability k/sum(k) (about n/sum(n): the
-    paper's "sampled based on dataset size").
+    pool of n examples, k = n // B batches made of a fresh pseudo-random permutation of the pool,
+    so without keys no example repeats within a pool's epoch and the n mod B examples left out
+    are chosen anew each epoch. Pools with fewer than B examples yield no batch. The epoch's
+    (pool, batch) rows are shuffled, so a batch's pool is drawn with probability k/sum(k) (about
+    n/sum(n): the paper's "sampled based on dataset size").
+  * with keys, each batch is the batch the same sampler draws without keys, except that every
+    example whose passage (or query) key already occurred earlier in the batch is replaced by the
+    next pool member, along a second keyed permutation of the pool, that repeats no id or key of
+    the batch. So an epoch covers every example of the keyless epoch but the replaced ones (about
+    one per pair of one key in a random batch: C(B, 2) * sum(g (g - 1)) / (n (n - 1)) per batch
+    for key groups of size g; 1.7% of the rows on XQuAD-R, B=32), and a replacement may appear a
+    second time in that epoch. A pool with fewer than B distinct keys cannot fill a batch:
+    `batch` raises ValueError naming it.
+  * every language with an example is drawn in some pool of a stream of positive probability;
+    else the constructor raises ValueError with the counts (e.g. a language with fewer examples
+    than one batch, language_scope="batch").
 
-O(1) random access. `batch(step)` never replays history:
+O(batch) random access. `batch(step)` never replays history and builds no epoch:
   1. Splitter: a stream index t goes left with long-run frequency p. Steps form blocks of K
      (`block_size`); `left_before(b) = floor(b*K*p + u)` with u ~ U[0,1) fixed by the seed, so block
      b sends `left_before(b+1) - left_before(b)` of its K steps left, at positions drawn by
      default_rng([seed, tag, ..., b]). A step's index within its branch is the branch count before
      its block plus its rank within the block. Chained splitters pick the source (source i vs the
      rest), then mono vs cross, and give each batch its index j in its (source, kind) stream.
-  2. j -> (epoch j // E, row j % E), E = batches per epoch of that stream. Epoch e is built from
-     default_rng([seed, tag, source, kind, pool, e]) alone. Packing a pool: walk its permutation,
-     keep an example while its key has been kept fewer than k times, stop at k*B; group the kept
-     examples by key (keys in order of first appearance) and deal them round-robin into k batches,
-     so a key's <= k copies land in distinct batches. k is the largest number of batches for which
-     this always succeeds: k*B <= n - sum over key groups of max(group_size - k, 0) (with
-     language_scope="example" the groups of every candidate passage language, an upper bound).
-  Built epochs and block layouts sit in small LRU caches (thread-safe), so a call costs O(K) plus
-  an epoch build (O(sum of pool sizes)) only when it enters an epoch not cached. On this project's
-  2-core CPU with XQuAD-R (1190 examples x 11 languages, B=32, mono_prob=0.5, passage keys), an
-  epoch build takes ~16 ms (mono) / ~135 ms (cross: 110 pair pools, 4070 batches) with
-  language_scope="batch" and ~0.5 ms with "example"; calls near step 10**6 then average 20-80 us
-  (cached: ~20 us). Measure it with:
-      s.batch(10**6)                                           # first call: builds an epoch
-      t0 = time.perf_counter(); [s.batch(10**6 + int(i)) for i in np.random.permutation(1000)]
+  2. j -> (epoch e = j // E, row j % E), E = sum of k over the stream's pools. A keyed bijection of
+     [0, E) (`_Permutation`: a Feistel network with cycle-walking, keyed by seed, stream and e)
+     maps the row to a chunk c; a binary search of the pools' cumulative k maps c to (pool, chunk
+     i in the pool). The batch is the pool members at positions sigma(i*B), ..., sigma(i*B+B-1) of
+     the pool's keyed bijection sigma for epoch e: only these B positions are evaluated.
+  3. Pools are never materialised: the examples are sorted once by availability pattern (the set
+     of languages they have; real data has few), and a pool is the concatenation of the pattern
+     segments it contains, so its j-th member is one binary search over those segments away.
+  4. With language_scope="example", an example's language (pair) in epoch e comes from a hash of
+     (seed, stream, e, example): argmax (and second argmax) of keyed scores over its languages.
+  5. Keys: a sort of the batch's (language, key) pairs finds every repeat; each is dropped and the
+     batch refilled from positions i*B, i*B+1, ... of a second keyed bijection of the pool
+     (probing in blocks, skipping members that repeat an id or key of the batch).
+  Cost per call: O(K) for a splitter block (cached, 1024 blocks) plus O(B log B + B log(patterns));
+  memory: the inputs (kept by reference) plus one int32 id per example and 16 bytes per (pool,
+  pattern in it): with P <= min(N, 2^L) patterns, at most 16 * P * L^2 bytes (11 languages: <= 4
+  MB; beyond ~16 languages with scattered availability it can dominate).
+  At 1M examples x 9 languages, B=1024, with passage keys: about 0.2 s to construct and ~1 ms per
+  call on this project's 2-core CPU (benchmarks/sampler_scale.py; BENCHMARKS.md, "Sampler at
+  scale"). Measure it with:
+      s.batch(10**6)
+      t0 = time.perf_counter(); [s.batch(int(i)) for i in np.random.randint(0, 10**9, 1000)]
       (time.perf_counter() - t0) / 1000                        # amortised seconds per call
 
 Copying: this file imports only numpy and the standard library (Python >= 3.10); copy it into any
@@ -76,18 +96,22 @@ whether or not the module is registered in sys.modules).
 
 import collections
 import dataclasses
-import math
 import numbers
+import math
 import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
 LANGUAGE_SCOPES = ("batch", "example")
+MAX_LANGUAGES = 64
 _MONO, _CROSS = 0, 1
 _KIND_NAMES = ("mono", "cross")
-# default_rng([seed, tag, ...]): one tag per random decision keeps the streams independent.
-_TAG_SOURCE_SPLIT, _TAG_MONO_SPLIT, _TAG_POOL, _TAG_EPOCH_ORDER = 1, 2, 3, 4
+# One tag per random decision keeps the streams independent.
+_TAG_SOURCE_SPLIT, _TAG_MONO_SPLIT, _TAG_POOL, _TAG_EPOCH_ORDER, _TAG_LANGUAGE, _TAG_PROBE = range(
+    1, 7)
+_MASK64 = (1 << 64) - 1
+_FEISTEL_ROUNDS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,90 +210,162 @@ class _Splitter:
     return False, right_block_start + pos - int(left_before[pos])
 
 
+def _splitmix64(z: int) -> int:
+  """splitmix64's output function (Steele et al. 2014) on a Python int, mod 2^64."""
+  z = (z + 0x9E3779B97F4A7C15) & _MASK64
+  z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+  z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+  return z ^ (z >> 31)
+
+
+def _hash(*values: int) -> int:
+  """A 64-bit key from a tuple of non-negative ints (chained splitmix64)."""
+  h = 0
+  for v in values:
+    h = _splitmix64(h ^ (int(v) & _MASK64))
+  return h
+
+
+def _splitmix64_array(z: np.ndarray) -> np.ndarray:
+  """`_splitmix64` elementwise on uint64 [n] (wrapping arithmetic)."""
+  z = z + np.uint64(0x9E3779B97F4A7C15)
+  z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+  z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+  return z ^ (z >> np.uint64(31))
+
+
+class _Permutation:
+  """A keyed bijection of [0, n), evaluated at any positions in O(len(positions)).
+
+  A Feistel network on the mixed-radix domain [0, a*b), a = ceil(sqrt(n)), b = ceil(n / a)
+  (Black and Rogaway 2002, "FE2"): a position x = L*b + R with L in [0, a), R in [0, b) maps to
+  R*a + (L + F(R)) mod a, and the radices swap for the next round. F is the top 32 bits of a
+  multiply-xorshift-multiply hash of R ^ round key (splitmix64's last two steps); the round keys
+  are splitmix64's sequence seeded with the key. (One multiply alone, nearly affine in R, left
+  consecutive positions visibly correlated: see the test against numpy permutations.)
+  Cycle-walking (ibid.) makes it a bijection of [0, n): an output >= n is encrypted again until
+  it lands in [0, n); as a*b - n < a, that is rare.
+  """
+
+  def __init__(self, n: int, key: int):
+    self.n = n
+    first = math.isqrt(n - 1) + 1 if n > 1 else 1  # ceil(sqrt(n))
+    second = -(-n // first)
+    self._rounds = []
+    for r in range(_FEISTEL_ROUNDS):
+      round_key = _splitmix64((key + r * 0x9E3779B97F4A7C15) & _MASK64)
+      self._rounds.append((np.uint64(first), np.uint64(second), np.uint64(round_key)))
+      first, second = second, first
+
+  def _encrypt(self, x: np.ndarray) -> np.ndarray:
+    for first, second, round_key in self._rounds:
+      left, right = np.divmod(x, second)
+      hashed = (right ^ round_key) * np.uint64(0xBF58476D1CE4E5B9)
+      hashed = (hashed ^ (hashed >> np.uint64(31))) * np.uint64(0x94D049BB133111EB)
+      x = right * first + (left + (hashed >> np.uint64(32))) % first
+    return x
+
+  def __call__(self, positions: np.ndarray) -> np.ndarray:
+    """int64 [m]: the images of `positions` (int [m], each in [0, n))."""
+    out = self._encrypt(np.asarray(positions).astype(np.uint64))
+    outside = np.flatnonzero(out >= self.n)
+    while len(outside):
+      out[outside] = self._encrypt(out[outside])
+      outside = outside[out[outside] >= self.n]
+    return out.astype(np.int64)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Pool:
-  """Examples that batches of one pool are drawn from.
+  """Examples that batches of one pool are drawn from: pattern segments, concatenated.
 
   Attributes:
-    example_ids: int64 [n], rows of the source.
     languages: (query, passage) language index for a fixed pair, or None to draw per example.
-    num_batches: k, batches of this pool in every epoch.
+    size: n, the number of examples.
+    num_batches: k = n // B, batches of this pool in every epoch.
+    segment_start: int64 [segments], the first member index of each pattern segment.
+    segment_base: int64 [segments], member j of segment s is `_Source.ids_by_pattern[base[s] + j]`.
   """
 
-  example_ids: np.ndarray
   languages: tuple[int, int] | None
+  size: int
   num_batches: int
+  segment_start: np.ndarray
+  segment_base: np.ndarray
 
 
-def _num_batches(num_examples: int, group_sizes: np.ndarray, batch_size: int) -> int:
-  """Largest k with k*B <= n - sum(max(group_sizes - k, 0)): k batches that never hold two of a
-  key group always fit (a group of size g gives at most min(g, k) examples)."""
-  for k in range(num_examples // batch_size, 0, -1):
-    if num_examples - np.maximum(group_sizes - k, 0).sum() >= k * batch_size:
-      return k
-  return 0
+class _Source:
+  """One source's arrays: the inputs (by reference) and its examples grouped by availability.
 
-
-def _key_group_sizes(keys: np.ndarray, available: np.ndarray) -> np.ndarray:
-  """int64 [groups]: sizes of the groups of equal key, per language column, among available."""
-  sizes = [np.unique(keys[available[:, j], j], return_counts=True)[1]
-           for j in range(keys.shape[1])]
-  return np.concatenate(sizes).astype(np.int64)
-
-
-def _pack(order: np.ndarray, keys: np.ndarray, num_batches: int, batch_size: int) -> np.ndarray:
-  """Packs a permuted pool into batches without a repeated key.
-
-  Args:
-    order: int64 [n], a permutation of the pool's positions.
-    keys: int64 [n], passage key of each position (unique per language, see `_dense_keys`).
-    num_batches: k, from `_num_batches` (so enough examples pass the key limit).
-    batch_size: B.
-
-  Returns:
-    int64 [k, B] pool positions: distinct, no key twice in one batch (row).
+  Attributes:
+    available: bool [N, L]; passage_keys, query_keys: int [N, L] or None.
+    ids_by_pattern: int32 (int64 past 2^31 examples) [N], example ids sorted by pattern, stable.
+    patterns: bool [P, L], the distinct availability rows, in the order of `ids_by_pattern`.
+    pattern_start: int64 [P + 1], where each pattern's ids start in `ids_by_pattern`.
   """
-  n = len(order)
-  keys_in_order = keys[order]
-  by_key = np.argsort(keys_in_order, kind="stable")
-  sorted_keys = keys_in_order[by_key]
-  group_starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-  group_start = np.repeat(group_starts, np.diff(np.r_[group_starts, n]))
-  copies_before = np.empty(n, np.int64)
-  copies_before[by_key] = np.arange(n) - group_start
-  kept = order[copies_before < num_batches][:num_batches * batch_size]
-  if len(kept) != num_batches * batch_size:
-    raise AssertionError("sampler: pool packing fell short; _num_batches is wrong")
-  _, first_seen, group = np.unique(keys[kept], return_index=True, return_inverse=True)
-  grouped = kept[np.argsort(first_seen[group], kind="stable")]
-  return grouped.reshape(batch_size, num_batches).T  # batch r holds grouped[r::k]
+
+  def __init__(self, available: np.ndarray, passage_keys, query_keys):
+    self.available = available
+    self.passage_keys, self.query_keys = passage_keys, query_keys
+    num_langs = available.shape[1]
+    code_type = np.uint16 if num_langs <= 16 else np.uint32 if num_langs <= 32 else np.uint64
+    code = np.zeros(len(available), code_type)
+    for j in range(num_langs):
+      code |= available[:, j].astype(code_type) << code_type(j)
+    order = np.argsort(code, kind="stable")  # a radix sort for 16-bit codes
+    self.ids_by_pattern = order.astype(np.int32 if len(code) < 2**31 else np.int64)
+    sorted_code = code[order]
+    starts = np.flatnonzero(np.r_[True, sorted_code[1:] != sorted_code[:-1]]) if len(code) else []
+    self.pattern_start = np.r_[starts, len(code)].astype(np.int64)
+    codes = sorted_code[self.pattern_start[:-1]]
+    bits = code_type(1) << np.arange(num_langs, dtype=code_type)
+    self.patterns = (codes[:, None] & bits[None, :]) != 0
+
+  def pool(self, in_pool: np.ndarray, languages, batch_size: int) -> _Pool:
+    """The pool of the patterns where `in_pool` (bool [P]) holds."""
+    chosen = np.flatnonzero(in_pool)
+    sizes = np.diff(self.pattern_start)[chosen]
+    segment_start = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+    size = int(sizes.sum())
+    return _Pool(languages, size, size // batch_size, segment_start,
+                 self.pattern_start[chosen] - segment_start)
+
+  def members(self, pool: _Pool, positions: np.ndarray) -> np.ndarray:
+    """int64 [m]: the example ids at member `positions` (int [m]) of `pool`."""
+    segment = np.searchsorted(pool.segment_start, positions, side="right") - 1
+    return self.ids_by_pattern[pool.segment_base[segment] + positions].astype(np.int64)
 
 
-def _draw_languages(rng: np.random.Generator, available_rows: np.ndarray,
+def _draw_languages(available_rows: np.ndarray, ids: np.ndarray, key: int,
                     mono: bool) -> tuple[np.ndarray, np.ndarray]:
-  """(query_lang, passage_lang), int64 [n] each: per example a uniform available language (mono)
-  or a uniform ordered pair of two different available languages (cross)."""
-  scores = np.where(available_rows, rng.random(available_rows.shape), -1.0)
+  """(query_lang, passage_lang), int64 [m] each: per example a uniform available language (mono)
+  or a uniform ordered pair of two different available languages (cross), as the argmax (and
+  second argmax) of scores hashed from (key, example id, language)."""
+  num_langs = available_rows.shape[1]
+  cells = ids.astype(np.uint64)[:, None] * np.uint64(MAX_LANGUAGES) + np.arange(
+      num_langs, dtype=np.uint64)[None, :]
+  scores = np.where(available_rows, (_splitmix64_array(cells ^ np.uint64(key)) >> np.uint64(1))
+                    + np.uint64(1), np.uint64(0))
   query_lang = np.argmax(scores, axis=1)
   if mono:
     return query_lang, query_lang
-  scores[np.arange(len(scores)), query_lang] = -1.0
+  scores[np.arange(len(scores)), query_lang] = 0
   return query_lang, np.argmax(scores, axis=1)
 
 
-def _dense_keys(keys: np.ndarray | None, available: np.ndarray) -> np.ndarray:
-  """int64 [N, L]: equal exactly when (example, language) cells share a passage key and language;
-  without keys every cell is its own key."""
-  num_examples, num_langs = available.shape
-  if keys is None:
-    return np.arange(num_examples * num_langs, dtype=np.int64).reshape(num_examples, num_langs)
-  dense = np.full(available.shape, -1, np.int64)
-  offset = 0
-  for j in range(num_langs):
-    uniq, inverse = np.unique(keys[available[:, j], j], return_inverse=True)
-    dense[available[:, j], j] = offset + inverse
-    offset += len(uniq)
-  return dense
+def _repeats(columns) -> np.ndarray:
+  """bool [m]: element i repeats, in some column, the (language, key) of an element before it.
+
+  Args:
+    columns: (language int [m], key int [m]) pairs.
+  """
+  repeat = None
+  for lang, key in columns:
+    order = np.lexsort((np.arange(len(key)), key, lang))
+    same = np.zeros(len(key), bool)
+    same[order[1:]] = (lang[order[1:]] == lang[order[:-1]]) & (key[order[1:]] == key[order[:-1]])
+    repeat = same if repeat is None else repeat | same
+  return repeat
 
 
 class HybridBatchSampler:
@@ -278,8 +374,8 @@ class HybridBatchSampler:
   def __init__(self, available, languages: Sequence[str], global_batch_size: int,
                mono_prob: float, seed: int, language_scope: str = "batch",
                passage_keys=None, source_weights: Sequence[float] | None = None,
-               block_size: int = 256, cache_entries: int = 1 << 21):
-    """Builds the pools of every source; no batch is drawn yet.
+               block_size: int = 256, query_keys=None):
+    """Groups every source's examples by availability and lays out its pools; draws nothing.
 
     Args:
       available: bool [num_examples, num_languages], or a list of them (one per source; a
@@ -295,48 +391,48 @@ class HybridBatchSampler:
         several sources): no batch holds two examples with one key in its passage language.
       source_weights: relative source frequencies (default: examples with any language).
       block_size: K, steps per splitter block (window accuracy ~1/K, cost per call O(K)).
-      cache_entries: built epochs are cached up to this many (example, language) entries in all
-        (16 bytes each); splitter block layouts up to 1024 blocks.
+      query_keys: like passage_keys, for the query language (e.g. equal for equal query text).
+
+    Raises:
+      ValueError: a malformed argument, a stream of positive probability without a pool of B
+        examples, or a language with examples that no such pool ever draws (with the counts).
     """
     self.languages = tuple(languages)
     self.global_batch_size = global_batch_size
     self.mono_prob = mono_prob
     self.seed = seed
     self.language_scope = language_scope
-    if isinstance(available, (list, tuple)):  # several sources
-      availables = list(available)
-      keys_list = [None] * len(availables) if passage_keys is None else list(passage_keys)
-    else:
-      availables, keys_list = [available], [passage_keys]
-    self._check_args(availables, keys_list, source_weights, block_size, cache_entries)
-    self._available = [np.asarray(a) for a in availables]
-    self._keys = [_dense_keys(None if k is None else np.asarray(k), a)
-                  for k, a in zip(keys_list, self._available)]
-    self._pools = [[self._make_pools(s, kind) for kind in (_MONO, _CROSS)]
-                   for s in range(len(self._available))]
-    self._epoch_length = [[sum(p.num_batches for p in pools) for pools in by_kind]
-                          for by_kind in self._pools]
-    mono_probs = self._mono_probs(len(self._available))
-    for s, lengths in enumerate(self._epoch_length):
-      for kind, prob in ((_MONO, mono_probs[s]), (_CROSS, 1.0 - mono_probs[s])):
-        if prob > 0 and lengths[kind] == 0:
-          raise ValueError(
-              f"HybridBatchSampler: source {s} has no {_KIND_NAMES[kind]}-lingual pool with "
-              f"enough examples for one batch of global_batch_size={global_batch_size} "
-              f"(language_scope={language_scope!r}), but its probability is {prob}")
+    several = isinstance(available, (list, tuple))
+    availables = list(available) if several else [available]
+    keys_lists = []
+    for keys in (passage_keys, query_keys):
+      if several:
+        keys_lists.append([None] * len(availables) if keys is None else list(keys))
+      else:
+        keys_lists.append([keys])
+    self._check_args(availables, keys_lists, source_weights, block_size)
+    self._source_mono_probs = self._mono_probs(len(availables))
+    self._sources = [
+        _Source(np.asarray(a), *(None if k is None else np.asarray(k) for k in keys))
+        for a, *keys in zip(availables, *keys_lists)]
+    self._pools = [[self._make_pools(source, kind) for kind in (_MONO, _CROSS)]
+                   for source in self._sources]
+    self._cumulative_batches = [
+        [np.r_[0, np.cumsum([p.num_batches for p in pools])].astype(np.int64) for pools in by_kind]
+        for by_kind in self._pools]
+    self._check_every_language_drawn()
     if source_weights is None:
-      source_weights = [int(a.any(axis=1).sum()) for a in self._available]
+      source_weights = [int(a.any(axis=1).sum()) for a in availables]
     weights = np.asarray(source_weights, np.float64) / np.sum(source_weights)
     self.source_probs = tuple(float(w) for w in weights)
     self._block_cache = _LRU(1024)
-    self._epoch_cache = _LRU(cache_entries, size=lambda epoch: epoch[0].size)
     rest = np.cumsum(weights[::-1])[::-1]  # weight of sources i, i+1, ...
     self._source_splitters = [
         _Splitter(float(weights[i] / rest[i]), (seed, _TAG_SOURCE_SPLIT, i), block_size,
                   self._block_cache) for i in range(len(weights) - 1)]
     self._mono_splitters = [
-        _Splitter(mono_probs[s], (seed, _TAG_MONO_SPLIT, s), block_size, self._block_cache)
-        for s in range(len(weights))]
+        _Splitter(self._source_mono_probs[s], (seed, _TAG_MONO_SPLIT, s), block_size,
+                  self._block_cache) for s in range(len(weights))]
 
   def _mono_probs(self, num_sources: int) -> list[float]:
     """`mono_prob` per source; ValueError unless each is in [0, 1]."""
@@ -348,28 +444,32 @@ class HybridBatchSampler:
                        f"per source ({num_sources}), got {self.mono_prob!r}")
     return [float(p) for p in probs]
 
-  def _check_args(self, availables, keys_list, source_weights, block_size, cache_entries):
+  def _check_args(self, availables, keys_lists, source_weights, block_size):
     where = "HybridBatchSampler"
     num_langs = len(self.languages)
     if num_langs == 0 or len(set(self.languages)) != num_langs:
       raise ValueError(f"{where}: languages must be non-empty and distinct, got {self.languages}")
+    if num_langs > MAX_LANGUAGES:
+      raise ValueError(f"{where}: at most {MAX_LANGUAGES} languages, got {num_langs}")
     if not availables:
       raise ValueError(f"{where}: available is an empty list of sources")
     if not (isinstance(self.global_batch_size, (int, np.integer)) and self.global_batch_size > 0):
       raise ValueError(f"{where}: global_batch_size must be a positive int, got "
                        f"{self.global_batch_size!r}")
-    if len(keys_list) != len(availables):
-      raise ValueError(f"{where}: {len(keys_list)} passage_keys for {len(availables)} sources")
-    for s, (avail, keys) in enumerate(zip(availables, keys_list)):
+    for name, keys_list in zip(("passage_keys", "query_keys"), keys_lists):
+      if len(keys_list) != len(availables):
+        raise ValueError(f"{where}: {len(keys_list)} {name} for {len(availables)} sources")
+    for s, avail in enumerate(availables):
       avail = np.asarray(avail)
       if avail.ndim != 2 or avail.shape[1] != num_langs or avail.dtype != bool:
         raise ValueError(f"{where}: available[source {s}] must be bool [num_examples, "
                          f"num_languages={num_langs}], got {avail.dtype} {avail.shape}")
-      if keys is not None:
-        keys = np.asarray(keys)
-        if keys.shape != avail.shape or not np.issubdtype(keys.dtype, np.integer):
-          raise ValueError(f"{where}: passage_keys[source {s}] must be int {avail.shape} like "
-                           f"available, got {keys.dtype} {keys.shape}")
+      for name, keys_list in zip(("passage_keys", "query_keys"), keys_lists):
+        if keys_list[s] is not None:
+          keys = np.asarray(keys_list[s])
+          if keys.shape != avail.shape or not np.issubdtype(keys.dtype, np.integer):
+            raise ValueError(f"{where}: {name}[source {s}] must be int {avail.shape} like "
+                             f"available, got {keys.dtype} {keys.shape}")
       if self.global_batch_size > avail.any(axis=1).sum():
         raise ValueError(f"{where}: global_batch_size={self.global_batch_size} exceeds the "
                          f"{avail.any(axis=1).sum()} examples of source {s}")
@@ -386,53 +486,100 @@ class HybridBatchSampler:
       if weights.shape != (len(availables),) or not np.all(np.isfinite(weights) & (weights > 0)):
         raise ValueError(f"{where}: source_weights must be {len(availables)} positive numbers, "
                          f"got {source_weights!r}")
-    for name, value in (("block_size", block_size), ("cache_entries", cache_entries)):
-      if not (isinstance(value, (int, np.integer)) and value > 0):
-        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
+    if not (isinstance(block_size, (int, np.integer)) and block_size > 0):
+      raise ValueError(f"{where}: block_size must be a positive int, got {block_size!r}")
 
-  def _make_pools(self, source: int, kind: int) -> list[_Pool]:
+  def _make_pools(self, source: _Source, kind: int) -> list[_Pool]:
     """The pools of one (source, kind) stream that fill at least one batch, in a fixed order."""
-    avail, keys, size = self._available[source], self._keys[source], self.global_batch_size
     if self.language_scope == "example":
-      ids = np.flatnonzero(avail.sum(axis=1) >= (1 if kind == _MONO else 2))
-      k = _num_batches(len(ids), _key_group_sizes(keys[ids], avail[ids]), size)
-      return [_Pool(ids, None, k)] if k else []
-    num_langs = avail.shape[1]
+      pool = source.pool(source.patterns.sum(axis=1) >= (1 if kind == _MONO else 2), None,
+                         self.global_batch_size)
+      return [pool] if pool.num_batches else []
+    num_langs = len(self.languages)
     pairs = ([(x, x) for x in range(num_langs)] if kind == _MONO else
              [(x, y) for x in range(num_langs) for y in range(num_langs) if x != y])
-    pools = []
-    for x, y in pairs:
-      ids = np.flatnonzero(avail[:, x] & avail[:, y])
-      k = _num_batches(len(ids), np.unique(keys[ids, y], return_counts=True)[1], size)
-      if k:
-        pools.append(_Pool(ids, (x, y), k))
-    return pools
+    pools = [source.pool(source.patterns[:, x] & source.patterns[:, y], (x, y),
+                         self.global_batch_size) for x, y in pairs]
+    return [pool for pool in pools if pool.num_batches]
+
+  def _check_every_language_drawn(self):
+    """Raises if a language with examples is in no pool of a stream of positive probability."""
+    where = f"HybridBatchSampler (global_batch_size={self.global_batch_size}, " \
+            f"language_scope={self.language_scope!r})"
+    for s, (source, by_kind) in enumerate(zip(self._sources, self._pools)):
+      drawn = set()
+      mono_prob = self._source_mono_probs[s]
+      for kind, prob in ((_MONO, mono_prob), (_CROSS, 1.0 - mono_prob)):
+        if prob > 0 and not by_kind[kind]:
+          raise ValueError(
+              f"{where}: source {s} has no {_KIND_NAMES[kind]}-lingual pool with enough examples "
+              f"for one batch, but its probability is {prob}")
+        if prob > 0:
+          for pool in by_kind[kind]:
+            drawn |= set(range(len(self.languages)) if pool.languages is None else pool.languages)
+      counts = np.diff(source.pattern_start) @ source.patterns
+      never = [f"{self.languages[j]} ({counts[j]} examples)" for j in range(len(counts))
+               if counts[j] and j not in drawn]
+      if never:
+        raise ValueError(
+            f"{where}: source {s}: language(s) {', '.join(never)} are in no pool of at least one "
+            f"batch, so they would never be drawn: lower the batch size, use "
+            f"language_scope='example', or drop them")
 
   def batches_per_epoch(self, source: int = 0, mono: bool = True) -> int:
     """E: batches in one epoch of the (source, mono|cross) stream."""
-    return self._epoch_length[source][_MONO if mono else _CROSS]
+    return int(self._cumulative_batches[source][_MONO if mono else _CROSS][-1])
 
-  def _build_epoch(self, source: int, kind: int, epoch: int):
-    """(example_ids int64, query_lang int32, passage_lang int32), each [E, B], rows shuffled."""
-    rows = []
-    for index, pool in enumerate(self._pools[source][kind]):
-      rng = np.random.default_rng([self.seed, _TAG_POOL, source, kind, index, epoch])
-      if pool.languages is None:
-        query_lang, passage_lang = _draw_languages(
-            rng, self._available[source][pool.example_ids], mono=kind == _MONO)
-      else:
-        query_lang, passage_lang = (np.full(len(pool.example_ids), lang) for lang in pool.languages)
-      keys = self._keys[source][pool.example_ids, passage_lang]
-      batches = _pack(rng.permutation(len(pool.example_ids)), keys, pool.num_batches,
-                      self.global_batch_size)
-      rows.append((pool.example_ids[batches], query_lang[batches], passage_lang[batches]))
-    order = np.random.default_rng([self.seed, _TAG_EPOCH_ORDER, source, kind, epoch]).permutation(
-        self._epoch_length[source][kind])
-    ids, query_lang, passage_lang = (np.concatenate(column)[order] for column in zip(*rows))
-    return ids.astype(np.int64), query_lang.astype(np.int32), passage_lang.astype(np.int32)
+  def _members(self, source: int, kind: int, pool: _Pool, positions: np.ndarray, epoch: int):
+    """(example_ids, query_lang, passage_lang), int64 [m] each, of pool `positions` in `epoch`."""
+    src = self._sources[source]
+    ids = src.members(pool, positions)
+    if pool.languages is not None:
+      return ids, np.full(len(ids), pool.languages[0]), np.full(len(ids), pool.languages[1])
+    key = _hash(self.seed, _TAG_LANGUAGE, source, kind, epoch)
+    return (ids, *_draw_languages(src.available[ids], ids, key, mono=kind == _MONO))
+
+  def _key_columns(self, source: int, ids, query_lang, passage_lang):
+    """The (language, key) columns that must not repeat in a batch: ids, then the given keys."""
+    src = self._sources[source]
+    columns = [(np.zeros(len(ids), np.int64), ids)]
+    for keys, lang in ((src.passage_keys, passage_lang), (src.query_keys, query_lang)):
+      if keys is not None:
+        columns.append((lang, keys[ids, lang]))
+    return columns
+
+  def _replace_repeats(self, source: int, kind: int, pool_index: int, chunk: int, epoch: int,
+                       members):
+    """`members` with every element repeating an earlier key replaced (module docstring)."""
+    pool = self._pools[source][kind][pool_index]
+    columns = lambda m: self._key_columns(source, *m)
+    keep = ~_repeats(columns(members)[1:])  # ids are distinct: a permutation's positions
+    if keep.all():
+      return members
+    kept = [column[keep] for column in members]
+    probe = _Permutation(pool.size, _hash(self.seed, _TAG_PROBE, source, kind, pool_index, epoch))
+    start, probed, size = chunk * self.global_batch_size, 0, self.global_batch_size
+    while len(kept[0]) < size:
+      if probed >= pool.size:
+        raise ValueError(
+            f"HybridBatchSampler: pool {pool_index} of the {_KIND_NAMES[kind]}-lingual stream of "
+            f"source {source} (languages {pool.languages}) has fewer than global_batch_size="
+            f"{size} examples with distinct passage and query keys")
+      count = min(max(2 * (size - len(kept[0])), 64), pool.size - probed)
+      positions = probe((start + probed + np.arange(count)) % pool.size)
+      probed += count
+      candidates = self._members(source, kind, pool, positions, epoch)
+      both = [np.concatenate(pair) for pair in zip(kept, candidates)]
+      fresh = np.flatnonzero(~_repeats(columns(both))[len(kept[0]):])[:size - len(kept[0])]
+      kept = [np.concatenate([k, c[fresh]]) for k, c in zip(kept, candidates)]
+    return kept
 
   def batch(self, step: int) -> HybridBatch:
-    """The global batch of training step `step` (>= 0): a pure function of the arguments and step."""
+    """The global batch of training step `step` (>= 0): a pure function of the arguments and step.
+
+    Raises:
+      ValueError: a bad step, or a pool without B distinct keys (see the module docstring).
+    """
     if not (isinstance(step, (int, np.integer)) and step >= 0):
       raise ValueError(f"HybridBatchSampler.batch: step must be a non-negative int, got {step!r}")
     index, source = int(step), len(self._mono_splitters) - 1
@@ -443,9 +590,22 @@ class HybridBatchSampler:
         break
     is_mono, index = self._mono_splitters[source](index)
     kind = _MONO if is_mono else _CROSS
-    epoch, row = divmod(index, self._epoch_length[source][kind])
-    ids, query_lang, passage_lang = self._epoch_cache.get(
-        (source, kind, epoch), lambda: self._build_epoch(source, kind, epoch))
-    return HybridBatch(example_ids=ids[row], query_lang=query_lang[row],
-                       passage_lang=passage_lang[row], is_mono=is_mono, source=source,
-                       step=int(step))
+    cumulative = self._cumulative_batches[source][kind]
+    epoch, row = divmod(index, int(cumulative[-1]))
+    order = _Permutation(int(cumulative[-1]), _hash(self.seed, _TAG_EPOCH_ORDER, source, kind,
+                                                    epoch))
+    chunk = int(order(np.array([row]))[0])
+    pool_index = int(np.searchsorted(cumulative, chunk, side="right")) - 1
+    pool, chunk = self._pools[source][kind][pool_index], chunk - int(cumulative[pool_index])
+    size = self.global_batch_size
+    permutation = _Permutation(pool.size, _hash(self.seed, _TAG_POOL, source, kind, pool_index,
+                                                 epoch))
+    positions = permutation(np.arange(chunk * size, (chunk + 1) * size))
+    members = self._members(source, kind, pool, positions, epoch)
+    src = self._sources[source]
+    if src.passage_keys is not None or src.query_keys is not None:
+      members = self._replace_repeats(source, kind, pool_index, chunk, epoch, members)
+    ids, query_lang, passage_lang = members
+    return HybridBatch(example_ids=ids.astype(np.int64), query_lang=query_lang.astype(np.int32),
+                       passage_lang=passage_lang.astype(np.int32), is_mono=is_mono,
+                       source=source, step=int(step))

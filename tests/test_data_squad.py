@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES
+from hybrid_jax.data.jsonl import load_jsonl, write_jsonl
 from hybrid_jax.data.parallel_qa import DataError
 from hybrid_jax.data.squad import load_squad
 
@@ -304,3 +305,29 @@ def test_a_misspelt_paragraph_field_warns_or_fails_when_strict(tmp_path, documen
   with pytest.raises(DataError, match=r"paragraph 0: unknown field 'sentence_break' \(did you "
                                       r"mean 'sentence_breaks'\?\)"):
     load_squad(paths, strict=True)
+
+
+def test_a_paragraph_under_two_articles_gives_one_key_per_sentence(tmp_path, documents):
+  """The rule of every loader: same language, sentence and context, same passage key. A copy of
+  a paragraph under a second article keeps its own candidate rows, but its questions' positives
+  get the keys of the first copy, as the JSONL loader gives them."""
+  document = _small(documents["en"], num_paragraphs=1)
+  second = copy.deepcopy(document["data"][0])
+  for qa in second["paragraphs"][0]["qas"]:
+    qa["id"] += "-copy"
+  document["data"].append(second)
+  data = load_squad(_write(tmp_path, {"en": document}))
+  half = len(data.ids) // 2
+  assert list(data.ids[half:]) == [i + "-copy" for i in data.ids[:half]]
+  assert np.all(data.positives[half:] != data.positives[:half])  # rows of the second copy
+  np.testing.assert_array_equal(data.passage_keys[half:], data.passage_keys[:half])
+  path = tmp_path / "copies.jsonl"
+  write_jsonl(data, path)
+  from_jsonl = load_jsonl(path)
+  assert list(from_jsonl.ids) == list(data.ids)
+
+  def same_passage(keys):
+    return keys[:, 0][:, None] == keys[:, 0][None, :]
+
+  np.testing.assert_array_equal(same_passage(from_jsonl.passage_keys),
+                                same_passage(data.passage_keys))

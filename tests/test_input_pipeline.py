@@ -1,11 +1,14 @@
 """Host input pipeline: the right texts for the sampler's ids and languages, process slices that
 concatenate to the global batch, paragraph hard negatives, and an in-order prefetch thread."""
 
+import ml_collections
 import numpy as np
 import pytest
 
 from hybrid_jax import data as data_lib
 from hybrid_jax import input_pipeline
+from hybrid_jax.data.parallel_qa import Example, assemble
+from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
 from hybrid_jax.sampler import HybridBatchSampler
 
@@ -36,7 +39,8 @@ def test_batch_holds_the_sampled_texts(setup):
         tokenizer, data.queries[b.example_ids, b.query_lang].tolist(), 16)
     np.testing.assert_array_equal(batch["query_input_ids"], expected_q["input_ids"])
     positives = data.positives[b.example_ids, b.passage_lang]
-    np.testing.assert_array_equal(batch["passage_keys"], positives)
+    np.testing.assert_array_equal(batch["passage_keys"], data.passage_keys[b.example_ids,
+                                                                           b.passage_lang])
     expected_p = tokenizer_lib.tokenize_passages(
         tokenizer, data.candidates.text[positives].tolist(),
         data.candidates.context[positives].tolist(), 48)
@@ -47,11 +51,15 @@ def test_batch_holds_the_sampled_texts(setup):
     assert is_mono == (qlang == plang) == bool(b.is_mono)
 
 
-def test_process_slices_concatenate_to_global_batch(setup):
-  whole = _builder(setup)(3)
-  parts = [_builder(setup, process_index=i, process_count=4)(3) for i in range(4)]
-  for key, value in whole.items():
-    np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), value)
+@pytest.mark.parametrize("step", [3, 5])
+def test_process_slices_concatenate_to_global_batch(setup, step):
+  """Hard negatives too: every per-row draw is keyed by (seed, step, global row)."""
+  whole = _builder(setup, num_hard_negatives=2, seed=1)(step)
+  for count in (2, 4):
+    parts = [_builder(setup, num_hard_negatives=2, seed=1, process_index=i,
+                      process_count=count)(step) for i in range(count)]
+    for key, value in whole.items():
+      np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), value)
 
 
 def test_hard_negatives_are_other_sentences_of_the_paragraph(setup):
@@ -59,15 +67,65 @@ def test_hard_negatives_are_other_sentences_of_the_paragraph(setup):
   batch = _builder(setup, num_hard_negatives=2, seed=1)(2)
   assert batch["hard_negative_input_ids"].shape == (BATCH, 2, 48)
   cands = data.candidates
+  keys = data.candidate_keys
   for pos, negs in zip(batch["passage_keys"], batch["hard_negative_keys"]):
-    assert pos not in negs and len(set(negs)) == 2
+    assert pos not in negs and len(set(negs)) == 2 and np.all(keys[negs] == negs)
     assert all(cands.language[n] == cands.language[pos] for n in negs)
     same_paragraph = [cands.context[n] == cands.context[pos] for n in negs]
-    others = [c for c in np.flatnonzero(cands.context == cands.context[pos]) if c != pos]
+    others = {keys[c] for c in np.flatnonzero(cands.context == cands.context[pos])} - {pos}
     # Paragraph sentences first; random same-language fillers only when there are too few.
     assert sum(same_paragraph) == min(2, len(others))
   again = _builder(setup, num_hard_negatives=2, seed=1)(2)
   np.testing.assert_array_equal(again["hard_negative_keys"], batch["hard_negative_keys"])
+
+
+def test_a_duplicated_passage_is_one_key_and_no_hard_negative_of_itself():
+  """Two rows with the same language, sentence and context (a paragraph under two articles) are
+  one passage: one key, and never each other's hard negative."""
+  text = ["A.", "B.", "C.", "A.", "B.", "C."]
+  data = assemble("copies", [Example("q1", "en", "Who?", 0), Example("q2", "en", "What?", 3)],
+                  ["en"] * 6, text, ["A. B. C."] * 6)
+  assert data.candidate_keys.tolist() == [0, 1, 2, 0, 1, 2]
+  assert data.passage_keys[:, 0].tolist() == [0, 0]
+  table = input_pipeline.hard_negative_table(data)
+  assert [t.tolist() for t in table] == [[1, 2], [0, 2], [0, 1]] * 2
+
+
+def _config(batch_size, mono_prob=1.0, scope="batch", languages="en"):
+  return ml_collections.ConfigDict({
+      "seed": 0, "train": {"global_batch_size": batch_size},
+      "sampler": {"mono_prob": mono_prob, "language_scope": scope},
+      "data": {"query_max_len": 16, "passage_max_len": 32, "languages": languages},
+      "loss": {"num_hard_negatives": 0}})
+
+
+def test_equal_queries_never_share_a_batch():
+  """Two records with one query text and different positives are not each other's negatives
+  (batch 2 of 3 records: without query keys they meet in about a third of the batches)."""
+  data = assemble("same-question", [Example("a", "en", "Who?", 0), Example("b", "en", "Who?", 1),
+                                    Example("c", "en", "Where?", 2)],
+                  ["en"] * 3, ["He.", "She.", "There."], [""] * 3)
+  builder = input_pipeline.make_batch_builder(_config(2), data, tokenizer=None)
+  together = [set(builder.sampler.batch(step).example_ids.tolist()) == {0, 1}
+              for step in range(200)]
+  assert not any(together)
+  unkeyed = HybridBatchSampler(data.available, data.languages, 2, 1.0, 0)
+  assert sum(set(unkeyed.batch(step).example_ids.tolist()) == {0, 1} for step in range(200)) > 30
+
+
+def test_a_language_too_small_for_one_batch_is_a_user_error():
+  examples = [Example(str(i), "en", f"q{i}?", i) for i in range(40)]
+  examples += [Example(str(i), "fr", f"f{i}?", 40 + i) for i in range(20)]
+  examples += [Example(str(i), "de", f"w{i}?", 60 + i) for i in range(3)]
+  data = assemble("small-de", examples, ["en"] * 40 + ["fr"] * 20 + ["de"] * 3,
+                  [f"s{i}." for i in range(63)], [""] * 63)
+  with pytest.raises(UserError, match=r"small-de.*de \(3 examples\).*config\.train\."
+                                      r"global_batch_size"):
+    input_pipeline.make_batch_builder(_config(8, 0.5, languages="en+fr+de"), data,
+                                      tokenizer=None)
+  builder = input_pipeline.make_batch_builder(_config(8, 0.5, "example", "en+fr+de"), data,
+                                              tokenizer=None)
+  assert any(2 in builder.sampler.batch(step).query_lang for step in range(200))
 
 
 def test_prefetcher_in_order_and_propagates_errors():

@@ -3,10 +3,12 @@
 N examples (questions, keyed by a parallel id) × L languages. Each available (example, language)
 has a query and a positive passage. Passages live in one candidate table shared by every loader
 and by evaluation: a candidate is an answer sentence together with its context paragraph, and the
-positive of (example i, language j) is the index of a row of that table. Two examples share a
-positive passage exactly when they point at the same candidate row, so the candidate index doubles
-as the *passage key* that the sampler and the loss use to keep a positive from also being scored
-as another query's negative.
+positive of (example i, language j) is the index of a row of that table. One rule for every
+loader: two candidates with the same language, sentence and context are the same passage (a
+SQuAD-format file can hold a paragraph under two articles), and the *passage key* is the first
+row of that (language, sentence, context); the sampler and the loss use it to keep a positive
+from also being scored as another query's negative. Likewise the *query key* is one per distinct
+(language, query text): equal queries with different positives are kept out of one batch.
 
 Also here: `DataError` and `Problems`, the one way every loader reports bad input (raise, or skip
 and count), and `assemble`, the one way every loader builds a `ParallelQA` from its examples.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import difflib
+import functools
 import logging
 import re
 
@@ -96,10 +99,30 @@ class ParallelQA:
     """bool [N, L]: example i exists in language j."""
     return self.positives >= 0
 
+  @functools.cached_property
+  def candidate_keys(self) -> np.ndarray:
+    """int64 [C]: the passage key of each candidate, the first row with its (language, sentence,
+    context)."""
+    first = {}
+    rows = zip(self.candidates.language.tolist(), self.candidates.text, self.candidates.context)
+    return np.fromiter((first.setdefault(row, c) for c, row in enumerate(rows)), np.int64,
+                       count=len(self.candidates))
+
   @property
   def passage_keys(self) -> np.ndarray:
-    """int64 [N, L]: equal exactly when two (example, language) share the positive passage."""
-    return self.positives
+    """int64 [N, L]: equal exactly when two (example, language) positives are the same passage
+    (language, sentence and context; see `candidate_keys`); -1 where missing."""
+    return np.where(self.available, self.candidate_keys[np.maximum(self.positives, 0)], -1)
+
+  @functools.cached_property
+  def query_keys(self) -> np.ndarray:
+    """int64 [N, L]: equal exactly when two (example, language) have the same query language and
+    text; -1 where missing."""
+    first = {}
+    keys = np.full(self.queries.shape, -1, np.int64)
+    for i, j in zip(*np.nonzero(self.available)):
+      keys[i, j] = first.setdefault((int(j), self.queries[i, j]), len(first))
+    return keys
 
   def select_languages(self, languages) -> "ParallelQA":
     """The same data restricted to `languages` (in that order); examples left empty are dropped,
