@@ -15,7 +15,6 @@ steps of an uninterrupted one.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -323,8 +322,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   def save(step_to_save):
     # A state saved after non-finite steps is not one the keep policy must preserve.
     checkpointer.save(step_to_save, state, {
-        "step": step_to_save, "saved_at": time.time(), "config": json.loads(
-            config.to_json_best_effort())}, good=int(state.nonfinite_streak) == 0)
+        "step": step_to_save, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
+        good=int(state.nonfinite_streak) == 0)
 
   def run_eval(step_now):
     results = evaluate.evaluate_in_training(
