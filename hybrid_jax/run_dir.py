@@ -239,8 +239,13 @@ def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step
   entry = {"time": datetime.datetime.now().isoformat(timespec="seconds"),
            "host": socket.gethostname(), "pid": os.getpid(), "start_step": start_step,
            "changes": {k: list(v) for k, v in changes.items()}, "config": config_as_dict(config)}
-  with open(os.path.join(workdir, CONFIG_HISTORY_FILE), "a", encoding="utf-8") as f:
-    f.write(json.dumps(entry) + "\n")
+  with open(os.path.join(workdir, CONFIG_HISTORY_FILE), "ab+") as f:
+    end = f.seek(0, os.SEEK_END)
+    if end:
+      f.seek(end - 1)
+      if f.read(1) != b"\n":  # a line cut short by a kill: end it
+        f.write(b"\n")
+    f.write(json.dumps(entry).encode() + b"\n")
 
 
 def restore_model(workdir: str, step: int | None = None):

@@ -87,8 +87,13 @@ def test_config_history_keeps_every_start(tmp_path):
   config = _config(train__num_steps=20)
   changes = run_dir.check_resume(config, workdir, newest_step=10)
   run_dir.record_config(config, workdir, start_step=10, changes=changes)
-  history = [json.loads(line) for line in open(tmp_path / "config_history.jsonl")]
-  assert [h["start_step"] for h in history] == [0, 10]
+  with open(tmp_path / "config_history.jsonl", "a") as f:
+    f.write('{"time": "cut short by a kill')
+  run_dir.record_config(config, workdir, start_step=10, changes=changes)
+  lines = open(tmp_path / "config_history.jsonl").read().splitlines()
+  assert lines[2].startswith('{"time": "cut') and len(lines) == 4
+  history = [json.loads(line) for line in lines[:2] + lines[3:]]
+  assert [h["start_step"] for h in history] == [0, 10, 10]
   assert history[0]["config"]["train"]["num_steps"] == 10
   assert history[1]["changes"] == {"train.num_steps": [10, 20]}
   assert json.load(open(tmp_path / "config.json"))["train"]["num_steps"] == 20
