@@ -335,7 +335,7 @@ class Checkpointer:
 
     Raises:
       CheckpointMismatchError: an intact checkpoint does not fit `abstract_state` (nothing moved).
-      RuntimeError: the explicit `step` is damaged or unreadable.
+      UserError: the explicit `step` is damaged or unreadable (nothing moved).
       FileNotFoundError: the explicit `step` does not exist.
     """
     if step is not None and step not in self.steps():
@@ -364,8 +364,9 @@ class Checkpointer:
         raise
       except Exception as e:  # pylint: disable=broad-except
         if step is not None:
-          raise RuntimeError(f"checkpoint {candidate} in {self.directory} cannot be restored: "
-                             f"{type(e).__name__}: {e}") from e
+          raise UserError(f"checkpoint {candidate} in {self.directory} cannot be restored "
+                          f"({type(e).__name__}: {str(e)[:300]}); pick another step: "
+                          f"{self.steps()}") from e
         self._set_aside(candidate, e)
         continue
       return restored.state, restored.meta, candidate

@@ -124,6 +124,9 @@ def test_flipped_bytes_are_detected_and_the_previous_checkpoint_used(tmp_path):
   with pytest.raises(checkpoint_lib.DamagedCheckpointError, match="SHA-256"):
     checkpoint_lib.verify(str(tmp_path / "2"))
   ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  with pytest.raises(UserError, match=r"checkpoint 2 .* cannot be restored .*SHA-256"):
+    ckpt.restore_latest(_big_state(0), step=2)  # an explicit step: an error, nothing moved
+  assert ckpt.steps() == [1, 2]
   state, _, step = ckpt.restore_latest(_big_state(0))
   ckpt.close()
   assert step == 1
