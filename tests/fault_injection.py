@@ -206,7 +206,7 @@ def kill_trials(baseline: str, root: str, flags: list[str], num_kills: int, num_
       point = KILL_POINTS[(i // 2) % len(KILL_POINTS)]
       step = save_steps[(i // 2) % len(save_steps)]
       proc = run(child_command(workdir, point, step, *flags), extra_env)
-      what = f"{point} of step {step}"
+      what = f"{point} of step {step}" if point != "delete" else "delete of the oldest checkpoint"
       killed = proc.returncode == -signal.SIGKILL
     else:
       step = rng.randrange(1, num_steps)
