@@ -241,6 +241,7 @@ def _main():
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--root", default=None, help="where the runs go (default: a temp dir)")
   args = parser.parse_args()
+  os.environ.update(env())  # this process restores the runs' 8-device checkpoints (flip_trials)
   root = args.root or tempfile.mkdtemp(prefix="fault_injection-")
   flags = [f"--config=configs/default.py:langs=en+de+es,steps={args.steps}", *TINY_MODEL,
            "--config.data.eval=", f"--config.checkpoint.every_steps={args.every_steps}",
