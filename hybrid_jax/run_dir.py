@@ -17,7 +17,9 @@ both win). Released (the file removed) on exit, exceptions included.
 Resume rules (`check_resume`), applied before any checkpoint is restored or anything written: the
 fields in `RESUMABLE_FIELDS` may differ from the saved config.json; any other difference is a
 `UserError` listing every differing field (old -> new), unless
-`--config.checkpoint.allow_config_change=True`. `train.num_steps` may only grow: a value below the
+`--config.checkpoint.allow_config_change=True`. A field the saved config lacks (added to the code
+after the run started) is accepted at its `configs/default.py` value. `train.num_steps` may only
+grow: a value below the
 newest checkpoint's step is refused even then (the run would end with a model of a later step than
 its config says). Extending `train.num_steps` stretches the learning-rate schedule's decay over the
 new length from the resumed step on.
@@ -39,6 +41,7 @@ import ml_collections
 from flax import nnx
 
 from hybrid_jax import checkpoint as checkpoint_lib
+from hybrid_jax import config_lib
 from hybrid_jax import models
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
@@ -47,6 +50,7 @@ LOCK_FILE = "run.lock"
 CONFIG_FILE = "config.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 CHECKPOINT_SUBDIR = "checkpoints"
+ABSENT = "<absent>"
 
 # Fields (a name, or a section prefix ending in '.') that may differ from the saved config on
 # resume: they change neither the model, the data, the batches nor the update of a step.
@@ -154,9 +158,8 @@ def config_differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]
   """Dotted field -> (saved value, current value) for every field that differs; a field missing on
   one side is `<absent>` there."""
   saved, current = _flatten(saved), _flatten(current)
-  absent = "<absent>"
-  return {k: (saved.get(k, absent), current.get(k, absent)) for k in sorted(set(saved) | set(current))
-          if saved.get(k, absent) != current.get(k, absent)}
+  return {k: (saved.get(k, ABSENT), current.get(k, ABSENT)) for k in sorted(set(saved) | set(current))
+          if saved.get(k, ABSENT) != current.get(k, ABSENT)}
 
 
 def is_resumable(field: str) -> bool:
@@ -217,7 +220,9 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, newest_step: i
   differences = config_differences(config_as_dict(saved), config_as_dict(config))
   if not config.model.path:  # the cached tokenizer decides it (config.json has its length)
     differences.pop("model.vocab_size", None)
-  refused = {k: v for k, v in differences.items() if not is_resumable(k)}
+  defaults = _flatten(config_as_dict(config_lib.default_config()))
+  refused = {k: (old, new) for k, (old, new) in differences.items() if not is_resumable(k) and not (
+      old == ABSENT and defaults.get(k, ABSENT) == new)}  # a field newer than the run, at default
   if refused and not allow:
     listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
     raise UserError(

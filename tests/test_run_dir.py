@@ -62,6 +62,17 @@ def test_resumable_fields_may_change_and_are_reported(tmp_path):
   assert run_dir.check_resume(_config(model__hidden_size=64), workdir, newest_step=None) == {}
 
 
+def test_field_newer_than_the_run_is_accepted_at_its_default_only(tmp_path):
+  workdir = _saved_run(tmp_path)
+  saved = json.load(open(tmp_path / "config.json"))
+  del saved["loss"]["symmetric"]  # as if the code gained the field after the run started
+  json.dump(saved, open(tmp_path / "config.json", "w"))
+  changes = run_dir.check_resume(_config(), workdir, newest_step=6)
+  assert changes == {"loss.symmetric": (run_dir.ABSENT, False)}
+  with pytest.raises(UserError, match="loss.symmetric: '<absent>' -> True"):
+    run_dir.check_resume(_config(loss__symmetric=True), workdir, newest_step=6)
+
+
 def test_allow_config_change_resumes_anyway_but_never_below_the_checkpoint(tmp_path):
   workdir = _saved_run(tmp_path)
   config = _config(optim__learning_rate=3e-4, checkpoint__allow_config_change=True)
