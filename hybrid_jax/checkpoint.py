@@ -8,7 +8,8 @@ step alone restores the data position.
 
 Content checksums: orbax (and tensorstore under it) does not reliably detect flipped bytes: 4 KB
 of damage in a data file restored NaN weights or a wrong Adam moment without an error. So every
-save writes `content_sha256.json` (size and SHA-256 of every file of the checkpoint) into orbax's
+save writes `content_sha256.json` (size and SHA-256 of every file of the checkpoint but orbax's
+`_CHECKPOINT_METADATA`, which orbax rewrites after the commit and which holds no array) into orbax's
 temporary directory just before orbax renames it into place (orbax's post-finalization callback),
 which makes the manifest part of the atomic commit: a listed checkpoint saved by this module always
 has one. Restoring verifies every listed file first.
@@ -16,7 +17,8 @@ has one. Restoring verifies every listed file first.
 What restoring does with each kind of checkpoint:
 - damaged (a file missing, of another size or content than its manifest says, an unreadable
   manifest), or without a manifest and unreadable by orbax (killed mid-write, truncated): reported
-  and moved aside to `<step>.corrupt-<unix time>`, never deleted; the previous one is used.
+  and moved aside to `<step>.corrupt-<unix time>`, never deleted; the previous one is used (an
+  explicitly requested step is a `UserError` instead, nothing moved).
 - intact (manifest verified) but not restorable into the requested structure (another model shape,
   another optimizer): `CheckpointMismatchError`, nothing moved. A checkpoint is not corrupt because
   the config changed; `hybrid_jax.run_dir` compares configs before restoring to say which fields.
