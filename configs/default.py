@@ -70,6 +70,8 @@ def get_config(arg=None):
   config.checkpoint.every_steps = 100
   config.checkpoint.keep = 3
   config.checkpoint.async_save = True
+  config.checkpoint.allow_config_change = False  # resume although fields other than
+                                               # run_dir.RESUMABLE_FIELDS changed
 
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0                  # 0: only at the end

@@ -600,7 +600,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
-    path: a training workdir (config.json + checkpoints/; restored with `train.restore_model`),
+    path: a training workdir (config.json + checkpoints/; restored with `run_dir.restore_model`),
       a Hugging Face model directory (`models.load_pretrained` + its tokenizer), or 'tfidf'.
     dataset: data spec; default the run's `config.data.eval`, else 'xquad_r:eval'.
     step: checkpoint step of a training run (default: the newest).
@@ -629,9 +629,9 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   else:
     mesh = mesh or sharding.make_mesh()
     if is_training_workdir(path):
-      from hybrid_jax import train
+      from hybrid_jax import run_dir
 
-      model, tokenizer, config, model_step = train.restore_model(path, step=step)
+      model, tokenizer, config, model_step = run_dir.restore_model(path, step=step)
       dataset = dataset or config.data.eval or "xquad_r:eval"
       languages = languages or _languages(config.data.languages)
       overlap = train_test_overlap(config.data.get("train"), dataset)

@@ -10,10 +10,11 @@
   `Event` protos hand-encoded here (the fields used are listed in `_encode_event`), which
   TensorBoard reads as scalars (`write_scalars`) and text (`write_text`).
 
-Resuming: `MetricWriter(workdir, resume_step=s)` first rewrites metrics.jsonl keeping only records
-with step < s, so a run restarted from the checkpoint of step s has no duplicated steps, and it
-starts the new event file with a `SessionLog(START)` event at step s, which tells TensorBoard to
-drop the old file's events at steps >= s. Without `resume_step` an existing metrics.jsonl is
+Resuming: `MetricWriter(workdir, resume_step=s)` first drops the records with step >= s from
+metrics.jsonl (the other lines are kept byte for byte; the file is left alone when none has such a
+step), so a run restarted from the checkpoint of step s has no duplicated steps, and it starts
+the new event file with a `SessionLog(START)` event at step s, which tells TensorBoard to drop the
+old file's events at steps >= s. Without `resume_step` an existing metrics.jsonl is
 appended to as it is.
 
 Only one process should write: pass `enabled=jax.process_index() == 0`; a disabled writer creates
@@ -255,13 +256,25 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _truncate_metrics(path: str, resume_step: int) -> None:
-  """Rewrites `path` (atomically) keeping the records with step < resume_step."""
+  """Drops the records with step >= resume_step (and a last line cut short) from `path`, keeping
+  the other lines byte for byte; the file is rewritten (atomically) only when one is dropped."""
   if not os.path.exists(path):
     return
-  kept = [r for r in read_metrics(path) if r["step"] < resume_step]
+  read_metrics(path)  # Raises for an unreadable line other than the last.
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().splitlines(keepends=True)
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] < resume_step:
+        kept.append(line if line.endswith("\n") else line + "\n")
+    except ValueError:  # blank, or the last line cut short
+      pass
+  if kept == lines:
+    return
   tmp_path = path + ".tmp"
   with open(tmp_path, "w", encoding="utf-8") as f:
-    f.writelines(json.dumps(r, allow_nan=True) + "\n" for r in kept)
+    f.writelines(kept)
   os.replace(tmp_path, path)
 
 

@@ -15,7 +15,6 @@ steps of an uninterrupted one.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import time
@@ -29,12 +28,14 @@ import optax
 from flax import nnx
 
 from hybrid_jax import checkpoint as checkpoint_lib
+from hybrid_jax import evaluate
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import metric_writers
 from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
+from hybrid_jax import run_dir
 from hybrid_jax import sharding
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
@@ -243,9 +244,8 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
 
 def build_run(config: ml_collections.ConfigDict, workdir: str):
   """Everything derived from the config before training: (train_data, a list with one ParallelQA
-  per source of `config.data.train`, tokenizer, graphdef, optimizer, initial TrainState).
-  Training and `restore_model` share it, so a checkpoint is always restored into exactly the
-  structure that saved it."""
+  per source of `config.data.train`, tokenizer, graphdef, optimizer, initial TrainState). Sets
+  `config.model.vocab_size` to the trained tokenizer's."""
   train_data = input_pipeline.load_sources(config)
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
   optimizer = make_optimizer(config.optim, config.train.num_steps)
@@ -254,55 +254,60 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   return train_data, tokenizer, graphdef, optimizer, state
 
 
-def restore_model(workdir: str, step: int | None = None):
-  """(model, tokenizer, config, step) of a training run's checkpoint (the newest by default)."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  _, tokenizer, graphdef, _, state = build_run(config, workdir)
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                             async_save=False)
-  try:
-    restored, _, restored_step = checkpointer.restore_latest(state, step=step)
-  finally:
-    checkpointer.close()
-  if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {checkpointer.directory}")
-  return nnx.merge(graphdef, restored.params["model"]), tokenizer, config, restored_step
-
-
 def _scalars(metrics) -> dict[str, float]:
   return {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its newest good checkpoint; returns the last
-  logged metrics (and the final evaluation when `config.data.eval` is set)."""
-  from hybrid_jax import evaluate  # evaluation imports training utilities lazily
+  logged metrics (and the final evaluation when `config.data.eval` is set).
 
-  is_main = jax.process_index() == 0
+  Raises:
+    UserError: another training holds `workdir`, or `config` differs from the run's saved config
+      in fields a resume cannot change (`run_dir.check_resume`); nothing in `workdir` is changed.
+  """
   os.makedirs(workdir, exist_ok=True)
-  mesh = sharding.make_mesh(fsdp=config.train.fsdp)
-  sharding.check_global_batch(config.train.global_batch_size, mesh)
-  if config.train.grad_cache_chunk_size:
-    grad_cache.num_chunks(config.train.global_batch_size, config.train.grad_cache_chunk_size, mesh)
+  with run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0):
+    return _train_and_evaluate(config, workdir)
+
+
+def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh,
+                      checkpointer: checkpoint_lib.Checkpointer):
+  """`build_run`, then the state of the newest good checkpoint once the config is checked against
+  the run's: (train_data, tokenizer, graphdef, optimizer, state, state_sharding)."""
+  steps = checkpointer.steps()
+  changes = run_dir.check_resume(config, workdir, steps[-1] if steps else None)
   train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
   for data in train_data:
     logging.info("%s", data.describe())
-  num_steps = config.train.num_steps
   state_sharding = sharding.state_shardings(mesh, state)
   state = jax.device_put(state, state_sharding)
-
-  checkpointer = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
-      async_save=config.checkpoint.async_save)
   restored, meta, restored_step = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
     logging.info("Resumed from checkpoint %d (saved %s).", restored_step, meta.get("saved_at"))
+  if jax.process_index() == 0:
+    run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
+  return train_data, tokenizer, graphdef, optimizer, state, state_sharding
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  is_main = jax.process_index() == 0
+  mesh = sharding.make_mesh(fsdp=config.train.fsdp)
+  sharding.check_global_batch(config.train.global_batch_size, mesh)
+  if config.train.grad_cache_chunk_size:
+    grad_cache.num_chunks(config.train.global_batch_size, config.train.grad_cache_chunk_size, mesh)
+  num_steps = config.train.num_steps
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, run_dir.CHECKPOINT_SUBDIR), keep=config.checkpoint.keep,
+      async_save=config.checkpoint.async_save)
+  try:
+    train_data, tokenizer, graphdef, optimizer, state, state_sharding = _build_and_resume(
+        config, workdir, mesh, checkpointer)
+  except BaseException:
+    checkpointer.close()
+    raise
   start_step = int(state.step)
-  if is_main:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   builder = input_pipeline.make_batch_builder(
       config, train_data, tokenizer, process_index=jax.process_index(),
@@ -315,9 +320,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                    log_every=config.log.every_steps, enabled=is_main)
 
   def save(step_to_save):
+    # A state saved after non-finite steps is not one the keep policy must preserve.
     checkpointer.save(step_to_save, state, {
-        "step": step_to_save, "saved_at": time.time(), "config": json.loads(
-            config.to_json_best_effort())})
+        "step": step_to_save, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
+        good=int(state.nonfinite_streak) == 0)
 
   def run_eval(step_now):
     results = evaluate.evaluate_in_training(

@@ -162,6 +162,21 @@ def test_resume_skips_a_cut_last_line_and_rejects_other_damage(tmp_path):
     metric_writers.MetricWriter(tmp_path, resume_step=2)
 
 
+def test_resume_keeps_earlier_lines_byte_for_byte_and_the_file_itself(tmp_path):
+  """Records before the resume step are never rewritten, and a resume that drops nothing leaves
+  the file in place (same inode): metrics.jsonl is not replaced."""
+  path = tmp_path / "metrics.jsonl"
+  kept = '{"step": 1, "loss": 0.10000000149011612, "extra":   1e-05}\n{"step":2,"loss":NaN}\n'
+  path.write_text(kept + '{"step": 3, "loss": 3.0}\n')
+  inode = os.stat(path).st_ino
+  with metric_writers.MetricWriter(tmp_path, resume_step=4):
+    pass
+  assert os.stat(path).st_ino == inode
+  with metric_writers.MetricWriter(tmp_path, resume_step=3):
+    pass
+  assert path.read_text() == kept
+
+
 def test_disabled_writer_creates_nothing(tmp_path):
   workdir = tmp_path / "run"
   with metric_writers.MetricWriter(workdir, enabled=False, resume_step=3) as writer:

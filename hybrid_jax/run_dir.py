@@ -1,0 +1,288 @@
+"""A training run's directory: who may write it, which config changes a resume accepts, the
+history of its configs, and restoring its model without the training setup.
+
+    <workdir>/run.lock               held by the training that writes the directory (below)
+    <workdir>/config.json            the config of the latest start (model.vocab_size resolved)
+    <workdir>/config_history.jsonl   one line per start: time, host, pid, start step, the changed
+                                     fields (old -> new) and the whole config; only appended to
+    <workdir>/checkpoints/           hybrid_jax.checkpoint
+    <workdir>/tokenizer/             the trained default tokenizer (when model.path is empty)
+
+Lock: `WorkdirLock` takes an exclusive `flock` on `run.lock` and writes its holder (host, pid,
+start time) into it. A second training on the directory fails at once with a `UserError` naming
+the holder. The kernel drops the lock when its process dies (also on SIGKILL), so the lock file a
+dead process left behind is simply locked again (a stale lock cannot block and two takers cannot
+both win). Released (the file removed) on exit, exceptions included.
+
+Resume rules (`check_resume`), applied before any checkpoint is restored or anything written: the
+fields in `RESUMABLE_FIELDS` may differ from the saved config.json; any other difference is a
+`UserError` listing every differing field (old -> new), unless
+`--config.checkpoint.allow_config_change=True`. A field the saved config lacks (added to the code
+after the run started) is accepted at its `configs/default.py` value. `train.num_steps` may only
+grow: a value below the
+newest checkpoint's step is refused even then (the run would end with a model of a later step than
+its config says). Extending `train.num_steps` stretches the learning-rate schedule's decay over the
+new length from the resumed step on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+import jax
+import ml_collections
+from flax import nnx
+
+from hybrid_jax import checkpoint as checkpoint_lib
+from hybrid_jax import config_lib
+from hybrid_jax import models
+from hybrid_jax.errors import UserError
+from hybrid_jax.models import tokenizer as tokenizer_lib
+
+LOCK_FILE = "run.lock"
+CONFIG_FILE = "config.json"
+CONFIG_HISTORY_FILE = "config_history.jsonl"
+CHECKPOINT_SUBDIR = "checkpoints"
+ABSENT = "<absent>"
+
+# Fields (a name, or a section prefix ending in '.') that may differ from the saved config on
+# resume: they change neither the model, the data, the batches nor the update of a step.
+RESUMABLE_FIELDS = (
+    "train.num_steps",                 # extend only (see the module doc)
+    "train.prefetch_batches",          # host-side queue length
+    "train.max_consecutive_nonfinite",  # when to give up
+    "train.grad_cache_chunk_size",     # memory: the same update (up to float summation order)
+    "train.fsdp",                      # memory: parameter sharding, the same update
+    "model.remat",                     # memory: recomputed activations, the same update
+    "data.eval",                       # what to evaluate on
+    "eval.",                           # evaluation schedule and batch size
+    "log.",                            # logging interval
+    "checkpoint.",                     # every_steps, keep, async_save, allow_config_change
+)
+
+
+class WorkdirLock:
+  """Exclusive use of a run directory by one training (see the module doc). A context manager.
+
+  Args:
+    workdir: the run directory (exists).
+    enabled: False on every process of a multi-process run but one (they share the directory).
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool = True):
+    self.path = os.path.join(workdir, LOCK_FILE)
+    self._enabled = enabled
+    self._fd: int | None = None
+
+  def acquire(self) -> "WorkdirLock":
+    """Raises `UserError` naming the holder when another live process holds the directory."""
+    if not self._enabled:
+      return self
+    while True:
+      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      except BlockingIOError:
+        os.close(fd)
+        raise UserError(
+            f"{os.path.dirname(self.path)} is in use by another training ({self._holder()}); wait "
+            "for it to finish or stop it, or pass another --workdir") from None
+      try:  # The file locked must still be the one at the path (a releaser unlinks it).
+        current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+      except FileNotFoundError:
+        current = False
+      if current:
+        break
+      os.close(fd)
+    previous = os.read(fd, 4096).decode("utf-8", "replace")
+    if previous.strip():
+      logging.warning("Taking over %s left by a process that has ended: %s", self.path, previous)
+    holder = {"host": socket.gethostname(), "pid": os.getpid(),
+              "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    os.fsync(fd)
+    self._fd = fd
+    return self
+
+  def _holder(self) -> str:
+    """'host H, pid P, since T' from the lock file (the holder writes it right after locking)."""
+    for _ in range(20):
+      try:
+        with open(self.path, encoding="utf-8") as f:
+          holder = json.loads(f.read() or "null")
+      except (OSError, ValueError):
+        holder = None
+      if holder:
+        return (f"host {holder.get('host')}, pid {holder.get('pid')}, since "
+                f"{holder.get('started_at')}")
+      time.sleep(0.05)
+    return f"holder not recorded in {self.path}"
+
+  def release(self) -> None:
+    if self._fd is not None:
+      os.unlink(self.path)  # while still locked: the next taker creates a fresh file
+      os.close(self._fd)
+      self._fd = None
+
+  def __enter__(self) -> "WorkdirLock":
+    return self.acquire()
+
+  def __exit__(self, *exc_info) -> None:
+    self.release()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def config_as_dict(config: ml_collections.ConfigDict) -> dict:
+  """The JSON-able dict that config.json holds."""
+  return json.loads(config.to_json_best_effort())
+
+
+def config_differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]:
+  """Dotted field -> (saved value, current value) for every field that differs; a field missing on
+  one side is `<absent>` there."""
+  saved, current = _flatten(saved), _flatten(current)
+  return {k: (saved.get(k, ABSENT), current.get(k, ABSENT)) for k in sorted(set(saved) | set(current))
+          if saved.get(k, ABSENT) != current.get(k, ABSENT)}
+
+
+def is_resumable(field: str) -> bool:
+  return any(field == f or (f.endswith(".") and field.startswith(f)) for f in RESUMABLE_FIELDS)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict | None:
+  """The run's config.json as a ConfigDict; None when there is none."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except ValueError as e:
+    raise UserError(f"{path}: not a JSON config ({e}); restore it from {CONFIG_HISTORY_FILE} "
+                    "(the last line's 'config')") from e
+
+
+def check_resume(config: ml_collections.ConfigDict, workdir: str, newest_step: int | None
+                 ) -> dict[str, tuple[Any, Any]]:
+  """Checks that `config` may resume the run in `workdir` (module doc), before anything is built.
+
+  Args:
+    config: the validated config of this start.
+    workdir: the run directory.
+    newest_step: the newest checkpoint's step; None when there is none (nothing to check).
+
+  Returns:
+    The differing fields, dotted name -> (saved, current) (empty for a fresh run).
+
+  Raises:
+    UserError: fields outside `RESUMABLE_FIELDS` differ (without
+      `checkpoint.allow_config_change`), `train.num_steps` is below `newest_step`, the config.json
+      or the trained tokenizer the checkpoints belong to is missing.
+  """
+  if newest_step is None:
+    return {}
+  allow = config.checkpoint.get("allow_config_change", False)
+  fix = ("pass --config.checkpoint.allow_config_change=True to resume anyway, or use another "
+         "--workdir")
+  if config.train.num_steps < newest_step:
+    raise UserError(
+        f"--config.train.num_steps={config.train.num_steps} is below the step of the newest "
+        f"checkpoint in {workdir} ({newest_step}); train.num_steps can only be extended on resume: "
+        "pass a value >= that, or use another --workdir")
+  if not config.model.path and not os.path.isdir(os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)):
+    raise UserError(
+        f"{os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)} is missing: the checkpoints in "
+        f"{workdir} were trained with that tokenizer, and a new one would not fit them; restore "
+        "the directory, or use another --workdir")
+  saved = load_config(workdir)
+  if saved is None:
+    if allow:
+      return {}
+    raise UserError(f"{os.path.join(workdir, CONFIG_FILE)} is missing, so the checkpoints there "
+                    f"cannot be checked against this config; {fix}")
+  differences = config_differences(config_as_dict(saved), config_as_dict(config))
+  if not config.model.path:  # the cached tokenizer decides it (config.json has its length)
+    differences.pop("model.vocab_size", None)
+  defaults = _flatten(config_as_dict(config_lib.default_config()))
+  refused = {k: (old, new) for k, (old, new) in differences.items() if not is_resumable(k) and not (
+      old == ABSENT and defaults.get(k, ABSENT) == new)}  # a field newer than the run, at default
+  if refused and not allow:
+    listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
+    raise UserError(
+        f"the config differs from {os.path.join(workdir, CONFIG_FILE)} (the run's checkpoints) in "
+        f"fields that cannot change on resume: {listed}; re-run with the saved values, or {fix}")
+  if differences:
+    logging.warning("Resuming %s with changed config fields: %s", workdir, ", ".join(
+        f"{k}: {old!r} -> {new!r}" for k, (old, new) in differences.items()))
+  return differences
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step: int,
+                  changes: dict[str, tuple[Any, Any]]) -> None:
+  """Writes config.json (atomically) and appends this start to config_history.jsonl."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    f.write(config.to_json_best_effort(indent=2))
+  os.replace(path + ".tmp", path)
+  entry = {"time": datetime.datetime.now().isoformat(timespec="seconds"),
+           "host": socket.gethostname(), "pid": os.getpid(), "start_step": start_step,
+           "changes": {k: list(v) for k, v in changes.items()}, "config": config_as_dict(config)}
+  with open(os.path.join(workdir, CONFIG_HISTORY_FILE), "ab+") as f:
+    end = f.seek(0, os.SEEK_END)
+    if end:
+      f.seek(end - 1)
+      if f.read(1) != b"\n":  # a line cut short by a kill: end it
+        f.write(b"\n")
+    f.write(json.dumps(entry).encode() + b"\n")
+
+
+def restore_model(workdir: str, step: int | None = None):
+  """(model, tokenizer, config, step) of a training run's checkpoint (the newest by default).
+
+  Rebuilt from the run directory alone: config.json, the tokenizer (`<workdir>/tokenizer`, or
+  `model.path` when the run fine-tuned a pretrained model) and the parameters of the checkpoint
+  (verified against its content manifest); the training data is not read. The model's parameters
+  are placed on the first device.
+
+  Raises:
+    UserError: no config.json, no tokenizer, or no checkpoint.
+  """
+  config = load_config(workdir)
+  if config is None:
+    raise UserError(f"{os.path.join(workdir, CONFIG_FILE)}: missing; not a training run directory")
+  tokenizer_dir = config.model.path or os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)
+  if not config.model.path and not os.path.isdir(tokenizer_dir):
+    raise UserError(f"{tokenizer_dir}: missing; the run's tokenizer is needed to use its model")
+  tokenizer = tokenizer_lib.load_tokenizer(tokenizer_dir)
+  abstract_model = nnx.eval_shape(lambda: models.create_model(config.model, seed=config.seed))
+  graphdef, abstract_state = nnx.split(abstract_model)
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                                 nnx.to_pure_dict(abstract_state))
+  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
+                                             async_save=False)
+  try:
+    restored, _, restored_step = checkpointer.restore_latest(
+        {"params": {"model": abstract_params}}, step=step, partial=True)
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise UserError(f"{checkpointer.directory}: no checkpoint to restore")
+  return nnx.merge(graphdef, restored["params"]["model"]), tokenizer, config, restored_step
