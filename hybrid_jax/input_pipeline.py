@@ -35,6 +35,9 @@ def hard_negative_table(data: ParallelQA) -> list[np.ndarray]:
 class BatchBuilder:
   """step -> this process's slice of the global batch, as numpy arrays.
 
+  Queries are tokenized as `query_prefix + query`, passages as the pair
+  (`passage_prefix + answer sentence`, context).
+
   Output (b = global_batch_size / process_count, k = num_hard_negatives):
     query_input_ids, query_attention_mask, query_token_type_ids: int32 [b, query_max_len]
     passage_input_ids, passage_attention_mask, passage_token_type_ids: int32 [b, passage_max_len]
@@ -45,8 +48,11 @@ class BatchBuilder:
 
   def __init__(self, data: ParallelQA, sampler: HybridBatchSampler, tokenizer, *,
                query_max_len: int, passage_max_len: int, num_hard_negatives: int = 0,
-               seed: int = 0, process_index: int = 0, process_count: int = 1):
+               seed: int = 0, process_index: int = 0, process_count: int = 1,
+               query_prefix: str = "", passage_prefix: str = ""):
     self.data = data
+    self.query_prefix = query_prefix
+    self.passage_prefix = passage_prefix
     self.sampler = sampler
     self.tokenizer = tokenizer
     self.query_max_len = query_max_len
@@ -68,7 +74,8 @@ class BatchBuilder:
     cands = self.data.candidates
     flat = candidate_ids.reshape(-1)
     tokens = tokenizer_lib.tokenize_passages(
-        self.tokenizer, cands.text[flat].tolist(), cands.context[flat].tolist(),
+        self.tokenizer, tokenizer_lib.with_prefix(self.passage_prefix, cands.text[flat].tolist()),
+        cands.context[flat].tolist(),
         self.passage_max_len)
     return {f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
             for k, v in tokens.items()}
@@ -92,7 +99,7 @@ class BatchBuilder:
   def __call__(self, step: int) -> dict[str, np.ndarray]:
     shard = self.sampler.batch(step).shard(self.process_index, self.process_count)
     ids, qlang, plang = shard.example_ids, shard.query_lang, shard.passage_lang
-    queries = self.data.queries[ids, qlang].tolist()
+    queries = tokenizer_lib.with_prefix(self.query_prefix, self.data.queries[ids, qlang].tolist())
     positives = self.data.positives[ids, plang]
     batch = {f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(
         self.tokenizer, queries, self.query_max_len).items()}
@@ -116,7 +123,9 @@ def make_batch_builder(config, data: ParallelQA, tokenizer, *, process_index: in
       data, sampler, tokenizer, query_max_len=config.data.query_max_len,
       passage_max_len=config.data.passage_max_len,
       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
-      process_index=process_index, process_count=process_count)
+      process_index=process_index, process_count=process_count,
+      **{f"{tower}_prefix": prefix
+         for tower, prefix in tokenizer_lib.prompts(config.model).items()})
 
 
 class Prefetcher:

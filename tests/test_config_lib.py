@@ -22,7 +22,7 @@ def test_parse_arg_errors(arg, match):
 
 
 def _default_config():
-  return config_lib.default_config("langs=en+de")
+  return config_lib.default_config("model=tiny,langs=en+de")
 
 
 @pytest.mark.parametrize("field, value, match", [

@@ -18,7 +18,7 @@ BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
 
 def _config(**loss):
-  config = config_lib.default_config("langs=en+de,steps=10")
+  config = config_lib.default_config("model=tiny,langs=en+de,steps=10")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=40)
   config.optim.warmup_steps = 2
