@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 
 import ml_collections
 
@@ -107,4 +108,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fail("train.fsdp", config.train.fsdp, "must be >= 1 (1 = replicated parameters)")
   if config.model.dtype not in ("float32", "bfloat16"):
     fail("model.dtype", config.model.dtype, "must be 'float32' or 'bfloat16'")
+  if config.data.get("eval_languages"):
+    parse_languages(config.data.eval_languages, where="config.data.eval_languages")
+  try:
+    re.compile(config.optim.get("frozen", ""))
+  except re.error as e:
+    fail("optim.frozen", config.optim.frozen, f"is not a regular expression ({e})")
   return config

@@ -37,6 +37,8 @@ def _default_config():
     ("train.fsdp", 0, "fsdp"),
     ("model.dtype", "float16", "dtype"),
     ("data.languages", "en+dx", "unknown language code 'dx'"),
+    ("data.eval_languages", "en+dx", "unknown language code 'dx'"),
+    ("optim.frozen", "word_(", "not a regular expression"),
 ])
 def test_validate_rejects_bad_values(field, value, match):
   config = _default_config()
