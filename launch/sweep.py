@@ -41,9 +41,12 @@ def grid(lang_sets, mono_probs):
 
 
 def main_command(config: str, langs: str, mono_prob: float, workdir: str, extra) -> list[str]:
+  """`config` is a config file, optionally with its own arguments ('configs/default.py:model=tiny');
+  langs and mono_prob join them."""
+  separator = "," if ":" in config else ":"
   return [sys.executable, "-m", "hybrid_jax.main",
-          f"--config={config}:langs={langs},mono_prob={mono_prob:g}", f"--workdir={workdir}",
-          *extra]
+          f"--config={config}{separator}langs={langs},mono_prob={mono_prob:g}",
+          f"--workdir={workdir}", *extra]
 
 
 def is_finished(workdir: str) -> bool:
@@ -57,7 +60,9 @@ def is_finished(workdir: str) -> bool:
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True, help="parent directory of the run workdirs")
-  parser.add_argument("--config", default="configs/default.py")
+  parser.add_argument("--config", default="configs/default.py",
+                      help="config file, optionally with arguments, e.g. "
+                      "configs/default.py:model=tiny")
   parser.add_argument("--lang_sets", default=",".join(DEFAULT_LANG_SETS),
                       help="comma-separated language sets, each '+'-joined (or 'xquad_r')")
   parser.add_argument("--mono_probs", default=",".join(f"{p:g}" for p in DEFAULT_MONO_PROBS))

@@ -30,6 +30,7 @@ def tiny_sweep(tmp_path_factory):
 
   root = str(tmp_path_factory.mktemp("sweep"))
   command = [sys.executable, "launch/sweep.py", f"--root={root}", "--lang_sets=en+de",
+             "--config=configs/default.py:model=tiny",
              "--mono_probs=1,0.5", "--", "--config.train.num_steps=4", *TINY_MODEL]
   proc = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
                         timeout=900)

@@ -25,7 +25,7 @@ def test_parse_arg_errors(arg, match):
 
 
 def _default_config():
-  return config_lib.default_config("langs=en+de")
+  return config_lib.default_config("model=tiny,langs=en+de")
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -51,6 +51,8 @@ def _default_config():
     ("optim.warmup_steps", -1, "warmup_steps=-1"),
     ("data.passage_max_len", 513, r"passage_max_len=513: .* covers 512 tokens"),
     ("data.query_max_len", 600, r"query_max_len=600: .* covers 512 tokens"),
+    ("data.eval_languages", "en+dx", "unknown language code 'dx'"),
+    ("optim.frozen", "word_(", "not a regular expression"),
 ])
 def test_validate_rejects_bad_values(field, value, match):
   config = _default_config()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx
@@ -121,8 +122,9 @@ def test_evaluate_equals_metrics_on_plain_embeddings(model, tokenizer, data, tmp
   retriever = evaluate.DenseRetriever(model, tokenizer, mesh, query_max_len=QUERY_MAX_LEN,
                                       passage_max_len=PASSAGE_MAX_LEN, batch_size=BATCH_SIZE,
                                       show_progress=False)
+  config = ml_collections.ConfigDict({"data": {"languages": "en+de", "train": "xquad_r:train"}})
   results = evaluate.evaluate(retriever, "xquad_r:eval", languages=LANGUAGES, model_name="tiny",
-                              step=3, output_dir=str(tmp_path))
+                              step=3, output_dir=str(tmp_path), config=config)
   # Independent reference: every language's queries and all candidates encoded unbucketed,
   # unsharded, scored by the numpy default of lareqa_metrics.
   passages = tokenizer_lib.tokenize_passages(tokenizer, data.candidates.text,
@@ -141,6 +143,12 @@ def test_evaluate_equals_metrics_on_plain_embeddings(model, tokenizer, data, tmp
       assert got["map_xy"][x][y] == pytest.approx(expected["map_xy"][x][y], abs=1e-3)
     assert got["map_multi"][x] == pytest.approx(expected["map_multi"][x], abs=1e-3)
   assert got["map_mono"] == pytest.approx(expected["map_mono"], abs=1e-3)
+  # ar is evaluated but was not trained on: reported apart as a zero-shot language.
+  assert got["zero_shot_languages"] == ["ar"]
+  assert got["zero_shot"]["map_mono"] == pytest.approx(got["map_xy"]["ar"]["ar"])
+  assert got["trained"]["map_multi_mean"] == pytest.approx(
+      (got["map_multi"]["en"] + got["map_multi"]["de"]) / 2)
+  assert "zero-shot (ar)" in (tmp_path / report.MARKDOWN_NAME).read_text()
 
   saved = report.load_results(str(tmp_path))
   assert saved["step"] == 3 and saved["languages"] == list(LANGUAGES)
@@ -152,7 +160,25 @@ def test_evaluate_equals_metrics_on_plain_embeddings(model, tokenizer, data, tmp
   scalars = evaluate.scalars(results)
   assert scalars["eval/mono_map"] == pytest.approx(got["map_mono"])
   assert {"eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
-          "eval/own_language_share@10"} <= set(scalars)
+          "eval/own_language_share@10", "eval/rank_range", "eval/recall@1", "eval/recall@10",
+          "eval/zero_shot_multilingual_map"} <= set(scalars)
+
+
+def test_prefixes_are_put_before_the_texts(model, tokenizer, data):
+  kwargs = dict(query_max_len=QUERY_MAX_LEN, passage_max_len=PASSAGE_MAX_LEN,
+                batch_size=BATCH_SIZE, show_progress=False)
+  mesh = sharding.make_mesh()
+  plain = evaluate.DenseRetriever(model, tokenizer, mesh, **kwargs)
+  prefixed = evaluate.DenseRetriever(model, tokenizer, mesh, query_prefix="query: ",
+                                     passage_prefix="passage: ", **kwargs)
+  queries, sentences = data.queries[:5, 0].tolist(), data.candidates.text[:5].tolist()
+  contexts = data.candidates.context[:5].tolist()
+  np.testing.assert_array_equal(prefixed.embed_queries(queries),
+                                plain.embed_queries(["query: " + q for q in queries]))
+  np.testing.assert_array_equal(
+      prefixed.embed_passages(sentences, contexts),
+      plain.embed_passages(["passage: " + s for s in sentences], contexts))
+  assert prefixed.settings()["query_prefix"] == "query: "
 
 
 def test_train_test_overlap():
@@ -181,7 +207,8 @@ def _run_cli(*args):
 def test_cli_end_to_end(kind, model, tokenizer, tmp_path):
   if kind == "hf":
     target = str(tmp_path / "hf")
-    models.save_pretrained(model, target, tokenizer)
+    models.save_pretrained(model, target, tokenizer,
+                           prompts={"query": "query: ", "passage": "passage: "})
   else:
     target = "tfidf"
   out = tmp_path / "out"
@@ -191,6 +218,9 @@ def test_cli_end_to_end(kind, model, tokenizer, tmp_path):
   assert saved["model"] == target and saved["languages"] == ["en", "de"]
   assert all(0 <= saved["metrics"]["map_xy"][x][y] <= 1 for x in ("en", "de") for y in ("en", "de"))
   assert saved["retriever"]["kind"] == ("tfidf" if kind == "tfidf" else "dense")
+  if kind == "hf":  # The exported sentence-transformers prompts are read back.
+    assert saved["retriever"]["query_prefix"] == "query: "
+    assert saved["retriever"]["passage_prefix"] == "passage: "
   assert (out / report.MARKDOWN_NAME).exists() and (out / report.HEATMAP_NAME).exists()
 
 

@@ -51,6 +51,20 @@ def test_batch_holds_the_sampled_texts(setup):
     assert is_mono == (qlang == plang) == bool(b.is_mono)
 
 
+def test_prefixes_go_before_queries_and_passage_sentences(setup):
+  data, tokenizer, sampler = setup
+  batch = _builder(setup, query_prefix="query: ", passage_prefix="passage: ")(1)
+  b = sampler.batch(1)
+  queries = ["query: " + q for q in data.queries[b.example_ids, b.query_lang].tolist()]
+  np.testing.assert_array_equal(batch["query_input_ids"], tokenizer_lib.tokenize_queries(
+      tokenizer, queries, 16)["input_ids"])
+  positives = data.positives[b.example_ids, b.passage_lang]
+  sentences = ["passage: " + s for s in data.candidates.text[positives].tolist()]
+  np.testing.assert_array_equal(batch["passage_input_ids"], tokenizer_lib.tokenize_passages(
+      tokenizer, sentences, data.candidates.context[positives].tolist(), 48)["input_ids"])
+  assert not np.array_equal(batch["query_input_ids"], _builder(setup)(1)["query_input_ids"])
+
+
 @pytest.mark.parametrize("step", [3, 5])
 def test_process_slices_concatenate_to_global_batch(setup, step):
   """Hard negatives too: every per-row draw is keyed by (seed, step, global row)."""

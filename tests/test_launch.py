@@ -34,6 +34,11 @@ def test_grid_skips_impossible_runs_and_checks_arguments():
       "L1-en-mono1", "L2-en_de-mono0", "L2-en_de-mono1"]
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--mono_probs=0,2")
   assert proc.returncode != 0 and "not in [0, 1]" in proc.stderr
+  # A config file with its own arguments: the run's langs / mono_prob join them.
+  assert sweep.main_command("configs/default.py:model=tiny", "en+de", 0.5, "/w", [])[3] == (
+      "--config=configs/default.py:model=tiny,langs=en+de,mono_prob=0.5")
+  assert sweep.main_command("configs/default.py", "en", 1.0, "/w", [])[3] == (
+      "--config=configs/default.py:langs=en,mono_prob=1")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--", "--typo=1")
   assert proc.returncode != 0 and "--typo=1" in proc.stderr
 
@@ -76,5 +81,5 @@ def test_real_two_run_grid_and_summary(tiny_sweep, tmp_path):
   assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
   # Re-running the sweep skips finished runs.
   proc = _sh(sys.executable, "launch/sweep.py", f"--root={root}", "--lang_sets=en+de",
-             "--mono_probs=1,0.5")
+             "--mono_probs=1,0.5", "--config=configs/default.py:model=tiny")
   assert proc.stdout.count("already evaluated, skipped") == 2

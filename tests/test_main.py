@@ -25,7 +25,7 @@ import fault_injection
 from tiny_run import REPO, TINY_MODEL, env, run, start
 
 NUM_STEPS = 6
-TINY = [f"--config=configs/default.py:langs=en+de+es,steps={NUM_STEPS}", *TINY_MODEL,
+TINY = [f"--config=configs/default.py:model=tiny,langs=en+de+es,steps={NUM_STEPS}", *TINY_MODEL,
         "--config.data.eval="]
 
 
@@ -120,7 +120,7 @@ def test_two_processes_match_one(straight_run, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--config.train.num_stepz=3"], "num_stepz"),
-    (["--config=configs/default.py:langs=en+xx"], "unknown language code 'xx'"),
+    (["--config=configs/default.py:model=tiny,langs=en+xx"], "unknown language code 'xx'"),
     (["--config.sampler.mono_prob=1.5"], "mono_prob"),
 ])
 def test_config_errors_fail_before_compiling(tmp_path, args, message):
@@ -168,7 +168,7 @@ def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
   transformers.XLMRobertaModel(config).save_pretrained(hf_dir)
   tokenizer.save_pretrained(hf_dir)
   workdir = tmp_path / "run"
-  run(workdir, "--config=configs/default.py:langs=en+de,steps=2", *TINY_MODEL,
+  run(workdir, "--config=configs/default.py:model=tiny,langs=en+de,steps=2", *TINY_MODEL,
       "--config.data.eval=", f"--config.model.path={hf_dir}")
   assert not (workdir / "tokenizer").exists()  # the checkpoint's tokenizer, not a trained one
   before = transformers.AutoModel.from_pretrained(hf_dir).embeddings.word_embeddings.weight

@@ -161,6 +161,44 @@ def test_lareqa_settings_match_brute_force():
   np.testing.assert_allclose(out["own_share_excess"], out["own_share"] - 1 / 3)
 
 
+def test_rank_range_and_pool_recall_match_brute_force():
+  """The paper's bias (max - min rank of a query's parallel relevant passages) and recall@k in
+  the multilingual pool, per query language, against a sort of every query's scores."""
+  rng = np.random.default_rng(7)
+  num_langs, num_examples = 3, 14
+  query_emb, mask, cand_emb, cand_lang, positives = make_parallel(rng, num_examples, num_langs,
+                                                                  5, 4)
+  score_fn = lambda q, c: np.round(2 * q @ c.T)  # noqa: E731  (ties)
+  out = metrics.lareqa_metrics(query_emb, mask, cand_emb, cand_lang, positives,
+                               ("en", "de", "ar"), score_fn=score_fn, chunk_size=4,
+                               recall_ks=(1, 3, 10))
+  scores_all = np.round(2 * np.einsum("nld,cd->nlc", query_emb, cand_emb))
+  for x in range(num_langs):
+    ranges, recall = [], {1: [], 3: [], 10: []}
+    for i in np.flatnonzero(mask[:, x]):
+      relevant_cols = positives[i][positives[i] >= 0]
+      rel = np.isin(np.arange(len(cand_lang)), relevant_cols)
+      ranks = [brute_force_rank(scores_all[i, x], rel, c) for c in relevant_cols]
+      if len(ranks) >= 2:
+        ranges.append(max(ranks) - min(ranks))
+      for k in recall:
+        recall[k].append(sum(r <= k for r in ranks) / len(ranks))
+    np.testing.assert_allclose(out["rank_range"][x], np.mean(ranges), rtol=1e-12)
+    for k in recall:
+      np.testing.assert_allclose(out[f"recall@{k}"][x], np.mean(recall[k]), rtol=1e-12)
+  np.testing.assert_allclose(out["rank_range_mean"], out["rank_range"].mean())
+  np.testing.assert_allclose(out["recall@10_mean"], out["recall@10"].mean())
+  assert np.all(out["recall@1"] <= out["recall@3"]) and np.all(out["recall@3"] <= out["recall@10"])
+
+  group = metrics.language_group_averages(out, ["ar"])
+  np.testing.assert_allclose(group["map_mono"], out["map_xy"][2, 2])
+  np.testing.assert_allclose(group["map_cross"], np.mean(
+      [out["map_xy"][2, 0], out["map_xy"][2, 1], out["map_xy"][0, 2], out["map_xy"][1, 2]]))
+  np.testing.assert_allclose(group["map_multi_mean"], out["map_multi"][2])
+  np.testing.assert_allclose(group["rank_range_mean"], out["rank_range"][2])
+  np.testing.assert_allclose(group["recall@3_mean"], out["recall@3"][2])
+
+
 def test_array_and_list_forms_and_default_scorer_agree():
   rng = np.random.default_rng(4)
   query_emb, mask, cand_emb, cand_lang, positives = make_parallel(rng, 10, 2, 3, 4)

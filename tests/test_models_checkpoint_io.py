@@ -20,7 +20,7 @@ from flax import nnx, traverse_util
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax.models import create_model, load_pretrained, save_pretrained
-from hybrid_jax.models.checkpoint_io import hf_weight_paths
+from hybrid_jax.models.checkpoint_io import hf_weight_paths, read_prompts
 from hybrid_jax.models.config import model_config
 
 KINDS = ("xlm-roberta", "bert")
@@ -220,10 +220,13 @@ def test_sentence_transformers_load_of_our_save(hf, kind, pooling, projection_di
   model = load_pretrained(directory, pooling=pooling, projection_dim=projection_dim,
                           normalize=True, seed=3)
   expected = _ours(model, batch)
-  save_pretrained(model, str(tmp_path), tokenizer=_tokenizer(kind), max_seq_length=16)
+  prompts = {"query": "query: ", "passage": "passage: "}
+  save_pretrained(model, str(tmp_path), tokenizer=_tokenizer(kind), max_seq_length=16,
+                  prompts=prompts)
 
   st_model = SentenceTransformer(str(tmp_path), device="cpu")
   assert st_model.max_seq_length == 16
+  assert prompts.items() <= st_model.prompts.items() and read_prompts(str(tmp_path)) == prompts
   kinds = [type(module).__name__ for module in st_model]
   dense = ["Dense"] * ((pooling == "pooler") + (projection_dim > 0))
   assert kinds == ["Transformer", "Pooling"] + dense + ["Normalize"]

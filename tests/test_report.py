@@ -25,6 +25,9 @@ def _lareqa_results(languages, seed=0, missing=None):
       "own_share": rng.uniform(size=num_langs), "own_share_mean": 0.3,
       "own_share_excess": rng.uniform(size=num_langs), "own_share_excess_mean": 0.1,
       "uniform_share": 1 / num_langs, "top_k": 10,
+      "rank_range": rng.uniform(0, 100, size=num_langs), "rank_range_mean": 50.0,
+      "recall@1": rng.uniform(size=num_langs), "recall@1_mean": 0.2,
+      "recall@10": rng.uniform(size=num_langs), "recall@10_mean": 0.6,
   }
   return {"task": "lareqa", "dataset": "xquad_r:eval", "dataset_name": "xquad_r_eval",
           "model": "m", "step": 7, "languages": list(languages),
@@ -52,9 +55,10 @@ def test_write_report_files_parse(tmp_path):
     rows = [line for line in lines if line.startswith(f"| **{x}** |")]
     assert len(rows) == 1
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
-    # language, L targets, multilingual, rank gap, own share
-    assert len(cells) == 1 + len(languages) + 3
+    # language, L targets, multilingual, rank gap, own share, max-min rank, R@1, R@10
+    assert len(cells) == 1 + len(languages) + 6
     assert float(cells[1 + languages.index("ar")]) == pytest.approx(expected[x]["ar"], abs=5e-4)
+    assert float(cells[-1]) == pytest.approx(results["metrics"]["recall@10"][x], abs=5e-4)
   de_row = next(line for line in lines if line.startswith("| **de** |"))
   assert "–" in de_row
 

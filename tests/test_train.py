@@ -18,7 +18,7 @@ BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
 
 def _config(**loss):
-  config = config_lib.default_config("langs=en+de,steps=10")
+  config = config_lib.default_config("model=tiny,langs=en+de,steps=10")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=40)
   config.data.update(query_max_len=QUERY_LEN, passage_max_len=PASSAGE_LEN)  # 38 positions
@@ -158,3 +158,41 @@ def test_learning_rate_schedule(schedule):
     np.testing.assert_allclose(values[2:], peak, rtol=1e-6)
   else:
     assert np.all(np.diff(values[2:]) < 0) and values[10] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_frozen_parameters_get_no_update_and_no_optimizer_state():
+  """optim.frozen='word_embeddings': the table stays as it was and has no Adam moments; every
+  other parameter gets the update it gets without freezing (plain SGD: update = -lr * grad, and
+  the loss, hence those gradients, do not depend on what is frozen)."""
+  import optax  # pylint: disable=g-import-not-at-top
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+
+  config = _config()
+  frozen_config = _config()
+  frozen_config.optim.frozen = "word_embeddings"
+  graphdef, _, state0 = _setup(config)
+  batch = _batch(2)
+  sgd = optax.sgd(0.5)
+  mesh = sharding.make_mesh(1)
+  after = {}
+  for name, cfg in (("plain", config), ("frozen", frozen_config)):
+    state = train.create_train_state(state0.params, sgd, seed=3,
+                                     frozen_pattern=cfg.optim.frozen)
+    step = train.make_train_step(graphdef, cfg, sgd, mesh)
+    after[name] = traverse_util.flatten_dict(jax.device_get(step(
+        jax.device_put(jax.tree.map(jnp.copy, state), sharding.replicated(mesh)),
+        jax.device_put(batch, sharding.batch_sharding(mesh)))[0].params))
+  before = traverse_util.flatten_dict(jax.device_get(state0.params))
+  embedding_keys = [k for k in before if "word_embeddings" in map(str, k)]
+  assert embedding_keys
+  for key in before:
+    if key in embedding_keys:
+      np.testing.assert_array_equal(after["frozen"][key], before[key])
+      assert not np.array_equal(after["plain"][key], before[key])
+    else:
+      np.testing.assert_allclose(after["frozen"][key], after["plain"][key], rtol=1e-5, atol=1e-7)
+
+  adamw = train.make_optimizer(frozen_config.optim, 10)
+  opt_state = train.create_train_state(state0.params, adamw, 3, "word_embeddings").opt_state
+  table_shape = before[embedding_keys[0]].shape
+  assert not [x for x in jax.tree.leaves(opt_state) if np.shape(x) == table_shape]

