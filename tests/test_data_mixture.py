@@ -45,7 +45,7 @@ def _write_sources(directory) -> str:
 
 
 def _config(train, **data_fields):
-  config = config_lib.default_config(f"langs={ALL_LANGS}")
+  config = config_lib.default_config(f"model=tiny,langs={ALL_LANGS}")
   config.data.train = train
   for key, value in data_fields.items():
     config.data[key] = value

@@ -110,7 +110,7 @@ def _config(batch_size, mono_prob=1.0, scope="batch", languages="en"):
       "seed": 0, "train": {"global_batch_size": batch_size},
       "sampler": {"mono_prob": mono_prob, "language_scope": scope},
       "data": {"query_max_len": 16, "passage_max_len": 32, "languages": languages},
-      "loss": {"num_hard_negatives": 0}})
+      "loss": {"num_hard_negatives": 0}, "model": {"query_prefix": "", "passage_prefix": ""}})
 
 
 def test_equal_queries_never_share_a_batch():

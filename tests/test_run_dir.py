@@ -16,7 +16,7 @@ from hybrid_jax.errors import UserError
 
 
 def _config(**overrides):
-  config = config_lib.default_config("langs=en+de,steps=10")
+  config = config_lib.default_config("model=tiny,langs=en+de,steps=10")
   config.optim.warmup_steps = 2
   for key, value in overrides.items():
     section, name = key.split("__")
