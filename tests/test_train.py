@@ -2,6 +2,8 @@
 non-finite guard, the weight-decay mask and the learning-rate schedule."""
 
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from flax import nnx
 
 from hybrid_jax import config_lib
+from hybrid_jax import evaluate
 from hybrid_jax import losses
 from hybrid_jax import models
 from hybrid_jax import sharding
@@ -196,3 +199,30 @@ def test_frozen_parameters_get_no_update_and_no_optimizer_state():
   opt_state = train.create_train_state(state0.params, adamw, 3, "word_embeddings").opt_state
   table_shape = before[embedding_keys[0]].shape
   assert not [x for x in jax.tree.leaves(opt_state) if np.shape(x) == table_shape]
+
+
+def test_train_and_evaluate_in_process_keeps_the_model_when_the_final_evaluation_fails(
+    tmp_path, monkeypatch):
+  """A smoke test in the manner of flax's examples (train_test.py): `train_and_evaluate` on a
+  config built in Python and never validated ('xquad_r' as the language list), three steps. The
+  final evaluation is made to fail: the exported model and every metrics line are there anyway,
+  and the error still reaches the caller."""
+  config = config_lib.default_config("model=tiny,steps=3")
+  config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, vocab_size=4000)  # 11 scripts: ~2,500 characters
+  config.data.update(query_max_len=16, passage_max_len=32)
+  config.train.global_batch_size = 16
+  config.optim.warmup_steps = 1
+  config.log.every_steps = 1
+
+  def failing_evaluation(*args, **kwargs):
+    raise RuntimeError("the final evaluation failed")
+
+  monkeypatch.setattr(evaluate, "evaluate_in_training", failing_evaluation)
+  with pytest.raises(RuntimeError, match="the final evaluation failed"):
+    train.train_and_evaluate(config, str(tmp_path))
+  model = models.load_pretrained(str(tmp_path / "model"))
+  assert model.config.hidden_size == 32
+  with open(tmp_path / "metrics.jsonl") as f:
+    steps = [json.loads(line)["step"] for line in f]
+  assert steps == [1, 2, 3]

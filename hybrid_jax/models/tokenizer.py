@@ -29,6 +29,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from tokenizers import processors, trainers
 import transformers
 
+from hybrid_jax.errors import ConfigError
+
 if TYPE_CHECKING:  # Only a type here: importing hybrid_jax.data would load every data loader.
   from hybrid_jax.data.parallel_qa import ParallelQA
 
@@ -112,10 +114,19 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     cache_dir: a run's working directory.
     texts_fn: returns the training texts; called only when there is no cache.
     vocab_size: see `train_default_tokenizer`.
+
+  Raises:
+    ConfigError: `vocab_size` is below what the texts need (their distinct characters), before
+      anything is written.
+    ValueError: the cached tokenizer has more tokens than `vocab_size`.
   """
   tokenizer_dir = os.path.join(os.fspath(cache_dir), CACHE_SUBDIR)
   if not os.path.isdir(tokenizer_dir):
     tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
+    if len(tokenizer) > vocab_size:  # BPE keeps every character of the texts: nothing cached
+      raise ConfigError(f"config.model.vocab_size={vocab_size} is too small for the training "
+                        f"texts: the tokenizer trained on them has {len(tokenizer)} tokens (every "
+                        f"character of the texts is one); use at least {len(tokenizer)}")
     os.makedirs(cache_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}-", dir=cache_dir)
     tokenizer.save_pretrained(tmp_dir)
