@@ -342,14 +342,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   if config.train.grad_cache_chunk_size:
     grad_cache.num_chunks(config.train.global_batch_size, config.train.grad_cache_chunk_size, mesh)
   num_steps = config.train.num_steps
+  checkpoint_dir = os.path.join(workdir, run_dir.CHECKPOINT_SUBDIR)
+  had_checkpoint_dir = os.path.isdir(checkpoint_dir)
   checkpointer = checkpoint_lib.Checkpointer(
-      os.path.join(workdir, run_dir.CHECKPOINT_SUBDIR), keep=config.checkpoint.keep,
-      async_save=config.checkpoint.async_save)
+      checkpoint_dir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
   try:
     train_data, tokenizer, graphdef, optimizer, state, state_sharding = _build_and_resume(
         config, workdir, mesh, checkpointer)
   except BaseException:
     checkpointer.close()
+    if not had_checkpoint_dir and is_main and not os.listdir(checkpoint_dir):
+      os.rmdir(checkpoint_dir)  # bad data or config: leave the workdir as it was
     raise
   start_step = int(state.step)
 
