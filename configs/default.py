@@ -71,7 +71,8 @@ def get_config(arg=None):
   config.optim = ml_collections.ConfigDict()
   # From scratch (tiny) vs fine-tuning a pretrained encoder.
   config.optim.learning_rate = 1e-3 if tiny else 3e-5
-  config.optim.warmup_steps = 30 if tiny else 8
+  # A tenth of a short run at most, so `steps=N` alone gives a valid config for any N.
+  config.optim.warmup_steps = min(30 if tiny else 8, max(1, config.train.num_steps // 10))
   config.optim.schedule = "linear"             # 'linear' | 'cosine' | 'constant' after warmup
   config.optim.end_learning_rate_factor = 0.0
   config.optim.weight_decay = 0.01             # not applied to biases and LayerNorm

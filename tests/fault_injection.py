@@ -243,7 +243,8 @@ def _main():
   args = parser.parse_args()
   os.environ.update(env())  # this process restores the runs' 8-device checkpoints (flip_trials)
   root = args.root or tempfile.mkdtemp(prefix="fault_injection-")
-  flags = [f"--config=configs/default.py:langs=en+de+es,steps={args.steps}", *TINY_MODEL,
+  flags = [f"--config=configs/default.py:model=tiny,langs=en+de+es,steps={args.steps}",
+           *TINY_MODEL,
            "--config.data.eval=", f"--config.checkpoint.every_steps={args.every_steps}",
            "--config.checkpoint.keep=2"]
   extra_env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(root, "jax_cache"),

@@ -102,7 +102,7 @@ def test_the_bare_site_refuses_what_only_extras_install(bare_env):
 def test_main_and_evaluate_need_only_the_runtime_dependencies(bare_env, tmp_path):
   workdir = tmp_path / "run"
   _run_bare(bare_env, "-m", "hybrid_jax.main", f"--workdir={workdir}",
-            "--config=configs/default.py:langs=en+de,steps=2", *TINY_MODEL,
+            "--config=configs/default.py:model=tiny,langs=en+de,steps=2", *TINY_MODEL,
             "--config.checkpoint.every_steps=2", "--config.eval.batch_size=64")
   assert (workdir / "eval" / "xquad_r_eval" / "step_2" / "heatmap.png").is_file()
   out = tmp_path / "evaluated"
