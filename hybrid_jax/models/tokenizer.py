@@ -119,9 +119,10 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     vocab_size: see `train_default_tokenizer`.
   """
   tokenizer_dir = os.path.join(os.fspath(cache_dir), CACHE_SUBDIR)
-  if paths.is_remote(tokenizer_dir) and not paths.path(tokenizer_dir).is_dir():
-    with paths.local_output(tokenizer_dir) as local_dir:
-      train_default_tokenizer(texts_fn(), vocab_size=vocab_size).save_pretrained(local_dir)
+  if paths.is_remote(tokenizer_dir):
+    if not paths.path(tokenizer_dir).is_dir():
+      with paths.local_output(tokenizer_dir) as local_dir:
+        train_default_tokenizer(texts_fn(), vocab_size=vocab_size).save_pretrained(local_dir)
   elif not os.path.isdir(tokenizer_dir):
     tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
     os.makedirs(cache_dir, exist_ok=True)
