@@ -96,6 +96,9 @@ def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA
   Raises:
     UserError: `directory` exists and is not empty (nothing is overwritten), or a bad spec.
   """
+  if paths.is_remote(directory):
+    raise UserError(f"--out {directory}: arrow data is memory-mapped, so it must be a local "
+                    "directory; prepare it on a local disk")
   if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
     raise UserError(f"--out {directory} exists and is not empty: give a new directory (nothing "
                     "is overwritten)")
