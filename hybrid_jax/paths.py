@@ -33,7 +33,7 @@ from etils import epath
 from hybrid_jax.errors import UserError
 
 # scheme -> (module that serves it, the install that brings it)
-_BACKENDS = {"gs": ("gcsfs", 'pip install -e ".[gcs]"'), "s3": ("s3fs", "pip install s3fs")}
+_BACKENDS = {"gs": ("gcsfs", 'pip install -e ".[gcs]"')}
 _downloads: dict[str, str] = {}  # remote directory -> its local copy (this process)
 
 
