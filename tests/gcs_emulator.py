@@ -46,7 +46,7 @@ main(sys.argv[1:])
 """
 
 
-def _free_port() -> int:
+def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
@@ -59,7 +59,7 @@ def available() -> bool:
 
 
 def start(timeout_s: float = 30.0):
-  port = _free_port()
+  port = free_port()
   url = f"http://127.0.0.1:{port}"
   process = subprocess.Popen(
       [sys.executable, "-c", _SERVE, "start", "-H", "127.0.0.1", f"--port={port}", "-M",

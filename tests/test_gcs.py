@@ -133,3 +133,35 @@ def test_local_write_text_and_append_line(tmp_path):
   assert paths.local_copy(str(tmp_path)) == str(tmp_path)
   assert paths.join(str(tmp_path), "a", "b") == os.path.join(str(tmp_path), "a", "b")
   assert paths.join("gs://b/run", "a") == "gs://b/run/a"
+
+
+def test_two_processes_share_one_bucket_workdir(emulator_env, tmp_path):
+  """Two processes (4 CPU devices each, jax.distributed) on one gs:// workdir: the losses of the
+  one-process run above, and a single writer for config, metrics, events and the model."""
+  reference = _losses(emulator_env)  # gs://bucket/run, written by the test above
+  if sorted(reference) != list(range(1, NUM_STEPS + 1)):
+    pytest.skip("needs test_run_sigterm_resume_export_evaluate_in_a_bucket's run")
+  cwd = tmp_path / "cwd"
+  cwd.mkdir()
+  port = gcs_emulator.free_port()
+  workdir = f"gs://{gcs_emulator.BUCKET}/two"
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *TINY,
+       f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"],
+      cwd=cwd, env={**emulator_env, **{k: v for k, v in env(4).items() if k == "XLA_FLAGS"}},
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+  for proc in procs:
+    _finish(proc)
+  data = gcs_emulator.read_object(emulator_env, "two/metrics.jsonl").decode()
+  got = {r["step"]: r["loss"] for r in map(json.loads, data.splitlines()) if "loss" in r}
+  assert sorted(got) == sorted(reference)  # each step once: one writer
+  for step, loss in reference.items():
+    assert got[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
+  names = gcs_emulator.list_objects(emulator_env, "two/")
+  assert len([n for n in names if n.startswith("two/tensorboard/")]) == 1
+  history = gcs_emulator.read_object(emulator_env, "two/config_history.jsonl").decode()
+  assert len(history.splitlines()) == 1
+  for name in ("config.json", "tokenizer/tokenizer.json", "model/model.safetensors",
+               f"checkpoints/{NUM_STEPS}/_CHECKPOINT_METADATA"):
+    assert f"two/{name}" in names, (name, names)
+  assert os.listdir(cwd) == []
