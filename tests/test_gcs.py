@@ -4,7 +4,8 @@ GCS protocol on localhost, no cloud account.
 One tiny run in gs://bucket/run, stopped by SIGTERM after step 4, resumed to the end, then
 evaluated with `hybrid_jax.evaluate --workdir=gs://bucket/run`: every output is in the bucket,
 nothing appears under the current directory, and the losses equal those of the same run in a
-local directory bit for bit. Plus the path layer's local behaviour and its missing-gcsfs error.
+local directory bit for bit. Then two processes (jax.distributed) on one shared gs:// workdir.
+Plus the path layer's local behaviour and its missing-gcsfs error.
 """
 
 import json
