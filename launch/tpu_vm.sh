@@ -59,7 +59,7 @@ ARCHIVE="${TMPDIR:-/tmp}/hybrid-jax-$(git rev-parse --short HEAD).tar.gz"
 run git -C "$(dirname "$0")/.." archive --format=tar.gz --prefix="$REMOTE_DIR/" -o "$ARCHIVE" HEAD
 run "${GCLOUD[@]}" scp "$ARCHIVE" "$NAME:~/hybrid-jax.tar.gz" "${COMMON[@]}" --worker=all
 # 3. Install on every worker (idempotent), 4. run the same command on all of them.
-REMOTE_SETUP="rm -rf $REMOTE_DIR && tar xzf hybrid-jax.tar.gz && cd $REMOTE_DIR && pip install -q -e . 'jax[tpu]'"
+REMOTE_SETUP="rm -rf $REMOTE_DIR && tar xzf hybrid-jax.tar.gz && cd $REMOTE_DIR && pip install -q -e '.[gcs]' 'jax[tpu]'"
 run "${GCLOUD[@]}" ssh "$NAME" "${COMMON[@]}" --worker=all --command="$REMOTE_SETUP"
 REMOTE_MAIN="cd $REMOTE_DIR && python3 -m hybrid_jax.main --workdir=$(printf '%q' "$WORKDIR")"
 for a in "${MAIN_ARGS[@]}"; do REMOTE_MAIN+=" $(printf '%q' "$a")"; done

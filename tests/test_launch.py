@@ -51,6 +51,8 @@ def test_tpu_sweep_dry_run_prints_gcloud_commands():
   out = proc.stdout
   assert "gcloud compute tpus tpu-vm create hj" in out and "--accelerator-type=v4-32" in out
   assert out.count("--worker=all") == 3  # copy, install, run on every worker
+  # The GCS client for the gs:// workdir (the command is printed shell-quoted).
+  assert "pip install -q -e '.[gcs]'" in out.replace("\\", "")
   assert "--workdir=gs://bucket/sweep/L2-en_de-mono0.5" in out
 
 
@@ -59,6 +61,7 @@ def test_gpu_launcher_dry_run():
              "--config=configs/default.py:model=xlm_roberta_base")
   assert proc.returncode == 0, proc.stderr
   assert "jax\\[cuda12\\]" in proc.stdout or "jax[cuda12]" in proc.stdout
+  assert ".\\[gcs\\]" in proc.stdout or ".[gcs]" in proc.stdout
   assert "hybrid_jax.main --workdir=/tmp/gpu --config=configs/default.py:model=xlm_roberta_base" \
       in proc.stdout
 

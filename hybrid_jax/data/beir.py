@@ -21,10 +21,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import pathlib
 
+from etils import epath
 import numpy as np
 
+from hybrid_jax import paths
 from hybrid_jax.data.parallel_qa import DataError, check_unicode
 
 QRELS_HEADER = ("query-id", "corpus-id", "score")
@@ -62,7 +63,7 @@ def _named(ids) -> str:
   return ", ".join(repr(i) for i in ids[:NAMED_IDS]) + (", ..." if len(ids) > NAMED_IDS else "")
 
 
-def _lines(path: pathlib.Path):
+def _lines(path: epath.Path):
   """Yields (where, text) for every line of `path`, decoded as UTF-8 one line at a time so that
   bad bytes are reported with their file and line."""
   if not path.is_file():
@@ -90,7 +91,7 @@ def _string_field(record: dict, field: str, where: str, *, optional: bool = Fals
   return check_unicode(value, f"{where} field {field!r}")
 
 
-def _read_jsonl(path: pathlib.Path, fields: tuple[str, ...], known: tuple[str, ...],
+def _read_jsonl(path: epath.Path, fields: tuple[str, ...], known: tuple[str, ...],
                 optional: tuple[str, ...] = ()):
   """({id: (field values...)} of a BEIR jsonl file in file order, warnings about fields not in
   `known`)."""
@@ -116,7 +117,7 @@ def _read_jsonl(path: pathlib.Path, fields: tuple[str, ...], known: tuple[str, .
   return records, warnings
 
 
-def _read_qrels(path: pathlib.Path, query_ids, corpus_ids):
+def _read_qrels(path: epath.Path, query_ids, corpus_ids):
   """(qrels, warnings): judgements of documents missing from the corpus are kept (relevant and
   never retrieved, as pytrec_eval scores them) and counted in a warning."""
   qrels: dict[str, dict[str, int]] = {}
@@ -165,7 +166,7 @@ def load_beir(path, split: str = "test") -> BeirData:
       missing or non-string field, lone surrogate, duplicate id, bad qrels line, qrels naming an
       unknown query).
   """
-  path = pathlib.Path(path)
+  path = paths.path(path)
   corpus, warnings = _read_jsonl(path / "corpus.jsonl", ("title", "text"), CORPUS_FIELDS,
                                  optional=("title",))
   queries, query_warnings = _read_jsonl(path / "queries.jsonl", ("text",), QUERY_FIELDS)

@@ -12,8 +12,8 @@ import gzip
 import io
 import json
 import os
-import pathlib
 
+from hybrid_jax import paths
 from hybrid_jax.data.languages import KNOWN_LANGUAGES
 from hybrid_jax.data.parallel_qa import (DataError, Example, ParallelQA, Problems, assemble,
                                          check_unicode)
@@ -26,7 +26,7 @@ def _open_binary(path, mode: str):
   """Opens `path` (str, os.PathLike or importlib.resources Traversable) for binary reading ("r")
   or writing ("w"), through gzip when its name ends in `.gz`."""
   if isinstance(path, (str, os.PathLike)):
-    path = pathlib.Path(path)
+    path = paths.path(path)
   binary = path.open(mode + "b")
   if path.name.endswith(".gz"):
     return gzip.GzipFile(fileobj=binary, mode=mode + "b")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 
+from hybrid_jax import paths
 from hybrid_jax.data import arrow
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
@@ -95,6 +96,9 @@ def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA
   Raises:
     UserError: `directory` exists and is not empty (nothing is overwritten), or a bad spec.
   """
+  if paths.is_remote(directory):
+    raise UserError(f"--out {directory}: arrow data is memory-mapped, so it must be a local "
+                    "directory; prepare it on a local disk")
   if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
     raise UserError(f"--out {directory} exists and is not empty: give a new directory (nothing "
                     "is overwritten)")
@@ -141,6 +145,10 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
     data = from_hf_dataset(datasets.load_dataset("parquet", data_files=_paths(argument)),
                            name=spec, on_error=on_error, strict=strict)
   elif scheme == "arrow":
+    if paths.is_remote(argument):
+      raise DataError(f"{spec}: arrow: data is memory-mapped, so it must be on a local disk: copy "
+                      f"the directory there (e.g. gcloud storage cp -r {argument} .) and pass "
+                      "arrow:LOCAL_DIR")
     data = arrow.load_arrow(argument, name=spec)
   elif scheme == "tfds":
     name, split = _split_suffix(argument, "train")

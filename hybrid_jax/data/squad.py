@@ -13,9 +13,11 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import pathlib
 import re
 
+from etils import epath
+
+from hybrid_jax import paths
 from hybrid_jax.data.languages import check_language
 from hybrid_jax.data.parallel_qa import (DataError, Example, ParallelQA, Problems, assemble,
                                          check_unicode)
@@ -29,7 +31,7 @@ _MLQA_FILE = re.compile(r"context-(?P<context>[A-Za-z-]+)-question-(?P<question>
                         r"\.json(\.gz)?$")
 
 
-def find_language_files(directory) -> dict[str, pathlib.Path]:
+def find_language_files(directory) -> dict[str, epath.Path]:
   """{lang: path} of the SQuAD-format files in `directory` (or of the one file `directory`), in
   file name order.
 
@@ -39,7 +41,7 @@ def find_language_files(directory) -> dict[str, pathlib.Path]:
   Raises:
     DataError: no such file, an unknown language code, or two files for one language.
   """
-  directory = pathlib.Path(directory)
+  directory = paths.path(directory)
   if not directory.exists():
     raise DataError(f"{directory}: no such file or directory")
   found = {}
@@ -68,7 +70,7 @@ def find_language_files(directory) -> dict[str, pathlib.Path]:
 def _read_json(path):
   """The parsed JSON document at `path`; malformed JSON raises a DataError with line:column."""
   if isinstance(path, (str, os.PathLike)):
-    path = pathlib.Path(path)
+    path = paths.path(path)
   try:
     with path.open("rb") as f:
       raw = f.read()

@@ -43,6 +43,7 @@ import numpy as np
 from flax import nnx, traverse_util
 from safetensors.numpy import load_file, save_file
 
+from hybrid_jax import paths
 from hybrid_jax.models.config import HEAD_FIELDS, EncoderConfig
 from hybrid_jax.models.encoder import DualEncoder, dense
 
@@ -175,7 +176,10 @@ def _read_torch_bin(directory: str, bin_single: str, bin_index: str) -> dict[str
 
 
 def _resolve(path_or_hub_name: str) -> str:
-  """A local directory as is; otherwise a hub name fetched with snapshot_download."""
+  """A local directory as is, a remote one (`gs://...`) downloaded; otherwise a hub name fetched
+  with snapshot_download."""
+  if paths.is_remote(path_or_hub_name):
+    return paths.local_copy(path_or_hub_name)
   if os.path.isdir(path_or_hub_name):
     return path_or_hub_name
   if (os.path.isabs(path_or_hub_name) or path_or_hub_name.startswith((".", "~"))
@@ -527,7 +531,7 @@ def read_prompts(directory: str) -> dict[str, str]:
   """{"query": prefix, "passage": prefix} from a sentence-transformers directory's
   `config_sentence_transformers.json` ("" for a prompt it does not name, or without the file).
   Names other than query/passage (e.g. "document") are not read."""
-  path = os.path.join(directory, "config_sentence_transformers.json")
+  path = os.path.join(paths.local_copy(directory), "config_sentence_transformers.json")
   prompts = (_read_json(path).get("prompts") or {}) if os.path.exists(path) else {}
   return {"query": prompts.get("query", ""), "passage": prompts.get("passage", "")}
 

@@ -29,6 +29,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from tokenizers import processors, trainers
 import transformers
 
+from hybrid_jax import paths
 from hybrid_jax.errors import ConfigError
 
 if TYPE_CHECKING:  # Only a type here: importing hybrid_jax.data would load every data loader.
@@ -45,7 +46,8 @@ Encoding = dict[str, np.ndarray]
 
 def load_tokenizer(path_or_hub_name: str) -> transformers.PreTrainedTokenizerFast:
   """The fast (Rust) tokenizer of a pretrained model: a local directory or a hub name."""
-  tokenizer = transformers.AutoTokenizer.from_pretrained(path_or_hub_name, use_fast=True)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(paths.local_copy(path_or_hub_name),
+                                                        use_fast=True)
   if not tokenizer.is_fast:
     raise ValueError(f"{path_or_hub_name}: no fast tokenizer (tokenizer.json) could be loaded; "
                      "hybrid_jax needs one for batch tokenisation")
@@ -98,6 +100,18 @@ def train_default_tokenizer(texts: Iterable[str],
       mask_token=MASK)
 
 
+def _train_within(texts_fn: Callable[[], Iterable[str]], vocab_size: int
+                  ) -> transformers.PreTrainedTokenizerFast:
+  """`train_default_tokenizer` on `texts_fn()`; ConfigError when it needs more than `vocab_size`
+  tokens (BPE keeps every character of the texts)."""
+  tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
+  if len(tokenizer) > vocab_size:
+    raise ConfigError(f"config.model.vocab_size={vocab_size} is too small for the training texts: "
+                      f"the tokenizer trained on them has {len(tokenizer)} tokens (every character "
+                      f"of the texts is one); use at least {len(tokenizer)}")
+  return tokenizer
+
+
 def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
                                    texts_fn: Callable[[], Iterable[str]],
                                    vocab_size: int = DEFAULT_VOCAB_SIZE
@@ -108,7 +122,9 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
   `cache_dir` loads the cached tokenizer (delete the directory to retrain), except that a cached
   vocabulary larger than `vocab_size` is an error (its ids would overflow an embedding table of
   `vocab_size` rows). Writing is atomic (save into a temporary directory, then rename), so
-  processes racing on one `cache_dir` never see a half-written tokenizer.
+  processes racing on one `cache_dir` never see a half-written tokenizer. On an object store
+  (`gs://` cache_dir) every file is one atomic upload: processes racing on one directory upload
+  byte-identical files (training is deterministic), so any mix of them is the same tokenizer.
 
   Args:
     cache_dir: a run's working directory.
@@ -121,12 +137,12 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     ValueError: the cached tokenizer has more tokens than `vocab_size`.
   """
   tokenizer_dir = os.path.join(os.fspath(cache_dir), CACHE_SUBDIR)
-  if not os.path.isdir(tokenizer_dir):
-    tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
-    if len(tokenizer) > vocab_size:  # BPE keeps every character of the texts: nothing cached
-      raise ConfigError(f"config.model.vocab_size={vocab_size} is too small for the training "
-                        f"texts: the tokenizer trained on them has {len(tokenizer)} tokens (every "
-                        f"character of the texts is one); use at least {len(tokenizer)}")
+  if paths.is_remote(tokenizer_dir):
+    if not paths.path(tokenizer_dir).is_dir():
+      with paths.local_output(tokenizer_dir) as local_dir:
+        _train_within(texts_fn, vocab_size).save_pretrained(local_dir)
+  elif not os.path.isdir(tokenizer_dir):
+    tokenizer = _train_within(texts_fn, vocab_size)
     os.makedirs(cache_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}-", dir=cache_dir)
     tokenizer.save_pretrained(tmp_dir)

@@ -1,0 +1,136 @@
+"""One path layer for the files a run reads and writes: local paths and `gs://` (any scheme etils
+`epath` serves through fsspec) alike.
+
+`path(p)` is the `epath.Path` of a string; a remote path whose filesystem library is missing is a
+`UserError` telling what to install (`pip install -e ".[gcs]"` for `gs://`). A local path stays
+local: `gs://b/x` is never turned into a local directory `gs:/b/x`.
+
+Object stores differ from a disk in ways the helpers below hide:
+  * no append: `append_line` rewrites the whole object (logs of a few hundred lines);
+  * nothing is visible before `close()`, and an upload replaces an object whole: `write_text` is
+    atomic on both (a temporary file renamed on a disk, a single upload on a store);
+  * libraries that need a local directory (transformers `from_pretrained`, safetensors,
+    matplotlib) work on one: `local_copy(p)` downloads a remote directory once per process,
+    `local_output(p)` gives a local directory that is uploaded to `p` when the block ends.
+
+Environment for the `gs://` emulator in the tests (read when gcsfs / tensorstore are imported):
+`STORAGE_EMULATOR_HOST`, `TENSORSTORE_GCS_HTTP_URL`, `GOOGLE_AUTH_TOKEN_FOR_TESTING`,
+`GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`, `EPATH_USE_TF=false` (see tests/gcs_emulator.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+from etils import epath
+
+from hybrid_jax.errors import UserError
+
+# scheme -> (module that serves it, the install that brings it)
+_BACKENDS = {"gs": ("gcsfs", 'pip install -e ".[gcs]"')}
+_downloads: dict[str, str] = {}  # remote directory -> its local copy (this process)
+
+
+def is_remote(p: str | os.PathLike) -> bool:
+  """True for a URL path (`scheme://...`), False for a local one."""
+  return "://" in os.fspath(p)
+
+
+def path(p: str | os.PathLike) -> epath.Path:
+  """The `epath.Path` of `p`.
+
+  Raises:
+    UserError: `p` is a URL whose filesystem library is not installed (one line naming the fix).
+  """
+  p = os.fspath(p)
+  if is_remote(p):
+    scheme = p.split("://", 1)[0]
+    module, install = _BACKENDS.get(scheme, (None, None))
+    if module and importlib.util.find_spec(module) is None:
+      raise UserError(f"{p}: {scheme}:// paths need the {module} package: {install}")
+  return epath.Path(p)
+
+
+def join(p: str | os.PathLike, *parts: str) -> str:
+  """`p/part/...` as a string (a URL keeps its `scheme://`)."""
+  return os.fspath(path(p).joinpath(*parts))
+
+
+def write_text(p: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `p` atomically: readers see the old content or the new one, never a part."""
+  if is_remote(p):
+    path(p).write_text(text)  # One upload: the object appears whole at close.
+    return
+  tmp = os.fspath(p) + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, p)
+
+
+def append_line(p: str | os.PathLike, line: str) -> None:
+  """Appends `line` (and a newline) to the text file `p`, first ending a last line cut short by a
+  kill. On an object store (no append) the object is rewritten with the line added."""
+  data = line.encode("utf-8") + b"\n"
+  if is_remote(p):
+    target = path(p)
+    old = target.read_bytes() if target.exists() else b""
+    target.write_bytes(old + (b"\n" if old and not old.endswith(b"\n") else b"") + data)
+    return
+  with open(p, "ab+") as f:
+    end = f.seek(0, os.SEEK_END)
+    if end:
+      f.seek(end - 1)
+      if f.read(1) != b"\n":
+        f.write(b"\n")
+    f.write(data)
+
+
+def copy_tree(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+  """Copies the files under directory `src` to `dst` (either may be remote), overwriting."""
+  dst_path = path(dst)
+  dst_path.mkdir(parents=True, exist_ok=True)  # a no-op on an object store
+  for entry in path(src).iterdir():  # (epath has no recursive glob on object stores)
+    if entry.is_dir():
+      copy_tree(entry, dst_path / entry.name)
+    else:
+      entry.copy(dst_path / entry.name, overwrite=True)
+
+
+def local_copy(p: str | os.PathLike) -> str:
+  """A local directory with the content of directory `p`: `p` itself when local; for a remote
+  `p`, a copy downloaded on the first call of this process (removed at exit).
+
+  Raises:
+    FileNotFoundError: remote `p` is not a directory.
+  """
+  p = os.fspath(p)
+  if not is_remote(p):
+    return p
+  if p not in _downloads:
+    if not path(p).is_dir():
+      raise FileNotFoundError(f"{p}: not a directory")
+    local = tempfile.mkdtemp(prefix="hybrid_jax-download-")
+    atexit.register(shutil.rmtree, local, True)
+    copy_tree(p, local)
+    _downloads[p] = local
+  return _downloads[p]
+
+
+@contextlib.contextmanager
+def local_output(p: str | os.PathLike) -> Iterator[str]:
+  """A local directory to write the files of directory `p` into: `p` itself (created) when local;
+  for a remote `p`, a temporary directory uploaded to `p` when the block ends without error."""
+  p = os.fspath(p)
+  if not is_remote(p):
+    os.makedirs(p, exist_ok=True)
+    yield p
+    return
+  with tempfile.TemporaryDirectory(prefix="hybrid_jax-upload-") as local:
+    yield local
+    copy_tree(local, p)
