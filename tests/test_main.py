@@ -201,6 +201,9 @@ def _surrogate_jsonl(directory):
     (["--config.data.train=jsonl:{tmp}/surrogate.jsonl"], "{tmp}/surrogate.jsonl:8 (id '3') field "
      "'passage': text is not valid Unicode: lone surrogate"),
     (["--workdir={tmp}/a_file"], "--workdir={tmp}/a_file is a file, not a directory"),
+    # Was a NotADirectoryError traceback (exit 1) from os.makedirs in train.
+    (["--workdir={tmp}/a_file/run"], "--workdir={tmp}/a_file/run: cannot create the directory "
+     "(Not a directory: '{tmp}/a_file/run')"),
 ])
 def test_user_errors_print_one_line_and_exit_2(tmp_path, args, message):
   _surrogate_jsonl(tmp_path)
