@@ -253,7 +253,9 @@ class Problems:
     if value is None:
       if optional:
         return ""
-      self.report(f"missing field {field!r}", f"{where} field {field!r}")
+      close = difflib.get_close_matches(field, [k for k in record if k != field], n=1)
+      self.report(f"missing field {field!r}", f"{where} field {field!r}",
+                  f"the record has {close[0]!r}" if close else "")
     elif not isinstance(value, str):
       self.report(f"field {field!r} is not a string", f"{where} field {field!r}",
                   repr(value)[:80])
