@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import ml_collections
 
 from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
 
@@ -212,7 +213,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 # A '+' starts a new source only where a spec scheme follows, so paths may contain '+'.
-_SOURCE_SEPARATOR = re.compile(r"\+(?=[a-z_]+:)")
+_SOURCE_SEPARATOR = re.compile(rf"\+(?=(?:{'|'.join(SCHEMES)}):)")
 
 
 @dataclasses.dataclass(frozen=True)
