@@ -92,6 +92,8 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
   assert max(steps) >= 4, steps
   # 3. Resume to the end.
   _run(workdir)
+  # 4. Run once more: says so (it gave no sign), trains nothing, keeps every record.
+  assert "nothing to train" in _run(workdir)
   expected, got = _losses(straight_run), _losses(workdir)
   assert sorted(got) == list(range(1, NUM_STEPS + 1))
   for step in range(1, NUM_STEPS + 1):
