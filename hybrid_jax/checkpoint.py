@@ -77,26 +77,34 @@ class DiskFullError(UserError):
 
 
 class PreemptionFlag:
-  """Set by SIGTERM (TPU preemption, `kill`): the loop saves at the next step boundary and stops."""
+  """Set by SIGTERM (TPU preemption, `kill`) or a first SIGINT (Ctrl-C): the loop saves at the
+  next step boundary and stops. A second SIGINT raises KeyboardInterrupt at once (no save)."""
+
+  _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self._event = threading.Event()
-    self._previous = None
+    self._previous = {}
 
   def install(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in self._SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning("Received signal %d: will save a checkpoint at the next step boundary.", signum)
+    if signum == signal.SIGINT and self._event.is_set():
+      raise KeyboardInterrupt
+    logging.warning("Received signal %d: will save a checkpoint at the next step boundary%s.",
+                    signum, " (Ctrl-C again to stop without saving)"
+                    if signum == signal.SIGINT else "")
     self._event.set()
 
   def uninstall(self):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-      self._previous = None
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
   def is_set(self) -> bool:
     return self._event.is_set()

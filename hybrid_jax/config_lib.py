@@ -18,6 +18,7 @@ import ml_collections
 
 from hybrid_jax import paths
 from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
 
@@ -182,8 +183,19 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if config.optim.warmup_steps > config.train.num_steps:
     fail("optim.warmup_steps", config.optim.warmup_steps,
          f"exceeds train.num_steps={config.train.num_steps}")
-  if config.loss.temperature <= 0:
+  if not config.loss.temperature > 0:
     fail("loss.temperature", config.loss.temperature, "must be positive")
+  for name in ("learning_rate", "eps", "grad_clip_norm"):
+    if not config.optim[name] > 0:  # Also catches nan.
+      fail(f"optim.{name}", config.optim[name], "must be positive")
+  if not config.optim.weight_decay >= 0:
+    fail("optim.weight_decay", config.optim.weight_decay, "must be >= 0")
+  for name in ("b1", "b2"):
+    if not 0 <= config.optim[name] < 1:
+      fail(f"optim.{name}", config.optim[name], "must be in [0, 1)")
+  if not 0 <= config.optim.end_learning_rate_factor <= 1:
+    fail("optim.end_learning_rate_factor", config.optim.end_learning_rate_factor,
+         "must be in [0, 1] (a fraction of optim.learning_rate)")
   if config.model.dtype not in model_config_lib.DTYPES:
     fail("model.dtype", config.model.dtype, f"must be one of {model_config_lib.DTYPES}")
   limit, source = model_max_tokens(config.model)
@@ -201,7 +213,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 # A '+' starts a new source only where a spec scheme follows, so paths may contain '+'.
-_SOURCE_SEPARATOR = re.compile(r"\+(?=[a-z_]+:)")
+_SOURCE_SEPARATOR = re.compile(rf"\+(?=(?:{'|'.join(SCHEMES)}):)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -82,6 +82,11 @@ def main(argv):
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir={_WORKDIR.value} is a file, not a directory; pass a directory "
                     "(it is created if missing)")
+  try:
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+  except OSError as e:  # A file as a parent, no permission, a read-only file system...
+    raise UserError(f"--workdir={_WORKDIR.value}: cannot create the directory ({e.strerror}: "
+                    f"{e.filename!r})") from e
   host_memory.configure(_HOST_ALLOCATOR.value)  # before JAX starts its backend
   initialize_distributed(_DISTRIBUTED.value, _COORDINATOR.value, _NUM_PROCESSES.value,
                          _PROCESS_ID.value)

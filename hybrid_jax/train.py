@@ -357,6 +357,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
       os.rmdir(checkpoint_dir)  # bad data or config: leave a local workdir as it was
     raise
   start_step = int(state.step)
+  if start_step >= num_steps:
+    logging.info("%s is already trained to step %d = train.num_steps: nothing to train (a larger "
+                 "--config.train.num_steps continues it).",
+                 workdir, start_step)
 
   builder = input_pipeline.make_batch_builder(
       config, train_data, tokenizer, process_index=jax.process_index(),

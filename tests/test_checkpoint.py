@@ -5,6 +5,7 @@ disk full."""
 import errno
 import os
 import shutil
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -215,3 +216,19 @@ def test_disk_full_is_one_line_and_keeps_earlier_checkpoints(tmp_path, monkeypat
   assert checkpoint_lib.Checkpointer(str(tmp_path)).steps() == [1]
   monkeypatch.undo()
   assert checkpoint_lib.Checkpointer(str(tmp_path)).restore_latest(_state(0))[2] == 1
+
+
+def test_ctrl_c_asks_for_a_save_and_a_second_one_interrupts():
+  # Ctrl-C raised KeyboardInterrupt mid-step: everything since the last checkpoint was lost (the
+  # default run saves every 100 of its 80 steps, so all of it).
+  before = signal.getsignal(signal.SIGINT)
+  flag = checkpoint_lib.PreemptionFlag().install()
+  try:
+    os.kill(os.getpid(), signal.SIGINT)
+    assert flag.is_set()
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+  finally:
+    flag.uninstall()
+  assert signal.getsignal(signal.SIGINT) is before
+  assert signal.getsignal(signal.SIGTERM) is not flag._handle

@@ -53,6 +53,14 @@ def _default_config():
     ("data.query_max_len", 600, r"query_max_len=600: .* covers 512 tokens"),
     ("data.eval_languages", "en+dx", "unknown language code 'dx'"),
     ("optim.frozen", "word_(", "not a regular expression"),
+    # Each of these trained to the end with exit 0: a negative rate ascends the loss.
+    ("optim.learning_rate", -1.0, r"learning_rate=-1.0: must be positive"),
+    ("optim.learning_rate", float("nan"), r"learning_rate=nan: must be positive"),
+    ("optim.weight_decay", -0.1, r"weight_decay=-0.1: must be >= 0"),
+    ("optim.b2", 1.5, r"b2=1.5: must be in \[0, 1\)"),
+    ("optim.eps", 0.0, r"eps=0.0: must be positive"),
+    ("optim.grad_clip_norm", 0.0, r"grad_clip_norm=0.0: must be positive"),
+    ("optim.end_learning_rate_factor", -0.5, r"end_learning_rate_factor=-0.5: must be in \[0, 1\]"),
 ])
 def test_validate_rejects_bad_values(field, value, match):
   config = _default_config()

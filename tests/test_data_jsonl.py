@@ -89,7 +89,19 @@ BAD_LINES = {
     "duplicate id": (lambda r: json.dumps({**r, "id": "dup"}), "duplicate id", "field 'id'"),
     "missing id": (lambda r: json.dumps({**r, "id": None}), "missing field 'id'", "field 'id'"),
     "not an object": (lambda r: json.dumps([r["id"]]), "record is not a JSON object", ""),
+    # Said only "missing field 'passage'" next to the record's own 'pasage'.
+    "misspelt passage": (lambda r: json.dumps({("pasage" if k == "passage" else k): v
+                                               for k, v in r.items()}),
+                         "missing field 'passage'", "the record has 'pasage'"),
 }
+
+
+def test_malformed_json_names_the_column_on_its_line(tmp_path, xquad_r_eval):
+  # A line cut short was reported at "column 1" (of the line after its newline).
+  del xquad_r_eval
+  path = _write_lines(tmp_path / "cut.jsonl", ['{"id": "x", "lang": "en",  '])
+  with pytest.raises(DataError, match=r"cut\.jsonl:1: malformed JSON \(column 26: Expecting "):
+    load_jsonl(path)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_LINES))

@@ -171,6 +171,10 @@ def test_list_in_a_config_file_and_plus_in_paths(tmp_path, sources_spec):
   odd = tmp_path / "a+b.jsonl"
   config = ml_collections.ConfigDict({"data": {"train": f"jsonl:{odd}+{specs[1]}"}})
   assert [s.spec for s in config_lib.train_sources(config)] == [f"jsonl:{odd}", specs[1]]
+  # A '+' before a colon that is no spec scheme was split: 'jsonl:.../q' and 'c:d.jsonl'.
+  odd = tmp_path / "q+c:d.jsonl"
+  config = ml_collections.ConfigDict({"data": {"train": f"jsonl:{odd}+{specs[1]}"}})
+  assert [s.spec for s in config_lib.train_sources(config)] == [f"jsonl:{odd}", specs[1]]
 
 
 def test_mixture_trains_end_to_end(sources_spec, tmp_path):

@@ -92,6 +92,8 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
   assert max(steps) >= 4, steps
   # 3. Resume to the end.
   _run(workdir)
+  # 4. Run once more: says so (it gave no sign), trains nothing, keeps every record.
+  assert "nothing to train" in _run(workdir)
   expected, got = _losses(straight_run), _losses(workdir)
   assert sorted(got) == list(range(1, NUM_STEPS + 1))
   for step in range(1, NUM_STEPS + 1):
@@ -201,6 +203,9 @@ def _surrogate_jsonl(directory):
     (["--config.data.train=jsonl:{tmp}/surrogate.jsonl"], "{tmp}/surrogate.jsonl:8 (id '3') field "
      "'passage': text is not valid Unicode: lone surrogate"),
     (["--workdir={tmp}/a_file"], "--workdir={tmp}/a_file is a file, not a directory"),
+    # Was a NotADirectoryError traceback (exit 1) from os.makedirs in train.
+    (["--workdir={tmp}/a_file/run"], "--workdir={tmp}/a_file/run: cannot create the directory "
+     "(Not a directory: '{tmp}/a_file/run')"),
 ])
 def test_user_errors_print_one_line_and_exit_2(tmp_path, args, message):
   _surrogate_jsonl(tmp_path)

@@ -110,6 +110,16 @@ def test_repeated_texts_are_counted_once(train_texts):
   assert once.backend_tokenizer.to_str() == thrice.backend_tokenizer.to_str()
 
 
+def test_vocab_size_below_the_alphabet_keeps_the_most_frequent_characters():
+  # `model=tiny` with model.vocab_size=1000 on all 11 XQuAD-R languages (2454 characters) trained
+  # a tokenizer larger than vocab_size, then refused it: ids beyond the embedding table.
+  texts = ["".join(chr(0x4E00 + (i * 7 + j) % 300) for j in range(20)) for i in range(60)]
+  texts.append("aaa bbb " * 20)
+  tokenizer = tokenizer_lib.train_default_tokenizer(texts, vocab_size=100)
+  assert len(tokenizer) <= 100
+  assert tokenizer.unk_token_id not in tokenizer("aaa bbb")["input_ids"]
+
+
 def test_cache_trains_once_then_loads(train_texts, tmp_path):
   calls = []
 

@@ -124,7 +124,7 @@ def _read_jsonl(path, problems: Problems):
         continue
       where = f"{path}:{line_number}"
       try:
-        yield where, json.loads(line)
+        yield where, json.loads(line.rstrip())  # A column past the line's end is on the next.
       except ValueError as e:  # JSONDecodeError or UnicodeDecodeError
         detail = (f"column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else
                   f"not UTF-8: {e}")

@@ -253,7 +253,11 @@ class Problems:
     if value is None:
       if optional:
         return ""
-      self.report(f"missing field {field!r}", f"{where} field {field!r}")
+      # (A column-store row holds every column, None where the record had none.)
+      close = difflib.get_close_matches(
+          field, [k for k, v in record.items() if k != field and v is not None], n=1)
+      self.report(f"missing field {field!r}", f"{where} field {field!r}",
+                  f"the record has {close[0]!r}" if close else "")
     elif not isinstance(value, str):
       self.report(f"field {field!r} is not a string", f"{where} field {field!r}",
                   repr(value)[:80])

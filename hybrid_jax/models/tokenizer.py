@@ -63,7 +63,8 @@ def train_default_tokenizer(texts: Iterable[str],
     texts: training texts (queries and passage contexts of the training split only). Repeated
       texts are counted once, so a context shared by many candidates does not dominate.
     vocab_size: size of the vocabulary, special tokens and the character alphabet included (a
-      corpus too small to learn that many merges gives fewer: `len(tokenizer)`).
+      corpus too small to learn that many merges gives fewer: `len(tokenizer)`); an alphabet
+      beyond it keeps its `vocab_size - 5` most frequent characters.
 
   Returns:
     A fast tokenizer with `model_max_length` 512. Deterministic: equal texts in equal order give
@@ -85,8 +86,11 @@ def train_default_tokenizer(texts: Iterable[str],
       pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
       pre_tokenizers.Digits(individual_digits=False)])
   backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+  # An alphabet larger than the vocabulary keeps its most frequent characters (the rest become
+  # <unk>): every id stays below vocab_size, the rows of the embedding table.
   trainer = trainers.BpeTrainer(
-      vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+      vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
+      limit_alphabet=vocab_size - len(SPECIAL_TOKENS))
   backend.train_from_iterator(unique_texts, trainer=trainer)
   for i, token in enumerate(SPECIAL_TOKENS):
     assert backend.token_to_id(token) == i, (token, backend.token_to_id(token))
