@@ -209,7 +209,7 @@ def test_train_and_evaluate_in_process_keeps_the_model_when_the_final_evaluation
   and the error still reaches the caller."""
   config = config_lib.default_config("model=tiny,steps=3")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      intermediate_size=64, vocab_size=4000)  # 11 scripts: ~2,500 characters
+                      intermediate_size=64, vocab_size=1000)
   config.data.update(query_max_len=16, passage_max_len=32)
   config.train.global_batch_size = 16
   config.optim.warmup_steps = 1

@@ -30,7 +30,6 @@ from tokenizers import processors, trainers
 import transformers
 
 from hybrid_jax import paths
-from hybrid_jax.errors import ConfigError
 
 if TYPE_CHECKING:  # Only a type here: importing hybrid_jax.data would load every data loader.
   from hybrid_jax.data.parallel_qa import ParallelQA
@@ -104,18 +103,6 @@ def train_default_tokenizer(texts: Iterable[str],
       mask_token=MASK)
 
 
-def _train_within(texts_fn: Callable[[], Iterable[str]], vocab_size: int
-                  ) -> transformers.PreTrainedTokenizerFast:
-  """`train_default_tokenizer` on `texts_fn()`; ConfigError when it needs more than `vocab_size`
-  tokens (BPE keeps every character of the texts)."""
-  tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
-  if len(tokenizer) > vocab_size:
-    raise ConfigError(f"config.model.vocab_size={vocab_size} is too small for the training texts: "
-                      f"the tokenizer trained on them has {len(tokenizer)} tokens (every character "
-                      f"of the texts is one); use at least {len(tokenizer)}")
-  return tokenizer
-
-
 def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
                                    texts_fn: Callable[[], Iterable[str]],
                                    vocab_size: int = DEFAULT_VOCAB_SIZE
@@ -136,17 +123,15 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     vocab_size: see `train_default_tokenizer`.
 
   Raises:
-    ConfigError: `vocab_size` is below what the texts need (their distinct characters), before
-      anything is written.
     ValueError: the cached tokenizer has more tokens than `vocab_size`.
   """
   tokenizer_dir = os.path.join(os.fspath(cache_dir), CACHE_SUBDIR)
   if paths.is_remote(tokenizer_dir):
     if not paths.path(tokenizer_dir).is_dir():
       with paths.local_output(tokenizer_dir) as local_dir:
-        _train_within(texts_fn, vocab_size).save_pretrained(local_dir)
+        train_default_tokenizer(texts_fn(), vocab_size=vocab_size).save_pretrained(local_dir)
   elif not os.path.isdir(tokenizer_dir):
-    tokenizer = _train_within(texts_fn, vocab_size)
+    tokenizer = train_default_tokenizer(texts_fn(), vocab_size=vocab_size)
     os.makedirs(cache_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}-", dir=cache_dir)
     tokenizer.save_pretrained(tmp_dir)
