@@ -83,7 +83,7 @@ def main(argv):
     raise UserError(f"--workdir={_WORKDIR.value} is a file, not a directory; pass a directory "
                     "(it is created if missing)")
   try:
-    os.makedirs(_WORKDIR.value, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
   except OSError as e:  # A file as a parent, no permission, a read-only file system...
     raise UserError(f"--workdir={_WORKDIR.value}: cannot create the directory ({e.strerror}: "
                     f"{e.filename!r})") from e
