@@ -352,8 +352,11 @@ class Checkpointer:
       raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; "
                               f"available: {self.steps()}")
     candidates = [step] if step is not None else list(reversed(self.steps()))
-    state_args = (ocp.args.PyTreeRestore(abstract_state, partial_restore=True) if partial
-                  else ocp.args.StandardRestore(abstract_state))
+    # A partial restore takes its shardings from `abstract_state` (not from the checkpoint's
+    # metadata, whose devices may not exist here: a run saved on 8 devices, restored on 2).
+    state_args = (ocp.args.PyTreeRestore(
+        abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+        partial_restore=True) if partial else ocp.args.StandardRestore(abstract_state))
     for candidate in candidates:
       step_dir = os.path.join(self.directory, str(candidate))
       try:
