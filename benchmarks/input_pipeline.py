@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 
-import numpy as np
 
 LANGUAGES = ("en", "de", "es", "ar", "ru", "zh", "hi", "vi", "el")
 

@@ -159,7 +159,7 @@ def test_a_misspelt_optional_field_warns_with_counts_or_fails_when_strict(tmp_pa
   assert set(data.candidates.context) == {""}  # what the typo costs: no passage has a context
   assert ("4 record(s) have the unknown field 'contxt', ignored (first: "
           f"{path}:1 (did you mean 'context'?))") in caplog.text
-  with pytest.raises(DataError, match=rf"m\.jsonl:1: unknown field 'contxt' \(did you mean "
+  with pytest.raises(DataError, match=r"m\.jsonl:1: unknown field 'contxt' \(did you mean "
                                       r"'context'\?\); known fields: \['id', "):
     load_jsonl(path, strict=True)
   with pytest.raises(DataError, match="unknown field 'contxt'"):
