@@ -4,8 +4,13 @@
 
 Reads `<root>/<run>/eval/<dataset>/step_<N>/results.json` (the newest step of each run), and
 writes `summary.md`, `summary.json` and `tradeoff.png` (one panel per language set:
-cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per run, labelled with its
-mono_prob).
+cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per setting, labelled
+with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
+summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
+shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
+pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
+lower = less; `hybrid_jax.metrics.lareqa_metrics`), and, where the run has zero-shot languages
+(evaluated, not trained on), their mono / cross / pool mAP.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import re
 import sys
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"),
-           ("multi mAP", "map_multi_mean"), ("rank gap", "rank_gap_mean"),
-           ("own share@k", "own_share_mean"))
+           ("multi mAP", "map_multi_mean"), ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"),
+           ("rank gap", "rank_gap_mean"), ("max-min rank", "rank_range_mean"),
+           ("own share@k", "own_share_mean"), ("0-shot mono", "zero_shot_map_mono"),
+           ("0-shot cross", "zero_shot_map_cross"), ("0-shot multi", "zero_shot_map_multi_mean"))
 
 
 def _newest_results(run_dir: str, dataset: str | None):
@@ -49,33 +56,81 @@ def collect(root: str, dataset: str | None = None) -> list[dict]:
       results = json.load(f)
     with open(os.path.join(root, run, "config.json")) as f:
       config = json.load(f)
-    metrics = results["metrics"]
+    metrics = dict(results["metrics"])
+    metrics.update({f"zero_shot_{k}": v for k, v in (metrics.get("zero_shot") or {}).items()})
     row = {"run": run, "step": step, "languages": config["data"]["languages"],
            "num_languages": len(config["data"]["languages"].split("+")),
-           "mono_prob": config["sampler"]["mono_prob"], "dataset": results.get("dataset")}
+           "mono_prob": config["sampler"]["mono_prob"], "seed": config.get("seed"),
+           "dataset": results.get("dataset")}
     row.update({key: metrics.get(key) for _, key in COLUMNS})
     rows.append(row)
   return rows
+
+
+def _setting(row: dict) -> tuple:
+  return row["num_languages"], row["languages"], row["mono_prob"]
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+  """One row per setting (language set, mono_prob): every COLUMNS key as its mean over the
+  setting's runs (seeds) and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run);
+  `seeds` lists the seeds."""
+  groups = {}
+  for r in rows:
+    groups.setdefault(_setting(r), []).append(r)
+  out = []
+  for (num_languages, languages, mono_prob), runs in sorted(groups.items()):
+    row = {"num_languages": num_languages, "languages": languages, "mono_prob": mono_prob,
+           "seeds": sorted(r["seed"] for r in runs), "step": max(r["step"] for r in runs)}
+    for _, key in COLUMNS:
+      values = [r[key] for r in runs if r.get(key) is not None]
+      mean = sum(values) / len(values) if values else None
+      std = ((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+             if len(values) > 1 else 0.0 if values else None)
+      row[key], row[f"{key}_std"] = mean, std
+    out.append(row)
+  return out
 
 
 def _fmt(v):
   return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
+def _columns(rows: list[dict]):
+  """COLUMNS without those no row has (e.g. zero-shot columns of runs without zero-shot
+  languages)."""
+  return [(name, key) for name, key in COLUMNS if any(r.get(key) is not None for r in rows)]
+
+
 def markdown(rows: list[dict]) -> str:
-  header = ["run", "langs", "mono_prob", "step"] + [name for name, _ in COLUMNS]
+  columns = _columns(rows)
+  header = ["run", "langs", "mono_prob", "step"] + [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for r in sorted(rows, key=lambda r: (r["num_languages"], r["mono_prob"])):
+  for r in sorted(rows, key=lambda r: (r["num_languages"], r["mono_prob"], r["run"])):
     cells = [r["run"], str(r["num_languages"]), f"{r['mono_prob']:g}", str(r["step"])]
-    cells += [_fmt(r[key]) for _, key in COLUMNS]
+    cells += [_fmt(r[key]) for _, key in columns]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def markdown_over_seeds(settings: list[dict]) -> str:
+  """The aggregated table: mean ± std over seeds per setting."""
+  columns = _columns(settings)
+  header = ["langs", "mono_prob", "seeds"] + [name for name, _ in columns]
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for r in settings:
+    cells = [str(r["num_languages"]), f"{r['mono_prob']:g}", str(len(r["seeds"]))]
+    cells += [f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r[key] is not None else "–"
+              for _, key in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: str) -> str:
   """One panel per language set (their multilingual pools differ in size, so panels are not
-  comparable with each other): cross-lingual vs multilingual-pool mAP, one point per run joined in
-  mono_prob order, colour = rank gap."""
+  comparable with each other): cross-lingual vs multilingual-pool mAP, one point per setting
+  (`aggregate`: the mean over seeds, ±1 std bars where there are several) joined in mono_prob
+  order, colour = rank gap."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -91,10 +146,15 @@ def plot(rows: list[dict], path: str) -> str:
     xs = [r["map_cross"] for r in runs]
     ys = [r["map_multi_mean"] for r in runs]
     ax.plot(xs, ys, color="0.6", lw=1, zorder=1)
+    if any(len(r["seeds"]) > 1 for r in runs):
+      ax.errorbar(xs, ys, xerr=[r["map_cross_std"] for r in runs],
+                  yerr=[r["map_multi_mean_std"] for r in runs], fmt="none", ecolor="0.3",
+                  elinewidth=1, capsize=3, zorder=1)
     points = ax.scatter(xs, ys, c=[r["rank_gap_mean"] for r in runs], cmap="viridis", s=70,
                         edgecolors="black", zorder=2)
     for r, x, y in zip(runs, xs, ys):
-      ax.annotate(f"p={r['mono_prob']:g}", (x, y), fontsize=8, xytext=(4, 4),
+      seeds = f" (n={len(r['seeds'])})" if len(r["seeds"]) > 1 else ""
+      ax.annotate(f"p={r['mono_prob']:g}{seeds}", (x, y), fontsize=8, xytext=(4, 4),
                   textcoords="offset points")
     fig.colorbar(points, ax=ax, label="rank gap (lower = less bias)")
     title = languages if len(languages) <= 40 else f"{num_languages} languages"
@@ -125,12 +185,15 @@ def main(argv=None) -> int:
     return 1
   out = args.out or args.root
   os.makedirs(out, exist_ok=True)
+  settings = aggregate(rows)
   table = markdown(rows)
+  if any(len(r["seeds"]) > 1 for r in settings):
+    table += "\nMean ± sample std over seeds:\n\n" + markdown_over_seeds(settings)
   with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(table)
   with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump(rows, f, indent=2)
-  plot(rows, os.path.join(out, "tradeoff.png"))
+    json.dump({"runs": rows, "settings": settings}, f, indent=2)
+  plot(settings, os.path.join(out, "tradeoff.png"))
   print(table)
   return 0
 
