@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 

@@ -8,10 +8,10 @@ buckets seen when fitting, so a hashed feature matrix is never allocated. Weight
 
     tfidf(t, d) = (1 + ln count(t, d)) * (ln((1 + num_docs) / (1 + df(t))) + 1),
 
-idf from the candidate pool given to `fit_encode`, each vector L2-normalised (so a score is a cosine);
-query n-grams unseen at fit time are dropped. Scoring (`sparse_scores`) walks an inverted index of
-the candidates in numpy, or uses scipy.sparse when it is installed (same scores, faster); neither
-needs a dense [C, vocabulary] matrix.
+idf from the candidate pool given to `fit_encode`, each vector L2-normalised (so a score is a
+cosine); query n-grams unseen at fit time are dropped. Scoring (`sparse_scores`) walks an
+inverted index of the candidates in numpy, or uses scipy.sparse when it is installed (same scores,
+faster); neither needs a dense [C, vocabulary] matrix.
 """
 
 from __future__ import annotations
