@@ -249,10 +249,10 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
   cand_lang = np.asarray(cand_lang)
   _check_lareqa_inputs(query_mask, positives, cand_emb, cand_lang, num_langs)
   lang_cols, pos_in_pool = _language_pools(cand_lang, num_langs)
-  # Per-query values of every query language x, one array per scored chunk.
-  parts = {key: [[] for _ in range(num_langs)] for key in _POOL_KEYS + tuple(
-      f"recall@{k}" for k in recall_ks)}
+  # Per-query values: ap_xy[x][y] and parts[name][x] list one array per scored chunk.
   ap_xy = [[[] for _ in range(num_langs)] for _ in range(num_langs)]
+  parts = {key: [[] for _ in range(num_langs)] for key in (
+      "map_multi", "rank_gap", "own_share", "rank_range", *(f"recall@{k}" for k in recall_ks))}
   for x in range(num_langs):
     q_lang = query_emb[:, x] if isinstance(query_emb, np.ndarray) else query_emb[x]
     rows_x = np.flatnonzero(query_mask[:, x])
@@ -269,10 +269,6 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
                                                    recall_ks).items():
         parts[key][x].append(values)
   return _summarize(languages, ap_xy, parts, top_k, recall_ks)
-
-
-# Per-query values of the multilingual pool (besides recall@k).
-_POOL_KEYS = ("map_multi", "rank_gap", "own_share", "rank_range")
 
 
 def _check_lareqa_inputs(query_mask: np.ndarray, positives: np.ndarray, cand_emb,

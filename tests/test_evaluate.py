@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from hybrid_jax import config_lib
 from hybrid_jax import eval_report
 from hybrid_jax import models
 
@@ -41,6 +42,9 @@ def test_cli_end_to_end(kind, eval_model, eval_tokenizer, tmp_path):
   if kind == "hf":  # The exported sentence-transformers prompts are read back.
     assert saved["retriever"]["query_prefix"] == "query: "
     assert saved["retriever"]["passage_prefix"] == "passage: "
+    # Lengths not given default to the default config's, as training evaluates.
+    assert saved["retriever"]["query_max_len"] == config_lib.DEFAULT_QUERY_MAX_LEN
+    assert saved["retriever"]["passage_max_len"] == 32
   assert (out / eval_report.MARKDOWN_NAME).exists() and (out / eval_report.HEATMAP_NAME).exists()
 
 
