@@ -16,7 +16,8 @@
   A model without a training config is evaluated at the default config's lengths
   (`config_lib.DEFAULT_QUERY_MAX_LEN` / `DEFAULT_PASSAGE_MAX_LEN`), as training evaluates.
   A run evaluated in other languages or at other lengths than its own evaluation writes to
-  `step_<N>_<languages>_q<Q>_p<P>/` (only the parts that differ), never over the run's report.
+  `step_<N>_<languages>_q<Q>_p<P>/` (only the parts that differ, e.g. `step_300_en_de/`), never
+  over the run's report.
 """
 
 from __future__ import annotations
@@ -338,10 +339,12 @@ def output_dir_for(root: str, spec: str, step: int | None, label: str | None = N
 def variant_name(languages: Sequence[str] | None, default_languages: Sequence[str] | None,
                  lengths: tuple[int, int] = (), default_lengths: tuple[int, int] = ()) -> str:
   """What makes an evaluation differ from the default one, as a directory-name suffix: the
-  '+'-joined languages when they differ, 'q<Q>_p<P>' when the lengths do; '' for the default."""
+  '_'-joined languages when they differ (no '+', which URLs and object stores may not keep),
+  'q<Q>_p<P>' when the lengths do; '' for the default. E.g. 'en_de', 'q32_p96', 'en_de_q32_p96'.
+  """
   parts = []
   if languages and tuple(languages) != tuple(default_languages or ()):
-    parts.append("+".join(languages))
+    parts.append("_".join(languages))
   if tuple(lengths) != tuple(default_lengths):
     parts.append(f"q{lengths[0]}_p{lengths[1]}")
   return "_".join(parts)

@@ -155,8 +155,8 @@ def test_other_languages_or_lengths_get_their_own_report_directory():
   run, lengths = ("en", "de", "es"), (24, 64)
   variants = {
       (None, lengths): "", (run, lengths): "",      # the run's own evaluation: its directory
-      (("en", "de"), lengths): "en+de", (run, (32, 96)): "q32_p96",
-      (("de", "en", "es"), (24, 96)): "de+en+es_q24_p96",
+      (("en", "de"), lengths): "en_de", (run, (32, 96)): "q32_p96",
+      (("de", "en", "es"), (24, 96)): "de_en_es_q24_p96",
   }
   dirs = set()
   for (languages, lens), want in variants.items():
@@ -164,7 +164,7 @@ def test_other_languages_or_lengths_get_their_own_report_directory():
     assert variant == want
     dirs.add(evaluators.output_dir_for("/w", "xquad_r:eval", 6, variant=variant))
   assert evaluators.output_dir_for("/w", "xquad_r:eval", 6) == "/w/eval/xquad_r_eval/step_6"
-  assert len(dirs) == 4 and "/w/eval/xquad_r_eval/step_6_en+de" in dirs
+  assert len(dirs) == 4 and "/w/eval/xquad_r_eval/step_6_en_de" in dirs
   # A model without a run: languages given, or lengths other than the default config's.
   default = (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN)
   assert evaluators.variant_name(None, None, default, default) == ""

@@ -269,9 +269,9 @@ def test_evaluating_a_run_needs_no_training_data(straight_run, tmp_path):
       cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   # Other languages than the run's (en+de+es) never write over the run's own report directory.
-  report_dir = os.path.join(workdir, "eval", "xquad_r_eval", f"step_{NUM_STEPS}_en+de")
+  report_dir = os.path.join(workdir, "eval", "xquad_r_eval", f"step_{NUM_STEPS}_en_de")
   assert f"json: {report_dir}/results.json" in proc.stdout
-  assert os.listdir(os.path.dirname(report_dir)) == [f"step_{NUM_STEPS}_en+de"]
+  assert os.listdir(os.path.dirname(report_dir)) == [f"step_{NUM_STEPS}_en_de"]
   # A data set without one of the run's languages: one line naming it and the flag that works.
   data = tmp_path / "en_de.jsonl"
   data.write_text("".join(json.dumps({"id": i, "lang": lang, "query": f"q {i} {lang}",
