@@ -24,8 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from hybrid_jax import config_lib  # noqa: E402
 from hybrid_jax import data as data_lib  # noqa: E402
-from hybrid_jax import evaluate  # noqa: E402
+from hybrid_jax import encoding  # noqa: E402
+from hybrid_jax import evaluators  # noqa: E402
 from hybrid_jax import models  # noqa: E402
+from hybrid_jax import retrievers  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
 from hybrid_jax.models import tokenizer as tokenizer_lib  # noqa: E402
 
@@ -52,9 +54,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", default="/tmp/hj_bench_eval")
   parser.add_argument("--dataset", default="xquad_r:all")
-  parser.add_argument("--batch_size", type=int, default=evaluate.DEFAULT_BATCH_SIZE)
-  parser.add_argument("--query_max_len", type=int, default=evaluate.DEFAULT_QUERY_MAX_LEN)
-  parser.add_argument("--passage_max_len", type=int, default=evaluate.DEFAULT_PASSAGE_MAX_LEN)
+  parser.add_argument("--batch_size", type=int, default=config_lib.DEFAULT_EVAL_BATCH_SIZE)
+  parser.add_argument("--query_max_len", type=int, default=config_lib.DEFAULT_QUERY_MAX_LEN)
+  parser.add_argument("--passage_max_len", type=int, default=config_lib.DEFAULT_PASSAGE_MAX_LEN)
   args = parser.parse_args()
 
   t0 = time.perf_counter()
@@ -68,12 +70,12 @@ def main():
   mesh = sharding.make_mesh()
   setup_seconds = time.perf_counter() - t0
 
-  retriever = evaluate.DenseRetriever(
-      model, tokenizer, mesh, query_max_len=args.query_max_len,
-      passage_max_len=args.passage_max_len, batch_size=args.batch_size)
-  output_dir = evaluate.output_dir_for(args.workdir, args.dataset, None, "benchmark")
-  results = evaluate.evaluate(retriever, args.dataset, model_name="tiny (random init)",
-                              output_dir=output_dir)
+  encoder = encoding.Encoder(*models.split_for_encoding(model), mesh, args.batch_size)
+  retriever = retrievers.DenseRetriever(encoder, tokenizer, query_max_len=args.query_max_len,
+                                        passage_max_len=args.passage_max_len)
+  output_dir = evaluators.output_dir_for(args.workdir, args.dataset, None, "benchmark")
+  results = evaluators.evaluate(retriever, args.dataset, model_name="tiny (random init)",
+                                output_dir=output_dir)
   timing = results["timing"]
   counts = results["counts"]
   num_queries = sum(c["examples"] for c in counts.values())

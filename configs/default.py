@@ -40,8 +40,9 @@ def get_config(arg=None):
                                                # evaluated but not trained on are zero-shot
   config.data.on_error = "raise"               # or 'skip': skip and count malformed records
   config.data.strict = False                   # True: an unknown record field is an error
-  config.data.query_max_len = 24               # tokens, static padded length
-  config.data.passage_max_len = 64             # tokens: answer sentence + its paragraph
+  # Static padded lengths in tokens (24 / 64; stand-alone evaluation uses the same defaults):
+  config.data.query_max_len = config_lib.DEFAULT_QUERY_MAX_LEN      # the question
+  config.data.passage_max_len = config_lib.DEFAULT_PASSAGE_MAX_LEN  # answer sentence + paragraph
 
   config.sampler = ml_collections.ConfigDict()
   config.sampler.mono_prob = arg.mono_prob     # P(a global batch is monolingual)
@@ -93,7 +94,7 @@ def get_config(arg=None):
 
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0                  # 0: only at the end
-  config.eval.batch_size = 128
+  config.eval.batch_size = config_lib.DEFAULT_EVAL_BATCH_SIZE   # 128 rows per encoded batch
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 10

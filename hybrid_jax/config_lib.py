@@ -22,6 +22,12 @@ from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
 
+# Padded lengths (tokens) of the default config (configs/default.py), also those at which
+# `hybrid_jax.evaluate` scores a model without a training config, so that in-training and
+# stand-alone evaluation score the same inputs; and the evaluation batch (rows per encoded batch).
+DEFAULT_QUERY_MAX_LEN = 24
+DEFAULT_PASSAGE_MAX_LEN = 64
+DEFAULT_EVAL_BATCH_SIZE = 128
 CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 

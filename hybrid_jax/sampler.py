@@ -526,10 +526,6 @@ class HybridBatchSampler:
             f"batch, so they would never be drawn: lower the batch size, use "
             f"language_scope='example', or drop them")
 
-  def batches_per_epoch(self, source: int = 0, mono: bool = True) -> int:
-    """E: batches in one epoch of the (source, mono|cross) stream."""
-    return int(self._cumulative_batches[source][_MONO if mono else _CROSS][-1])
-
   def _members(self, source: int, kind: int, pool: _Pool, positions: np.ndarray, epoch: int):
     """(example_ids, query_lang, passage_lang), int64 [m] each, of pool `positions` in `epoch`."""
     src = self._sources[source]

@@ -8,10 +8,10 @@ buckets seen when fitting, so a hashed feature matrix is never allocated. Weight
 
     tfidf(t, d) = (1 + ln count(t, d)) * (ln((1 + num_docs) / (1 + df(t))) + 1),
 
-idf from the candidate pool given to `fit`, each vector L2-normalised (so a score is a cosine);
-query n-grams unseen at fit time are dropped. Scoring (`sparse_scores`) walks an inverted index of
-the candidates in numpy, or uses scipy.sparse when it is installed (same scores, faster); neither
-needs a dense [C, vocabulary] matrix.
+idf from the candidate pool given to `fit_encode`, each vector L2-normalised (so a score is a
+cosine); query n-grams unseen at fit time are dropped. Scoring (`sparse_scores`) walks an
+inverted index of the candidates in numpy, or uses scipy.sparse when it is installed (same scores,
+faster); neither needs a dense [C, vocabulary] matrix.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import functools
 import re
 
 import numpy as np
-
-from hybrid_jax.data.parallel_qa import ParallelQA
 
 try:  # Optional: about 4x faster sparse products; the numpy path below gives the same scores.
   import scipy.sparse as scipy_sparse
@@ -61,12 +59,6 @@ class SparseRows:
     return SparseRows(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
                       self.indices[entries], self.data[entries], self.num_features)
 
-  def to_dense(self) -> np.ndarray:
-    """float32 [R, num_features] (for small tests)."""
-    dense = np.zeros((len(self), self.num_features), np.float32)
-    dense[np.repeat(np.arange(len(self)), np.diff(self.indptr)), self.indices] = self.data
-    return dense
-
   @functools.cached_property
   def _scipy_transposed(self):
     """scipy CSR [num_features, R] (the transpose, built once per candidate table)."""
@@ -91,7 +83,7 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 def sparse_scores(queries: SparseRows, candidates: SparseRows, *, use_scipy: bool | None = None,
                   max_products: int = 1 << 23) -> np.ndarray:
-  """Dot products of sparse rows: float32 [Q, C]; a `score_fn` for `metrics.lareqa_metrics`.
+  """Dot products of sparse rows: float32 [Q, C]; a `score_fn` for `retrieval_metrics.lareqa_metrics`.
 
   Args:
     queries: Q rows; candidates: C rows, both encoded by the same fitted encoder.
@@ -134,8 +126,8 @@ def sparse_scores(queries: SparseRows, candidates: SparseRows, *, use_scipy: boo
 
 
 class TfidfEncoder:
-  """Hashed character n-gram TF-IDF (module docstring). `fit` on the candidate pool, then
-  `encode` candidates and queries alike.
+  """Hashed character n-gram TF-IDF (module docstring). `fit_encode` the candidate pool (the
+  vocabulary and idf are fitted on it), then `encode` queries.
 
   Args:
     ngram_range: (min_n, max_n), inclusive.
@@ -173,14 +165,14 @@ class TfidfEncoder:
 
   def _fit_counted(self, counted) -> None:
     if not counted:
-      raise ValueError("TfidfEncoder.fit: no texts")
+      raise ValueError("TfidfEncoder.fit_encode: no texts")
     self.vocabulary, df = np.unique(np.concatenate([b for b, _ in counted]), return_counts=True)
     self.idf = np.log((1 + len(counted)) / (1 + df)) + 1
 
   def _weigh(self, counted) -> SparseRows:
     """L2-normalised TF-IDF rows of counted texts over the fitted vocabulary."""
     if self.vocabulary is None:
-      raise ValueError("TfidfEncoder.encode: call fit first")
+      raise ValueError("TfidfEncoder.encode: call fit_encode first")
     indptr, indices, data = [0], [], []
     for buckets, counts in counted:
       features = np.searchsorted(self.vocabulary, buckets)
@@ -195,17 +187,17 @@ class TfidfEncoder:
     return SparseRows(np.array(indptr, np.int64), np.concatenate(indices).astype(np.int64),
                       np.concatenate(data), len(self.vocabulary))
 
-  def fit(self, texts) -> "TfidfEncoder":
-    """Sets the vocabulary and the idf from the candidate texts."""
-    self._fit_counted(self._count(texts))
-    return self
-
   def encode(self, texts) -> SparseRows:
     """L2-normalised TF-IDF rows of `texts` over the fitted vocabulary."""
     return self._weigh(self._count(texts))
 
   def fit_encode(self, texts) -> SparseRows:
-    """`fit(texts)` then `encode(texts)`, hashing the texts once."""
+    """Sets the vocabulary and the idf from `texts` (the candidate pool) and returns their rows
+    as `encode` does, hashing the texts once.
+
+    Raises:
+      ValueError: no texts.
+    """
     counted = self._count(texts)
     self._fit_counted(counted)
     return self._weigh(counted)
@@ -218,23 +210,7 @@ def _mix64(h: np.ndarray) -> np.ndarray:
   return h ^ (h >> np.uint64(31))
 
 
-def candidate_texts(data: ParallelQA) -> list[str]:
-  """What the retriever sees of a candidate: sentence + " " + context."""
-  return [f"{text} {context}" for text, context in zip(data.candidates.text,
-                                                        data.candidates.context)]
 
-
-def encode_parallel_qa(data: ParallelQA, encoder: TfidfEncoder | None = None):
-  """TF-IDF inputs for `metrics.lareqa_metrics(..., score_fn=sparse_scores)`.
-
-  Fits `encoder` (default `TfidfEncoder()`) on the candidate texts of `data`.
-
-  Returns:
-    (query_emb: list of L SparseRows of N rows each (empty rows where a query is missing),
-     cand_emb: SparseRows of C rows).
-  """
-  encoder = TfidfEncoder() if encoder is None else encoder
-  cand_emb = encoder.fit_encode(candidate_texts(data))
-  query_emb = [encoder.encode(["" if q is None else q for q in data.queries[:, j]])
-               for j in range(len(data.languages))]
-  return query_emb, cand_emb
+def passage_texts(sentences, contexts) -> list[str]:
+  """What the retriever sees of a passage: sentence + " " + context."""
+  return [f"{sentence} {context}" for sentence, context in zip(sentences, contexts)]

@@ -5,7 +5,7 @@
       -> train_step(state, batch) -> (state, metrics)   [jit, batch sharded over all devices,
                                                          params/optimizer state FSDP-sharded
                                                          over `fsdp` (replicated when fsdp=1)]
-      -> MetricWriter (metrics.jsonl, TensorBoard) / Checkpointer / evaluate
+      -> MetricWriter (metrics.jsonl, TensorBoard) / Checkpointer / evaluators
 
 The step is a pure function of (state, batch); dropout keys come from `fold_in(state.rng, step)`
 and the batch from `sampler.batch(step)`, so a run resumed from a checkpoint repeats exactly the
@@ -30,7 +30,7 @@ from flax import nnx, traverse_util
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
-from hybrid_jax import evaluate
+from hybrid_jax import evaluators
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
@@ -138,12 +138,11 @@ def create_train_state(params, optimizer, seed: int, frozen_pattern: str = "") -
 
 
 def _encode(model, batch, prefix: str, tower: str, rng):
-  encode = model.encode_queries if tower == "query" else model.encode_passages
   ids = batch[f"{prefix}_input_ids"]
   shape = ids.shape
   flat = lambda x: x.reshape((-1, shape[-1]))
-  emb = encode(flat(ids), flat(batch[f"{prefix}_attention_mask"]),
-               flat(batch[f"{prefix}_token_type_ids"]), dropout_rng=rng)
+  emb = model.encode(tower, flat(ids), flat(batch[f"{prefix}_attention_mask"]),
+                     flat(batch[f"{prefix}_token_type_ids"]), dropout_rng=rng)
   return emb.reshape(shape[:-1] + emb.shape[-1:])
 
 
@@ -379,8 +378,9 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         good=int(state.nonfinite_streak) == 0)
 
   def run_eval(step_now):
-    results = evaluate.evaluate_in_training(
-        nnx.merge(graphdef, state.params["model"]), tokenizer, config, mesh, workdir, step_now)
+    results = evaluators.evaluate_in_training(
+        models.encode_fn(graphdef), state.params["model"], tokenizer, config, mesh, workdir,
+        step_now)
     writer.write_scalars(step_now, results["scalars"])
     return results
 

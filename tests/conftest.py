@@ -37,3 +37,63 @@ def tiny_sweep(tmp_path_factory):
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
   runs = {name: os.path.join(root, name) for name in sorted(os.listdir(root))}
   return root, runs
+
+
+# ----------------------------------------------------------------------------- evaluation
+# A tiny random model, its tokenizer and 3 languages of xquad_r:eval, shared by the evaluation
+# tests (test_encoding, test_retrievers, test_evaluators, test_evaluate) so that their compiled
+# programs are shared too (one batch shape throughout).
+EVAL_LANGUAGES = ("en", "de", "ar")
+EVAL_QUERY_MAX_LEN, EVAL_PASSAGE_MAX_LEN = 32, 64  # buckets (32,) and (32, 64)
+EVAL_BATCH_SIZE = 16
+
+
+@pytest.fixture(scope="session")
+def eval_data():
+  from hybrid_jax import data as data_lib
+
+  return data_lib.load("xquad_r:eval", languages=list(EVAL_LANGUAGES))
+
+
+@pytest.fixture(scope="session")
+def eval_tokenizer(eval_data):
+  from hybrid_jax.models import tokenizer as tokenizer_lib
+
+  return tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(eval_data),
+                                               vocab_size=1500)
+
+
+@pytest.fixture(scope="session")
+def eval_model(eval_tokenizer):
+  from hybrid_jax import models
+  from hybrid_jax.models.config import model_config
+
+  config = model_config(vocab_size=len(eval_tokenizer), hidden_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=80)
+  return models.create_model(config, seed=0)
+
+
+@pytest.fixture(scope="session")
+def eval_passage_tokens(eval_data, eval_tokenizer):
+  """45 passages of mixed lengths: every third one with its context (full length), the others
+  the sentence alone (short)."""
+  import numpy as np
+
+  from hybrid_jax.models import tokenizer as tokenizer_lib
+
+  rows = np.random.default_rng(0).choice(len(eval_data.candidates), 45, replace=False)
+  contexts = np.where(np.arange(45) % 3 == 0, eval_data.candidates.context[rows], "")
+  return tokenizer_lib.tokenize_passages(eval_tokenizer, eval_data.candidates.text[rows],
+                                         contexts, EVAL_PASSAGE_MAX_LEN)
+
+
+def plain_encode(model, tower, tokens):
+  """Reference embeddings: all rows in one batch at the tokenizer's length (no buckets, no
+  mesh), through the tower's own method."""
+  import numpy as np
+  from flax import nnx
+
+  encode = nnx.jit(lambda m, ids, mask, types: (
+      m.encode_queries if tower == "query" else m.encode_passages)(ids, mask, types))
+  return np.asarray(encode(model, tokens["input_ids"], tokens["attention_mask"],
+                           tokens["token_type_ids"]))

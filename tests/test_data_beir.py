@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import pytrec_eval
 
-from hybrid_jax import metrics
+from hybrid_jax import retrieval_metrics as metrics
 from hybrid_jax.data.beir import load_beir
 from hybrid_jax.errors import UserError
 

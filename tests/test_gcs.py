@@ -92,7 +92,7 @@ def test_run_sigterm_resume_export_evaluate_in_a_bucket(emulator_env, tmp_path):
                          "--languages=en+de"], cwd=cwd, env=emulator_env, capture_output=True,
                         text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
-  report_dir = f"run/eval/xquad_r_eval/step_{NUM_STEPS}"
+  report_dir = f"run/eval/xquad_r_eval/step_{NUM_STEPS}_en_de"  # the run's languages: en+de+es
   assert f"gs://bucket/{report_dir}/results.json" in proc.stdout
   results = json.loads(gcs_emulator.read_object(emulator_env, f"{report_dir}/results.json"))
   assert results["step"] == NUM_STEPS and 0 <= results["metrics"]["map_multi_mean"] <= 1
@@ -100,8 +100,8 @@ def test_run_sigterm_resume_export_evaluate_in_a_bucket(emulator_env, tmp_path):
   names = gcs_emulator.list_objects(emulator_env, "run/")
   for name in ("config.json", "metrics.jsonl", "tokenizer/tokenizer.json", "model/config.json",
                "model/model.safetensors", f"checkpoints/{NUM_STEPS}/_CHECKPOINT_METADATA",
-               f"eval/xquad_r_eval/step_{NUM_STEPS}/results.md",
-               f"eval/xquad_r_eval/step_{NUM_STEPS}/heatmap.png"):
+               f"eval/xquad_r_eval/step_{NUM_STEPS}_en_de/results.md",
+               f"eval/xquad_r_eval/step_{NUM_STEPS}_en_de/heatmap.png"):
     assert f"run/{name}" in names, (name, names)
   assert len([n for n in names if n.startswith("run/tensorboard/events.out.tfevents.")]) == 2
   history = gcs_emulator.read_object(emulator_env, "run/config_history.jsonl").decode()

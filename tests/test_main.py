@@ -268,11 +268,27 @@ def test_evaluating_a_run_needs_no_training_data(straight_run, tmp_path):
       [sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={workdir}", "--languages=en+de"],
       cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert f"step_{NUM_STEPS}" in proc.stdout
+  # Other languages than the run's (en+de+es) never write over the run's own report directory.
+  report_dir = os.path.join(workdir, "eval", "xquad_r_eval", f"step_{NUM_STEPS}_en_de")
+  assert f"json: {report_dir}/results.json" in proc.stdout
+  assert os.listdir(os.path.dirname(report_dir)) == [f"step_{NUM_STEPS}_en_de"]
+  # A data set without one of the run's languages: one line naming it and the flag that works.
+  data = tmp_path / "en_de.jsonl"
+  data.write_text("".join(json.dumps({"id": i, "lang": lang, "query": f"q {i} {lang}",
+                                      "passage": f"p {i} {lang}"}) + "\n"
+                          for i in ("a", "b") for lang in ("en", "de")))
+  proc = subprocess.run(
+      [sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={workdir}",
+       f"--dataset=jsonl:{data}"], cwd=REPO, env=env(), capture_output=True, text=True,
+      timeout=300)
+  errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert proc.returncode == 2 and errors == [
+      f"error: jsonl:{data} has no es data (the run's evaluation languages: en+de+es; it has "
+      "en+de): pass --languages=en+de"], proc.stderr[-3000:]
   # No import circle: evaluation and restoring a run never import training.
   proc = subprocess.run(
-      [sys.executable, "-c", "import sys, hybrid_jax.evaluate, hybrid_jax.run_dir; "
-       "assert 'hybrid_jax.train' not in sys.modules, 'imported'"],
+      [sys.executable, "-c", "import sys, hybrid_jax.evaluate, hybrid_jax.evaluators, "
+       "hybrid_jax.run_dir; assert 'hybrid_jax.train' not in sys.modules, 'imported'"],
       cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
 

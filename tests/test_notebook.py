@@ -1,15 +1,21 @@
 """notebooks/evaluate_checkpoint.ipynb runs top to bottom (nbclient) on the checkpoints of two tiny
 training runs made by the test session (mono-only vs hybrid), side by side with the TF-IDF row."""
 
+import json
 import os
 
 import nbformat
 from nbclient import NotebookClient
 
-from hybrid_jax import report
+from hybrid_jax import eval_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "notebooks", "evaluate_checkpoint.ipynb")
+
+
+def _load_results(directory):
+  with open(os.path.join(directory, eval_report.JSON_NAME)) as f:
+    return json.load(f)
 
 
 def _parameters_cell(nb):
@@ -41,7 +47,7 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, tmp_path, monkeypatch):
                  resources={"metadata": {"path": str(tmp_path)}}).execute()
 
   for label in ("mono_only", "hybrid", "tfidf"):
-    saved = report.load_results(str(tmp_path / "out" / label))
+    saved = _load_results(tmp_path / "out" / label)
     assert saved["languages"] == ["en", "de"]
   text = "\n".join(
       output.get("data", {}).get("text/markdown", "")
@@ -49,7 +55,7 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, tmp_path, monkeypatch):
   comparison = [line for line in text.splitlines()
                 if line.startswith(("| mono_only |", "| hybrid |", "| tfidf |"))]
   assert len(comparison) == 3
-  hybrid_results = report.load_results(str(tmp_path / "out" / "hybrid"))
+  hybrid_results = _load_results(tmp_path / "out" / "hybrid")
   assert hybrid_results["step"] == 4  # the newest checkpoint of the 4-step run
   assert f"{hybrid_results['metrics']['map_mono']:.3f}" in next(
       l for l in comparison if "hybrid" in l)

@@ -20,6 +20,12 @@ SAMPLER_PATH = os.path.abspath(sampler_lib.__file__)
 LANGS4 = ("en", "de", "ar", "zh")
 
 
+def batches_per_epoch(sampler, source: int = 0, mono: bool = True) -> int:
+  """Batches in one epoch of the sampler's (source, mono|cross) stream: the sum over its pools."""
+  kind = sampler_lib._MONO if mono else sampler_lib._CROSS
+  return sum(p.num_batches for p in sampler._pools[source][kind])
+
+
 def _unequal_available(seed=0, num_examples=400):
   """bool [400, 4]: languages hold about 100%, 60%, 35%, 20% of the examples (every row >= 1)."""
   rng = np.random.default_rng(seed)
@@ -245,7 +251,7 @@ def test_no_shared_positive_in_a_batch_on_xquad_r(scope, xquad_r):
   worst, sampler = max_copies(keys, 400)
   assert worst == 1
   # Coverage is barely reduced: the largest key group is far smaller than 1190 // 32 batches.
-  assert sampler.batches_per_epoch(mono=True) == (11 if scope == "batch" else 1) * (1190 // 32)
+  assert batches_per_epoch(sampler, mono=True) == (11 if scope == "batch" else 1) * (1190 // 32)
   unconstrained_worst, _ = max_copies(None, 400)
   assert unconstrained_worst > 1  # XQuAD-R's shared positives do collide without the keys
 
@@ -256,7 +262,7 @@ def test_heavily_shared_keys_still_pack_full_batches():
   keys[:30] = -5
   sampler = HybridBatchSampler(np.ones((100, 1), bool), ("en",), 10, 1.0, seed=0,
                                passage_keys=keys)
-  assert sampler.batches_per_epoch() == 10
+  assert batches_per_epoch(sampler) == 10
   for b in _walk(sampler, 70):
     assert np.sum(keys[b.example_ids, 0] == -5) <= 1
     assert len(set(b.example_ids.tolist())) == 10
@@ -421,7 +427,7 @@ def test_whole_epoch_coverage_at_one_million_examples():
   available = np.ones((1_000_000, 2), bool)
   available[100_000:, 1] = False
   sampler = HybridBatchSampler(available, ("en", "de"), 1024, 1.0, seed=3)
-  epoch = sampler.batches_per_epoch()
+  epoch = batches_per_epoch(sampler)
   assert epoch == 1_000_000 // 1024 + 100_000 // 1024
   seen = [np.zeros(1_000_000, np.int64), np.zeros(1_000_000, np.int64)]
   for step in range(epoch):
@@ -445,7 +451,7 @@ def test_epoch_coverage_per_pool(mono):
               for p in pairs}
   num_batches = {p: len(ids) // batch_size for p, ids in pool_ids.items()}
   epoch_length = sum(num_batches.values())
-  assert sampler.batches_per_epoch(mono=mono) == epoch_length
+  assert batches_per_epoch(sampler, mono=mono) == epoch_length
   stream = _stream(sampler, 2 * epoch_length * 2 + 600, mono)
   assert len(stream) >= 2 * epoch_length
   for epoch in range(2):
@@ -464,7 +470,7 @@ def test_epoch_coverage_example_scope(mono):
                                language_scope="example")
   pool = set(np.flatnonzero(available.sum(axis=1) >= (1 if mono else 2)).tolist())
   epoch_length = len(pool) // batch_size
-  assert sampler.batches_per_epoch(mono=mono) == epoch_length
+  assert batches_per_epoch(sampler, mono=mono) == epoch_length
   stream = _stream(sampler, 6 * epoch_length + 200, mono)
   for epoch in range(2):
     seen = [i for b in stream[epoch * epoch_length:(epoch + 1) * epoch_length]

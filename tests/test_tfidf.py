@@ -7,7 +7,8 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from hybrid_jax import data as hdata
-from hybrid_jax import metrics, tfidf
+from hybrid_jax import retrieval_metrics as metrics
+from hybrid_jax import tfidf
 from hybrid_jax.data.beir import load_beir
 
 
@@ -16,8 +17,26 @@ def eval_data():
   return hdata.load("xquad_r:eval").select_languages(("en", "de", "es", "zh"))
 
 
+def to_dense(rows: tfidf.SparseRows) -> np.ndarray:
+  """float32 [R, num_features]: the reference for the sparse products."""
+  dense = np.zeros((len(rows), rows.num_features), np.float32)
+  dense[np.repeat(np.arange(len(rows)), np.diff(rows.indptr)), rows.indices] = rows.data
+  return dense
+
+
+def encode_parallel_qa(data):
+  """TF-IDF inputs for `lareqa_metrics(..., score_fn=sparse_scores)`, the idf fitted on the
+  candidates: (L SparseRows of N rows each, empty where a query is missing; C candidate rows)."""
+  encoder = tfidf.TfidfEncoder()
+  cand_emb = encoder.fit_encode(tfidf.passage_texts(data.candidates.text,
+                                                    data.candidates.context))
+  query_emb = [encoder.encode(["" if q is None else q for q in data.queries[:, j]])
+               for j in range(len(data.languages))]
+  return query_emb, cand_emb
+
+
 def small_corpus(eval_data):
-  texts = tfidf.candidate_texts(eval_data)[::25]
+  texts = tfidf.passage_texts(eval_data.candidates.text, eval_data.candidates.context)[::25]
   texts += ["  Odd\t\tWHITESPACE\n and CAPS  ", "ab", ""]  # whitespace runs, too short, empty
   queries = [q for q in eval_data.queries[::20].ravel() if q] + ["zzzz unseen n-grams", "x"]
   return texts, queries
@@ -41,8 +60,9 @@ def test_hashing_buckets_bound_the_vocabulary(eval_data):
   texts, queries = small_corpus(eval_data)
   exact = tfidf.TfidfEncoder(num_buckets=1 << 63)
   hashed = tfidf.TfidfEncoder(num_buckets=1 << 10)
-  exact_scores = tfidf.sparse_scores(exact.fit(texts).encode(queries), exact.encode(texts))
-  hashed_scores = tfidf.sparse_scores(hashed.fit(texts).encode(queries), hashed.encode(texts))
+  exact_cand, hashed_cand = exact.fit_encode(texts), hashed.fit_encode(texts)
+  exact_scores = tfidf.sparse_scores(exact.encode(queries), exact_cand)
+  hashed_scores = tfidf.sparse_scores(hashed.encode(queries), hashed_cand)
   assert len(hashed.vocabulary) <= 1 << 10 < len(exact.vocabulary)
   assert np.all(hashed.vocabulary < 1 << 10)
   assert not np.allclose(hashed_scores, exact_scores, atol=1e-3)  # collisions do change scores
@@ -53,19 +73,19 @@ def test_numpy_scipy_and_dense_scores_agree(eval_data):
   encoder = tfidf.TfidfEncoder()
   cand = encoder.fit_encode(texts)
   query = encoder.encode(queries)
-  dense = query.to_dense() @ cand.to_dense().T
+  dense = to_dense(query) @ to_dense(cand).T
   numpy_scores = tfidf.sparse_scores(query, cand, use_scipy=False, max_products=5000)
   np.testing.assert_allclose(numpy_scores, dense, atol=1e-6)
   np.testing.assert_allclose(tfidf.sparse_scores(query, cand, use_scipy=True), dense, atol=1e-6)
-  np.testing.assert_allclose(np.linalg.norm(cand.to_dense()[:-3], axis=1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(to_dense(cand)[:-3], axis=1), 1.0, rtol=1e-6)
   rows = np.array([3, 0, 3, len(queries) - 1])
-  np.testing.assert_array_equal(query[rows].to_dense(), query.to_dense()[rows])
-  with pytest.raises(ValueError, match="call fit first"):
+  np.testing.assert_array_equal(to_dense(query[rows]), to_dense(query)[rows])
+  with pytest.raises(ValueError, match="call fit_encode first"):
     tfidf.TfidfEncoder().encode(["a"])
 
 
 def test_lareqa_metrics_of_tfidf(eval_data):
-  query_emb, cand_emb = tfidf.encode_parallel_qa(eval_data)
+  query_emb, cand_emb = encode_parallel_qa(eval_data)
   args = (eval_data.available, cand_emb, eval_data.candidates.language, eval_data.positives,
           eval_data.languages)
   out = metrics.lareqa_metrics(query_emb, *args, score_fn=tfidf.sparse_scores)

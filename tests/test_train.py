@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from hybrid_jax import config_lib
-from hybrid_jax import evaluate
+from hybrid_jax import evaluators
 from hybrid_jax import losses
 from hybrid_jax import models
 from hybrid_jax import sharding
@@ -218,7 +218,7 @@ def test_train_and_evaluate_in_process_keeps_the_model_when_the_final_evaluation
   def failing_evaluation(*args, **kwargs):
     raise RuntimeError("the final evaluation failed")
 
-  monkeypatch.setattr(evaluate, "evaluate_in_training", failing_evaluation)
+  monkeypatch.setattr(evaluators, "evaluate_in_training", failing_evaluation)
   with pytest.raises(RuntimeError, match="the final evaluation failed"):
     train.train_and_evaluate(config, str(tmp_path))
   model = models.load_pretrained(str(tmp_path / "model"))

@@ -9,7 +9,7 @@ As BEIR's own loader, only the queries that have qrels in the split are kept. As
 pytrec_eval, a qrels line may name a document missing from the corpus (real ArguAna has them): it
 stays a relevant document that no run can retrieve, and the load reports how many there are in
 `BeirData.warnings`, as it does judged queries with empty text and unknown record fields. Metrics
-on this data are `hybrid_jax.metrics.beir_metrics`.
+on this data are `hybrid_jax.retrieval_metrics.beir_metrics`.
 
 Every problem with the files raises `DataError` (a `hybrid_jax.errors.UserError`) naming the file
 and line: missing file, bytes that are not UTF-8, malformed JSON, a missing or non-string field, a

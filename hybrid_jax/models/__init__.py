@@ -2,13 +2,17 @@
 
 from hybrid_jax.models.checkpoint_io import create_model, load_pretrained, save_pretrained
 from hybrid_jax.models.config import EncoderConfig
-from hybrid_jax.models.encoder import DualEncoder, TransformerEncoder
+from hybrid_jax.models.encoder import (TOWERS, DualEncoder, TransformerEncoder, encode_fn,
+                                       split_for_encoding)
 
 __all__ = [
+    "TOWERS",
     "DualEncoder",
     "EncoderConfig",
     "TransformerEncoder",
     "create_model",
+    "encode_fn",
     "load_pretrained",
     "save_pretrained",
+    "split_for_encoding",
 ]

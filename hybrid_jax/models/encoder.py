@@ -19,7 +19,10 @@ float32 whatever the compute dtype.
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +33,9 @@ from hybrid_jax.models.pooling import l2_normalize, pool
 
 
 _DROPOUT_LEVELS = 2 ** 16  # resolution of the dropout rate, see `dropout`
+TOWERS = ("query", "passage")
+# (params, tower, input_ids, attention_mask, token_type_ids) -> float32 [batch, embedding_dim].
+EncodeFn = Callable[[Any, str, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
@@ -332,6 +338,21 @@ class DualEncoder(nnx.Module):
     return self._embed(self.passage_encoder, self.passage_projection, input_ids, attention_mask,
                        token_type_ids, dropout_rng)
 
+  def encode(self, tower: str, input_ids: jax.Array, attention_mask: jax.Array,
+             token_type_ids: jax.Array | None = None,
+             dropout_rng: jax.Array | None = None) -> jax.Array:
+    """`encode_queries` (tower 'query') or `encode_passages` (tower 'passage'): the one place
+    that maps a tower name to its parameters. Arguments and result as `encode_queries`.
+
+    Raises:
+      ValueError: `tower` is not in `TOWERS`.
+    """
+    if tower == "query":
+      return self.encode_queries(input_ids, attention_mask, token_type_ids, dropout_rng)
+    if tower == "passage":
+      return self.encode_passages(input_ids, attention_mask, token_type_ids, dropout_rng)
+    raise ValueError(f"tower={tower!r}: expected one of {TOWERS}")
+
   def _embed(self, encoder, projection, input_ids, attention_mask, token_type_ids, dropout_rng):
     last_hidden_state, pooled = encoder(input_ids, attention_mask, token_type_ids, dropout_rng)
     embedding = pool(self.config.pooling, last_hidden_state, attention_mask, pooled)
@@ -339,3 +360,26 @@ class DualEncoder(nnx.Module):
       embedding = projection(embedding)
     embedding = embedding.astype(jnp.float32)
     return l2_normalize(embedding) if self.config.normalize else embedding
+
+
+@functools.lru_cache(maxsize=8)
+def encode_fn(graphdef: nnx.GraphDef) -> EncodeFn:
+  """`DualEncoder.encode` as a pure function of the parameters, deterministic (no dropout).
+
+  The encode function a trainer hands its evaluators: (params, tower, input_ids [batch, seq],
+  attention_mask [batch, seq], token_type_ids [batch, seq]) -> float32 [batch, embedding_dim],
+  with params the pure dict of the model's state (`nnx.to_pure_dict(nnx.split(model)[1])`).
+  One function object per `graphdef`, so a caller that jits it per (function, tower) compiles
+  once per model structure however often it is asked.
+  """
+
+  def encode(params, tower: str, input_ids, attention_mask, token_type_ids) -> jax.Array:
+    return nnx.merge(graphdef, params).encode(tower, input_ids, attention_mask, token_type_ids)
+
+  return encode
+
+
+def split_for_encoding(model: DualEncoder) -> tuple[EncodeFn, dict[str, Any]]:
+  """(`encode_fn` of the model's structure, its parameters as a pure dict)."""
+  graphdef, state = nnx.split(model)
+  return encode_fn(graphdef), nnx.to_pure_dict(state)

@@ -1,7 +1,7 @@
 """Evaluation reports: the results dict as JSON, a Markdown table, and a heatmap PNG.
 
-`hybrid_jax.evaluate` produces one results dict per (model, data set); this module only formats
-it. The dict's shape (every writer reads these keys):
+`hybrid_jax.evaluators.evaluate` produces one results dict per (model, data set); this module
+only formats it. The dict's shape (every writer reads these keys):
 
     {"task": "lareqa" | "beir", "dataset": spec, "dataset_name": str, "model": str,
      "step": int | None, "languages": [L codes], "metrics": {...}, "timing": {...}, ...}
@@ -11,8 +11,9 @@ LAReQA metrics hold language-keyed dicts: "map_xy" {query lang: {target lang: mA
 value}, the scalars "map_mono", "map_cross", "map_multi_mean", "rank_gap_mean", "own_share_mean",
 "rank_range_mean", "recall@1_mean", "recall@10_mean", "top_k", and, for a run evaluated in
 languages it was not trained on, "zero_shot_languages" with the macro averages of those
-("zero_shot") and of the trained ones ("trained"), as `metrics.language_group_averages`. BEIR metrics are a flat
-{name: value} dict ("ndcg@10", "recall@100", "mrr@10", "num_queries").
+("zero_shot") and of the trained ones ("trained"), as
+`retrieval_metrics.language_group_averages`. BEIR metrics are a flat {name: value} dict
+("ndcg@10", "recall@100", "mrr@10", "num_queries").
 
 JSON has no NaN: NaN and infinities are written as null.
 """
@@ -244,10 +245,3 @@ def write_report(results: Mapping, output_dir: str) -> dict[str, str]:
       plot_heatmap(readable, os.path.join(local_dir, HEATMAP_NAME))
   return {kind: paths.join(output_dir, name) for kind, name in files.items()}
 
-
-def load_results(path: str) -> dict:
-  """A results.json written by `write_report` (`path` is the file or its directory)."""
-  path = paths.path(path)
-  if path.is_dir():
-    path = path / JSON_NAME
-  return json.loads(path.read_text())

@@ -5,7 +5,7 @@ import pytest
 import pytrec_eval
 from sklearn.metrics import average_precision_score
 
-from hybrid_jax import metrics
+from hybrid_jax import retrieval_metrics as metrics
 
 
 def brute_force_ap(scores_row, relevant_row):

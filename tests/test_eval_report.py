@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from hybrid_jax import evaluate
-from hybrid_jax import report
+from hybrid_jax import evaluators
+from hybrid_jax import eval_report
 
 
 def _lareqa_results(languages, seed=0, missing=None):
@@ -31,16 +31,15 @@ def _lareqa_results(languages, seed=0, missing=None):
   }
   return {"task": "lareqa", "dataset": "xquad_r:eval", "dataset_name": "xquad_r_eval",
           "model": "m", "step": 7, "languages": list(languages),
-          "metrics": evaluate.lareqa_results(metrics), "timing": {"total_seconds": 1.0}}
+          "metrics": evaluators.lareqa_results(metrics), "timing": {"total_seconds": 1.0}}
 
 
 def test_write_report_files_parse(tmp_path):
   languages = ["ar", "de", "en", "zh"]
   results = _lareqa_results(languages, missing=(1, 2))
-  paths = report.write_report(results, str(tmp_path / "out"))
+  paths = eval_report.write_report(results, str(tmp_path / "out"))
 
-  loaded = report.load_results(str(tmp_path / "out"))
-  assert loaded == json.loads((tmp_path / "out" / report.JSON_NAME).read_text())
+  loaded = json.loads((tmp_path / "out" / eval_report.JSON_NAME).read_text())
   expected = results["metrics"]["map_xy"]
   for x in languages:
     for y in languages:
@@ -50,7 +49,7 @@ def test_write_report_files_parse(tmp_path):
         assert loaded["metrics"]["map_xy"][x][y] == pytest.approx(expected[x][y])
     assert loaded["metrics"]["map_multi"][x] == pytest.approx(results["metrics"]["map_multi"][x])
 
-  lines = (tmp_path / "out" / report.MARKDOWN_NAME).read_text().splitlines()
+  lines = (tmp_path / "out" / eval_report.MARKDOWN_NAME).read_text().splitlines()
   for x in languages:
     rows = [line for line in lines if line.startswith(f"| **{x}** |")]
     assert len(rows) == 1
@@ -69,12 +68,12 @@ def test_write_report_files_parse(tmp_path):
 
 def test_to_jsonable_numpy_and_nan():
   value = {"a": np.float32(1.5), "b": np.array([1, 2]), "c": (math.inf, np.nan), 3: np.int64(4)}
-  assert report.to_jsonable(value) == {"a": 1.5, "b": [1, 2], "c": [None, None], "3": 4}
+  assert eval_report.to_jsonable(value) == {"a": 1.5, "b": [1, 2], "c": [None, None], "3": 4}
 
 
 def test_comparison_table_rows_and_task_check():
   a, b = _lareqa_results(["en", "de"], seed=1), _lareqa_results(["en", "de"], seed=2)
-  table = report.comparison_table({"mono-only": a, "hybrid": b, "tfidf": a})
+  table = eval_report.comparison_table({"mono-only": a, "hybrid": b, "tfidf": a})
   lines = table.splitlines()
   assert len(lines) == 2 + 3
   assert lines[2].startswith("| mono-only |") and lines[4].startswith("| tfidf |")
@@ -82,8 +81,8 @@ def test_comparison_table_rows_and_task_check():
   beir = {"task": "beir", "dataset": "beir:x", "model": "m", "step": None,
           "metrics": {"ndcg@10": 0.5, "recall@100": 0.9, "mrr@10": 0.6, "num_queries": 3}}
   with pytest.raises(ValueError, match="different tasks"):
-    report.comparison_table({"a": a, "b": beir})
-  beir_md = report.markdown(beir)
+    eval_report.comparison_table({"a": a, "b": beir})
+  beir_md = eval_report.markdown(beir)
   assert "| 0.500 | 0.900 | 0.600 | 3 |" in beir_md
-  assert report.markdown(dict(beir, warnings=["train/test overlap"])).startswith(
+  assert eval_report.markdown(dict(beir, warnings=["train/test overlap"])).startswith(
       "> **Warning:** train/test overlap")

