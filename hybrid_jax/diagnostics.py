@@ -92,13 +92,13 @@ def describe(parameters: dict[str, float], memory: dict[str, int] | None, fsdp: 
   """The start-up report: three lines from `parameter_summary` and `memory_summary`."""
   p = parameters
   lines = [
-      f"parameters: {p['trainable_parameters']:,} trainable "
-      f"({format_bytes(p['trainable_bytes'])}) + {p['frozen_parameters']:,} frozen "
-      f"({format_bytes(p['frozen_bytes'])}); optimizer state "
-      f"{format_bytes(p['optimizer_bytes'])}",
-      f"parameters + optimizer state under train.fsdp={fsdp}: "
-      f"{100 * p['replicated_fraction']:.1f}% of the bytes replicated on every device; "
-      f"{format_bytes(p['bytes_per_device'])} per device"]
+      (f"parameters: {p['trainable_parameters']:,} trainable "
+       f"({format_bytes(p['trainable_bytes'])}) + {p['frozen_parameters']:,} frozen "
+       f"({format_bytes(p['frozen_bytes'])}); optimizer state "
+       f"{format_bytes(p['optimizer_bytes'])}"),
+      (f"parameters + optimizer state under train.fsdp={fsdp}: "
+       f"{100 * p['replicated_fraction']:.1f}% of the bytes replicated on every device; "
+       f"{format_bytes(p['bytes_per_device'])} per device")]
   if memory is None:
     lines.append("compiled train step: this backend gives no memory analysis")
   else:

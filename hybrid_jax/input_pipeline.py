@@ -2,8 +2,8 @@
 
 Each process builds only its own contiguous slice of the global batch
 (`sampler.batch(step).shard(process_index, process_count)`), tokenises it on the host and, on the
-prefetch thread, assembles the global device arrays (`start_global`). Every host derives the same global batch from the step, so
-they agree on the batch type and languages by construction.
+prefetch thread, assembles the global device arrays (`start_global`). Every host derives the same
+global batch from the step, so they agree on the batch type and languages by construction.
 
 Several training sources (`config.data.train` joined by '+') are mixed as the paper mixes its
 data sets: each batch comes from one source, chosen with the source's weight (by size, given, or
