@@ -299,7 +299,7 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   return train_data, tokenizer, graphdef, optimizer, state
 
 
-class Run(NamedTuple):
+class _Run(NamedTuple):
   """What a run is built from before its first step (`_build_and_resume`)."""
   train_data: list  # one ParallelQA per source of config.data.train
   tokenizer: Any
@@ -371,7 +371,7 @@ def _make_mesh(config: ml_collections.ConfigDict):
   return mesh
 
 
-def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> Run:
+def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> _Run:
   """`build_run` and the batch builder, then the state of the newest good checkpoint once the
   config is checked against the run's; records the config (config.json, config_history.jsonl).
 
@@ -405,11 +405,11 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
         and not os.listdir(checkpoint_dir)):
       os.rmdir(checkpoint_dir)
     raise
-  return Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
+  return _Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
              checkpointer)
 
 
-def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: Run,
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
            writer: metric_writers.MetricWriter):
   """Steps `run.state.step` .. `train.num_steps`: each step's batch, the step, its log line,
   the non-finite guard, preemption, checkpoints and periodic evaluation.
@@ -548,7 +548,7 @@ def _stop_on_nonfinite_streak(config: ml_collections.ConfigDict,
       f"{done} in {checkpointer.directory}. Lower optim.learning_rate or check the data.")
 
 
-def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: Run, state: TrainState,
+def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, state: TrainState,
               writer: metric_writers.MetricWriter, step: int) -> dict[str, Any]:
   """The in-training evaluation of `config.data.eval` at `step`; its scalars go to `writer`."""
   results = evaluate.evaluate_in_training(
@@ -557,7 +557,7 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: Run, s
   return results
 
 
-def _export_model(config: ml_collections.ConfigDict, workdir: str, run: Run,
+def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
                   state: TrainState) -> None:
   """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0)."""
   if jax.process_index() != 0:
