@@ -53,6 +53,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import flops  # noqa: E402  (benchmarks/flops.py: the FLOP counting rules)
 
 from hybrid_jax import config_lib  # noqa: E402
+from hybrid_jax import diagnostics  # noqa: E402
 from hybrid_jax import models  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
 from hybrid_jax import train  # noqa: E402
@@ -164,11 +165,8 @@ def compile_step(step: _Step, batch_size: int, query_len: int, passage_len: int)
   Raises what the compiler raises (RESOURCE_EXHAUSTED when the step cannot fit)."""
   abstract = step.batch(batch_size, query_len, passage_len, abstract=True)
   compiled = step.step.lower(step.state, abstract).compile()
-  analysis = compiled.memory_analysis()
-  if analysis is None:
-    return compiled, None
-  return compiled, int(analysis.argument_size_in_bytes + analysis.output_size_in_bytes
-                       + analysis.temp_size_in_bytes - analysis.alias_size_in_bytes)
+  memory = diagnostics.memory_summary(compiled)
+  return compiled, None if memory is None else memory["total_bytes"]
 
 
 def search_largest(fits, start: int, granularity: int, max_batch: int, deadline: float) -> dict:

@@ -98,4 +98,8 @@ def get_config(arg=None):
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 10
+  config.log.profile_steps = ""                # 'START:STOP': a jax.profiler trace of steps
+                                               # START..STOP-1 (1-based, as metrics.jsonl
+                                               # counts) into <workdir>/profile/ (TensorBoard's
+                                               # profile plugin, Perfetto); '' = none
   return config

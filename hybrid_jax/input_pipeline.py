@@ -1,9 +1,9 @@
 """Host input: sampler ids + languages -> token arrays (numpy) -> global jax.Arrays, prefetched.
 
 Each process builds only its own contiguous slice of the global batch
-(`sampler.batch(step).shard(process_index, process_count)`), tokenises it on the host and hands it
-to `sharding.host_local_to_global`. Every host derives the same global batch from the step, so
-they agree on the batch type and languages by construction.
+(`sampler.batch(step).shard(process_index, process_count)`), tokenises it on the host and, on the
+prefetch thread, assembles the global device arrays (`start_global`). Every host derives the same
+global batch from the step, so they agree on the batch type and languages by construction.
 
 Several training sources (`config.data.train` joined by '+') are mixed as the paper mixes its
 data sets: each batch comes from one source, chosen with the source's weight (by size, given, or
@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from hybrid_jax import config_lib
+from hybrid_jax import sharding
 from hybrid_jax.data import ParallelQA
 from hybrid_jax.data import load as load_data
 from hybrid_jax.errors import UserError
@@ -243,18 +244,23 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
 
 
 class Prefetcher:
-  """Builds batches for steps [start, stop) on a background thread, `size` ahead.
+  """Yields (step, build_fn(step)) for steps [start, stop) in order: built on a background thread
+  up to `size` steps ahead, or on the caller's thread when `size` is 0.
 
-  Iterating yields (step, batch); `wait_seconds` accumulates the time the consumer waited, so the
-  trainer can report whether input ever stalls the step.
+  `wait_seconds` accumulates the time the consumer waited for a batch (with `size` 0, all of the
+  building), so the trainer can report whether input ever stalls the step. An error in
+  `build_fn` is raised by the iteration as a RuntimeError ("input pipeline failed") from it.
   """
 
   def __init__(self, build_fn, start: int, stop: int, size: int = 2):
-    self._queue: queue.Queue = queue.Queue(maxsize=max(1, size))
-    self._stop = threading.Event()
     self.wait_seconds = 0.0
-    self._thread = threading.Thread(target=self._run, args=(build_fn, start, stop), daemon=True)
-    self._thread.start()
+    self._build_fn, self._next_step, self._stop_step = build_fn, start, stop
+    self._thread = None
+    if size > 0:
+      self._queue: queue.Queue = queue.Queue(maxsize=size)
+      self._stop = threading.Event()
+      self._thread = threading.Thread(target=self._run, args=(build_fn, start, stop), daemon=True)
+      self._thread.start()
 
   def _run(self, build_fn, start, stop):
     try:
@@ -273,12 +279,21 @@ class Prefetcher:
       return
     self._queue.put(StopIteration())
 
+  def _build_here(self):
+    if self._next_step >= self._stop_step:
+      return StopIteration()
+    step, self._next_step = self._next_step, self._next_step + 1
+    try:
+      return step, self._build_fn(step)
+    except Exception as e:  # pylint: disable=broad-except
+      return e
+
   def __iter__(self):
     return self
 
   def __next__(self):
     start = time.perf_counter()
-    item = self._queue.get()
+    item = self._queue.get() if self._thread else self._build_here()
     self.wait_seconds += time.perf_counter() - start
     if isinstance(item, StopIteration):
       raise item
@@ -287,5 +302,21 @@ class Prefetcher:
     return item
 
   def close(self):
-    self._stop.set()
-    self._thread.join(timeout=5)
+    if self._thread:
+      self._stop.set()
+      self._thread.join(timeout=5)
+
+
+def start_global(builder: BatchBuilder, mesh, start: int, stop: int, size: int = 2) -> Prefetcher:
+  """Global device batches for steps [start, stop), `size` ahead (big_vision `start_global`).
+
+  The prefetch thread builds this process's slice of each batch (`builder`) and assembles the
+  global batch-sharded `jax.Array`s (`sharding.host_local_to_global`), so the host-to-device
+  copy overlaps the running step; with `size` 0 both happen on the caller's thread.
+
+  Yields:
+    (step, batch): the leaves of `BatchBuilder`'s output as `jax.Array`s of the global batch,
+    `[global_batch_size, ...]` with `sharding.batch_sharding(mesh)`.
+  """
+  return Prefetcher(lambda step: sharding.host_local_to_global(mesh, builder(step)), start, stop,
+                    size=size)

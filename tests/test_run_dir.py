@@ -49,12 +49,13 @@ def test_fields_that_change_the_model_or_the_data_are_refused_all_listed(tmp_pat
 def test_resumable_fields_may_change_and_are_reported(tmp_path):
   workdir = _saved_run(tmp_path)
   config = _config(train__num_steps=20, eval__every_steps=5, log__every_steps=1,
-                   checkpoint__keep=1, checkpoint__every_steps=2, train__prefetch_batches=4)
+                   log__profile_steps="3:5", checkpoint__keep=1, checkpoint__every_steps=2,
+                   train__prefetch_batches=4)
   config.data.eval = ""
   changes = run_dir.check_resume(config, workdir, newest_step=10)
   assert changes["train.num_steps"] == (10, 20) and changes["data.eval"] == ("xquad_r:eval", "")
   assert set(changes) == {"train.num_steps", "eval.every_steps", "log.every_steps",
-                          "checkpoint.keep", "checkpoint.every_steps", "train.prefetch_batches",
+                          "log.profile_steps", "checkpoint.keep", "checkpoint.every_steps", "train.prefetch_batches",
                           "data.eval"}
   # The same command again: nothing differs.
   assert run_dir.check_resume(_config(), workdir, newest_step=10) == {}

@@ -3,6 +3,8 @@ non-finite guard, the weight-decay mask and the learning-rate schedule."""
 
 
 import json
+import logging
+import re
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +13,7 @@ import pytest
 from flax import nnx
 
 from hybrid_jax import config_lib
+from hybrid_jax import diagnostics
 from hybrid_jax import evaluators
 from hybrid_jax import losses
 from hybrid_jax import models
@@ -201,12 +204,13 @@ def test_frozen_parameters_get_no_update_and_no_optimizer_state():
   assert not [x for x in jax.tree.leaves(opt_state) if np.shape(x) == table_shape]
 
 
-def test_train_and_evaluate_in_process_keeps_the_model_when_the_final_evaluation_fails(
-    tmp_path, monkeypatch):
-  """A smoke test in the manner of flax's examples (train_test.py): `train_and_evaluate` on a
-  config built in Python and never validated ('xquad_r' as the language list), three steps. The
-  final evaluation is made to fail: the exported model and every metrics line are there anyway,
-  and the error still reaches the caller."""
+@pytest.fixture(scope="module")
+def in_process_run(tmp_path_factory):
+  """A smoke run in the manner of flax's examples (train_test.py): `train_and_evaluate` on a
+  config built in Python and never validated ('xquad_r' as the language list), three steps,
+  step 2 traced (`log.profile_steps='2:3'`), JAX's compile log on. The final evaluation is made
+  to fail. Returns (workdir, the config, the error raised, the log records)."""
+  workdir = tmp_path_factory.mktemp("in_process")
   config = config_lib.default_config("model=tiny,steps=3")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, vocab_size=1000)
@@ -214,15 +218,65 @@ def test_train_and_evaluate_in_process_keeps_the_model_when_the_final_evaluation
   config.train.global_batch_size = 16
   config.optim.warmup_steps = 1
   config.log.every_steps = 1
+  config.log.profile_steps = "2:3"
 
   def failing_evaluation(*args, **kwargs):
     raise RuntimeError("the final evaluation failed")
 
-  monkeypatch.setattr(evaluators, "evaluate_in_training", failing_evaluation)
-  with pytest.raises(RuntimeError, match="the final evaluation failed"):
-    train.train_and_evaluate(config, str(tmp_path))
-  model = models.load_pretrained(str(tmp_path / "model"))
+  records = []
+  handler = logging.Handler(logging.DEBUG)
+  handler.emit = records.append
+  root, level = logging.getLogger(), logging.getLogger().level
+  with pytest.MonkeyPatch.context() as monkeypatch, jax.log_compiles(True):
+    monkeypatch.setattr(evaluators, "evaluate_in_training", failing_evaluation)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+      with pytest.raises(RuntimeError, match="the final evaluation failed") as error:
+        train.train_and_evaluate(config, str(workdir))
+    finally:
+      root.removeHandler(handler)
+      root.setLevel(level)
+  return workdir, config, error.value, [r.getMessage() for r in records]
+
+
+def test_train_and_evaluate_in_process_keeps_the_model_when_the_final_evaluation_fails(
+    in_process_run):
+  """The exported model and every metrics line are there although the final evaluation failed,
+  and the error still reached the caller (checked by the fixture)."""
+  workdir = in_process_run[0]
+  model = models.load_pretrained(str(workdir / "model"))
   assert model.config.hidden_size == 32
-  with open(tmp_path / "metrics.jsonl") as f:
+  with open(workdir / "metrics.jsonl") as f:
     steps = [json.loads(line)["step"] for line in f]
   assert steps == [1, 2, 3]
+
+
+def test_start_up_diagnostics_are_logged_once_and_the_step_compiles_once(in_process_run):
+  """Parameter count and bytes as counted here from the exported model's parameter tree (the
+  temperature is not learnable: the model is every parameter), AdamW's two moments, nothing
+  replicated away at fsdp=1, the compiled step's memory analysis; and one compilation of the
+  train step (the loop runs the executable the memory analysis came from)."""
+  workdir, _, _, messages = in_process_run
+  params = nnx.to_pure_dict(nnx.state(models.load_pretrained(str(workdir / "model"))))
+  leaves = jax.tree.leaves(params)
+  count, num_bytes = sum(x.size for x in leaves), sum(x.size * x.dtype.itemsize for x in leaves)
+  reports = [m for m in messages if m.startswith("parameters: ")]
+  assert len(reports) == 1, reports
+  lines = reports[0].splitlines()
+  assert lines[0].startswith(f"parameters: {count:,} trainable "
+                             f"({diagnostics.format_bytes(num_bytes)}) + 0 frozen (0 B); "
+                             "optimizer state "), lines[0]
+  optimizer_bytes = float(re.search(r"optimizer state ([\d.]+) KiB", lines[0]).group(1)) * 1024
+  assert 2 * num_bytes <= optimizer_bytes <= 2 * num_bytes + 1024  # mu, nu and counters
+  assert "under train.fsdp=1: 100.0% of the bytes replicated on every device" in lines[1]
+  assert re.match(r"compiled train step, per device: [\d.]+ [KMG]iB estimated \(arguments ",
+                  lines[2]), lines[2]
+  compiles = [m for m in messages if m.startswith("Compiling jit(train_step)")]
+  assert len(compiles) == 1, compiles
+
+
+def test_profile_steps_writes_a_trace(in_process_run):
+  workdir = in_process_run[0]
+  traces = list((workdir / diagnostics.PROFILE_SUBDIR).glob("plugins/profile/*/*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0, traces
