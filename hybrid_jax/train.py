@@ -274,8 +274,7 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
             models.load_pretrained(directory, config=model_config, seed=config.seed))
 
   tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-      workdir, lambda: [text for data in train_data
-                        for text in tokenizer_lib.parallel_qa_texts(data)],
+      workdir, lambda: [text for data in train_data for text in data.texts()],
       vocab_size=model_config.vocab_size)
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)

@@ -57,9 +57,8 @@ def test_arrow_spec_loads_the_prepared_directory(tmp_path):
 def test_batches_from_arrow_equal_in_memory(xquad):
   """Same sampler, same steps: identical token arrays, keys and hard negatives."""
   data, prepared, _ = xquad
-  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(data),
-                                                    vocab_size=1000)
-  assert (tokenizer_lib.parallel_qa_texts(prepared) == tokenizer_lib.parallel_qa_texts(data))
+  tokenizer = tokenizer_lib.train_default_tokenizer(data.texts(), vocab_size=1000)
+  assert prepared.texts() == data.texts()
   builders = [input_pipeline.BatchBuilder(
       d, HybridBatchSampler(d.available, d.languages, 16, 0.5, 0, passage_keys=d.passage_keys),
       tokenizer, query_max_len=16, passage_max_len=48, num_hard_negatives=2, seed=3)

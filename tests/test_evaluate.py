@@ -34,8 +34,7 @@ def data():
 
 @pytest.fixture(scope="module")
 def tokenizer(data):
-  return tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(data),
-                                               vocab_size=1500)
+  return tokenizer_lib.train_default_tokenizer(data.texts(), vocab_size=1500)
 
 
 @pytest.fixture(scope="module")

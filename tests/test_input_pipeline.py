@@ -18,8 +18,7 @@ BATCH = 16
 @pytest.fixture(scope="module")
 def setup():
   data = data_lib.load("xquad_r:eval", languages=("en", "de", "zh"))
-  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(data),
-                                                    vocab_size=1000)
+  tokenizer = tokenizer_lib.train_default_tokenizer(data.texts(), vocab_size=1000)
   sampler = HybridBatchSampler(data.available, data.languages, BATCH, 0.5, 0,
                                passage_keys=data.passage_keys)
   return data, tokenizer, sampler

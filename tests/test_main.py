@@ -161,7 +161,7 @@ def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   tokenizer = tokenizer_lib.train_default_tokenizer(
-      tokenizer_lib.parallel_qa_texts(data_lib.load("xquad_r:eval", languages=["en", "de"])),
+      data_lib.load("xquad_r:eval", languages=["en", "de"]).texts(),
       vocab_size=800)
   hf_dir = tmp_path / "xlmr"
   config = transformers.XLMRobertaConfig(

@@ -49,7 +49,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax import errors
-from hybrid_jax.models import checkpoint_io
+from hybrid_jax.models import hf_io
 from hybrid_jax.models.config import EncoderConfig
 
 logger = logging.getLogger(__name__)
@@ -322,7 +322,7 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
     with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
       json.dump(config.to_hf_dict(), f, indent=2)
     _write_tokenizer(tokenizer_json, tmp, parsed["pieces"])
-    checkpoint_io.write_sentence_transformers_modules(
+    hf_io.write_sentence_transformers_modules(
         tmp, config, pooler=None, projection=None,
         max_seq_length=config.max_position_embeddings,
         prompts={"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX})

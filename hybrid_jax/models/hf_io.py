@@ -1,4 +1,7 @@
-"""Building a `DualEncoder`: random init from a model config, or Hugging Face checkpoints in/out.
+"""Hugging Face / sentence-transformers model directories in and out (weights, head, prompts).
+
+Not to be confused with `hybrid_jax.checkpoint` (orbax train state: parameters, optimizer,
+step, for resuming a run); this module reads and writes the exported model that other tools load.
 
 `load_pretrained(path_or_hub_name)` reads a Hugging Face directory: `config.json` plus
 `model.safetensors`, or the sharded form `model.safetensors.index.json`. A hub name is first
@@ -403,21 +406,6 @@ def _projection_params(projection_name: str, config: EncoderConfig, st_weights: 
   fresh = dense(config.hidden_size, config.projection_dim, config, nnx.Rngs(seed))
   return {(projection_name, "kernel"): np.asarray(fresh.kernel[...]),
           (projection_name, "bias"): np.asarray(fresh.bias[...])}
-
-
-def create_model(model_config: ml_collections.ConfigDict, *, seed: int) -> DualEncoder:
-  """The model `config.model` describes.
-
-  Args:
-    model_config: a `hybrid_jax.models.config.model_config()` dict. With `path` empty, a random
-      init of the architecture fields; with `path` set, `load_pretrained(path)` with the head and
-      run fields (the architecture comes from the checkpoint's config.json).
-    seed: seeds every random initialisation.
-  """
-  if model_config.path:
-    return load_pretrained(model_config.path, config=model_config, seed=seed)
-  return DualEncoder(EncoderConfig.from_model_config(model_config),
-                     shared_tower=model_config.shared_tower, rngs=nnx.Rngs(seed))
 
 
 # ----------------------------------------------------------------------------- saving
