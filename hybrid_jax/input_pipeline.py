@@ -51,7 +51,7 @@ def load_sources(config) -> list[ParallelQA]:
     UserError: a source with none of the configured languages, or a configured language in no
       source (the message names the config keys and the sources' languages).
   """
-  languages = config.data.languages.split("+")
+  languages = config_lib.languages(config)
   sources = []
   for source in config_lib.train_sources(config):
     data = load_data(source.spec, on_error=config.data.on_error,
@@ -207,7 +207,7 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
       batch and language_scope="batch"), with the counts.
   """
   sources = [data] if isinstance(data, ParallelQA) else list(data)
-  languages = config.data.languages.split("+")
+  languages = config_lib.languages(config)
   columns = [_language_columns(d, languages) for d in sources]
   available = [_in_columns(d.available, c, False) for d, c in zip(sources, columns)]
   keys = [_in_columns(d.passage_keys, c, -1) for d, c in zip(sources, columns)]

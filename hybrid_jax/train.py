@@ -35,6 +35,7 @@ from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import metric_writers
+from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import paths
 from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
@@ -66,35 +67,6 @@ class TrainState:
   rng: jax.Array
   nonfinite_streak: jax.Array
   nonfinite_total: jax.Array
-
-
-def weight_decay_mask(params) -> Any:
-  """True for matrices (kernels, embeddings); False for biases, LayerNorm and the temperature."""
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
-def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
-  """Linear warmup from 0, then linear/cosine decay to `end_learning_rate_factor` or constant."""
-  peak, warmup = optim.learning_rate, optim.warmup_steps
-  end = peak * optim.end_learning_rate_factor
-  decay_steps = max(1, num_steps - warmup)
-  if optim.schedule == "cosine":
-    after = optax.cosine_decay_schedule(peak, decay_steps, alpha=optim.end_learning_rate_factor)
-  elif optim.schedule == "linear":
-    after = optax.linear_schedule(peak, end, decay_steps)
-  else:
-    after = optax.constant_schedule(peak)
-  if warmup == 0:
-    return after
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
-
-
-def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int):
-  """Global-norm clipping, then AdamW (no decay on biases / LayerNorm / temperature)."""
-  return optax.chain(
-      optax.clip_by_global_norm(optim.grad_clip_norm),
-      optax.adamw(learning_rate_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2,
-                  eps=optim.eps, weight_decay=optim.weight_decay, mask=weight_decay_mask))
 
 
 def init_params(model: nnx.Module, loss_config: ml_collections.ConfigDict):
@@ -287,7 +259,7 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   `config.model.vocab_size` to the trained tokenizer's."""
   train_data = input_pipeline.load_sources(config)
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
-  optimizer = make_optimizer(config.optim, config.train.num_steps)
+  optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = init_params(model, config.loss)
   state = create_train_state(params, optimizer, config.seed, config.optim.get("frozen", ""))
   return train_data, tokenizer, graphdef, optimizer, state
@@ -385,7 +357,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   batches = input_pipeline.Prefetcher(builder, start_step, num_steps,
                                       size=config.train.prefetch_batches)
-  lr_schedule = learning_rate_schedule(config.optim, num_steps)
+  lr_schedule = optimizer_lib.learning_rate_schedule(config.optim, num_steps)
   last: dict[str, Any] = {}
   previous_streak, max_nonfinite = None, config.train.max_consecutive_nonfinite
   window_t0, window_steps, mono_steps = time.perf_counter(), 0, 0
