@@ -25,7 +25,17 @@ from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+def _configs_dir() -> str:
+  """The config files: `hybrid_jax/configs/` in an installed wheel (setup.cfg ships the top-level
+  configs/ there), else the checkout's top-level `configs/` (a source tree, an editable install)."""
+  package_dir = os.path.dirname(os.path.abspath(__file__))
+  installed = os.path.join(package_dir, "configs")
+  return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package_dir),
+                                                                 "configs")
+
+
+CONFIGS_DIR = _configs_dir()
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
