@@ -45,13 +45,14 @@ import errno
 import glob
 import hashlib
 import json
-import logging
+import logging as std_logging
 import os
 import shutil
 import signal
 import threading
 import time
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -196,7 +197,7 @@ def _is_disk_full(error: BaseException) -> bool:
   return False
 
 
-class _DropDiskFullLogs(logging.Filter):
+class _DropDiskFullLogs(std_logging.Filter):
   """Drops orbax's ERROR records (each with a traceback, hundreds of lines) about a write that
   failed for lack of space: `Checkpointer` raises `DiskFullError` with one line instead."""
 
@@ -226,7 +227,7 @@ class Checkpointer:
         max_to_keep=None, create=True, enable_async_checkpointing=True,
         async_options=ocp.AsyncOptions(post_finalization_callback=self._before_commit))
     self._log_filter = _DropDiskFullLogs()
-    logging.getLogger("absl").addFilter(self._log_filter)
+    logging.get_absl_logger().addFilter(self._log_filter)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def _before_commit(self) -> None:
@@ -279,7 +280,7 @@ class Checkpointer:
       self.wait()
     finally:
       self._manager.close()
-      logging.getLogger("absl").removeFilter(self._log_filter)
+      logging.get_absl_logger().removeFilter(self._log_filter)
 
   @contextlib.contextmanager
   def _disk_full_as_user_error(self):

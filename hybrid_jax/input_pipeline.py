@@ -14,12 +14,12 @@ start by `make_batch_builder`.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from typing import Sequence
 
+from absl import logging
 import numpy as np
 
 from hybrid_jax import config_lib

@@ -15,12 +15,12 @@ steps of an uninterrupted one.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import re
 import time
 from typing import Any
 
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp

@@ -20,9 +20,9 @@ import collections
 import dataclasses
 import difflib
 import functools
-import logging
 import re
 
+from absl import logging
 import numpy as np
 
 from hybrid_jax.data.languages import check_language
