@@ -41,6 +41,7 @@ step).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import glob
 import hashlib
@@ -205,6 +206,14 @@ class _DropDiskFullLogs(std_logging.Filter):
     return not ("/orbax/" in record.pathname and (
         "No space left on device" in record.getMessage()
         or bool(record.exc_info and _is_disk_full(record.exc_info[1]))))
+
+
+def local_time(seconds: float | None) -> str:
+  """A `time.time()` value (a checkpoint's `saved_at`) as local ISO 8601 time with its UTC offset,
+  e.g. '2026-11-30T14:20:05+00:00'; 'at an unknown time' for None."""
+  if seconds is None:
+    return "at an unknown time"
+  return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 def _nbytes(state) -> int:

@@ -27,7 +27,7 @@ from hybrid_jax.data import ParallelQA
 from hybrid_jax.data import load as load_data
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
-from hybrid_jax.sampler import HybridBatchSampler
+from hybrid_jax.sampler import HybridBatchSampler, TooFewExamplesError
 
 
 def hard_negative_table(data: ParallelQA) -> list[np.ndarray]:
@@ -191,6 +191,16 @@ def mixture_summary(sources: Sequence[ParallelQA], sampler: HybridBatchSampler,
   return "training mixture of %d source(s):\n" % len(sources) + "\n".join(lines)
 
 
+# sampler.FIXES in config keys.
+_CONFIG_FIXES = {
+    "global_batch_size": "lower config.train.global_batch_size",
+    "language_scope": "set config.sampler.language_scope='example'",
+    "languages": "drop those languages from config.data.languages",
+    "mono_prob=1": "set config.sampler.mono_prob=1 (monolingual batches only)",
+    "mono_prob=0": "set config.sampler.mono_prob=0 (cross-lingual batches only)",
+}
+
+
 def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenizer, *,
                        process_index: int = 0, process_count: int = 1) -> BatchBuilder:
   """The sampler and batch builder a training config describes (`config.sampler`, `.train`,
@@ -204,7 +214,7 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
   Raises:
     UserError: the sampler cannot draw from the data with these settings (a source that cannot
       fill a batch of the kind its probability asks for, a language with fewer examples than one
-      batch and language_scope="batch"), with the counts.
+      batch and language_scope="batch"), with the counts and the config changes that help.
   """
   sources = [data] if isinstance(data, ParallelQA) else list(data)
   languages = config_lib.languages(config)
@@ -227,10 +237,10 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
         mono_probs if mixed else mono_prob, config.seed,
         language_scope=config.sampler.language_scope, passage_keys=keys if mixed else keys[0],
         query_keys=query_keys if mixed else query_keys[0], source_weights=weights)
-  except ValueError as e:
+  except TooFewExamplesError as e:
     names = ", ".join(f"source {i} = {d.name}" for i, d in enumerate(sources))
-    raise UserError(f"config.data.train ({names}): {e}; lower config.train.global_batch_size or "
-                    "change config.sampler.mono_prob") from None
+    raise UserError(f"config.data.train ({names}): {e.problem}: "
+                    + ", or ".join(_CONFIG_FIXES[fix] for fix in e.fixes)) from None
   if mixed:
     logging.info("%s", mixture_summary(sources, sampler, mono_probs, mono_prob))
   return BatchBuilder(

@@ -301,7 +301,8 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh,
   restored, meta, restored_step = checkpointer.restore_latest(state)
   if restored is not None:
     state = restored
-    logging.info("Resumed from checkpoint %d (saved %s).", restored_step, meta.get("saved_at"))
+    logging.info("Resumed from checkpoint %d (saved %s).", restored_step,
+                 checkpoint_lib.local_time(meta.get("saved_at")))
   if jax.process_index() == 0:
     run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
   return train_data, tokenizer, graphdef, optimizer, state, state_sharding
