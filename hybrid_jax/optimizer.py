@@ -48,5 +48,6 @@ def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int):
   LayerNorm / temperature)."""
   return optax.chain(
       optax.clip_by_global_norm(optim.grad_clip_norm),
-      optax.adamw(learning_rate_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2,
-                  eps=optim.eps, weight_decay=optim.weight_decay, mask=weight_decay_mask))
+      optax.adamw(
+          learning_rate_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2, eps=optim.eps,
+          weight_decay=optim.weight_decay, mask=weight_decay_mask))

@@ -44,8 +44,9 @@ def test_learning_rate_schedule_matches_the_formula(schedule, warmup):
 
 def test_unknown_schedule_is_a_config_error_not_a_constant_rate():
   config = _optim("step")
-  with pytest.raises(ConfigError, match=r"config.optim.schedule='step': must be one of "
-                     r"\('linear', 'cosine', 'constant'\)"):
+  with pytest.raises(
+      ConfigError, match=r"config.optim.schedule='step': must be one of "
+      r"\('linear', 'cosine', 'constant'\)"):
     config_lib.validate(config)
   with pytest.raises(ValueError, match="optim.schedule='step'"):  # also when called directly
     optimizer_lib.learning_rate_schedule(config.optim, 10)

@@ -26,12 +26,13 @@ def installed(tmp_path_factory):
       os.makedirs(source, exist_ok=True)
       shutil.copy(src, dst)
   run = dict(check=True, capture_output=True, text=True, timeout=120)
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                  "-q", str(source), "-w", str(tmp / "dist")], **run)
-  (wheel,) = (tmp / "dist").glob("hybrid_jax-*.whl")
-  site = tmp / "site"
-  subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
-                  "--target", str(site), str(wheel)], **run)
+  dist, site = tmp / "dist", tmp / "site"
+  pip = [sys.executable, "-m", "pip", "-q"]
+  subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", f"{source}", f"-w{dist}"],
+                 **run)
+  (wheel,) = dist.glob("hybrid_jax-*.whl")
+  subprocess.run([*pip, "install", "--no-deps", "--no-index", f"--target={site}", f"{wheel}"],
+                 **run)
   with zipfile.ZipFile(wheel) as z:
     return site, z.namelist()
 
@@ -51,14 +52,13 @@ def test_wheel_has_every_subpackage_and_config(installed):
 
 def test_installed_package_resolves_presets_and_the_default_config(installed, tmp_path):
   site, _ = installed
-  script = (
-      "import os, hybrid_jax\n"
-      "from hybrid_jax import config_lib\n"
-      "print(os.path.dirname(hybrid_jax.__file__))\n"
-      "print(config_lib.CONFIGS_DIR)\n"
-      "print(config_lib.model_preset('tiny').hidden_size)\n"
-      "config = config_lib.default_config('model=tiny,langs=en+de')\n"
-      "print(config.model.hidden_size, config.data.languages)\n")
+  script = ("import os, hybrid_jax\n"
+            "from hybrid_jax import config_lib\n"
+            "print(os.path.dirname(hybrid_jax.__file__))\n"
+            "print(config_lib.CONFIGS_DIR)\n"
+            "print(config_lib.model_preset('tiny').hidden_size)\n"
+            "config = config_lib.default_config('model=tiny,langs=en+de')\n"
+            "print(config.model.hidden_size, config.data.languages)\n")
   env = {**os.environ, "PYTHONPATH": str(site)}  # not the checkout, nor its editable install
   result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120, check=False)

@@ -28,11 +28,12 @@ PROGRAM = "python -m hybrid_jax.data"
 def _flags() -> flags.FlagValues:
   """The command's flags, in their own `FlagValues` (so `main` can run more than once)."""
   values = flags.FlagValues()
-  flags.DEFINE_bool("describe", False, "Describe the data specs given as arguments: "
-                    + ", ".join(SPEC_FORMS), flag_values=values)
-  flags.DEFINE_string("prepare", None, "Convert SPEC into --out DIR, loadable as arrow:DIR; "
-                      "jsonl: and parquet: files stream (bounded memory, progress bar).",
-                      flag_values=values)
+  flags.DEFINE_bool("describe", False,
+                    "Describe the data specs given as arguments: " + ", ".join(SPEC_FORMS),
+                    flag_values=values)
+  flags.DEFINE_string(
+      "prepare", None, "Convert SPEC into --out DIR, loadable as arrow:DIR; "
+      "jsonl: and parquet: files stream (bounded memory, progress bar).", flag_values=values)
   flags.DEFINE_string("out", None, "With --prepare: a new or empty directory.", flag_values=values)
   flags.DEFINE_string("languages", None, "With --describe: comma-separated language codes to "
                       "keep, e.g. en,de.", flag_values=values)
@@ -40,8 +41,9 @@ def _flags() -> flags.FlagValues:
                     "skip and count bad records.", flag_values=values)
   flags.DEFINE_bool("strict", False, "An unknown field of a record is an error (default: a "
                     "warning).", flag_values=values)
-  flags.DEFINE_bool(cli.VERBOSE_FLAG.lstrip("-"), False, "Show the traceback of data errors too.",
-                    flag_values=values)
+  flags.DEFINE_bool(
+      cli.VERBOSE_FLAG.lstrip("-"), False, "Show the traceback of data errors too.",
+      flag_values=values)
   return values
 
 
@@ -78,8 +80,7 @@ def main(argv=None) -> int:
     if not specs:
       raise UserError("--describe needs at least one SPEC, e.g. --describe xquad_r:eval")
     for i, spec in enumerate(specs):
-      data = load(spec, languages=values.languages, on_error=values.on_error,
-                  strict=values.strict)
+      data = load(spec, languages=values.languages, on_error=values.on_error, strict=values.strict)
       print(("\n" if i else "") + data.describe())
   except UserError as e:
     if values.verbose:

@@ -24,5 +24,6 @@ def create_model(model_config: ml_collections.ConfigDict, *, seed: int) -> DualE
   """
   if model_config.path:
     return load_pretrained(model_config.path, config=model_config, seed=seed)
-  return DualEncoder(EncoderConfig.from_model_config(model_config),
-                     shared_tower=model_config.shared_tower, rngs=nnx.Rngs(seed))
+  return DualEncoder(
+      EncoderConfig.from_model_config(model_config), shared_tower=model_config.shared_tower,
+      rngs=nnx.Rngs(seed))
