@@ -168,6 +168,7 @@ _CHOICES = (
     ("data.on_error", ON_ERROR_CHOICES),
     ("sampler.language_scope", sampler.LANGUAGE_SCOPES),
     ("optim.schedule", optimizer.SCHEDULES),
+    ("model.model_type", model_config_lib.MODEL_TYPES),
     ("model.dtype", model_config_lib.DTYPES),
     ("model.pooling", model_config_lib.POOLINGS),
 )
