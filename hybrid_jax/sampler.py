@@ -107,6 +107,13 @@ LANGUAGE_SCOPES = ("batch", "example")
 MAX_LANGUAGES = 64
 _MONO, _CROSS = 0, 1
 _KIND_NAMES = ("mono", "cross")
+# One tag per random decision keeps the streams independent.
+_TAG_SOURCE_SPLIT, _TAG_MONO_SPLIT, _TAG_POOL, _TAG_EPOCH_ORDER, _TAG_LANGUAGE, _TAG_PROBE = range(
+    1, 7)
+_MASK64 = (1 << 64) - 1
+_FEISTEL_ROUNDS = 4
+
+
 # What helps when the data cannot fill the batches asked for, by the argument to change.
 FIXES = {
     "global_batch_size": "lower global_batch_size",
@@ -128,11 +135,6 @@ class TooFewExamplesError(ValueError):
   def __init__(self, problem: str, fixes: Sequence[str]):
     self.problem, self.fixes = problem, tuple(fixes)
     super().__init__(f"{problem}: " + ", or ".join(FIXES[fix] for fix in self.fixes))
-# One tag per random decision keeps the streams independent.
-_TAG_SOURCE_SPLIT, _TAG_MONO_SPLIT, _TAG_POOL, _TAG_EPOCH_ORDER, _TAG_LANGUAGE, _TAG_PROBE = range(
-    1, 7)
-_MASK64 = (1 << 64) - 1
-_FEISTEL_ROUNDS = 4
 
 
 @dataclasses.dataclass(frozen=True)

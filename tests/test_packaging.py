@@ -1,6 +1,7 @@
 """The wheel: an installed, non-editable hybrid-jax finds its config files (configs/default.py and
 the model presets of configs/models/), which live outside the package in the source tree."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -11,6 +12,12 @@ import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "hybrid_jax", "configs")
+
+
+def _pip(*args):
+  result = subprocess.run([sys.executable, "-m", "pip", "-q", *args], capture_output=True,
+                          text=True, timeout=120, check=False)
+  assert result.returncode == 0, (args, result.stderr[-3000:])
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +32,12 @@ def installed(tmp_path_factory):
     else:
       os.makedirs(source, exist_ok=True)
       shutil.copy(src, dst)
-  run = dict(check=True, capture_output=True, text=True, timeout=120)
   dist, site = tmp / "dist", tmp / "site"
-  pip = [sys.executable, "-m", "pip", "-q"]
-  subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", f"{source}", f"-w{dist}"],
-                 **run)
+  # The installed setuptools when there is one (fast, offline); else pip fetches it from PyPI.
+  isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+  _pip("wheel", "--no-deps", *isolation, f"{source}", f"-w{dist}")
   (wheel,) = dist.glob("hybrid_jax-*.whl")
-  subprocess.run([*pip, "install", "--no-deps", "--no-index", f"--target={site}", f"{wheel}"],
-                 **run)
+  _pip("install", "--no-deps", "--no-index", f"--target={site}", f"{wheel}")
   with zipfile.ZipFile(wheel) as z:
     return site, z.namelist()
 
