@@ -203,7 +203,8 @@ def test_command_line_empty_input_and_paths_with_spaces(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     ([], "give --describe SPEC [SPEC...] or --prepare SPEC --out DIR"),
     (["--describe"], "--describe needs at least one SPEC"),
-    (["--prepare", "xquad_r:eval"], "--prepare takes one SPEC and --out DIR"),
+    (["--prepare", "xquad_r:eval"], "--prepare needs --out DIR"),
+    (["--prepare", "xquad_r:eval", "xquad_r:train", "--out", "x"], "also given: xquad_r:train"),
     (["--describe", "xquad_r:eval", "--colour"], "Unknown command line flag 'colour'"),
     (["--describe", "xquad_r:eval", "--on_error=ignore"], "--on_error"),
 ])

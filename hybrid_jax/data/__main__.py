@@ -70,9 +70,10 @@ def main(argv=None) -> int:
       raise UserError(f"give --describe SPEC [SPEC...] or --prepare SPEC --out DIR ({PROGRAM} "
                       "--help)")
     if values.prepare:
-      if not values.out or specs:
-        raise UserError(f"--prepare takes one SPEC and --out DIR, as in --prepare SPEC --out DIR "
-                        f"(got --prepare {values.prepare} --out {values.out} {' '.join(specs)})")
+      if not values.out:
+        raise UserError("--prepare needs --out DIR (a new or empty directory)")
+      if specs:
+        raise UserError(f"--prepare takes one SPEC; also given: {' '.join(specs)}")
       data = prepare(values.prepare, values.out, on_error=values.on_error)
       print(data.describe())
       print(f"prepared: train on --config.data.train={shlex.quote('arrow:' + values.out)}")
