@@ -1,5 +1,6 @@
-"""Checkpoints with orbax: save every N steps, at the end and on SIGTERM; resume from the newest
-good checkpoint.
+"""Train-state checkpoints with orbax: save every N steps, at the end and on SIGTERM; resume from
+the newest good checkpoint. (The exported model, a Hugging Face directory other tools load, is
+`hybrid_jax.models.hf_io`.)
 
 Layout: `<workdir>/checkpoints/<step>/{state,meta,content_sha256.json}`. `state` is the whole
 `TrainState` pytree (params, optimizer state, step, RNG, non-finite counters); `meta` is JSON (the
