@@ -55,6 +55,7 @@ import flops  # noqa: E402  (benchmarks/flops.py: the FLOP counting rules)
 from hybrid_jax import config_lib  # noqa: E402
 from hybrid_jax import diagnostics  # noqa: E402
 from hybrid_jax import models  # noqa: E402
+from hybrid_jax import optimizer as optimizer_lib  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
 from hybrid_jax import train  # noqa: E402
 
@@ -126,7 +127,7 @@ class _Step:
   def __init__(self, config, mesh):
     self.config, self.mesh = config, mesh
     model = models.create_model(config.model, seed=0)
-    optimizer = train.make_optimizer(config.optim, config.train.num_steps)
+    optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
     graphdef, params = train.init_params(model, config.loss)
     self.graphdef = graphdef
     self.state = jax.device_put(train.create_train_state(params, optimizer, config.seed),

@@ -61,8 +61,7 @@ def main():
 
   t0 = time.perf_counter()
   train_data = data_lib.load("xquad_r:train")
-  tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-      args.workdir, lambda: tokenizer_lib.parallel_qa_texts(train_data))
+  tokenizer = tokenizer_lib.get_or_train_default_tokenizer(args.workdir, train_data.texts)
   model_config = config_lib.model_preset("tiny")
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)

@@ -1,9 +1,10 @@
 """Per-device bytes of parameters and AdamW moments for XLM-R large under FSDP.
 
 No weights and no devices: the DualEncoder (configs/models/xlm_roberta_large.py, one shared
-tower) and the optimizer state of `train.make_optimizer` are built abstractly (`nnx.eval_shape`,
-`jax.eval_shape`), and each leaf's per-device shard shape comes from `sharding.state_shardings` on
-an `AbstractMesh` with the given fsdp size (the data axis does not change parameter bytes).
+tower) and the optimizer state of `hybrid_jax.optimizer.make_optimizer` are built abstractly
+(`nnx.eval_shape`, `jax.eval_shape`), and each leaf's per-device shard shape comes from
+`sharding.state_shardings` on an `AbstractMesh` with the given fsdp size (the data axis does not
+change parameter bytes).
 Gradients (the size of the parameters, sharded alike once reduced) and activations are not
 counted.
 
@@ -18,8 +19,8 @@ from flax import nnx
 from jax.sharding import AbstractMesh, AxisType
 
 from hybrid_jax import config_lib
+from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
-from hybrid_jax import train
 from hybrid_jax.models.config import EncoderConfig
 from hybrid_jax.models.encoder import DualEncoder
 
@@ -32,7 +33,7 @@ def abstract_state(model_name: str):
       rngs=nnx.Rngs(0)))
   params = {"model": nnx.to_pure_dict(nnx.split(abstract_model)[1])}
   default = config_lib.default_config()
-  optimizer = train.make_optimizer(default.optim, default.train.num_steps)
+  optimizer = optimizer_lib.make_optimizer(default.optim, default.train.num_steps)
   return params, jax.eval_shape(optimizer.init, params)
 
 

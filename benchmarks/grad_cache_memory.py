@@ -23,6 +23,7 @@ import numpy as np
 
 from hybrid_jax import config_lib
 from hybrid_jax import models
+from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
 from hybrid_jax import train
 
@@ -63,7 +64,7 @@ def random_batch(config, seed: int) -> dict[str, np.ndarray]:
 
 def setup(config, mesh):
   model = models.create_model(config.model, seed=config.seed)
-  optimizer = train.make_optimizer(config.optim, config.train.num_steps)
+  optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = train.init_params(model, config.loss)
   state = jax.device_put(train.create_train_state(params, optimizer, config.seed),
                          sharding.replicated(mesh))

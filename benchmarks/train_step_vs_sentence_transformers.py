@@ -106,6 +106,7 @@ from hybrid_jax import data as data_lib
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import models
+from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
 from hybrid_jax import train
 # pylint: enable=g-import-not-at-top,wrong-import-position
@@ -194,7 +195,7 @@ class JaxSide:
   def __init__(self, model, config, batch, num_devices: int):
     self.mesh = sharding.make_mesh(num_devices)
     self.model = model
-    optimizer = train.make_optimizer(config.optim, config.train.num_steps)
+    optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
     graphdef, params = train.init_params(model, config.loss)
     state = train.create_train_state(params, optimizer, config.seed, config.optim.frozen)
     self.num_trainable = sum(x.size for x in jax.tree.leaves(

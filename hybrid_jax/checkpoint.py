@@ -1,5 +1,6 @@
-"""Checkpoints with orbax: save every N steps, at the end and on SIGTERM; resume from the newest
-good checkpoint.
+"""Train-state checkpoints with orbax: save every N steps, at the end and on SIGTERM; resume from
+the newest good checkpoint. (The exported model, a Hugging Face directory other tools load, is
+`hybrid_jax.models.hf_io`.)
 
 Layout: `<workdir>/checkpoints/<step>/{state,meta,content_sha256.json}`. `state` is the whole
 `TrainState` pytree (params, optimizer state, step, RNG, non-finite counters); `meta` is JSON (the
@@ -41,17 +42,19 @@ step).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import glob
 import hashlib
 import json
-import logging
+import logging as std_logging
 import os
 import shutil
 import signal
 import threading
 import time
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -196,7 +199,7 @@ def _is_disk_full(error: BaseException) -> bool:
   return False
 
 
-class _DropDiskFullLogs(logging.Filter):
+class _DropDiskFullLogs(std_logging.Filter):
   """Drops orbax's ERROR records (each with a traceback, hundreds of lines) about a write that
   failed for lack of space: `Checkpointer` raises `DiskFullError` with one line instead."""
 
@@ -204,6 +207,14 @@ class _DropDiskFullLogs(logging.Filter):
     return not ("/orbax/" in record.pathname and (
         "No space left on device" in record.getMessage()
         or bool(record.exc_info and _is_disk_full(record.exc_info[1]))))
+
+
+def local_time(seconds: float | None) -> str:
+  """A `time.time()` value (a checkpoint's `saved_at`) as local ISO 8601 time with its UTC offset,
+  e.g. '2026-11-30T14:20:05+00:00'; 'at an unknown time' for None."""
+  if seconds is None:
+    return "at an unknown time"
+  return datetime.datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
 def _nbytes(state) -> int:
@@ -226,7 +237,7 @@ class Checkpointer:
         max_to_keep=None, create=True, enable_async_checkpointing=True,
         async_options=ocp.AsyncOptions(post_finalization_callback=self._before_commit))
     self._log_filter = _DropDiskFullLogs()
-    logging.getLogger("absl").addFilter(self._log_filter)
+    logging.get_absl_logger().addFilter(self._log_filter)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def _before_commit(self) -> None:
@@ -279,7 +290,7 @@ class Checkpointer:
       self.wait()
     finally:
       self._manager.close()
-      logging.getLogger("absl").removeFilter(self._log_filter)
+      logging.get_absl_logger().removeFilter(self._log_filter)
 
   @contextlib.contextmanager
   def _disk_full_as_user_error(self):

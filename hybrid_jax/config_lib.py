@@ -16,8 +16,11 @@ from collections.abc import Mapping
 
 import ml_collections
 
+from hybrid_jax import optimizer
 from hybrid_jax import paths
+from hybrid_jax import sampler
 from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.data.parallel_qa import ON_ERROR_CHOICES
 from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models import config as model_config_lib
@@ -28,7 +31,17 @@ from hybrid_jax.models import config as model_config_lib
 DEFAULT_QUERY_MAX_LEN = 24
 DEFAULT_PASSAGE_MAX_LEN = 64
 DEFAULT_EVAL_BATCH_SIZE = 128
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+def _configs_dir() -> str:
+  """The config files: `hybrid_jax/configs/` in an installed wheel (setup.cfg ships the top-level
+  configs/ there), else the checkout's top-level `configs/` (a source tree, an editable install)."""
+  package_dir = os.path.dirname(os.path.abspath(__file__))
+  installed = os.path.join(package_dir, "configs")
+  return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package_dir),
+                                                                 "configs")
+
+
+CONFIGS_DIR = _configs_dir()
 
 
 def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
@@ -156,6 +169,26 @@ _LOWER_BOUNDS = (
 )
 
 
+# (config key, its allowed values), each defined once by the code that reads the value.
+_CHOICES = (
+    ("data.on_error", ON_ERROR_CHOICES),
+    ("sampler.language_scope", sampler.LANGUAGE_SCOPES),
+    ("optim.schedule", optimizer.SCHEDULES),
+    ("model.model_type", model_config_lib.MODEL_TYPES),
+    ("model.dtype", model_config_lib.DTYPES),
+    ("model.pooling", model_config_lib.POOLINGS),
+)
+
+
+def languages(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The checked language codes of `config.data.languages` ('+'-joined codes or a named set).
+
+  Raises:
+    LanguageError: an unknown or repeated code, or none.
+  """
+  return parse_languages(config.data.languages, where="config.data.languages")
+
+
 def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Checks values that a ConfigDict cannot type-check, before anything is compiled.
 
@@ -169,7 +202,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   def fail(field, value, expected):
     raise ConfigError(f"config.{field}={value!r}: {expected}")
 
-  langs = parse_languages(config.data.languages, where="config.data.languages")
+  langs = languages(config)
   with config.unlocked():
     config.data.languages = "+".join(langs)
   for field, lowest, meaning in _LOWER_BOUNDS:
@@ -182,10 +215,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if len(langs) == 1 and config.sampler.mono_prob != 1.0:
     fail("sampler.mono_prob", config.sampler.mono_prob,
          "must be 1 with a single language (no cross-lingual pair exists)")
-  if config.sampler.language_scope not in ("batch", "example"):
-    fail("sampler.language_scope", config.sampler.language_scope, "must be 'batch' or 'example'")
-  if config.optim.schedule not in ("linear", "cosine", "constant"):
-    fail("optim.schedule", config.optim.schedule, "must be 'linear', 'cosine' or 'constant'")
+  for field, allowed in _CHOICES:
+    section, name = field.split(".")
+    if config[section][name] not in allowed:
+      fail(field, config[section][name], f"must be one of {allowed}")
   if config.optim.warmup_steps > config.train.num_steps:
     fail("optim.warmup_steps", config.optim.warmup_steps,
          f"exceeds train.num_steps={config.train.num_steps}")
@@ -202,8 +235,6 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not 0 <= config.optim.end_learning_rate_factor <= 1:
     fail("optim.end_learning_rate_factor", config.optim.end_learning_rate_factor,
          "must be in [0, 1] (a fraction of optim.learning_rate)")
-  if config.model.dtype not in model_config_lib.DTYPES:
-    fail("model.dtype", config.model.dtype, f"must be one of {model_config_lib.DTYPES}")
   limit, source = model_max_tokens(config.model)
   for field in ("data.query_max_len", "data.passage_max_len"):
     section, name = field.split(".")

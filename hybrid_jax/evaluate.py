@@ -69,7 +69,7 @@ def _define_flags():
   flags.DEFINE_bool("ignore_identical_ids", True, "BEIR: drop a retrieved document whose id is "
                     "the query id, as BEIR does (ArguAna, Quora); --noignore_identical_ids keeps "
                     "them.")
-  host_memory.define_flag("default")
+  flags.DEFINE_enum("host_allocator", "default", host_memory.MODES, host_memory.MODES_HELP)
   cli.define_verbose_flag()
 
 

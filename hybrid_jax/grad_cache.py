@@ -56,12 +56,11 @@ def num_chunks(global_batch_size: int, chunk_size: int, mesh: Mesh) -> int:
   Raises:
     ConfigError: unless C divides B and the number of devices divides C.
   """
-  num_devices = sharding.num_batch_shards(mesh)
-  if chunk_size < 1 or global_batch_size % chunk_size or chunk_size % num_devices:
-    raise ConfigError(
-        f"config.train.grad_cache_chunk_size={chunk_size} must divide the global batch "
-        f"({global_batch_size} rows) and be a multiple of the number of devices ({num_devices}): "
-        f"every chunk is spread over all devices")
+  if chunk_size < 1 or global_batch_size % chunk_size:
+    raise ConfigError(f"config.train.grad_cache_chunk_size={chunk_size} must divide the global "
+                      f"batch ({global_batch_size} rows)")
+  # Every chunk is spread over all devices.
+  sharding.check_global_batch(chunk_size, mesh, field="config.train.grad_cache_chunk_size")
   return global_batch_size // chunk_size
 
 

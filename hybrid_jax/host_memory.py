@@ -35,6 +35,9 @@ import sys
 from absl import logging
 
 MODES = ("auto", "reuse", "default")
+# The help text of an entry point's `--host_allocator` flag (one of MODES, passed to `configure`).
+MODES_HELP = ("Host malloc for XLA's buffers: reuse freed memory (glibc: one arena, no mmap, no "
+              "trim), the default glibc behaviour, or auto = reuse in CPU-only processes.")
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _NEVER_TRIM = 2 ** 31 - 1
@@ -89,15 +92,6 @@ def reuse_freed_memory() -> bool:
     if libc.mallopt(parameter, value) != 1:
       raise OSError(f"mallopt({parameter}, {value}) failed")
   return True
-
-
-def define_flag(default: str):
-  """The `--host_allocator` flag of a command-line tool (pass its value to `configure`)."""
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  return flags.DEFINE_enum(
-      "host_allocator", default, MODES,
-      "Host malloc for XLA's buffers: reuse freed memory (glibc: one arena, no mmap, no trim), "
-      "the default glibc behaviour, or auto = reuse in CPU-only processes.")
 
 
 def configure(mode: str) -> bool:

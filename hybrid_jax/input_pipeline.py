@@ -14,12 +14,12 @@ start by `make_batch_builder`.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
 from typing import Sequence
 
+from absl import logging
 import numpy as np
 
 from hybrid_jax import config_lib
@@ -28,7 +28,7 @@ from hybrid_jax.data import ParallelQA
 from hybrid_jax.data import load as load_data
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
-from hybrid_jax.sampler import HybridBatchSampler
+from hybrid_jax.sampler import HybridBatchSampler, TooFewExamplesError
 
 
 def hard_negative_table(data: ParallelQA) -> list[np.ndarray]:
@@ -52,7 +52,7 @@ def load_sources(config) -> list[ParallelQA]:
     UserError: a source with none of the configured languages, or a configured language in no
       source (the message names the config keys and the sources' languages).
   """
-  languages = config.data.languages.split("+")
+  languages = config_lib.languages(config)
   sources = []
   for source in config_lib.train_sources(config):
     data = load_data(source.spec, on_error=config.data.on_error,
@@ -192,6 +192,16 @@ def mixture_summary(sources: Sequence[ParallelQA], sampler: HybridBatchSampler,
   return "training mixture of %d source(s):\n" % len(sources) + "\n".join(lines)
 
 
+# sampler.FIXES in config keys.
+_CONFIG_FIXES = {
+    "global_batch_size": "lower config.train.global_batch_size",
+    "language_scope": "set config.sampler.language_scope='example'",
+    "languages": "drop those languages from config.data.languages",
+    "mono_prob=1": "set config.sampler.mono_prob=1 (monolingual batches only)",
+    "mono_prob=0": "set config.sampler.mono_prob=0 (cross-lingual batches only)",
+}
+
+
 def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenizer, *,
                        process_index: int = 0, process_count: int = 1) -> BatchBuilder:
   """The sampler and batch builder a training config describes (`config.sampler`, `.train`,
@@ -205,10 +215,10 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
   Raises:
     UserError: the sampler cannot draw from the data with these settings (a source that cannot
       fill a batch of the kind its probability asks for, a language with fewer examples than one
-      batch and language_scope="batch"), with the counts.
+      batch and language_scope="batch"), with the counts and the config changes that help.
   """
   sources = [data] if isinstance(data, ParallelQA) else list(data)
-  languages = config.data.languages.split("+")
+  languages = config_lib.languages(config)
   columns = [_language_columns(d, languages) for d in sources]
   available = [_in_columns(d.available, c, False) for d, c in zip(sources, columns)]
   keys = [_in_columns(d.passage_keys, c, -1) for d, c in zip(sources, columns)]
@@ -228,10 +238,10 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
         mono_probs if mixed else mono_prob, config.seed,
         language_scope=config.sampler.language_scope, passage_keys=keys if mixed else keys[0],
         query_keys=query_keys if mixed else query_keys[0], source_weights=weights)
-  except ValueError as e:
+  except TooFewExamplesError as e:
     names = ", ".join(f"source {i} = {d.name}" for i, d in enumerate(sources))
-    raise UserError(f"config.data.train ({names}): {e}; lower config.train.global_batch_size or "
-                    "change config.sampler.mono_prob") from None
+    raise UserError(f"config.data.train ({names}): {e.problem}: "
+                    + ", or ".join(_CONFIG_FIXES[fix] for fix in e.fixes)) from None
   if mixed:
     logging.info("%s", mixture_summary(sources, sampler, mono_probs, mono_prob))
   return BatchBuilder(

@@ -36,7 +36,8 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "environment).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address.")
-_HOST_ALLOCATOR = host_memory.define_flag("auto")
+_HOST_ALLOCATOR = flags.DEFINE_enum("host_allocator", "auto", host_memory.MODES,
+                                     host_memory.MODES_HELP)
 cli.define_verbose_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 

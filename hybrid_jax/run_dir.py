@@ -31,12 +31,12 @@ from __future__ import annotations
 import datetime
 import fcntl
 import json
-import logging
 import os
 import socket
 import time
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 from flax import nnx

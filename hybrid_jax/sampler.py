@@ -114,6 +114,29 @@ _MASK64 = (1 << 64) - 1
 _FEISTEL_ROUNDS = 4
 
 
+# What helps when the data cannot fill the batches asked for, by the argument to change.
+FIXES = {
+    "global_batch_size": "lower global_batch_size",
+    "language_scope": "use language_scope='example'",
+    "languages": "drop those languages",
+    "mono_prob=1": "set mono_prob to 1 (monolingual batches only)",
+    "mono_prob=0": "set mono_prob to 0 (cross-lingual batches only)",
+}
+
+
+class TooFewExamplesError(ValueError):
+  """The data cannot fill the batches the sampler is asked for.
+
+  Attributes:
+    problem: what is missing, with the counts.
+    fixes: keys of `FIXES`, the changes that help (the message lists them).
+  """
+
+  def __init__(self, problem: str, fixes: Sequence[str]):
+    self.problem, self.fixes = problem, tuple(fixes)
+    super().__init__(f"{problem}: " + ", or ".join(FIXES[fix] for fix in self.fixes))
+
+
 @dataclasses.dataclass(frozen=True)
 class HybridBatch:
   """One global batch (or one process's shard of it).
@@ -471,8 +494,9 @@ class HybridBatchSampler:
             raise ValueError(f"{where}: {name}[source {s}] must be int {avail.shape} like "
                              f"available, got {keys.dtype} {keys.shape}")
       if self.global_batch_size > avail.any(axis=1).sum():
-        raise ValueError(f"{where}: global_batch_size={self.global_batch_size} exceeds the "
-                         f"{avail.any(axis=1).sum()} examples of source {s}")
+        raise TooFewExamplesError(f"{where}: global_batch_size={self.global_batch_size} exceeds "
+                                  f"the {avail.any(axis=1).sum()} examples of source {s}",
+                                  ["global_batch_size"])
     if num_langs == 1 and any(p != 1 for p in self._mono_probs(len(availables))):
       raise ValueError(f"{where}: with one language ({self.languages[0]}) every batch is "
                        f"monolingual: mono_prob must be 1, got {self.mono_prob}")
@@ -506,14 +530,20 @@ class HybridBatchSampler:
     """Raises if a language with examples is in no pool of a stream of positive probability."""
     where = f"HybridBatchSampler (global_batch_size={self.global_batch_size}, " \
             f"language_scope={self.language_scope!r})"
+    scope_fix = ["language_scope"] if self.language_scope == "batch" else []
     for s, (source, by_kind) in enumerate(zip(self._sources, self._pools)):
       drawn = set()
       mono_prob = self._source_mono_probs[s]
       for kind, prob in ((_MONO, mono_prob), (_CROSS, 1.0 - mono_prob)):
         if prob > 0 and not by_kind[kind]:
-          raise ValueError(
+          multilingual = int(np.diff(source.pattern_start) @ (source.patterns.sum(axis=1) >= 2))
+          fixes = ["mono_prob=1" if kind == _CROSS else "mono_prob=0"]
+          if kind == _MONO or multilingual:  # else no batch size or scope makes a cross batch
+            fixes = ["global_batch_size", *scope_fix, *fixes]
+          detail = f" ({multilingual} examples in two or more languages)" if kind == _CROSS else ""
+          raise TooFewExamplesError(
               f"{where}: source {s} has no {_KIND_NAMES[kind]}-lingual pool with enough examples "
-              f"for one batch, but its probability is {prob}")
+              f"for one batch{detail}, but its probability is {prob}", fixes)
         if prob > 0:
           for pool in by_kind[kind]:
             drawn |= set(range(len(self.languages)) if pool.languages is None else pool.languages)
@@ -521,10 +551,9 @@ class HybridBatchSampler:
       never = [f"{self.languages[j]} ({counts[j]} examples)" for j in range(len(counts))
                if counts[j] and j not in drawn]
       if never:
-        raise ValueError(
+        raise TooFewExamplesError(
             f"{where}: source {s}: language(s) {', '.join(never)} are in no pool of at least one "
-            f"batch, so they would never be drawn: lower the batch size, use "
-            f"language_scope='example', or drop them")
+            f"batch, so they would never be drawn", ["global_batch_size", *scope_fix, "languages"])
 
   def _members(self, source: int, kind: int, pool: _Pool, positions: np.ndarray, epoch: int):
     """(example_ids, query_lang, passage_lang), int64 [m] each, of pool `positions` in `epoch`."""

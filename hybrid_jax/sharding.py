@@ -127,15 +127,18 @@ def num_batch_shards(mesh: Mesh) -> int:
   return int(np.prod([mesh.shape[axis] for axis in BATCH_AXES]))
 
 
-def check_global_batch(global_batch_size: int, mesh: Mesh) -> int:
-  """Checks that the global batch splits evenly over the devices of `mesh`.
+def check_global_batch(global_batch_size: int, mesh: Mesh,
+                       field: str = "config.train.global_batch_size") -> int:
+  """Checks that a global batch (or any block of its rows) splits evenly over the devices of `mesh`.
 
   Args:
-    global_batch_size: number of examples in one global batch (all hosts).
+    global_batch_size: number of rows in one global batch (all hosts), or in a block of it that
+      is spread over all devices (a gradient-cache chunk).
     mesh: the device mesh.
+    field: the config key of `global_batch_size`, for the message.
 
   Returns:
-    The per-device batch size.
+    The per-device number of rows.
 
   Raises:
     ConfigError: if `global_batch_size` is not a positive multiple of the number of devices.
@@ -143,8 +146,8 @@ def check_global_batch(global_batch_size: int, mesh: Mesh) -> int:
   num_shards = num_batch_shards(mesh)
   if global_batch_size < 1 or global_batch_size % num_shards:
     raise ConfigError(
-        f"config.train.global_batch_size={global_batch_size} must be a positive multiple of the "
-        f"number of devices ({num_shards} = mesh {dict(mesh.shape)}); e.g. use "
+        f"{field}={global_batch_size} must be a positive multiple of the number of devices "
+        f"({num_shards} = mesh {dict(mesh.shape)}); e.g. use "
         f"{max(1, global_batch_size // num_shards) * num_shards}")
   return global_batch_size // num_shards
 

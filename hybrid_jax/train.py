@@ -19,12 +19,12 @@ steps of an uninterrupted one."""
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import re
 import time
 from typing import Any, NamedTuple
 
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -40,6 +40,7 @@ from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import metric_writers
+from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import paths
 from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
@@ -71,35 +72,6 @@ class TrainState:
   rng: jax.Array
   nonfinite_streak: jax.Array
   nonfinite_total: jax.Array
-
-
-def weight_decay_mask(params) -> Any:
-  """True for matrices (kernels, embeddings); False for biases, LayerNorm and the temperature."""
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
-def learning_rate_schedule(optim: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
-  """Linear warmup from 0, then linear/cosine decay to `end_learning_rate_factor` or constant."""
-  peak, warmup = optim.learning_rate, optim.warmup_steps
-  end = peak * optim.end_learning_rate_factor
-  decay_steps = max(1, num_steps - warmup)
-  if optim.schedule == "cosine":
-    after = optax.cosine_decay_schedule(peak, decay_steps, alpha=optim.end_learning_rate_factor)
-  elif optim.schedule == "linear":
-    after = optax.linear_schedule(peak, end, decay_steps)
-  else:
-    after = optax.constant_schedule(peak)
-  if warmup == 0:
-    return after
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
-
-
-def make_optimizer(optim: ml_collections.ConfigDict, num_steps: int):
-  """Global-norm clipping, then AdamW (no decay on biases / LayerNorm / temperature)."""
-  return optax.chain(
-      optax.clip_by_global_norm(optim.grad_clip_norm),
-      optax.adamw(learning_rate_schedule(optim, num_steps), b1=optim.b1, b2=optim.b2,
-                  eps=optim.eps, weight_decay=optim.weight_decay, mask=weight_decay_mask))
 
 
 def init_params(model: nnx.Module, loss_config: ml_collections.ConfigDict):
@@ -278,8 +250,7 @@ def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, tr
             models.load_pretrained(directory, config=model_config, seed=config.seed))
 
   tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-      workdir, lambda: [text for data in train_data
-                        for text in tokenizer_lib.parallel_qa_texts(data)],
+      workdir, lambda: [text for data in train_data for text in data.texts()],
       vocab_size=model_config.vocab_size)
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)
@@ -292,7 +263,7 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   `config.model.vocab_size` to the trained tokenizer's."""
   train_data = input_pipeline.load_sources(config)
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
-  optimizer = make_optimizer(config.optim, config.train.num_steps)
+  optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = init_params(model, config.loss)
   state = create_train_state(params, optimizer, config.seed, config.optim.get("frozen", ""))
   return train_data, tokenizer, graphdef, optimizer, state
@@ -395,7 +366,8 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
     restored, meta, restored_step = checkpointer.restore_latest(state)
     if restored is not None:
       state = restored
-      logging.info("Resumed from checkpoint %d (saved %s).", restored_step, meta.get("saved_at"))
+      logging.info("Resumed from checkpoint %d (saved %s).", restored_step,
+                   checkpoint_lib.local_time(meta.get("saved_at")))
     if jax.process_index() == 0:
       run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
   except BaseException:
@@ -490,7 +462,7 @@ class _StepLog:
                start_step: int):
     self._config, self._builder, self._batches, self._writer = config, builder, batches, writer
     self._num_steps = config.train.num_steps
-    self._lr_schedule = learning_rate_schedule(config.optim, self._num_steps)
+    self._lr_schedule = optimizer_lib.learning_rate_schedule(config.optim, self._num_steps)
     self._progress = progress_lib.Progress(
         self._num_steps, desc="train", unit="step", start=start_step,
         log_every=config.log.every_steps, enabled=jax.process_index() == 0)

@@ -59,7 +59,7 @@ def eval_data():
 def eval_tokenizer(eval_data):
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
-  return tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(eval_data),
+  return tokenizer_lib.train_default_tokenizer(eval_data.texts(),
                                                vocab_size=1500)
 
 

@@ -2,6 +2,7 @@
 content checksums (flipped bytes detected), a mismatch that is not corruption, the keep policy,
 disk full."""
 
+import datetime
 import errno
 import os
 import shutil
@@ -232,3 +233,10 @@ def test_ctrl_c_asks_for_a_save_and_a_second_one_interrupts():
     flag.uninstall()
   assert signal.getsignal(signal.SIGINT) is before
   assert signal.getsignal(signal.SIGTERM) is not flag._handle
+
+
+def test_local_time_is_iso_8601_with_offset():
+  text = checkpoint_lib.local_time(1_790_000_000.6)
+  parsed = datetime.datetime.fromisoformat(text)
+  assert parsed.tzinfo is not None and parsed.timestamp() == 1_790_000_000  # whole seconds
+  assert checkpoint_lib.local_time(None) == "at an unknown time"

@@ -39,6 +39,11 @@ def _default_config():
     ("train.grad_cache_chunk_size", -8, "grad_cache_chunk_size"),
     ("train.fsdp", 0, "fsdp"),
     ("model.dtype", "float16", "dtype"),
+    # Allowed values come from their owners (models.config, data.parallel_qa, sampler, optimizer).
+    ("model.pooling", "max", r"model.pooling='max': must be one of \('cls', 'mean', 'pooler'\)"),
+    ("model.model_type", "gpt2", r"model.model_type='gpt2': must be one of \('xlm-roberta', "),
+    ("data.on_error", "ignore", r"data.on_error='ignore': must be one of \('raise', 'skip'\)"),
+    ("sampler.language_scope", "token", r"must be one of \('batch', 'example'\)"),
     ("data.languages", "en+dx", "unknown language code 'dx'"),
     # Each of these crashed or misled after compiling: ZeroDivisionError after the first step,
     # a run that exits 0 without a checkpoint, "0+ consecutive steps" with finite losses.

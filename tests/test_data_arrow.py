@@ -57,9 +57,8 @@ def test_arrow_spec_loads_the_prepared_directory(tmp_path):
 def test_batches_from_arrow_equal_in_memory(xquad):
   """Same sampler, same steps: identical token arrays, keys and hard negatives."""
   data, prepared, _ = xquad
-  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(data),
-                                                    vocab_size=1000)
-  assert (tokenizer_lib.parallel_qa_texts(prepared) == tokenizer_lib.parallel_qa_texts(data))
+  tokenizer = tokenizer_lib.train_default_tokenizer(data.texts(), vocab_size=1000)
+  assert prepared.texts() == data.texts()
   builders = [input_pipeline.BatchBuilder(
       d, HybridBatchSampler(d.available, d.languages, 16, 0.5, 0, passage_keys=d.passage_keys),
       tokenizer, query_max_len=16, passage_max_len=48, num_hard_negatives=2, seed=3)
@@ -168,3 +167,46 @@ def test_command_line(tmp_path, capsys, xquad):
     data_lib.prepare(f"jsonl:{tmp_path / 'x.txt'}", str(tmp_path / "other"))
   with pytest.raises(UserError, match=r"no record has the field\(s\) \['id', 'lang', 'query'"):
     data_lib.prepare(f"jsonl:{out / 'parallel_qa.json'}", str(tmp_path / "other"))
+
+
+def _fails_with_one_line(capsys, argv) -> str:
+  """The one stderr line of a command that must exit with status 2 (cli.fail)."""
+  with pytest.raises(SystemExit) as exit_info:
+    data_main.main(argv)
+  assert exit_info.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+  return err
+
+
+def test_command_line_empty_input_and_paths_with_spaces(tmp_path, capsys):
+  """An empty or blank input file is one line and leaves --out as it was, so the same command
+  runs once the file is fixed; the printed spec is quoted for the shell."""
+  source = tmp_path / "my data" / "qa.jsonl"
+  source.parent.mkdir()
+  out, existing = tmp_path / "my out", tmp_path / "empty dir"
+  existing.mkdir()
+  for text in ("", "\n  \n"):
+    source.write_text(text)
+    for directory in (out, existing):
+      err = _fails_with_one_line(capsys, ["--prepare", f"jsonl:{source}", "--out", str(directory)])
+      assert f"{source}: no records (the file is empty or holds only blank lines)" in err
+    assert not out.exists() and existing.is_dir() and not list(existing.iterdir())
+  source.write_text(json.dumps({"id": "a", "lang": "en", "query": "Who?", "passage": "He.",
+                                "context": "He. She."}) + "\n")
+  assert data_main.main(["--prepare", f"jsonl:{source}", "--out", str(out)]) == 0
+  assert f"--config.data.train='arrow:{out}'" in capsys.readouterr().out
+  err = _fails_with_one_line(capsys, ["--describe", f"arrow:{tmp_path / 'no where'}"])
+  assert f"--out '{tmp_path / 'no where'}'" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "give --describe SPEC [SPEC...] or --prepare SPEC --out DIR"),
+    (["--describe"], "--describe needs at least one SPEC"),
+    (["--prepare", "xquad_r:eval"], "--prepare needs --out DIR"),
+    (["--prepare", "xquad_r:eval", "xquad_r:train", "--out", "x"], "also given: xquad_r:train"),
+    (["--describe", "xquad_r:eval", "--colour"], "Unknown command line flag 'colour'"),
+    (["--describe", "xquad_r:eval", "--on_error=ignore"], "--on_error"),
+])
+def test_command_line_usage_errors_are_one_line(capsys, argv, message):
+  assert message in _fails_with_one_line(capsys, argv)

@@ -62,7 +62,7 @@ def sources_spec(tmp_path_factory):
 def builder(sources_spec):
   config = _config(sources_spec)
   sources = input_pipeline.load_sources(config)
-  texts = [t for d in sources for t in tokenizer_lib.parallel_qa_texts(d)]
+  texts = [t for d in sources for t in d.texts()]
   tokenizer = tokenizer_lib.train_default_tokenizer(texts, vocab_size=1000)
   return input_pipeline.make_batch_builder(config, sources, tokenizer)
 

@@ -6,7 +6,8 @@ import logging
 import numpy as np
 import pytest
 
-from hybrid_jax.data.parallel_qa import DataError, Example, Problems, assemble
+from hybrid_jax.data.parallel_qa import (Candidates, DataError, Example, ParallelQA, Problems,
+                                         assemble)
 from hybrid_jax.data.registry import load
 
 
@@ -94,3 +95,14 @@ def test_select_languages_on_xquad_r_keeps_positive_texts():
   np.testing.assert_array_equal(pair.candidates.text[pair.positives],
                                 full.candidates.text[full.positives[:, cols]])
   assert len(pair.candidates) == sum(full.counts()[lang]["candidates"] for lang in ("de", "en"))
+
+
+def test_texts_for_the_tokenizer():
+  data = ParallelQA(
+      name="tiny", languages=("en", "de"), ids=np.array(["a", "b"], object),
+      queries=np.array([["q1", "f1"], ["q2", None]], object),
+      positives=np.array([[0, 2], [1, -1]]),
+      candidates=Candidates(language=np.array([0, 0, 1], np.int32),
+                            text=np.array(["s1", "s2", "t1"], object),
+                            context=np.array(["ctx en", "ctx en", ""], object)))
+  assert data.texts() == ["q1", "f1", "q2", "ctx en", "t1"]

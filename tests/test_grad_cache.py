@@ -47,6 +47,12 @@ def test_chunk_size_must_divide_batch_and_be_a_multiple_of_devices(chunk_size):
   assert grad_cache.num_chunks(32, 8, sharding.make_mesh(8)) == 4
 
 
+def test_chunk_size_must_spread_over_all_devices():
+  with pytest.raises(ValueError, match=r"grad_cache_chunk_size=4 must be a positive multiple of "
+                     r"the number of devices \(8 = "):
+    grad_cache.num_chunks(32, 4, sharding.make_mesh(8))
+
+
 def test_gradients_with_dropout_equal_autodiff_of_the_chunked_forward():
   """Toy encoder (linear + dropout + L2 norm): pass 1 and pass 3 draw the same masks, and the
   accumulated vjp equals differentiating the chunked forward (written with plain indexing)."""

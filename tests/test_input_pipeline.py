@@ -24,8 +24,7 @@ BATCH = 16
 @pytest.fixture(scope="module")
 def setup():
   data = data_lib.load("xquad_r:eval", languages=("en", "de", "zh"))
-  tokenizer = tokenizer_lib.train_default_tokenizer(tokenizer_lib.parallel_qa_texts(data),
-                                                    vocab_size=1000)
+  tokenizer = tokenizer_lib.train_default_tokenizer(data.texts(), vocab_size=1000)
   sampler = HybridBatchSampler(data.available, data.languages, BATCH, 0.5, 0,
                                passage_keys=data.passage_keys)
   return data, tokenizer, sampler
@@ -139,8 +138,9 @@ def test_a_language_too_small_for_one_batch_is_a_user_error():
   examples += [Example(str(i), "de", f"w{i}?", 60 + i) for i in range(3)]
   data = assemble("small-de", examples, ["en"] * 40 + ["fr"] * 20 + ["de"] * 3,
                   [f"s{i}." for i in range(63)], [""] * 63)
-  with pytest.raises(UserError, match=r"small-de.*de \(3 examples\).*config\.train\."
-                                      r"global_batch_size"):
+  with pytest.raises(UserError, match=r"small-de.*de \(3 examples\).*never be drawn: lower "
+                     r"config\.train\.global_batch_size, or set config\.sampler\.language_scope="
+                     r"'example', or drop those languages from config\.data\.languages$"):
     input_pipeline.make_batch_builder(_config(8, 0.5, languages="en+fr+de"), data,
                                       tokenizer=None)
   builder = input_pipeline.make_batch_builder(_config(8, 0.5, "example", "en+fr+de"), data,

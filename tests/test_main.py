@@ -10,8 +10,10 @@
   finished run needs no training data; fault injection (a kill inside a save, flipped bytes).
 """
 
+import datetime
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,8 +96,10 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
   assert proc.returncode == 0, out[-3000:]
   steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
   assert max(steps) >= 4, steps
-  # 3. Resume to the end.
-  _run(workdir, no_prefetch)
+  # 3. Resume to the end; the log gives the checkpoint's save time as ISO 8601.
+  resumed = re.search(r"Resumed from checkpoint (\d+) \(saved (\S+)\)", _run(workdir, no_prefetch))
+  assert resumed and int(resumed.group(1)) >= 4, resumed
+  assert datetime.datetime.fromisoformat(resumed.group(2)).tzinfo is not None, resumed.group(2)
   # 4. Run once more: says so (it gave no sign), trains nothing, keeps every record.
   assert "nothing to train" in _run(workdir)
   expected, got = _losses(straight_run), _losses(workdir)
@@ -165,7 +169,7 @@ def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   tokenizer = tokenizer_lib.train_default_tokenizer(
-      tokenizer_lib.parallel_qa_texts(data_lib.load("xquad_r:eval", languages=["en", "de"])),
+      data_lib.load("xquad_r:eval", languages=["en", "de"]).texts(),
       vocab_size=800)
   hf_dir = tmp_path / "xlmr"
   config = transformers.XLMRobertaConfig(

@@ -1,6 +1,6 @@
 """The NNX encoder: configs and presets against transformers, masking, towers, dropout, remat, bf16.
 
-Parity of the forward pass with transformers is in test_models_checkpoint_io.py (it needs saved
+Parity of the forward pass with transformers is in test_models_hf_io.py (it needs saved
 checkpoints); here the model is a small random init (2 layers, hidden 32), run eagerly except
 for the one jitted gradient check.
 """

@@ -9,7 +9,6 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 import transformers
 
 from hybrid_jax import data
-from hybrid_jax.data.parallel_qa import Candidates, ParallelQA
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
 MAX_UNK_RATE = 0.03  # Measured: zh 0.020 (characters unseen in training), every other language < 0.002.
@@ -17,7 +16,7 @@ MAX_UNK_RATE = 0.03  # Measured: zh 0.020 (characters unseen in training), every
 
 @pytest.fixture(scope="module")
 def train_texts():
-  return tokenizer_lib.parallel_qa_texts(data.load("xquad_r:train"))
+  return data.load("xquad_r:train").texts()
 
 
 @pytest.fixture(scope="module")
@@ -157,17 +156,6 @@ def test_training_texts_are_the_train_split_queries_and_contexts(train_texts):
   assert set(train_texts) == set(queries) | contexts
   eval_contexts = set(data.load("xquad_r:eval").candidates.context.tolist())
   assert not eval_contexts & contexts
-
-
-def test_parallel_qa_texts():
-  data = ParallelQA(
-      name="tiny", languages=("en", "de"), ids=np.array(["a", "b"], object),
-      queries=np.array([["q1", "f1"], ["q2", None]], object),
-      positives=np.array([[0, 2], [1, -1]]),
-      candidates=Candidates(language=np.array([0, 0, 1], np.int32),
-                            text=np.array(["s1", "s2", "t1"], object),
-                            context=np.array(["ctx en", "ctx en", ""], object)))
-  assert tokenizer_lib.parallel_qa_texts(data) == ["q1", "f1", "q2", "ctx en", "t1"]
 
 
 def _reference_row(tok, sentence, context, max_len):

@@ -562,3 +562,30 @@ def test_random_access_is_fast_near_step_one_million(xquad_r):
     print(f"scope={scope}: first call {first_call * 1e3:.1f} ms, "
           f"amortised {per_call * 1e6:.1f} us per call")
     assert per_call < 2e-3  # the 1M x 9, batch 1024 target of benchmarks/sampler_scale.py
+
+
+def test_too_few_examples_names_the_changes_that_help():
+  """Each shortage lists only the changes that fill the batches, and the advice works."""
+  available = np.zeros((40, 2), bool)
+  available[:, 0] = True
+  available[:5, 1] = True  # 5 examples in en and de, 35 in en only
+  with pytest.raises(sampler_lib.TooFewExamplesError) as error:
+    HybridBatchSampler(available, ("en", "de"), 8, 0.5, seed=0)
+  assert error.value.fixes == ("global_batch_size", "language_scope", "mono_prob=1")
+  with pytest.raises(sampler_lib.TooFewExamplesError) as error:
+    HybridBatchSampler(available, ("en", "de"), 8, 1.0, seed=0)
+  assert error.value.fixes == ("global_batch_size", "language_scope", "languages")
+  assert "de (5 examples)" in str(error.value)
+  HybridBatchSampler(available, ("en", "de"), 4, 0.5, seed=0)  # a smaller batch is drawn
+  apart = np.zeros((40, 2), bool)
+  apart[:20, 0] = apart[20:, 1] = True  # no example in both languages: no cross-lingual batch
+  with pytest.raises(sampler_lib.TooFewExamplesError) as error:
+    HybridBatchSampler(apart, ("en", "de"), 8, 0.5, seed=0)
+  assert error.value.fixes == ("mono_prob=1",)
+  assert str(error.value).endswith(
+      "no cross-lingual pool with enough examples for one batch (0 examples in two or more "
+      "languages), but its probability is 0.5: set mono_prob to 1 (monolingual batches only)")
+  HybridBatchSampler(apart, ("en", "de"), 8, 1.0, seed=0)
+  with pytest.raises(sampler_lib.TooFewExamplesError) as error:
+    HybridBatchSampler(apart, ("en", "de"), 41, 1.0, seed=0)
+  assert error.value.fixes == ("global_batch_size",)

@@ -17,6 +17,7 @@ from hybrid_jax import diagnostics
 from hybrid_jax import evaluators
 from hybrid_jax import losses
 from hybrid_jax import models
+from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
 from hybrid_jax import train
 
@@ -58,7 +59,7 @@ def _batch(seed, num_hard_negatives=0):
 
 def _setup(config):
   model = models.create_model(config.model, seed=0)
-  optimizer = train.make_optimizer(config.optim, config.train.num_steps)
+  optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = train.init_params(model, config.loss)
   return graphdef, optimizer, train.create_train_state(params, optimizer, seed=3)
 
@@ -141,7 +142,7 @@ def test_non_finite_step_is_skipped_and_counted():
 def test_weight_decay_mask_spares_biases_and_layer_norm():
   config = _config(learnable_temperature=True)
   _, _, state = _setup(config)
-  mask = train.weight_decay_mask(state.params)
+  mask = optimizer_lib.weight_decay_mask(state.params)
   flat = jax.tree_util.tree_flatten_with_path(mask)[0]
   for path, decayed in flat:
     name = jax.tree_util.keystr(path)
@@ -150,20 +151,6 @@ def test_weight_decay_mask_spares_biases_and_layer_norm():
       assert not decayed, name
     if name.endswith("['kernel']") or name.endswith("['embedding']"):
       assert decayed, name
-
-
-@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
-def test_learning_rate_schedule(schedule):
-  config = _config()
-  config.optim.schedule = schedule
-  lr = train.learning_rate_schedule(config.optim, 10)
-  values = np.array([float(lr(s)) for s in range(11)])
-  peak = config.optim.learning_rate
-  np.testing.assert_allclose(values[:3], [0.0, peak / 2, peak], rtol=1e-6)
-  if schedule == "constant":
-    np.testing.assert_allclose(values[2:], peak, rtol=1e-6)
-  else:
-    assert np.all(np.diff(values[2:]) < 0) and values[10] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_frozen_parameters_get_no_update_and_no_optimizer_state():
@@ -198,7 +185,7 @@ def test_frozen_parameters_get_no_update_and_no_optimizer_state():
     else:
       np.testing.assert_allclose(after["frozen"][key], after["plain"][key], rtol=1e-5, atol=1e-7)
 
-  adamw = train.make_optimizer(frozen_config.optim, 10)
+  adamw = optimizer_lib.make_optimizer(frozen_config.optim, 10)
   opt_state = train.create_train_state(state0.params, adamw, 3, "word_embeddings").opt_state
   table_shape = before[embedding_keys[0]].shape
   assert not [x for x in jax.tree.leaves(opt_state) if np.shape(x) == table_shape]

@@ -6,52 +6,85 @@
 
 SPEC is any `hybrid_jax.data.load` spec (xquad_r:all, squad:DIR, jsonl:FILE, parquet:FILE, ...).
 Bad data, a missing path or an unknown spec prints one line `error: ...` and exits 2 (`--verbose`:
-with the traceback).
+with the traceback). Flags are absl flags, as in `hybrid_jax.main` and `hybrid_jax.evaluate`.
 """
 
 from __future__ import annotations
 
-import argparse
+import shlex
 import sys
+
+from absl import flags
+from absl import logging
 
 from hybrid_jax import cli
 from hybrid_jax.data.parallel_qa import ON_ERROR_CHOICES
 from hybrid_jax.data.registry import SPEC_FORMS, load, prepare
 from hybrid_jax.errors import UserError
 
+PROGRAM = "python -m hybrid_jax.data"
+
+
+def _flags() -> flags.FlagValues:
+  """The command's flags, in their own `FlagValues` (so `main` can run more than once)."""
+  values = flags.FlagValues()
+  flags.DEFINE_bool("describe", False,
+                    "Describe the data specs given as arguments: " + ", ".join(SPEC_FORMS),
+                    flag_values=values)
+  flags.DEFINE_string(
+      "prepare", None, "Convert SPEC into --out DIR, loadable as arrow:DIR; "
+      "jsonl: and parquet: files stream (bounded memory, progress bar).", flag_values=values)
+  flags.DEFINE_string("out", None, "With --prepare: a new or empty directory.", flag_values=values)
+  flags.DEFINE_string("languages", None, "With --describe: comma-separated language codes to "
+                      "keep, e.g. en,de.", flag_values=values)
+  flags.DEFINE_enum("on_error", "raise", ON_ERROR_CHOICES, "Raise at the first bad record, or "
+                    "skip and count bad records.", flag_values=values)
+  flags.DEFINE_bool("strict", False, "An unknown field of a record is an error (default: a "
+                    "warning).", flag_values=values)
+  flags.DEFINE_bool(
+      cli.VERBOSE_FLAG.lstrip("-"), False, "Show the traceback of data errors too.",
+      flag_values=values)
+  return values
+
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m hybrid_jax.data", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  action = parser.add_mutually_exclusive_group(required=True)
-  action.add_argument("--describe", nargs="+", metavar="SPEC",
-                      help="data specs: " + ", ".join(SPEC_FORMS))
-  action.add_argument("--prepare", metavar="SPEC",
-                      help="convert SPEC into --out DIR, loadable as arrow:DIR; jsonl: and "
-                           "parquet: files stream (bounded memory, progress bar)")
-  parser.add_argument("--out", metavar="DIR", help="with --prepare: a new or empty directory")
-  parser.add_argument("--languages", default=None,
-                      help="with --describe: comma-separated language codes to keep, e.g. en,de")
-  parser.add_argument("--on_error", choices=ON_ERROR_CHOICES, default="raise",
-                      help="raise at the first bad record, or skip and count bad records")
-  parser.add_argument("--strict", action="store_true",
-                      help="an unknown field of a record is an error (default: a warning)")
-  parser.add_argument(cli.VERBOSE_FLAG, action="store_true",
-                      help="show the traceback of data errors too")
-  args = parser.parse_args(argv)
-  if args.prepare and not args.out:
-    parser.error("--prepare needs --out DIR")
+  """Runs the command on `argv` (the arguments after the program name; default sys.argv[1:]).
+
+  Returns 0; a user error prints one line and exits with status 2 (`cli.fail`).
+  """
+  argv = sys.argv[1:] if argv is None else list(argv)
+  values = _flags()
+  if {"-h", "--help", "--helpshort"} & set(argv):
+    print(__doc__ + "\n" + values.get_help())
+    return 0
   try:
-    if args.prepare:
-      data = prepare(args.prepare, args.out, on_error=args.on_error)
+    specs = values([PROGRAM, *argv])[1:]
+  except flags.Error as e:
+    cli.fail(cli.parse_error_message(e, [PROGRAM, *argv]))
+  # Warnings (skipped records) print as in the other commands; absl's own flags keep defaults.
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  logging.use_absl_handler()
+  try:
+    if values.describe == bool(values.prepare):
+      raise UserError(f"give --describe SPEC [SPEC...] or --prepare SPEC --out DIR ({PROGRAM} "
+                      "--help)")
+    if values.prepare:
+      if not values.out:
+        raise UserError("--prepare needs --out DIR (a new or empty directory)")
+      if specs:
+        raise UserError(f"--prepare takes one SPEC; also given: {' '.join(specs)}")
+      data = prepare(values.prepare, values.out, on_error=values.on_error)
       print(data.describe())
-      print(f"prepared: train on --config.data.train=arrow:{args.out}")
+      print(f"prepared: train on --config.data.train={shlex.quote('arrow:' + values.out)}")
       return 0
-    for i, spec in enumerate(args.describe):
-      data = load(spec, languages=args.languages, on_error=args.on_error, strict=args.strict)
+    if not specs:
+      raise UserError("--describe needs at least one SPEC, e.g. --describe xquad_r:eval")
+    for i, spec in enumerate(specs):
+      data = load(spec, languages=values.languages, on_error=values.on_error, strict=values.strict)
       print(("\n" if i else "") + data.describe())
   except UserError as e:
-    if args.verbose:
+    if values.verbose:
       raise
     cli.fail(str(e))
   return 0

@@ -26,9 +26,11 @@ loaded in memory and written out.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import shlex
 import shutil
 
 import numpy as np
@@ -124,7 +126,7 @@ def load_arrow(directory: str, *, name: str | None = None) -> ParallelQA:
   meta_path = os.path.join(directory, META_FILE)
   if not os.path.isfile(meta_path):
     raise UserError(f"arrow:{directory}: no {META_FILE} there; make the directory with "
-                    f"`python -m hybrid_jax.data --prepare SPEC --out {directory}`")
+                    f"`python -m hybrid_jax.data --prepare SPEC --out {shlex.quote(directory)}`")
   with open(meta_path) as f:
     meta = json.load(f)
   if meta.get("format") != FORMAT_VERSION:
@@ -226,6 +228,13 @@ def _scan(records, where_of, problems: Problems, progress):
   return lang_code, id_digest, id_lang_digest, candidate_digest, sorted(KNOWN_LANGUAGES)
 
 
+def _has_text(path: str) -> bool:
+  """Whether a (possibly gzipped) text file has a non-blank line; reads up to the first one."""
+  with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8",
+                                                    errors="replace") as f:
+    return any(line.strip() for line in f)
+
+
 def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") -> ParallelQA:
   """Prepares JSONL (`.jsonl[.gz]`, `.json[.gz]` with one record per line) or parquet files of
   `{"id", "lang", "query", "passage"[, "context"]}` records into `directory` without holding
@@ -256,6 +265,9 @@ def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") 
   builder = builders.pop()
   per_file = []
   for path in paths:
+    if builder == "json" and not _has_text(path):
+      raise UserError(f"{path}: no records (the file is empty or holds only blank lines); give a "
+                      "file with one JSON record per line")
     try:
       per_file.append(datasets.load_dataset(builder, data_files=[path], split="train",
                                             cache_dir=cache_dir))

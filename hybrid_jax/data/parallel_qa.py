@@ -20,9 +20,9 @@ import collections
 import dataclasses
 import difflib
 import functools
-import logging
 import re
 
+from absl import logging
 import numpy as np
 
 from hybrid_jax.data.languages import check_language
@@ -123,6 +123,15 @@ class ParallelQA:
     for i, j in zip(*np.nonzero(self.available)):
       keys[i, j] = first.setdefault((int(j), self.queries[i, j]), len(first))
     return keys
+
+  def texts(self) -> list[str]:
+    """Every query, then every distinct passage context (the answer sentence where a candidate
+    has no context): the texts a tokenizer is trained on
+    (`hybrid_jax.models.tokenizer.train_default_tokenizer`)."""
+    queries = [q for q in self.queries.ravel().tolist() if q]
+    passages = [c or s for s, c in zip(self.candidates.text.tolist(),
+                                       self.candidates.context.tolist())]
+    return queries + list(dict.fromkeys(p for p in passages if p))
 
   def select_languages(self, languages) -> "ParallelQA":
     """The same data restricted to `languages` (in that order); examples left empty are dropped,

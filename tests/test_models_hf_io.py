@@ -20,7 +20,7 @@ from flax import nnx, traverse_util
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax.models import create_model, load_pretrained, save_pretrained
-from hybrid_jax.models.checkpoint_io import hf_weight_paths, read_prompts
+from hybrid_jax.models.hf_io import hf_weight_paths, read_prompts
 from hybrid_jax.models.config import model_config
 
 KINDS = ("xlm-roberta", "bert")

@@ -1,4 +1,7 @@
-"""Building a `DualEncoder`: random init from a model config, or Hugging Face checkpoints in/out.
+"""Hugging Face / sentence-transformers model directories in and out (weights, head, prompts).
+
+Not to be confused with `hybrid_jax.checkpoint` (orbax train state: parameters, optimizer,
+step, for resuming a run); this module reads and writes the exported model that other tools load.
 
 `load_pretrained(path_or_hub_name)` reads a Hugging Face directory: `config.json` plus
 `model.safetensors`, or the sharded form `model.safetensors.index.json`. A hub name is first
@@ -32,10 +35,10 @@ as a complete directory of the same form in `passage_encoder/`; `load_pretrained
 from __future__ import annotations
 
 import json
-import logging
 import os
 from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -46,8 +49,6 @@ from safetensors.numpy import load_file, save_file
 from hybrid_jax import paths
 from hybrid_jax.models.config import HEAD_FIELDS, EncoderConfig
 from hybrid_jax.models.encoder import DualEncoder, dense
-
-logger = logging.getLogger(__name__)
 
 PASSAGE_SUBDIR = "passage_encoder"
 _KEY_PREFIXES = ("bert.", "roberta.")
@@ -168,7 +169,7 @@ def _read_torch_bin(directory: str, bin_single: str, bin_index: str) -> dict[str
     state = torch.load(path, map_location="cpu", weights_only=True)
     return {name: tensor.float().numpy() for name, tensor in state.items()}
 
-  logger.info("%s: converting pytorch_model.bin with torch (save as safetensors to skip this)",
+  logging.info("%s: converting pytorch_model.bin with torch (save as safetensors to skip this)",
               directory)
   if os.path.exists(bin_single):
     return read(bin_single)
@@ -289,7 +290,7 @@ def _tower_params(directory: str, config: EncoderConfig, st_weights: dict,
       n in _HARMLESS_KEYS or n.startswith(_HARMLESS_PREFIXES)
       or (n.startswith("pooler.") and config.pooling != "pooler")))
   if harmless:
-    logger.info("%s: ignoring weights the encoder does not use: %s", directory, harmless)
+    logging.info("%s: ignoring weights the encoder does not use: %s", directory, harmless)
   unexpected = sorted(set(tensors) - set(expected) - set(harmless))
   if unexpected:
     raise ValueError(f"{directory}: unexpected weight(s) {unexpected}")
@@ -397,27 +398,12 @@ def _projection_params(projection_name: str, config: EncoderConfig, st_weights: 
     kernel, bias = st_weights["projection"]
     if kernel.shape == (config.hidden_size, config.projection_dim):
       return {(projection_name, "kernel"): kernel, (projection_name, "bias"): bias}
-  logger.info("%s: no %dx%d projection in the checkpoint; initialising %s from seed %d",
+  logging.info("%s: no %dx%d projection in the checkpoint; initialising %s from seed %d",
               directory, config.hidden_size, config.projection_dim, projection_name, seed)
   # The same draw for both towers: a two-tower model from a one-tower checkpoint starts symmetric.
   fresh = dense(config.hidden_size, config.projection_dim, config, nnx.Rngs(seed))
   return {(projection_name, "kernel"): np.asarray(fresh.kernel[...]),
           (projection_name, "bias"): np.asarray(fresh.bias[...])}
-
-
-def create_model(model_config: ml_collections.ConfigDict, *, seed: int) -> DualEncoder:
-  """The model `config.model` describes.
-
-  Args:
-    model_config: a `hybrid_jax.models.config.model_config()` dict. With `path` empty, a random
-      init of the architecture fields; with `path` set, `load_pretrained(path)` with the head and
-      run fields (the architecture comes from the checkpoint's config.json).
-    seed: seeds every random initialisation.
-  """
-  if model_config.path:
-    return load_pretrained(model_config.path, config=model_config, seed=seed)
-  return DualEncoder(EncoderConfig.from_model_config(model_config),
-                     shared_tower=model_config.shared_tower, rngs=nnx.Rngs(seed))
 
 
 # ----------------------------------------------------------------------------- saving
