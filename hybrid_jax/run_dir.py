@@ -148,6 +148,8 @@ class WorkdirLock:
       holder = self._read_object()
       if holder is None:
         continue  # released meanwhile: try again
+      if holder.get("token") == self._token:
+        break  # created by this call after all (a retried upload whose first try went through)
       age_s = time.time() - holder.get("renewed_at", 0)
       if age_s < LOCK_STALE_SECONDS:
         raise self._busy(f"{self._describe(holder)}, renewed {age_s:.0f} s ago")
@@ -176,7 +178,8 @@ class WorkdirLock:
                         self._describe(holder) if holder else "nobody (it was deleted)")
           return
         paths.path(self.path).write_text(json.dumps({**record, "renewed_at": time.time()}))
-      except OSError as e:  # A network hiccup: the next renewal may succeed.
+      except Exception as e:  # pylint: disable=broad-except
+        # A network hiccup: the next renewal may succeed.
         logging.warning("%s: could not renew the lock (%s)", self.path, e)
 
   def _read_object(self) -> dict | None:

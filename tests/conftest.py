@@ -37,3 +37,17 @@ def tiny_sweep(tmp_path_factory):
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
   runs = {name: os.path.join(root, name) for name in sorted(os.listdir(root))}
   return root, runs
+
+
+@pytest.fixture(scope="session")
+def gcs_env():
+  """A local GCS emulator for the session (tests/gcs_emulator.py): the environment variables a
+  subprocess needs to reach it (its bucket is `gcs_emulator.BUCKET`; give each test its own
+  prefix). Skips when the emulator or gcsfs is not installed."""
+  import gcs_emulator
+
+  if not gcs_emulator.available():
+    pytest.skip("gcp-storage-emulator / gcsfs not installed (pip install -e '.[test]')")
+  process, emulator_env = gcs_emulator.start()
+  yield {k: v for k, v in emulator_env.items() if k not in os.environ or os.environ[k] != v}
+  gcs_emulator.stop(process, emulator_env)

@@ -29,8 +29,8 @@ UPLOAD_LOG = "GCS_EMULATOR_UPLOAD_LOG"  # env: the file listing every upload (`u
 #  * the `ifGenerationMatch` precondition of an upload (0: create only), answered 412 when not met
 #    (https://cloud.google.com/storage/docs/request-preconditions); the emulator ignores it, and
 #    the run lock (hybrid_jax.run_dir) relies on it.
-# It also appends the name of every object upload to the file argv[1] (`UPLOAD_LOG`), so a test
-# can count who wrote what.
+# It also appends the object name of every upload (a resumable one once, at its start) to the
+# file argv[1] (`UPLOAD_LOG`), so a test can count how often each object was written.
 _SERVE = """
 import sys
 from http import HTTPStatus
@@ -52,6 +52,8 @@ def with_generation(handler):
 
 def with_precondition(handler):
   def wrapped(request, response, storage, *args, **kwargs):
+    if "upload_id" in request.query:  # the data of a resumable upload checked at its start
+      return handler(request, response, storage, *args, **kwargs)
     name = request.query.get("name", [None])[0]
     if name is None and isinstance(request.data, dict):
       name = request.data.get("meta", {}).get("name")
