@@ -209,8 +209,8 @@ print("KEPT", json.loads(lock_object.read_text())["pid"])
 """
 
 
-def test_object_store_lock_busy_stale_take_over_renew_release(emulator_env):
-  proc = subprocess.run([sys.executable, "-c", _LOCK_SCRIPT], env=emulator_env,
+def test_object_store_lock_busy_stale_take_over_renew_release(emulator_env, tmp_path):
+  proc = subprocess.run([sys.executable, "-c", _LOCK_SCRIPT], env=emulator_env, cwd=tmp_path,
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]
   out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
@@ -226,6 +226,7 @@ def test_object_store_lock_busy_stale_take_over_renew_release(emulator_env):
   assert out["TAKEN"] == "True"
   assert out["KEPT"] == "8"  # a release leaves a lock that is no longer its own
   assert "taken over by host other, pid 8" in proc.stderr
+  assert os.listdir(tmp_path) == []  # no local `gs:` directory
 
 
 def test_gs_path_without_gcsfs_is_one_line_user_error(monkeypatch):
