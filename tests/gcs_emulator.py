@@ -3,7 +3,12 @@
 `start()` serves an in-memory GCS on a free localhost port with one bucket, `bucket`, and returns
 `(process, env)`: the environment a subprocess needs for gcsfs, tensorstore (orbax) and etils
 `epath` to talk to it. These variables are read when those libraries are imported, hence
-subprocesses. Nothing leaves the machine; no credentials are used.
+subprocesses. Nothing leaves the machine; no credentials are used. `stop(process, env)` ends it.
+The tests start one per session (conftest.py `gcs_env`).
+
+Helpers that talk the GCS JSON API directly (no client library, so the test process needs none of
+those variables): `list_objects`, `read_object`, `write_object`, `upload_tree`, `delete_objects`,
+and `uploads`: every upload so far, by object name (who wrote what, how often).
 """
 
 import importlib.util
