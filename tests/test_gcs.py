@@ -5,8 +5,9 @@ account.
 One tiny run in gs://bucket/run that changes its number of processes (jax.distributed, localhost):
 started on two processes and run to the end (the reference), cut back to its checkpoint 2 (the
 later ones deleted, as a kill after checkpoint 2 would leave it, with its lock behind), resumed on
-one process (taking over the stale lock), stopped by SIGTERM, resumed on two to the end, then
-evaluated with `hybrid_jax.evaluate --workdir=gs://bucket/run`. Its losses and exported model are
+one process (taking over the stale lock), stopped by SIGTERM, resumed on two to the end with a
+final evaluation, then evaluated again with `hybrid_jax.evaluate --workdir=gs://bucket/run` (the
+same mAP). Its losses and exported model are
 those of the uninterrupted first pass; process 0 alone wrote config, metrics, events, tokenizer
 (once), model and reports; nothing appears under the current directory; a second training on the
 workdir meanwhile fails with the one-line busy error on both of its processes. Plus the object-store run lock, the path
@@ -125,9 +126,11 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   stopped_at = max(_losses(emulator_env))
   assert 3 <= stopped_at < NUM_STEPS
   # 3. Resumed on two processes (1 -> 2) to the end; then evaluated from the bucket alone.
-  _finish(_start(cwd, emulator_env, processes=2))
+  #    This start also evaluates at the end (data.eval may change on resume), on both processes.
+  _finish(_start(cwd, emulator_env, "--config.data.eval=xquad_r:eval", processes=2))
   evaluation = subprocess.run(
-      [sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={WORKDIR}", "--languages=en+de"],
+      [sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={WORKDIR}",
+       f"--output_dir={WORKDIR}/eval_cli"],
       cwd=cwd, env=emulator_env, capture_output=True, text=True, timeout=600)
   assert evaluation.returncode == 0, evaluation.stderr[-4000:]
 
@@ -138,10 +141,13 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
     assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
   history = gcs_emulator.read_object(emulator_env, f"{RUN}/config_history.jsonl").decode()
   assert [json.loads(line)["start_step"] for line in history.splitlines()] == [0, 2, stopped_at]
-  report_dir = f"{RUN}/eval/xquad_r_eval/step_{NUM_STEPS}"
-  assert f"gs://bucket/{report_dir}/results.json" in evaluation.stdout
-  results = json.loads(gcs_emulator.read_object(emulator_env, f"{report_dir}/results.json"))
-  assert results["step"] == NUM_STEPS and 0 <= results["metrics"]["map_multi_mean"] <= 1
+  assert f"{WORKDIR}/eval_cli/results.json" in evaluation.stdout
+  cli = json.loads(gcs_emulator.read_object(emulator_env, f"{RUN}/eval_cli/results.json"))
+  in_training = json.loads(gcs_emulator.read_object(
+      emulator_env, f"{RUN}/eval/xquad_r_eval/step_{NUM_STEPS}/results.json"))
+  assert cli["step"] == in_training["step"] == NUM_STEPS
+  assert cli["metrics"]["map_multi_mean"] == pytest.approx(
+      in_training["metrics"]["map_multi_mean"], rel=1e-4)  # 1 vs 2 processes, the same model
   # The exported model is the uninterrupted run's (up to the summation order).
   exported = load_safetensors(
       gcs_emulator.read_object(emulator_env, f"{RUN}/model/model.safetensors"))
@@ -161,11 +167,12 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   assert f"{RUN}/tokenizer/tokenizer.json" in tokenizer_files
   assert all(uploads.count(name) == 1 for name in tokenizer_files), uploads
   for name in ("results.json", "results.md", "heatmap.png"):
-    assert count(f"eval/xquad_r_eval/step_{NUM_STEPS}/{name}") == 1, name
+    assert count(f"eval/xquad_r_eval/step_{NUM_STEPS}/{name}") == 1, name  # two processes
+    assert count(f"eval_cli/{name}") == 1, name
   events = [n for n in names if n.startswith(f"{RUN}/tensorboard/")]
   assert len(events) == 3 and all("events.out.tfevents." in n for n in events), events
   allowed = ("config.json", "config_history.jsonl", "metrics.jsonl", "tokenizer/", "model/",
-             "checkpoints/", "tensorboard/", f"eval/xquad_r_eval/step_{NUM_STEPS}/")
+             "checkpoints/", "tensorboard/", f"eval/xquad_r_eval/step_{NUM_STEPS}/", "eval_cli/")
   assert [n for n in names if not n[len(RUN) + 1:].startswith(allowed)] == []  # no lock left
   assert f"{RUN}/checkpoints/{NUM_STEPS}/_CHECKPOINT_METADATA" in names
   assert os.listdir(cwd) == []  # no local `gs:` directory, nothing else either
