@@ -7,11 +7,11 @@ started on two processes and run to the end (the reference), cut back to its che
 later ones deleted, as a kill after checkpoint 2 would leave it, with its lock behind), resumed on
 one process (taking over the stale lock), stopped by SIGTERM, resumed on two to the end with a
 final evaluation, then evaluated again with `hybrid_jax.evaluate --workdir=gs://bucket/run` (the
-same mAP). Its losses and exported model are
-those of the uninterrupted first pass; process 0 alone wrote config, metrics, events, tokenizer
-(once), model and reports; nothing appears under the current directory; a second training on the
-workdir meanwhile fails with the one-line busy error on both of its processes. Plus the object-store run lock, the path
-layer's local behaviour and its missing-gcsfs error.
+same mAP). Its losses and exported model are those of the uninterrupted first pass; process 0
+alone wrote config, metrics, events, tokenizer (once), model and reports; nothing appears under
+the current directory; a second training on the workdir meanwhile fails with the one-line busy
+error on both of its processes. Plus the object-store run lock, the path layer's local behaviour
+and its missing-gcsfs error.
 """
 
 import json
