@@ -9,6 +9,8 @@ Object stores differ from a disk in ways the helpers below hide:
   * no append: `append_line` rewrites the whole object (logs of a few hundred lines);
   * nothing is visible before `close()`, and an upload replaces an object whole: `write_text` is
     atomic on both (a temporary file renamed on a disk, a single upload on a store);
+  * no exclusive create (`open(p, "x")`): `create_exclusive` uploads with the store's create-only
+    precondition (GCS: `ifGenerationMatch=0`), which the store refuses when the object exists;
   * libraries that need a local directory (transformers `from_pretrained`, safetensors,
     matplotlib) work on one: `local_copy(p)` downloads a remote directory once per process,
     `local_output(p)` gives a local directory that is uploaded to `p` when the block ends.
@@ -28,6 +30,7 @@ import shutil
 import tempfile
 from typing import Iterator
 
+import fsspec
 from etils import epath
 
 from hybrid_jax.errors import UserError
@@ -71,6 +74,29 @@ def write_text(p: str | os.PathLike, text: str) -> None:
   with open(tmp, "w", encoding="utf-8") as f:
     f.write(text)
   os.replace(tmp, p)
+
+
+def create_exclusive(p: str | os.PathLike, data: bytes) -> bool:
+  """Creates the file `p` holding `data` unless it exists: True when this call created it, False
+  when `p` already existed (then nothing is written). Of concurrent callers exactly one wins:
+  `O_EXCL` on a disk; on an object store one create-only upload (fsspec `mode="create"`, a
+  generation precondition `ifGenerationMatch=0` on GCS) that the store refuses (HTTP 412) when the
+  object exists."""
+  if is_remote(p):
+    path(p)  # a missing filesystem library: UserError
+    fs, key = fsspec.core.url_to_fs(os.fspath(p))
+    try:
+      fs.pipe_file(key, data, mode="create")
+    except FileExistsError:
+      return False
+    return True
+  try:
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+  except FileExistsError:
+    return False
+  with os.fdopen(fd, "wb") as f:
+    f.write(data)
+  return True
 
 
 def append_line(p: str | os.PathLike, line: str) -> None:

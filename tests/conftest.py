@@ -97,3 +97,17 @@ def plain_encode(model, tower, tokens):
       m.encode_queries if tower == "query" else m.encode_passages)(ids, mask, types))
   return np.asarray(encode(model, tokens["input_ids"], tokens["attention_mask"],
                            tokens["token_type_ids"]))
+
+
+@pytest.fixture(scope="session")
+def gcs_env():
+  """A local GCS emulator for the session (tests/gcs_emulator.py): the environment variables a
+  subprocess needs to reach it (its bucket is `gcs_emulator.BUCKET`; give each test its own
+  prefix). Skips when the emulator or gcsfs is not installed."""
+  import gcs_emulator
+
+  if not gcs_emulator.available():
+    pytest.skip("gcp-storage-emulator / gcsfs not installed (pip install -e '.[test]')")
+  process, emulator_env = gcs_emulator.start()
+  yield {k: v for k, v in emulator_env.items() if k not in os.environ or os.environ[k] != v}
+  gcs_emulator.stop(process, emulator_env)

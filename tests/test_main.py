@@ -4,7 +4,7 @@
 * a run killed with SIGKILL (possibly mid-save) and one stopped by SIGTERM resume and repeat the
   per-step losses of an uninterrupted run bit for bit;
 * two processes with 4 CPU devices each (jax.distributed, gloo) give the losses of one process
-  with 8 devices;
+  with 8 devices, and their run resumes on one process with the same losses;
 * metrics.jsonl and the TensorBoard event file agree, and TensorBoard reads the latter;
 * a resume with a config its checkpoints do not fit is refused and changes nothing; evaluating a
   finished run needs no training data; fault injection (a kill inside a save, flipped bytes).
@@ -126,6 +126,17 @@ def test_two_processes_match_one(straight_run, tmp_path):
   assert sorted(got) == sorted(expected)
   for step, loss in expected.items():
     assert got[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
+  # The tokenizer was trained and written once, by process 0 (no temporary copy of another).
+  assert [n for n in os.listdir(workdir) if "tokenizer" in n] == ["tokenizer"]
+  # Cut after checkpoint 3 (as a kill there leaves it), resumed on one process: the same losses.
+  shutil.rmtree(os.path.join(workdir, "checkpoints", str(NUM_STEPS)))
+  _run(workdir)
+  got = _losses(workdir)
+  assert sorted(got) == sorted(expected)
+  for step, loss in expected.items():
+    assert got[step] == pytest.approx(loss, rel=1e-5, abs=1e-6), step
+  history = [json.loads(line) for line in open(os.path.join(workdir, "config_history.jsonl"))]
+  assert [h["start_step"] for h in history] == [0, 3]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,9 +1,11 @@
 """notebooks/evaluate_checkpoint.ipynb runs top to bottom (nbclient) on the checkpoints of two tiny
-training runs made by the test session (mono-only vs hybrid), side by side with the TF-IDF row."""
+training runs made by the test session (mono-only vs hybrid), side by side with the TF-IDF row; the
+hybrid run is read from a `gs://` path (the session's GCS emulator, conftest.py `gcs_env`)."""
 
 import json
 import os
 
+import gcs_emulator
 import nbformat
 from nbclient import NotebookClient
 
@@ -32,10 +34,13 @@ def test_notebook_outputs_are_stripped():
       assert not cell.outputs and cell.execution_count is None
 
 
-def test_notebook_runs_on_two_checkpoints(tiny_sweep, tmp_path, monkeypatch):
-  """Mono-only vs hybrid: two tiny training runs (workdirs with checkpoints) of the sweep."""
+def test_notebook_runs_on_two_checkpoints(tiny_sweep, gcs_env, tmp_path, monkeypatch):
+  """Mono-only vs hybrid: two tiny training runs (workdirs with checkpoints) of the sweep, the
+  hybrid one copied into the bucket and read from there."""
   _, runs = tiny_sweep
-  mono_only, hybrid = runs["L2-en_de-mono1"], runs["L2-en_de-mono0.5"]
+  mono_only = runs["L2-en_de-mono1"]
+  gcs_emulator.upload_tree(gcs_env, runs["L2-en_de-mono0.5"], "notebook/hybrid")
+  hybrid = f"gs://{gcs_emulator.BUCKET}/notebook/hybrid"
   nb = nbformat.read(NOTEBOOK, as_version=4)
   _parameters_cell(nb).source += "\n".join([
       "", f"CHECKPOINT_A = {mono_only!r}", "LABEL_A = 'mono_only'",
@@ -43,6 +48,8 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, tmp_path, monkeypatch):
       "LANGUAGES = 'en+de'", "PASSAGE_MAX_LEN = 32", f"OUTPUT_DIR = {str(tmp_path / 'out')!r}"])
   monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  for name, value in gcs_env.items():  # the kernel reaches the emulator
+    monkeypatch.setenv(name, value)
   NotebookClient(nb, timeout=300, kernel_name="python3",
                  resources={"metadata": {"path": str(tmp_path)}}).execute()
 
@@ -61,3 +68,4 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, tmp_path, monkeypatch):
       l for l in comparison if "hybrid" in l)
   assert any("image/png" in output.get("data", {})
              for cell in nb.cells for output in cell.get("outputs", []))
+  assert os.listdir(tmp_path) == ["out"]  # the kernel's directory: no local `gs:` copy

@@ -111,8 +111,8 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
   vocabulary larger than `vocab_size` is an error (its ids would overflow an embedding table of
   `vocab_size` rows). Writing is atomic (save into a temporary directory, then rename), so
   processes racing on one `cache_dir` never see a half-written tokenizer. On an object store
-  (`gs://` cache_dir) every file is one atomic upload: processes racing on one directory upload
-  byte-identical files (training is deterministic), so any mix of them is the same tokenizer.
+  (`gs://` cache_dir) every file is one atomic upload. (A multi-process training calls this on
+  process 0 alone: `train.load_tokenizer_and_model`.)
 
   Args:
     cache_dir: a run's working directory.
