@@ -61,8 +61,15 @@ from hybrid_jax import train  # noqa: E402
 
 # Dense bfloat16 peak TFLOP/s by `device_kind` substring (vendor data sheets; SXM parts for GPUs).
 PEAK_TFLOPS = (
-    ("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L4", 121.0), ("A10", 125.0),
-    ("TPU v6", 918.0), ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
+    ("H200", 989.0),
+    ("H100", 989.0),
+    ("A100", 312.0),
+    ("L4", 121.0),
+    ("A10", 125.0),
+    ("TPU v6", 918.0),
+    ("TPU v5p", 459.0),
+    ("TPU v5 lite", 197.0),
+    ("TPU v5e", 197.0),
     ("TPU v4", 275.0),
 )
 
@@ -92,8 +99,8 @@ def _config(args, batch_size: int, grad_cache_chunk_size: int = 0):
 
 def _shape(config) -> flops.Shape:
   m = config.model
-  return flops.Shape(m.name, m.vocab_size, m.hidden_size, m.num_hidden_layers,
-                     m.intermediate_size, m.max_position_embeddings, m.type_vocab_size)
+  return flops.Shape(m.name, m.vocab_size, m.hidden_size, m.num_hidden_layers, m.intermediate_size,
+                     m.max_position_embeddings, m.type_vocab_size)
 
 
 def _batch(batch_size: int, query_len: int, passage_len: int, vocab_size: int, pad_id: int,
@@ -107,8 +114,9 @@ def _batch(batch_size: int, query_len: int, passage_len: int, vocab_size: int, p
   shapes["passage_keys"] = (batch_size,)
   batch_sharding = sharding.batch_sharding(mesh)
   if abstract:
-    return {k: jax.ShapeDtypeStruct(s, jnp.int32, sharding=batch_sharding)
-            for k, s in shapes.items()}
+    return {
+        k: jax.ShapeDtypeStruct(s, jnp.int32, sharding=batch_sharding) for k, s in shapes.items()
+    }
   rng = np.random.default_rng(seed)
   batch = {"passage_keys": np.arange(batch_size, dtype=np.int32)}
   for side, length in (("query", query_len), ("passage", passage_len)):
@@ -130,18 +138,18 @@ class _Step:
     optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
     graphdef, params = train.init_params(model, config.loss)
     self.graphdef = graphdef
-    self.state = jax.device_put(train.create_train_state(params, optimizer, config.seed),
-                                sharding.replicated(mesh))
+    self.state = jax.device_put(
+        train.create_train_state(params, optimizer, config.seed), sharding.replicated(mesh))
     self.step = train.make_train_step(graphdef, config, optimizer, mesh)
 
   def batch(self, batch_size, query_len, passage_len, **kwargs):
     m = self.config.model
-    return _batch(batch_size, query_len, passage_len, m.vocab_size, m.pad_token_id,
-                  mesh=self.mesh, **kwargs)
+    return _batch(batch_size, query_len, passage_len, m.vocab_size, m.pad_token_id, mesh=self.mesh,
+                  **kwargs)
 
 
-def time_train_steps(step: _Step, batch_size: int, query_len: int, passage_len: int,
-                     steps: int, executable=None) -> float | None:
+def time_train_steps(step: _Step, batch_size: int, query_len: int, passage_len: int, steps: int,
+                     executable=None) -> float | None:
   """Median seconds of `steps` train steps after one warm-up (compile) step (None for steps=0:
   the warm-up step alone); `executable`: an already compiled step for this shape (default: the
   jitted step, compiled on first use)."""
@@ -212,8 +220,10 @@ def search_largest(fits, start: int, granularity: int, max_batch: int, deadline:
       fit, fit_bytes = middle, used
     else:
       fail = middle
-  return {"fits": fit, "fails": fail, "bytes_at_fits": fit_bytes, "probes": probes,
-          "stopped_early": stopped}
+  return {
+      "fits": fit, "fails": fail, "bytes_at_fits": fit_bytes, "probes": probes,
+      "stopped_early": stopped
+  }
 
 
 def memory_fits(step: _Step, limit: int | None, query_len: int, passage_len: int, compiled: dict):
@@ -269,13 +279,17 @@ def run(args) -> dict:
   limit = args.memory_limit_bytes or stats.get("bytes_limit")
   peak = peak_tflops(device.device_kind)
   plain = _Step(_config(args, args.batch_size), mesh)
-  out = {"device": {"platform": device.platform, "kind": device.device_kind,
-                    "memory_limit_bytes": limit, "peak_bf16_tflops": peak},
-         "jax": jax.__version__,
-         "settings": {k: v for k, v in vars(args).items() if k != "out"},
-         "model": {"name": plain.config.model.name, "dtype": models.EncoderConfig.from_model_config(
-             plain.config.model).dtype, "params": flops.num_params(_shape(plain.config))},
-         "train_step": [], "max_global_batch": {}, "eval": []}
+  out = {
+      "device": {
+          "platform": device.platform, "kind": device.device_kind, "memory_limit_bytes": limit,
+          "peak_bf16_tflops": peak
+      }, "jax": jax.__version__, "settings": {k: v for k, v in vars(args).items() if k != "out"},
+      "model": {
+          "name": plain.config.model.name,
+          "dtype": models.EncoderConfig.from_model_config(plain.config.model).dtype,
+          "params": flops.num_params(_shape(plain.config))
+      }, "train_step": [], "max_global_batch": {}, "eval": []
+  }
 
   for seq_len in seq_lens:
     seconds = time_train_steps(plain, args.batch_size, args.query_len, seq_len, args.steps)
@@ -285,25 +299,28 @@ def run(args) -> dict:
     out["train_step"].append({
         "seq_len": seq_len, "global_batch_size": args.batch_size, "step_seconds": seconds,
         "examples_per_second": args.batch_size / seconds, "flops_per_step": step_flops,
-        "achieved_tflops": achieved, "mfu": achieved / peak if peak else None})
+        "achieved_tflops": achieved, "mfu": achieved / peak if peak else None
+    })
     print(json.dumps(out["train_step"][-1]), flush=True)
 
   for seq_len in seq_lens:
     rate = eval_throughput(plain, args.eval_batch_size, seq_len, args.eval_seconds)
-    out["eval"].append({"seq_len": seq_len, "batch_size": args.eval_batch_size,
-                        "sequences_per_second": rate})
+    out["eval"].append({
+        "seq_len": seq_len, "batch_size": args.eval_batch_size, "sequences_per_second": rate
+    })
     print(json.dumps(out["eval"][-1]), flush=True)
 
   remaining = args.budget_seconds - (time.perf_counter() - t0)
-  modes = (("plain", 0, args.batch_size),
-           ("grad_cache", args.grad_cache_chunk_size, args.grad_cache_chunk_size))
+  modes = (("plain", 0, args.batch_size), ("grad_cache", args.grad_cache_chunk_size,
+                                           args.grad_cache_chunk_size))
   for i, (name, chunk, start) in enumerate(modes):
     deadline = time.perf_counter() + max(0.0, remaining) / (len(modes) - i) * 0.8
     step = plain if not chunk else _Step(_config(args, start, chunk), mesh)
     granularity = max(args.batch_granularity, chunk)
     compiled = {}
-    found = search_largest(memory_fits(step, limit, args.query_len, seq_lens[0], compiled),
-                           start, granularity, args.max_batch, deadline)
+    found = search_largest(
+        memory_fits(step, limit, args.query_len, seq_lens[0], compiled), start, granularity,
+        args.max_batch, deadline)
     found["confirmed"] = None
     if found["fits"]:
       try:  # one real step at the largest size that fits, with the executable the search built

@@ -21,11 +21,11 @@ from hybrid_jax.models import create_model
 
 _PRESET = flags.DEFINE_string("preset", "tiny", "A model preset in configs/models/.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Sequences per forward pass.")
-_LENGTHS = flags.DEFINE_list("lengths", ["24", "64"], "Padded lengths: query_max_len and "
-                             "passage_max_len of the default config.")
+_LENGTHS = flags.DEFINE_list(
+    "lengths", ["24", "64"], "Padded lengths: query_max_len and "
+    "passage_max_len of the default config.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype.")
 _MIN_SECONDS = flags.DEFINE_float("min_seconds", 3.0, "Time each length at least this long.")
-
 
 
 def _batch(rng, batch_size, seq_len, config):

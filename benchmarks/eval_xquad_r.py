@@ -79,8 +79,9 @@ def main():
   counts = results["counts"]
   num_queries = sum(c["examples"] for c in counts.values())
   num_candidates = sum(c["candidates"] for c in counts.values())
-  flops = (encoder_flops(model.config, num_queries, args.query_max_len)
-           + encoder_flops(model.config, num_candidates, args.passage_max_len))
+  flops = (
+      encoder_flops(model.config, num_queries, args.query_max_len)
+      + encoder_flops(model.config, num_candidates, args.passage_max_len))
   reference_gflops = matmul_gflops()
   summary = {
       "dataset": args.dataset,

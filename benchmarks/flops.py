@@ -52,7 +52,7 @@ class Shape:
 @dataclasses.dataclass(frozen=True)
 class Chip:
   name: str
-  peak_tflops: float        # dense bf16
+  peak_tflops: float  # dense bf16
   hbm_gb_per_s: float
   collective_gb_per_s: float  # per chip, one direction
 
@@ -89,8 +89,9 @@ def step_flops(m: Shape, query_len: int, passage_len: int, batch: int) -> dict[s
   queries = 3 * batch * forward_flops(m, query_len)
   passages = 3 * batch * forward_flops(m, passage_len)
   loss = 3 * 2 * batch * batch * m.hidden_size
-  return {"queries": queries, "passages": passages, "loss": loss,
-          "total": queries + passages + loss}
+  return {
+      "queries": queries, "passages": passages, "loss": loss, "total": queries + passages + loss
+  }
 
 
 def _fmt_flops(x: float) -> str:
@@ -115,9 +116,10 @@ def main():
   parser.add_argument("--seq_lens", default="128,256", help="Passage lengths.")
   parser.add_argument("--mfu", default="0.4,0.5", help="Assumed model FLOP utilisations.")
   parser.add_argument("--num_chips", type=int, default=32, help="Chips sharing the global batch.")
-  parser.add_argument("--embedding_bytes", type=int, default=4,
-                      help="Bytes per gathered embedding value: 4 = float32 as hybrid_jax "
-                           "gathers today, 2 = bfloat16.")
+  parser.add_argument(
+      "--embedding_bytes", type=int, default=4,
+      help="Bytes per gathered embedding value: 4 = float32 as hybrid_jax "
+      "gathers today, 2 = bfloat16.")
   parser.add_argument("--internode_gbps", type=float, default=50.0,
                       help="GB/s per GPU across nodes (400 Gb/s InfiniBand = 50 GB/s).")
   args = parser.parse_args()

@@ -41,8 +41,8 @@ def per_device_bytes(tree, mesh) -> tuple[int, int]:
   """(bytes on one device, bytes of the whole tree) under `sharding.state_shardings`."""
   leaves = jax.tree.leaves(tree)
   shardings = jax.tree.leaves(sharding.state_shardings(mesh, tree))
-  local = sum(int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize
-              for x, s in zip(leaves, shardings))
+  local = sum(
+      int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize for x, s in zip(leaves, shardings))
   return local, sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
 
 
@@ -63,8 +63,9 @@ def main():
     mesh = AbstractMesh((1, fsdp), sharding.BATCH_AXES, axis_types=(AxisType.Auto,) * 2)
     param_bytes, _ = per_device_bytes(params, mesh)
     opt_bytes, _ = per_device_bytes(opt_state, mesh)
-    replicated = sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(params)
-                     if sharding.param_spec(x.shape, fsdp) == jax.sharding.PartitionSpec())
+    replicated = sum(
+        int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(params)
+        if sharding.param_spec(x.shape, fsdp) == jax.sharding.PartitionSpec())
     total = param_bytes + opt_bytes
     base = base or total
     mib = lambda b: f"{b / 2**20:,.1f} MiB"

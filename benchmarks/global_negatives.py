@@ -20,8 +20,8 @@ import os
 import tempfile
 
 NUM_DEVICES = 8
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           f" --xla_force_host_platform_device_count={NUM_DEVICES}").strip()
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + f" --xla_force_host_platform_device_count={NUM_DEVICES}").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import time  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -36,8 +36,10 @@ from hybrid_jax import losses, sharding  # pylint: disable=g-import-not-at-top,w
 def init_encoder(seed, input_dim, hidden_dim, embed_dim):
   """Parameters of a 2-layer MLP: {"w1": [input, hidden], "w2": [hidden, embed]}."""
   k1, k2 = jax.random.split(jax.random.key(seed))
-  return {"w1": jax.random.normal(k1, (input_dim, hidden_dim)) / np.sqrt(input_dim),
-          "w2": jax.random.normal(k2, (hidden_dim, embed_dim)) / np.sqrt(hidden_dim)}
+  return {
+      "w1": jax.random.normal(k1, (input_dim, hidden_dim)) / np.sqrt(input_dim),
+      "w2": jax.random.normal(k2, (hidden_dim, embed_dim)) / np.sqrt(hidden_dim)
+  }
 
 
 def encode(params, features):
@@ -50,9 +52,10 @@ def make_train_step(mesh, global_negatives, temperature=0.05, learning_rate=0.1)
   """A jitted SGD step on (params, batch) with the sharded loss."""
 
   def loss_fn(params, batch):
-    return losses.sharded_contrastive_loss(
-        mesh, encode(params, batch["query"]), encode(params, batch["passage"]), batch["keys"],
-        temperature=temperature, global_negatives=global_negatives)
+    return losses.sharded_contrastive_loss(mesh, encode(params, batch["query"]),
+                                           encode(params, batch["passage"]), batch["keys"],
+                                           temperature=temperature,
+                                           global_negatives=global_negatives)
 
   def train_step(params, batch):
     (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch)
@@ -85,8 +88,9 @@ def real_step_seconds(global_negatives: bool, global_batch_size: int, steps: int
   config = config_lib.validate(config)
   with tempfile.TemporaryDirectory() as workdir:  # build_run trains the tokenizer into it
     train_data, tokenizer, graphdef, optimizer, state = train.build_run(config, workdir)
-  batch = jax.device_put(input_pipeline.make_batch_builder(config, train_data, tokenizer)(0),
-                         sharding.batch_sharding(mesh))
+  batch = jax.device_put(
+      input_pipeline.make_batch_builder(config, train_data, tokenizer)(0),
+      sharding.batch_sharding(mesh))
   step = train.make_train_step(graphdef, config, optimizer, mesh)
   return time_steps(step, jax.device_put(state, sharding.replicated(mesh)), batch, steps)
 
@@ -108,17 +112,20 @@ def main():
     print(f"CPU proxy on {NUM_DEVICES} virtual devices ({os.cpu_count()} cores), not an "
           f"accelerator measurement. Real train step, tiny default model, global_batch_size="
           f"{args.global_batch_size}")
-    seconds = {g: real_step_seconds(g, args.global_batch_size, args.steps, mesh)
-               for g in (False, True)}
+    seconds = {
+        g: real_step_seconds(g, args.global_batch_size, args.steps, mesh) for g in (False, True)
+    }
     for g, sec in seconds.items():
       print(f"{'global' if g else 'local':>6} negatives: {1e3 * sec:8.1f} ms/step")
     print(f"step time global / local = {seconds[True] / seconds[False]:.3f}")
     return
   rng = np.random.default_rng(args.seed)
   features = rng.normal(size=(2, args.global_batch_size, args.input_dim)).astype(np.float32)
-  batch = jax.device_put({"query": features[0], "passage": features[1],
-                          "keys": np.arange(args.global_batch_size, dtype=np.int32)},
-                         sharding.batch_sharding(mesh))
+  batch = jax.device_put(
+      {
+          "query": features[0], "passage": features[1], "keys": np.arange(
+              args.global_batch_size, dtype=np.int32)
+      }, sharding.batch_sharding(mesh))
   print(f"CPU proxy on {NUM_DEVICES} virtual devices ({os.cpu_count()} cores), not an accelerator "
         f"measurement. global_batch_size={args.global_batch_size}, MLP encoder "
         f"{args.input_dim}->{args.hidden_dim}->{args.embed_dim}")
@@ -127,10 +134,10 @@ def main():
     params = jax.device_put(
         init_encoder(args.seed, args.input_dim, args.hidden_dim, args.embed_dim),
         sharding.replicated(mesh))
-    seconds[global_negatives] = time_steps(make_train_step(mesh, global_negatives), params,
-                                           batch, args.steps)
-    negatives = args.global_batch_size if global_negatives else (
-        args.global_batch_size // NUM_DEVICES)
+    seconds[global_negatives] = time_steps(
+        make_train_step(mesh, global_negatives), params, batch, args.steps)
+    negatives = args.global_batch_size if global_negatives else (args.global_batch_size
+                                                                 // NUM_DEVICES)
     print(f"{'global' if global_negatives else 'local':>6} negatives ({negatives:>5} passages "
           f"per query): {1e3 * seconds[global_negatives]:8.2f} ms/step")
   print(f"step time global / local = {seconds[True] / seconds[False]:.2f}")

@@ -38,8 +38,8 @@ def make_config(global_batch_size: int, chunk_size: int):
 def batch_shapes(config) -> dict[str, tuple[tuple[int, ...], type]]:
   rows = config.train.global_batch_size
   shapes = {}
-  for prefix, length in (("query", config.data.query_max_len),
-                         ("passage", config.data.passage_max_len)):
+  for prefix, length in (("query", config.data.query_max_len), ("passage",
+                                                                config.data.passage_max_len)):
     for field in ("input_ids", "attention_mask", "token_type_ids"):
       shapes[f"{prefix}_{field}"] = ((rows, length), np.int32)
   shapes["passage_keys"] = ((rows,), np.int32)
@@ -66,20 +66,24 @@ def setup(config, mesh):
   model = models.create_model(config.model, seed=config.seed)
   optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = train.init_params(model, config.loss)
-  state = jax.device_put(train.create_train_state(params, optimizer, config.seed),
-                         sharding.replicated(mesh))
+  state = jax.device_put(
+      train.create_train_state(params, optimizer, config.seed), sharding.replicated(mesh))
   return train.make_train_step(graphdef, config, optimizer, mesh), state
 
 
 def compiled_memory(config, mesh) -> dict[str, int]:
   step, state = setup(config, mesh)
-  batch = {name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh))
-           for name, (shape, dtype) in batch_shapes(config).items()}
+  batch = {
+      name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding.batch_sharding(mesh))
+      for name, (shape, dtype) in batch_shapes(config).items()
+  }
   t0 = time.perf_counter()
   analysis = step.lower(state, batch).compile().memory_analysis()
-  return {"argument": analysis.argument_size_in_bytes, "output": analysis.output_size_in_bytes,
-          "alias": analysis.alias_size_in_bytes, "temp": analysis.temp_size_in_bytes,
-          "compile_seconds": time.perf_counter() - t0}
+  return {
+      "argument": analysis.argument_size_in_bytes, "output": analysis.output_size_in_bytes,
+      "alias": analysis.alias_size_in_bytes, "temp": analysis.temp_size_in_bytes,
+      "compile_seconds": time.perf_counter() - t0
+  }
 
 
 def seconds_per_step(config, mesh, steps: int) -> float:
@@ -113,9 +117,10 @@ def main():
   for batch_size, chunk in ((args.chunk, 0), (args.batch, 0), (args.batch, args.chunk)):
     m = compiled_memory(make_config(batch_size, chunk), mesh)
     name = "gradient cache" if chunk else "plain"
-    print(f"| {name} | {batch_size} | {chunk or '-'} | {mib(m['argument'])} | {mib(m['output'])} "
-          f"| {mib(m['alias'])} | {mib(m['temp'])} | "
-          f"{mib(m['argument'] + m['output'] + m['temp'])} |", flush=True)
+    print(
+        f"| {name} | {batch_size} | {chunk or '-'} | {mib(m['argument'])} | {mib(m['output'])} "
+        f"| {mib(m['alias'])} | {mib(m['temp'])} | "
+        f"{mib(m['argument'] + m['output'] + m['temp'])} |", flush=True)
 
   plain = seconds_per_step(make_config(args.time_batch, 0), mesh, args.steps)
   cached = seconds_per_step(make_config(args.time_batch, args.time_chunk), mesh, args.steps)

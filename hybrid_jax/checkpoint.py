@@ -100,8 +100,8 @@ class PreemptionFlag:
     if signum == signal.SIGINT and self._event.is_set():
       raise KeyboardInterrupt
     logging.warning("Received signal %d: will save a checkpoint at the next step boundary%s.",
-                    signum, " (Ctrl-C again to stop without saving)"
-                    if signum == signal.SIGINT else "")
+                    signum,
+                    " (Ctrl-C again to stop without saving)" if signum == signal.SIGINT else "")
     self._event.set()
 
   def uninstall(self):
@@ -136,8 +136,12 @@ def _files(directory: str) -> list[str]:
 def write_manifest(directory: str, *, good: bool = True) -> None:
   """Writes `<directory>/content_sha256.json`: {"files": {relative path: {"bytes", "sha256"}},
   "good": good}, flushed to disk."""
-  files = {path: {"bytes": os.path.getsize(os.path.join(directory, path)),
-                  "sha256": _sha256(os.path.join(directory, path))} for path in _files(directory)}
+  files = {
+      path: {
+          "bytes": os.path.getsize(os.path.join(directory, path)),
+          "sha256": _sha256(os.path.join(directory, path))
+      } for path in _files(directory)
+  }
   with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as f:
     json.dump({"files": files, "good": good}, f, indent=1, sort_keys=True)
     f.flush()
@@ -204,9 +208,9 @@ class _DropDiskFullLogs(std_logging.Filter):
   failed for lack of space: `Checkpointer` raises `DiskFullError` with one line instead."""
 
   def filter(self, record):
-    return not ("/orbax/" in record.pathname and (
-        "No space left on device" in record.getMessage()
-        or bool(record.exc_info and _is_disk_full(record.exc_info[1]))))
+    return not ("/orbax/" in record.pathname and
+                ("No space left on device" in record.getMessage()
+                 or bool(record.exc_info and _is_disk_full(record.exc_info[1]))))
 
 
 def local_time(seconds: float | None) -> str:
@@ -248,8 +252,9 @@ class Checkpointer:
     step, good = self._saving
     tmp_dirs = glob.glob(os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*"))
     if len(tmp_dirs) != 1:
-      logging.warning("Checkpoint %d: found %s for its temporary directory; no content manifest "
-                      "written.", step, tmp_dirs)
+      logging.warning(
+          "Checkpoint %d: found %s for its temporary directory; no content manifest "
+          "written.", step, tmp_dirs)
       return
     write_manifest(tmp_dirs[0], good=good)
 
@@ -269,8 +274,9 @@ class Checkpointer:
       return
     self._saving, self._saving_bytes = (step, good), _nbytes(state)
     with self._disk_full_as_user_error():
-      self._manager.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     if not self._async_save:
       self.wait()
 
@@ -365,9 +371,11 @@ class Checkpointer:
     candidates = [step] if step is not None else list(reversed(self.steps()))
     # A partial restore takes its shardings from `abstract_state` (not from the checkpoint's
     # metadata, whose devices may not exist here: a run saved on 8 devices, restored on 2).
-    state_args = (ocp.args.PyTreeRestore(
-        abstract_state, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
-        partial_restore=True) if partial else ocp.args.StandardRestore(abstract_state))
+    state_args = (
+        ocp.args.PyTreeRestore(
+            abstract_state,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+            partial_restore=True) if partial else ocp.args.StandardRestore(abstract_state))
     for candidate in candidates:
       step_dir = os.path.join(self.directory, str(candidate))
       try:
@@ -376,8 +384,8 @@ class Checkpointer:
           logging.warning("Checkpoint %s has no content manifest (%s): restored unverified.",
                           step_dir, "saved by an older version" if self._local else "remote")
         try:
-          restored = self._manager.restore(candidate, args=ocp.args.Composite(
-              state=state_args, meta=ocp.args.JsonRestore()))
+          restored = self._manager.restore(
+              candidate, args=ocp.args.Composite(state=state_args, meta=ocp.args.JsonRestore()))
         except Exception as e:  # pylint: disable=broad-except
           if verified:
             raise CheckpointMismatchError(
@@ -402,8 +410,11 @@ class Checkpointer:
     dst = f"{src}.corrupt-{int(time.time())}"
     if os.path.exists(dst):  # set aside twice within a second (a re-saved step damaged again)
       dst = f"{dst}-{time.time_ns()}"
-    logging.error("Checkpoint %s cannot be restored (%s: %s); moving it to %s and trying the "
-                  "previous one.", src, type(error).__name__, str(error)[:500], dst)
+    logging.error(
+        "Checkpoint %s cannot be restored (%s: %s); moving it to %s and trying the "
+        "previous one.", src,
+        type(error).__name__,
+        str(error)[:500], dst)
     if jax.process_index() == 0 and self._local:
       os.rename(src, dst)
     self._manager.reload()

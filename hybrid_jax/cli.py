@@ -58,14 +58,12 @@ def parse_error_message(error: BaseException, argv) -> str:
   if user_errors:  # the innermost: ml_collections re-raises it with a traceback as message
     return prefix + str(user_errors[-1])
   for cause in causes:
-    key = re.fullmatch(r"'([^']+)'(?:\n(.*))?", str(cause.args[0]) if cause.args else "",
-                       re.DOTALL)
+    key = re.fullmatch(r"'([^']+)'(?:\n(.*))?", str(cause.args[0]) if cause.args else "", re.DOTALL)
     if isinstance(cause, KeyError) and key:
       name, hint = key.group(1), (key.group(2) or "").strip()
-      override = next((a for a in argv[1:] if re.search(rf"[.]{re.escape(name)}(=|$)", a)),
-                      None)
-      return ((f"{override}: " if override else prefix) + f"no such config field {name!r}"
-              + (f" ({hint})" if hint else ""))
+      override = next((a for a in argv[1:] if re.search(rf"[.]{re.escape(name)}(=|$)", a)), None)
+      return ((f"{override}: " if override else prefix) + f"no such config field {name!r}" +
+              (f" ({hint})" if hint else ""))
   missing_file = re.search(r"\[Errno \d+\] ([^\n]+)", str(error))
   if missing_file and "config file" in str(error):  # config_flags keeps only the message
     return f"cannot load the config file: {missing_file.group(1)}"

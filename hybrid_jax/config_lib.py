@@ -32,13 +32,14 @@ DEFAULT_QUERY_MAX_LEN = 24
 DEFAULT_PASSAGE_MAX_LEN = 64
 DEFAULT_EVAL_BATCH_SIZE = 128
 
+
 def _configs_dir() -> str:
   """The config files: `hybrid_jax/configs/` in an installed wheel (setup.cfg ships the top-level
   configs/ there), else the checkout's top-level `configs/` (a source tree, an editable install)."""
   package_dir = os.path.dirname(os.path.abspath(__file__))
   installed = os.path.join(package_dir, "configs")
-  return installed if os.path.isdir(installed) else os.path.join(os.path.dirname(package_dir),
-                                                                 "configs")
+  return installed if os.path.isdir(installed) else os.path.join(
+      os.path.dirname(package_dir), "configs")
 
 
 CONFIGS_DIR = _configs_dir()
@@ -70,13 +71,13 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         out[key] = type(default)(value)
     except ValueError:
       raise ConfigError(f"config argument {key}={value!r}: expected a "
-                       f"{type(default).__name__}") from None
+                        f"{type(default).__name__}") from None
   return out
 
 
 def _load_module(path: str):
-  spec = importlib.util.spec_from_file_location(
-      "hybrid_jax_config_" + os.path.basename(path)[:-3], path)
+  spec = importlib.util.spec_from_file_location("hybrid_jax_config_" + os.path.basename(path)[:-3],
+                                                path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
@@ -138,8 +139,9 @@ def model_max_tokens(model: Mapping) -> tuple[int, str]:
   found = _checkpoint_model_fields(model["path"]) if model.get("path") else None
   if found is not None:
     fields, source = found
-  return (max_tokens(fields.get("model_type", "bert"), int(fields["max_position_embeddings"]),
-                     int(fields.get("pad_token_id", 0))), source)
+  return (max_tokens(
+      fields.get("model_type", "bert"), int(fields["max_position_embeddings"]),
+      int(fields.get("pad_token_id", 0))), source)
 
 
 def check_max_len(field: str, value: int, limit: int, source: str) -> None:
@@ -167,7 +169,6 @@ _LOWER_BOUNDS = (
     ("eval.batch_size", 1, ""),
     ("log.every_steps", 1, "a log line every N steps"),
 )
-
 
 # (config key, its allowed values), each defined once by the code that reads the value.
 _CHOICES = (
@@ -199,6 +200,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       length beyond the model's position table.
     LanguageError: a language code the program does not know (both are UserErrors).
   """
+
   def fail(field, value, expected):
     raise ConfigError(f"config.{field}={value!r}: {expected}")
 
@@ -317,8 +319,7 @@ def source_weights(sources: list[TrainSource], sizes, alpha: float) -> list[floa
   sampling of multilingual pretraining, Lample & Conneau 2019 (XLM) eq. 1; XLM-R used 0.3;
   alpha=1 samples by size as the paper, arXiv:2408.10536, does; alpha=0 uniformly).
   `sizes`: examples per source. `train_sources` gives weights to all sources or to none."""
-  return [s.weight if s.weight is not None else float(n) ** alpha
-          for s, n in zip(sources, sizes)]
+  return [s.weight if s.weight is not None else float(n)**alpha for s, n in zip(sources, sizes)]
 
 
 def validate_train_sources(config: ml_collections.ConfigDict) -> None:

@@ -80,25 +80,27 @@ def memory_summary(compiled) -> dict[str, int] | None:
   stats = compiled.memory_analysis()
   if stats is None:
     return None
-  summary = {name: int(getattr(stats, f"{name}_size_in_bytes"))
-             for name in ("argument", "output", "temp", "alias", "generated_code")}
+  summary = {
+      name: int(getattr(stats, f"{name}_size_in_bytes"))
+      for name in ("argument", "output", "temp", "alias", "generated_code")
+  }
   summary = {f"{name}_bytes": value for name, value in summary.items()}
-  summary["total_bytes"] = (summary["argument_bytes"] + summary["output_bytes"]
-                            + summary["temp_bytes"] - summary["alias_bytes"])
+  summary["total_bytes"] = (
+      summary["argument_bytes"] + summary["output_bytes"] + summary["temp_bytes"]
+      - summary["alias_bytes"])
   return summary
 
 
 def describe(parameters: dict[str, float], memory: dict[str, int] | None, fsdp: int) -> str:
   """The start-up report: three lines from `parameter_summary` and `memory_summary`."""
   p = parameters
-  lines = [
-      (f"parameters: {p['trainable_parameters']:,} trainable "
-       f"({format_bytes(p['trainable_bytes'])}) + {p['frozen_parameters']:,} frozen "
-       f"({format_bytes(p['frozen_bytes'])}); optimizer state "
-       f"{format_bytes(p['optimizer_bytes'])}"),
-      (f"parameters + optimizer state under train.fsdp={fsdp}: "
-       f"{100 * p['replicated_fraction']:.1f}% of the bytes replicated on every device; "
-       f"{format_bytes(p['bytes_per_device'])} per device")]
+  lines = [(f"parameters: {p['trainable_parameters']:,} trainable "
+            f"({format_bytes(p['trainable_bytes'])}) + {p['frozen_parameters']:,} frozen "
+            f"({format_bytes(p['frozen_bytes'])}); optimizer state "
+            f"{format_bytes(p['optimizer_bytes'])}"),
+           (f"parameters + optimizer state under train.fsdp={fsdp}: "
+            f"{100 * p['replicated_fraction']:.1f}% of the bytes replicated on every device; "
+            f"{format_bytes(p['bytes_per_device'])} per device")]
   if memory is None:
     lines.append("compiled train step: this backend gives no memory analysis")
   else:

@@ -117,8 +117,9 @@ class Encoder:
     batches = []
     for b, length in enumerate(buckets):
       rows = order[bucket_of[order] == b]
-      batches += [(rows[i:i + self.batch_size], length)
-                  for i in range(0, len(rows), self.batch_size)]
+      batches += [
+          (rows[i:i + self.batch_size], length) for i in range(0, len(rows), self.batch_size)
+      ]
     return batches
 
   def __call__(self, tokens: Tokens, tower: str, desc: str = "") -> np.ndarray:
@@ -158,8 +159,10 @@ class Encoder:
     for rows, length in batches:
       # Pad with copies of the batch's first row: a valid input whose output is dropped.
       padded = np.concatenate([rows, np.full(self.batch_size - len(rows), rows[0])])
-      arrays = [self._device_batch(np.ascontiguousarray(tokens[key][padded, :length]))
-                for key in ("input_ids", "attention_mask", "token_type_ids")]
+      arrays = [
+          self._device_batch(np.ascontiguousarray(tokens[key][padded, :length]))
+          for key in ("input_ids", "attention_mask", "token_type_ids")
+      ]
       emb = self._encode[tower](self._params, *arrays)
       if pending is not None:  # Fetch the previous batch while this one computes.
         collect(pending)

@@ -92,24 +92,33 @@ def lareqa_markdown(results: Mapping) -> str:
   each), then the macro averages."""
   m, langs = results["metrics"], list(results["languages"])
   k = m["top_k"]
-  header = ["query \\ target", *langs, "multilingual", "rank gap", f"own share@{k}",
-            "max−min rank", "R@1", "R@10"]
+  header = [
+      "query \\ target", *langs, "multilingual", "rank gap", f"own share@{k}", "max−min rank",
+      "R@1", "R@10"
+  ]
   per_language = lambda key, x: (m.get(key) or {}).get(x)  # noqa: E731  (older results lack some)
   zero_shot = set(m.get("zero_shot_languages") or ())
-  rows = [[f"**{x}**" + (" (zero-shot)" if x in zero_shot else ""),
-           *(_fmt(m["map_xy"][x][y]) for y in langs), _fmt(m["map_multi"][x]),
-           _fmt(m["rank_gap"][x], 2), _fmt(m["own_share"][x]),
-           _fmt(per_language("rank_range", x), 2), _fmt(per_language("recall@1", x)),
-           _fmt(per_language("recall@10", x))] for x in langs]
+  rows = [[
+      f"**{x}**" + (" (zero-shot)" if x in zero_shot else ""), *(_fmt(m["map_xy"][x][y])
+                                                                 for y in langs),
+      _fmt(m["map_multi"][x]),
+      _fmt(m["rank_gap"][x], 2),
+      _fmt(m["own_share"][x]),
+      _fmt(per_language("rank_range", x), 2),
+      _fmt(per_language("recall@1", x)),
+      _fmt(per_language("recall@10", x))
+  ] for x in langs]
   summary = [_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in LAREQA_SUMMARY]
-  lines = [f"### {_title(results)}", "",
-           f"mAP of X→Y (rows: query language X, columns: pool language Y); multilingual: pool "
-           f"of all {len(langs)} languages. Rank gap: mean rank of the other-language answers "
-           f"minus the rank of the same-language answer in the multilingual pool (0 = "
-           f"language-agnostic). Own share@{k}: share of the query's language in the top {k} "
-           f"(uniform = {_fmt(m['uniform_share'])}). Max−min rank: the paper's language bias "
-           f"(Huang et al. 2023): max minus min rank of a query's parallel answers in the pool. "
-           f"R@k: share of a query's answers (all languages) in the pool's top k.", ""]
+  lines = [
+      f"### {_title(results)}", "",
+      f"mAP of X→Y (rows: query language X, columns: pool language Y); multilingual: pool "
+      f"of all {len(langs)} languages. Rank gap: mean rank of the other-language answers "
+      f"minus the rank of the same-language answer in the multilingual pool (0 = "
+      f"language-agnostic). Own share@{k}: share of the query's language in the top {k} "
+      f"(uniform = {_fmt(m['uniform_share'])}). Max−min rank: the paper's language bias "
+      f"(Huang et al. 2023): max minus min rank of a query's parallel answers in the pool. "
+      f"R@k: share of a query's answers (all languages) in the pool's top k.", ""
+  ]
   lines += _table(header, rows)
   lines += [""]
   titles = [title.replace("share@k", f"share@{k}") for _, title in LAREQA_SUMMARY]
@@ -118,14 +127,20 @@ def lareqa_markdown(results: Mapping) -> str:
     group_rows = []
     for name, group in ((f"trained ({len(langs) - len(zero_shot)})", m["trained"]),
                         (f"zero-shot ({', '.join(sorted(zero_shot))})", m["zero_shot"])):
-      group_rows.append([name, *(_fmt(group.get(key), 2 if key in RANK_KEYS else 3)
-                                 for key in group_keys)])
-    group_rows.append([f"all ({len(langs)})", *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3)
-                                                for key in group_keys)])
-    lines += _table(["languages", *(t for (key, _), t in zip(LAREQA_SUMMARY, titles)
-                                    if key != "own_share_mean")], group_rows)
-    lines += ["", "Zero-shot: languages evaluated but not trained on (cross: the pairs with a "
-              "zero-shot query or pool language).", ""]
+      group_rows.append([
+          name, *(_fmt(group.get(key), 2 if key in RANK_KEYS else 3) for key in group_keys)
+      ])
+    group_rows.append([
+        f"all ({len(langs)})",
+        *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key in group_keys)
+    ])
+    lines += _table([
+        "languages", *(t for (key, _), t in zip(LAREQA_SUMMARY, titles) if key != "own_share_mean")
+    ], group_rows)
+    lines += [
+        "", "Zero-shot: languages evaluated but not trained on (cross: the pairs with a "
+        "zero-shot query or pool language).", ""
+    ]
   lines += _table(titles, [summary])
   return "\n".join(lines) + "\n"
 
@@ -163,10 +178,14 @@ def comparison_table(results_by_name: Mapping[str, Mapping]) -> str:
   for name, results in results_by_name.items():
     m = results["metrics"]
     title_k = m.get("top_k")
-    rows.append([name, results["dataset"], _fmt(results.get("step")),
-                 *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in columns)])
-  header = ["run", "dataset", "step",
-            *(t.replace("share@k", f"share@{title_k}") for _, t in columns)]
+    rows.append([
+        name, results["dataset"],
+        _fmt(results.get("step")),
+        *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in columns)
+    ])
+  header = [
+      "run", "dataset", "step", *(t.replace("share@k", f"share@{title_k}") for _, t in columns)
+  ]
   return "\n".join(_table(header, rows)) + "\n"
 
 
@@ -183,8 +202,9 @@ def plot_heatmap(results: Mapping, path: str) -> str:
 
   m, langs = results["metrics"], list(results["languages"])
   num_langs = len(langs)
-  matrix = np.array([[np.nan if m["map_xy"][x][y] is None else m["map_xy"][x][y] for y in langs]
-                     for x in langs], np.float64)
+  matrix = np.array(
+      [[np.nan if m["map_xy"][x][y] is None else m["map_xy"][x][y] for y in langs] for x in langs],
+      np.float64)
   multi = np.array([np.nan if m["map_multi"][x] is None else m["map_multi"][x] for x in langs],
                    np.float64)[:, None]
   cell = 0.62
@@ -195,8 +215,7 @@ def plot_heatmap(results: Mapping, path: str) -> str:
   font = max(6, min(11, int(110 / max(num_langs, 1))))
 
   def draw(axis, values, xlabels):
-    image = axis.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0,
-                        aspect="auto")
+    image = axis.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     axis.set_xticks(range(values.shape[1]), xlabels)
     axis.set_yticks(range(values.shape[0]), langs)
     axis.tick_params(length=0)
@@ -217,9 +236,10 @@ def plot_heatmap(results: Mapping, path: str) -> str:
   ax_multi.set_xlabel("multilingual\npool")
   ax_multi.xaxis.set_label_position("top")
   fig.colorbar(image, cax=ax_bar, label="mAP")
-  fig.suptitle(f"LAReQA mAP X→Y — {_title(results)}\nmono {_fmt(m['map_mono'])} | cross "
-               f"{_fmt(m['map_cross'])} | multilingual {_fmt(m['map_multi_mean'])}",
-               fontsize=10, y=0.02, va="bottom")
+  fig.suptitle(
+      f"LAReQA mAP X→Y — {_title(results)}\nmono {_fmt(m['map_mono'])} | cross "
+      f"{_fmt(m['map_cross'])} | multilingual {_fmt(m['map_multi_mean'])}", fontsize=10, y=0.02,
+      va="bottom")
   fig.subplots_adjust(bottom=0.14)
   fig.savefig(path, dpi=120, bbox_inches="tight")
   plt.close(fig)
@@ -244,4 +264,3 @@ def write_report(results: Mapping, output_dir: str) -> dict[str, str]:
     if "heatmap" in files:
       plot_heatmap(readable, os.path.join(local_dir, HEATMAP_NAME))
   return {kind: paths.join(output_dir, name) for kind, name in files.items()}
-

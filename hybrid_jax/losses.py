@@ -89,11 +89,12 @@ def _loss_sums(query_rows, passage_rows, key_rows, positive_index, all_queries, 
     dim = all_hard_negatives.shape[-1]
     candidates = jnp.concatenate([candidates, all_hard_negatives.reshape(-1, dim)])
     candidate_keys = jnp.concatenate([candidate_keys, all_hard_negative_keys.reshape(-1)])
-  sums = [_direction_sums(query_rows, key_rows, positive_index, candidates, candidate_keys,
-                          temperature)]
+  sums = [
+      _direction_sums(query_rows, key_rows, positive_index, candidates, candidate_keys, temperature)
+  ]
   if symmetric:
-    sums.append(_direction_sums(passage_rows, key_rows, positive_index, all_queries, all_keys,
-                                temperature))
+    sums.append(
+        _direction_sums(passage_rows, key_rows, positive_index, all_queries, all_keys, temperature))
   return sums
 
 
@@ -157,16 +158,14 @@ def contrastive_loss(query_emb: jax.Array, passage_emb: jax.Array, passage_keys:
   """
   _check_inputs(query_emb, passage_emb, passage_keys, hard_negative_emb, hard_negative_keys)
   batch = query_emb.shape[0]
-  sums = _loss_sums(query_emb, passage_emb, passage_keys, jnp.arange(batch), query_emb,
-                    passage_emb, passage_keys, hard_negative_emb, hard_negative_keys,
-                    temperature, symmetric)
+  sums = _loss_sums(query_emb, passage_emb, passage_keys, jnp.arange(batch), query_emb, passage_emb,
+                    passage_keys, hard_negative_emb, hard_negative_keys, temperature, symmetric)
   return _metrics(sums, batch)
 
 
 def sharded_contrastive_loss(mesh: Mesh, query_emb: jax.Array, passage_emb: jax.Array,
                              passage_keys: jax.Array, *, temperature: float | jax.Array,
-                             symmetric: bool = False,
-                             hard_negative_emb: jax.Array | None = None,
+                             symmetric: bool = False, hard_negative_emb: jax.Array | None = None,
                              hard_negative_keys: jax.Array | None = None,
                              global_negatives: bool = True) -> tuple[jax.Array, Metrics]:
   """`contrastive_loss` computed per device with `shard_map` over the batch axes of `mesh`.
@@ -201,9 +200,10 @@ def sharded_contrastive_loss(mesh: Mesh, query_emb: jax.Array, passage_emb: jax.
   hard_negative_args = (() if hard_negative_emb is None else
                         (hard_negative_emb, hard_negative_keys))
   sums = jax.shard_map(
-      per_device, mesh=mesh,
-      in_specs=(sharding.BATCH_SPEC,) * 3 + (P(),) + (sharding.BATCH_SPEC,) * len(
-          hard_negative_args),
+      per_device,
+      mesh=mesh,
+      in_specs=(sharding.BATCH_SPEC,) * 3 + (P(),) +
+      (sharding.BATCH_SPEC,) * len(hard_negative_args),
       out_specs=P(),
   )(query_emb, passage_emb, passage_keys, jnp.asarray(temperature, jnp.float32),
     *hard_negative_args)

@@ -26,21 +26,20 @@ from hybrid_jax import host_memory
 from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, the model.")
 _DISTRIBUTED = flags.DEFINE_enum("distributed", "auto", ["auto", "on", "off"],
                                  "Call jax.distributed.initialize().")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0 (multi-process without a TPU/SLURM "
-                                   "environment).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (multi-process without a TPU/SLURM "
+    "environment).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --coordinator_address.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_address.")
 _TAKE_OVER_LOCK = flags.DEFINE_bool(
     "take_over_stale_lock", False, "Take over the lock a killed training left in an object-store "
     "(gs://) workdir; only when no training runs there (run_dir.WorkdirLock).")
 _HOST_ALLOCATOR = flags.DEFINE_enum("host_allocator", "auto", host_memory.MODES,
-                                     host_memory.MODES_HELP)
+                                    host_memory.MODES_HELP)
 cli.define_verbose_flag()
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -99,8 +98,7 @@ def main(argv):
   logging.info("JAX %s: process %d/%d, %d local / %d global devices (%s)", jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend())
-  train.train_and_evaluate(config, _WORKDIR.value,
-                           take_over_stale_lock=_TAKE_OVER_LOCK.value)
+  train.train_and_evaluate(config, _WORKDIR.value, take_over_stale_lock=_TAKE_OVER_LOCK.value)
 
 
 if __name__ == "__main__":

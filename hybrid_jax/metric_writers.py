@@ -77,8 +77,8 @@ def masked_crc32c(data: bytes) -> int:
 def tfrecord(data: bytes) -> bytes:
   """One TFRecord: uint64 length, masked CRC of the length, data, masked CRC of the data."""
   length = struct.pack("<Q", len(data))
-  return (length + struct.pack("<I", masked_crc32c(length)) + data +
-          struct.pack("<I", masked_crc32c(data)))
+  return (length + struct.pack("<I", masked_crc32c(length)) + data
+          + struct.pack("<I", masked_crc32c(data)))
 
 
 # Protocol-buffer wire format: a field is a varint key (field_number << 3 | wire_type), then its
@@ -117,8 +117,7 @@ def _field_bytes(number: int, value: bytes) -> bytes:
 
 
 def _encode_event(wall_time: float, step: int, *, file_version: str | None = None,
-                  summary_values: list[bytes] | None = None, session_start: bool = False
-                  ) -> bytes:
+                  summary_values: list[bytes] | None = None, session_start: bool = False) -> bytes:
   """tensorflow.Event{wall_time=1 double, step=2 int64, file_version=3 string,
   summary=5 Summary{value=1 repeated Value}, session_log=7 SessionLog{status=1 enum, START=1}}.
 
@@ -169,8 +168,8 @@ class MetricWriter:
       return
     workdir = os.fspath(workdir)
     # The files are written in `local_dir`: the workdir, or a local copy uploaded at each flush.
-    self._staging = tempfile.mkdtemp(prefix="hybrid_jax-metrics-") if paths.is_remote(
-        workdir) else None
+    self._staging = tempfile.mkdtemp(
+        prefix="hybrid_jax-metrics-") if paths.is_remote(workdir) else None
     local_dir = self._staging or workdir
     self.metrics_path = paths.join(workdir, METRICS_FILE)
     if self._staging and paths.path(self.metrics_path).exists():
@@ -183,9 +182,10 @@ class MetricWriter:
     wall_time_ns = time.time_ns()
     wall_time = wall_time_ns / 1e9
     seconds, nanoseconds = divmod(wall_time_ns, 10**9)
-    event_file = os.path.join(TENSORBOARD_DIR, (
-        f"events.out.tfevents.{seconds:010d}.{socket.gethostname()}.{nanoseconds:09d}."
-        f"{os.getpid()}"))
+    event_file = os.path.join(
+        TENSORBOARD_DIR,
+        (f"events.out.tfevents.{seconds:010d}.{socket.gethostname()}.{nanoseconds:09d}."
+         f"{os.getpid()}"))
     self.event_path = paths.join(workdir, event_file)
     self._events = open(os.path.join(local_dir, event_file), "xb")
     self._events.write(tfrecord(_encode_event(wall_time, 0, file_version=_FILE_VERSION)))
@@ -216,8 +216,10 @@ class MetricWriter:
     wall_time = time.time()
     record = {"step": step, "wall_time": wall_time, **values}
     self._jsonl.write(json.dumps(record, allow_nan=True) + "\n")
-    self._events.write(tfrecord(_encode_event(
-        wall_time, step, summary_values=[_scalar_value(k, v) for k, v in values.items()])))
+    self._events.write(
+        tfrecord(
+            _encode_event(wall_time, step,
+                          summary_values=[_scalar_value(k, v) for k, v in values.items()])))
     self.flush()
 
   def write_text(self, step: int, tag: str, text: str) -> None:
@@ -227,8 +229,8 @@ class MetricWriter:
     step = _check_step(step)
     if not isinstance(text, str):
       raise TypeError(f"write_text: {tag!r} at step {step} is a {type(text).__name__}, not a str")
-    self._events.write(tfrecord(_encode_event(
-        time.time(), step, summary_values=[_text_value(tag, text)])))
+    self._events.write(
+        tfrecord(_encode_event(time.time(), step, summary_values=[_text_value(tag, text)])))
     self.flush()
 
   def flush(self) -> None:
@@ -236,8 +238,8 @@ class MetricWriter:
       self._jsonl.flush()
       self._events.flush()
       if self._staging:  # Upload both files whole (an object store has no append).
-        for local, remote in ((self._jsonl.name, self.metrics_path),
-                              (self._events.name, self.event_path)):
+        for local, remote in ((self._jsonl.name, self.metrics_path), (self._events.name,
+                                                                      self.event_path)):
           paths.path(local).copy(paths.path(remote), overwrite=True)
 
   def close(self) -> None:

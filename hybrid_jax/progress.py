@@ -43,9 +43,10 @@ class Progress:
     eta = (self.total - done) / rate if rate > 0 else float("nan")
     pct = 100.0 * done / self.total if self.total else 100.0
     eta_text = format_duration(eta) if eta == eta else "--:--"
-    parts = [f"{self.desc} {done}/{self.total} ({pct:3.0f}%)".strip(),
-             f"{rate:.1f} {self.unit}/s", f"elapsed {format_duration(elapsed)}",
-             f"ETA {eta_text}"]
+    parts = [
+        f"{self.desc} {done}/{self.total} ({pct:3.0f}%)".strip(), f"{rate:.1f} {self.unit}/s",
+        f"elapsed {format_duration(elapsed)}", f"ETA {eta_text}"
+    ]
     if text:
       parts.append(text)
     return " | ".join(parts)

@@ -97,8 +97,8 @@ def _ap_from_table(m: np.ndarray, valid: np.ndarray) -> np.ndarray:
   m_sorted = np.sort(np.where(valid, m, np.iinfo(np.int64).max // 2), axis=1)
   k = np.arange(1, m.shape[1] + 1, dtype=np.float64)
   num_relevant = valid.sum(axis=1)
-  return np.sum(np.where(k <= num_relevant[:, None], k / (k + m_sorted), 0.0),
-                axis=1) / num_relevant
+  return np.sum(np.where(k <= num_relevant[:, None], k /
+                         (k + m_sorted), 0.0), axis=1) / num_relevant
 
 
 def _ranks_from_table(values: np.ndarray, m: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -113,8 +113,8 @@ def _chunks(scores: np.ndarray, relevant: np.ndarray, chunk_size: int):
   _check_scores(scores, relevant)
   for start in range(0, scores.shape[0], chunk_size):
     stop = min(start + chunk_size, scores.shape[0])
-    yield start, stop, _relevant_table(np.asarray(scores[start:stop]),
-                                       np.asarray(relevant[start:stop]), start)
+    yield start, stop, _relevant_table(
+        np.asarray(scores[start:stop]), np.asarray(relevant[start:stop]), start)
 
 
 def average_precision(scores: np.ndarray, relevant: np.ndarray, *,
@@ -192,8 +192,8 @@ def dot_scores(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.ndarray,
                    positives: np.ndarray, languages: Sequence[str], *,
-                   score_fn: ScoreFn | None = None, chunk_size: int = 1024,
-                   top_k: int = 10, recall_ks: Sequence[int] = (1, 10)) -> dict:
+                   score_fn: ScoreFn | None = None, chunk_size: int = 1024, top_k: int = 10,
+                   recall_ks: Sequence[int] = (1, 10)) -> dict:
   """LAReQA mAP in every setting, and the language bias of the multilingual pool.
 
   Scores each query language once against all candidates (in chunks of `chunk_size` queries),
@@ -251,8 +251,11 @@ def lareqa_metrics(query_emb, query_mask: np.ndarray, cand_emb, cand_lang: np.nd
   lang_cols, pos_in_pool = _language_pools(cand_lang, num_langs)
   # Per-query values: ap_xy[x][y] and parts[name][x] list one array per scored chunk.
   ap_xy = [[[] for _ in range(num_langs)] for _ in range(num_langs)]
-  parts = {key: [[] for _ in range(num_langs)] for key in (
-      "map_multi", "rank_gap", "own_share", "rank_range", *(f"recall@{k}" for k in recall_ks))}
+  parts = {
+      key: [[] for _ in range(num_langs)]
+      for key in ("map_multi", "rank_gap", "own_share", "rank_range",
+                  *(f"recall@{k}" for k in recall_ks))
+  }
   for x in range(num_langs):
     q_lang = query_emb[:, x] if isinstance(query_emb, np.ndarray) else query_emb[x]
     rows_x = np.flatnonzero(query_mask[:, x])
@@ -291,8 +294,7 @@ def _check_lareqa_inputs(query_mask: np.ndarray, positives: np.ndarray, cand_emb
     raise ValueError("query_mask marks a query whose own-language positive is -1")
 
 
-def _language_pools(cand_lang: np.ndarray, num_langs: int
-                    ) -> tuple[list[np.ndarray], np.ndarray]:
+def _language_pools(cand_lang: np.ndarray, num_langs: int) -> tuple[list[np.ndarray], np.ndarray]:
   """(candidate rows of every language's pool, position of every candidate in its pool [C])."""
   lang_cols = [np.flatnonzero(cand_lang == y) for y in range(num_langs)]
   pos_in_pool = np.empty(len(cand_lang), np.int64)
@@ -331,10 +333,12 @@ def _multilingual_pool_values(scores: np.ndarray, pos: np.ndarray, cand_lang: np
   has_others = others.any(axis=1)
   several = valid.sum(axis=1) >= 2
   out = {
-      "map_multi": _ap_from_table(m, valid),
+      "map_multi":
+          _ap_from_table(m, valid),
       "rank_gap": (np.sum(ranks * others, axis=1)[has_others] / others.sum(axis=1)[has_others]
                    - np.sum(ranks * own, axis=1)[has_others]),
-      "own_share": own_share_at_k(scores, cand_lang == x, top_k),
+      "own_share":
+          own_share_at_k(scores, cand_lang == x, top_k),
       "rank_range": (np.max(np.where(valid, ranks, -np.inf), axis=1)
                      - np.min(np.where(valid, ranks, np.inf), axis=1))[several],
   }
@@ -349,8 +353,8 @@ def _mean_of(parts: list[np.ndarray]) -> tuple[float, int]:
   return (float(np.mean(values)) if len(values) else math.nan), len(values)
 
 
-def _summarize(languages: tuple[str, ...], ap_xy, parts: Mapping[str, list],
-               top_k: int, recall_ks: Sequence[int]) -> dict:
+def _summarize(languages: tuple[str, ...], ap_xy, parts: Mapping[str, list], top_k: int,
+               recall_ks: Sequence[int]) -> dict:
   """The `lareqa_metrics` dict from the per-query values of every query language."""
   num_langs = len(languages)
   map_xy = np.full((num_langs, num_langs), np.nan)
@@ -406,17 +410,18 @@ def language_group_averages(metrics: Mapping, group: Sequence[str]) -> dict[str,
     values = np.asarray(values, np.float64)
     return float(np.nanmean(values)) if np.any(np.isfinite(values)) else math.nan
 
-  out = {"map_mono": nanmean(np.diag(metrics["map_xy"])[index]),
-         "map_cross": nanmean(metrics["map_xy"][involved])}
-  for key in ["map_multi", "rank_gap", "rank_range"] + [
-      k for k in metrics if k.startswith("recall@") and not k.endswith("_mean")]:
+  out = {
+      "map_mono": nanmean(np.diag(metrics["map_xy"])[index]),
+      "map_cross": nanmean(metrics["map_xy"][involved])
+  }
+  for key in ["map_multi", "rank_gap", "rank_range"
+             ] + [k for k in metrics if k.startswith("recall@") and not k.endswith("_mean")]:
     out[f"{key}_mean"] = nanmean(np.asarray(metrics[key])[index])
   return out
 
 
 def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequence[str],
-                  top_k: int, *, ignore_identical_ids: bool = False
-                  ) -> dict[str, dict[str, float]]:
+                  top_k: int, *, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
   """A trec-style run {query id: {doc id: score}} holding each query's top_k candidates, plus
   every candidate tied with the top_k-th score, so that cut-offs <= top_k match the full run.
 
@@ -451,8 +456,10 @@ def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequ
   return run
 
 
-def beir_per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
-                   k_values: Sequence[int] = (10, 100)) -> dict[str, dict[str, float]]:
+def beir_per_query(
+    run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]],
+    k_values: Sequence[int] = (10, 100)
+) -> dict[str, dict[str, float]]:
   """Per-query metrics with trec_eval semantics (`ndcg_cut`, `recall`, `P`, `map_cut`, and
   `recip_rank` on the run cut at k).
 
@@ -487,16 +494,18 @@ def beir_per_query(run: Mapping[str, Mapping[str, float]], qrels: Mapping[str, M
       out[f"ndcg@{k}"] = float(dcg / idcg) if idcg > 0 else 0.0
       out[f"recall@{k}"] = hits_k / num_relevant if num_relevant else 0.0
       out[f"precision@{k}"] = hits_k / k
-      out[f"map@{k}"] = (float(np.sum(precision_at_rank[:k][is_relevant[:k]])) / num_relevant
-                         if num_relevant else 0.0)
+      out[f"map@{k}"] = (
+          float(np.sum(precision_at_rank[:k][is_relevant[:k]]))
+          / num_relevant if num_relevant else 0.0)
       out[f"mrr@{k}"] = 1.0 / (first[0] + 1) if len(first) else 0.0
     per_query[qid] = out
   return per_query
 
 
-def beir_metrics(run_or_scores, qrels: Mapping[str, Mapping[str, int]],
-                 k_values: Sequence[int] = (10, 100), *, query_ids: Sequence[str] | None = None,
-                 corpus_ids: Sequence[str] | None = None,
+def beir_metrics(run_or_scores, qrels: Mapping[str,
+                                               Mapping[str,
+                                                       int]], k_values: Sequence[int] = (10, 100),
+                 *, query_ids: Sequence[str] | None = None, corpus_ids: Sequence[str] | None = None,
                  ignore_identical_ids: bool = True) -> dict[str, float]:
   """BEIR/MIRACL metrics averaged over queries (see `beir_per_query` for the semantics).
 
@@ -517,13 +526,16 @@ def beir_metrics(run_or_scores, qrels: Mapping[str, Mapping[str, int]],
   if isinstance(run_or_scores, Mapping):
     run = run_or_scores
     if ignore_identical_ids:
-      run = {qid: {doc: score for doc, score in docs.items() if doc != qid}
-             for qid, docs in run.items()}
+      run = {
+          qid: {doc: score for doc, score in docs.items() if doc != qid}
+          for qid, docs in run.items()
+      }
   else:
     if query_ids is None or corpus_ids is None:
       raise ValueError("beir_metrics: a score matrix needs query_ids and corpus_ids")
-    run = scores_to_run(np.asarray(run_or_scores), query_ids, corpus_ids, max(k_values),
-                        ignore_identical_ids=ignore_identical_ids)
+    run = scores_to_run(
+        np.asarray(run_or_scores), query_ids, corpus_ids, max(k_values),
+        ignore_identical_ids=ignore_identical_ids)
   per_query = beir_per_query(run, qrels, k_values)
   if not per_query:
     raise ValueError("beir_metrics: no query of the run has qrels")

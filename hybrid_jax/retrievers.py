@@ -46,8 +46,8 @@ def timed(timing: MutableMapping[str, float], key: str) -> Iterator[None]:
 
 def query_chunk_size(num_candidates: int, memory_bytes: int = SCORE_MEMORY_BYTES) -> int:
   """Queries scored at a time so that ~BYTES_PER_SCORE * chunk * num_candidates <= memory."""
-  return int(max(1, min(MAX_QUERY_CHUNK,
-                        memory_bytes // (BYTES_PER_SCORE * max(1, num_candidates)))))
+  return int(
+      max(1, min(MAX_QUERY_CHUNK, memory_bytes // (BYTES_PER_SCORE * max(1, num_candidates)))))
 
 
 @jax.jit
@@ -80,8 +80,7 @@ class DotScorer:
       block = queries[start:start + chunk]
       padded = np.zeros((chunk, queries.shape[1]), np.float32)
       padded[:len(block)] = block
-      out[start:start + len(block)] = np.asarray(_dot(padded, self._device_candidates))[
-          :len(block)]
+      out[start:start + len(block)] = np.asarray(_dot(padded, self._device_candidates))[:len(block)]
     return out
 
 
@@ -116,12 +115,14 @@ class DenseRetriever:
 
   def settings(self) -> dict[str, Any]:
     smallest = self.encoder.smallest_bucket
-    return {"kind": "dense", "query_max_len": self.query_max_len,
-            "passage_max_len": self.passage_max_len, "batch_size": self.encoder.batch_size,
-            "query_prefix": self.prefixes["query"], "passage_prefix": self.prefixes["passage"],
-            "num_devices": int(self.encoder.mesh.size),
-            "query_buckets": list(encoding.bucket_lengths(self.query_max_len, smallest)),
-            "passage_buckets": list(encoding.bucket_lengths(self.passage_max_len, smallest))}
+    return {
+        "kind": "dense", "query_max_len": self.query_max_len,
+        "passage_max_len": self.passage_max_len, "batch_size": self.encoder.batch_size,
+        "query_prefix": self.prefixes["query"], "passage_prefix": self.prefixes["passage"],
+        "num_devices": int(self.encoder.mesh.size), "query_buckets": list(
+            encoding.bucket_lengths(self.query_max_len, smallest)
+        ), "passage_buckets": list(encoding.bucket_lengths(self.passage_max_len, smallest))
+    }
 
   def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
     with timed(self.timing, "tokenize_seconds"):
@@ -158,8 +159,10 @@ class TfidfRetriever:
     self.timing = {"tokenize_seconds": 0.0, "encode_seconds": 0.0}
 
   def settings(self) -> dict[str, Any]:
-    return {"kind": TFIDF, "ngram_range": list(self.encoder.ngram_range),
-            "num_buckets": self.encoder.num_buckets}
+    return {
+        "kind": TFIDF, "ngram_range": list(self.encoder.ngram_range),
+        "num_buckets": self.encoder.num_buckets
+    }
 
   def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str]):
     with timed(self.timing, "encode_seconds"):

@@ -61,22 +61,22 @@ CONFIG_FILE = "config.json"
 CONFIG_HISTORY_FILE = "config_history.jsonl"
 CHECKPOINT_SUBDIR = "checkpoints"
 ABSENT = "<absent>"
-LOCK_RENEW_SECONDS = 60    # an object-store lock's holder rewrites it this often
-LOCK_STALE_SECONDS = 600   # an object-store lock not renewed for this long is stale
+LOCK_RENEW_SECONDS = 60  # an object-store lock's holder rewrites it this often
+LOCK_STALE_SECONDS = 600  # an object-store lock not renewed for this long is stale
 
 # Fields (a name, or a section prefix ending in '.') that may differ from the saved config on
 # resume: they change neither the model, the data, the batches nor the update of a step.
 RESUMABLE_FIELDS = (
-    "train.num_steps",                 # extend only (see the module doc)
-    "train.prefetch_batches",          # host-side queue length
+    "train.num_steps",  # extend only (see the module doc)
+    "train.prefetch_batches",  # host-side queue length
     "train.max_consecutive_nonfinite",  # when to give up
-    "train.grad_cache_chunk_size",     # memory: the same update (up to float summation order)
-    "train.fsdp",                      # memory: parameter sharding, the same update
-    "model.remat",                     # memory: recomputed activations, the same update
-    "data.eval",                       # what to evaluate on
-    "eval.",                           # evaluation schedule and batch size
-    "log.",                            # logging interval
-    "checkpoint.",                     # every_steps, keep, async_save, allow_config_change
+    "train.grad_cache_chunk_size",  # memory: the same update (up to float summation order)
+    "train.fsdp",  # memory: parameter sharding, the same update
+    "model.remat",  # memory: recomputed activations, the same update
+    "data.eval",  # what to evaluate on
+    "eval.",  # evaluation schedule and batch size
+    "log.",  # logging interval
+    "checkpoint.",  # every_steps, keep, async_save, allow_config_change
 )
 
 
@@ -115,8 +115,10 @@ class WorkdirLock:
     return self
 
   def _holder_record(self) -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(),
-            "started_at": datetime.datetime.now().isoformat(timespec="seconds")}
+    return {
+        "host": socket.gethostname(), "pid": os.getpid(),
+        "started_at": datetime.datetime.now().isoformat(timespec="seconds")
+    }
 
   def _acquire_flock(self) -> None:
     while True:
@@ -159,8 +161,8 @@ class WorkdirLock:
             f"{age_s / 60:.0f} min (a training renews it every {LOCK_RENEW_SECONDS} s), so that "
             "training ended without releasing it; if no training runs on this workdir, pass "
             "--take_over_stale_lock")
-      logging.warning("Taking over the stale lock %s of %s (not renewed for %.0f min).",
-                      self.path, self._describe(holder), age_s / 60)
+      logging.warning("Taking over the stale lock %s of %s (not renewed for %.0f min).", self.path,
+                      self._describe(holder), age_s / 60)
       paths.path(self.path).write_text(json.dumps(record))
       break
     self._renewer = threading.Thread(target=self._renew, args=(record,), daemon=True,
@@ -173,9 +175,10 @@ class WorkdirLock:
       try:
         holder = self._read_object()
         if holder is None or holder.get("token") != self._token:
-          logging.error("%s: this training's lock was taken over by %s; two trainings may now "
-                        "write this workdir", self.path,
-                        self._describe(holder) if holder else "nobody (it was deleted)")
+          logging.error(
+              "%s: this training's lock was taken over by %s; two trainings may now "
+              "write this workdir", self.path,
+              self._describe(holder) if holder else "nobody (it was deleted)")
           return
         paths.path(self.path).write_text(json.dumps({**record, "renewed_at": time.time()}))
       except Exception as e:  # pylint: disable=broad-except
@@ -248,8 +251,10 @@ def config_differences(saved: dict, current: dict) -> dict[str, tuple[Any, Any]]
   """Dotted field -> (saved value, current value) for every field that differs; a field missing on
   one side is `<absent>` there."""
   saved, current = _flatten(saved), _flatten(current)
-  return {k: (saved.get(k, ABSENT), current.get(k, ABSENT)) for k in sorted(set(saved) | set(current))
-          if saved.get(k, ABSENT) != current.get(k, ABSENT)}
+  return {
+      k: (saved.get(k, ABSENT), current.get(k, ABSENT)) for k in sorted(set(saved) | set(current))
+      if saved.get(k, ABSENT) != current.get(k, ABSENT)
+  }
 
 
 def is_resumable(field: str) -> bool:
@@ -268,8 +273,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict | None:
                     "(the last line's 'config')") from e
 
 
-def check_resume(config: ml_collections.ConfigDict, workdir: str, newest_step: int | None
-                 ) -> dict[str, tuple[Any, Any]]:
+def check_resume(config: ml_collections.ConfigDict, workdir: str,
+                 newest_step: int | None) -> dict[str, tuple[Any, Any]]:
   """Checks that `config` may resume the run in `workdir` (module doc), before anything is built.
 
   Args:
@@ -311,16 +316,18 @@ def check_resume(config: ml_collections.ConfigDict, workdir: str, newest_step: i
   if not config.model.path:  # the cached tokenizer decides it (config.json has its length)
     differences.pop("model.vocab_size", None)
   defaults = _flatten(config_as_dict(config_lib.default_config()))
-  refused = {k: (old, new) for k, (old, new) in differences.items() if not is_resumable(k) and not (
-      old == ABSENT and defaults.get(k, ABSENT) == new)}  # a field newer than the run, at default
+  refused = {
+      k: (old, new) for k, (old, new) in differences.items()
+      if not is_resumable(k) and not (old == ABSENT and defaults.get(k, ABSENT) == new)
+  }  # a field newer than the run, at default
   if refused and not allow:
     listed = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in refused.items())
     raise UserError(
         f"the config differs from {os.path.join(workdir, CONFIG_FILE)} (the run's checkpoints) in "
         f"fields that cannot change on resume: {listed}; re-run with the saved values, or {fix}")
   if differences:
-    logging.warning("Resuming %s with changed config fields: %s", workdir, ", ".join(
-        f"{k}: {old!r} -> {new!r}" for k, (old, new) in differences.items()))
+    logging.warning("Resuming %s with changed config fields: %s", workdir,
+                    ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in differences.items()))
   return differences
 
 
@@ -328,9 +335,11 @@ def record_config(config: ml_collections.ConfigDict, workdir: str, *, start_step
                   changes: dict[str, tuple[Any, Any]]) -> None:
   """Writes config.json (atomically) and appends this start to config_history.jsonl."""
   paths.write_text(os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2))
-  entry = {"time": datetime.datetime.now().isoformat(timespec="seconds"),
-           "host": socket.gethostname(), "pid": os.getpid(), "start_step": start_step,
-           "changes": {k: list(v) for k, v in changes.items()}, "config": config_as_dict(config)}
+  entry = {
+      "time": datetime.datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
+      "pid": os.getpid(), "start_step": start_step,
+      "changes": {k: list(v) for k, v in changes.items()}, "config": config_as_dict(config)
+  }
   paths.append_line(os.path.join(workdir, CONFIG_HISTORY_FILE), json.dumps(entry))
 
 
@@ -357,11 +366,11 @@ def restore_model(workdir: str, step: int | None = None):
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
                                  nnx.to_pure_dict(abstract_state))
-  checkpointer = checkpoint_lib.Checkpointer(os.path.join(workdir, CHECKPOINT_SUBDIR),
-                                             async_save=False)
+  checkpointer = checkpoint_lib.Checkpointer(
+      os.path.join(workdir, CHECKPOINT_SUBDIR), async_save=False)
   try:
-    restored, _, restored_step = checkpointer.restore_latest(
-        {"params": {"model": abstract_params}}, step=step, partial=True)
+    restored, _, restored_step = checkpointer.restore_latest({"params": {"model": abstract_params}},
+                                                             step=step, partial=True)
   finally:
     checkpointer.close()
   if restored is None:

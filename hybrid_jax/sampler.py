@@ -113,7 +113,6 @@ _TAG_SOURCE_SPLIT, _TAG_MONO_SPLIT, _TAG_POOL, _TAG_EPOCH_ORDER, _TAG_LANGUAGE, 
 _MASK64 = (1 << 64) - 1
 _FEISTEL_ROUNDS = 4
 
-
 # What helps when the data cannot fill the batches asked for, by the argument to change.
 FIXES = {
     "global_batch_size": "lower global_batch_size",
@@ -367,8 +366,9 @@ def _draw_languages(available_rows: np.ndarray, ids: np.ndarray, key: int,
   num_langs = available_rows.shape[1]
   cells = ids.astype(np.uint64)[:, None] * np.uint64(MAX_LANGUAGES) + np.arange(
       num_langs, dtype=np.uint64)[None, :]
-  scores = np.where(available_rows, (_splitmix64_array(cells ^ np.uint64(key)) >> np.uint64(1))
-                    + np.uint64(1), np.uint64(0))
+  scores = np.where(available_rows,
+                    (_splitmix64_array(cells ^ np.uint64(key)) >> np.uint64(1)) + np.uint64(1),
+                    np.uint64(0))
   query_lang = np.argmax(scores, axis=1)
   if mono:
     return query_lang, query_lang
@@ -394,10 +394,10 @@ def _repeats(columns) -> np.ndarray:
 class HybridBatchSampler:
   """Deterministic, random-access hybrid batch sampler (see the module docstring)."""
 
-  def __init__(self, available, languages: Sequence[str], global_batch_size: int,
-               mono_prob: float, seed: int, language_scope: str = "batch",
-               passage_keys=None, source_weights: Sequence[float] | None = None,
-               block_size: int = 256, query_keys=None):
+  def __init__(self, available, languages: Sequence[str], global_batch_size: int, mono_prob: float,
+               seed: int, language_scope: str = "batch", passage_keys=None,
+               source_weights: Sequence[float] | None = None, block_size: int = 256,
+               query_keys=None):
     """Groups every source's examples by availability and lays out its pools; draws nothing.
 
     Args:
@@ -437,12 +437,14 @@ class HybridBatchSampler:
     self._source_mono_probs = self._mono_probs(len(availables))
     self._sources = [
         _Source(np.asarray(a), *(None if k is None else np.asarray(k) for k in keys))
-        for a, *keys in zip(availables, *keys_lists)]
-    self._pools = [[self._make_pools(source, kind) for kind in (_MONO, _CROSS)]
-                   for source in self._sources]
-    self._cumulative_batches = [
-        [np.r_[0, np.cumsum([p.num_batches for p in pools])].astype(np.int64) for pools in by_kind]
-        for by_kind in self._pools]
+        for a, *keys in zip(availables, *keys_lists)
+    ]
+    self._pools = [
+        [self._make_pools(source, kind) for kind in (_MONO, _CROSS)] for source in self._sources
+    ]
+    self._cumulative_batches = [[
+        np.r_[0, np.cumsum([p.num_batches for p in pools])].astype(np.int64) for pools in by_kind
+    ] for by_kind in self._pools]
     self._check_every_language_drawn()
     if source_weights is None:
       source_weights = [int(a.any(axis=1).sum()) for a in availables]
@@ -451,11 +453,14 @@ class HybridBatchSampler:
     self._block_cache = _LRU(1024)
     rest = np.cumsum(weights[::-1])[::-1]  # weight of sources i, i+1, ...
     self._source_splitters = [
-        _Splitter(float(weights[i] / rest[i]), (seed, _TAG_SOURCE_SPLIT, i), block_size,
-                  self._block_cache) for i in range(len(weights) - 1)]
+        _Splitter(
+            float(weights[i] / rest[i]), (seed, _TAG_SOURCE_SPLIT, i), block_size,
+            self._block_cache) for i in range(len(weights) - 1)
+    ]
     self._mono_splitters = [
         _Splitter(self._source_mono_probs[s], (seed, _TAG_MONO_SPLIT, s), block_size,
-                  self._block_cache) for s in range(len(weights))]
+                  self._block_cache) for s in range(len(weights))
+    ]
 
   def _mono_probs(self, num_sources: int) -> list[float]:
     """`mono_prob` per source; ValueError unless each is in [0, 1]."""
@@ -494,9 +499,9 @@ class HybridBatchSampler:
             raise ValueError(f"{where}: {name}[source {s}] must be int {avail.shape} like "
                              f"available, got {keys.dtype} {keys.shape}")
       if self.global_batch_size > avail.any(axis=1).sum():
-        raise TooFewExamplesError(f"{where}: global_batch_size={self.global_batch_size} exceeds "
-                                  f"the {avail.any(axis=1).sum()} examples of source {s}",
-                                  ["global_batch_size"])
+        raise TooFewExamplesError(
+            f"{where}: global_batch_size={self.global_batch_size} exceeds "
+            f"the {avail.any(axis=1).sum()} examples of source {s}", ["global_batch_size"])
     if num_langs == 1 and any(p != 1 for p in self._mono_probs(len(availables))):
       raise ValueError(f"{where}: with one language ({self.languages[0]}) every batch is "
                        f"monolingual: mono_prob must be 1, got {self.mono_prob}")
@@ -516,14 +521,16 @@ class HybridBatchSampler:
   def _make_pools(self, source: _Source, kind: int) -> list[_Pool]:
     """The pools of one (source, kind) stream that fill at least one batch, in a fixed order."""
     if self.language_scope == "example":
-      pool = source.pool(source.patterns.sum(axis=1) >= (1 if kind == _MONO else 2), None,
-                         self.global_batch_size)
+      pool = source.pool(
+          source.patterns.sum(axis=1) >= (1 if kind == _MONO else 2), None, self.global_batch_size)
       return [pool] if pool.num_batches else []
     num_langs = len(self.languages)
     pairs = ([(x, x) for x in range(num_langs)] if kind == _MONO else
              [(x, y) for x in range(num_langs) for y in range(num_langs) if x != y])
-    pools = [source.pool(source.patterns[:, x] & source.patterns[:, y], (x, y),
-                         self.global_batch_size) for x, y in pairs]
+    pools = [
+        source.pool(source.patterns[:, x] & source.patterns[:, y], (x, y), self.global_batch_size)
+        for x, y in pairs
+    ]
     return [pool for pool in pools if pool.num_batches]
 
   def _check_every_language_drawn(self):
@@ -548,8 +555,10 @@ class HybridBatchSampler:
           for pool in by_kind[kind]:
             drawn |= set(range(len(self.languages)) if pool.languages is None else pool.languages)
       counts = np.diff(source.pattern_start) @ source.patterns
-      never = [f"{self.languages[j]} ({counts[j]} examples)" for j in range(len(counts))
-               if counts[j] and j not in drawn]
+      never = [
+          f"{self.languages[j]} ({counts[j]} examples)" for j in range(len(counts))
+          if counts[j] and j not in drawn
+      ]
       if never:
         raise TooFewExamplesError(
             f"{where}: source {s}: language(s) {', '.join(never)} are in no pool of at least one "
@@ -617,20 +626,20 @@ class HybridBatchSampler:
     kind = _MONO if is_mono else _CROSS
     cumulative = self._cumulative_batches[source][kind]
     epoch, row = divmod(index, int(cumulative[-1]))
-    order = _Permutation(int(cumulative[-1]), _hash(self.seed, _TAG_EPOCH_ORDER, source, kind,
-                                                    epoch))
+    order = _Permutation(
+        int(cumulative[-1]), _hash(self.seed, _TAG_EPOCH_ORDER, source, kind, epoch))
     chunk = int(order(np.array([row]))[0])
     pool_index = int(np.searchsorted(cumulative, chunk, side="right")) - 1
     pool, chunk = self._pools[source][kind][pool_index], chunk - int(cumulative[pool_index])
     size = self.global_batch_size
-    permutation = _Permutation(pool.size, _hash(self.seed, _TAG_POOL, source, kind, pool_index,
-                                                 epoch))
+    permutation = _Permutation(pool.size,
+                               _hash(self.seed, _TAG_POOL, source, kind, pool_index, epoch))
     positions = permutation(np.arange(chunk * size, (chunk + 1) * size))
     members = self._members(source, kind, pool, positions, epoch)
     src = self._sources[source]
     if src.passage_keys is not None or src.query_keys is not None:
       members = self._replace_repeats(source, kind, pool_index, chunk, epoch, members)
     ids, query_lang, passage_lang = members
-    return HybridBatch(example_ids=ids.astype(np.int64), query_lang=query_lang.astype(np.int32),
-                       passage_lang=passage_lang.astype(np.int32), is_mono=is_mono,
-                       source=source, step=int(step))
+    return HybridBatch(
+        example_ids=ids.astype(np.int64), query_lang=query_lang.astype(np.int32),
+        passage_lang=passage_lang.astype(np.int32), is_mono=is_mono, source=source, step=int(step))

@@ -55,8 +55,7 @@ def make_mesh(num_devices: int | None = None, *, fsdp: int = 1,
     raise ValueError(f"make_mesh: fsdp={fsdp} must be a positive divisor of "
                      f"num_devices={num_devices}")
   return jax.make_mesh((num_devices // fsdp, fsdp), BATCH_AXES,
-                       axis_types=(AxisType.Auto, AxisType.Auto),
-                       devices=devices[:num_devices])
+                       axis_types=(AxisType.Auto, AxisType.Auto), devices=devices[:num_devices])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

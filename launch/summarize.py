@@ -21,10 +21,11 @@ import os
 import re
 import sys
 
-COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"),
-           ("multi mAP", "map_multi_mean"), ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"),
-           ("rank gap", "rank_gap_mean"), ("max-min rank", "rank_range_mean"),
-           ("own share@k", "own_share_mean"), ("0-shot mono", "zero_shot_map_mono"),
+COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
+           ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
+           ("max-min rank", "rank_range_mean"), ("own share@k",
+                                                 "own_share_mean"), ("0-shot mono",
+                                                                     "zero_shot_map_mono"),
            ("0-shot cross", "zero_shot_map_cross"), ("0-shot multi", "zero_shot_map_multi_mean"))
 
 
@@ -58,10 +59,12 @@ def collect(root: str, dataset: str | None = None) -> list[dict]:
       config = json.load(f)
     metrics = dict(results["metrics"])
     metrics.update({f"zero_shot_{k}": v for k, v in (metrics.get("zero_shot") or {}).items()})
-    row = {"run": run, "step": step, "languages": config["data"]["languages"],
-           "num_languages": len(config["data"]["languages"].split("+")),
-           "mono_prob": config["sampler"]["mono_prob"], "seed": config.get("seed"),
-           "dataset": results.get("dataset")}
+    row = {
+        "run": run, "step": step, "languages": config["data"]["languages"],
+        "num_languages": len(config["data"]["languages"].split("+")), "mono_prob": config["sampler"]
+                                                                                   ["mono_prob"],
+        "seed": config.get("seed"), "dataset": results.get("dataset")
+    }
     row.update({key: metrics.get(key) for _, key in COLUMNS})
     rows.append(row)
   return rows
@@ -80,13 +83,15 @@ def aggregate(rows: list[dict]) -> list[dict]:
     groups.setdefault(_setting(r), []).append(r)
   out = []
   for (num_languages, languages, mono_prob), runs in sorted(groups.items()):
-    row = {"num_languages": num_languages, "languages": languages, "mono_prob": mono_prob,
-           "seeds": sorted(r["seed"] for r in runs), "step": max(r["step"] for r in runs)}
+    row = {
+        "num_languages": num_languages, "languages": languages, "mono_prob": mono_prob,
+        "seeds": sorted(r["seed"] for r in runs), "step": max(r["step"] for r in runs)
+    }
     for _, key in COLUMNS:
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
-      std = ((sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-             if len(values) > 1 else 0.0 if values else None)
+      std = ((sum((v - mean)**2 for v in values) /
+              (len(values) - 1))**0.5 if len(values) > 1 else 0.0 if values else None)
       row[key], row[f"{key}_std"] = mean, std
     out.append(row)
   return out
@@ -120,8 +125,10 @@ def markdown_over_seeds(settings: list[dict]) -> str:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in settings:
     cells = [str(r["num_languages"]), f"{r['mono_prob']:g}", str(len(r["seeds"]))]
-    cells += [f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r[key] is not None else "–"
-              for _, key in columns]
+    cells += [
+        f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r[key] is not None else "–"
+        for _, key in columns
+    ]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -139,8 +146,8 @@ def plot(rows: list[dict], path: str) -> str:
   sets = sorted({(r["num_languages"], r["languages"]) for r in rows})
   columns = min(len(sets), 2)
   panel_rows = -(-len(sets) // columns)
-  fig, axes = plt.subplots(panel_rows, columns, figsize=(5.6 * columns, 4.4 * panel_rows),
-                           dpi=110, squeeze=False)
+  fig, axes = plt.subplots(panel_rows, columns, figsize=(5.6 * columns, 4.4 * panel_rows), dpi=110,
+                           squeeze=False)
   for ax, (num_languages, languages) in zip(axes.flat, sets):
     runs = sorted((r for r in rows if r["languages"] == languages), key=lambda r: r["mono_prob"])
     xs = [r["map_cross"] for r in runs]

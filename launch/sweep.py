@@ -48,10 +48,11 @@ def main_command(config: str, langs: str, mono_prob: float, workdir: str, extra,
   """`config` is a config file, optionally with its own arguments ('configs/default.py:model=tiny');
   langs and mono_prob join them; `seed` becomes `--config.seed`."""
   separator = "," if ":" in config else ":"
-  return [sys.executable, "-m", "hybrid_jax.main",
-          f"--config={config}{separator}langs={langs},mono_prob={mono_prob:g}",
-          f"--workdir={workdir}", *([f"--config.seed={seed}"] if seed is not None else []),
-          *extra]
+  return [
+      sys.executable, "-m", "hybrid_jax.main",
+      f"--config={config}{separator}langs={langs},mono_prob={mono_prob:g}", f"--workdir={workdir}",
+      *([f"--config.seed={seed}"] if seed is not None else []), *extra
+  ]
 
 
 def is_finished(workdir: str) -> bool:
@@ -65,15 +66,16 @@ def is_finished(workdir: str) -> bool:
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True, help="parent directory of the run workdirs")
-  parser.add_argument("--config", default="configs/default.py",
-                      help="config file, optionally with arguments, e.g. "
-                      "configs/default.py:model=tiny")
+  parser.add_argument(
+      "--config", default="configs/default.py", help="config file, optionally with arguments, e.g. "
+      "configs/default.py:model=tiny")
   parser.add_argument("--lang_sets", default=",".join(DEFAULT_LANG_SETS),
                       help="comma-separated language sets, each '+'-joined (or 'xquad_r')")
   parser.add_argument("--mono_probs", default=",".join(f"{p:g}" for p in DEFAULT_MONO_PROBS))
-  parser.add_argument("--seeds", default="",
-                      help="comma-separated config seeds, one run each (names end in -seed<N>); "
-                      "default: the config's seed")
+  parser.add_argument(
+      "--seeds", default="",
+      help="comma-separated config seeds, one run each (names end in -seed<N>); "
+      "default: the config's seed")
   parser.add_argument("--launcher", choices=("local", "tpu"), default="local")
   parser.add_argument("--tpu_args", default="", help="arguments for launch/tpu_vm.sh")
   parser.add_argument("--dry_run", action="store_true", help="print the commands only")
@@ -109,9 +111,12 @@ def main(argv=None) -> int:
     workdir = f"{args.root.rstrip('/')}/{name}"
     command = main_command(args.config, langs, p, workdir, args.extra, seed)
     if args.launcher == "tpu":
-      command = ["bash", os.path.join(REPO, "launch", "tpu_vm.sh"),
-                 *shlex.split(args.tpu_args), f"--workdir={workdir}",
-                 *(["--dry-run"] if args.dry_run else []), "--", command[3], *command[5:]]
+      command = [
+          "bash",
+          os.path.join(REPO, "launch",
+                       "tpu_vm.sh"), *shlex.split(args.tpu_args), f"--workdir={workdir}",
+          *(["--dry-run"] if args.dry_run else []), "--", command[3], *command[5:]
+      ]
     print(f"[{i}/{len(runs)}] {name}: {shlex.join(command)}", flush=True)
     if args.dry_run and args.launcher == "local":
       continue

@@ -5,13 +5,12 @@ XLA reads the flag when the backend starts, so it is set here, before any test i
 
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8").strip()
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 
 import pytest  # noqa: E402  (after the environment above)
 
@@ -29,11 +28,12 @@ def tiny_sweep(tmp_path_factory):
   from tiny_run import REPO, TINY_MODEL, env
 
   root = str(tmp_path_factory.mktemp("sweep"))
-  command = [sys.executable, "launch/sweep.py", f"--root={root}", "--lang_sets=en+de",
-             "--config=configs/default.py:model=tiny",
-             "--mono_probs=1,0.5", "--", "--config.train.num_steps=4", *TINY_MODEL]
-  proc = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
-                        timeout=900)
+  command = [
+      sys.executable, "launch/sweep.py", f"--root={root}", "--lang_sets=en+de",
+      "--config=configs/default.py:model=tiny", "--mono_probs=1,0.5", "--",
+      "--config.train.num_steps=4", *TINY_MODEL
+  ]
+  proc = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
   runs = {name: os.path.join(root, name) for name in sorted(os.listdir(root))}
   return root, runs
@@ -59,8 +59,7 @@ def eval_data():
 def eval_tokenizer(eval_data):
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
-  return tokenizer_lib.train_default_tokenizer(eval_data.texts(),
-                                               vocab_size=1500)
+  return tokenizer_lib.train_default_tokenizer(eval_data.texts(), vocab_size=1500)
 
 
 @pytest.fixture(scope="session")
@@ -68,8 +67,9 @@ def eval_model(eval_tokenizer):
   from hybrid_jax import models
   from hybrid_jax.models.config import model_config
 
-  config = model_config(vocab_size=len(eval_tokenizer), hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=80)
+  config = model_config(
+      vocab_size=len(eval_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+      intermediate_size=64, max_position_embeddings=80)
   return models.create_model(config, seed=0)
 
 
@@ -83,8 +83,8 @@ def eval_passage_tokens(eval_data, eval_tokenizer):
 
   rows = np.random.default_rng(0).choice(len(eval_data.candidates), 45, replace=False)
   contexts = np.where(np.arange(45) % 3 == 0, eval_data.candidates.context[rows], "")
-  return tokenizer_lib.tokenize_passages(eval_tokenizer, eval_data.candidates.text[rows],
-                                         contexts, EVAL_PASSAGE_MAX_LEN)
+  return tokenizer_lib.tokenize_passages(eval_tokenizer, eval_data.candidates.text[rows], contexts,
+                                         EVAL_PASSAGE_MAX_LEN)
 
 
 def plain_encode(model, tower, tokens):
@@ -93,10 +93,10 @@ def plain_encode(model, tower, tokens):
   import numpy as np
   from flax import nnx
 
-  encode = nnx.jit(lambda m, ids, mask, types: (
-      m.encode_queries if tower == "query" else m.encode_passages)(ids, mask, types))
-  return np.asarray(encode(model, tokens["input_ids"], tokens["attention_mask"],
-                           tokens["token_type_ids"]))
+  encode = nnx.jit(lambda m, ids, mask, types:
+                   (m.encode_queries if tower == "query" else m.encode_passages)(ids, mask, types))
+  return np.asarray(
+      encode(model, tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"]))
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,7 @@ def _patch_kill_point(point: str, step: int) -> None:
 
     ocp.CheckpointManager.wait_until_finished = patched_wait
   elif point == "delete":
+
     def patched_delete(self, s):
       shutil.rmtree(os.path.join(str(self.directory), str(s), "state"))  # half deleted
       _die()
@@ -93,8 +94,11 @@ def _patch_kill_point(point: str, step: int) -> None:
 
 def child_command(workdir, point: str, step: int, *flags) -> list[str]:
   """`python -m hybrid_jax.main --workdir=... flags` that SIGKILLs itself at `point`."""
-  return [sys.executable, os.path.abspath(__file__), "--child", f"--kill_point={point}",
-          f"--kill_step={step}", "--", f"--workdir={workdir}", *flags]
+  return [
+      sys.executable,
+      os.path.abspath(__file__), "--child", f"--kill_point={point}", f"--kill_step={step}", "--",
+      f"--workdir={workdir}", *flags
+  ]
 
 
 def main_command(workdir, *flags) -> list[str]:
@@ -102,24 +106,28 @@ def main_command(workdir, *flags) -> list[str]:
 
 
 def run(command, extra_env=None, timeout=900) -> subprocess.CompletedProcess:
-  return subprocess.run(command, cwd=REPO, env={**env(), **(extra_env or {})},
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(command, cwd=REPO, env={**env(), **(extra_env or {})}, capture_output=True,
+                        text=True, timeout=timeout)
 
 
 def losses(workdir) -> dict[int, float]:
   """step -> loss from metrics.jsonl (the last record of a step wins; a line being written is
   skipped)."""
   from hybrid_jax import metric_writers
-  return {r["step"]: r["loss"] for r in metric_writers.read_metrics(
-      os.path.join(workdir, metric_writers.METRICS_FILE)) if "loss" in r}
+  return {
+      r["step"]: r["loss"]
+      for r in metric_writers.read_metrics(os.path.join(workdir, metric_writers.METRICS_FILE))
+      if "loss" in r
+  }
 
 
 def model_bytes(workdir) -> dict[str, bytes]:
   """The final model's weight files (safetensors), name -> bytes."""
   model_dir = os.path.join(workdir, "model")
-  return {os.path.relpath(p, model_dir): open(p, "rb").read()
-          for p in sorted(glob.glob(os.path.join(model_dir, "**", "*.safetensors"),
-                                    recursive=True))}
+  return {
+      os.path.relpath(p, model_dir): open(p, "rb").read()
+      for p in sorted(glob.glob(os.path.join(model_dir, "**", "*.safetensors"), recursive=True))
+  }
 
 
 def compare_runs(expected_workdir, workdir) -> list[str]:
@@ -128,8 +136,9 @@ def compare_runs(expected_workdir, workdir) -> list[str]:
   expected, got = losses(expected_workdir), losses(workdir)
   if sorted(got) != sorted(expected):
     problems.append(f"logged steps {sorted(got)} != {sorted(expected)}")
-  problems += [f"step {s}: loss {got.get(s)!r} != {v!r}" for s, v in expected.items()
-               if got.get(s) != v]
+  problems += [
+      f"step {s}: loss {got.get(s)!r} != {v!r}" for s, v in expected.items() if got.get(s) != v
+  ]
   if model_bytes(workdir) != model_bytes(expected_workdir) or not model_bytes(workdir):
     problems.append("final model weights differ")
   return problems
@@ -163,8 +172,10 @@ def flip_trials(checkpoint_dir: str, num_flips: int, seed: int = 0) -> dict[str,
   rng = random.Random(seed)
   pristine, _, newest = _restore(checkpoint_dir)
   step_dir = os.path.join(checkpoint_dir, str(newest))
-  files = [os.path.relpath(os.path.join(r, n), step_dir)
-           for r, _, names in os.walk(step_dir) for n in names]
+  files = [
+      os.path.relpath(os.path.join(r, n), step_dir) for r, _, names in os.walk(step_dir)
+      for n in names
+  ]
   sizes = [os.path.getsize(os.path.join(step_dir, f)) for f in files]
   counts = {"detected": 0, "harmless": 0, "silent": 0}
   with tempfile.TemporaryDirectory() as tmp:
@@ -182,8 +193,10 @@ def flip_trials(checkpoint_dir: str, num_flips: int, seed: int = 0) -> dict[str,
       state, _, step = _restore(copy)
       if step != newest:
         counts["detected"] += 1
-      elif all(jax.tree.leaves(jax.tree.map(
-          lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))), state, pristine))):
+      elif all(
+          jax.tree.leaves(
+              jax.tree.map(lambda a, b: bool(np.array_equal(np.asarray(a), np.asarray(b))), state,
+                           pristine))):
         counts["harmless"] += 1
       else:
         counts["silent"] += 1
@@ -210,9 +223,9 @@ def kill_trials(baseline: str, root: str, flags: list[str], num_kills: int, num_
       killed = proc.returncode == -signal.SIGKILL
     else:
       step = rng.randrange(1, num_steps)
-      proc = subprocess.Popen(main_command(workdir, *flags), cwd=REPO,
-                              env={**env(), **(extra_env or {})}, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+      proc = subprocess.Popen(
+          main_command(workdir, *flags), cwd=REPO, env={**env(), **(extra_env or {})},
+          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
       while proc.poll() is None and not (os.path.exists(os.path.join(workdir, "metrics.jsonl"))
                                          and step in losses(workdir)):
         time.sleep(0.01)
@@ -225,9 +238,10 @@ def kill_trials(baseline: str, root: str, flags: list[str], num_kills: int, num_
     resumed = run(main_command(workdir, *flags), extra_env)
     problems = ([f"resume exited {resumed.returncode}: {resumed.stderr[-2000:]}"]
                 if resumed.returncode else compare_runs(baseline, workdir))
-    results.append({"kill": what, "killed": killed, "inside_save": mid_save,
-                    "identical": not problems, "problems": problems,
-                    "seconds": round(time.time() - t0, 1)})
+    results.append({
+        "kill": what, "killed": killed, "inside_save": mid_save, "identical": not problems,
+        "problems": problems, "seconds": round(time.time() - t0, 1)
+    })
     print(json.dumps(results[-1]), flush=True)
   return results
 
@@ -243,12 +257,15 @@ def _main():
   args = parser.parse_args()
   os.environ.update(env())  # this process restores the runs' 8-device checkpoints (flip_trials)
   root = args.root or tempfile.mkdtemp(prefix="fault_injection-")
-  flags = [f"--config=configs/default.py:model=tiny,langs=en+de+es,steps={args.steps}",
-           *TINY_MODEL,
-           "--config.data.eval=", f"--config.checkpoint.every_steps={args.every_steps}",
-           "--config.checkpoint.keep=2"]
-  extra_env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(root, "jax_cache"),
-               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+  flags = [
+      f"--config=configs/default.py:model=tiny,langs=en+de+es,steps={args.steps}", *TINY_MODEL,
+      "--config.data.eval=", f"--config.checkpoint.every_steps={args.every_steps}",
+      "--config.checkpoint.keep=2"
+  ]
+  extra_env = {
+      "JAX_COMPILATION_CACHE_DIR": os.path.join(root, "jax_cache"),
+      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"
+  }
   baseline = os.path.join(root, "baseline")
   t0 = time.time()
   proc = run(main_command(baseline, *flags), extra_env)
@@ -259,10 +276,10 @@ def _main():
                       extra_env)
   flips = flip_trials(os.path.join(baseline, "checkpoints"), args.flips, args.seed)
   summary = {
-      "kills": len(kills), "killed": sum(k["killed"] for k in kills),
-      "inside_save": sum(k["inside_save"] for k in kills),
-      "resumed_identical": sum(k["identical"] for k in kills), "flips": args.flips, **flips,
-      "seconds": round(time.time() - t0)}
+      "kills": len(kills), "killed": sum(k["killed"] for k in kills), "inside_save": sum(
+          k["inside_save"] for k in kills), "resumed_identical": sum(k["identical"] for k in kills),
+      "flips": args.flips, **flips, "seconds": round(time.time() - t0)
+  }
   print(json.dumps(summary), flush=True)
   sys.exit(0 if summary["resumed_identical"] == len(kills) and flips["silent"] == 0 else 1)
 

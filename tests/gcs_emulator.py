@@ -85,6 +85,7 @@ from gcp_storage_emulator.__main__ import main
 main(sys.argv[1:])
 """
 
+
 def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -101,9 +102,10 @@ def start(timeout_s: float = 30.0):
   port = free_port()
   url = f"http://127.0.0.1:{port}"
   upload_log = tempfile.NamedTemporaryFile(prefix="gcs-uploads-", suffix=".txt", delete=False).name
-  process = subprocess.Popen(
-      [sys.executable, "-c", _SERVE, upload_log, "start", "-H", "127.0.0.1", f"--port={port}", "-M",
-       f"--default-bucket={BUCKET}", "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen([
+      sys.executable, "-c", _SERVE, upload_log, "start", "-H", "127.0.0.1", f"--port={port}", "-M",
+      f"--default-bucket={BUCKET}", "-q"
+  ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.monotonic() + timeout_s
   while True:
     try:
@@ -114,9 +116,11 @@ def start(timeout_s: float = 30.0):
         process.kill()
         raise RuntimeError(f"gcp-storage-emulator did not start on {url}")
       time.sleep(0.1)
-  env = {**os.environ, "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
-         "GOOGLE_AUTH_TOKEN_FOR_TESTING": "dummy", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-         "EPATH_USE_TF": "false", UPLOAD_LOG: upload_log}
+  env = {
+      **os.environ, "STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url,
+      "GOOGLE_AUTH_TOKEN_FOR_TESTING": "dummy", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
+      "EPATH_USE_TF": "false", UPLOAD_LOG: upload_log
+  }
   return process, env
 
 
@@ -187,5 +191,5 @@ def upload_tree(env, local_dir: str, prefix: str) -> None:
 def delete_objects(env, prefix: str) -> None:
   """Deletes every object under `gs://bucket/<prefix>` (a kill losing what came after)."""
   for name in list_objects(env, prefix):
-    urllib.request.urlopen(urllib.request.Request(_object_url(env, name), method="DELETE"),
-                           timeout=10).read()
+    urllib.request.urlopen(
+        urllib.request.Request(_object_url(env, name), method="DELETE"), timeout=10).read()

@@ -21,9 +21,13 @@ def _load_script():
   return module
 
 
-@pytest.mark.parametrize("threshold,start,granularity,max_batch", [
-    (1000, 64, 64, 16384), (63, 64, 8, 4096), (64, 64, 64, 4096), (5000, 256, 64, 4096),
-    (0, 64, 64, 4096), (777, 16, 16, 100000), (130, 256, 1, 4096)])
+@pytest.mark.parametrize("threshold,start,granularity,max_batch", [(1000, 64, 64, 16384),
+                                                                   (63, 64, 8, 4096),
+                                                                   (64, 64, 64, 4096),
+                                                                   (5000, 256, 64, 4096),
+                                                                   (0, 64, 64, 4096),
+                                                                   (777, 16, 16, 100000),
+                                                                   (130, 256, 1, 4096)])
 def test_search_largest_finds_the_largest_fitting_multiple(threshold, start, granularity,
                                                            max_batch):
   script = _load_script()

@@ -103,9 +103,10 @@ def _flip(path, offset, size=4096):
 def _big_state(value):
   """Large enough for 4 KB flips to land inside array data (several 100 KB files)."""
   rng = np.random.default_rng(value)
-  return {"params": {"w": jnp.asarray(rng.normal(size=(256, 512)), jnp.float32)},
-          "opt": {"mu": jnp.asarray(rng.normal(size=(256, 512)), jnp.float32)},
-          "step": jnp.int32(value)}
+  return {
+      "params": {"w": jnp.asarray(rng.normal(size=(256, 512)), jnp.float32)},
+      "opt": {"mu": jnp.asarray(rng.normal(size=(256, 512)), jnp.float32)}, "step": jnp.int32(value)
+  }
 
 
 def _data_files(step_dir):

@@ -36,8 +36,7 @@ def xquad(tmp_path_factory):
   root = tmp_path_factory.mktemp("arrow")
   path = root / "x.jsonl"
   data_lib.write_jsonl(data_lib.load("xquad_r:eval", languages=("en", "de", "zh")), path)
-  return (data_lib.load(f"jsonl:{path}"), data_lib.prepare(f"jsonl:{path}", str(root / "p")),
-          path)
+  return (data_lib.load(f"jsonl:{path}"), data_lib.prepare(f"jsonl:{path}", str(root / "p")), path)
 
 
 def test_prepared_jsonl_equals_jsonl_loader(xquad):
@@ -59,10 +58,12 @@ def test_batches_from_arrow_equal_in_memory(xquad):
   data, prepared, _ = xquad
   tokenizer = tokenizer_lib.train_default_tokenizer(data.texts(), vocab_size=1000)
   assert prepared.texts() == data.texts()
-  builders = [input_pipeline.BatchBuilder(
-      d, HybridBatchSampler(d.available, d.languages, 16, 0.5, 0, passage_keys=d.passage_keys),
-      tokenizer, query_max_len=16, passage_max_len=48, num_hard_negatives=2, seed=3)
-      for d in (data, prepared)]
+  builders = [
+      input_pipeline.BatchBuilder(
+          d, HybridBatchSampler(d.available, d.languages, 16, 0.5, 0, passage_keys=d.passage_keys),
+          tokenizer, query_max_len=16, passage_max_len=48, num_hard_negatives=2, seed=3)
+      for d in (data, prepared)
+  ]
   for step in (0, 1, 7):
     memory, arrow = (b(step) for b in builders)
     assert memory.keys() == arrow.keys()
@@ -85,13 +86,13 @@ def test_arrow_strings_index_like_numpy(xquad):
 
 BAD_RECORDS = [
     {"id": "a", "lang": "en", "query": "q a", "passage": "p a", "context": "c"},
-    {"id": "a", "lang": "de", "query": "q a de", "passage": "p a de"},     # no context
+    {"id": "a", "lang": "de", "query": "q a de", "passage": "p a de"},  # no context
     {"id": "7", "lang": "en", "query": "q 7", "passage": "p a", "context": "c"},  # shares a passage
-    {"id": "b", "lang": "en", "query": "  ", "passage": "p b"},            # empty query
-    {"id": "c", "lang": "xx", "query": "q c", "passage": "p c"},           # unknown language
-    {"id": "a", "lang": "en", "query": "again", "passage": "p z"},         # duplicate (a, en)
-    {"id": "", "lang": "en", "query": "q", "passage": "p"},                # missing id
-    {"id": "d", "lang": "de", "query": "q d", "passage": None},            # missing passage
+    {"id": "b", "lang": "en", "query": "  ", "passage": "p b"},  # empty query
+    {"id": "c", "lang": "xx", "query": "q c", "passage": "p c"},  # unknown language
+    {"id": "a", "lang": "en", "query": "again", "passage": "p z"},  # duplicate (a, en)
+    {"id": "", "lang": "en", "query": "q", "passage": "p"},  # missing id
+    {"id": "d", "lang": "de", "query": "q d", "passage": None},  # missing passage
 ]
 
 
@@ -112,8 +113,7 @@ def test_bad_records_skip_like_the_jsonl_loader(tmp_path):
 
 def test_integer_ids_and_mixed_types(tmp_path):
   path = tmp_path / "ids.jsonl"
-  _write_records(path, [{"id": i, "lang": "en", "query": f"q{i}", "passage": "p"}
-                        for i in (3, 1)])
+  _write_records(path, [{"id": i, "lang": "en", "query": f"q{i}", "passage": "p"} for i in (3, 1)])
   prepared = data_lib.prepare(f"jsonl:{path}", str(tmp_path / "p"))
   _same(prepared, data_lib.load(f"jsonl:{path}"))
   assert prepared.ids.tolist() == ["3", "1"]
@@ -127,7 +127,7 @@ def test_bad_record_raises_naming_file_record_and_field(tmp_path):
   path = tmp_path / "bad.jsonl"
   _write_records(path, BAD_RECORDS[:4])
   with pytest.raises(data_lib.DataError, match=r"bad.jsonl: record 4 \(id 'b'\) field 'query'"
-                                               r": empty query"):
+                     r": empty query"):
     data_lib.prepare(f"jsonl:{path}", str(tmp_path / "p"))
 
 
@@ -154,8 +154,8 @@ def test_command_line(tmp_path, capsys, xquad):
   assert data_main.main(["--describe", f"arrow:{out}"]) == 0
   assert "265 parallel examples" in capsys.readouterr().out
   # An existing non-empty directory is never overwritten; a missing one is named.
-  for argv in (["--prepare", f"jsonl:{path}", "--out", str(out)],
-               ["--describe", f"arrow:{tmp_path / 'nowhere'}"]):
+  for argv in (["--prepare", f"jsonl:{path}", "--out",
+                str(out)], ["--describe", f"arrow:{tmp_path / 'nowhere'}"]):
     with pytest.raises(SystemExit) as exit_info:  # cli.fail: one line, status 2
       data_main.main(argv)
     assert exit_info.value.code == 2
@@ -192,8 +192,10 @@ def test_command_line_empty_input_and_paths_with_spaces(tmp_path, capsys):
       err = _fails_with_one_line(capsys, ["--prepare", f"jsonl:{source}", "--out", str(directory)])
       assert f"{source}: no records (the file is empty or holds only blank lines)" in err
     assert not out.exists() and existing.is_dir() and not list(existing.iterdir())
-  source.write_text(json.dumps({"id": "a", "lang": "en", "query": "Who?", "passage": "He.",
-                                "context": "He. She."}) + "\n")
+  source.write_text(
+      json.dumps(
+          {"id": "a", "lang": "en", "query": "Who?", "passage": "He.", "context": "He. She."})
+      + "\n")
   assert data_main.main(["--prepare", f"jsonl:{source}", "--out", str(out)]) == 0
   assert f"--config.data.train='arrow:{out}'" in capsys.readouterr().out
   err = _fails_with_one_line(capsys, ["--describe", f"arrow:{tmp_path / 'no where'}"])

@@ -52,23 +52,25 @@ def edit_line(path, line_number, new_text):
   path.write_text("".join(lines), encoding="utf-8")
 
 
-@pytest.mark.parametrize("file, line, text, message", [
-    ("corpus.jsonl", 3, "{not json\n", r"corpus.jsonl:3: not valid JSON"),
-    ("corpus.jsonl", 5, '{"_id": "x", "text": 7}\n', r"corpus.jsonl:5: field 'text' must be"),
-    ("corpus.jsonl", 6, '{"_id": "en-36-0-0", "text": "dup"}\n',
-     r"corpus.jsonl:6: duplicate _id 'en-36-0-0'"),
-    ("queries.jsonl", 2, '["a list"]\n', r"queries.jsonl:2: expected a JSON object"),
-    ("qrels/test.tsv", 1, "qid\tdocid\tscore\n", r"test.tsv:1: expected the header"),
-    ("qrels/test.tsv", 5, "zzz\ten-36-0-0\t1\n", r"test.tsv:5: query-id 'zzz' is not in"),
-    ("qrels/test.tsv", 6, "57286dfa2ca10214002da332\ten-36-0-0\thigh\n",
-     r"test.tsv:6: score 'high' is not an integer"),
-    ("qrels/test.tsv", 7, "a\tb\n", r"test.tsv:7: expected 3 tab-separated fields"),
-    # A JSON escape of a lone surrogate parses, but no tokenizer or UTF-8 writer takes it.
-    ("corpus.jsonl", 4, '{"_id": "x", "title": "\\ud800", "text": "t"}\n',
-     r"corpus.jsonl:4 field 'title': text is not valid Unicode: lone surrogate"),
-    ("queries.jsonl", 3, '{"_id": "x", "text": "a \\udfff b"}\n',
-     r"queries.jsonl:3 field 'text': text is not valid Unicode: lone surrogate .* character 2"),
-])
+@pytest.mark.parametrize(
+    "file, line, text, message",
+    [
+        ("corpus.jsonl", 3, "{not json\n", r"corpus.jsonl:3: not valid JSON"),
+        ("corpus.jsonl", 5, '{"_id": "x", "text": 7}\n', r"corpus.jsonl:5: field 'text' must be"),
+        ("corpus.jsonl", 6, '{"_id": "en-36-0-0", "text": "dup"}\n',
+         r"corpus.jsonl:6: duplicate _id 'en-36-0-0'"),
+        ("queries.jsonl", 2, '["a list"]\n', r"queries.jsonl:2: expected a JSON object"),
+        ("qrels/test.tsv", 1, "qid\tdocid\tscore\n", r"test.tsv:1: expected the header"),
+        ("qrels/test.tsv", 5, "zzz\ten-36-0-0\t1\n", r"test.tsv:5: query-id 'zzz' is not in"),
+        ("qrels/test.tsv", 6, "57286dfa2ca10214002da332\ten-36-0-0\thigh\n",
+         r"test.tsv:6: score 'high' is not an integer"),
+        ("qrels/test.tsv", 7, "a\tb\n", r"test.tsv:7: expected 3 tab-separated fields"),
+        # A JSON escape of a lone surrogate parses, but no tokenizer or UTF-8 writer takes it.
+        ("corpus.jsonl", 4, '{"_id": "x", "title": "\\ud800", "text": "t"}\n',
+         r"corpus.jsonl:4 field 'title': text is not valid Unicode: lone surrogate"),
+        ("queries.jsonl", 3, '{"_id": "x", "text": "a \\udfff b"}\n',
+         r"queries.jsonl:3 field 'text': text is not valid Unicode: lone surrogate .* character 2"),
+    ])
 def test_malformed_input_names_file_and_line(tmp_path, file, line, text, message):
   path = copy_fixture(tmp_path)
   edit_line(path / file, line, text)
@@ -97,7 +99,8 @@ def test_qrels_of_documents_missing_from_the_corpus_are_kept_with_a_warning(tmp_
   assert [w for w in data.warnings if "missing from corpus.jsonl" in w] == [
       f"{path / 'qrels' / 'test.tsv'}: 2 judgement(s) name documents missing from corpus.jsonl "
       "(1 relevant; e.g. 'gone-1', 'gone-2'); scored as BEIR does: relevant documents never "
-      "retrieved"]
+      "retrieved"
+  ]
 
 
 def test_empty_queries_and_unknown_fields_are_reported(tmp_path):
@@ -117,8 +120,8 @@ def test_missing_split_and_unjudged_queries(tmp_path):
   path = copy_fixture(tmp_path)
   lines = (path / "qrels" / "test.tsv").read_text().splitlines(keepends=True)
   dropped = lines[1].split("\t")[0]
-  (path / "qrels" / "test.tsv").write_text(
-      "".join(line for line in lines if not line.startswith(dropped)))
+  (path / "qrels" / "test.tsv").write_text("".join(
+      line for line in lines if not line.startswith(dropped)))
   data = load_beir(path)
   assert len(data.query_ids) == 65 and dropped not in data.query_ids
 
@@ -137,8 +140,8 @@ def test_beir_metrics_on_fixture_match_pytrec_eval_run_file(tmp_path, num_levels
   shape = (len(data.query_ids), len(data.corpus_ids))
   scores = (rng.integers(0, num_levels, shape) if num_levels else rng.standard_normal(shape))
   k_values = (1, 10, 100)
-  run = metrics.scores_to_run(scores.astype(np.float32), data.query_ids, data.corpus_ids,
-                              top_k=shape[1])
+  run = metrics.scores_to_run(
+      scores.astype(np.float32), data.query_ids, data.corpus_ids, top_k=shape[1])
   write_trec_run(tmp_path / "run.trec", run)
   with open(tmp_path / "run.trec") as f:
     run_from_file = pytrec_eval.parse_run(f)
@@ -149,8 +152,9 @@ def test_beir_metrics_on_fixture_match_pytrec_eval_run_file(tmp_path, num_levels
     for k in k_values:
       np.testing.assert_allclose(got[qid][f"ndcg@{k}"], want[qid][f"ndcg_cut_{k}"], rtol=1e-12)
       np.testing.assert_allclose(got[qid][f"recall@{k}"], want[qid][f"recall_{k}"], rtol=1e-12)
-  averaged = metrics.beir_metrics(scores.astype(np.float32), data.qrels, k_values,
-                                  query_ids=data.query_ids, corpus_ids=data.corpus_ids)
+  averaged = metrics.beir_metrics(
+      scores.astype(np.float32), data.qrels, k_values, query_ids=data.query_ids,
+      corpus_ids=data.corpus_ids)
   np.testing.assert_allclose(averaged["ndcg@10"],
                              np.mean([m["ndcg_cut_10"] for m in want.values()]), rtol=1e-12)
   np.testing.assert_allclose(averaged["recall@100"],

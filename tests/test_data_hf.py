@@ -40,8 +40,10 @@ def test_load_dataset_json_of_local_files_equals_load_jsonl(tmp_path, jsonl_file
 
 
 def test_dataset_from_rows_with_missing_languages_and_no_context():
-  rows = {"id": ["a", "a", "b"], "lang": ["en", "de", "de"],
-          "query": ["Who?", "Wer?", "Wo?"], "passage": ["He did.", "Er.", "Dort."]}
+  rows = {
+      "id": ["a", "a", "b"], "lang": ["en", "de", "de"], "query": ["Who?", "Wer?", "Wo?"],
+      "passage": ["He did.", "Er.", "Dort."]
+  }
   data = from_hf_dataset(datasets.Dataset.from_dict(rows), name="rows")
   assert data.languages == ("en", "de")
   assert data.available.tolist() == [[True, True], [False, True]]
@@ -50,8 +52,9 @@ def test_dataset_from_rows_with_missing_languages_and_no_context():
 
 def test_split_choice_and_missing_column():
   rows = {"id": ["a"], "lang": ["en"], "query": ["Who?"], "passage": ["He did."]}
-  two_splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows),
-                                     "test": datasets.Dataset.from_dict(rows)})
+  two_splits = datasets.DatasetDict({
+      "train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows)
+  })
   with pytest.raises(DataError, match=r"split None is not in the dataset; choose one of"):
     from_hf_dataset(two_splits)
   with pytest.raises(DataError, match=r"'dev'.*\['train', 'test'\]"):
@@ -81,10 +84,13 @@ def test_load_tfds_without_tensorflow_datasets_names_the_extra(monkeypatch):
 
 
 def test_decode_tfds_example():
-  example = {"id": np.bytes_(b"q1"), "lang": b"de", "query": np.array(b"Wer?"),
-             "passage": "Er.".encode(), "rank": np.int64(3)}
-  assert _decode_tfds_example(example) == {"id": "q1", "lang": "de", "query": "Wer?",
-                                           "passage": "Er.", "rank": 3}
+  example = {
+      "id": np.bytes_(b"q1"), "lang": b"de", "query": np.array(b"Wer?"), "passage": "Er.".encode(),
+      "rank": np.int64(3)
+  }
+  assert _decode_tfds_example(example) == {
+      "id": "q1", "lang": "de", "query": "Wer?", "passage": "Er.", "rank": 3
+  }
 
 
 def test_load_tfds_reads_examples(monkeypatch, jsonl_file):
@@ -99,15 +105,17 @@ def test_load_tfds_reads_examples(monkeypatch, jsonl_file):
 
 def test_unknown_columns_warn_or_fail_when_strict(caplog):
   import logging
-  rows = {"id": ["a", "b"], "lang": ["en", "en"], "query": ["Who?", "Why?"],
-          "passage": ["He did.", "So."], "contxt": ["c", "d"]}
+  rows = {
+      "id": ["a", "b"], "lang": ["en", "en"], "query": ["Who?", "Why?"],
+      "passage": ["He did.", "So."], "contxt": ["c", "d"]
+  }
   dataset = datasets.Dataset.from_dict(rows)
   with caplog.at_level(logging.WARNING):
     data = from_hf_dataset(dataset, name="typo")
   assert set(data.candidates.context) == {""}
   assert "typo: 2 record(s) have the unknown field 'contxt'" in caplog.text
   with pytest.raises(DataError, match=r"typo row 0: unknown field 'contxt' \(did you mean "
-                                      r"'context'\?\)"):
+                     r"'context'\?\)"):
     from_hf_dataset(dataset, name="typo", strict=True)
 
 

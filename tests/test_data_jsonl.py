@@ -32,8 +32,9 @@ def test_round_trip_keeps_queries_positives_and_passage_keys(tmp_path, xquad_r_e
   assert list(loaded.ids) == list(data.ids)
   np.testing.assert_array_equal(loaded.queries, data.queries)
   for field in ("text", "context"):
-    np.testing.assert_array_equal(getattr(loaded.candidates, field)[loaded.positives],
-                                  getattr(data.candidates, field)[data.positives])
+    np.testing.assert_array_equal(
+        getattr(loaded.candidates, field)[loaded.positives],
+        getattr(data.candidates, field)[data.positives])
   assert _same_partition(loaded.passage_keys, data.passage_keys)
   assert len(loaded.candidates) == len(np.unique(data.positives))
   assert loaded.skipped == {}
@@ -45,8 +46,10 @@ def _records(data, count):
   for i in range(data.num_examples):
     for j, lang in enumerate(data.languages):
       p = data.positives[i, j]
-      out.append({"id": data.ids[i], "lang": lang, "query": data.queries[i, j],
-                  "passage": data.candidates.text[p], "context": data.candidates.context[p]})
+      out.append({
+          "id": data.ids[i], "lang": lang, "query": data.queries[i, j],
+          "passage": data.candidates.text[p], "context": data.candidates.context[p]
+      })
   return out[:count]
 
 
@@ -59,8 +62,9 @@ def test_partial_examples_shared_passages_and_several_files(tmp_path, xquad_r_ev
   records = _records(xquad_r_eval.select_languages(["en", "de"]), 6)  # 3 ids x (en, de)
   first = _write_lines(tmp_path / "a.jsonl", [json.dumps(r) for r in records[:3]] + ["  "])
   renamed = {**records[4], "id": 12345}  # an integer id is taken as its string
-  sharing = {"id": "extra", "lang": "en", "query": "Which passage?",
-             "passage": records[0]["passage"]}  # the first en passage, without its context
+  sharing = {
+      "id": "extra", "lang": "en", "query": "Which passage?", "passage": records[0]["passage"]
+  }  # the first en passage, without its context
   second = _write_lines(tmp_path / "b.jsonl", [json.dumps(renamed), json.dumps(sharing)])
   data = load_jsonl([first, second])
   assert data.name == f"{first},{second}"
@@ -80,19 +84,19 @@ BAD_LINES = {
     "missing query": (lambda r: json.dumps({k: v for k, v in r.items() if k != "query"}),
                       "missing field 'query'", "field 'query'"),
     "empty query": (lambda r: json.dumps({**r, "query": " "}), "empty query", "field 'query'"),
-    "empty passage": (lambda r: json.dumps({**r, "passage": ""}), "empty passage",
-                      "field 'passage'"),
-    "number as query": (lambda r: json.dumps({**r, "query": 3}), "field 'query' is not a string",
-                        "field 'query'"),
-    "unknown language": (lambda r: json.dumps({**r, "lang": "dn"}), "unknown language code",
-                         "field 'lang'"),
+    "empty passage":
+        (lambda r: json.dumps({**r, "passage": ""}), "empty passage", "field 'passage'"),
+    "number as query":
+        (lambda r: json.dumps({**r, "query": 3}), "field 'query' is not a string", "field 'query'"),
+    "unknown language":
+        (lambda r: json.dumps({**r, "lang": "dn"}), "unknown language code", "field 'lang'"),
     "duplicate id": (lambda r: json.dumps({**r, "id": "dup"}), "duplicate id", "field 'id'"),
     "missing id": (lambda r: json.dumps({**r, "id": None}), "missing field 'id'", "field 'id'"),
     "not an object": (lambda r: json.dumps([r["id"]]), "record is not a JSON object", ""),
     # Said only "missing field 'passage'" next to the record's own 'pasage'.
-    "misspelt passage": (lambda r: json.dumps({("pasage" if k == "passage" else k): v
-                                               for k, v in r.items()}),
-                         "missing field 'passage'", "the record has 'pasage'"),
+    "misspelt passage":
+        (lambda r: json.dumps({("pasage" if k == "passage" else k): v for k, v in r.items()}),
+         "missing field 'passage'", "the record has 'pasage'"),
 }
 
 
@@ -143,13 +147,14 @@ def test_a_lone_surrogate_is_rejected_naming_file_line_and_field(tmp_path, xquad
   path = _write_lines(tmp_path / "s.jsonl", [json.dumps(r) for r in records])
   assert "\\ud800" in path.read_text()
   for on_error in ("raise", "skip"):  # never skipped silently: the file itself is broken
-    with pytest.raises(DataError, match=rf"s\.jsonl:2 .*field '{field}': text is not valid "
-                                        r"Unicode: lone surrogate '\\ud800' at character 2"):
+    with pytest.raises(
+        DataError, match=rf"s\.jsonl:2 .*field '{field}': text is not valid "
+        r"Unicode: lone surrogate '\\ud800' at character 2"):
       load_jsonl(path, on_error=on_error)
 
 
-def test_a_misspelt_optional_field_warns_with_counts_or_fails_when_strict(tmp_path, xquad_r_eval,
-                                                                          caplog):
+def test_a_misspelt_optional_field_warns_with_counts_or_fails_when_strict(
+    tmp_path, xquad_r_eval, caplog):
   records = _records(xquad_r_eval, 4)
   for record in records:
     record["contxt"] = record.pop("context")
@@ -159,8 +164,9 @@ def test_a_misspelt_optional_field_warns_with_counts_or_fails_when_strict(tmp_pa
   assert set(data.candidates.context) == {""}  # what the typo costs: no passage has a context
   assert ("4 record(s) have the unknown field 'contxt', ignored (first: "
           f"{path}:1 (did you mean 'context'?))") in caplog.text
-  with pytest.raises(DataError, match=r"m\.jsonl:1: unknown field 'contxt' \(did you mean "
-                                      r"'context'\?\); known fields: \['id', "):
+  with pytest.raises(
+      DataError, match=r"m\.jsonl:1: unknown field 'contxt' \(did you mean "
+      r"'context'\?\); known fields: \['id', "):
     load_jsonl(path, strict=True)
   with pytest.raises(DataError, match="unknown field 'contxt'"):
     load(f"jsonl:{path}", strict=True)

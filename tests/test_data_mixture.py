@@ -35,11 +35,13 @@ def _write_sources(directory) -> str:
     with open(path, "w") as f:
       for i in range(size):
         for lang in langs:
-          f.write(json.dumps({"id": f"{name}-{i}", "lang": lang,
-                              "query": f"{name} q{i} {lang} what is item {i}",
-                              "passage": f"{name} p{i} {lang} item {i} is here",
-                              "context": f"{name} ctx{i} {lang} a paragraph about item {i}"})
-                  + "\n")
+          f.write(
+              json.dumps({
+                  "id": f"{name}-{i}", "lang": lang,
+                  "query": f"{name} q{i} {lang} what is item {i}", "passage":
+                      f"{name} p{i} {lang} item {i} is here", "context":
+                          f"{name} ctx{i} {lang} a paragraph about item {i}"
+              }) + "\n")
     specs.append(f"jsonl:{path}")
   return "+".join(specs)
 
@@ -167,7 +169,8 @@ def test_list_in_a_config_file_and_plus_in_paths(tmp_path, sources_spec):
   specs = sources_spec.split("+")
   config = ml_collections.ConfigDict({"data": {"train": specs, "train_weights": [1, 2.5, 1]}})
   assert config_lib.train_sources(config) == [
-      config_lib.TrainSource(spec, w) for spec, w in zip(specs, [1.0, 2.5, 1.0])]
+      config_lib.TrainSource(spec, w) for spec, w in zip(specs, [1.0, 2.5, 1.0])
+  ]
   odd = tmp_path / "a+b.jsonl"
   config = ml_collections.ConfigDict({"data": {"train": f"jsonl:{odd}+{specs[1]}"}})
   assert [s.spec for s in config_lib.train_sources(config)] == [f"jsonl:{odd}", specs[1]]

@@ -13,8 +13,12 @@ from hybrid_jax.data.registry import load
 
 def _tiny(skipped=None):
   """Two languages; id "b" only in de; "a" and "c" share the en candidate 0."""
-  examples = [Example("a", "en", "Who?", 0), Example("b", "de", "Wer?", 2),
-              Example("a", "de", "Wer war es?", 3), Example("c", "en", "Who was it?", 0)]
+  examples = [
+      Example("a", "en", "Who?", 0),
+      Example("b", "de", "Wer?", 2),
+      Example("a", "de", "Wer war es?", 3),
+      Example("c", "en", "Who was it?", 0)
+  ]
   return assemble("tiny", examples, ["en", "en", "de", "de"], ["He.", "She.", "Er.", "Sie."],
                   ["ctx en", "ctx en", "", ""], skipped=skipped)
 
@@ -100,9 +104,8 @@ def test_select_languages_on_xquad_r_keeps_positive_texts():
 def test_texts_for_the_tokenizer():
   data = ParallelQA(
       name="tiny", languages=("en", "de"), ids=np.array(["a", "b"], object),
-      queries=np.array([["q1", "f1"], ["q2", None]], object),
-      positives=np.array([[0, 2], [1, -1]]),
-      candidates=Candidates(language=np.array([0, 0, 1], np.int32),
-                            text=np.array(["s1", "s2", "t1"], object),
-                            context=np.array(["ctx en", "ctx en", ""], object)))
+      queries=np.array([["q1", "f1"], ["q2", None]], object), positives=np.array([[0, 2], [1, -1]]),
+      candidates=Candidates(
+          language=np.array([0, 0, 1], np.int32), text=np.array(["s1", "s2", "t1"], object),
+          context=np.array(["ctx en", "ctx en", ""], object)))
   assert data.texts() == ["q1", "f1", "q2", "ctx en", "t1"]

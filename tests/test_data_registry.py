@@ -14,8 +14,10 @@ from hybrid_jax.data.languages import XQUAD_R_LANGUAGES
 from hybrid_jax.data.registry import load, xquad_r_files
 
 # The figures for the embedded split (articles 36-47 of XQuAD-R).
-EVAL_CANDIDATES = {"ar": 308, "de": 311, "el": 308, "en": 300, "es": 307, "hi": 305, "ru": 314,
-                   "th": 205, "tr": 301, "vi": 306, "zh": 328}
+EVAL_CANDIDATES = {
+    "ar": 308, "de": 311, "el": 308, "en": 300, "es": 307, "hi": 305, "ru": 314, "th": 205,
+    "tr": 301, "vi": 306, "zh": 328
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +53,9 @@ def test_languages_restrict_in_the_given_order():
 
 
 def test_unknown_scheme_or_split_lists_the_valid_ones():
-  with pytest.raises(ValueError, match=r"unknown data spec 'xquad:eval'.*xquad_r:\{train,eval,all"
-                                       r"\}.*tfds:NAME"):
+  with pytest.raises(
+      ValueError, match=r"unknown data spec 'xquad:eval'.*xquad_r:\{train,eval,all"
+      r"\}.*tfds:NAME"):
     load("xquad:eval")
   with pytest.raises(ValueError, match="xquad_r:train, xquad_r:eval, xquad_r:all"):
     load("xquad_r:dev")

@@ -22,9 +22,17 @@ _ROOT = importlib.resources.files("hybrid_jax.data") / "xquad_r"
 # no sentence punctuation and XQuAD-R's Thai boundaries are a small subset of its spaces, which
 # the splitter all treats as boundaries: near-zero agreement there is expected.
 AGREEMENT_FLOORS = {
-    "ar": (0.93, 0.97), "de": (0.92, 0.97), "el": (0.89, 0.95), "en": (0.95, 0.97),
-    "es": (0.87, 0.95), "hi": (0.92, 0.97), "ru": (0.93, 0.97), "th": (0.0, 0.01),
-    "tr": (0.71, 0.85), "vi": (0.88, 0.94), "zh": (0.73, 0.89),
+    "ar": (0.93, 0.97),
+    "de": (0.92, 0.97),
+    "el": (0.89, 0.95),
+    "en": (0.95, 0.97),
+    "es": (0.87, 0.95),
+    "hi": (0.92, 0.97),
+    "ru": (0.93, 0.97),
+    "th": (0.0, 0.01),
+    "tr": (0.71, 0.85),
+    "vi": (0.88, 0.94),
+    "zh": (0.73, 0.89),
 }
 
 
@@ -47,8 +55,10 @@ def _reference_positive_texts(document, articles=None):
     for paragraph in article["paragraphs"]:
       for qa in paragraph["qas"]:
         start = qa["answers"][0]["answer_start"]
-        [text] = [s for s, (b, e) in zip(paragraph["sentences"], paragraph["sentence_breaks"])
-                  if b <= start < e]
+        [text] = [
+            s for s, (b, e) in zip(paragraph["sentences"], paragraph["sentence_breaks"])
+            if b <= start < e
+        ]
         out[qa["id"]] = text.strip()
   return out
 
@@ -80,8 +90,10 @@ def test_xquad_r_positives_and_candidates_match_the_files(documents):
     reference = _reference_positive_texts(document)
     assert list(data.ids) == list(reference)
     assert [data.candidates.text[p] for p in data.positives[:, j]] == list(reference.values())
-    sentences = [s.strip() for article in document["data"] for paragraph in article["paragraphs"]
-                 for s in paragraph["sentences"]]
+    sentences = [
+        s.strip() for article in document["data"] for paragraph in article["paragraphs"]
+        for s in paragraph["sentences"]
+    ]
     assert list(data.candidates.text[data.candidates.language == j]) == sentences
 
 
@@ -146,8 +158,9 @@ def test_split_agreement_with_xquad_r_sentences(tmp_path, documents):
         per_paragraph.setdefault(context, []).append(text)
     assert len(theirs) == sum(len(a["paragraphs"]) for a in documents[lang]["data"])
     paragraph_agreement = np.mean([ours[context] == theirs[context] for context in theirs])
-    positive_agreement = np.mean(split.candidates.text[split.positives[:, j]] ==
-                                 given.candidates.text[given.positives[:, j]])
+    positive_agreement = np.mean(
+        split.candidates.text[split.positives[:, j]] == given.candidates.text[given.positives[:,
+                                                                                              j]])
     print(f"{lang}: paragraphs {paragraph_agreement:.3f} positives {positive_agreement:.3f}")
     paragraph_floor, positive_floor = AGREEMENT_FLOORS[lang]
     assert paragraph_agreement >= paragraph_floor, lang
@@ -175,12 +188,12 @@ def _qa(document, p=0, k=0):
 
 
 BAD_RECORDS = {
-    "missing question": (lambda d: _qa(d).pop("question"), "missing field 'question'",
-                         "field 'question'"),
+    "missing question":
+        (lambda d: _qa(d).pop("question"), "missing field 'question'", "field 'question'"),
     "empty query": (lambda d: _qa(d).update(question="  "), "empty query", "field 'question'"),
     "missing id": (lambda d: _qa(d).pop("id"), "missing field 'id'", "question 0"),
-    "missing answers": (lambda d: _qa(d).update(answers=[]), "missing field 'answer_start'",
-                        "field 'answers'"),
+    "missing answers":
+        (lambda d: _qa(d).update(answers=[]), "missing field 'answer_start'", "field 'answers'"),
     "duplicate id": (lambda d: _paragraph(d)["qas"].append(copy.deepcopy(_qa(d, 1, 0))),
                      "duplicate id", "field 'id'"),
     "answer_start outside": (lambda d: _qa(d)["answers"][0].update(answer_start=10**6),
@@ -288,8 +301,9 @@ def test_a_lone_surrogate_is_rejected_naming_file_record_and_field(tmp_path, doc
   path = tmp_path / "en.json"
   path.write_text(json.dumps(document), encoding="utf-8")  # ASCII: the surrogate as \uXXXX
   for on_error in ("raise", "skip"):
-    with pytest.raises(DataError, match=rf"en\.json: article 0 paragraph 0 .*{field}: text is "
-                                        "not valid Unicode: lone surrogate"):
+    with pytest.raises(
+        DataError, match=rf"en\.json: article 0 paragraph 0 .*{field}: text is "
+        "not valid Unicode: lone surrogate"):
       load_squad({"en": path}, on_error=on_error)
 
 
@@ -302,8 +316,9 @@ def test_a_misspelt_paragraph_field_warns_or_fails_when_strict(tmp_path, documen
     load_squad(paths)
   assert "2 record(s) have the unknown field 'sentence_break'" in caplog.text
   assert "did you mean 'sentence_breaks'?" in caplog.text
-  with pytest.raises(DataError, match=r"paragraph 0: unknown field 'sentence_break' \(did you "
-                                      r"mean 'sentence_breaks'\?\)"):
+  with pytest.raises(
+      DataError, match=r"paragraph 0: unknown field 'sentence_break' \(did you "
+      r"mean 'sentence_breaks'\?\)"):
     load_squad(paths, strict=True)
 
 
@@ -329,5 +344,5 @@ def test_a_paragraph_under_two_articles_gives_one_key_per_sentence(tmp_path, doc
   def same_passage(keys):
     return keys[:, 0][:, None] == keys[:, 0][None, :]
 
-  np.testing.assert_array_equal(same_passage(from_jsonl.passage_keys),
-                                same_passage(data.passage_keys))
+  np.testing.assert_array_equal(
+      same_passage(from_jsonl.passage_keys), same_passage(data.passage_keys))

@@ -16,8 +16,11 @@ def test_parameter_summary_under_fsdp_matches_the_device_shards():
   bytes per device from the shards device 0 actually holds."""
   mesh = sharding.make_mesh(8, fsdp=4)
   rng = np.random.default_rng(0)
-  trainable = {"kernel": rng.normal(size=(256, 128)).astype(np.float32),  # split over fsdp
-               "bias": np.zeros(128, np.float32), "small": np.ones((8, 8), np.float32)}
+  trainable = {
+      "kernel": rng.normal(size=(256, 128)).astype(np.float32),  # split over fsdp
+      "bias": np.zeros(128, np.float32),
+      "small": np.ones((8, 8), np.float32)
+  }
   frozen = {"embedding": rng.normal(size=(512, 64)).astype(np.float32)}
   opt_state = ({"mu": trainable, "nu": trainable}, np.int32(3))
   place = lambda tree: jax.device_put(tree, sharding.param_shardings(mesh, tree))
@@ -31,9 +34,10 @@ def test_parameter_summary_under_fsdp_matches_the_device_shards():
   replicated = 3 * 4 * (128 + 64) + 4  # bias, small (x3: param, mu, nu) and the counter
   assert summary["replicated_fraction"] == pytest.approx(replicated / total)
   device = mesh.devices.flat[0]
-  held = sum(shard.data.nbytes for x in jax.tree.leaves(
-      (place(trainable), place(frozen), place(opt_state)))
-             for shard in x.addressable_shards if shard.device == device)
+  held = sum(
+      shard.data.nbytes
+      for x in jax.tree.leaves((place(trainable), place(frozen), place(opt_state)))
+      for shard in x.addressable_shards if shard.device == device)
   assert summary["bytes_per_device"] == held < total
 
   report = diagnostics.describe(summary, None, fsdp=4).splitlines()
@@ -51,10 +55,12 @@ def test_memory_summary_of_a_compiled_step_and_of_a_backend_without_one():
   # The two outputs, and XLA's table of output buffers (a pointer each).
   assert 64 * 64 * 4 + 4 <= memory["output_bytes"] <= 64 * 64 * 4 + 4 + 64
   assert memory["alias_bytes"] == 64 * 64 * 4  # the donated state is written in place
-  assert memory["total_bytes"] == (memory["argument_bytes"] + memory["output_bytes"]
-                                   + memory["temp_bytes"] - memory["alias_bytes"])
+  assert memory["total_bytes"] == (
+      memory["argument_bytes"] + memory["output_bytes"] + memory["temp_bytes"]
+      - memory["alias_bytes"])
 
   class NoAnalysis:
+
     def memory_analysis(self):
       return None
 
@@ -87,5 +93,5 @@ def test_profiler_traces_only_its_window_and_only_when_enabled(tmp_path):
 
 
 def test_format_bytes():
-  assert [diagnostics.format_bytes(n) for n in (0, 1023, 1024, 1536 * 1024, 3 * 2**30)] == [
-      "0 B", "1023 B", "1.0 KiB", "1.5 MiB", "3.0 GiB"]
+  assert [diagnostics.format_bytes(n) for n in (0, 1023, 1024, 1536 * 1024, 3 * 2**30)
+         ] == ["0 B", "1023 B", "1.0 KiB", "1.5 MiB", "3.0 GiB"]

@@ -36,8 +36,9 @@ def test_encode_fn_is_one_function_per_structure_and_picks_the_tower(eval_model,
   tokens = {key: value[:4] for key, value in eval_passage_tokens.items()}
   arrays = (tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"])
   for tower in models.TOWERS:
-    np.testing.assert_allclose(np.asarray(jax.jit(encode_fn, static_argnums=1)(
-        params, tower, *arrays)), plain_encode(eval_model, tower, tokens), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(encode_fn, static_argnums=1)(params, tower, *arrays)),
+        plain_encode(eval_model, tower, tokens), rtol=0, atol=1e-6)
   with pytest.raises(ValueError, match="tower='answer'"):
     eval_model.encode("answer", *arrays)
 
@@ -49,16 +50,15 @@ def test_encode_order_and_bucketing_invariance(eval_model, eval_passage_tokens):
   expected = plain_encode(eval_model, "passage", eval_passage_tokens)
   # 45 rows in batches of EVAL_BATCH_SIZE: a padded final batch in both buckets.
   encoder = _encoder(eval_model, sharding.make_mesh())
-  np.testing.assert_allclose(encoder(eval_passage_tokens, "passage"), expected, rtol=0,
-                             atol=2e-5)
+  np.testing.assert_allclose(encoder(eval_passage_tokens, "passage"), expected, rtol=0, atol=2e-5)
 
 
 def test_sharded_encode_equals_one_device(eval_model, eval_passage_tokens):
   one = _encoder(eval_model, sharding.make_mesh(1))
   eight = _encoder(eval_model, sharding.make_mesh(8))
   assert len(jax.devices()) == 8
-  np.testing.assert_allclose(eight(eval_passage_tokens, "passage"),
-                             one(eval_passage_tokens, "passage"), rtol=0, atol=2e-5)
+  np.testing.assert_allclose(
+      eight(eval_passage_tokens, "passage"), one(eval_passage_tokens, "passage"), rtol=0, atol=2e-5)
 
 
 def test_encoder_rejects_left_padding(eval_model, eval_passage_tokens):

@@ -17,21 +17,33 @@ def _lareqa_results(languages, seed=0, missing=None):
   if missing is not None:
     map_xy[missing] = np.nan
   metrics = {
-      "languages": tuple(languages), "map_xy": map_xy,
+      "languages": tuple(languages),
+      "map_xy": map_xy,
       "num_queries_xy": rng.integers(1, 50, size=(num_langs, num_langs)),
-      "map_mono": float(np.nanmean(np.diag(map_xy))), "map_cross": 0.25,
-      "map_multi": rng.uniform(size=num_langs), "map_multi_mean": 0.4,
-      "rank_gap": rng.normal(size=num_langs), "rank_gap_mean": 1.5,
-      "own_share": rng.uniform(size=num_langs), "own_share_mean": 0.3,
-      "own_share_excess": rng.uniform(size=num_langs), "own_share_excess_mean": 0.1,
-      "uniform_share": 1 / num_langs, "top_k": 10,
-      "rank_range": rng.uniform(0, 100, size=num_langs), "rank_range_mean": 50.0,
-      "recall@1": rng.uniform(size=num_langs), "recall@1_mean": 0.2,
-      "recall@10": rng.uniform(size=num_langs), "recall@10_mean": 0.6,
+      "map_mono": float(np.nanmean(np.diag(map_xy))),
+      "map_cross": 0.25,
+      "map_multi": rng.uniform(size=num_langs),
+      "map_multi_mean": 0.4,
+      "rank_gap": rng.normal(size=num_langs),
+      "rank_gap_mean": 1.5,
+      "own_share": rng.uniform(size=num_langs),
+      "own_share_mean": 0.3,
+      "own_share_excess": rng.uniform(size=num_langs),
+      "own_share_excess_mean": 0.1,
+      "uniform_share": 1 / num_langs,
+      "top_k": 10,
+      "rank_range": rng.uniform(0, 100, size=num_langs),
+      "rank_range_mean": 50.0,
+      "recall@1": rng.uniform(size=num_langs),
+      "recall@1_mean": 0.2,
+      "recall@10": rng.uniform(size=num_langs),
+      "recall@10_mean": 0.6,
   }
-  return {"task": "lareqa", "dataset": "xquad_r:eval", "dataset_name": "xquad_r_eval",
-          "model": "m", "step": 7, "languages": list(languages),
-          "metrics": evaluators.lareqa_results(metrics), "timing": {"total_seconds": 1.0}}
+  return {
+      "task": "lareqa", "dataset": "xquad_r:eval", "dataset_name": "xquad_r_eval", "model": "m",
+      "step": 7, "languages": list(languages), "metrics": evaluators.lareqa_results(metrics),
+      "timing": {"total_seconds": 1.0}
+  }
 
 
 def test_write_report_files_parse(tmp_path):
@@ -78,11 +90,14 @@ def test_comparison_table_rows_and_task_check():
   assert len(lines) == 2 + 3
   assert lines[2].startswith("| mono-only |") and lines[4].startswith("| tfidf |")
   assert f"{a['metrics']['map_mono']:.3f}" in lines[2]
-  beir = {"task": "beir", "dataset": "beir:x", "model": "m", "step": None,
-          "metrics": {"ndcg@10": 0.5, "recall@100": 0.9, "mrr@10": 0.6, "num_queries": 3}}
+  beir = {
+      "task": "beir", "dataset": "beir:x", "model": "m", "step": None,
+      "metrics": {"ndcg@10": 0.5, "recall@100": 0.9, "mrr@10": 0.6, "num_queries": 3}
+  }
   with pytest.raises(ValueError, match="different tasks"):
     eval_report.comparison_table({"a": a, "b": beir})
   beir_md = eval_report.markdown(beir)
   assert "| 0.500 | 0.900 | 0.600 | 3 |" in beir_md
-  assert eval_report.markdown(dict(beir, warnings=["train/test overlap"])).startswith(
-      "> **Warning:** train/test overlap")
+  assert eval_report.markdown(dict(beir,
+                                   warnings=["train/test overlap"
+                                            ])).startswith("> **Warning:** train/test overlap")

@@ -18,8 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _run_cli(*args):
   env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
              XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+  result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
 
@@ -64,8 +64,8 @@ def test_cli_user_errors_print_one_line_and_exit_2(eval_model, eval_tokenizer, t
       (["--model=tfidf", "--step=x"], "--step=x: invalid literal"),
   ]
   for args, message in cases:
-    result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env,
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env, cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, (args, result.stderr[-3000:])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: " + message), result.stderr[-3000:]

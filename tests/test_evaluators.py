@@ -46,8 +46,9 @@ def test_evaluate_equals_metrics_on_plain_embeddings(eval_model, eval_tokenizer,
     rows = np.flatnonzero(data.available[:, j])
     tokens = tokenizer_lib.tokenize_queries(tokenizer, data.queries[rows, j], QUERY_MAX_LEN)
     query_emb[rows, j] = plain_encode(model, "query", tokens)
-  expected = evaluators.lareqa_results(retrieval_metrics.lareqa_metrics(
-      query_emb, data.available, cand_emb, data.candidates.language, data.positives, LANGUAGES))
+  expected = evaluators.lareqa_results(
+      retrieval_metrics.lareqa_metrics(query_emb, data.available, cand_emb,
+                                       data.candidates.language, data.positives, LANGUAGES))
   got = results["metrics"]
   for x in LANGUAGES:
     for y in LANGUAGES:
@@ -64,16 +65,18 @@ def test_evaluate_equals_metrics_on_plain_embeddings(eval_model, eval_tokenizer,
   saved = json.loads((tmp_path / eval_report.JSON_NAME).read_text())
   assert saved["step"] == 3 and saved["languages"] == list(LANGUAGES)
   assert saved["counts"]["en"]["examples"] == int(data.available[:, 0].sum())
-  assert set(saved["timing"]) >= {"tokenize_seconds", "encode_seconds", "score_metrics_seconds",
-                                  "total_seconds", "candidates_per_second"}
+  assert set(saved["timing"]) >= {
+      "tokenize_seconds", "encode_seconds", "score_metrics_seconds", "total_seconds",
+      "candidates_per_second"
+  }
   assert os.path.exists(tmp_path / eval_report.HEATMAP_NAME)
 
   scalars = evaluators.scalars(results)
   assert scalars["eval/mono_map"] == pytest.approx(got["map_mono"])
-  assert {"eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
-          "eval/own_language_share@10", "eval/rank_range", "eval/recall@1", "eval/recall@10",
-          "eval/zero_shot_multilingual_map"} <= set(scalars)
-
+  assert {
+      "eval/cross_map", "eval/multilingual_map", "eval/rank_gap", "eval/own_language_share@10",
+      "eval/rank_range", "eval/recall@1", "eval/recall@10", "eval/zero_shot_multilingual_map"
+  } <= set(scalars)
 
 
 def test_train_test_overlap():
@@ -107,8 +110,10 @@ def test_beir_is_scored_as_beir_scores_it(tmp_path):
   scores with BEIR's rules applied by hand."""
   import pytrec_eval
 
-  corpus = {"a": "apple banana cherry", "b": "dog elephant fox", "ra": "apple banana grape",
-            "rb": "dog elephant goat", "x": "unrelated words here"}
+  corpus = {
+      "a": "apple banana cherry", "b": "dog elephant fox", "ra": "apple banana grape",
+      "rb": "dog elephant goat", "x": "unrelated words here"
+  }
   queries = {"a": "apple banana cherry", "b": "dog elephant fox", "e": ""}
   qrels = {"a": {"ra": 1, "gone": 1}, "b": {"rb": 1}, "e": {"x": 1}}
   _write_beir(tmp_path / "beir", corpus, queries, qrels)
@@ -118,11 +123,12 @@ def test_beir_is_scored_as_beir_scores_it(tmp_path):
 
   retriever = retrievers.TfidfRetriever()
   doc_emb = retriever.embed_passages(list(corpus.values()), [""] * len(corpus))
-  scores = np.asarray(retriever.score_fn(len(corpus))(
-      retriever.embed_queries(list(queries.values())), doc_emb))
+  scores = np.asarray(
+      retriever.score_fn(len(corpus))(retriever.embed_queries(list(queries.values())), doc_emb))
   full = {q: {d: float(s) for d, s in zip(corpus, row)} for q, row in zip(queries, scores)}
-  for results, run in ((dropped, {q: {d: s for d, s in docs.items() if d != q}
-                                  for q, docs in full.items()}), (kept, full)):
+  for results, run in ((dropped, {
+      q: {d: s for d, s in docs.items() if d != q} for q, docs in full.items()
+  }), (kept, full)):
     want = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100"}).evaluate(run)
     assert results["metrics"]["ndcg@10"] == pytest.approx(
         np.mean([m["ndcg_cut_10"] for m in want.values()]), rel=1e-12)
@@ -143,19 +149,22 @@ def test_languages_the_data_lacks_are_named_with_the_flag_that_works(eval_data):
                                 run_languages=("en", "es", "de"))
   assert str(error.value) == ("D has no es data (the run's evaluation languages: en+es+de; it "
                               "has en+de+ar): pass --languages=en+de")
-  with pytest.raises(UserError, match=r"D has no zh\+th data \(the languages asked for: zh\+th; "
-                     r"it has en\+de\+ar\): pass --languages=en\+de\+ar"):
+  with pytest.raises(
+      UserError, match=r"D has no zh\+th data \(the languages asked for: zh\+th; "
+      r"it has en\+de\+ar\): pass --languages=en\+de\+ar"):
     evaluators.select_languages(eval_data, "D", ("zh", "th"), run_languages=("en",))
   kept = evaluators.select_languages(eval_data, "D", ("de", "en"))
-  assert kept.languages == ("de", "en") and evaluators.select_languages(eval_data, "D", None) is (
-      eval_data)
+  assert kept.languages == ("de", "en") and evaluators.select_languages(eval_data, "D",
+                                                                        None) is (eval_data)
 
 
 def test_other_languages_or_lengths_get_their_own_report_directory():
   run, lengths = ("en", "de", "es"), (24, 64)
   variants = {
-      (None, lengths): "", (run, lengths): "",      # the run's own evaluation: its directory
-      (("en", "de"), lengths): "en_de", (run, (32, 96)): "q32_p96",
+      (None, lengths): "",
+      (run, lengths): "",  # the run's own evaluation: its directory
+      (("en", "de"), lengths): "en_de",
+      (run, (32, 96)): "q32_p96",
       (("de", "en", "es"), (24, 96)): "de_en_es_q24_p96",
   }
   dirs = set()
@@ -169,8 +178,8 @@ def test_other_languages_or_lengths_get_their_own_report_directory():
   default = (config_lib.DEFAULT_QUERY_MAX_LEN, config_lib.DEFAULT_PASSAGE_MAX_LEN)
   assert evaluators.variant_name(None, None, default, default) == ""
   assert evaluators.variant_name(("en",), None, (32, 96), default) == "en_q32_p96"
-  assert evaluators.output_dir_for("/w", "beir:/d/x", None, "tfidf", "en") == (
-      "/w/eval/beir_x/tfidf_en")
+  assert evaluators.output_dir_for("/w", "beir:/d/x", None, "tfidf",
+                                   "en") == ("/w/eval/beir_x/tfidf_en")
 
 
 def test_default_lengths_are_the_default_configs():

@@ -49,8 +49,7 @@ def test_fsdp_step_equals_replicated_step_and_shards():
     for name in ("loss", "grad_norm", "accuracy", "temperature"):
       np.testing.assert_allclose(metrics[name], base_metrics[name], rtol=2e-5,
                                  err_msg=f"{name} {what}")
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6,
-                                                         err_msg=what),
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6, err_msg=what),
                  (state.params, state.opt_state), (base_state.params, base_state.opt_state))
     # Sharded after the step: the word embeddings [97, 32] are split on their hidden dimension
     # (97 is prime), as are Adam's moments of them; a bias stays whole.
@@ -69,9 +68,11 @@ def test_checkpoint_round_trip_keeps_fsdp_sharding(tmp_path):
   mesh = sharding.make_mesh(8, fsdp=2)
   state_sharding = sharding.state_shardings(mesh, state0)
   rng = np.random.default_rng(0)
-  saved = jax.device_put(jax.tree.map(  # distinct values everywhere, so a mix-up shows
-      lambda x: x + rng.normal(size=x.shape).astype(x.dtype)
-      if jnp.issubdtype(x.dtype, jnp.floating) else x, state0), state_sharding)
+  saved = jax.device_put(
+      jax.tree.map(  # distinct values everywhere, so a mix-up shows
+          lambda x: x + rng.normal(size=x.shape).astype(x.dtype)
+          if jnp.issubdtype(x.dtype, jnp.floating) else x, state0),
+      state_sharding)
   checkpointer = checkpoint_lib.Checkpointer(str(tmp_path), async_save=False)
   try:
     checkpointer.save(3, saved, {"step": 3})

@@ -33,8 +33,10 @@ from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 
 NUM_STEPS = 6
-TINY = [f"--config={REPO}/configs/default.py:model=tiny,langs=en+de+es,steps={NUM_STEPS}",
-        *TINY_MODEL, "--config.data.eval=", "--config.checkpoint.every_steps=2"]
+TINY = [
+    f"--config={REPO}/configs/default.py:model=tiny,langs=en+de+es,steps={NUM_STEPS}", *TINY_MODEL,
+    "--config.data.eval=", "--config.checkpoint.every_steps=2"
+]
 RUN = "run"
 WORKDIR = f"gs://{gcs_emulator.BUCKET}/{RUN}"
 
@@ -44,11 +46,13 @@ def emulator_env(gcs_env, tmp_path_factory):
   # PYTHONPATH: the commands run outside the repository (to see that nothing lands there).
   # A persistent compilation cache: a resume on as many processes as an earlier start loads its
   # compiled step instead of compiling it again (the same executable; 91 s -> 38 s a run here).
-  return {**env(), **gcs_env,
-          "PYTHONPATH": os.pathsep.join([REPO, os.environ.get("PYTHONPATH", "")]),
-          "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+  return {
+      **env(), **gcs_env, "PYTHONPATH": os.pathsep.join([REPO,
+                                                         os.environ.get("PYTHONPATH", "")]),
+      "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")
+                                      ), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+      "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"
+  }
 
 
 def _losses(emulator_env) -> dict[int, float]:
@@ -56,18 +60,22 @@ def _losses(emulator_env) -> dict[int, float]:
   return {r["step"]: r["loss"] for r in map(json.loads, data.decode().splitlines()) if "loss" in r}
 
 
-def _start(cwd, emulator_env, *extra, processes: int = 1, workdir: str = WORKDIR
-           ) -> list[subprocess.Popen]:
+def _start(cwd, emulator_env, *extra, processes: int = 1,
+           workdir: str = WORKDIR) -> list[subprocess.Popen]:
   """`hybrid_jax.main` on `workdir`, on 8 CPU devices in all, as one process or as `processes`
   localhost processes (jax.distributed)."""
   port, num_devices = gcs_emulator.free_port(), 8 // processes
-  distributed = lambda i: [f"--coordinator_address=127.0.0.1:{port}",
-                           f"--num_processes={processes}", f"--process_id={i}"]
-  return [subprocess.Popen(
-      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *TINY, *extra,
-       *(distributed(i) if processes > 1 else [])],
-      cwd=cwd, env={**emulator_env, "XLA_FLAGS": env(num_devices)["XLA_FLAGS"]},
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(processes)]
+  distributed = lambda i: [
+      f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"
+  ]
+  return [
+      subprocess.Popen([
+          sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *TINY, *extra,
+          *(distributed(i) if processes > 1 else [])
+      ], cwd=cwd, env={**emulator_env, "XLA_FLAGS": env(num_devices)["XLA_FLAGS"]},
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+      for i in range(processes)
+  ]
 
 
 def _finish(procs, timeout=600) -> list[str]:
@@ -100,11 +108,14 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   outs = [proc.communicate(timeout=300)[0] for proc in busy]
   assert [proc.returncode for proc in busy] == [2, 2], outs
   errors = [[line for line in out.splitlines() if line.startswith("error: ")] for out in outs]
-  assert re.fullmatch(rf"error: {WORKDIR} is in use by another training \(host .+, pid \d+, "
-                      r"since .+, renewed \d+ s ago\); wait for it to finish or stop it, or pass "
-                      r"another --workdir", *errors[0]), outs[0][-3000:]
-  assert errors[1] == [f"error: {WORKDIR}: process 0 could not take the run lock; its error says "
-                       "why"], outs[1][-3000:]
+  assert re.fullmatch(
+      rf"error: {WORKDIR} is in use by another training \(host .+, pid \d+, "
+      r"since .+, renewed \d+ s ago\); wait for it to finish or stop it, or pass "
+      r"another --workdir", *errors[0]), outs[0][-3000:]
+  assert errors[1] == [
+      f"error: {WORKDIR}: process 0 could not take the run lock; its error says "
+      "why"
+  ], outs[1][-3000:]
   _finish(procs)
   assert gcs_emulator.read_object(emulator_env, f"{RUN}/run.lock") is None  # released
   expected = _losses(emulator_env)
@@ -115,9 +126,11 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   #    resumed on one process (2 -> 1), stopped by SIGTERM once a step past 2 is logged.
   for step in (4, 6):
     gcs_emulator.delete_objects(emulator_env, f"{RUN}/checkpoints/{step}/")
-  gcs_emulator.write_object(emulator_env, f"{RUN}/run.lock", json.dumps(
-      {"host": "gone", "pid": 1, "started_at": "yesterday",
-       "renewed_at": time.time() - 86400}).encode())
+  gcs_emulator.write_object(
+      emulator_env, f"{RUN}/run.lock",
+      json.dumps({
+          "host": "gone", "pid": 1, "started_at": "yesterday", "renewed_at": time.time() - 86400
+      }).encode())
   procs = _start(cwd, emulator_env, "--take_over_stale_lock")
   _wait_for(lambda: 3 <= max(_losses(emulator_env), default=0) < NUM_STEPS, procs, "step 3")
   procs[0].send_signal(signal.SIGTERM)
@@ -128,10 +141,10 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   # 3. Resumed on two processes (1 -> 2) to the end; then evaluated from the bucket alone.
   #    This start also evaluates at the end (data.eval may change on resume), on both processes.
   _finish(_start(cwd, emulator_env, "--config.data.eval=xquad_r:eval", processes=2))
-  evaluation = subprocess.run(
-      [sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={WORKDIR}",
-       f"--output_dir={WORKDIR}/eval_cli"],
-      cwd=cwd, env=emulator_env, capture_output=True, text=True, timeout=600)
+  evaluation = subprocess.run([
+      sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={WORKDIR}",
+      f"--output_dir={WORKDIR}/eval_cli"
+  ], cwd=cwd, env=emulator_env, capture_output=True, text=True, timeout=600)
   assert evaluation.returncode == 0, evaluation.stderr[-4000:]
 
   # The losses of the uninterrupted run (one process: another summation order).
@@ -143,8 +156,9 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   assert [json.loads(line)["start_step"] for line in history.splitlines()] == [0, 2, stopped_at]
   assert f"{WORKDIR}/eval_cli/results.json" in evaluation.stdout
   cli = json.loads(gcs_emulator.read_object(emulator_env, f"{RUN}/eval_cli/results.json"))
-  in_training = json.loads(gcs_emulator.read_object(
-      emulator_env, f"{RUN}/eval/xquad_r_eval/step_{NUM_STEPS}/results.json"))
+  in_training = json.loads(
+      gcs_emulator.read_object(emulator_env,
+                               f"{RUN}/eval/xquad_r_eval/step_{NUM_STEPS}/results.json"))
   assert cli["step"] == in_training["step"] == NUM_STEPS
   assert cli["metrics"]["map_multi_mean"] == pytest.approx(
       in_training["metrics"]["map_multi_mean"], rel=1e-4)  # 1 vs 2 processes, the same model
@@ -221,9 +235,10 @@ def test_object_store_lock_busy_stale_take_over_renew_release(emulator_env, tmp_
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-4000:]
   out = dict(line.split(" ", 1) for line in proc.stdout.splitlines())
-  assert re.fullmatch(r"gs://bucket/locked is in use by another training \(host .+, pid \d+, "
-                      r"since .+, renewed \d+ s ago\); wait for it to finish or stop it, or pass "
-                      r"another --workdir", out["BUSY"]), out["BUSY"]
+  assert re.fullmatch(
+      r"gs://bucket/locked is in use by another training \(host .+, pid \d+, "
+      r"since .+, renewed \d+ s ago\); wait for it to finish or stop it, or pass "
+      r"another --workdir", out["BUSY"]), out["BUSY"]
   assert float(out["RENEWED"]) > 0  # the holder's thread rewrote it
   assert out["RELEASED"] == "False"
   assert out["STALE"] == (
@@ -239,10 +254,11 @@ def test_object_store_lock_busy_stale_take_over_renew_release(emulator_env, tmp_
 def test_gs_path_without_gcsfs_is_one_line_user_error(monkeypatch):
   import importlib.util
   find_spec = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec",
-                      lambda name, *a: None if name == "gcsfs" else find_spec(name, *a))
-  with pytest.raises(UserError, match=r'gs://b/run: gs:// paths need the gcsfs package: pip '
-                                      r'install -e "\.\[gcs\]"') as error:
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                      if name == "gcsfs" else find_spec(name, *a))
+  with pytest.raises(
+      UserError, match=r'gs://b/run: gs:// paths need the gcsfs package: pip '
+      r'install -e "\.\[gcs\]"') as error:
     paths.path("gs://b/run")
   assert "\n" not in str(error.value)
 

@@ -21,9 +21,9 @@ def _chunk_rows(global_batch_size, chunk_size, num_devices):
   """Global row indices of each chunk, [num_chunks, chunk_size], from the documented scheme:
   chunk c holds rows d * B/D + c * C/D + j of every device d."""
   local, per_device = global_batch_size // num_devices, chunk_size // num_devices
-  return np.array([[d * local + c * per_device + j for d in range(num_devices)
-                    for j in range(per_device)]
-                   for c in range(global_batch_size // chunk_size)])
+  return np.array([[
+      d * local + c * per_device + j for d in range(num_devices) for j in range(per_device)
+  ] for c in range(global_batch_size // chunk_size)])
 
 
 def test_chunks_stay_on_their_devices_and_invert():
@@ -48,8 +48,9 @@ def test_chunk_size_must_divide_batch_and_be_a_multiple_of_devices(chunk_size):
 
 
 def test_chunk_size_must_spread_over_all_devices():
-  with pytest.raises(ValueError, match=r"grad_cache_chunk_size=4 must be a positive multiple of "
-                     r"the number of devices \(8 = "):
+  with pytest.raises(
+      ValueError, match=r"grad_cache_chunk_size=4 must be a positive multiple of "
+      r"the number of devices \(8 = "):
     grad_cache.num_chunks(32, 4, sharding.make_mesh(8))
 
 
@@ -58,11 +59,15 @@ def test_gradients_with_dropout_equal_autodiff_of_the_chunked_forward():
   accumulated vjp equals differentiating the chunked forward (written with plain indexing)."""
   mesh, batch_size, chunk_size, dim = sharding.make_mesh(8), 32, 16, 6
   rng = np.random.default_rng(0)
-  params = {"w": jnp.asarray(rng.normal(size=(5, dim)), jnp.float32),
-            "log_temperature": jnp.float32(np.log(0.1))}
-  batch = {"q": rng.normal(size=(batch_size, 5)).astype(np.float32),
-           "p": rng.normal(size=(batch_size, 5)).astype(np.float32),
-           "passage_keys": np.arange(batch_size, dtype=np.int32)}
+  params = {
+      "w": jnp.asarray(rng.normal(size=(5, dim)), jnp.float32),
+      "log_temperature": jnp.float32(np.log(0.1))
+  }
+  batch = {
+      "q": rng.normal(size=(batch_size, 5)).astype(np.float32),
+      "p": rng.normal(size=(batch_size, 5)).astype(np.float32),
+      "passage_keys": np.arange(batch_size, dtype=np.int32)
+  }
 
   def embed_fn(p, b, key):
     kq, kp = jax.random.split(key)
@@ -70,9 +75,8 @@ def test_gradients_with_dropout_equal_autodiff_of_the_chunked_forward():
     return {"query": enc(b["q"], kq), "passage": enc(b["p"], kp)}
 
   def loss_fn(p, emb, b):
-    return losses.sharded_contrastive_loss(
-        mesh, emb["query"], emb["passage"], b["passage_keys"],
-        temperature=jnp.exp(p["log_temperature"]))
+    return losses.sharded_contrastive_loss(mesh, emb["query"], emb["passage"], b["passage_keys"],
+                                           temperature=jnp.exp(p["log_temperature"]))
 
   def chunked_forward_loss(p, b, key):
     rows = _chunk_rows(batch_size, chunk_size, 8)
@@ -85,15 +89,16 @@ def test_gradients_with_dropout_equal_autodiff_of_the_chunked_forward():
   key = jax.random.key(7)
   cached = jax.jit(grad_cache.value_and_grad(embed_fn, loss_fn, chunk_size, mesh))
   (loss, _), grads = cached(params, jax.device_put(batch, sharding.batch_sharding(mesh)), key)
-  (ref_loss, _), ref_grads = jax.value_and_grad(chunked_forward_loss, has_aux=True)(
-      params, batch, key)
+  (ref_loss, _), ref_grads = jax.value_and_grad(chunked_forward_loss, has_aux=True)(params, batch,
+                                                                                    key)
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
-               grads, ref_grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), grads,
+               ref_grads)
   # Dropout is on: without it the loss differs.
   (no_dropout_loss, _), _ = jax.value_and_grad(
-      lambda p: loss_fn(p, {"query": batch["q"] @ p["w"], "passage": batch["p"] @ p["w"]},
-                        batch), has_aux=True)(params)
+      lambda p: loss_fn(p, {"query": batch["q"] @ p["w"], "passage": batch["p"] @ p["w"]}, batch),
+      has_aux=True)(
+          params)
   assert abs(float(no_dropout_loss) - float(loss)) > 1e-3
 
 
@@ -110,11 +115,13 @@ def _sgd_step(config, graphdef, state, batch, num_devices):
   return _COMPILED[key](state, jax.device_put(batch, sharding.batch_sharding(mesh)))
 
 
-@pytest.mark.parametrize("loss, device_counts", [
-    (dict(), (1, 8)),
-    # 8 devices only, to keep compiles few; tests/test_fsdp.py also runs this case cached.
-    (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), (8,)),
-])
+@pytest.mark.parametrize(
+    "loss, device_counts",
+    [
+        (dict(), (1, 8)),
+        # 8 devices only, to keep compiles few; tests/test_fsdp.py also runs this case cached.
+        (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), (8,)),
+    ])
 def test_cached_step_equals_plain_step_on_1_and_8_devices(loss, device_counts):
   config = _config(**loss)
   config.model.hidden_dropout_prob = 0.0

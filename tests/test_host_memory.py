@@ -37,6 +37,7 @@ print(json.dumps(dict(applied=applied, temp_pages=temp_bytes / 4096, faults_per_
 
 
 class FakeLibc:
+
   def __init__(self, result=1):
     self.calls, self.result = [], result
 
@@ -55,7 +56,7 @@ def fake_libc(monkeypatch):
 
 def test_reuse_sets_one_arena_no_mmap_no_trim(fake_libc):
   assert host_memory.configure("reuse")
-  assert fake_libc.calls == [(-8, 1), (-4, 0), (-1, 2 ** 31 - 1)]
+  assert fake_libc.calls == [(-8, 1), (-4, 0), (-1, 2**31 - 1)]
 
 
 def test_default_leaves_malloc_alone(fake_libc):
@@ -63,9 +64,11 @@ def test_default_leaves_malloc_alone(fake_libc):
   assert fake_libc.calls == []
 
 
-@pytest.mark.parametrize("platforms,accelerator,applied", [
-    ("cpu", True, True), ("CPU", False, True), ("tpu", False, False), ("cpu,cuda", False, False),
-    ("", False, True), ("", True, False)])
+@pytest.mark.parametrize("platforms,accelerator,applied", [("cpu", True, True),
+                                                           ("CPU", False, True),
+                                                           ("tpu", False, False),
+                                                           ("cpu,cuda", False, False),
+                                                           ("", False, True), ("", True, False)])
 def test_auto_applies_only_to_cpu_only_processes(fake_libc, monkeypatch, platforms, accelerator,
                                                  applied):
   monkeypatch.setenv("JAX_PLATFORMS", platforms)

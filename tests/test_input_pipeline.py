@@ -32,23 +32,23 @@ def setup():
 
 def _builder(setup, **kwargs):
   data, tokenizer, sampler = setup
-  return input_pipeline.BatchBuilder(data, sampler, tokenizer, query_max_len=16,
-                                     passage_max_len=48, **kwargs)
+  return input_pipeline.BatchBuilder(data, sampler, tokenizer, query_max_len=16, passage_max_len=48,
+                                     **kwargs)
 
 
 def test_batch_holds_the_sampled_texts(setup):
   data, tokenizer, sampler = setup
   for step in range(4):
     batch, b = _builder(setup)(step), sampler.batch(step)
-    expected_q = tokenizer_lib.tokenize_queries(
-        tokenizer, data.queries[b.example_ids, b.query_lang].tolist(), 16)
+    expected_q = tokenizer_lib.tokenize_queries(tokenizer, data.queries[b.example_ids,
+                                                                        b.query_lang].tolist(), 16)
     np.testing.assert_array_equal(batch["query_input_ids"], expected_q["input_ids"])
     positives = data.positives[b.example_ids, b.passage_lang]
     np.testing.assert_array_equal(batch["passage_keys"], data.passage_keys[b.example_ids,
                                                                            b.passage_lang])
-    expected_p = tokenizer_lib.tokenize_passages(
-        tokenizer, data.candidates.text[positives].tolist(),
-        data.candidates.context[positives].tolist(), 48)
+    expected_p = tokenizer_lib.tokenize_passages(tokenizer,
+                                                 data.candidates.text[positives].tolist(),
+                                                 data.candidates.context[positives].tolist(), 48)
     np.testing.assert_array_equal(batch["passage_input_ids"], expected_p["input_ids"])
     assert batch["query_input_ids"].dtype == np.int32
     assert batch["passage_attention_mask"].shape == (BATCH, 48)
@@ -61,12 +61,14 @@ def test_prefixes_go_before_queries_and_passage_sentences(setup):
   batch = _builder(setup, query_prefix="query: ", passage_prefix="passage: ")(1)
   b = sampler.batch(1)
   queries = ["query: " + q for q in data.queries[b.example_ids, b.query_lang].tolist()]
-  np.testing.assert_array_equal(batch["query_input_ids"], tokenizer_lib.tokenize_queries(
-      tokenizer, queries, 16)["input_ids"])
+  np.testing.assert_array_equal(batch["query_input_ids"],
+                                tokenizer_lib.tokenize_queries(tokenizer, queries, 16)["input_ids"])
   positives = data.positives[b.example_ids, b.passage_lang]
   sentences = ["passage: " + s for s in data.candidates.text[positives].tolist()]
-  np.testing.assert_array_equal(batch["passage_input_ids"], tokenizer_lib.tokenize_passages(
-      tokenizer, sentences, data.candidates.context[positives].tolist(), 48)["input_ids"])
+  np.testing.assert_array_equal(
+      batch["passage_input_ids"],
+      tokenizer_lib.tokenize_passages(tokenizer, sentences,
+                                      data.candidates.context[positives].tolist(), 48)["input_ids"])
   assert not np.array_equal(batch["query_input_ids"], _builder(setup)(1)["query_input_ids"])
 
 
@@ -75,8 +77,10 @@ def test_process_slices_concatenate_to_global_batch(setup, step):
   """Hard negatives too: every per-row draw is keyed by (seed, step, global row)."""
   whole = _builder(setup, num_hard_negatives=2, seed=1)(step)
   for count in (2, 4):
-    parts = [_builder(setup, num_hard_negatives=2, seed=1, process_index=i,
-                      process_count=count)(step) for i in range(count)]
+    parts = [
+        _builder(setup, num_hard_negatives=2, seed=1, process_index=i, process_count=count)(step)
+        for i in range(count)
+    ]
     for key, value in whole.items():
       np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), value)
 
@@ -102,8 +106,8 @@ def test_a_duplicated_passage_is_one_key_and_no_hard_negative_of_itself():
   """Two rows with the same language, sentence and context (a paragraph under two articles) are
   one passage: one key, and never each other's hard negative."""
   text = ["A.", "B.", "C.", "A.", "B.", "C."]
-  data = assemble("copies", [Example("q1", "en", "Who?", 0), Example("q2", "en", "What?", 3)],
-                  ["en"] * 6, text, ["A. B. C."] * 6)
+  data = assemble("copies", [Example("q1", "en", "Who?", 0),
+                             Example("q2", "en", "What?", 3)], ["en"] * 6, text, ["A. B. C."] * 6)
   assert data.candidate_keys.tolist() == [0, 1, 2, 0, 1, 2]
   assert data.passage_keys[:, 0].tolist() == [0, 0]
   table = input_pipeline.hard_negative_table(data)
@@ -112,21 +116,25 @@ def test_a_duplicated_passage_is_one_key_and_no_hard_negative_of_itself():
 
 def _config(batch_size, mono_prob=1.0, scope="batch", languages="en"):
   return ml_collections.ConfigDict({
-      "seed": 0, "train": {"global_batch_size": batch_size},
-      "sampler": {"mono_prob": mono_prob, "language_scope": scope},
-      "data": {"query_max_len": 16, "passage_max_len": 32, "languages": languages},
-      "loss": {"num_hard_negatives": 0}, "model": {"query_prefix": "", "passage_prefix": ""}})
+      "seed": 0, "train": {"global_batch_size": batch_size}, "sampler": {
+          "mono_prob": mono_prob, "language_scope": scope
+      }, "data": {"query_max_len": 16, "passage_max_len": 32, "languages": languages},
+      "loss": {"num_hard_negatives": 0}, "model": {"query_prefix": "", "passage_prefix": ""}
+  })
 
 
 def test_equal_queries_never_share_a_batch():
   """Two records with one query text and different positives are not each other's negatives
   (batch 2 of 3 records: without query keys they meet in about a third of the batches)."""
-  data = assemble("same-question", [Example("a", "en", "Who?", 0), Example("b", "en", "Who?", 1),
-                                    Example("c", "en", "Where?", 2)],
-                  ["en"] * 3, ["He.", "She.", "There."], [""] * 3)
+  data = assemble("same-question", [
+      Example("a", "en", "Who?", 0),
+      Example("b", "en", "Who?", 1),
+      Example("c", "en", "Where?", 2)
+  ], ["en"] * 3, ["He.", "She.", "There."], [""] * 3)
   builder = input_pipeline.make_batch_builder(_config(2), data, tokenizer=None)
-  together = [set(builder.sampler.batch(step).example_ids.tolist()) == {0, 1}
-              for step in range(200)]
+  together = [
+      set(builder.sampler.batch(step).example_ids.tolist()) == {0, 1} for step in range(200)
+  ]
   assert not any(together)
   unkeyed = HybridBatchSampler(data.available, data.languages, 2, 1.0, 0)
   assert sum(set(unkeyed.batch(step).example_ids.tolist()) == {0, 1} for step in range(200)) > 30
@@ -138,13 +146,13 @@ def test_a_language_too_small_for_one_batch_is_a_user_error():
   examples += [Example(str(i), "de", f"w{i}?", 60 + i) for i in range(3)]
   data = assemble("small-de", examples, ["en"] * 40 + ["fr"] * 20 + ["de"] * 3,
                   [f"s{i}." for i in range(63)], [""] * 63)
-  with pytest.raises(UserError, match=r"small-de.*de \(3 examples\).*never be drawn: lower "
-                     r"config\.train\.global_batch_size, or set config\.sampler\.language_scope="
-                     r"'example', or drop those languages from config\.data\.languages$"):
-    input_pipeline.make_batch_builder(_config(8, 0.5, languages="en+fr+de"), data,
-                                      tokenizer=None)
-  builder = input_pipeline.make_batch_builder(_config(8, 0.5, "example", "en+fr+de"), data,
-                                              tokenizer=None)
+  with pytest.raises(
+      UserError, match=r"small-de.*de \(3 examples\).*never be drawn: lower "
+      r"config\.train\.global_batch_size, or set config\.sampler\.language_scope="
+      r"'example', or drop those languages from config\.data\.languages$"):
+    input_pipeline.make_batch_builder(_config(8, 0.5, languages="en+fr+de"), data, tokenizer=None)
+  builder = input_pipeline.make_batch_builder(
+      _config(8, 0.5, "example", "en+fr+de"), data, tokenizer=None)
   assert any(2 in builder.sampler.batch(step).query_lang for step in range(200))
 
 

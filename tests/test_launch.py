@@ -32,8 +32,8 @@ def test_full_grid_dry_run_prints_every_run():
 
 
 def test_grid_skips_impossible_runs_and_checks_arguments():
-  assert [n for n, *_ in sweep.grid(["en", "en+de"], [0.0, 1.0])] == [
-      "L1-en-mono1", "L2-en_de-mono0", "L2-en_de-mono1"]
+  assert [n for n, *_ in sweep.grid(["en", "en+de"], [0.0, 1.0])
+         ] == ["L1-en-mono1", "L2-en_de-mono0", "L2-en_de-mono1"]
   # Seeds: one run each, named and passed on as --config.seed.
   runs = list(sweep.grid(["en+de"], [0.5], [0, 3]))
   assert [(n, s) for n, _, _, s in runs] == [("L2-en_de-mono0.5-seed0", 0),
@@ -44,18 +44,19 @@ def test_grid_skips_impossible_runs_and_checks_arguments():
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--mono_probs=0,2")
   assert proc.returncode != 0 and "not in [0, 1]" in proc.stderr
   # A config file with its own arguments: the run's langs / mono_prob join them.
-  assert sweep.main_command("configs/default.py:model=tiny", "en+de", 0.5, "/w", [])[3] == (
-      "--config=configs/default.py:model=tiny,langs=en+de,mono_prob=0.5")
-  assert sweep.main_command("configs/default.py", "en", 1.0, "/w", [])[3] == (
-      "--config=configs/default.py:langs=en,mono_prob=1")
+  assert sweep.main_command(
+      "configs/default.py:model=tiny", "en+de", 0.5, "/w",
+      [])[3] == ("--config=configs/default.py:model=tiny,langs=en+de,mono_prob=0.5")
+  assert sweep.main_command("configs/default.py", "en", 1.0, "/w",
+                            [])[3] == ("--config=configs/default.py:langs=en,mono_prob=1")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--", "--typo=1")
   assert proc.returncode != 0 and "--typo=1" in proc.stderr
 
 
 def test_tpu_sweep_dry_run_prints_gcloud_commands():
   proc = _sh(sys.executable, "launch/sweep.py", "--root=gs://bucket/sweep", "--launcher=tpu",
-             "--tpu_args=--name=hj --zone=us-central2-b --accelerator=v4-32",
-             "--lang_sets=en+de", "--mono_probs=0.5", "--seeds=7", "--dry_run")
+             "--tpu_args=--name=hj --zone=us-central2-b --accelerator=v4-32", "--lang_sets=en+de",
+             "--mono_probs=0.5", "--seeds=7", "--dry_run")
   assert proc.returncode == 0, proc.stderr
   out = proc.stdout
   assert "--config.seed=7" in out
@@ -102,28 +103,33 @@ def _fake_run(root, name, seed, mono_prob, metrics):
   """A run directory as summarize reads it: config.json and one results.json."""
   leaf = root / name / "eval" / "xquad_r_eval" / "step_80"
   leaf.mkdir(parents=True)
-  (root / name / "config.json").write_text(json.dumps(
-      {"seed": seed, "data": {"languages": "ar+de+en"}, "sampler": {"mono_prob": mono_prob}}))
+  (root / name / "config.json").write_text(
+      json.dumps({
+          "seed": seed, "data": {"languages": "ar+de+en"}, "sampler": {"mono_prob": mono_prob}
+      }))
   (leaf / "results.json").write_text(json.dumps({"dataset": "xquad_r:eval", "metrics": metrics}))
 
 
 def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   rng = np.random.default_rng(0)
-  values = rng.uniform(size=(3, 4))   # seeds x (mono, cross, zero-shot multi, max-min rank)
+  values = rng.uniform(size=(3, 4))  # seeds x (mono, cross, zero-shot multi, max-min rank)
   for seed, (mono, cross, zs_multi, rank_range) in enumerate(values):
-    _fake_run(tmp_path, f"hybrid-seed{seed}", seed, 0.5, {
-        "map_mono": mono, "map_cross": cross, "map_multi_mean": 0.3, "rank_range_mean": rank_range,
-        "zero_shot": {"map_multi_mean": zs_multi}})
-  _fake_run(tmp_path, "mono-seed0", 0, 1.0, {"map_mono": 0.9, "map_cross": 0.1,
-                                             "map_multi_mean": 0.2})
+    _fake_run(
+        tmp_path, f"hybrid-seed{seed}", seed, 0.5, {
+            "map_mono": mono, "map_cross": cross, "map_multi_mean": 0.3,
+            "rank_range_mean": rank_range, "zero_shot": {"map_multi_mean": zs_multi}
+        })
+  _fake_run(tmp_path, "mono-seed0", 0, 1.0,
+            {"map_mono": 0.9, "map_cross": 0.1, "map_multi_mean": 0.2})
   out = tmp_path / "out"
   assert summarize.main([f"--root={tmp_path}", f"--out={out}"]) == 0
   summary = json.load(open(out / "summary.json"))
   assert len(summary["runs"]) == 4
   hybrid, mono = sorted(summary["settings"], key=lambda r: r["mono_prob"])
   assert hybrid["seeds"] == [0, 1, 2] and mono["seeds"] == [0]
-  for column, key in enumerate(["map_mono", "map_cross", "zero_shot_map_multi_mean",
-                                "rank_range_mean"]):
+  for column, key in enumerate([
+      "map_mono", "map_cross", "zero_shot_map_multi_mean", "rank_range_mean"
+  ]):
     np.testing.assert_allclose(hybrid[key], values[:, column].mean(), rtol=1e-12)
     np.testing.assert_allclose(hybrid[key + "_std"], values[:, column].std(ddof=1), rtol=1e-12)
   assert mono["map_mono"] == 0.9 and mono["map_mono_std"] == 0.0
@@ -131,4 +137,4 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   table = (out / "summary.md").read_text()
   assert "Mean ± sample std over seeds" in table
   assert f"{values[:, 0].mean():.3f} ± {values[:, 0].std(ddof=1):.3f}" in table
-  assert "0-shot multi" in table and "R@1" not in table   # columns no run has are left out
+  assert "0-shot multi" in table and "R@1" not in table  # columns no run has are left out

@@ -79,8 +79,9 @@ def numpy_infonce(query_emb, passage_emb, passage_keys, temperature, symmetric=F
       correct.append(logits[i] > others.max())
       positives.append(logits[i])
       negatives.extend(others[others > -np.inf])
-    return np.mean(losses_), dict(accuracy=np.mean(correct), positive_logit=np.mean(positives),
-                                  negative_logit=np.mean(negatives), num_masked=num_masked)
+    return np.mean(losses_), dict(
+        accuracy=np.mean(correct), positive_logit=np.mean(positives),
+        negative_logit=np.mean(negatives), num_masked=num_masked)
 
   loss, metrics = one_direction(query_emb, pool, pool_keys)
   if symmetric:
@@ -94,8 +95,7 @@ def _finite_difference_grads(fn, args, step=1e-6):
   for a, arg in enumerate(args):
     grad = np.zeros_like(arg)
     for idx in np.ndindex(np.shape(arg)):
-      plus, minus = [np.array(x, np.float64) for x in args], [np.array(x, np.float64)
-                                                             for x in args]
+      plus, minus = [np.array(x, np.float64) for x in args], [np.array(x, np.float64) for x in args]
       plus[a][idx] += step
       minus[a][idx] -= step
       grad[idx] = (fn(*plus) - fn(*minus)) / (2 * step)
@@ -109,26 +109,29 @@ def _reference(case):
   config = CASES[case]
   inputs = _inputs(config["hard_negatives"])
   rest = {k: v for k, v in inputs.items() if k not in ("query_emb", "passage_emb")}
-  loss_fn = lambda q, p, t: numpy_infonce(q, p, temperature=t, symmetric=config["symmetric"],
-                                          **rest)[0]
+  loss_fn = lambda q, p, t: numpy_infonce(q, p, temperature=t, symmetric=config["symmetric"], **rest
+                                         )[0]
   args = [inputs["query_emb"], inputs["passage_emb"], np.float64(TEMPERATURE)]
-  loss, metrics = numpy_infonce(*args[:2], temperature=TEMPERATURE,
-                                symmetric=config["symmetric"], **rest)
+  loss, metrics = numpy_infonce(*args[:2], temperature=TEMPERATURE, symmetric=config["symmetric"],
+                                **rest)
   return loss, metrics, _finite_difference_grads(loss_fn, args)
 
 
 def _value_and_grads(loss_fn, case, **kwargs):
   """Loss, metrics and grads w.r.t. (query_emb, passage_emb, temperature) of a jax loss."""
   config = CASES[case]
-  inputs = {k: jnp.asarray(v, jnp.float32 if v.dtype == np.float64 else jnp.int32)
-            for k, v in _inputs(config["hard_negatives"]).items()}
+  inputs = {
+      k: jnp.asarray(v, jnp.float32 if v.dtype == np.float64 else jnp.int32)
+      for k, v in _inputs(config["hard_negatives"]).items()
+  }
   query_emb, passage_emb = inputs.pop("query_emb"), inputs.pop("passage_emb")
 
   def fn(q, p, t):
     return loss_fn(q, p, temperature=t, symmetric=config["symmetric"], **inputs, **kwargs)
 
-  (loss, metrics), grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2), has_aux=True))(
-      query_emb, passage_emb, jnp.float32(TEMPERATURE))
+  (loss, metrics), grads = jax.jit(jax.value_and_grad(fn, argnums=(0, 1, 2),
+                                                      has_aux=True))(query_emb, passage_emb,
+                                                                     jnp.float32(TEMPERATURE))
   return loss, metrics, grads
 
 
@@ -162,9 +165,9 @@ def test_duplicate_keys_are_masked():
   unmasked = numpy_infonce(temperature=TEMPERATURE, mask=False, **inputs)[0]
   assert abs(masked - unmasked) > 1e-2
   mesh = sharding.make_mesh(4)
-  distinct = dict(inputs, passage_keys=np.arange(GLOBAL_BATCH),
-                  hard_negative_keys=GLOBAL_BATCH + np.arange(GLOBAL_BATCH * HARD).reshape(
-                      GLOBAL_BATCH, HARD))
+  distinct = dict(
+      inputs, passage_keys=np.arange(GLOBAL_BATCH),
+      hard_negative_keys=GLOBAL_BATCH + np.arange(GLOBAL_BATCH * HARD).reshape(GLOBAL_BATCH, HARD))
   for loss_fn in losses.contrastive_loss, functools.partial(losses.sharded_contrastive_loss, mesh):
     loss_fn = jax.jit(loss_fn)
     loss, metrics = loss_fn(**{k: jnp.asarray(v) for k, v in inputs.items()},
@@ -186,13 +189,13 @@ def test_positive_is_the_global_index(num_devices, monkeypatch):
   args = dict(query_emb=eye, passage_emb=eye, passage_keys=jnp.arange(GLOBAL_BATCH),
               temperature=0.1)
   loss, metrics = jax.jit(functools.partial(losses.sharded_contrastive_loss, mesh))(**args)
-  ref_loss = numpy_infonce(np.eye(GLOBAL_BATCH), np.eye(GLOBAL_BATCH), np.arange(GLOBAL_BATCH),
-                           0.1)[0]
+  ref_loss = numpy_infonce(
+      np.eye(GLOBAL_BATCH), np.eye(GLOBAL_BATCH), np.arange(GLOBAL_BATCH), 0.1)[0]
   np.testing.assert_allclose(loss, ref_loss, rtol=1e-5, atol=1e-6)
   assert loss < 1e-2 and metrics["accuracy"] == 1.0
   monkeypatch.setattr(jax.lax, "axis_index", lambda axis_name: 0)  # the classic bug
-  wrong_loss, wrong_metrics = jax.jit(functools.partial(losses.sharded_contrastive_loss, mesh))(
-      **args)
+  wrong_loss, wrong_metrics = jax.jit(functools.partial(losses.sharded_contrastive_loss,
+                                                        mesh))(**args)
   assert wrong_loss > 1.0 and wrong_metrics["accuracy"] < 1.0
 
 
@@ -200,12 +203,15 @@ def test_local_negatives_score_each_device_slice_alone():
   inputs = _inputs(hard_negatives=True)
   num_devices = 4
   mesh = sharding.make_mesh(num_devices)
-  loss, _ = jax.jit(functools.partial(
-      losses.sharded_contrastive_loss, mesh, temperature=TEMPERATURE, symmetric=True,
-      global_negatives=False))(**{k: jnp.asarray(v) for k, v in inputs.items()})
-  per_device = [numpy_infonce(**{k: np.split(v, num_devices)[d] for k, v in inputs.items()},
-                              temperature=TEMPERATURE, symmetric=True)[0]
-                for d in range(num_devices)]
+  loss, _ = jax.jit(
+      functools.partial(losses.sharded_contrastive_loss, mesh, temperature=TEMPERATURE,
+                        symmetric=True,
+                        global_negatives=False))(**{k: jnp.asarray(v) for k, v in inputs.items()})
+  per_device = [
+      numpy_infonce(**{k: np.split(v, num_devices)[d]
+                       for k, v in inputs.items()}, temperature=TEMPERATURE, symmetric=True)[0]
+      for d in range(num_devices)
+  ]
   np.testing.assert_allclose(loss, np.mean(per_device), rtol=1e-5)
   assert abs(loss - _reference("symmetric")[0]) > 1e-2
 
@@ -213,12 +219,17 @@ def test_local_negatives_score_each_device_slice_alone():
 @pytest.mark.parametrize("loss_fn", ["global_view", "sharded"])
 def test_jit_on_batch_sharded_inputs(loss_fn):
   mesh = sharding.make_mesh(8)
-  fn = {"global_view": losses.contrastive_loss,
-        "sharded": functools.partial(losses.sharded_contrastive_loss, mesh)}[loss_fn]
+  fn = {
+      "global_view": losses.contrastive_loss,
+      "sharded": functools.partial(losses.sharded_contrastive_loss, mesh)
+  }[loss_fn]
   case = "symmetric"
-  inputs = {k: jax.device_put(jnp.asarray(v, jnp.float32 if v.dtype == np.float64 else jnp.int32),
-                              sharding.batch_sharding(mesh))
-            for k, v in _inputs(hard_negatives=True).items()}
+  inputs = {
+      k:
+          jax.device_put(
+              jnp.asarray(v, jnp.float32 if v.dtype == np.float64 else jnp.int32),
+              sharding.batch_sharding(mesh)) for k, v in _inputs(hard_negatives=True).items()
+  }
   query_emb, passage_emb = inputs.pop("query_emb"), inputs.pop("passage_emb")
   temperature = jax.device_put(jnp.float32(TEMPERATURE), sharding.replicated(mesh))
 
@@ -239,11 +250,12 @@ def test_bfloat16_embeddings_give_a_float32_loss_near_the_float32_one():
 
   @jax.jit
   def loss_and_query_grad(q, p):
-    return jax.value_and_grad(lambda q: losses.sharded_contrastive_loss(
-        mesh, q, p, keys, temperature=TEMPERATURE)[0])(q)
+    return jax.value_and_grad(
+        lambda q: losses.sharded_contrastive_loss(mesh, q, p, keys, temperature=TEMPERATURE)[0])(
+            q)
 
-  loss, grad = loss_and_query_grad(*(jnp.asarray(inputs[k], jnp.bfloat16)
-                                     for k in ("query_emb", "passage_emb")))
+  loss, grad = loss_and_query_grad(
+      *(jnp.asarray(inputs[k], jnp.bfloat16) for k in ("query_emb", "passage_emb")))
   assert loss.dtype == jnp.float32 and grad.dtype == jnp.bfloat16
   np.testing.assert_allclose(loss, _reference("duplicates")[0], rtol=2e-2)
 
@@ -261,5 +273,5 @@ def test_bad_inputs_name_the_argument():
     losses.contrastive_loss(q, q, keys, temperature=0.1, hard_negative_emb=q[:, None],
                             hard_negative_keys=keys)
   with pytest.raises(ValueError, match="multiple of the number of devices"):
-    losses.sharded_contrastive_loss(sharding.make_mesh(8), q[:12], q[:12], keys[:12],
-                                    temperature=0.1)
+    losses.sharded_contrastive_loss(
+        sharding.make_mesh(8), q[:12], q[:12], keys[:12], temperature=0.1)

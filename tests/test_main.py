@@ -27,8 +27,10 @@ import fault_injection
 from tiny_run import REPO, TINY_MODEL, env, run, start
 
 NUM_STEPS = 6
-TINY = [f"--config=configs/default.py:model=tiny,langs=en+de+es,steps={NUM_STEPS}", *TINY_MODEL,
-        "--config.data.eval="]
+TINY = [
+    f"--config=configs/default.py:model=tiny,langs=en+de+es,steps={NUM_STEPS}", *TINY_MODEL,
+    "--config.data.eval="
+]
 
 
 def _start(workdir, *extra, num_devices=8):
@@ -117,8 +119,10 @@ def _free_port():
 def test_two_processes_match_one(straight_run, tmp_path):
   port = _free_port()
   workdir = str(tmp_path)  # shared by both processes, as a GCS workdir is on a pod
-  procs = [_start(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                  f"--process_id={i}", num_devices=4) for i in range(2)]
+  procs = [
+      _start(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+             f"--process_id={i}", num_devices=4) for i in range(2)
+  ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):
     assert p.returncode == 0, out[-4000:]
@@ -149,9 +153,8 @@ def test_config_errors_fail_before_compiling(tmp_path, args, message):
     flags = args + TINY[1:]
   else:
     flags = TINY + args
-  proc = subprocess.run(
-      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *flags],
-      cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+  proc = subprocess.run([sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *flags],
+                        cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert message in proc.stdout + proc.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
@@ -159,8 +162,9 @@ def test_config_errors_fail_before_compiling(tmp_path, args, message):
 
 def test_non_finite_streak_stops_with_last_good_state_saved(tmp_path):
   # A temperature that underflows makes every logit infinite: every step is non-finite.
-  proc = _start(str(tmp_path), "--config.loss.temperature=1e-45",
-                "--config.train.max_consecutive_nonfinite=2")
+  proc = _start(
+      str(tmp_path), "--config.loss.temperature=1e-45",
+      "--config.train.max_consecutive_nonfinite=2")
   out, _ = proc.communicate(timeout=600)
   assert proc.returncode != 0
   assert "consecutive steps had a non-finite loss or gradient" in out
@@ -180,8 +184,7 @@ def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   tokenizer = tokenizer_lib.train_default_tokenizer(
-      data_lib.load("xquad_r:eval", languages=["en", "de"]).texts(),
-      vocab_size=800)
+      data_lib.load("xquad_r:eval", languages=["en", "de"]).texts(), vocab_size=800)
   hf_dir = tmp_path / "xlmr"
   config = transformers.XLMRobertaConfig(
       vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -193,39 +196,43 @@ def test_fine_tunes_a_local_hugging_face_checkpoint(tmp_path):
       "--config.data.eval=", f"--config.model.path={hf_dir}")
   assert not (workdir / "tokenizer").exists()  # the checkpoint's tokenizer, not a trained one
   before = transformers.AutoModel.from_pretrained(hf_dir).embeddings.word_embeddings.weight
-  after = transformers.AutoModel.from_pretrained(workdir / "model").embeddings.word_embeddings.weight
+  after = transformers.AutoModel.from_pretrained(workdir
+                                                 / "model").embeddings.word_embeddings.weight
   assert after.shape == before.shape
   assert not np.allclose(after.detach().numpy(), before.detach().numpy())
 
 
 def _surrogate_jsonl(directory):
   path = directory / "surrogate.jsonl"
-  records = [{"id": str(i), "lang": lang, "query": f"q{i}", "passage": f"p{i}"}
-             for i in range(20) for lang in ("en", "de")]
+  records = [{"id": str(i), "lang": lang, "query": f"q{i}", "passage": f"p{i}"} for i in range(20)
+             for lang in ("en", "de")]
   records[7]["passage"] = "bad \ud800"
   path.write_text("".join(json.dumps(r) + "\n" for r in records))
   return path
 
 
-@pytest.mark.parametrize("args, message", [
-    # ml_collections' own report was a 55-line traceback ending in a garbled AttributeError.
-    (["--config.train.num_step=12"], "--config.train.num_step=12: no such config field "
-     "'num_step' (Did you mean \"num_steps\" instead of \"num_step\"?)"),
-    (["--config.train.num_steps=many"], "--config.train.num_steps=many: invalid literal"),
-    (["--config=configs/missing.py"], "cannot load the config file: No such file or directory: "
-     "'configs/missing.py'"),
-    (["--config=configs/default.py:lang=en"], "--config=configs/default.py:lang=en: config "
-     "argument 'lang' is not one of ['langs', 'model', 'mono_prob', 'steps']"),
-    (["--config.checkpoint.every_steps=0"], "config.checkpoint.every_steps=0: must be >= 1"),
-    (["--config.data.passage_max_len=600"], "config.data.passage_max_len=600: longer than the "
-     "model's position table, which covers 512 tokens (config.model); use at most 512"),
-    (["--config.data.train=jsonl:{tmp}/surrogate.jsonl"], "{tmp}/surrogate.jsonl:8 (id '3') field "
-     "'passage': text is not valid Unicode: lone surrogate"),
-    (["--workdir={tmp}/a_file"], "--workdir={tmp}/a_file is a file, not a directory"),
-    # Was a NotADirectoryError traceback (exit 1) from os.makedirs in train.
-    (["--workdir={tmp}/a_file/run"], "--workdir={tmp}/a_file/run: cannot create the directory "
-     "(Not a directory: '{tmp}/a_file/run')"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        # ml_collections' own report was a 55-line traceback ending in a garbled AttributeError.
+        (["--config.train.num_step=12"], "--config.train.num_step=12: no such config field "
+         "'num_step' (Did you mean \"num_steps\" instead of \"num_step\"?)"),
+        (["--config.train.num_steps=many"], "--config.train.num_steps=many: invalid literal"),
+        (["--config=configs/missing.py"], "cannot load the config file: No such file or directory: "
+         "'configs/missing.py'"),
+        (["--config=configs/default.py:lang=en"], "--config=configs/default.py:lang=en: config "
+         "argument 'lang' is not one of ['langs', 'model', 'mono_prob', 'steps']"),
+        (["--config.checkpoint.every_steps=0"], "config.checkpoint.every_steps=0: must be >= 1"),
+        (["--config.data.passage_max_len=600"], "config.data.passage_max_len=600: longer than the "
+         "model's position table, which covers 512 tokens (config.model); use at most 512"),
+        (["--config.data.train=jsonl:{tmp}/surrogate.jsonl"
+         ], "{tmp}/surrogate.jsonl:8 (id '3') field "
+         "'passage': text is not valid Unicode: lone surrogate"),
+        (["--workdir={tmp}/a_file"], "--workdir={tmp}/a_file is a file, not a directory"),
+        # Was a NotADirectoryError traceback (exit 1) from os.makedirs in train.
+        (["--workdir={tmp}/a_file/run"], "--workdir={tmp}/a_file/run: cannot create the directory "
+         "(Not a directory: '{tmp}/a_file/run')"),
+    ])
 def test_user_errors_print_one_line_and_exit_2(tmp_path, args, message):
   _surrogate_jsonl(tmp_path)
   (tmp_path / "a_file").write_text("")
@@ -241,12 +248,16 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, args, message):
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
-@pytest.mark.parametrize("args", [["--config.train.num_step=12"],  # raised while parsing flags
-                                  ["--config.checkpoint.keep=0"]])  # raised in main
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--config.train.num_step=12"],  # raised while parsing flags
+        ["--config.checkpoint.keep=0"]
+    ])  # raised in main
 def test_verbose_shows_the_traceback_of_a_user_error(tmp_path, args):
   proc = subprocess.run(
-      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *TINY, *args,
-       "--verbose"], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+      [sys.executable, "-m", "hybrid_jax.main", f"--workdir={tmp_path}", *TINY, *args, "--verbose"],
+      cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
 
 
@@ -267,8 +278,8 @@ def test_config_its_checkpoints_do_not_fit_is_refused_and_nothing_changes(straig
   proc = subprocess.run(
       fault_injection.main_command(workdir, *TINY, "--config.model.hidden_size=64",
                                    "--config.loss.learnable_temperature=True",
-                                   f"--config.train.num_steps={NUM_STEPS + 2}"),
-      cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
+                                   f"--config.train.num_steps={NUM_STEPS + 2}"), cwd=REPO,
+      env=env(), capture_output=True, text=True, timeout=300)
   out = proc.stdout + proc.stderr
   assert proc.returncode != 0
   assert "model.hidden_size: 32 -> 64" in out and "loss.learnable_temperature: False -> True" in out
@@ -293,22 +304,22 @@ def test_evaluating_a_run_needs_no_training_data(straight_run, tmp_path):
   assert os.listdir(os.path.dirname(report_dir)) == [f"step_{NUM_STEPS}_en_de"]
   # A data set without one of the run's languages: one line naming it and the flag that works.
   data = tmp_path / "en_de.jsonl"
-  data.write_text("".join(json.dumps({"id": i, "lang": lang, "query": f"q {i} {lang}",
-                                      "passage": f"p {i} {lang}"}) + "\n"
-                          for i in ("a", "b") for lang in ("en", "de")))
-  proc = subprocess.run(
-      [sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={workdir}",
-       f"--dataset=jsonl:{data}"], cwd=REPO, env=env(), capture_output=True, text=True,
-      timeout=300)
+  data.write_text("".join(
+      json.dumps({"id": i, "lang": lang, "query": f"q {i} {lang}", "passage": f"p {i} {lang}"})
+      + "\n" for i in ("a", "b") for lang in ("en", "de")))
+  proc = subprocess.run([
+      sys.executable, "-m", "hybrid_jax.evaluate", f"--workdir={workdir}", f"--dataset=jsonl:{data}"
+  ], cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
   errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
   assert proc.returncode == 2 and errors == [
       f"error: jsonl:{data} has no es data (the run's evaluation languages: en+de+es; it has "
-      "en+de): pass --languages=en+de"], proc.stderr[-3000:]
+      "en+de): pass --languages=en+de"
+  ], proc.stderr[-3000:]
   # No import circle: evaluation and restoring a run never import training.
-  proc = subprocess.run(
-      [sys.executable, "-c", "import sys, hybrid_jax.evaluate, hybrid_jax.evaluators, "
-       "hybrid_jax.run_dir; assert 'hybrid_jax.train' not in sys.modules, 'imported'"],
-      cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
+  proc = subprocess.run([
+      sys.executable, "-c", "import sys, hybrid_jax.evaluate, hybrid_jax.evaluators, "
+      "hybrid_jax.run_dir; assert 'hybrid_jax.train' not in sys.modules, 'imported'"
+  ], cwd=REPO, env=env(), capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
 
 

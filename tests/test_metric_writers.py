@@ -43,14 +43,16 @@ def _read_records(path) -> list[bytes]:
   return records
 
 
-@pytest.mark.parametrize("data, expected", [
-    (b"", 0x00000000),
-    (b"123456789", 0xE3069283),
-    (bytes(32), 0x8A9136AA),  # RFC 3720, B.4.
-    (b"\xff" * 32, 0x62A8AB43),
-    (bytes(range(32)), 0x46DD794E),
-    (bytes(range(31, -1, -1)), 0x113FDB5C),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b"", 0x00000000),
+        (b"123456789", 0xE3069283),
+        (bytes(32), 0x8A9136AA),  # RFC 3720, B.4.
+        (b"\xff" * 32, 0x62A8AB43),
+        (bytes(range(32)), 0x46DD794E),
+        (bytes(range(31, -1, -1)), 0x113FDB5C),
+    ])
 def test_crc32c_known_vectors(data, expected):
   assert metric_writers.crc32c(data) == expected
 

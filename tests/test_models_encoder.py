@@ -87,8 +87,8 @@ def test_default_preset_is_the_tiny_model():
   config = config_lib.model_preset("tiny")
   assert (config.path, config.model_type, config.num_hidden_layers, config.hidden_size,
           config.num_attention_heads, config.intermediate_size, config.vocab_size,
-          config.max_position_embeddings, config.pooling, config.normalize) == (
-              "", "xlm-roberta", 1, 512, 8, 1024, 16000, 514, "mean", True)
+          config.max_position_embeddings, config.pooling,
+          config.normalize) == ("", "xlm-roberta", 1, 512, 8, 1024, 16000, 514, "mean", True)
 
 
 @pytest.mark.parametrize("config_class", (transformers.XLMRobertaConfig, transformers.BertConfig))
@@ -96,14 +96,13 @@ def test_hf_dict_round_trip(config_class):
   hf_config = config_class(hidden_size=48, num_attention_heads=6, layer_norm_eps=1e-7,
                            pad_token_id=3, vocab_size=50, type_vocab_size=1).to_dict()
   config = EncoderConfig.from_hf_dict(hf_config, pooling="cls")
-  assert (config.hidden_size, config.layer_norm_eps, config.pad_token_id, config.pooling) == (
-      48, 1e-7, 3, "cls")
+  assert (config.hidden_size, config.layer_norm_eps, config.pad_token_id,
+          config.pooling) == (48, 1e-7, 3, "cls")
   rebuilt = config_class(**config.to_hf_dict()).to_dict()
   for field in ("hidden_size", "num_attention_heads", "layer_norm_eps", "pad_token_id",
                 "vocab_size", "type_vocab_size", "intermediate_size", "hidden_act"):
     assert rebuilt[field] == hf_config[field], field
-  assert config.to_hf_dict()["architectures"] == [config_class.__name__.replace("Config",
-                                                                                "Model")]
+  assert config.to_hf_dict()["architectures"] == [config_class.__name__.replace("Config", "Model")]
 
 
 @pytest.mark.parametrize("change,match", [
@@ -156,17 +155,19 @@ def test_padding_to_a_longer_static_length_changes_nothing(model):
   input_ids, mask = _batch(seq=8)
   longer_ids = jnp.pad(input_ids, ((0, 0), (0, 4)), constant_values=1)
   longer_mask = jnp.pad(mask, ((0, 0), (0, 4)))
-  np.testing.assert_allclose(np.asarray(_encode(model, longer_ids, longer_mask)),
-                             np.asarray(_encode(model, input_ids, mask)), atol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(_encode(model, longer_ids, longer_mask)),
+      np.asarray(_encode(model, input_ids, mask)), atol=1e-6)
 
 
 def test_shared_tower_encodes_queries_and_passages_alike(model):
   input_ids, mask = _batch()
-  np.testing.assert_array_equal(np.asarray(_encode(model, input_ids, mask)),
-                                np.asarray(_encode(model, input_ids, mask, tower="passages")))
+  np.testing.assert_array_equal(
+      np.asarray(_encode(model, input_ids, mask)),
+      np.asarray(_encode(model, input_ids, mask, tower="passages")))
   assert model.passage_encoder is model.encoder
-  assert {path[0] for path in traverse_util.flatten_dict(
-      nnx.to_pure_dict(nnx.state(model)))} == {"encoder"}
+  assert {path[0] for path in traverse_util.flatten_dict(nnx.to_pure_dict(nnx.state(model)))
+         } == {"encoder"}
 
 
 def test_two_towers_have_their_own_parameters(model):
@@ -182,13 +183,12 @@ def test_two_towers_have_their_own_parameters(model):
 def test_dropout_is_functional(model):
   input_ids, mask = _batch()
   deterministic = _encode(model, input_ids, mask)
-  np.testing.assert_array_equal(np.asarray(_encode(model, input_ids, mask)),
-                                np.asarray(deterministic))
+  np.testing.assert_array_equal(
+      np.asarray(_encode(model, input_ids, mask)), np.asarray(deterministic))
   key = jax.random.key(0)
   first = _encode(model, input_ids, mask, dropout_rng=key)
-  np.testing.assert_array_equal(np.asarray(_encode(model, input_ids, mask,
-                                                                dropout_rng=key)),
-                                np.asarray(first))
+  np.testing.assert_array_equal(
+      np.asarray(_encode(model, input_ids, mask, dropout_rng=key)), np.asarray(first))
   assert float(jnp.abs(first - deterministic).max()) > 1e-3
   other = _encode(model, input_ids, mask, dropout_rng=jax.random.key(1))
   assert float(jnp.abs(first - other).max()) > 1e-3
@@ -203,8 +203,8 @@ def test_dropout_rate_and_scale(rate):
   x = jnp.ones((64, 257, 65))  # odd feature count: the last 16-bit level of a word is unused
   y = np.asarray(dropout(x, rate, jax.random.key(3)))
   dropped = float((y == 0).mean())
-  assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / y.size) + 2 ** -17
-  np.testing.assert_allclose(y[y != 0], 1.0 / (1.0 - round(rate * 2 ** 16) / 2 ** 16), rtol=1e-6)
+  assert abs(dropped - rate) < 4 * np.sqrt(rate * (1 - rate) / y.size) + 2**-17
+  np.testing.assert_allclose(y[y != 0], 1.0 / (1.0 - round(rate * 2**16) / 2**16), rtol=1e-6)
   assert abs(float(y.mean()) - 1.0) < 0.01  # inverted dropout keeps the expectation
   # Another key gives another mask.
   other = np.asarray(dropout(x, rate, jax.random.key(4)))
@@ -224,29 +224,30 @@ def test_dropout_bits_are_uniform():
   for byte in (levels >> 8, levels & 255):  # high and low byte of the 16-bit levels
     counts = np.bincount(byte, minlength=256)
     expected = levels.size / 256
-    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    chi2 = float(((counts - expected)**2 / expected).sum())
     assert chi2 < 255 + 5 * np.sqrt(2 * 255), chi2  # 255 degrees of freedom, 5 sigma
 
 
 def test_dropout_bits_are_uncorrelated():
-  key, threshold = jax.random.key(12), round(0.1 * 2 ** 16)  # dropout rate 0.1
+  key, threshold = jax.random.key(12), round(0.1 * 2**16)  # dropout rate 0.1
   drop = (_levels(key) < threshold).astype(np.float64)
   other = (_levels(jax.random.fold_in(key, 1)) < threshold).astype(np.float64)
   limit = 5 / np.sqrt(drop.size)  # 5 standard errors of a correlation coefficient
-  for a, b in ((drop[:, :-1], drop[:, 1:]),   # neighbours along features (and within a word)
-               (drop[:-1], drop[1:]),          # neighbouring rows (tokens)
-               (drop[:, :-2], drop[:, 2:]),    # the same half of neighbouring words
-               (drop, other)):                 # two keys
+  for a, b in (
+      (drop[:, :-1], drop[:, 1:]),  # neighbours along features (and within a word)
+      (drop[:-1], drop[1:]),  # neighbouring rows (tokens)
+      (drop[:, :-2], drop[:, 2:]),  # the same half of neighbouring words
+      (drop, other)):  # two keys
     assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < limit
   # No row or column drops more often than chance (chi-square per degree of freedom ~ 1).
   for axis, n in ((1, drop.shape[1]), (0, drop.shape[0])):
-    z2 = (drop.mean(axis) - 0.1) ** 2 / (0.09 / n)
+    z2 = (drop.mean(axis) - 0.1)**2 / (0.09 / n)
     assert z2.mean() < 1.5
 
 
 def test_dropout_bits_reject_shapes_beyond_the_counter():
   with pytest.raises(ValueError, match="2\\*\\*32"):
-    jax.eval_shape(lambda k: dropout_bits(k, (2 ** 16, 2 ** 16, 1)), jax.random.key(0))
+    jax.eval_shape(lambda k: dropout_bits(k, (2**16, 2**16, 1)), jax.random.key(0))
 
 
 def test_dropout_mask_does_not_depend_on_sharding():
@@ -256,8 +257,8 @@ def test_dropout_mask_does_not_depend_on_sharding():
   for num_devices in (2, 8):
     mesh = sharding.make_mesh(num_devices)
     sharded = jax.device_put(x, sharding.batch_sharding(mesh))
-    np.testing.assert_array_equal(np.asarray(jax.jit(lambda x: dropout(x, 0.1, key))(sharded)),
-                                  reference)
+    np.testing.assert_array_equal(
+        np.asarray(jax.jit(lambda x: dropout(x, 0.1, key))(sharded)), reference)
 
 
 @pytest.mark.parametrize("dtype,tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
@@ -267,10 +268,13 @@ def test_matmul_value_and_gradients(dtype, tolerance):
   y, vjp = jax.vjp(matmul, jnp.asarray(x, dtype), jnp.asarray(kernel, dtype))
   dx, dkernel = vjp(jnp.asarray(dy, dtype))
   assert y.dtype == dx.dtype == dkernel.dtype == dtype
-  for ours, reference in ((y, x @ kernel), (dx, dy @ kernel.T),  # float64 references
-                          (dkernel, np.einsum("bsi,bso->io", x, dy))):
-    np.testing.assert_allclose(np.asarray(ours, np.float64), reference, rtol=tolerance,
-                               atol=tolerance * np.abs(reference).max())
+  for ours, reference in (
+      (y, x @ kernel),
+      (dx, dy @ kernel.T),  # float64 references
+      (dkernel, np.einsum("bsi,bso->io", x, dy))):
+    np.testing.assert_allclose(
+        np.asarray(ours, np.float64), reference, rtol=tolerance,
+        atol=tolerance * np.abs(reference).max())
 
 
 def test_dense_uses_matmul_only_for_its_plain_contraction(model, monkeypatch):
@@ -281,23 +285,22 @@ def test_dense_uses_matmul_only_for_its_plain_contraction(model, monkeypatch):
   layer(x)
   assert calls == [1]
   layer.precision = jax.lax.Precision.HIGHEST  # anything but the default goes to dot_general
-  np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(x @ layer.kernel[...] +
-                                                              layer.bias[...]), rtol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(layer(x)), np.asarray(x @ layer.kernel[...] + layer.bias[...]), rtol=1e-6)
   assert calls == [1]
 
 
 def test_gelu_is_exact_erf_gelu():
   x = np.linspace(-8, 8, 2001)
   reference = x * 0.5 * (1 + np.vectorize(math.erf)(x / math.sqrt(2)))  # float64 x * Phi(x)
-  np.testing.assert_allclose(np.asarray(gelu(jnp.asarray(x, jnp.float32))), reference,
-                             atol=2e-6, rtol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(gelu(jnp.asarray(x, jnp.float32))), reference, atol=2e-6, rtol=1e-6)
   torch_gelu = torch.nn.functional.gelu(torch.tensor(x, dtype=torch.float32)).numpy()
   np.testing.assert_allclose(np.asarray(gelu(jnp.asarray(x, jnp.float32))), torch_gelu, atol=1e-6)
 
 
 def test_module_state_is_params_only(model):
-  assert len(jax.tree.leaves(nnx.state(model))) == len(
-      jax.tree.leaves(nnx.state(model, nnx.Param)))
+  assert len(jax.tree.leaves(nnx.state(model))) == len(jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
 def test_bfloat16_compute_is_close_to_float32(model):
@@ -307,8 +310,8 @@ def test_bfloat16_compute_is_close_to_float32(model):
   assert last_hidden_state.dtype == jnp.bfloat16
   embedding = _encode(bf16, input_ids, mask)
   assert embedding.dtype == jnp.float32
-  np.testing.assert_allclose(np.asarray(embedding),
-                             np.asarray(_encode(model, input_ids, mask)), atol=3e-2)
+  np.testing.assert_allclose(
+      np.asarray(embedding), np.asarray(_encode(model, input_ids, mask)), atol=3e-2)
 
 
 def test_remat_gives_identical_outputs_and_gradients(model):
@@ -318,18 +321,19 @@ def test_remat_gives_identical_outputs_and_gradients(model):
 
   @jax.jit
   def loss_and_grads(params, key):
+
     def loss(params, graphdef):
       embedding = nnx.merge(graphdef, params).encode_queries(input_ids, mask, dropout_rng=key)
       return jnp.sum(embedding[0] * embedding[1:])
+
     return [jax.value_and_grad(loss)(params, g) for g in (graphdef, graphdef_remat)]
 
-  (plain_loss, plain_grads), (remat_loss, remat_grads) = loss_and_grads(params,
-                                                                       jax.random.key(3))
+  (plain_loss, plain_grads), (remat_loss, remat_grads) = loss_and_grads(params, jax.random.key(3))
   np.testing.assert_allclose(float(remat_loss), float(plain_loss), rtol=1e-6)
   flat_plain = traverse_util.flatten_dict(nnx.to_pure_dict(plain_grads))
   flat_remat = traverse_util.flatten_dict(nnx.to_pure_dict(remat_grads))
   assert flat_plain.keys() == flat_remat.keys()
   assert any(float(jnp.abs(g).max()) > 0 for g in flat_plain.values())
   for path, grad in flat_plain.items():
-    np.testing.assert_allclose(np.asarray(flat_remat[path]), np.asarray(grad), atol=1e-6,
-                               err_msg=str(path))
+    np.testing.assert_allclose(
+        np.asarray(flat_remat[path]), np.asarray(grad), atol=1e-6, err_msg=str(path))

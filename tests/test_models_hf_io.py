@@ -56,8 +56,8 @@ def hf(tmp_path_factory):
     config_class, model_class = _hf_classes(kind)
     torch.manual_seed(seed)
     config = config_class(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=4, intermediate_size=64,
-                          max_position_embeddings=40, hidden_dropout_prob=0.1)
+                          num_attention_heads=4, intermediate_size=64, max_position_embeddings=40,
+                          hidden_dropout_prob=0.1)
     model = model_class(config).eval()
     directory = str(tmp_path_factory.mktemp(kind))
     model.save_pretrained(directory)
@@ -78,8 +78,11 @@ def _batch(config, seed):
 
 def _torch_forward(model, batch):
   with torch.no_grad():
-    out = model(**{name: torch.tensor(x, dtype=torch.long) for name, x in
-                   zip(("input_ids", "attention_mask", "token_type_ids"), batch)})
+    out = model(
+        **{
+            name: torch.tensor(x, dtype=torch.long)
+            for name, x in zip(("input_ids", "attention_mask", "token_type_ids"), batch)
+        })
   pooler = None if out.pooler_output is None else out.pooler_output.numpy()
   return out.last_hidden_state.numpy(), pooler
 
@@ -117,8 +120,8 @@ def _assert_same_params(a, b):
   flat_a, flat_b = _flat_params(a), _flat_params(b)
   assert flat_a.keys() == flat_b.keys()
   for path in flat_a:
-    np.testing.assert_array_equal(np.asarray(flat_a[path]), np.asarray(flat_b[path]),
-                                  err_msg=str(path))
+    np.testing.assert_array_equal(
+        np.asarray(flat_a[path]), np.asarray(flat_b[path]), err_msg=str(path))
 
 
 def _variant(source, target, edit_tensors=None, edit_config=None):
@@ -156,8 +159,8 @@ def test_normalized_embedding_is_unit_reference_direction(hf):
   directory, _, batch, outputs = hf["xlm-roberta"]
   embedding = _ours(load_pretrained(directory, pooling="mean", normalize=True), batch)
   reference = _reference_embedding("mean", outputs, batch[1])
-  np.testing.assert_allclose(embedding, reference / np.linalg.norm(reference, axis=1,
-                                                                   keepdims=True),
+  np.testing.assert_allclose(embedding,
+                             reference / np.linalg.norm(reference, axis=1, keepdims=True),
                              atol=TOLERANCE, rtol=0)
 
 
@@ -171,16 +174,21 @@ def test_gradients_match_transformers(hf, kind):
   direction = np.random.default_rng(7).standard_normal((len(LENGTHS), 32)).astype(np.float32)
 
   graphdef, params = nnx.split(model.encoder)
+
   def loss(params):
-    last_hidden_state, _ = nnx.merge(graphdef, params)(
-        jnp.asarray(input_ids), jnp.asarray(mask), jnp.asarray(token_type_ids))
+    last_hidden_state, _ = nnx.merge(graphdef, params)(jnp.asarray(input_ids), jnp.asarray(mask),
+                                                       jnp.asarray(token_type_ids))
     pooled = (last_hidden_state * mask[:, :, None]).sum(1) / mask.sum(1, keepdims=True)
     return jnp.sum(pooled * direction)
+
   ours = traverse_util.flatten_dict(nnx.to_pure_dict(jax.grad(loss)(params)))
 
   torch_model.zero_grad()
-  out = torch_model(**{name: torch.tensor(x, dtype=torch.long) for name, x in
-                       zip(("input_ids", "attention_mask", "token_type_ids"), batch)})
+  out = torch_model(
+      **{
+          name: torch.tensor(x, dtype=torch.long)
+          for name, x in zip(("input_ids", "attention_mask", "token_type_ids"), batch)
+      })
   torch_mask = torch.tensor(mask, dtype=torch.float32)[:, :, None]
   pooled = (out.last_hidden_state * torch_mask).sum(1) / torch_mask.sum(1)
   (pooled * torch.from_numpy(direction)).sum().backward()
@@ -190,8 +198,9 @@ def test_gradients_match_transformers(hf, kind):
   checked = 0
   for hf_name, (path, transpose) in hf_weight_paths(config).items():
     expected = reference[hf_name].grad.numpy()
-    np.testing.assert_allclose(np.asarray(ours[path]), expected.T if transpose else expected,
-                               atol=2e-5, rtol=1e-4, err_msg=hf_name)
+    np.testing.assert_allclose(
+        np.asarray(ours[path]), expected.T if transpose else expected, atol=2e-5, rtol=1e-4,
+        err_msg=hf_name)
     checked += 1
   assert checked == len(ours)
 
@@ -217,8 +226,8 @@ def test_save_then_transformers_load_gives_same_outputs(hf, kind, tmp_path):
 def test_sentence_transformers_load_of_our_save(hf, kind, pooling, projection_dim, tmp_path):
   from sentence_transformers import SentenceTransformer  # pylint: disable=g-import-not-at-top
   directory, _, batch, _ = hf[kind]
-  model = load_pretrained(directory, pooling=pooling, projection_dim=projection_dim,
-                          normalize=True, seed=3)
+  model = load_pretrained(directory, pooling=pooling, projection_dim=projection_dim, normalize=True,
+                          seed=3)
   expected = _ours(model, batch)
   prompts = {"query": "query: ", "passage": "passage: "}
   save_pretrained(model, str(tmp_path), tokenizer=_tokenizer(kind), max_seq_length=16,
@@ -231,8 +240,10 @@ def test_sentence_transformers_load_of_our_save(hf, kind, pooling, projection_di
   dense = ["Dense"] * ((pooling == "pooler") + (projection_dim > 0))
   assert kinds == ["Transformer", "Pooling"] + dense + ["Normalize"]
   with torch.no_grad():
-    features = {name: torch.tensor(x, dtype=torch.long) for name, x in
-                zip(("input_ids", "attention_mask", "token_type_ids"), batch)}
+    features = {
+        name: torch.tensor(x, dtype=torch.long)
+        for name, x in zip(("input_ids", "attention_mask", "token_type_ids"), batch)
+    }
     st_embedding = st_model(features)["sentence_embedding"].numpy()
   np.testing.assert_allclose(st_embedding, expected, atol=TOLERANCE, rtol=0)
   # Our own load reads the head back from the sentence-transformers modules.
@@ -258,11 +269,12 @@ def test_two_towers_round_trip(hf, tmp_path):
   np.testing.assert_array_equal(_ours(reloaded, batch, "passages"), passages)
   st_passages = SentenceTransformer(str(tmp_path / "passage_encoder"), device="cpu")
   with torch.no_grad():
-    features = {"input_ids": torch.tensor(batch[0], dtype=torch.long),
-                "attention_mask": torch.tensor(batch[1], dtype=torch.long),
-                "token_type_ids": torch.tensor(batch[2], dtype=torch.long)}
-    np.testing.assert_allclose(st_passages(features)["sentence_embedding"].numpy(), passages,
-                               atol=TOLERANCE, rtol=0)
+    features = {
+        "input_ids": torch.tensor(batch[0], dtype=torch.long), "attention_mask": torch.tensor(
+            batch[1], dtype=torch.long), "token_type_ids": torch.tensor(batch[2], dtype=torch.long)
+    }
+    np.testing.assert_allclose(
+        st_passages(features)["sentence_embedding"].numpy(), passages, atol=TOLERANCE, rtol=0)
 
 
 def test_shared_tower_model_has_one_set_of_params(hf):
@@ -286,18 +298,20 @@ def test_sharded_safetensors_index_loads(hf, tmp_path):
   directory = hf["xlm-roberta"][0]
   tensors = load_file(os.path.join(directory, "model.safetensors"))
   names = sorted(tensors)
-  shards = {"model-00001-of-00002.safetensors": names[::2],
-            "model-00002-of-00002.safetensors": names[1::2]}
+  shards = {
+      "model-00001-of-00002.safetensors": names[::2],
+      "model-00002-of-00002.safetensors": names[1::2]
+  }
   weight_map = {}
   for shard, shard_names in shards.items():
-    save_file({n: tensors[n] for n in shard_names}, str(tmp_path / shard),
-              metadata={"format": "pt"})
+    save_file({n: tensors[n] for n in shard_names}, str(tmp_path / shard), metadata={"format": "pt"})
     weight_map.update({n: shard for n in shard_names})
   json.dump({"metadata": {}, "weight_map": weight_map},
             open(tmp_path / "model.safetensors.index.json", "w"))
   shutil.copy(os.path.join(directory, "config.json"), tmp_path)
-  _assert_same_params(load_pretrained(str(tmp_path), pooling="pooler"),
-                      load_pretrained(directory, pooling="pooler"))
+  _assert_same_params(
+      load_pretrained(str(tmp_path), pooling="pooler"),
+      load_pretrained(directory, pooling="pooler"))
 
 
 def test_prefixed_names_and_harmless_extras_load(hf, tmp_path):
@@ -310,8 +324,8 @@ def test_prefixed_names_and_harmless_extras_load(hf, tmp_path):
     tensors["lm_head.dense.weight"] = np.zeros((32, 32), np.float32)
 
   variant = _variant(directory, tmp_path, edit_tensors=prefix_and_add_heads)
-  _assert_same_params(load_pretrained(variant, pooling="pooler"),
-                      load_pretrained(directory, pooling="pooler"))
+  _assert_same_params(
+      load_pretrained(variant, pooling="pooler"), load_pretrained(directory, pooling="pooler"))
 
 
 @pytest.mark.parametrize("torch_available", (True, False))
@@ -320,8 +334,9 @@ def test_pytorch_bin_only_directory(hf, tmp_path, monkeypatch, torch_available):
   shutil.copy(os.path.join(directory, "config.json"), tmp_path)
   torch.save(hf_model.state_dict(), tmp_path / "pytorch_model.bin")
   if torch_available:
-    _assert_same_params(load_pretrained(str(tmp_path), pooling="pooler"),
-                        load_pretrained(directory, pooling="pooler"))
+    _assert_same_params(
+        load_pretrained(str(tmp_path), pooling="pooler"),
+        load_pretrained(directory, pooling="pooler"))
   else:
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError.
     with pytest.raises(FileNotFoundError, match=r"pytorch_model\.bin.*safetensors"):
@@ -339,6 +354,7 @@ def test_missing_weight_is_an_error(hf, tmp_path):
 
 
 def test_missing_pooler_is_an_error_only_for_pooler_pooling(hf, tmp_path):
+
   def drop_pooler(tensors):
     for name in [n for n in tensors if n.startswith("pooler.")]:
       del tensors[name]
@@ -361,6 +377,7 @@ def test_shape_mismatch_names_key_and_both_shapes(hf, tmp_path):
 
 
 def test_unexpected_weight_is_an_error(hf, tmp_path):
+
   def add(tensors):
     tensors["encoder.layer.0.adapter.weight"] = np.zeros((2, 2), np.float32)
 

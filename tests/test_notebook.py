@@ -43,9 +43,10 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, gcs_env, tmp_path, monkeyp
   hybrid = f"gs://{gcs_emulator.BUCKET}/notebook/hybrid"
   nb = nbformat.read(NOTEBOOK, as_version=4)
   _parameters_cell(nb).source += "\n".join([
-      "", f"CHECKPOINT_A = {mono_only!r}", "LABEL_A = 'mono_only'",
-      f"CHECKPOINT_B = {hybrid!r}", "LABEL_B = 'hybrid'",
-      "LANGUAGES = 'en+de'", "PASSAGE_MAX_LEN = 32", f"OUTPUT_DIR = {str(tmp_path / 'out')!r}"])
+      "", f"CHECKPOINT_A = {mono_only!r}", "LABEL_A = 'mono_only'", f"CHECKPOINT_B = {hybrid!r}",
+      "LABEL_B = 'hybrid'", "LANGUAGES = 'en+de'", "PASSAGE_MAX_LEN = 32",
+      f"OUTPUT_DIR = {str(tmp_path / 'out')!r}"
+  ])
   monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
   for name, value in gcs_env.items():  # the kernel reaches the emulator
@@ -57,15 +58,17 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, gcs_env, tmp_path, monkeyp
     saved = _load_results(tmp_path / "out" / label)
     assert saved["languages"] == ["en", "de"]
   text = "\n".join(
-      output.get("data", {}).get("text/markdown", "")
-      for cell in nb.cells for output in cell.get("outputs", []))
-  comparison = [line for line in text.splitlines()
-                if line.startswith(("| mono_only |", "| hybrid |", "| tfidf |"))]
+      output.get("data", {}).get("text/markdown", "") for cell in nb.cells
+      for output in cell.get("outputs", []))
+  comparison = [
+      line for line in text.splitlines()
+      if line.startswith(("| mono_only |", "| hybrid |", "| tfidf |"))
+  ]
   assert len(comparison) == 3
   hybrid_results = _load_results(tmp_path / "out" / "hybrid")
   assert hybrid_results["step"] == 4  # the newest checkpoint of the 4-step run
   assert f"{hybrid_results['metrics']['map_mono']:.3f}" in next(
       l for l in comparison if "hybrid" in l)
-  assert any("image/png" in output.get("data", {})
-             for cell in nb.cells for output in cell.get("outputs", []))
+  assert any("image/png" in output.get("data", {}) for cell in nb.cells
+             for output in cell.get("outputs", []))
   assert os.listdir(tmp_path) == ["out"]  # the kernel's directory: no local `gs:` copy

@@ -6,6 +6,7 @@ from hybrid_jax import progress
 
 
 class _Tty(io.StringIO):
+
   def isatty(self):
     return True
 
@@ -16,8 +17,8 @@ def test_plain_stream_logs_every_n_and_at_end():
   for done in range(1, 11):
     p.update(done, f"loss {done}")
   lines = out.getvalue().splitlines()
-  assert [l.split(" | ")[0] for l in lines] == [
-      "train 4/10 ( 40%)", "train 8/10 ( 80%)", "train 10/10 (100%)"]
+  assert [l.split(" | ")[0] for l in lines
+         ] == ["train 4/10 ( 40%)", "train 8/10 ( 80%)", "train 10/10 (100%)"]
   assert "\r" not in out.getvalue() and lines[-1].endswith("loss 10")
 
 

@@ -10,8 +10,8 @@ from hybrid_jax import retrieval_metrics as metrics
 
 def brute_force_ap(scores_row, relevant_row):
   """Walks the pessimistic ranking (score desc, irrelevant before relevant on ties)."""
-  order = sorted(range(len(scores_row)),
-                 key=lambda c: (-float(scores_row[c]), bool(relevant_row[c])))
+  order = sorted(
+      range(len(scores_row)), key=lambda c: (-float(scores_row[c]), bool(relevant_row[c])))
   hits, precisions = 0, []
   for rank, c in enumerate(order, start=1):
     if relevant_row[c]:
@@ -21,8 +21,7 @@ def brute_force_ap(scores_row, relevant_row):
 
 
 def brute_force_rank(scores_row, relevant_row, c):
-  return 1 + sum(1 for j in range(len(scores_row))
-                 if scores_row[j] > scores_row[c] or
+  return 1 + sum(1 for j in range(len(scores_row)) if scores_row[j] > scores_row[c] or
                  (scores_row[j] == scores_row[c] and not relevant_row[j]))
 
 
@@ -126,23 +125,27 @@ def test_lareqa_settings_match_brute_force():
   query_emb, mask, cand_emb, cand_lang, positives = make_parallel(rng, 12, num_langs, 4, 5)
   # Quantised scores create ties in every setting.
   score_fn = lambda q, c: np.round(q @ c.T)  # noqa: E731
-  out = metrics.lareqa_metrics(list(query_emb.transpose(1, 0, 2)), mask, cand_emb, cand_lang,
-                               positives, ("en", "de", "ar"), score_fn=score_fn, chunk_size=5,
-                               top_k=3)
+  out = metrics.lareqa_metrics(
+      list(query_emb.transpose(1, 0, 2)), mask, cand_emb, cand_lang, positives, ("en", "de", "ar"),
+      score_fn=score_fn, chunk_size=5, top_k=3)
   scores_all = np.round(np.einsum("nld,cd->nlc", query_emb, cand_emb))
   for x in range(num_langs):
     multi_ap, gaps, shares = [], [], []
     for y in range(num_langs):
       pool = np.flatnonzero(cand_lang == y)
-      aps = [brute_force_ap(scores_all[i, x, pool], pool == positives[i, y])
-             for i in range(12) if mask[i, x] and positives[i, y] >= 0]
+      aps = [
+          brute_force_ap(scores_all[i, x, pool], pool == positives[i, y]) for i in range(12)
+          if mask[i, x] and positives[i, y] >= 0
+      ]
       assert out["num_queries_xy"][x, y] == len(aps)
       np.testing.assert_allclose(out["map_xy"][x, y], np.mean(aps), rtol=1e-12)
     for i in np.flatnonzero(mask[:, x]):
       rel = np.isin(np.arange(len(cand_lang)), positives[i][positives[i] >= 0])
       multi_ap.append(brute_force_ap(scores_all[i, x], rel))
-      rank = {y: brute_force_rank(scores_all[i, x], rel, positives[i, y])
-              for y in range(num_langs) if positives[i, y] >= 0}
+      rank = {
+          y: brute_force_rank(scores_all[i, x], rel, positives[i, y]) for y in range(num_langs)
+          if positives[i, y] >= 0
+      }
       if len(rank) > 1:
         gaps.append(np.mean([r for y, r in rank.items() if y != x]) - rank[x])
       order = np.argsort(-scores_all[i, x], kind="stable")
@@ -150,8 +153,7 @@ def test_lareqa_settings_match_brute_force():
       above = scores_all[i, x] > top
       tied = scores_all[i, x] == top
       own = cand_lang == x
-      shares.append(((above & own).sum() + (tied & own).sum() * (3 - above.sum()) / tied.sum())
-                    / 3)
+      shares.append(((above & own).sum() + (tied & own).sum() * (3 - above.sum()) / tied.sum()) / 3)
     np.testing.assert_allclose(out["map_multi"][x], np.mean(multi_ap), rtol=1e-12)
     np.testing.assert_allclose(out["rank_gap"][x], np.mean(gaps), rtol=1e-12)
     np.testing.assert_allclose(out["own_share"][x], np.mean(shares), rtol=1e-12)
@@ -166,12 +168,11 @@ def test_rank_range_and_pool_recall_match_brute_force():
   the multilingual pool, per query language, against a sort of every query's scores."""
   rng = np.random.default_rng(7)
   num_langs, num_examples = 3, 14
-  query_emb, mask, cand_emb, cand_lang, positives = make_parallel(rng, num_examples, num_langs,
-                                                                  5, 4)
+  query_emb, mask, cand_emb, cand_lang, positives = make_parallel(rng, num_examples, num_langs, 5,
+                                                                  4)
   score_fn = lambda q, c: np.round(2 * q @ c.T)  # noqa: E731  (ties)
-  out = metrics.lareqa_metrics(query_emb, mask, cand_emb, cand_lang, positives,
-                               ("en", "de", "ar"), score_fn=score_fn, chunk_size=4,
-                               recall_ks=(1, 3, 10))
+  out = metrics.lareqa_metrics(query_emb, mask, cand_emb, cand_lang, positives, ("en", "de", "ar"),
+                               score_fn=score_fn, chunk_size=4, recall_ks=(1, 3, 10))
   scores_all = np.round(2 * np.einsum("nld,cd->nlc", query_emb, cand_emb))
   for x in range(num_langs):
     ranges, recall = [], {1: [], 3: [], 10: []}
@@ -192,8 +193,9 @@ def test_rank_range_and_pool_recall_match_brute_force():
 
   group = metrics.language_group_averages(out, ["ar"])
   np.testing.assert_allclose(group["map_mono"], out["map_xy"][2, 2])
-  np.testing.assert_allclose(group["map_cross"], np.mean(
-      [out["map_xy"][2, 0], out["map_xy"][2, 1], out["map_xy"][0, 2], out["map_xy"][1, 2]]))
+  np.testing.assert_allclose(
+      group["map_cross"],
+      np.mean([out["map_xy"][2, 0], out["map_xy"][2, 1], out["map_xy"][0, 2], out["map_xy"][1, 2]]))
   np.testing.assert_allclose(group["map_multi_mean"], out["map_multi"][2])
   np.testing.assert_allclose(group["rank_range_mean"], out["rank_range"][2])
   np.testing.assert_allclose(group["recall@3_mean"], out["recall@3"][2])
@@ -263,8 +265,10 @@ def pytrec_per_query(run, qrels, k_values):
   measures = {f"ndcg_cut.{cut}", f"recall.{cut}", f"P.{cut}", f"map_cut.{cut}"}
   per_query = pytrec_eval.RelevanceEvaluator(qrels, measures).evaluate(run)
   for k in k_values:  # MRR@k = trec_eval recip_rank on the run cut at k (trec_eval order).
-    run_k = {q: dict(sorted(d.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:k])
-             for q, d in run.items()}
+    run_k = {
+        q: dict(sorted(d.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)[:k])
+        for q, d in run.items()
+    }
     for q, m in pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run_k).items():
       per_query[q][f"mrr@{k}"] = m["recip_rank"]
   rename = {"ndcg_cut_": "ndcg@", "recall_": "recall@", "P_": "precision@", "map_cut_": "map@"}
@@ -282,8 +286,11 @@ def pytrec_per_query(run, qrels, k_values):
 def random_run(rng, num_queries, num_docs, num_levels=None):
   qids = [f"q{i}" for i in range(num_queries)]
   dids = [f"d{j:03d}" for j in rng.permutation(num_docs)]
-  scores = (rng.integers(0, num_levels, (num_queries, num_docs)).astype(np.float32)
-            if num_levels else rng.standard_normal((num_queries, num_docs)).astype(np.float32))
+  scores = (
+      rng.integers(0, num_levels,
+                   (num_queries,
+                    num_docs)).astype(np.float32) if num_levels else rng.standard_normal(
+                        (num_queries, num_docs)).astype(np.float32))
   qrels = {}
   for q in qids[:-1]:  # the last query has no qrels: not evaluated
     judged = rng.choice(num_docs, size=rng.integers(1, 8), replace=False)
@@ -320,8 +327,10 @@ def test_beir_metrics_needs_ids_for_a_matrix():
 
 def _pytrec_means(run, qrels, k_values):
   per_query = pytrec_per_query(run, qrels, k_values)
-  return {name: np.mean([m[name] for m in per_query.values()])
-          for name in next(iter(per_query.values()))}
+  return {
+      name: np.mean([m[name] for m in per_query.values()])
+      for name in next(iter(per_query.values()))
+  }
 
 
 @pytest.mark.parametrize("num_levels", [None, 3])

@@ -52,8 +52,8 @@ def test_prefixes_are_put_before_the_texts(eval_model, eval_tokenizer, eval_data
                                        passage_prefix="passage: ", **kwargs)
   queries, sentences = eval_data.queries[:5, 0].tolist(), eval_data.candidates.text[:5].tolist()
   contexts = eval_data.candidates.context[:5].tolist()
-  np.testing.assert_array_equal(prefixed.embed_queries(queries),
-                                plain.embed_queries(["query: " + q for q in queries]))
+  np.testing.assert_array_equal(
+      prefixed.embed_queries(queries), plain.embed_queries(["query: " + q for q in queries]))
   np.testing.assert_array_equal(
       prefixed.embed_passages(sentences, contexts),
       plain.embed_passages(["passage: " + s for s in sentences], contexts))

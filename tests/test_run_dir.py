@@ -33,8 +33,8 @@ def _saved_run(tmp_path, config=None):
 
 def test_fields_that_change_the_model_or_the_data_are_refused_all_listed(tmp_path):
   workdir = _saved_run(tmp_path)
-  config = _config(model__hidden_size=256, loss__learnable_temperature=True, optim__learning_rate=3e-4,
-                   sampler__mono_prob=0.25)
+  config = _config(model__hidden_size=256, loss__learnable_temperature=True,
+                   optim__learning_rate=3e-4, sampler__mono_prob=0.25)
   config.seed = 7
   with pytest.raises(UserError) as error:
     run_dir.check_resume(config, workdir, newest_step=6)
@@ -54,9 +54,10 @@ def test_resumable_fields_may_change_and_are_reported(tmp_path):
   config.data.eval = ""
   changes = run_dir.check_resume(config, workdir, newest_step=10)
   assert changes["train.num_steps"] == (10, 20) and changes["data.eval"] == ("xquad_r:eval", "")
-  assert set(changes) == {"train.num_steps", "eval.every_steps", "log.every_steps",
-                          "log.profile_steps", "checkpoint.keep", "checkpoint.every_steps", "train.prefetch_batches",
-                          "data.eval"}
+  assert set(changes) == {
+      "train.num_steps", "eval.every_steps", "log.every_steps", "log.profile_steps",
+      "checkpoint.keep", "checkpoint.every_steps", "train.prefetch_batches", "data.eval"
+  }
   # The same command again: nothing differs.
   assert run_dir.check_resume(_config(), workdir, newest_step=10) == {}
   # A fresh directory (no checkpoint) accepts anything.
@@ -121,8 +122,8 @@ time.sleep(600)
 
 
 def test_second_training_fails_at_once_naming_the_holder(tmp_path):
-  holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE,
-                            text=True)
+  holder = subprocess.Popen(
+      [sys.executable, "-c", _HOLD, str(tmp_path)], stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(UserError) as error:

@@ -31,8 +31,10 @@ def runtime_closure(setup_cfg: str = os.path.join(REPO, "setup.cfg")) -> set[str
   """Canonical names of hybrid-jax's install_requires and, recursively, of their requirements."""
   parser = configparser.ConfigParser()
   parser.read(setup_cfg)
-  todo = [Requirement(line) for line in parser["options"]["install_requires"].splitlines()
-          if line.strip()]
+  todo = [
+      Requirement(line) for line in parser["options"]["install_requires"].splitlines()
+      if line.strip()
+  ]
   todo += [Requirement(name) for name in VENV_BASELINE]
   extras_of: dict[str, set[str]] = {}
   while todo:
@@ -83,8 +85,8 @@ def bare_env(tmp_path_factory):
 
 
 def _run_bare(bare_env, *args):
-  proc = subprocess.run([sys.executable, "-S", *args], cwd=REPO, env=bare_env,
-                        capture_output=True, text=True, timeout=600)
+  proc = subprocess.run([sys.executable, "-S", *args], cwd=REPO, env=bare_env, capture_output=True,
+                        text=True, timeout=600)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
   return proc
 

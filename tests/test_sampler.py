@@ -104,8 +104,9 @@ def test_one_language_needs_mono_prob_one():
     (dict(available=np.eye(4, dtype=bool)[np.arange(40) % 4]), "no cross-lingual pool"),
 ])
 def test_bad_arguments_raise(kwargs, match):
-  args = dict(available=np.ones((40, 4), bool), languages=LANGS4, global_batch_size=8,
-              mono_prob=0.5, seed=0)
+  args = dict(
+      available=np.ones((40, 4), bool), languages=LANGS4, global_batch_size=8, mono_prob=0.5,
+      seed=0)
   args.update(kwargs)
   with pytest.raises(ValueError, match=match):
     HybridBatchSampler(**args)
@@ -118,10 +119,10 @@ def test_bad_step_raises():
 
 
 def _same(a, b):
-  return (np.array_equal(a.example_ids, b.example_ids) and
-          np.array_equal(a.query_lang, b.query_lang) and
-          np.array_equal(a.passage_lang, b.passage_lang) and
-          (a.is_mono, a.source, a.step) == (b.is_mono, b.source, b.step))
+  return (np.array_equal(a.example_ids, b.example_ids)
+          and np.array_equal(a.query_lang, b.query_lang)
+          and np.array_equal(a.passage_lang, b.passage_lang)
+          and (a.is_mono, a.source, a.step) == (b.is_mono, b.source, b.step))
 
 
 @pytest.mark.parametrize("scope", sampler_lib.LANGUAGE_SCOPES)
@@ -204,9 +205,10 @@ def test_same_batches_in_another_process():
   """A fresh interpreter (other hash seed, standalone copy of the file, other call order) gives
   the same batches."""
   steps = [0, 1, 2, 255, 256, 4097, 10**6, 10**6 + 17]
-  code = (_STANDALONE_LOADER.format(path=SAMPLER_PATH) +
-          f"Sampler = module.HybridBatchSampler\nsteps = {steps!r}\n" + _BATCHES_SCRIPT +
-          "import json\nprint(json.dumps(batches))\n")
+  code = (
+      _STANDALONE_LOADER.format(path=SAMPLER_PATH)
+      + f"Sampler = module.HybridBatchSampler\nsteps = {steps!r}\n" + _BATCHES_SCRIPT
+      + "import json\nprint(json.dumps(batches))\n")
   env = dict(os.environ, PYTHONHASHSEED="12345")
   result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           check=True)
@@ -225,8 +227,8 @@ def test_shards_concatenate_to_the_global_batch():
       assert all(len(s.example_ids) == 16 // count for s in shards)
       assert all((s.is_mono, s.source, s.step) == (b.is_mono, b.source, b.step) for s in shards)
       for field in ("example_ids", "query_lang", "passage_lang"):
-        assert np.array_equal(np.concatenate([getattr(s, field) for s in shards]),
-                              getattr(b, field))
+        assert np.array_equal(
+            np.concatenate([getattr(s, field) for s in shards]), getattr(b, field))
   with pytest.raises(ValueError, match="not divisible by process_count 3"):
     b.shard(0, 3)
   with pytest.raises(ValueError, match="process_index must be in"):
@@ -260,8 +262,7 @@ def test_heavily_shared_keys_still_pack_full_batches():
   # 100 examples, one key held by 30 of them: every batch of 10 holds at most one of those 30.
   keys = np.arange(100)[:, None]
   keys[:30] = -5
-  sampler = HybridBatchSampler(np.ones((100, 1), bool), ("en",), 10, 1.0, seed=0,
-                               passage_keys=keys)
+  sampler = HybridBatchSampler(np.ones((100, 1), bool), ("en",), 10, 1.0, seed=0, passage_keys=keys)
   assert batches_per_epoch(sampler) == 10
   for b in _walk(sampler, 70):
     assert np.sum(keys[b.example_ids, 0] == -5) <= 1
@@ -306,8 +307,8 @@ def test_keys_replace_exactly_the_repeats(scope, xquad_r):
   if scope == "example":  # each language (fully parallel data) with probability 1/11
     expected /= 11
   # Pseudo-random permutations: as many collisions as random batches.
-  assert (0.75 if scope == "batch" else 0.4) * expected < replaced < (
-      1.25 if scope == "batch" else 1.6) * expected
+  assert (0.75 if scope == "batch" else 0.4) * expected < replaced < (1.25 if scope == "batch" else
+                                                                      1.6) * expected
   print(f"scope={scope}: {replaced} of {300 * 32} rows replaced, {expected:.0f} key pairs "
         f"expected in random batches")
 
@@ -319,8 +320,10 @@ def test_query_keys_keep_equal_queries_apart():
 
   def max_copies(**kwargs):
     sampler = HybridBatchSampler(available, ("en", "de"), 16, 0.5, seed=1, **kwargs)
-    return max(np.unique(np.stack([b.query_lang, query_keys[b.example_ids, b.query_lang]]),
-                         axis=1, return_counts=True)[1].max() for b in _walk(sampler, 200))
+    return max(
+        np.unique(
+            np.stack([b.query_lang, query_keys[b.example_ids, b.query_lang]]), axis=1,
+            return_counts=True)[1].max() for b in _walk(sampler, 200))
 
   assert max_copies(query_keys=query_keys) == 1
   assert max_copies() > 1
@@ -335,8 +338,7 @@ def test_query_keys_keep_equal_queries_apart():
 
 def test_pool_without_enough_distinct_keys_raises():
   keys = (np.arange(40) % 5)[:, None]  # 5 distinct passages for batches of 8
-  sampler = HybridBatchSampler(np.ones((40, 1), bool), ("en",), 8, 1.0, seed=0,
-                               passage_keys=keys)
+  sampler = HybridBatchSampler(np.ones((40, 1), bool), ("en",), 8, 1.0, seed=0, passage_keys=keys)
   with pytest.raises(ValueError, match="fewer than global_batch_size=8 examples with distinct"):
     sampler.batch(0)
 
@@ -363,8 +365,9 @@ def test_permutation_is_a_bijection(n):
     image = sampler_lib._Permutation(n, key)(np.arange(n))
     assert image.dtype == np.int64 and np.array_equal(np.sort(image), np.arange(n))
   if n >= 64:
-    assert not np.array_equal(sampler_lib._Permutation(n, 0)(np.arange(n)),
-                              sampler_lib._Permutation(n, 1)(np.arange(n)))
+    assert not np.array_equal(
+        sampler_lib._Permutation(n, 0)(np.arange(n)),
+        sampler_lib._Permutation(n, 1)(np.arange(n)))
 
 
 def test_permutation_scatters_consecutive_positions_like_a_random_one():
@@ -390,10 +393,12 @@ def million():
   n, num_langs = 1_000_000, 9
   available = rng.random((n, num_langs)) < 0.9
   available[~available.any(axis=1), 0] = True
-  passage_keys = np.where(rng.random((n, num_langs)) < 0.1,
-                          rng.integers(0, n // 20, (n, num_langs)), np.arange(n)[:, None] + n)
-  query_keys = np.where(rng.random((n, 1)) < 0.05, rng.integers(0, n // 40, (n, 1)),
-                        np.arange(n)[:, None] + n) * np.ones((1, num_langs), np.int64)
+  passage_keys = np.where(
+      rng.random((n, num_langs)) < 0.1, rng.integers(0, n // 20, (n, num_langs)),
+      np.arange(n)[:, None] + n)
+  query_keys = np.where(
+      rng.random((n, 1)) < 0.05, rng.integers(0, n // 40, (n, 1)),
+      np.arange(n)[:, None] + n) * np.ones((1, num_langs), np.int64)
   return available, passage_keys, query_keys
 
 
@@ -447,8 +452,9 @@ def test_epoch_coverage_per_pool(mono):
   available, batch_size = _unequal_available(), 16
   sampler = HybridBatchSampler(available, LANGS4, batch_size, 0.5, seed=8)
   pairs = [(x, y) for x in range(4) for y in range(4) if (x == y) == mono]
-  pool_ids = {p: set(np.flatnonzero(available[:, p[0]] & available[:, p[1]]).tolist())
-              for p in pairs}
+  pool_ids = {
+      p: set(np.flatnonzero(available[:, p[0]] & available[:, p[1]]).tolist()) for p in pairs
+  }
   num_batches = {p: len(ids) // batch_size for p, ids in pool_ids.items()}
   epoch_length = sum(num_batches.values())
   assert batches_per_epoch(sampler, mono=mono) == epoch_length
@@ -466,22 +472,23 @@ def test_epoch_coverage_per_pool(mono):
 @pytest.mark.parametrize("mono", [True, False])
 def test_epoch_coverage_example_scope(mono):
   available, batch_size = _unequal_available(), 16
-  sampler = HybridBatchSampler(available, LANGS4, batch_size, 0.5, seed=8,
-                               language_scope="example")
+  sampler = HybridBatchSampler(available, LANGS4, batch_size, 0.5, seed=8, language_scope="example")
   pool = set(np.flatnonzero(available.sum(axis=1) >= (1 if mono else 2)).tolist())
   epoch_length = len(pool) // batch_size
   assert batches_per_epoch(sampler, mono=mono) == epoch_length
   stream = _stream(sampler, 6 * epoch_length + 200, mono)
   for epoch in range(2):
-    seen = [i for b in stream[epoch * epoch_length:(epoch + 1) * epoch_length]
-            for i in b.example_ids.tolist()]
+    seen = [
+        i for b in stream[epoch * epoch_length:(epoch + 1) * epoch_length]
+        for i in b.example_ids.tolist()
+    ]
     assert len(seen) == len(set(seen))
     assert len(pool - set(seen)) == len(pool) % batch_size
 
 
 def _chi_square(observed, expected_probs):
   expected = np.asarray(expected_probs) * np.sum(observed)
-  return float(np.sum((np.asarray(observed) - expected) ** 2 / expected))
+  return float(np.sum((np.asarray(observed) - expected)**2 / expected))
 
 
 @pytest.mark.parametrize("mono", [True, False])
@@ -492,8 +499,9 @@ def test_pools_chosen_in_proportion_to_size(mono):
   sizes = np.array([np.sum(available[:, x] & available[:, y]) for x, y in pairs])
   probs = (sizes // batch_size) / np.sum(sizes // batch_size)
   stream = _stream(sampler, 4000, mono)
-  observed = [sum((int(b.query_lang[0]), int(b.passage_lang[0])) == p for b in stream)
-              for p in pairs]
+  observed = [
+      sum((int(b.query_lang[0]), int(b.passage_lang[0])) == p for b in stream) for p in pairs
+  ]
   # 99.9% quantile of chi-square with 3 (mono) / 11 (cross) degrees of freedom: 16.3 / 31.3.
   assert _chi_square(observed, probs) < (16.3 if mono else 31.3)
   # ... and the pools differ enough that uniform choice would fail.
@@ -502,13 +510,12 @@ def test_pools_chosen_in_proportion_to_size(mono):
   # pool about as often as independent draws would (1 - sum(p^2)).
   pools = [(int(b.query_lang[0]), int(b.passage_lang[0])) for b in stream]
   switches = np.mean([a != b for a, b in zip(pools[:-1], pools[1:])])
-  assert abs(switches - (1 - np.sum(probs ** 2))) < 0.08
+  assert abs(switches - (1 - np.sum(probs**2))) < 0.08
 
 
 def test_example_scope_draws_languages_uniformly():
   available, batch_size = _unequal_available(), 16
-  sampler = HybridBatchSampler(available, LANGS4, batch_size, 1.0, seed=2,
-                               language_scope="example")
+  sampler = HybridBatchSampler(available, LANGS4, batch_size, 1.0, seed=2, language_scope="example")
   counts = np.zeros(4)
   expected = np.zeros(4)
   for b in _walk(sampler, 1000):

@@ -50,8 +50,8 @@ def test_batch_sharding_gives_each_device_a_contiguous_block_data_major(fsdp):
   batch = jax.device_put(np.arange(16 * 3).reshape(16, 3), sharding.batch_sharding(mesh))
   shards = {s.device: np.asarray(s.data) for s in batch.addressable_shards}
   for position, device in enumerate(mesh.devices.flat):  # row-major: data, then fsdp
-    np.testing.assert_array_equal(shards[device], np.arange(16 * 3).reshape(16, 3)[
-        2 * position:2 * position + 2])
+    np.testing.assert_array_equal(shards[device],
+                                  np.arange(16 * 3).reshape(16, 3)[2 * position:2 * position + 2])
   replicated = jax.device_put(np.ones(3), sharding.replicated(mesh))
   assert all(s.data.shape == (3,) for s in replicated.addressable_shards)
 
@@ -115,19 +115,23 @@ def _free_port():
 def test_two_processes_assemble_the_global_batch_and_gather_negatives(tmp_path):
   """2 processes x 4 devices: each feeds its half; loss and grads equal one 8-device process."""
   rng = np.random.default_rng(0)
-  data = dict(q=rng.normal(size=(16, 4)).astype(np.float32),
-              p=rng.normal(size=(16, 4)).astype(np.float32),
-              keys=np.array([0, 1, 2, 3, 4, 5, 6, 7, 1, 9, 10, 11, 12, 13, 14, 6]))
+  data = dict(
+      q=rng.normal(size=(16, 4)).astype(np.float32), p=rng.normal(size=(16, 4)).astype(np.float32),
+      keys=np.array([0, 1, 2, 3, 4, 5, 6, 7, 1, 9, 10, 11, 12, 13, 14, 6]))
   np.savez(tmp_path / "batch.npz", **data)
   (tmp_path / "worker.py").write_text(_WORKER)
   env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4",
-             PYTHONPATH=os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+             XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=os.pathsep.join(
+                 filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
   address = f"127.0.0.1:{_free_port()}"
-  workers = [subprocess.Popen([sys.executable, str(tmp_path / "worker.py"), address, str(i),
-                               str(tmp_path / "batch.npz")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for i in range(2)]
+  workers = [
+      subprocess.Popen([
+          sys.executable,
+          str(tmp_path / "worker.py"), address,
+          str(i),
+          str(tmp_path / "batch.npz")
+      ], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for i in range(2)
+  ]
   outputs = []
   for worker in workers:
     stdout, stderr = worker.communicate(timeout=120)
@@ -146,25 +150,28 @@ def test_two_processes_assemble_the_global_batch_and_gather_negatives(tmp_path):
       np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape,fsdp,expected", [
-    ((250000, 1024), 8, P("fsdp", None)),       # largest divisible dimension: the vocabulary
-    ((250002, 1024), 8, P(None, "fsdp")),       # XLM-R's vocabulary is not: the next largest
-    ((1024, 4096), 32, P(None, "fsdp")),
-    ((4096, 4096), 8, P("fsdp", None)),         # ties: the first dimension
-    ((1023, 1025), 8, P()),                     # nothing divisible: replicated
-    ((64, 128), 8, P()),                        # 8192 < FSDP_MIN_PARAM_SIZE elements
-    ((1 << 16,), 8, P()),                       # 1-D (biases, LayerNorm)
-    ((), 8, P()),                               # scalars
-    ((1024, 4096), 1, P()),                     # fsdp=1: everything replicated
-])
+@pytest.mark.parametrize(
+    "shape,fsdp,expected",
+    [
+        ((250000, 1024), 8, P("fsdp", None)),  # largest divisible dimension: the vocabulary
+        ((250002, 1024), 8, P(None, "fsdp")),  # XLM-R's vocabulary is not: the next largest
+        ((1024, 4096), 32, P(None, "fsdp")),
+        ((4096, 4096), 8, P("fsdp", None)),  # ties: the first dimension
+        ((1023, 1025), 8, P()),  # nothing divisible: replicated
+        ((64, 128), 8, P()),  # 8192 < FSDP_MIN_PARAM_SIZE elements
+        ((1 << 16,), 8, P()),  # 1-D (biases, LayerNorm)
+        ((), 8, P()),  # scalars
+        ((1024, 4096), 1, P()),  # fsdp=1: everything replicated
+    ])
 def test_param_spec(shape, fsdp, expected):
   assert sharding.param_spec(shape, fsdp) == expected
 
 
 def test_state_shardings_split_adam_moments_like_their_params():
   mesh = sharding.make_mesh(8, fsdp=4)
-  params = {"kernel": jnp.zeros((256, 128)), "bias": jnp.zeros((128,)),
-            "table": jnp.zeros((97, 256))}
+  params = {
+      "kernel": jnp.zeros((256, 128)), "bias": jnp.zeros((128,)), "table": jnp.zeros((97, 256))
+  }
   state = {"params": params, "opt": optax.adamw(1e-3).init(params), "step": jnp.int32(0)}
   shardings = sharding.state_shardings(mesh, state)
   assert shardings["params"] == sharding.param_shardings(mesh, params)

@@ -1,9 +1,6 @@
 """The formatter check CI runs: yapf with the style of setup.cfg [yapf] (2-space indentation,
-100 columns) leaves these files unchanged.
-
-The tree is not formatted yet, so CHECKED lists the files that already are. Once the whole tree
-is formatted (`python -m yapf -i -r hybrid_jax tests benchmarks configs launch`), CHECKED becomes
-every tracked Python file.
+100 columns) leaves every Python file of the project unchanged (fix: `python -m yapf -i -r
+hybrid_jax tests benchmarks configs launch`).
 """
 
 import os
@@ -11,25 +8,21 @@ import subprocess
 import sys
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKED = (
-    "configs/models/labse.py",
-    "configs/models/mbert.py",
-    "configs/models/multilingual_e5_small.py",
-    "configs/models/tiny.py",
-    "configs/models/xlm_roberta_base.py",
-    "configs/models/xlm_roberta_large.py",
-    "hybrid_jax/__init__.py",
-    "hybrid_jax/data/__main__.py",
-    "hybrid_jax/errors.py",
-    "hybrid_jax/models/__init__.py",
-    "hybrid_jax/models/factory.py",
-    "hybrid_jax/models/pooling.py",
-    "hybrid_jax/optimizer.py",
-    "hybrid_jax/paths.py",
-    "tests/test_optimizer.py",
-    "tests/test_packaging.py",
-    "tests/test_style.py",
-)
+FORMATTED_DIRS = ("hybrid_jax", "tests", "benchmarks", "configs", "launch")
+
+
+def _python_files() -> list[str]:
+  found = []
+  for top in FORMATTED_DIRS:
+    for root, dirs, files in os.walk(os.path.join(_ROOT, top)):
+      dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+      found += [
+          os.path.relpath(os.path.join(root, f), _ROOT) for f in sorted(files) if f.endswith(".py")
+      ]
+  return found
+
+
+CHECKED = _python_files()
 
 
 def test_checked_files_are_formatted():

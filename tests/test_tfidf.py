@@ -28,10 +28,11 @@ def encode_parallel_qa(data):
   """TF-IDF inputs for `lareqa_metrics(..., score_fn=sparse_scores)`, the idf fitted on the
   candidates: (L SparseRows of N rows each, empty where a query is missing; C candidate rows)."""
   encoder = tfidf.TfidfEncoder()
-  cand_emb = encoder.fit_encode(tfidf.passage_texts(data.candidates.text,
-                                                    data.candidates.context))
-  query_emb = [encoder.encode(["" if q is None else q for q in data.queries[:, j]])
-               for j in range(len(data.languages))]
+  cand_emb = encoder.fit_encode(tfidf.passage_texts(data.candidates.text, data.candidates.context))
+  query_emb = [
+      encoder.encode(["" if q is None else q for q in data.queries[:, j]])
+      for j in range(len(data.languages))
+  ]
   return query_emb, cand_emb
 
 
@@ -90,8 +91,8 @@ def test_lareqa_metrics_of_tfidf(eval_data):
           eval_data.languages)
   out = metrics.lareqa_metrics(query_emb, *args, score_fn=tfidf.sparse_scores)
   rng = np.random.default_rng(0)
-  chance = metrics.lareqa_metrics(
-      query_emb, *args, score_fn=lambda q, c: rng.random((len(q), len(c)), np.float32))
+  chance = metrics.lareqa_metrics(query_emb, *args, score_fn=lambda q, c: rng.random(
+      (len(q), len(c)), np.float32))
   # Lexical matching: strong within a language, weak across, biased to the query's language.
   assert out["map_mono"] > 0.5 > out["map_cross"] > 2 * chance["map_cross"]
   assert out["map_multi_mean"] > 2 * chance["map_multi_mean"]
@@ -108,7 +109,8 @@ def test_beir_fixture_with_tfidf():
   scores = tfidf.sparse_scores(encoder.encode(beir.query_text), docs)
   out = metrics.beir_metrics(scores, beir.qrels, (10, 100), query_ids=beir.query_ids,
                              corpus_ids=beir.corpus_ids)
-  shuffled = metrics.beir_metrics(np.random.default_rng(0).permuted(scores, axis=1), beir.qrels,
-                                  (10, 100), query_ids=beir.query_ids, corpus_ids=beir.corpus_ids)
+  shuffled = metrics.beir_metrics(
+      np.random.default_rng(0).permuted(scores, axis=1), beir.qrels, (10, 100),
+      query_ids=beir.query_ids, corpus_ids=beir.corpus_ids)
   assert out["num_queries"] == 66
   assert out["ndcg@10"] > 2 * shuffled["ndcg@10"] and out["mrr@10"] > 0.5

@@ -1,7 +1,6 @@
 """The train step: same update on 1, 2, 4 and 8 devices as the unsharded computation, the
 non-finite guard, the weight-decay mask and the learning-rate schedule."""
 
-
 import json
 import logging
 import re
@@ -41,8 +40,10 @@ def _batch(seed, num_hard_negatives=0):
     lengths = rng.integers(3, length + 1, size=shape)
     ids = rng.integers(3, VOCAB, size=shape + (length,)).astype(np.int32)
     mask = (np.arange(length) < lengths[..., None]).astype(np.int32)
-    return {"input_ids": np.where(mask, ids, 1).astype(np.int32), "attention_mask": mask,
-            "token_type_ids": np.zeros_like(ids)}
+    return {
+        "input_ids": np.where(mask, ids, 1).astype(np.int32), "attention_mask": mask,
+        "token_type_ids": np.zeros_like(ids)
+    }
 
   batch = {f"query_{k}": v for k, v in tokens((BATCH,), QUERY_LEN).items()}
   batch.update({f"passage_{k}": v for k, v in tokens((BATCH,), PASSAGE_LEN).items()})
@@ -50,8 +51,10 @@ def _batch(seed, num_hard_negatives=0):
   keys[5] = keys[11]  # a shared positive: must be masked, not a negative
   batch["passage_keys"] = keys
   if num_hard_negatives:
-    batch.update({f"hard_negative_{k}": v for k, v in
-                  tokens((BATCH, num_hard_negatives), PASSAGE_LEN).items()})
+    batch.update({
+        f"hard_negative_{k}": v
+        for k, v in tokens((BATCH, num_hard_negatives), PASSAGE_LEN).items()
+    })
     batch["hard_negative_keys"] = (100 + np.arange(BATCH * num_hard_negatives)).reshape(
         BATCH, num_hard_negatives).astype(np.int32)
   return batch
@@ -94,12 +97,13 @@ def test_step_is_the_same_on_1_2_4_8_devices(loss, device_counts):
   rng = jax.random.fold_in(jax.random.wrap_key_data(state0.rng), 0)
   rq, rp, rn = jax.random.split(rng, 3)
   flat = lambda x: x.reshape(-1, x.shape[-1])
-  enc = lambda f, p, r: f(flat(batch[f"{p}_input_ids"]), flat(batch[f"{p}_attention_mask"]),
-                          flat(batch[f"{p}_token_type_ids"]), dropout_rng=r)
+  enc = lambda f, p, r: f(
+      flat(batch[f"{p}_input_ids"]), flat(batch[f"{p}_attention_mask"]),
+      flat(batch[f"{p}_token_type_ids"]), dropout_rng=r)
   hard = None
   if config.loss.num_hard_negatives:
-    hard = enc(model.encode_passages, "hard_negative", rn).reshape(
-        BATCH, config.loss.num_hard_negatives, -1)
+    hard = enc(model.encode_passages, "hard_negative",
+               rn).reshape(BATCH, config.loss.num_hard_negatives, -1)
   reference_loss, _ = losses.contrastive_loss(
       enc(model.encode_queries, "query", rq), enc(model.encode_passages, "passage", rp),
       jnp.asarray(batch["passage_keys"]), temperature=config.loss.temperature,
@@ -113,8 +117,8 @@ def test_step_is_the_same_on_1_2_4_8_devices(loss, device_counts):
     assert int(state.step) == 1 and int(metrics["skipped"]) == 0
     np.testing.assert_allclose(metrics["loss"], base_metrics["loss"], rtol=2e-5, err_msg=str(n))
     np.testing.assert_allclose(metrics["grad_norm"], base_metrics["grad_norm"], rtol=2e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6),
-                 state.params, base_state.params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6), state.params,
+                 base_state.params)
   # The step did change the parameters.
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), base_state.params, state0.params)
   assert all(jax.tree.leaves(changed["model"]))
@@ -169,12 +173,13 @@ def test_frozen_parameters_get_no_update_and_no_optimizer_state():
   mesh = sharding.make_mesh(1)
   after = {}
   for name, cfg in (("plain", config), ("frozen", frozen_config)):
-    state = train.create_train_state(state0.params, sgd, seed=3,
-                                     frozen_pattern=cfg.optim.frozen)
+    state = train.create_train_state(state0.params, sgd, seed=3, frozen_pattern=cfg.optim.frozen)
     step = train.make_train_step(graphdef, cfg, sgd, mesh)
-    after[name] = traverse_util.flatten_dict(jax.device_get(step(
-        jax.device_put(jax.tree.map(jnp.copy, state), sharding.replicated(mesh)),
-        jax.device_put(batch, sharding.batch_sharding(mesh)))[0].params))
+    after[name] = traverse_util.flatten_dict(
+        jax.device_get(
+            step(
+                jax.device_put(jax.tree.map(jnp.copy, state), sharding.replicated(mesh)),
+                jax.device_put(batch, sharding.batch_sharding(mesh)))[0].params))
   before = traverse_util.flatten_dict(jax.device_get(state0.params))
   embedding_keys = [k for k in before if "word_embeddings" in map(str, k)]
   assert embedding_keys

@@ -7,11 +7,16 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_MODEL = [
-    "--config.model.hidden_size=32", "--config.model.num_hidden_layers=2",
-    "--config.model.num_attention_heads=2", "--config.model.intermediate_size=64",
-    "--config.model.vocab_size=1000", "--config.data.query_max_len=16",
-    "--config.data.passage_max_len=32", "--config.train.global_batch_size=16",
-    "--config.optim.warmup_steps=2", "--config.log.every_steps=1",
+    "--config.model.hidden_size=32",
+    "--config.model.num_hidden_layers=2",
+    "--config.model.num_attention_heads=2",
+    "--config.model.intermediate_size=64",
+    "--config.model.vocab_size=1000",
+    "--config.data.query_max_len=16",
+    "--config.data.passage_max_len=32",
+    "--config.train.global_batch_size=16",
+    "--config.optim.warmup_steps=2",
+    "--config.log.every_steps=1",
     "--config.checkpoint.every_steps=3",
 ]
 
@@ -29,8 +34,9 @@ def main_command(workdir, *flags) -> list[str]:
 
 
 def start(workdir, *flags, num_devices: int = 8) -> subprocess.Popen:
-  return subprocess.Popen(main_command(workdir, *flags), cwd=REPO, env=env(num_devices),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+      main_command(workdir, *flags), cwd=REPO, env=env(num_devices), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
 
 
 def run(workdir, *flags, num_devices: int = 8) -> str:

@@ -14,7 +14,17 @@ from hybrid_jax.data.sentences import split_sentences
 from hybrid_jax.data.squad import load_squad
 
 __all__ = [
-    "Candidates", "DataError", "ParallelQA", "XQUAD_R_LANGUAGES", "from_hf_dataset", "load",
-    "load_arrow", "load_jsonl", "load_squad", "load_tfds", "prepare", "split_sentences",
+    "Candidates",
+    "DataError",
+    "ParallelQA",
+    "XQUAD_R_LANGUAGES",
+    "from_hf_dataset",
+    "load",
+    "load_arrow",
+    "load_jsonl",
+    "load_squad",
+    "load_tfds",
+    "prepare",
+    "split_sentences",
     "write_jsonl",
 ]

@@ -44,8 +44,10 @@ FORMAT_VERSION = 1
 META_FILE = "parallel_qa.json"
 TEXT_COLUMNS = ("id", "query", "passage", "context")
 _INDEX_FILES = ("positives", "query_rows", "id_rows", "candidate_rows", "candidate_language")
-_STREAMED_SUFFIXES = {".jsonl": "json", ".jsonl.gz": "json", ".json": "json", ".json.gz": "json",
-                      ".parquet": "parquet"}
+_STREAMED_SUFFIXES = {
+    ".jsonl": "json", ".jsonl.gz": "json", ".json": "json", ".json.gz": "json",
+    ".parquet": "parquet"
+}
 _HASH_BYTES = 16  # blake2b digest: collisions among 1e9 records ~1e-20
 
 
@@ -136,16 +138,14 @@ def load_arrow(directory: str, *, name: str | None = None) -> ParallelQA:
   records = datasets.load_from_disk(_records_path(directory)).with_format("arrow")
   column = {key: records.select_columns([key]) for key in TEXT_COLUMNS}
   return ParallelQA(
-      name=name or f"arrow:{directory}",
-      languages=tuple(meta["languages"]),
-      ids=ArrowStrings(column["id"], index["id_rows"]),
-      queries=ArrowStrings(column["query"], index["query_rows"]),
-      positives=index["positives"],
-      candidates=Candidates(
-          language=index["candidate_language"],
-          text=ArrowStrings(column["passage"], index["candidate_rows"]),
-          context=ArrowStrings(column["context"], index["candidate_rows"], missing="")),
-      skipped=dict(meta.get("skipped", {})))
+      name=name or f"arrow:{directory}", languages=tuple(meta["languages"]), ids=ArrowStrings(
+          column["id"], index["id_rows"]), queries=ArrowStrings(column["query"],
+                                                                index["query_rows"]),
+      positives=index["positives"], candidates=Candidates(
+          language=index["candidate_language"], text=ArrowStrings(column["passage"],
+                                                                  index["candidate_rows"]),
+          context=ArrowStrings(column["context"], index["candidate_rows"],
+                               missing="")), skipped=dict(meta.get("skipped", {})))
 
 
 def _write(directory: str, records, data_name: str, languages, skipped, index) -> None:
@@ -157,8 +157,11 @@ def _write(directory: str, records, data_name: str, languages, skipped, index) -
   for key in _INDEX_FILES:
     np.save(os.path.join(directory, f"{key}.npy"), index[key])
   with open(os.path.join(directory, META_FILE), "w") as f:
-    json.dump({"format": FORMAT_VERSION, "name": data_name, "languages": list(languages),
-               "skipped": skipped}, f, indent=1)
+    json.dump(
+        {
+            "format": FORMAT_VERSION, "name": data_name, "languages": list(languages),
+            "skipped": skipped
+        }, f, indent=1)
 
 
 def write_arrow(data: ParallelQA, directory: str) -> None:
@@ -173,16 +176,19 @@ def write_arrow(data: ParallelQA, directory: str) -> None:
   id_rows = query_rows[np.arange(data.num_examples), first_lang]
   example_of_row = np.nonzero(available)[0]
   nones = [None] * len(example_of_row)
-  records = datasets.Dataset.from_dict({
-      "id": [None] * num_candidates + np.asarray(data.ids)[example_of_row].tolist(),
-      "query": [None] * num_candidates + np.asarray(data.queries)[available].tolist(),
-      "passage": np.asarray(data.candidates.text).tolist() + nones,
-      "context": np.asarray(data.candidates.context).tolist() + nones,
-  }, features=datasets.Features({key: datasets.Value("string") for key in TEXT_COLUMNS}))
-  _write(directory, records, data.name, data.languages, data.skipped, {
-      "positives": data.positives, "query_rows": query_rows, "id_rows": id_rows,
-      "candidate_rows": np.arange(num_candidates, dtype=np.int64),
-      "candidate_language": data.candidates.language.astype(np.int32)})
+  records = datasets.Dataset.from_dict(
+      {
+          "id": [None] * num_candidates + np.asarray(data.ids)[example_of_row].tolist(),
+          "query": [None] * num_candidates + np.asarray(data.queries)[available].tolist(),
+          "passage": np.asarray(data.candidates.text).tolist() + nones,
+          "context": np.asarray(data.candidates.context).tolist() + nones,
+      }, features=datasets.Features({key: datasets.Value("string") for key in TEXT_COLUMNS}))
+  _write(
+      directory, records, data.name, data.languages, data.skipped, {
+          "positives": data.positives, "query_rows": query_rows, "id_rows": id_rows,
+          "candidate_rows": np.arange(num_candidates, dtype=np.int64), "candidate_language":
+              data.candidates.language.astype(np.int32)
+      })
 
 
 def _digest(*parts: str) -> bytes:
@@ -231,7 +237,7 @@ def _scan(records, where_of, problems: Problems, progress):
 def _has_text(path: str) -> bool:
   """Whether a (possibly gzipped) text file has a non-blank line; reads up to the first one."""
   with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8",
-                                                    errors="replace") as f:
+                                                     errors="replace") as f:
     return any(line.strip() for line in f)
 
 
@@ -269,23 +275,27 @@ def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") 
       raise UserError(f"{path}: no records (the file is empty or holds only blank lines); give a "
                       "file with one JSON record per line")
     try:
-      per_file.append(datasets.load_dataset(builder, data_files=[path], split="train",
-                                            cache_dir=cache_dir))
+      per_file.append(
+          datasets.load_dataset(builder, data_files=[path], split="train", cache_dir=cache_dir))
     except Exception as e:  # pylint: disable=broad-except  (datasets wraps parser errors)
       cause = e.__cause__ or e
       raise UserError(f"{path}: not readable as {builder}: {type(cause).__name__}: "
                       f"{str(cause).splitlines()[0] if str(cause) else ''}") from e
   for path, ds in zip(paths, per_file):
-    mixed = [key for key in ("lang", *TEXT_COLUMNS)
-             if key in ds.features and not isinstance(ds.features[key], datasets.Value)]
+    mixed = [
+        key for key in ("lang", *TEXT_COLUMNS)
+        if key in ds.features and not isinstance(ds.features[key], datasets.Value)
+    ]
     if mixed:
       raise UserError(f"{path}: field {mixed[0]!r} holds values of several JSON types; make "
                       "every value a string (or load it in memory: jsonl:PATH skips such records "
                       "with data.on_error=skip)")
   # Cast before concatenating: ids may be ints in one file and strings in another.
-  per_file = [ds.cast_column("id", datasets.Value("string"))
-              if "id" in ds.column_names and ds.features["id"] != datasets.Value("string")
-              else ds for ds in per_file]
+  per_file = [
+      ds.cast_column("id", datasets.Value("string"))
+      if "id" in ds.column_names and ds.features["id"] != datasets.Value("string") else ds
+      for ds in per_file
+  ]
   records = datasets.concatenate_datasets(per_file)
   missing = [f for f in ("id", "lang", "query", "passage") if f not in records.column_names]
   if missing:
@@ -325,10 +335,12 @@ def prepare_files(paths, directory: str, *, name: str, on_error: str = "raise") 
   if "context" not in records.column_names:
     records = records.add_column("context", [None] * len(records))
   records = records.select_columns(list(TEXT_COLUMNS))
-  _write(directory, records, name, languages, skipped, {
-      "positives": positives, "query_rows": query_rows, "id_rows": rows[example_first],
-      "candidate_rows": rows[candidate_rows],
-      "candidate_language": lang_rank[candidate_rows].astype(np.int32)})
+  _write(
+      directory, records, name, languages, skipped, {
+          "positives": positives, "query_rows": query_rows, "id_rows": rows[example_first],
+          "candidate_rows": rows[candidate_rows], "candidate_language":
+              lang_rank[candidate_rows].astype(np.int32)
+      })
   del records, per_file
   shutil.rmtree(cache_dir, ignore_errors=True)
   return load_arrow(directory, name=name)

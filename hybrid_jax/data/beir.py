@@ -109,11 +109,13 @@ def _read_jsonl(path: epath.Path, fields: tuple[str, ...], known: tuple[str, ...
     id_ = _string_field(record, "_id", where)
     if id_ in records:
       raise DataError(f"{where}: duplicate _id {id_!r}")
-    records[id_] = tuple(_string_field(record, field, where, optional=field in optional)
-                         for field in fields)
+    records[id_] = tuple(
+        _string_field(record, field, where, optional=field in optional) for field in fields)
     unknown.update(field for field in record if field not in known)
-  warnings = [f"{path}: {n} record(s) have the unknown field {field!r}, ignored (known: "
-              f"{list(known)})" for field, n in sorted(unknown.items())]
+  warnings = [
+      f"{path}: {n} record(s) have the unknown field {field!r}, ignored (known: "
+      f"{list(known)})" for field, n in sorted(unknown.items())
+  ]
   return records, warnings
 
 
@@ -183,10 +185,8 @@ def load_beir(path, split: str = "test") -> BeirData:
     return out
 
   return BeirData(
-      corpus_ids=objects(list(corpus)),
-      corpus_title=objects([title for title, _ in corpus.values()]),
-      corpus_text=objects([text for _, text in corpus.values()]),
-      query_ids=objects(judged),
-      query_text=objects([queries[qid][0] for qid in judged]),
-      qrels=qrels,
+      corpus_ids=objects(list(corpus)), corpus_title=objects([
+          title for title, _ in corpus.values()
+      ]), corpus_text=objects([text for _, text in corpus.values()]), query_ids=objects(judged),
+      query_text=objects([queries[qid][0] for qid in judged]), qrels=qrels,
       warnings=tuple(warnings + query_warnings + qrels_warnings))

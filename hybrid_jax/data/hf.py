@@ -50,8 +50,8 @@ def from_hf_dataset(dataset, split: str | None = None, *, name: str | None = Non
                     f"{dataset.column_names}, expected {list(REQUIRED_FIELDS)} (+ 'context')")
   fields = list(dataset.column_names)
   columns = [dataset[field] for field in fields]
-  records = ((f"{name} row {i}", dict(zip(fields, values)))
-             for i, values in enumerate(zip(*columns)))
+  records = (
+      (f"{name} row {i}", dict(zip(fields, values))) for i, values in enumerate(zip(*columns)))
   return from_records(records, name=name, problems=Problems(on_error, strict))
 
 

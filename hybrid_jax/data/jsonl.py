@@ -37,8 +37,8 @@ def _text_fields(record: dict, where: str, problems: Problems):
   """(lang, query, passage, context) of `record`, or None after reporting its first bad field."""
   values = []
   for field, empty_reason, optional in (("lang", None, False), ("query", "empty query", False),
-                                        ("passage", "empty passage", False),
-                                        ("context", None, True)):
+                                        ("passage", "empty passage", False), ("context", None,
+                                                                              True)):
     value = problems.text(record, field, where, empty_reason=empty_reason, optional=optional)
     if value is None:
       return None
@@ -126,8 +126,8 @@ def _read_jsonl(path, problems: Problems):
       try:
         yield where, json.loads(line.rstrip())  # A column past the line's end is on the next.
       except ValueError as e:  # JSONDecodeError or UnicodeDecodeError
-        detail = (f"column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else
-                  f"not UTF-8: {e}")
+        detail = (f"column {e.colno}: {e.msg}"
+                  if isinstance(e, json.JSONDecodeError) else f"not UTF-8: {e}")
         problems.report("malformed JSON", where, detail)
         yield where, None
 
@@ -172,9 +172,10 @@ def write_jsonl(data: ParallelQA, path) -> int:
         positive = data.positives[i, j]
         if positive < 0:
           continue
-        record = {"id": id_, "lang": lang, "query": data.queries[i, j],
-                  "passage": data.candidates.text[positive],
-                  "context": data.candidates.context[positive]}
+        record = {
+            "id": id_, "lang": lang, "query": data.queries[i, j],
+            "passage": data.candidates.text[positive], "context": data.candidates.context[positive]
+        }
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
         count += 1
   return count

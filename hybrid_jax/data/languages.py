@@ -36,7 +36,7 @@ def check_language(code, where: str = "") -> str:
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     place = f"{where}: " if where else ""
     raise LanguageError(f"{place}unknown language code {code!r}{hint}; expected an ISO 639-1 code "
-                     "such as 'en', 'de', 'zh'")
+                        "such as 'en', 'de', 'zh'")
   return code
 
 

@@ -129,8 +129,9 @@ class ParallelQA:
     has no context): the texts a tokenizer is trained on
     (`hybrid_jax.models.tokenizer.train_default_tokenizer`)."""
     queries = [q for q in self.queries.ravel().tolist() if q]
-    passages = [c or s for s, c in zip(self.candidates.text.tolist(),
-                                       self.candidates.context.tolist())]
+    passages = [
+        c or s for s, c in zip(self.candidates.text.tolist(), self.candidates.context.tolist())
+    ]
     return queries + list(dict.fromkeys(p for p in passages if p))
 
   def select_languages(self, languages) -> "ParallelQA":
@@ -140,7 +141,7 @@ class ParallelQA:
     unknown = [lang for lang in languages if lang not in self.languages]
     if unknown:
       raise DataError(f"{self.name}: language(s) {unknown} not in the data, which has "
-                       f"{list(self.languages)}")
+                      f"{list(self.languages)}")
     cols = [self.languages.index(lang) for lang in languages]
     positives = self.positives[:, cols]
     keep_examples = np.any(positives >= 0, axis=1)
@@ -152,16 +153,10 @@ class ParallelQA:
     remap[keep_cands] = np.arange(keep_cands.sum())
     positives = np.where(positives >= 0, remap[np.maximum(positives, 0)], -1)[keep_examples]
     return ParallelQA(
-        name=self.name,
-        languages=languages,
-        ids=self.ids[keep_examples],
-        queries=self.queries[:, cols][keep_examples],
-        positives=positives,
-        candidates=Candidates(
-            language=new_lang[keep_cands].astype(np.int32),
-            text=self.candidates.text[keep_cands],
-            context=self.candidates.context[keep_cands]),
-        skipped=dict(self.skipped))
+        name=self.name, languages=languages, ids=self.ids[keep_examples],
+        queries=self.queries[:, cols][keep_examples], positives=positives, candidates=Candidates(
+            language=new_lang[keep_cands].astype(np.int32), text=self.candidates.text[keep_cands],
+            context=self.candidates.context[keep_cands]), skipped=dict(self.skipped))
 
   def counts(self) -> dict[str, dict[str, int]]:
     """Per language: examples, distinct positive passages, candidates."""
@@ -177,9 +172,11 @@ class ParallelQA:
 
   def describe(self) -> str:
     """A human-readable table of `counts()`."""
-    lines = [f"{self.name}: {self.num_examples} parallel examples, {len(self.languages)} "
-             f"languages, {len(self.candidates)} candidates",
-             f"{'lang':<6}{'examples':>10}{'positives':>11}{'candidates':>12}"]
+    lines = [
+        f"{self.name}: {self.num_examples} parallel examples, {len(self.languages)} "
+        f"languages, {len(self.candidates)} candidates",
+        f"{'lang':<6}{'examples':>10}{'positives':>11}{'candidates':>12}"
+    ]
     for lang, c in self.counts().items():
       lines.append(f"{lang:<6}{c['examples']:>10}{c['distinct_positives']:>11}"
                    f"{c['candidates']:>12}")
@@ -268,8 +265,7 @@ class Problems:
       self.report(f"missing field {field!r}", f"{where} field {field!r}",
                   f"the record has {close[0]!r}" if close else "")
     elif not isinstance(value, str):
-      self.report(f"field {field!r} is not a string", f"{where} field {field!r}",
-                  repr(value)[:80])
+      self.report(f"field {field!r} is not a string", f"{where} field {field!r}", repr(value)[:80])
     elif empty_reason and not value.strip():
       self.report(empty_reason, f"{where} field {field!r}", repr(value))
     else:
@@ -284,9 +280,9 @@ class Problems:
       logging.warning("%s: skipped %d bad record(s) (%s); the first: %s", name,
                       sum(self.counts.values()), listed, "; ".join(self.named))
     for field, n in sorted(self.unknown.items()):
-      logging.warning("%s: %d record(s) have the unknown field %r, ignored (first: %s); "
-                      "strict loading makes this an error", name, n, field,
-                      self.first_unknown[field])
+      logging.warning(
+          "%s: %d record(s) have the unknown field %r, ignored (first: %s); "
+          "strict loading makes this an error", name, n, field, self.first_unknown[field])
     return dict(sorted(self.counts.items()))
 
 
@@ -333,13 +329,8 @@ def assemble(name: str, examples, candidate_language, candidate_text, candidate_
     return out
 
   return ParallelQA(
-      name=name,
-      languages=languages,
-      ids=as_object_array(ids),
-      queries=queries,
-      positives=positives,
-      candidates=Candidates(
-          language=np.array([col[lang] for lang in candidate_language], dtype=np.int32),
-          text=as_object_array(candidate_text),
-          context=as_object_array(candidate_context)),
-      skipped=dict(skipped or {}))
+      name=name, languages=languages, ids=as_object_array(ids), queries=queries,
+      positives=positives, candidates=Candidates(
+          language=np.array([col[lang] for lang in candidate_language],
+                            dtype=np.int32), text=as_object_array(candidate_text),
+          context=as_object_array(candidate_context)), skipped=dict(skipped or {}))

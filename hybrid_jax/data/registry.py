@@ -52,9 +52,9 @@ def xquad_r_files() -> dict:
 def _load_xquad_r(split: str, spec: str, on_error: str, strict: bool) -> ParallelQA:
   if split not in XQUAD_R_SPLITS:
     raise DataError(f"{spec}: unknown XQuAD-R split {split!r}; valid: "
-                     f"{', '.join('xquad_r:' + s for s in XQUAD_R_SPLITS)}")
-  return load_squad(xquad_r_files(), articles=XQUAD_R_SPLITS[split], name=spec,
-                    on_error=on_error, require_parallel=True, strict=strict)
+                    f"{', '.join('xquad_r:' + s for s in XQUAD_R_SPLITS)}")
+  return load_squad(xquad_r_files(), articles=XQUAD_R_SPLITS[split], name=spec, on_error=on_error,
+                    require_parallel=True, strict=strict)
 
 
 def _split_suffix(argument: str, default: str | None):
@@ -69,8 +69,9 @@ def _load_hf(argument: str, spec: str, on_error: str, strict: bool) -> ParallelQ
   import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
   target, split = _split_suffix(argument, None)
   if os.path.isdir(target) or os.path.isfile(target):
-    data_files = sorted(os.path.join(target, f) for f in os.listdir(target)
-                        if f.endswith(_HF_DATA_SUFFIXES)) if os.path.isdir(target) else [target]
+    data_files = sorted(
+        os.path.join(target, f) for f in os.listdir(target)
+        if f.endswith(_HF_DATA_SUFFIXES)) if os.path.isdir(target) else [target]
     if not data_files:
       raise DataError(f"{spec}: no {'/'.join(_HF_DATA_SUFFIXES)} file in {target}")
     try:
@@ -126,8 +127,7 @@ def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA
     raise
 
 
-def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = False
-         ) -> ParallelQA:
+def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = False) -> ParallelQA:
   """Loads the data named by `spec` (see the module docstring for the forms).
 
   Args:
@@ -150,7 +150,7 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
     data = _load_xquad_r(argument, spec, on_error, strict)
   elif not argument and scheme in _ARGUMENT_SCHEMES:
     raise DataError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
-                     f"{', '.join(SPEC_FORMS)}")
+                    f"{', '.join(SPEC_FORMS)}")
   elif scheme in ("squad", "mlqa_r"):
     data = load_squad(argument, name=spec, on_error=on_error, strict=strict)
   elif scheme == "jsonl":
@@ -159,8 +159,9 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
     data = _load_hf(argument, spec, on_error, strict)
   elif scheme == "parquet":
     import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
-    data = from_hf_dataset(datasets.load_dataset("parquet", data_files=_paths(argument)),
-                           name=spec, on_error=on_error, strict=strict)
+    data = from_hf_dataset(
+        datasets.load_dataset("parquet", data_files=_paths(argument)), name=spec, on_error=on_error,
+        strict=strict)
   elif scheme == "arrow":
     if paths.is_remote(argument):
       raise DataError(f"{spec}: arrow: data is memory-mapped, so it must be on a local disk: copy "

@@ -89,8 +89,8 @@ def _ends_sentence(text: str, match: re.Match, language: str | None) -> bool:
   if following and (following.islower() or following in _CONTINUATIONS):
     return False
   lone_period = terminator == "."
-  return not (lone_period and _is_abbreviation(_LAST_WORD.search(text, 0, match.start()).group(),
-                                                language))
+  return not (lone_period
+              and _is_abbreviation(_LAST_WORD.search(text, 0, match.start()).group(), language))
 
 
 def sentence_spans(text: str, language: str | None = None) -> list[tuple[int, int]]:

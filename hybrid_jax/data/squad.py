@@ -85,21 +85,21 @@ def _read_json(path):
                     f"{e}") from None
 
 
-def _paragraph_sentences(paragraph: dict, context: str, lang: str, where: str,
-                         problems: Problems):
+def _paragraph_sentences(paragraph: dict, context: str, lang: str, where: str, problems: Problems):
   """(spans, texts) of a paragraph's sentences, or None after reporting a problem."""
   breaks = paragraph.get("sentence_breaks")
   sentences = paragraph.get("sentences")
-  if sentences is not None and (not isinstance(sentences, list) or
-                                not all(isinstance(s, str) for s in sentences)):
+  if sentences is not None and (not isinstance(sentences, list)
+                                or not all(isinstance(s, str) for s in sentences)):
     problems.report("field 'sentences' is not a list of strings", f"{where} field 'sentences'")
     return None
   for k, sentence in enumerate(sentences or ()):
     check_unicode(sentence, f"{where} field 'sentences' item {k}")
   if breaks is not None:
     valid = isinstance(breaks, list) and all(
-        isinstance(b, list) and len(b) == 2 and all(isinstance(x, int) for x in b) and
-        0 <= b[0] < b[1] <= len(context) for b in breaks)
+        isinstance(b, list) and len(b) == 2 and all(isinstance(x, int)
+                                                    for x in b) and 0 <= b[0] < b[1] <= len(context)
+        for b in breaks)
     if not valid or (sentences is not None and len(sentences) != len(breaks)):
       problems.report("bad sentence_breaks", f"{where} field 'sentence_breaks'",
                       "expected [start, end) pairs inside the context, one per sentence")
@@ -158,8 +158,7 @@ def _load_file(path, lang: str, articles, table: _Table, problems: Problems) -> 
       _load_paragraph(paragraph, f"{path}: article {a} paragraph {p}", lang, table, problems)
 
 
-def _load_paragraph(paragraph, where: str, lang: str, table: _Table,
-                    problems: Problems) -> None:
+def _load_paragraph(paragraph, where: str, lang: str, table: _Table, problems: Problems) -> None:
   """Adds one paragraph's sentences (candidates) and questions (examples) to `table`."""
   if not isinstance(paragraph, dict):
     problems.report("paragraph is not a JSON object", where)
@@ -199,8 +198,8 @@ def _load_question(qa, where: str, lang: str, spans, first_candidate: int, table
   if question is None:
     return
   answers = qa.get("answers")
-  start = answers[0].get("answer_start") if (isinstance(answers, list) and answers and
-                                             isinstance(answers[0], dict)) else None
+  start = answers[0].get("answer_start") if (isinstance(answers, list) and answers
+                                             and isinstance(answers[0], dict)) else None
   if not isinstance(start, int) or isinstance(start, bool):
     problems.report("missing field 'answer_start'", f"{where} field 'answers'",
                     "expected a non-empty list of {'answer_start': int, 'text': str}")

@@ -208,31 +208,32 @@ def model_config(**fields: Any) -> ml_collections.ConfigDict:
   Raises:
     KeyError: a field that is not one of the above.
   """
-  config = ml_collections.ConfigDict(dict(
-      name="tiny",
-      path="",
-      model_type="xlm-roberta",
-      vocab_size=16000,
-      hidden_size=256,
-      num_hidden_layers=4,
-      num_attention_heads=4,
-      intermediate_size=1024,
-      max_position_embeddings=514,
-      type_vocab_size=1,
-      layer_norm_eps=1e-5,
-      pad_token_id=1,
-      hidden_dropout_prob=0.1,
-      attention_probs_dropout_prob=0.1,
-      initializer_range=0.02,
-      pooling="mean",
-      projection_dim=0,
-      normalize=True,
-      shared_tower=True,
-      dtype="auto",
-      remat=False,
-      query_prefix="",
-      passage_prefix="",
-  ))
+  config = ml_collections.ConfigDict(
+      dict(
+          name="tiny",
+          path="",
+          model_type="xlm-roberta",
+          vocab_size=16000,
+          hidden_size=256,
+          num_hidden_layers=4,
+          num_attention_heads=4,
+          intermediate_size=1024,
+          max_position_embeddings=514,
+          type_vocab_size=1,
+          layer_norm_eps=1e-5,
+          pad_token_id=1,
+          hidden_dropout_prob=0.1,
+          attention_probs_dropout_prob=0.1,
+          initializer_range=0.02,
+          pooling="mean",
+          projection_dim=0,
+          normalize=True,
+          shared_tower=True,
+          dtype="auto",
+          remat=False,
+          query_prefix="",
+          passage_prefix="",
+      ))
   unknown = set(fields) - set(config.keys())
   if unknown:
     raise KeyError(f"model config: unknown field(s) {sorted(unknown)}")

@@ -31,8 +31,7 @@ from flax import nnx
 from hybrid_jax.models.config import EncoderConfig
 from hybrid_jax.models.pooling import l2_normalize, pool
 
-
-_DROPOUT_LEVELS = 2 ** 16  # resolution of the dropout rate, see `dropout`
+_DROPOUT_LEVELS = 2**16  # resolution of the dropout rate, see `dropout`
 TOWERS = ("query", "passage")
 # (params, tower, input_ids, attention_mask, token_type_ids) -> float32 [batch, embedding_dim].
 EncodeFn = Callable[[Any, str, jax.Array, jax.Array, jax.Array], jax.Array]
@@ -74,7 +73,7 @@ def dropout_bits(rng: jax.Array, shape: tuple[int, ...]) -> jax.Array:
   """
   *lead, columns = shape
   rows = math.prod(lead)
-  if rows >= 2 ** 32 or columns >= 2 ** 32:
+  if rows >= 2**32 or columns >= 2**32:
     raise ValueError(f"dropout_bits: shape {shape} has over 2**32 rows or columns")
   k0, k1 = jax.random.bits(rng, (2,), jnp.uint32)
   row_hash = _mix32(jax.lax.iota(jnp.uint32, rows) ^ k0).reshape(*lead, 1)
@@ -102,7 +101,7 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
 def gelu(x: jax.Array) -> jax.Array:
   """Exact GELU, x * Phi(x) written with erf as PyTorch does; `jax.nn.gelu(approximate=False)`
   uses erfc, equal to 1e-6 but three times slower on CPU."""
-  return 0.5 * x * (1.0 + jax.lax.erf(x * (2.0 ** -0.5)))
+  return 0.5 * x * (1.0 + jax.lax.erf(x * (2.0**-0.5)))
 
 
 def _fold(rng: jax.Array | None, index: int) -> jax.Array | None:
@@ -154,10 +153,9 @@ def _linear_dot_general(x, kernel, dimension_numbers, precision=None, **kwargs):
 def dense(in_features: int, out_features: int, config: EncoderConfig, rngs: nnx.Rngs) -> nnx.Linear:
   """A Linear layer [in_features -> out_features]: float32 params, normal(initializer_range),
   its product through `matmul`."""
-  return nnx.Linear(
-      in_features, out_features, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
-      kernel_init=nnx.initializers.normal(config.initializer_range), rngs=rngs,
-      dot_general=_linear_dot_general)
+  return nnx.Linear(in_features, out_features, dtype=jnp.dtype(config.dtype),
+                    param_dtype=jnp.float32, kernel_init=nnx.initializers.normal(
+                        config.initializer_range), rngs=rngs, dot_general=_linear_dot_general)
 
 
 def _layer_norm(config: EncoderConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -184,9 +182,10 @@ class Embeddings(nnx.Module):
   def __call__(self, input_ids: jax.Array, token_type_ids: jax.Array,
                dropout_rng: jax.Array | None) -> jax.Array:
     """[batch, seq] ids, [batch, seq] token types -> [batch, seq, hidden] (compute dtype)."""
-    x = (self.word_embeddings(input_ids)
-         + self.position_embeddings(position_ids(input_ids, self.config))
-         + self.token_type_embeddings(token_type_ids))
+    x = (
+        self.word_embeddings(input_ids)
+        + self.position_embeddings(position_ids(input_ids, self.config))
+        + self.token_type_embeddings(token_type_ids))
     return dropout(self.layer_norm(x), self.config.hidden_dropout_prob, dropout_rng)
 
 
@@ -206,8 +205,9 @@ class SelfAttention(nnx.Module):
     batch, seq, hidden = x.shape
     heads = (batch, seq, self.config.num_attention_heads, self.config.head_dim)
     context = jax.nn.dot_product_attention(
-        self.query(x).reshape(heads), self.key(x).reshape(heads), self.value(x).reshape(heads),
-        mask=attention_mask, implementation=None)
+        self.query(x).reshape(heads),
+        self.key(x).reshape(heads),
+        self.value(x).reshape(heads), mask=attention_mask, implementation=None)
     return self.output(context.reshape(batch, seq, hidden))
 
 
@@ -246,10 +246,12 @@ class TransformerEncoder(nnx.Module):
   def __init__(self, config: EncoderConfig, *, rngs: nnx.Rngs):
     self.config = config
     self.embeddings = Embeddings(config, rngs=rngs)
-    self.layers = nnx.List([EncoderLayer(config, rngs=rngs)
-                            for _ in range(config.num_hidden_layers)])
-    self.pooler = (dense(config.hidden_size, config.hidden_size, config, rngs)
-                   if config.pooling == "pooler" else None)
+    self.layers = nnx.List([
+        EncoderLayer(config, rngs=rngs) for _ in range(config.num_hidden_layers)
+    ])
+    self.pooler = (
+        dense(config.hidden_size, config.hidden_size, config, rngs)
+        if config.pooling == "pooler" else None)
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
                token_type_ids: jax.Array | None = None,
@@ -297,8 +299,8 @@ class DualEncoder(nnx.Module):
     self.shared_tower = shared_tower
     self.encoder = TransformerEncoder(config, rngs=rngs)
     self.projection = self._new_projection(rngs)
-    self.separate_passage_encoder = (
-        None if shared_tower else TransformerEncoder(config, rngs=rngs))
+    self.separate_passage_encoder = (None if shared_tower else TransformerEncoder(
+        config, rngs=rngs))
     self.separate_passage_projection = None if shared_tower else self._new_projection(rngs)
 
   @property

@@ -65,7 +65,6 @@ _ST_TYPES = {
 _TANH = "torch.nn.modules.activation.Tanh"
 _IDENTITY = "torch.nn.modules.linear.Identity"
 
-
 # ----------------------------------------------------------------------------- names and paths
 
 
@@ -74,6 +73,7 @@ def hf_weight_paths(config: EncoderConfig) -> dict[str, tuple[tuple[Any, ...], b
 
   `transpose` is True for Linear weights (torch [out, in] vs Flax kernel [in, out]).
   """
+
   def linear(hf: str, path: tuple[Any, ...]) -> dict[str, tuple[tuple[Any, ...], bool]]:
     return {f"{hf}.weight": (path + ("kernel",), True), f"{hf}.bias": (path + ("bias",), False)}
 
@@ -90,8 +90,8 @@ def hf_weight_paths(config: EncoderConfig) -> dict[str, tuple[tuple[Any, ...], b
     for name in ("query", "key", "value"):
       paths.update(linear(f"{hf}.attention.self.{name}", flax_path + ("attention", name)))
     paths.update(linear(f"{hf}.attention.output.dense", flax_path + ("attention", "output")))
-    paths.update(layer_norm(f"{hf}.attention.output.LayerNorm",
-                            flax_path + ("attention_layer_norm",)))
+    paths.update(
+        layer_norm(f"{hf}.attention.output.LayerNorm", flax_path + ("attention_layer_norm",)))
     paths.update(linear(f"{hf}.intermediate.dense", flax_path + ("intermediate",)))
     paths.update(linear(f"{hf}.output.dense", flax_path + ("output",)))
     paths.update(layer_norm(f"{hf}.output.LayerNorm", flax_path + ("output_layer_norm",)))
@@ -170,7 +170,7 @@ def _read_torch_bin(directory: str, bin_single: str, bin_index: str) -> dict[str
     return {name: tensor.float().numpy() for name, tensor in state.items()}
 
   logging.info("%s: converting pytorch_model.bin with torch (save as safetensors to skip this)",
-              directory)
+               directory)
   if os.path.exists(bin_single):
     return read(bin_single)
   return _read_sharded(directory, bin_index, read)
@@ -263,9 +263,9 @@ def _pooling_mode(config_path: str) -> str:
 # ----------------------------------------------------------------------------- loading
 
 
-def _tower_params(directory: str, config: EncoderConfig, st_weights: dict,
-                  abstract: dict[tuple[Any, ...], jax.ShapeDtypeStruct]
-                  ) -> dict[tuple[Any, ...], np.ndarray]:
+def _tower_params(
+    directory: str, config: EncoderConfig, st_weights: dict,
+    abstract: dict[tuple[Any, ...], jax.ShapeDtypeStruct]) -> dict[tuple[Any, ...], np.ndarray]:
   """The encoder's parameters from a directory, keyed by path in `TransformerEncoder`'s state.
 
   Args:
@@ -286,9 +286,10 @@ def _tower_params(directory: str, config: EncoderConfig, st_weights: dict,
     kernel, bias = st_weights["pooler"]  # The sentence-transformers Dense is the pooler in use.
     tensors["pooler.dense.weight"], tensors["pooler.dense.bias"] = kernel.T, bias
 
-  harmless = sorted(n for n in tensors if n not in expected and (
-      n in _HARMLESS_KEYS or n.startswith(_HARMLESS_PREFIXES)
-      or (n.startswith("pooler.") and config.pooling != "pooler")))
+  harmless = sorted(
+      n for n in tensors
+      if n not in expected and (n in _HARMLESS_KEYS or n.startswith(_HARMLESS_PREFIXES) or
+                                (n.startswith("pooler.") and config.pooling != "pooler")))
   if harmless:
     logging.info("%s: ignoring weights the encoder does not use: %s", directory, harmless)
   unexpected = sorted(set(tensors) - set(expected) - set(harmless))
@@ -353,8 +354,8 @@ def load_pretrained(path_or_hub_name: str, *, config: ml_collections.ConfigDict 
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"{directory}: no config.json")
   hf_config = _read_json(config_path)
-  st_fields, st_weights = _read_sentence_transformers_head(
-      directory, hf_config.get("hidden_size", 0))
+  st_fields, st_weights = _read_sentence_transformers_head(directory,
+                                                           hf_config.get("hidden_size", 0))
   encoder_config = EncoderConfig.from_hf_dict(hf_config, source=config_path,
                                               **{**st_fields, **head_overrides})
 
@@ -380,13 +381,14 @@ def load_pretrained(path_or_hub_name: str, *, config: ml_collections.ConfigDict 
                           traverse_util.flatten_dict(abstract_tree[encoder_name]))
     params.update({(encoder_name,) + path: value for path, value in tower.items()})
     if encoder_config.projection_dim:
-      params.update(_projection_params(projection_name, encoder_config, tower_st_weights,
-                                       tower_dir, seed))
+      params.update(
+          _projection_params(projection_name, encoder_config, tower_st_weights, tower_dir, seed))
   not_filled = sorted(map(str, set(abstract) - set(params)))
   if not_filled:  # A programming error, never a silent random init.
     raise AssertionError(f"parameters not loaded: {not_filled}")
-  pure = traverse_util.unflatten_dict(
-      {path: jnp.asarray(value, jnp.float32) for path, value in params.items()})
+  pure = traverse_util.unflatten_dict({
+      path: jnp.asarray(value, jnp.float32) for path, value in params.items()
+  })
   nnx.replace_by_pure_dict(abstract_state, pure)
   return nnx.merge(graphdef, abstract_state)
 
@@ -398,8 +400,8 @@ def _projection_params(projection_name: str, config: EncoderConfig, st_weights: 
     kernel, bias = st_weights["projection"]
     if kernel.shape == (config.hidden_size, config.projection_dim):
       return {(projection_name, "kernel"): kernel, (projection_name, "bias"): bias}
-  logging.info("%s: no %dx%d projection in the checkpoint; initialising %s from seed %d",
-              directory, config.hidden_size, config.projection_dim, projection_name, seed)
+  logging.info("%s: no %dx%d projection in the checkpoint; initialising %s from seed %d", directory,
+               config.hidden_size, config.projection_dim, projection_name, seed)
   # The same draw for both towers: a two-tower model from a one-tower checkpoint starts symmetric.
   fresh = dense(config.hidden_size, config.projection_dim, config, nnx.Rngs(seed))
   return {(projection_name, "kernel"): np.asarray(fresh.kernel[...]),
@@ -454,8 +456,8 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
       tokenizer.save_pretrained(directory)
 
 
-def write_sentence_transformers_modules(directory: str, config: EncoderConfig, pooler,
-                                        projection, max_seq_length: int,
+def write_sentence_transformers_modules(directory: str, config: EncoderConfig, pooler, projection,
+                                        max_seq_length: int,
                                         prompts: dict[str, str] | None = None) -> None:
   """The sentence-transformers files of `directory` (modules.json, Pooling, Dense, Normalize,
   sentence_bert_config.json, config_sentence_transformers.json with `prompts`).
@@ -482,13 +484,17 @@ def write_sentence_transformers_modules(directory: str, config: EncoderConfig, p
   for activation, weight, bias in dense_modules:
     dense_weights[len(modules)] = weight, bias
     modules.append(("dense", "Dense", {
-        "in_features": int(weight.shape[1]), "out_features": int(weight.shape[0]), "bias": True,
+        "in_features": int(weight.shape[1]),
+        "out_features": int(weight.shape[0]),
+        "bias": True,
         "activation_function": activation,
-        "module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding",
+        "module_input_name": "sentence_embedding",
+        "module_output_name": "sentence_embedding",
     }))
   if config.normalize:
-    modules.append(("normalize", "Normalize", {
-        "module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"}))
+    modules.append(
+        ("normalize", "Normalize",
+         {"module_input_name": "sentence_embedding", "module_output_name": "sentence_embedding"}))
 
   entries = []
   for idx, (kind, folder, module_config) in enumerate(modules):
@@ -500,17 +506,21 @@ def write_sentence_transformers_modules(directory: str, config: EncoderConfig, p
     _write_json(os.path.join(directory, subdir, "config.json"), module_config)
     if idx in dense_weights:
       weight, bias = dense_weights[idx]
-      save_file({"linear.weight": np.ascontiguousarray(weight, np.float32),
-                 "linear.bias": np.ascontiguousarray(bias, np.float32)},
-                os.path.join(directory, subdir, "model.safetensors"), metadata={"format": "pt"})
+      save_file(
+          {
+              "linear.weight": np.ascontiguousarray(weight, np.float32),
+              "linear.bias": np.ascontiguousarray(bias, np.float32)
+          }, os.path.join(directory, subdir, "model.safetensors"), metadata={"format": "pt"})
   _write_json(os.path.join(directory, "modules.json"), entries)
-  _write_json(os.path.join(directory, "sentence_bert_config.json"),
-              {"max_seq_length": int(max_seq_length), "do_lower_case": False})
-  _write_json(os.path.join(directory, "config_sentence_transformers.json"), {
-      "model_type": "SentenceTransformer",
-      "prompts": {name: prefix for name, prefix in (prompts or {}).items() if prefix},
-      "default_prompt_name": None,
-      "similarity_fn_name": "cosine" if config.normalize else "dot"})
+  _write_json(
+      os.path.join(directory, "sentence_bert_config.json"),
+      {"max_seq_length": int(max_seq_length), "do_lower_case": False})
+  _write_json(
+      os.path.join(directory, "config_sentence_transformers.json"), {
+          "model_type": "SentenceTransformer", "prompts":
+              {name: prefix for name, prefix in (prompts or {}).items() if prefix},
+          "default_prompt_name": None, "similarity_fn_name": "cosine" if config.normalize else "dot"
+      })
 
 
 def read_prompts(directory: str) -> dict[str, str]:

