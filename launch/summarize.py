@@ -173,7 +173,8 @@ def plot(rows: list[dict], path: str) -> str:
     ax.margins(0.2)  # room for the point labels
   for ax in list(axes.flat)[len(sets):]:
     ax.axis("off")
-  fig.suptitle("Hybrid batch trade-off (p = mono_prob): one point per setting, mean ± std over seeds")
+  fig.suptitle(
+      "Hybrid batch trade-off (p = mono_prob): one point per setting, mean ± std over seeds")
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
