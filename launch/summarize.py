@@ -23,10 +23,10 @@ import sys
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
            ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
-           ("max-min rank", "rank_range_mean"), ("own share@k",
-                                                 "own_share_mean"), ("0-shot mono",
-                                                                     "zero_shot_map_mono"),
-           ("0-shot cross", "zero_shot_map_cross"), ("0-shot multi", "zero_shot_map_multi_mean"))
+           ("max-min rank", "rank_range_mean"), ("own share@k", "own_share_mean"),
+           ("0-shot mono", "zero_shot_map_mono"), ("0-shot cross", "zero_shot_map_cross"),
+           ("0-shot multi", "zero_shot_map_multi_mean"), ("0-shot max-min rank",
+                                                          "zero_shot_rank_range_mean"))
 
 
 def _newest_results(run_dir: str, dataset: str | None):
