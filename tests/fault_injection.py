@@ -105,9 +105,9 @@ def main_command(workdir, *flags) -> list[str]:
   return [sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *flags]
 
 
-def run(command, extra_env=None, timeout=900) -> subprocess.CompletedProcess:
-  return subprocess.run(command, cwd=REPO, env={**env(), **(extra_env or {})}, capture_output=True,
-                        text=True, timeout=timeout)
+def run(command, timeout=900) -> subprocess.CompletedProcess:
+  return subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True,
+                        timeout=timeout)
 
 
 def losses(workdir) -> dict[int, float]:
@@ -205,7 +205,7 @@ def flip_trials(checkpoint_dir: str, num_flips: int, seed: int = 0) -> dict[str,
 
 
 def kill_trials(baseline: str, root: str, flags: list[str], num_kills: int, num_steps: int,
-                save_steps: list[int], seed: int = 0, extra_env=None) -> list[dict]:
+                save_steps: list[int], seed: int = 0) -> list[dict]:
   """Half of the kills at the points of KILL_POINTS (cycling over `save_steps`), half at random
   times; each run is then resumed to the end and compared with `baseline`."""
   rng = random.Random(seed)
@@ -218,14 +218,14 @@ def kill_trials(baseline: str, root: str, flags: list[str], num_kills: int, num_
     if i % 2 == 0:
       point = KILL_POINTS[(i // 2) % len(KILL_POINTS)]
       step = save_steps[(i // 2) % len(save_steps)]
-      proc = run(child_command(workdir, point, step, *flags), extra_env)
+      proc = run(child_command(workdir, point, step, *flags))
       what = f"{point} of step {step}" if point != "delete" else "delete of the oldest checkpoint"
       killed = proc.returncode == -signal.SIGKILL
     else:
       step = rng.randrange(1, num_steps)
       proc = subprocess.Popen(
-          main_command(workdir, *flags), cwd=REPO, env={**env(), **(extra_env or {})},
-          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          main_command(workdir, *flags), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
+          stderr=subprocess.DEVNULL)
       while proc.poll() is None and not (os.path.exists(os.path.join(workdir, "metrics.jsonl"))
                                          and step in losses(workdir)):
         time.sleep(0.01)
@@ -235,7 +235,7 @@ def kill_trials(baseline: str, root: str, flags: list[str], num_kills: int, num_
       what = f"random time after step {step}"
       killed = proc.returncode == -signal.SIGKILL
     mid_save = in_save(workdir)
-    resumed = run(main_command(workdir, *flags), extra_env)
+    resumed = run(main_command(workdir, *flags))
     problems = ([f"resume exited {resumed.returncode}: {resumed.stderr[-2000:]}"]
                 if resumed.returncode else compare_runs(baseline, workdir))
     results.append({
@@ -262,18 +262,13 @@ def _main():
       "--config.data.eval=", f"--config.checkpoint.every_steps={args.every_steps}",
       "--config.checkpoint.keep=2"
   ]
-  extra_env = {
-      "JAX_COMPILATION_CACHE_DIR": os.path.join(root, "jax_cache"),
-      "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"
-  }
   baseline = os.path.join(root, "baseline")
   t0 = time.time()
-  proc = run(main_command(baseline, *flags), extra_env)
+  proc = run(main_command(baseline, *flags))
   assert proc.returncode == 0, proc.stderr[-3000:]
   print(f"baseline: {time.time() - t0:.0f} s", flush=True)
   save_steps = list(range(args.every_steps, args.steps + 1, args.every_steps))
-  kills = kill_trials(baseline, root, flags, args.kills, args.steps, save_steps, args.seed,
-                      extra_env)
+  kills = kill_trials(baseline, root, flags, args.kills, args.steps, save_steps, args.seed)
   flips = flip_trials(os.path.join(baseline, "checkpoints"), args.flips, args.seed)
   summary = {
       "kills": len(kills), "killed": sum(k["killed"] for k in kills), "inside_save": sum(
