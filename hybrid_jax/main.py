@@ -38,7 +38,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --coordinator_addre
 _TAKE_OVER_LOCK = flags.DEFINE_bool(
     "take_over_stale_lock", False, "Take over the lock a killed training left in an object-store "
     "(gs://) workdir; only when no training runs there (run_dir.WorkdirLock).")
-_HOST_ALLOCATOR = flags.DEFINE_enum("host_allocator", "auto", host_memory.MODES,
+_HOST_ALLOCATOR = flags.DEFINE_enum("host_allocator", "default", host_memory.MODES,
                                     host_memory.MODES_HELP)
 cli.define_verbose_flag()
 flags.mark_flags_as_required(["config", "workdir"])

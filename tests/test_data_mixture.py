@@ -183,9 +183,9 @@ def test_list_in_a_config_file_and_plus_in_paths(tmp_path, sources_spec):
 def test_mixture_trains_end_to_end(sources_spec, tmp_path):
   """`python -m hybrid_jax.main` on the three files, from the command line: trains, logs the mix
   and the per-step mono fraction of the batches it trained on."""
-  out = run(tmp_path, "--config=configs/default.py", f"--config.data.languages={ALL_LANGS}",
-            f"--config.data.train={sources_spec}", "--config.data.eval=",
-            "--config.train.num_steps=4", *TINY_MODEL)
+  out = run(tmp_path, "--config=configs/default.py:model=tiny",
+            f"--config.data.languages={ALL_LANGS}", f"--config.data.train={sources_spec}",
+            "--config.data.eval=", "--config.train.num_steps=4", *TINY_MODEL)
   assert "training mixture of 3 source(s)" in out and "mono only" in out
   records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   assert [r["step"] for r in records] == [1, 2, 3, 4]

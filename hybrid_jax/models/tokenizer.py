@@ -19,6 +19,7 @@ exactly `max_len`, so a jitted step sees one shape and compiles once.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -40,11 +41,31 @@ CACHE_SUBDIR = "tokenizer"
 
 Encoding = dict[str, np.ndarray]
 
+# The class names `save_pretrained` writes for a tokenizer that is its tokenizer.json alone (those
+# this package trains or builds). Such a directory is loaded as that class directly: AutoTokenizer
+# would only look the same class up, through transformers' model-configuration machinery, which
+# imports torch where it is installed (~4 s per process). Other directories and hub names go
+# through AutoTokenizer (model-specific classes).
+_GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
+def _saved_tokenizer_class(directory: str) -> str | None:
+  """`tokenizer_class` of a local directory's tokenizer_config.json, else None."""
+  try:
+    with open(os.path.join(directory, "tokenizer_config.json"), encoding="utf-8") as f:
+      return json.load(f).get("tokenizer_class")
+  except (OSError, ValueError, AttributeError):
+    return None
+
 
 def load_tokenizer(path_or_hub_name: str) -> transformers.PreTrainedTokenizerFast:
   """The fast (Rust) tokenizer of a pretrained model: a local directory or a hub name."""
-  tokenizer = transformers.AutoTokenizer.from_pretrained(
-      paths.local_copy(path_or_hub_name), use_fast=True)
+  local = paths.local_copy(path_or_hub_name)
+  if (_saved_tokenizer_class(local) in _GENERIC_TOKENIZER_CLASSES
+      and os.path.isfile(os.path.join(local, "tokenizer.json"))):
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(local)
+  else:
+    tokenizer = transformers.AutoTokenizer.from_pretrained(local, use_fast=True)
   if not tokenizer.is_fast:
     raise ValueError(f"{path_or_hub_name}: no fast tokenizer (tokenizer.json) could be loaded; "
                      "hybrid_jax needs one for batch tokenisation")
