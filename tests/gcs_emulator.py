@@ -15,7 +15,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+
+from tiny_run import free_port
 
 BUCKET = "bucket"
 UPLOAD_LOG = "GCS_EMULATOR_UPLOAD_LOG"  # env: the file listing every upload (`uploads`)
@@ -84,12 +85,6 @@ objects.insert = with_precondition(objects.insert)
 from gcp_storage_emulator.__main__ import main
 main(sys.argv[1:])
 """
-
-
-def free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
 
 
 def available() -> bool:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from tiny_run import xla_flags
 
 from hybrid_jax import config_lib
 from hybrid_jax import eval_report
@@ -16,8 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run_cli(*args):
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(2))
   result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -27,7 +27,7 @@ import pytest
 from safetensors.numpy import load as load_safetensors
 
 import gcs_emulator
-from tiny_run import REPO, TINY_MODEL, env
+from tiny_run import REPO, TINY_MODEL, env, free_port
 
 from hybrid_jax import paths
 from hybrid_jax.errors import UserError
@@ -60,7 +60,7 @@ def _start(cwd, emulator_env, *extra, processes: int = 1,
            workdir: str = WORKDIR) -> list[subprocess.Popen]:
   """`hybrid_jax.main` on `workdir`, on 8 CPU devices in all, as one process or as `processes`
   localhost processes (jax.distributed)."""
-  port, num_devices = gcs_emulator.free_port(), 8 // processes
+  port, num_devices = free_port(), 8 // processes
   distributed = lambda i: [
       f"--coordinator_address=127.0.0.1:{port}", f"--num_processes={processes}", f"--process_id={i}"
   ]

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ import time
 import pytest
 
 import fault_injection
-from tiny_run import REPO, TINY_MODEL, env, run, start
+from tiny_run import REPO, TINY_MODEL, env, free_port, run, start
 
 NUM_STEPS = 6
 TINY = [
@@ -110,14 +109,8 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
     assert got[step] == expected[step], (step, got[step], expected[step])  # bitwise
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_match_one(straight_run, tmp_path):
-  port = _free_port()
+  port = free_port()
   workdir = str(tmp_path)  # shared by both processes, as a GCS workdir is on a pod
   procs = [
       _start(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",

@@ -8,6 +8,7 @@ import os
 import gcs_emulator
 import nbformat
 from nbclient import NotebookClient
+from tiny_run import xla_flags
 
 from hybrid_jax import eval_report
 
@@ -48,7 +49,7 @@ def test_notebook_runs_on_two_checkpoints(tiny_sweep, gcs_env, tmp_path, monkeyp
       f"OUTPUT_DIR = {str(tmp_path / 'out')!r}"
   ])
   monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+  monkeypatch.setenv("XLA_FLAGS", xla_flags(2))
   for name, value in gcs_env.items():  # the kernel reaches the emulator
     monkeypatch.setenv(name, value)
   NotebookClient(nb, timeout=300, kernel_name="python3",

@@ -3,7 +3,6 @@ FSDP parameter / train-state sharding rule."""
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 from jax.sharding import AxisType, PartitionSpec as P
+from tiny_run import free_port, xla_flags
 
 from hybrid_jax import losses, sharding
 
@@ -106,12 +106,6 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
-
-
 def test_two_processes_assemble_the_global_batch_and_gather_negatives(tmp_path):
   """2 processes x 4 devices: each feeds its half; loss and grads equal one 8-device process."""
   rng = np.random.default_rng(0)
@@ -120,10 +114,9 @@ def test_two_processes_assemble_the_global_batch_and_gather_negatives(tmp_path):
       keys=np.array([0, 1, 2, 3, 4, 5, 6, 7, 1, 9, 10, 11, 12, 13, 14, 6]))
   np.savez(tmp_path / "batch.npz", **data)
   (tmp_path / "worker.py").write_text(_WORKER)
-  env = dict(os.environ, JAX_PLATFORMS="cpu",
-             XLA_FLAGS="--xla_force_host_platform_device_count=4", PYTHONPATH=os.pathsep.join(
-                 filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
-  address = f"127.0.0.1:{_free_port()}"
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags(4), PYTHONPATH=os.pathsep.join(
+      filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])))
+  address = f"127.0.0.1:{free_port()}"
   workers = [
       subprocess.Popen([
           sys.executable,
