@@ -232,11 +232,24 @@ def _one_writer_per_array_on_cpu() -> None:
   Every CPU device of a process shares the host's memory, so the split parallelises nothing: it
   only adds one eager slicing op (compiled on first use) per array and replica. With 8 virtual CPU
   devices it cost ~2-4 s per save of the tiny test model. Accelerators keep orbax's default.
-  orbax reads its handler from a process-wide registry, hence a registration (idempotent).
+  orbax reads its handler from a process-wide registry, hence a registration, once per process
+  and without orbax's warning about overriding its own default.
   """
-  if jax.default_backend() == "cpu":
+  global _one_writer_registered
+  if _one_writer_registered or jax.default_backend() != "cpu":
+    return
+  absl_logger = logging.get_absl_logger()
+  level = absl_logger.level
+  absl_logger.setLevel(std_logging.ERROR)
+  try:
     ocp.type_handlers.register_type_handler(
         jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+  finally:
+    absl_logger.setLevel(level)
+  _one_writer_registered = True
+
+
+_one_writer_registered = False
 
 
 class Checkpointer:
