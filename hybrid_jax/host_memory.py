@@ -19,11 +19,11 @@ systems (macOS, musl) nothing changes.
 Who gains: training a small model, e.g. the tiny preset (`hybrid_jax.main --host_allocator=reuse`):
 138 -> 155 examples/s, 234 -> 219 s in all. Not the default run's multilingual-e5-small (1.4 GiB of
 temporaries per step): 16 steps took 88.0 s with `reuse` vs 87.1 s without, and peaked at 6.42 vs
-3.70 GB, the one arena holding freed blocks that later requests split (9.43 GB on a full run while
-other processes contended for the cores). Nor evaluation: its parallel tokenizer threads contend
-for the one arena (full XQuAD-R: tokenize 6.6 -> 14.6 s, encode 26.6 -> 24.3 s, 38.7 -> 43.7 s in
-all); nor work that is mostly compilation (the test suite: 360 -> 408 s). So every entry point
-defaults to `default` (glibc as it is).
+3.70 M KiB (ru_maxrss), the one arena holding freed blocks that later requests split (9.43 M KiB on
+a full run while other processes contended for the cores). Nor evaluation: its parallel tokenizer
+threads contend for the one arena (full XQuAD-R: tokenize 6.6 -> 14.6 s, encode 26.6 -> 24.3 s,
+38.7 -> 43.7 s in all); nor work that is mostly compilation (the test suite: 360 -> 408 s). So
+every entry point defaults to `default` (glibc as it is).
 """
 
 from __future__ import annotations
