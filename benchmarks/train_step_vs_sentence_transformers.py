@@ -35,10 +35,10 @@ pool, so a wall-time ratio measured under load overstates hybrid-jax's lead. Bef
 forward embeddings of both sides (dropout off) are compared on the batch, and so are the losses.
 
 Host memory: both sides run in this one process, so `--host_allocator` (hybrid_jax.host_memory)
-applies to both. With `auto` (the default, as in `hybrid_jax.main`) on a CPU-only Linux machine,
-freed buffers are reused by both XLA and PyTorch; `--host_allocator=default` compares the two under
-glibc's default malloc, where each XLA step maps its temporaries anew (the page faults per step are
-printed).
+applies to both. With `auto` (this script's default; BENCHMARKS.md's tables were taken with it) on
+a CPU-only Linux machine, freed buffers are reused by both XLA and PyTorch;
+`--host_allocator=default` compares the two under glibc's default malloc, where each XLA step maps
+its temporaries anew (the page faults per step are printed).
 
   python benchmarks/train_step_vs_sentence_transformers.py
   python benchmarks/train_step_vs_sentence_transformers.py --host_allocator=default
@@ -87,7 +87,7 @@ def _parse_args():
   parser.add_argument(
       "--host_allocator", default="auto", choices=host_memory.MODES,
       help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
-      "auto = reuse on a CPU-only machine, as hybrid_jax.main does.")
+      "auto = reuse on a CPU-only machine (hybrid_jax.main defaults to default).")
   return parser.parse_args()
 
 

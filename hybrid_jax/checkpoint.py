@@ -231,7 +231,8 @@ def _one_writer_per_array_on_cpu() -> None:
 
   Every CPU device of a process shares the host's memory, so the split parallelises nothing: it
   only adds one eager slicing op (compiled on first use) per array and replica. With 8 virtual CPU
-  devices it cost ~2-4 s per save of the tiny test model. Accelerators keep orbax's default.
+  devices it cost ~2-4 s per save of the tiny test model. Accelerators keep orbax's default. The
+  handler otherwise stays orbax's default one (its array-metadata store included).
   orbax reads its handler from a process-wide registry, hence a registration, once per process
   and without orbax's warning about overriding its own default.
   """
@@ -242,8 +243,12 @@ def _one_writer_per_array_on_cpu() -> None:
   level = absl_logger.level
   absl_logger.setLevel(std_logging.ERROR)
   try:
+    default = ocp.type_handlers.get_type_handler(jax.Array)  # keep its array-metadata store
     ocp.type_handlers.register_type_handler(
-        jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+        jax.Array,
+        ocp.type_handlers.ArrayHandler(
+            use_replica_parallel=False,
+            array_metadata_store=getattr(default, "_array_metadata_store", None)), override=True)
   finally:
     absl_logger.setLevel(level)
   _one_writer_registered = True

@@ -1,10 +1,10 @@
 """Host memory for XLA on CPU: keep freed buffers in the process instead of unmapping them.
 
 On the CPU backend XLA allocates all temporaries of one executable run as one block, with
-`posix_memalign` from a thread-pool thread (409 MB for the default model's train step). glibc
-serves any request above 32 MiB with a fresh `mmap` and unmaps it on free, so at every step the
-kernel maps and zeroes the whole block again, one page fault per 4 KiB page. Measured on the
-default train step on a 2-core CPU: ~102k page faults and ~170 ms of system CPU time per step
+`posix_memalign` from a thread-pool thread (409 MB for the tiny preset's train step). glibc serves
+any request above 32 MiB with a fresh `mmap` and unmaps it on free, so at every step the kernel
+maps and zeroes the whole block again, one page fault per 4 KiB page. Measured on the tiny preset's
+train step (batch 64) on a 2-core CPU: ~102k page faults and ~170 ms of system CPU time per step
 (of ~870 ms CPU in all); with `reuse_freed_memory` 0 faults and 440 -> 376 ms per step
 (BENCHMARKS.md).
 

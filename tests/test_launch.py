@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tiny_run import REPO
 
@@ -77,6 +78,7 @@ def test_gpu_launcher_dry_run():
       in proc.stdout
 
 
+@pytest.mark.xdist_group("tiny_sweep")  # one worker makes the shared sweep
 def test_real_two_run_grid_and_summary(tiny_sweep, tmp_path):
   root, runs = tiny_sweep
   assert sorted(runs) == ["L2-en_de-mono0.5", "L2-en_de-mono1"]

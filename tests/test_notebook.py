@@ -7,6 +7,7 @@ import os
 
 import gcs_emulator
 import nbformat
+import pytest
 from nbclient import NotebookClient
 from tiny_run import xla_flags
 
@@ -35,6 +36,7 @@ def test_notebook_outputs_are_stripped():
       assert not cell.outputs and cell.execution_count is None
 
 
+@pytest.mark.xdist_group("tiny_sweep")  # one worker makes the shared sweep
 def test_notebook_runs_on_two_checkpoints(tiny_sweep, gcs_env, tmp_path, monkeypatch):
   """Mono-only vs hybrid: two tiny training runs (workdirs with checkpoints) of the sweep, the
   hybrid one copied into the bucket and read from there."""
