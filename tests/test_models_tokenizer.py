@@ -1,5 +1,6 @@
 """Tests of hybrid_jax.models.tokenizer: the default tokenizer and static-shape tokenisation."""
 
+import json
 import os
 import unicodedata
 
@@ -149,6 +150,28 @@ def test_load_tokenizer_reads_a_saved_directory(default_tokenizer, tmp_path):
   assert loaded.is_fast
   texts = ["Wann wurde die Yuan-Dynastie gegründet?", "元朝是什么时候建立的？"]
   assert loaded(texts)["input_ids"] == default_tokenizer(texts)["input_ids"]
+
+
+def test_load_tokenizer_skips_the_auto_lookup_only_for_directories_it_wrote(
+    default_tokenizer, tmp_path, monkeypatch):
+  """A directory of a tokenizer.json-only class loads as that class directly, the same tokenizer
+  AutoTokenizer builds; a directory naming a model-specific class goes through AutoTokenizer."""
+  default_tokenizer.save_pretrained(tmp_path)
+  auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+  calls = []
+  monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained",
+                      lambda *args, **kwargs: calls.append(args) or auto)
+  direct = tokenizer_lib.load_tokenizer(str(tmp_path))
+  assert calls == [] and type(direct) is type(auto)
+  queries = ["Wann wurde die Yuan-Dynastie gegründet?", "元朝是什么时候建立的？"]
+  passages = ["Die Yuan-Dynastie wurde 1271 gegründet.", "元朝建立于1271年。"]
+  assert direct(queries, passages)["input_ids"] == auto(queries, passages)["input_ids"]
+  for attribute in ("all_special_ids", "pad_token_id", "model_max_length", "padding_side"):
+    assert getattr(direct, attribute) == getattr(auto, attribute), attribute
+  config_path = tmp_path / "tokenizer_config.json"
+  config = json.loads(config_path.read_text())
+  config_path.write_text(json.dumps({**config, "tokenizer_class": "XLMRobertaTokenizer"}))
+  assert tokenizer_lib.load_tokenizer(str(tmp_path)) is auto and calls == [(str(tmp_path),)]
 
 
 def test_training_texts_are_the_train_split_queries_and_contexts(train_texts):
