@@ -92,11 +92,13 @@ def _parse_args():
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
-if ARGS is not None and ARGS.jax_devices > 1:  # Must be set before jax is imported.
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                             f" --xla_force_host_platform_device_count={ARGS.jax_devices}").strip()
-if ARGS is not None and ARGS.precision == "bfloat16":
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_onednn=true").strip()
+if ARGS is not None:  # XLA reads its flags when jax starts its backend: set them before.
+  _xla_flags = [os.environ.get("XLA_FLAGS", "")]
+  if ARGS.jax_devices > 1:
+    _xla_flags.append(f"--xla_force_host_platform_device_count={ARGS.jax_devices}")
+  if ARGS.precision == "bfloat16":
+    _xla_flags.append("--xla_cpu_use_onednn=true")
+  os.environ["XLA_FLAGS"] = " ".join(_xla_flags).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -134,7 +136,7 @@ def make_config(args, global_batch_size: int):
   config.data.query_max_len = args.query_max_len
   config.data.passage_max_len = args.passage_max_len
   config.model.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=0.0)
-  config.model.dtype = getattr(args, "precision", "float32")
+  config.model.dtype = args.precision
   return config_lib.validate(config)
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import functools
 import glob
 import hashlib
 import json
@@ -225,6 +226,7 @@ def _nbytes(state) -> int:
   return sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state))
 
 
+@functools.cache
 def _one_writer_per_array_on_cpu() -> None:
   """On the CPU backend, orbax saves each array from one replica instead of splitting it into
   slices written by every replica ("replica-parallel", orbax's default but on GPU).
@@ -236,8 +238,7 @@ def _one_writer_per_array_on_cpu() -> None:
   orbax reads its handler from a process-wide registry, hence a registration, once per process
   and without orbax's warning about overriding its own default.
   """
-  global _one_writer_registered
-  if _one_writer_registered or jax.default_backend() != "cpu":
+  if jax.default_backend() != "cpu":
     return
   absl_logger = logging.get_absl_logger()
   level = absl_logger.level
@@ -251,10 +252,6 @@ def _one_writer_per_array_on_cpu() -> None:
             array_metadata_store=getattr(default, "_array_metadata_store", None)), override=True)
   finally:
     absl_logger.setLevel(level)
-  _one_writer_registered = True
-
-
-_one_writer_registered = False
 
 
 class Checkpointer:

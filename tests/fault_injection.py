@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tiny_run import REPO, TINY_MODEL, env  # noqa: E402
+from tiny_run import REPO, TINY_MODEL, env, main_command  # noqa: E402
 
 KILL_POINTS = ("save_start", "before_manifest", "after_manifest", "after_commit", "delete")
 FLIP_BYTES = 4096
@@ -99,10 +99,6 @@ def child_command(workdir, point: str, step: int, *flags) -> list[str]:
       os.path.abspath(__file__), "--child", f"--kill_point={point}", f"--kill_step={step}", "--",
       f"--workdir={workdir}", *flags
   ]
-
-
-def main_command(workdir, *flags) -> list[str]:
-  return [sys.executable, "-m", "hybrid_jax.main", f"--workdir={workdir}", *flags]
 
 
 def run(command, timeout=900) -> subprocess.CompletedProcess:
