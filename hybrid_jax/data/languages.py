@@ -35,6 +35,7 @@ import dataclasses
 import difflib
 import functools
 import pathlib
+from collections.abc import Sequence
 
 from hybrid_jax.errors import UserError
 
@@ -56,8 +57,15 @@ XQUAD_R_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi",
 # The seven languages of MLQA(-R).
 MLQA_R_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
-# The groupings `group_of` knows (eval.language_groups adds "trained" from the config).
+# The groupings `group_of` knows; `group_languages` adds TRAINED (trained / zero-shot, from the
+# run's config), and `config.eval.language_groups` chooses among them.
 GROUPINGS = ("family", "script", "resource_class")
+TRAINED = "trained"
+ZERO_SHOT = "zero-shot"
+LANGUAGE_GROUPINGS = (TRAINED, *GROUPINGS)
+DEFAULT_LANGUAGE_GROUPS = ",".join(LANGUAGE_GROUPINGS)
+# The label of languages whose group the table does not know (or that are not in it).
+UNKNOWN_GROUP = "unknown"
 
 
 class LanguageError(UserError, ValueError):
@@ -199,6 +207,59 @@ def group_of(code: str, grouping: str) -> str | None:
     return None
   value = getattr(table()[row], grouping)
   return None if value is None else str(value)
+
+
+def parse_groupings(spec, where: str = "eval.language_groups") -> tuple[str, ...]:
+  """'trained,family' (or '+'-joined, or a sequence; '' = none) -> checked LANGUAGE_GROUPINGS.
+
+  Raises:
+    LanguageError: an unknown or repeated grouping, naming `where`.
+  """
+  if isinstance(spec, str):
+    spec = [s.strip() for s in spec.replace("+", ",").split(",") if s.strip()]
+  groupings = tuple(spec)
+  for g in groupings:
+    if g not in LANGUAGE_GROUPINGS:
+      raise LanguageError(f"{where}: unknown language grouping {g!r}; expected some of "
+                          f"{','.join(LANGUAGE_GROUPINGS)}")
+  if len(set(groupings)) != len(groupings):
+    raise LanguageError(f"{where}: grouping listed twice in {','.join(groupings)}")
+  return groupings
+
+
+def _label_order(grouping: str, label: str):
+  """Labels in a stable, readable order: resource classes high to low, others alphabetical,
+  UNKNOWN_GROUP last."""
+  if label == UNKNOWN_GROUP:
+    return (1, "")
+  return (0, -int(label) if grouping == "resource_class" else label)
+
+
+def group_languages(codes: Sequence[str], groupings: Sequence[str],
+                    trained: Sequence[str] | None = None) -> dict[str, dict[str, list[str]]]:
+  """{grouping: {label: the codes of `codes` in that group, in `codes` order}}.
+
+  `TRAINED` splits `codes` into "trained" (in `trained`) and "zero-shot" (evaluated, not trained
+  on); it is left out when `trained` is None (a model without a training config) or when no
+  code is zero-shot (the split would repeat the overall figures). Other groupings label a code
+  by `group_of`, UNKNOWN_GROUP where the table has no value. Empty groups are left out.
+  """
+  out = {}
+  for grouping in groupings:
+    if grouping == TRAINED:
+      if trained is None or all(x in trained for x in codes):
+        continue
+      groups = {
+          TRAINED: [x for x in codes if x in trained],
+          ZERO_SHOT: [x for x in codes if x not in trained]
+      }
+    else:
+      groups = {}
+      for x in codes:
+        groups.setdefault(group_of(x, grouping) or UNKNOWN_GROUP, []).append(x)
+      groups = {k: groups[k] for k in sorted(groups, key=lambda k: _label_order(grouping, k))}
+    out[grouping] = {label: members for label, members in groups.items() if members}
+  return out
 
 
 def in_set(name: str) -> tuple[str, ...]:
