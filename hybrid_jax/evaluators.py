@@ -331,10 +331,10 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
           "ignore_identical_ids": ignore_identical_ids
       }
       metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
-      if corpus_language:
+      groups = languages_lib.group_languages(data_languages, groupings, trained)
+      if groups:
         metrics["groups"] = beir_group_averages(
-            {corpus_language: {key: metrics[key] for key in BEIR_METRICS}},
-            languages_lib.group_languages(data_languages, groupings, trained))
+            {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}, groups)
     else:
       task, data_languages, counts = "lareqa", list(data.languages), data.counts()
       metrics, score_timing = evaluate_lareqa(
