@@ -506,8 +506,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
                         languages: str | Sequence[str] | None = None, output_dir: str | None = None,
                         output_root: str | None = None, query_max_len: int | None = None,
                         passage_max_len: int | None = None, batch_size: int | None = None,
-                        mesh=None, show_progress: bool = True,
-                        ignore_identical_ids: bool = True) -> dict[str, Any]:
+                        mesh=None, show_progress: bool = True, ignore_identical_ids: bool = True,
+                        language_groups: str | None = None) -> dict[str, Any]:
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
@@ -526,6 +526,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       `config_lib.DEFAULT_QUERY_MAX_LEN` / `DEFAULT_PASSAGE_MAX_LEN` / `DEFAULT_EVAL_BATCH_SIZE`).
     mesh: device mesh (default: every device).
     ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+    language_groups: as `evaluate` (default: the run's `eval.language_groups`, else all).
 
   Returns:
     The results dict.
@@ -573,4 +574,4 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   return evaluate(retriever, dataset, languages=languages,
                   model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,
-                  ignore_identical_ids=ignore_identical_ids)
+                  ignore_identical_ids=ignore_identical_ids, language_groups=language_groups)
