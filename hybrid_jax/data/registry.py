@@ -13,6 +13,9 @@ Specs (SCHEME:ARGUMENT):
   tfds:NAME[:SPLIT]         TensorFlow Datasets (the `tfds` extra); SPLIT defaults to train.
   arrow:DIR                 a directory made by `prepare` (`python -m hybrid_jax.data --prepare
                             SPEC --out DIR`): memory-mapped Arrow, texts read per batch.
+  belebele:SOURCE[:LANGS]   Belebele (data/belebele.py): a directory of the release's
+                            <flores>.jsonl files or the hub's `facebook/belebele`; query =
+                            question, passage = FLORES passage, parallel over 122 variants.
 
 `prepare(spec, directory)` converts any spec to the `arrow:` form; `jsonl:` and `parquet:` files
 are converted without loading them into Python (data/arrow.py), for data beyond memory.
@@ -26,6 +29,7 @@ import shutil
 
 from hybrid_jax import paths
 from hybrid_jax.data import arrow
+from hybrid_jax.data.belebele import load_belebele
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
@@ -37,8 +41,8 @@ from hybrid_jax.errors import UserError
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
               "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
-              "tfds:NAME[:SPLIT]", "arrow:DIR")
-_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow")
+              "tfds:NAME[:SPLIT]", "arrow:DIR", "belebele:SOURCE[:LANGS]")
+_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow", "belebele")
 SCHEMES = ("xquad_r", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
@@ -171,6 +175,8 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
   elif scheme == "tfds":
     name, split = _split_suffix(argument, "train")
     data = load_tfds(name, split, on_error=on_error, strict=strict)
+  elif scheme == "belebele":
+    data = load_belebele(argument, name=spec, on_error=on_error, strict=strict)
   else:
     raise DataError(f"unknown data spec {spec!r}; valid specs: {', '.join(SPEC_FORMS)}")
   if languages is not None:
