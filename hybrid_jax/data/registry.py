@@ -16,6 +16,8 @@ Specs (SCHEME:ARGUMENT):
   belebele:SOURCE[:LANGS]   Belebele (data/belebele.py): a directory of the release's
                             <flores>.jsonl files or the hub's `facebook/belebele`; query =
                             question, passage = FLORES passage, parallel over 122 variants.
+  tatoeba:DIR[:LANGS]       LASER's Tatoeba bitext files (data/tatoeba.py): English-centric pairs,
+                            evaluated pair by pair for alignment.
 
 `prepare(spec, directory)` converts any spec to the `arrow:` form; `jsonl:` and `parquet:` files
 are converted without loading them into Python (data/arrow.py), for data beyond memory.
@@ -35,14 +37,16 @@ from hybrid_jax.data.jsonl import load_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
 from hybrid_jax.data.parallel_qa import DataError, ParallelQA
 from hybrid_jax.data.squad import load_squad
+from hybrid_jax.data.tatoeba import load_tatoeba
 from hybrid_jax.errors import UserError
 
 # Article index ranges (file order) of the embedded XQuAD-R splits; None = every article.
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
               "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
-              "tfds:NAME[:SPLIT]", "arrow:DIR", "belebele:SOURCE[:LANGS]")
-_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow", "belebele")
+              "tfds:NAME[:SPLIT]", "arrow:DIR", "belebele:SOURCE[:LANGS]", "tatoeba:DIR[:LANGS]")
+_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow", "belebele",
+                     "tatoeba")
 SCHEMES = ("xquad_r", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
@@ -177,6 +181,8 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
     data = load_tfds(name, split, on_error=on_error, strict=strict)
   elif scheme == "belebele":
     data = load_belebele(argument, name=spec, on_error=on_error, strict=strict)
+  elif scheme == "tatoeba":
+    data = load_tatoeba(argument, name=spec)
   else:
     raise DataError(f"unknown data spec {spec!r}; valid specs: {', '.join(SPEC_FORMS)}")
   if languages is not None:
