@@ -82,7 +82,9 @@ def broken_links(path):
       if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
         continue
       file_part, _, anchor = target.partition("#")
-      resolved = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) if file_part else path
+      resolved = path
+      if file_part:
+        resolved = os.path.normpath(os.path.join(os.path.dirname(path), file_part))
       where = f"{os.path.relpath(path, REPO)}:{number}: {target}"
       if not os.path.exists(resolved):
         problems.append(f"{where} (no such file)")
@@ -109,8 +111,7 @@ def test_the_link_check_fails_on_a_broken_link(tmp_path):
       "[ok](https://example.com/x.md) `[not a link](missing.md)`\n"
       "```\n[inside a fence](missing.md)\n```\n"
       "[bad file](sub/missing.md) [bad anchor](sub/page.md#costs) [bad local](#three-words)\n"
-      "![bad image](img/none.png)\n",
-      encoding="utf-8")
+      "![bad image](img/none.png)\n", encoding="utf-8")
   problems = broken_links(str(doc))
   assert [p.split(": ", 1)[1] for p in problems] == [
       "sub/missing.md (no such file)",
@@ -121,17 +122,15 @@ def test_the_link_check_fails_on_a_broken_link(tmp_path):
   assert all(":10:" in p for p in problems[:3]) and ":11:" in problems[3]
 
 
-@pytest.mark.parametrize(
-    "heading, anchor",
-    [
-        ("Cloud workdirs (`gs://`)", "cloud-workdirs-gs"),
-        ("Host input pipeline (1M x 9, Arrow, XLM-R tokenizer)",
-         "host-input-pipeline-1m-x-9-arrow-xlm-r-tokenizer"),
-        ("multilingual-e5-small: train step and evaluation against their FLOP floors",
-         "multilingual-e5-small-train-step-and-evaluation-against-their-flop-floors"),
-        ("The paper's study (mono-only vs cross-only)", "the-papers-study-mono-only-vs-cross-only"),
-        ("Results, beside the [paper](https://arxiv.org)", "results-beside-the-paper"),
-    ])
+@pytest.mark.parametrize("heading, anchor", [
+    ("Cloud workdirs (`gs://`)", "cloud-workdirs-gs"),
+    ("Host input pipeline (1M x 9, Arrow, XLM-R tokenizer)",
+     "host-input-pipeline-1m-x-9-arrow-xlm-r-tokenizer"),
+    ("multilingual-e5-small: train step and evaluation against their FLOP floors",
+     "multilingual-e5-small-train-step-and-evaluation-against-their-flop-floors"),
+    ("The paper's study (mono-only vs cross-only)", "the-papers-study-mono-only-vs-cross-only"),
+    ("Results, beside the [paper](https://arxiv.org)", "results-beside-the-paper"),
+])
 def test_github_anchor(heading, anchor):
   assert github_anchor(heading) == anchor
 
