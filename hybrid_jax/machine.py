@@ -78,5 +78,6 @@ def one_line(info: dict[str, Any] | None = None, devices: Any = None) -> str:
     return f"{info['device_count']} x {kind}; host: {cpu}"
   return cpu
 
+
 if __name__ == "__main__":
   print(one_line())
