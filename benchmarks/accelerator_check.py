@@ -30,9 +30,10 @@ layers, hidden 768, vocabulary 250,002; random weights: a timing needs no checkp
 3. Evaluation throughput: the jitted passage encoder (forward only, embeddings copied to the host,
    as the evaluator runs it) in sequences/s at each passage length, batch `--eval_batch_size`.
 
-Output: one JSON object (`--out`, also printed): device, settings, `train_step` rows (seq_len,
-step_seconds, examples_per_second, flops_per_step, achieved_tflops, mfu), `max_global_batch`
-(plain / grad_cache: fits, fails, confirmed, memory bytes), `eval` rows, and `elapsed_seconds`.
+Output: one JSON object (`--out`, also printed): machine (`hybrid_jax.machine.one_line`), device,
+settings, `train_step` rows (seq_len, step_seconds, examples_per_second, flops_per_step,
+achieved_tflops, mfu), `max_global_batch` (plain / grad_cache: fits, fails, confirmed, memory
+bytes), `eval` rows, and `elapsed_seconds`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import flops  # noqa: E402  (benchmarks/flops.py: the FLOP counting rules)
 
 from hybrid_jax import config_lib  # noqa: E402
 from hybrid_jax import diagnostics  # noqa: E402
+from hybrid_jax import machine  # noqa: E402
 from hybrid_jax import models  # noqa: E402
 from hybrid_jax import optimizer as optimizer_lib  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
@@ -280,7 +282,7 @@ def run(args) -> dict:
   peak = peak_tflops(device.device_kind)
   plain = _Step(_config(args, args.batch_size), mesh)
   out = {
-      "device": {
+      "machine": machine.one_line(devices=[device]), "device": {
           "platform": device.platform, "kind": device.device_kind, "memory_limit_bytes": limit,
           "peak_bf16_tflops": peak
       }, "jax": jax.__version__, "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -372,7 +374,7 @@ def main(argv=None):
   out = run(args)
   with open(args.out, "w") as f:
     json.dump(out, f, indent=2)
-  print(f"wrote {args.out} ({out['elapsed_seconds']:.0f} s)")
+  print(f"wrote {args.out} ({out['elapsed_seconds']:.0f} s on {out['machine']})")
 
 
 if __name__ == "__main__":
