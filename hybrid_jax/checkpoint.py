@@ -80,6 +80,11 @@ class DiskFullError(UserError):
   """A checkpoint save failed for lack of disk space."""
 
 
+class NoSuchStepError(UserError, FileNotFoundError):
+  """An explicitly requested checkpoint step that does not exist (the message lists those that
+  do)."""
+
+
 class PreemptionFlag:
   """Set by SIGTERM (TPU preemption, `kill`) or a first SIGINT (Ctrl-C): the loop saves at the
   next step boundary and stops. A second SIGINT raises KeyboardInterrupt at once (no save)."""
@@ -393,10 +398,11 @@ class Checkpointer:
     Raises:
       CheckpointMismatchError: an intact checkpoint does not fit `abstract_state` (nothing moved).
       UserError: the explicit `step` is damaged or unreadable (nothing moved).
-      FileNotFoundError: the explicit `step` does not exist.
+      NoSuchStepError: the explicit `step` does not exist (a `UserError`: one line on the command
+        line, listing the steps there are).
     """
     if step is not None and step not in self.steps():
-      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; "
+      raise NoSuchStepError(f"no checkpoint for step {step} in {self.directory}; "
                               f"available: {self.steps()}")
     candidates = [step] if step is not None else list(reversed(self.steps()))
     # A partial restore takes its shardings from `abstract_state` (not from the checkpoint's

@@ -85,9 +85,11 @@ def test_partial_write_is_not_a_step(tmp_path):
   assert ckpt.restore_latest(_state(0))[2] == 1
 
 
-def test_explicit_missing_step_is_an_error(tmp_path):
+def test_explicit_missing_step_is_a_user_error_listing_the_steps(tmp_path):
+  """`hybrid_jax.evaluate --step=99` printed a FileNotFoundError traceback: its message, one line
+  naming the steps there are, is the user error."""
   _save_steps(str(tmp_path), [1])
-  with pytest.raises(FileNotFoundError, match="step 5"):
+  with pytest.raises(UserError, match=r"no checkpoint for step 5 in .*; available: \[1\]$"):
     checkpoint_lib.Checkpointer(str(tmp_path)).restore_latest(_state(0), step=5)
 
 
