@@ -60,6 +60,28 @@ def path(p: str | os.PathLike) -> epath.Path:
   return epath.Path(p)
 
 
+def check_output_dir(p: str | os.PathLike, what: str) -> None:
+  """Checks, before any work, that the directory `p` can be written where it is asked for: that
+  neither `p` nor its nearest existing parent is a file (a remote `p` is not checked: an object
+  store has no directories to be in the way).
+
+  Args:
+    p: the directory some output will go to (need not exist).
+    what: how the user named it, for the message (e.g. '--output_dir=out').
+
+  Raises:
+    UserError: `p`, or the parent it would be created in, is a file.
+  """
+  if is_remote(p):
+    return
+  existing = os.path.abspath(p)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    where = "is a file" if existing == os.path.abspath(p) else f"is inside {existing}, a file"
+    raise UserError(f"{what} {where}, not a directory: move the file away or pick another path")
+
+
 def join(p: str | os.PathLike, *parts: str) -> str:
   """`p/part/...` as a string (a URL keeps its `scheme://`)."""
   return os.fspath(path(p).joinpath(*parts))
