@@ -403,7 +403,7 @@ class Checkpointer:
     """
     if step is not None and step not in self.steps():
       raise NoSuchStepError(f"no checkpoint for step {step} in {self.directory}; "
-                              f"available: {self.steps()}")
+                            f"available: {self.steps()}")
     candidates = [step] if step is not None else list(reversed(self.steps()))
     # A partial restore takes its shardings from `abstract_state` (not from the checkpoint's
     # metadata, whose devices may not exist here: a run saved on 8 devices, restored on 2).

@@ -75,7 +75,7 @@ def test_cli_user_errors_print_one_line_and_exit_2(eval_model, eval_tokenizer, t
 
 
 def test_what_cannot_be_evaluated_is_a_user_error_before_the_work(eval_model, eval_tokenizer,
-                                                                 tmp_path, monkeypatch):
+                                                                  tmp_path, monkeypatch):
   """Were tracebacks: a sentence-transformers module folder or a GPT-2 directory (ValueError),
   and an --output_dir that is a file (FileExistsError, after the whole evaluation)."""
   hf = tmp_path / "hf"
