@@ -87,13 +87,15 @@ class NoSuchStepError(UserError, FileNotFoundError):
 
 class PreemptionFlag:
   """Set by SIGTERM (TPU preemption, `kill`) or a first SIGINT (Ctrl-C): the loop saves at the
-  next step boundary and stops. A second SIGINT raises KeyboardInterrupt at once (no save)."""
+  next step boundary and stops. A second SIGINT raises KeyboardInterrupt at once (no save).
+  `signum` is the signal that set it (None before)."""
 
   _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self._event = threading.Event()
     self._previous = {}
+    self.signum: int | None = None
 
   def install(self):
     if threading.current_thread() is threading.main_thread():
@@ -108,6 +110,7 @@ class PreemptionFlag:
     logging.warning("Received signal %d: will save a checkpoint at the next step boundary%s.",
                     signum,
                     " (Ctrl-C again to stop without saving)" if signum == signal.SIGINT else "")
+    self.signum = signum
     self._event.set()
 
   def uninstall(self):

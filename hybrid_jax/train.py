@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import signal
 import time
 from typing import Any, NamedTuple
 
@@ -294,7 +295,9 @@ class _Run(NamedTuple):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        take_over_stale_lock: bool = False) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its newest good checkpoint; returns the last
-  logged metrics (and the final evaluation when `config.data.eval` is set).
+  logged metrics (and the final evaluation when `config.data.eval` is set). A run stopped by a
+  preemption (SIGTERM, a first Ctrl-C) after saving returns them with "preempted_at" (the step
+  saved) and "preempted_by" (the signal number).
 
   On a multi-process run `workdir` is shared by all processes (an object store such as `gs://`,
   or one file system): process 0 alone writes config, metrics, events, the tokenizer, the model
@@ -350,11 +353,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                                        resume_step=int(run.state.step) + 1)
   try:
     try:
-      state, last, preempted_at = _train(config, workdir, mesh, run, writer)
+      state, last, preempted = _train(config, workdir, mesh, run, writer)
     finally:
       run.checkpointer.close()
-    if preempted_at is not None:
-      return {"preempted_at": preempted_at, **last}
+    if preempted is not None:
+      return {"preempted_at": preempted[0], "preempted_by": preempted[1], **last}
     # The model is exported before the final evaluation, so a failure there costs only the report.
     _export_model(config, workdir, run, state)
     result = dict(last)
@@ -425,7 +428,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
   the non-finite guard, preemption, checkpoints and periodic evaluation.
 
   Returns:
-    (state, the last logged scalars, the step a preemption stopped at or None).
+    (state, the last logged scalars, (the step a preemption stopped at, the signal number that
+    asked for it: SIGTERM when another host was told) or None).
 
   Raises:
     NonFiniteLossError: after saving the last good state.
@@ -462,7 +466,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         _save(config, run.checkpointer, state, done)
         run.checkpointer.wait()
         logging.warning("Preempted: saved checkpoint %d; re-run the same command to resume.", done)
-        return state, step_log.last, done
+        return state, step_log.last, (done, preemption.signum or signal.SIGTERM)
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
         _save(config, run.checkpointer, state, done)
       if (config.data.eval and config.eval.every_steps and done % config.eval.every_steps == 0
