@@ -82,6 +82,40 @@ def check_output_dir(p: str | os.PathLike, what: str) -> None:
     raise UserError(f"{what} {where}, not a directory: move the file away or pick another path")
 
 
+def umask() -> int:
+  """This process's umask (read from /proc on Linux; elsewhere set and restored at once)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def default_permissions(p: str | os.PathLike) -> None:
+  """Gives the local file `p`, or every directory and file of the tree `p`, the mode a plain
+  `open` / `mkdir` gives: 0o666 / 0o777 less the umask (0644 / 0755 under the usual 022).
+
+  Libraries that write through a private temporary file or directory (safetensors' `save_file`,
+  `tempfile.mkdtemp`) leave 0600 / 0700, which another user of a shared machine cannot read. The
+  execute bits of a file are kept as they were."""
+  mask = umask()
+  p = os.fspath(p)
+  entries = [p]
+  for root, dirs, files in os.walk(p):
+    entries += [os.path.join(root, name) for name in dirs + files]
+  for entry in entries:
+    if os.path.islink(entry):
+      continue
+    mode = os.stat(entry).st_mode
+    wanted = 0o777 if os.path.isdir(entry) else 0o666 | (mode & 0o111)
+    os.chmod(entry, wanted & ~mask)
+
+
 def join(p: str | os.PathLike, *parts: str) -> str:
   """`p/part/...` as a string (a URL keeps its `scheme://`)."""
   return os.fspath(path(p).joinpath(*parts))

