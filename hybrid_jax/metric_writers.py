@@ -280,6 +280,18 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
   return records
 
 
+def set_aside(workdir: str | os.PathLike, label: str) -> str | None:
+  """Renames `<workdir>/metrics.jsonl` to `metrics.jsonl.<label>-<unix time>` (kept, never
+  deleted: e.g. the records of a run that starts over); returns the new path, None when there is
+  no metrics.jsonl."""
+  source = paths.path(paths.join(workdir, METRICS_FILE))
+  if not source.exists():
+    return None
+  target = paths.join(workdir, f"{METRICS_FILE}.{label}-{int(time.time())}")
+  source.rename(target)
+  return target
+
+
 def _step_of(line: bytes) -> int | None:
   """The integer 'step' of a metrics.jsonl line; None when the line is not such a record."""
   try:

@@ -392,6 +392,7 @@ def _make_mesh(config: ml_collections.ConfigDict):
 def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> _Run:
   """`build_run` and the batch builder, then the state of the newest good checkpoint once the
   config is checked against the run's; records the config (config.json, config_history.jsonl).
+  When every checkpoint is damaged, the run starts over from step 0 and says so (`_start_over`).
 
   A failure (bad data or config, a refused resume) closes the checkpointer and leaves a local
   workdir as it was (an empty checkpoint directory it created is removed).
@@ -416,6 +417,8 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
       state = restored
       logging.info("Resumed from checkpoint %d (saved %s).", restored_step,
                    checkpoint_lib.local_time(meta.get("saved_at")))
+    elif steps:
+      _start_over(workdir, checkpointer.directory, steps)
     if jax.process_index() == 0:
       run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
   except BaseException:
@@ -426,6 +429,17 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
     raise
   return _Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
               checkpointer)
+
+
+def _start_over(workdir: str, checkpoint_dir: str, steps: list[int]) -> None:
+  """Every checkpoint of the run was damaged (each is set aside, `Checkpointer.restore_latest`):
+  says in one line that training starts over from step 0, and moves the old run's metrics.jsonl
+  records aside (`metric_writers.set_aside`) rather than letting the new run drop them."""
+  kept = metric_writers.set_aside(workdir, "before-restart") if jax.process_index() == 0 else None
+  logging.warning(
+      "Every checkpoint in %s (steps %s) is damaged and set aside (*.corrupt-*): training starts "
+      "over from step 0%s.", checkpoint_dir, steps,
+      f"; the old metrics.jsonl records are kept in {kept}" if kept else "")
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import types
 
 import jax
@@ -327,3 +328,31 @@ def test_a_file_where_the_model_goes_is_refused_before_the_work(tmp_path):
   assert str(error.value) == (f"{tmp_path}/model (where the trained model is exported) is a "
                               "file, not a directory: move the file away or pick another path")
   assert os.listdir(tmp_path) == ["model"]
+
+
+def test_every_checkpoint_damaged_starts_over_saying_so_and_keeps_the_records(
+    in_process_run, tmp_path, caplog):
+  """All checkpoints damaged: they were set aside and training silently restarted at step 0,
+  replacing the old metrics.jsonl records. Now one line says it starts over, and the records
+  are kept in a named file."""
+  workdir = tmp_path / "run"
+  shutil.copytree(in_process_run[0], workdir)
+  checkpoints = workdir / "checkpoints"
+  steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  for step in steps:  # a file of each checkpoint lost
+    manifest = json.loads((checkpoints / str(step) / "content_sha256.json").read_text())
+    os.remove(checkpoints / str(step) / max(manifest["files"]))
+  records = (workdir / "metrics.jsonl").read_bytes()
+  config = config_lib.validate(in_process_run[1])
+  with caplog.at_level(logging.WARNING):
+    run = train._build_and_resume(config, str(workdir), sharding.make_mesh())
+  run.checkpointer.close()
+  assert int(run.state.step) == 0
+  [kept] = workdir.glob("metrics.jsonl.before-restart-*")
+  assert kept.read_bytes() == records and not (workdir / "metrics.jsonl").exists()
+  starts_over = [r.getMessage() for r in caplog.records if "starts over" in r.getMessage()]
+  assert starts_over == [
+      f"Every checkpoint in {checkpoints} (steps {steps}) is damaged and set aside (*.corrupt-*): "
+      f"training starts over from step 0; the old metrics.jsonl records are kept in {kept}."
+  ]
+  assert len(list(checkpoints.glob("*.corrupt-*"))) == len(steps)
