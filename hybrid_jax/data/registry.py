@@ -82,8 +82,32 @@ def _load_hf(argument: str, spec: str, on_error: str, strict: bool) -> ParallelQ
   elif target.endswith(_HF_DATA_SUFFIXES) or target.startswith((os.sep, ".", "~")):
     raise DataError(f"{spec}: no such file or directory {target}")
   else:
-    dataset = datasets.load_dataset(target)
+    dataset = _load_hub_dataset(datasets, target, spec)
   return from_hf_dataset(dataset, split, name=spec, on_error=on_error, strict=strict)
+
+
+def _load_hub_dataset(datasets, name: str, spec: str):
+  """`datasets.load_dataset(name)` of a Hub name, failing in one line and at once where the Hub
+  cannot be reached (datasets retries for ~24 s, then raises a ConnectionError): a short probe
+  of the Hub first (`paths.unreachable`) unless HF_HUB_OFFLINE is set (then only the local
+  cache is read, as datasets does)."""
+  offline = datasets.config.HF_HUB_OFFLINE
+  fixes = ("set HF_HUB_OFFLINE=1 to read a copy downloaded before from the local cache, or pass "
+           "local files: hf:PATH / jsonl:PATH")
+  if not offline:
+    reason = paths.unreachable(datasets.config.HF_ENDPOINT)
+    if reason:
+      raise DataError(f"{spec}: cannot reach the Hugging Face Hub ({reason}); {fixes}")
+  try:
+    return datasets.load_dataset(name)
+  except datasets.exceptions.DatasetNotFoundError as e:
+    raise DataError(f"{spec}: {' '.join(str(e).split())}") from e
+  except ConnectionError as e:  # offline, and not in the cache
+    if not offline:
+      raise
+    raise DataError(f"{spec}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set so "
+                    "it is not downloaded: unset HF_HUB_OFFLINE (with a network), or pass local "
+                    "files: hf:PATH / jsonl:PATH") from e
 
 
 def _paths(argument: str) -> list[str]:
