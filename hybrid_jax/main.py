@@ -7,7 +7,8 @@ Multi-host (TPU pod slices, several GPU hosts): `jax.distributed.initialize()` r
 `--distributed=on`, or with `auto` (the default) when the environment announces several hosts
 (a multi-worker TPU VM, SLURM, or an explicit `--coordinator_address`).
 
-A user error (bad flag or config value, bad data, a `--workdir` that is a file, a busy workdir)
+A user error (bad flag or config value, bad data, a `--workdir` that is a file, a busy workdir, a
+`gs://` workdir without a network)
 prints one line `error: ...` and exits 2 (`hybrid_jax.cli`); `--verbose` adds the traceback.
 
 Exit status: 0 once trained to `train.num_steps` (and evaluated); 2 for a user error; 128 + the
@@ -88,6 +89,7 @@ def main(argv):
   if not os.path.isfile(config_file):
     raise UserError(f"--config={config_file}: no such file")
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
+  paths.check_reachable(_WORKDIR.value, f"--workdir={_WORKDIR.value}")  # gs:// offline: at once
   workdir = paths.path(_WORKDIR.value)  # a gs:// workdir without gcsfs: UserError
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir={_WORKDIR.value} is a file, not a directory; pass a directory "

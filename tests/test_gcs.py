@@ -259,6 +259,23 @@ def test_gs_path_without_gcsfs_is_one_line_user_error(monkeypatch):
   assert "\n" not in str(error.value)
 
 
+def test_gs_workdir_without_a_network_is_one_line_at_once(tmp_path):
+  """`--workdir=gs://...` without a network was a traceback after 52 s of gcsfs retries. Cloud
+  Storage is an emulator on a closed port here (as a server that cannot be reached)."""
+  port = free_port()
+  proc = subprocess.run([
+      sys.executable, "-m", "hybrid_jax.main", "--config=configs/default.py:model=tiny",
+      "--workdir=gs://bucket/run"
+  ], cwd=REPO, env={**env(), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"},
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert proc.stderr.splitlines()[-1] == (
+      f"error: --workdir=gs://bucket/run: cannot reach Cloud Storage (127.0.0.1:{port}: "
+      "Connection refused); check the network (or use a local path)"), proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  paths.check_reachable(str(tmp_path), "a local path is not probed")
+
+
 def test_local_write_text_append_line_create_exclusive(tmp_path):
   path = str(tmp_path / "history.jsonl")
   with open(path, "w") as f:
