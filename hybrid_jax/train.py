@@ -39,6 +39,7 @@ from jax.experimental import multihost_utils
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
 from hybrid_jax import diagnostics
+from hybrid_jax import eval_report
 from hybrid_jax import evaluators
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
@@ -358,6 +359,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                        resume_step=int(run.state.step) + 1)
   try:
+    was_trained = int(run.state.step) >= config.train.num_steps
     try:
       state, last, preempted = _train(config, workdir, mesh, run, writer)
     finally:
@@ -365,13 +367,38 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     if preempted is not None:
       return {"preempted_at": preempted[0], "preempted_by": preempted[1], **last}
     # The model is exported before the final evaluation, so a failure there costs only the report.
-    _export_model(config, workdir, run, state)
+    # A re-run of a finished run redoes only what its previous start did not get to.
+    exported = paths.path(paths.join(workdir, MODEL_SUBDIR, "config.json")).exists()
+    if not (was_trained and exported):
+      _export_model(config, workdir, run, state)
     result = dict(last)
-    if config.data.eval:
+    if config.data.eval and not (was_trained and _final_evaluation_done(config, workdir)):
       result["eval"] = _evaluate(config, workdir, mesh, run, state, writer, config.train.num_steps)
+    elif config.data.eval:
+      logging.info(
+          "%s: the final evaluation on %s is done (its report and metrics.jsonl record are "
+          "there): nothing to redo.", workdir, config.data.eval)
     return result
   finally:
     writer.close()
+
+
+def _final_evaluation_done(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether the final evaluation of `config.data.eval` wrote its report and its metrics.jsonl
+  record (so a re-run of the finished run does not append the record again). Process 0 reads the
+  files; every process gets its answer (the evaluation is collective)."""
+  done = False
+  if jax.process_index() == 0:
+    step = config.train.num_steps
+    report = paths.path(evaluators.output_dir_for(workdir, config.data.eval,
+                                                  step)) / eval_report.JSON_NAME
+    metrics = paths.path(workdir) / metric_writers.METRICS_FILE
+    done = report.exists() and metrics.exists() and any(
+        r["step"] == step and any(k.startswith("eval/") for k in r)
+        for r in metric_writers.read_metrics(metrics))
+  if jax.process_count() > 1:
+    done = bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
+  return done
 
 
 def _make_mesh(config: ml_collections.ConfigDict):

@@ -356,3 +356,31 @@ def test_every_checkpoint_damaged_starts_over_saying_so_and_keeps_the_records(
       f"training starts over from step 0; the old metrics.jsonl records are kept in {kept}."
   ]
   assert len(list(checkpoints.glob("*.corrupt-*"))) == len(steps)
+
+
+def test_re_running_a_finished_run_redoes_nothing(in_process_run, tmp_path, monkeypatch):
+  """A finished run re-run appended its final evaluation record to metrics.jsonl again (and
+  re-exported the model). Now only what the previous start did not get to is done: here the
+  final evaluation, whose report and record are missing after the fixture's failed one."""
+  workdir = tmp_path / "run"
+  shutil.copytree(in_process_run[0], workdir)
+  config = in_process_run[1]
+  evaluations = []
+
+  def evaluation(*args, **kwargs):
+    evaluations.append(args[-1])
+    report = evaluators.output_dir_for(str(workdir), config.data.eval, args[-1])
+    os.makedirs(report)
+    open(os.path.join(report, "results.json"), "w").write("{}")
+    return {"scalars": {"eval/multilingual_map": 0.5}, "results": {}}
+
+  def exported(*args, **kwargs):
+    raise AssertionError("exported again")
+
+  monkeypatch.setattr(evaluators, "evaluate_in_training", evaluation)
+  monkeypatch.setattr(models, "save_pretrained", exported)
+  train.train_and_evaluate(config, str(workdir))  # the fixture's final evaluation failed
+  records = (workdir / "metrics.jsonl").read_text()
+  assert evaluations == [3] and records.count("eval/multilingual_map") == 1
+  train.train_and_evaluate(config, str(workdir))
+  assert evaluations == [3] and (workdir / "metrics.jsonl").read_text() == records
