@@ -34,7 +34,8 @@ never rotates its last healthy state out. Old checkpoints are deleted only after
 committed.
 
 A save that fails for lack of disk space raises `DiskFullError` (a `UserError`: one line with the
-directory, the bytes needed and free), without orbax's logged tracebacks; earlier checkpoints are
+directory, the bytes needed and free), without orbax's logged tracebacks nor the reports of the
+save's other writes completing after it failed; earlier checkpoints are
 untouched (the partial write stays in orbax's temporary directory, which is never listed as a
 step).
 """
@@ -52,6 +53,7 @@ import logging as std_logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -222,6 +224,39 @@ class _DropDiskFullLogs(std_logging.Filter):
                  or bool(record.exc_info and is_disk_full(record.exc_info[1]))))
 
 
+def _is_late_write_completion(unraisable) -> bool:
+  """A RuntimeError('Event loop is closed') raised by asyncio's `call_soon_threadsafe`: a write
+  finishing after the event loop of its save has ended (`_drop_late_write_completions`)."""
+  if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed":
+    return False
+  frame = unraisable.exc_traceback
+  while frame is not None:
+    if frame.tb_frame.f_code.co_name == "call_soon_threadsafe":
+      return True
+    frame = frame.tb_next
+  return False
+
+
+@functools.cache
+def _drop_late_write_completions() -> None:
+  """Silences the unraisable-exception reports of writes that finish after their save failed.
+
+  When one write of an orbax save fails (no space left), the save's asyncio event loop ends with
+  that error while tensorstore still completes the save's other writes; each completion calls
+  back into the closed loop, and Python prints every RuntimeError('Event loop is closed') with its
+  traceback (~40 lines around the one-line `DiskFullError`). Those reports, and only those, are
+  dropped (a process-wide `sys.unraisablehook`, installed once); any other goes to the previous
+  hook.
+  """
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_late_write_completion(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
 def local_time(seconds: float | None) -> str:
   """A `time.time()` value (a checkpoint's `saved_at`) as local ISO 8601 time with its UTC offset,
   e.g. '2026-11-30T14:20:05+00:00'; 'at an unknown time' for None."""
@@ -280,6 +315,7 @@ class Checkpointer:
     self._log_filter = _DropDiskFullLogs()
     logging.get_absl_logger().addFilter(self._log_filter)
     _one_writer_per_array_on_cpu()
+    _drop_late_write_completions()
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def _before_commit(self) -> None:
