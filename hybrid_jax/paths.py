@@ -61,8 +61,12 @@ def unreachable(url: str, timeout_s: float = 5.0) -> str | None:
 
 
 def gcs_endpoint() -> str:
-  """The Cloud Storage server gcsfs talks to: $STORAGE_EMULATOR_HOST (tests), else Google's."""
-  return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+  """The Cloud Storage server gcsfs talks to: $STORAGE_EMULATOR_HOST (tests; http:// when it
+  names no scheme, as gcsfs reads it), else Google's."""
+  host = os.environ.get("STORAGE_EMULATOR_HOST")
+  if not host:
+    return "https://storage.googleapis.com"
+  return host if "://" in host else "http://" + host
 
 
 def check_reachable(p: str | os.PathLike, what: str) -> None:
