@@ -520,10 +520,14 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     The results dict.
 
   Raises:
-    UserError: `path` is neither a run nor a model directory; a length beyond the model's
-      position table; bad data (`DataError`); languages the data lacks.
+    UserError: `path` is neither a run nor a model directory (or one of an unsupported
+      architecture, `ModelError`); `output_dir` or the report directory is a file (checked
+      before the work); a length beyond the model's position table; bad data (`DataError`);
+      languages the data lacks.
   """
   languages = _languages(languages)
+  if output_dir is not None:  # before any work: not after a whole evaluation
+    paths.check_output_dir(output_dir, f"--output_dir={output_dir}")
   config, warnings, model_step, model_note, variant = None, [], None, "", ""
   if path == retrievers.TFIDF:
     retriever = retrievers.TfidfRetriever()
@@ -559,6 +563,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   dataset = dataset or DEFAULT_DATASET
   if output_dir is None:
     output_dir = output_dir_for(output_root or path, dataset, model_step, label, variant)
+    paths.check_output_dir(output_dir, f"the report directory {output_dir}")
   return evaluate(retriever, dataset, languages=languages,
                   model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,
