@@ -13,10 +13,6 @@ import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "hybrid_jax", "configs")
-# Embedded data known to lack its licence file in the wheel (a gap to close, not a rule):
-# languages.tsv is derived from Glottolog and WALS (CC-BY-4.0), FLORES-200 and Belebele READMEs and
-# Joshi et al. 2020 (tools/build_languages_table.py); its attribution is not shipped yet.
-_DATA_WITHOUT_LICENSE = ("hybrid_jax/data/languages.tsv",)
 
 
 def _pip(*args):
@@ -78,9 +74,8 @@ def test_wheel_carries_the_licence_and_the_embedded_data_with_its_licences(insta
         data_files.append(path)
   assert "hybrid_jax/data/xquad_r/ATTRIBUTION.md" in data_files
   for path in data_files:  # every embedded data file ships with its data set's licence
-    if path not in _DATA_WITHOUT_LICENSE:
-      licence = f"{os.path.dirname(path)}/LICENSE"
-      assert licence in names, f"{path}: no {licence} in the wheel"
+    licence = f"{os.path.dirname(path)}/LICENSE"
+    assert licence in names, f"{path}: no {licence} in the wheel"
 
 
 def test_installed_package_resolves_presets_and_the_default_config(installed, tmp_path):
