@@ -1,16 +1,28 @@
-"""Collects the evaluation results of a sweep into one table and a trade-off plot.
+"""Collects the evaluation results and costs of a sweep into one table and plots.
 
   python launch/summarize.py --root=workdirs/sweep [--dataset=xquad_r_eval] [--out=DIR]
+  python launch/summarize.py --root=... --group_by=num_languages,mono_prob --x=num_languages
 
-Reads `<root>/<run>/eval/<dataset>/step_<N>/results.json` (the newest step of each run), and
-writes `summary.md`, `summary.json` and `tradeoff.png` (one panel per language set:
+Reads the final evaluation of each finished run, `<root>/<run>/eval/<dataset>/step_<N>/
+results.json` with N = the run's train.num_steps (a run whose final step was not evaluated, e.g.
+one stopped after a periodic evaluation, is listed as unfinished, never reported with an
+intermediate step), and its cost record `<run>/cost.json` (`hybrid_jax.cost`), and writes
+`summary.md`, `summary.json`, `pareto.png` (quality against cost, one point per setting, the
+Pareto front joined), `curves.png` with `--x` (mAP and max-min rank against a setting field,
+mean ± std), and `tradeoff.png` (one panel per language set:
 cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per setting, labelled
 with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
 lower = less; `hybrid_jax.metrics.lareqa_metrics`), and, where the run has zero-shot languages
-(evaluated, not trained on), their mono / cross / pool mAP.
+(evaluated, not trained on), their mono / cross / pool mAP; then the cost: wall seconds in all,
+training and evaluation, examples/s after compilation, training TFLOP (XLA's count), peak RSS.
+
+A setting is the runs equal in `--group_by` (default: language set, mono_prob and the sweep's
+--axis fields; `num_languages,mono_prob` averages the draws of a language-count sweep). The
+defaults of --group_by, --x, --quality and --cost come from `<root>/sweep.json` (written by
+launch/sweep.py; a study's summarize settings) or `--study`.
 """
 
 from __future__ import annotations
@@ -18,8 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's hybrid_jax
+
+from hybrid_jax import cost as cost_lib  # noqa: E402
+from hybrid_jax.evaluators import dataset_name  # noqa: E402
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
            ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
@@ -27,36 +44,77 @@ COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "
            ("0-shot mono", "zero_shot_map_mono"), ("0-shot cross", "zero_shot_map_cross"),
            ("0-shot multi", "zero_shot_map_multi_mean"), ("0-shot max-min rank",
                                                           "zero_shot_rank_range_mean"))
+# From the run's cost record (hybrid_jax.cost), in the units the columns name.
+COST_COLUMNS = (("wall s", "total_seconds"), ("train s", "train_seconds"),
+                ("eval s", "eval_seconds"), ("ex/s", "examples_per_second"),
+                ("train TFLOP", "train_tflops"), ("peak RSS GiB", "peak_rss_gib"))
+DEFAULT_GROUP_BY = ("num_languages", "languages", "mono_prob")
 
 
-def _newest_results(run_dir: str, dataset: str | None):
-  best = None
-  eval_dir = os.path.join(run_dir, "eval")
-  if not os.path.isdir(eval_dir):
+def _cost_columns(workdir: str) -> dict:
+  record = cost_lib.read(workdir)
+  if record is None:
+    return {key: None for _, key in COST_COLUMNS}
+  headline = cost_lib.headline(record)
+  flops, rss = headline.get("train_flops"), headline.get("peak_rss_bytes")
+  return {
+      "total_seconds": headline["total_seconds"], "train_seconds": headline["train_seconds"],
+      "eval_seconds": headline["eval_seconds"],
+      "examples_per_second": headline.get("examples_per_second"),
+      "train_tflops": flops / 1e12 if flops is not None else None,
+      "peak_rss_gib": rss / 2**30 if rss is not None else None
+  }
+
+
+def _final_results(run_dir: str, config: dict, dataset: str | None) -> str | None:
+  """The results.json of the run's final step (train.num_steps) in `dataset` (default: the
+  run's data.eval), or None when that step was not evaluated."""
+  name = dataset or (dataset_name(config["data"]["eval"]) if config["data"].get("eval") else None)
+  if name is None:
     return None
-  for name in sorted(os.listdir(eval_dir)):
-    if dataset and name != dataset:
-      continue
-    for leaf in os.listdir(os.path.join(eval_dir, name)):
-      match = re.fullmatch(r"step_(\d+)", leaf)
-      path = os.path.join(eval_dir, name, leaf, "results.json")
-      if match and os.path.exists(path) and (best is None or int(match[1]) > best[0]):
-        best = (int(match[1]), path)
-  return best
+  path = os.path.join(run_dir, "eval", name, f"step_{config['train']['num_steps']}", "results.json")
+  return path if os.path.exists(path) else None
 
 
-def collect(root: str, dataset: str | None = None) -> list[dict]:
-  """One row per run directory of `root` that has results."""
+def _sweep_runs(root: str) -> dict:
+  """name -> the run as `<root>/sweep.json` lists it ({} without one)."""
+  path = os.path.join(root, "sweep.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return {r["name"]: r for r in json.load(f).get("runs", [])}
+
+
+def _value(text: str):
+  """An --axis value as a number where it is one ('16' -> 16, '3e-5' -> 3e-05)."""
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
+def collect(root: str, dataset: str | None = None, unfinished: list | None = None) -> list[dict]:
+  """One row per finished run directory of `root`: its final evaluation (`_final_results`), its
+  --axis overrides and draw (from sweep.json) and its cost (COST_COLUMNS). The names of run
+  directories without a final evaluation are appended to `unfinished`."""
   rows = []
+  listed = _sweep_runs(root)
   for run in sorted(os.listdir(root)):
-    found = _newest_results(os.path.join(root, run), dataset)
-    if found is None:
+    config_path = os.path.join(root, run, "config.json")
+    if not os.path.isfile(config_path):
       continue
-    step, path = found
+    with open(config_path) as f:
+      config = json.load(f)
+    path = _final_results(os.path.join(root, run), config, dataset)
+    if path is None:
+      if unfinished is not None:
+        unfinished.append(run)
+      continue
+    step = config["train"]["num_steps"]
     with open(path) as f:
       results = json.load(f)
-    with open(os.path.join(root, run, "config.json")) as f:
-      config = json.load(f)
     metrics = dict(results["metrics"])
     metrics.update({f"zero_shot_{k}": v for k, v in (metrics.get("zero_shot") or {}).items()})
     row = {
@@ -66,28 +124,39 @@ def collect(root: str, dataset: str | None = None) -> list[dict]:
         "seed": config.get("seed"), "dataset": results.get("dataset")
     }
     row.update({key: metrics.get(key) for _, key in COLUMNS})
+    listed_run = listed.get(run, {})
+    row["draw"] = listed_run.get("draw")
+    row["axes"] = sorted(listed_run.get("overrides", {}))
+    row.update({field: _value(v) for field, v in listed_run.get("overrides", {}).items()})
+    row.update(_cost_columns(os.path.join(root, run)))
     rows.append(row)
   return rows
 
 
-def _setting(row: dict) -> tuple:
-  return row["num_languages"], row["languages"], row["mono_prob"]
-
-
-def aggregate(rows: list[dict]) -> list[dict]:
-  """One row per setting (language set, mono_prob): every COLUMNS key as its mean over the
-  setting's runs (seeds) and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run);
-  `seeds` lists the seeds."""
+def aggregate(rows: list[dict], group_by=None) -> list[dict]:
+  """One row per setting (the runs equal in `group_by`, default DEFAULT_GROUP_BY and the --axis
+  fields): every COLUMNS and COST_COLUMNS key as its mean over the setting's runs (seeds, draws)
+  and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run); `seeds` lists the
+  seeds, `runs` the run names, `languages` the set (or 'N sets' when draws are averaged)."""
+  if group_by is None:
+    group_by = list(DEFAULT_GROUP_BY) + sorted({f for r in rows for f in r.get("axes", [])})
   groups = {}
   for r in rows:
-    groups.setdefault(_setting(r), []).append(r)
+    groups.setdefault(tuple(r.get(key) for key in group_by), []).append(r)
   out = []
-  for (num_languages, languages, mono_prob), runs in sorted(groups.items()):
+  order = lambda item: [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
+                        for v in item[0]]
+  for key, runs in sorted(groups.items(), key=order):
+    sets = sorted({r["languages"] for r in runs})
     row = {
-        "num_languages": num_languages, "languages": languages, "mono_prob": mono_prob,
-        "seeds": sorted(r["seed"] for r in runs), "step": max(r["step"] for r in runs)
+        "num_languages": runs[0]["num_languages"],
+        "languages": sets[0] if len(sets) == 1 else f"{len(sets)} sets", "mono_prob": runs[0]
+                                                                                      ["mono_prob"],
+        **dict(zip(group_by, key)), "seeds": sorted(r["seed"] for r in runs),
+        "runs": sorted(r["run"] for r in runs), "step": max(r["step"] for r in runs
+                                                           ), "group_by": list(group_by)
     }
-    for _, key in COLUMNS:
+    for _, key in COLUMNS + COST_COLUMNS:
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
       std = ((sum((v - mean)**2 for v in values) /
@@ -102,9 +171,10 @@ def _fmt(v):
 
 
 def _columns(rows: list[dict]):
-  """COLUMNS without those no row has (e.g. zero-shot columns of runs without zero-shot
-  languages)."""
-  return [(name, key) for name, key in COLUMNS if any(r.get(key) is not None for r in rows)]
+  """COLUMNS and COST_COLUMNS without those no row has (e.g. zero-shot columns of runs without
+  zero-shot languages, cost columns of runs that recorded none)."""
+  return [(name, key) for name, key in COLUMNS + COST_COLUMNS if any(
+      r.get(key) is not None for r in rows)]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -119,12 +189,16 @@ def markdown(rows: list[dict]) -> str:
 
 
 def markdown_over_seeds(settings: list[dict]) -> str:
-  """The aggregated table: mean ± std over seeds per setting."""
+  """The aggregated table: mean ± std over the runs (seeds, draws) of each setting."""
   columns = _columns(settings)
-  header = ["langs", "mono_prob", "seeds"] + [name for name, _ in columns]
+  fields = [k for k in settings[0]["group_by"] if k not in DEFAULT_GROUP_BY]
+  header = ["langs", "mono_prob", *fields, "runs"] + [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in settings:
-    cells = [str(r["num_languages"]), f"{r['mono_prob']:g}", str(len(r["seeds"]))]
+    cells = [
+        str(r["num_languages"]), f"{r['mono_prob']:g}", *(str(r[k]) for k in fields),
+        str(len(r["runs"]))
+    ]
     cells += [
         f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r[key] is not None else "–"
         for _, key in columns
@@ -181,27 +255,161 @@ def plot(rows: list[dict], path: str) -> str:
   return path
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+  """Indices of the (cost, quality) points no other point dominates (cost <= and quality >=,
+  one of them strictly), by increasing cost; points with a None are left out."""
+  valid = [i for i, (c, q) in enumerate(points) if c is not None and q is not None]
+  front = [
+      i for i in valid if not any(
+          points[j][0] <= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i]
+          for j in valid)
+  ]
+  return sorted(front, key=lambda i: points[i])
+
+
+def _label(setting: dict) -> str:
+  parts = [f"L{setting['num_languages']}", f"p={setting['mono_prob']:g}"]
+  parts += [
+      f"{k.rsplit('.', 1)[-1]}={setting[k]}" for k in setting["group_by"]
+      if k not in DEFAULT_GROUP_BY
+  ]
+  return " ".join(parts)
+
+
+def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str:
+  """`quality` against `cost`, one point per setting (mean, ±1 std bars over its runs), the
+  Pareto front (`pareto_front`) joined and labelled; a log cost axis when it spans 10x."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  points = [(r.get(cost), r.get(quality)) for r in settings]
+  front = pareto_front(points)
+  fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+  shown = [i for i, (c, q) in enumerate(points) if c is not None and q is not None]
+  ax.errorbar([points[i][0] for i in shown], [points[i][1] for i in shown], xerr=[
+      settings[i].get(f"{cost}_std") or 0 for i in shown
+  ], yerr=[settings[i].get(f"{quality}_std") or 0 for i in shown], fmt="o", color="0.5",
+              ecolor="0.7", capsize=2, label="setting (mean ± std)")
+  ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "-o", color="C3",
+          label="Pareto front")
+  for i in shown:
+    ax.annotate(
+        _label(settings[i]), points[i], fontsize=7, xytext=(4, 3), textcoords="offset points")
+  costs = [points[i][0] for i in shown]
+  if costs and min(costs) > 0 and max(costs) / min(costs) >= 10:
+    ax.set_xscale("log")
+  ax.set_xlabel(cost)
+  ax.set_ylabel(quality)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{quality} against {cost}")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def plot_curves(settings: list[dict], x: str, path: str) -> str:
+  """mono / cross / multilingual mAP (zero-shot ones dashed) and max-min rank against the
+  setting field `x`, mean ± std over each setting's runs; one line per mono_prob."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
+  for p in sorted({r["mono_prob"] for r in settings}):
+    runs = sorted((r for r in settings if r["mono_prob"] == p and r.get(x) is not None),
+                  key=lambda r: r[x])
+    for ax, keys in ((left, ("map_mono", "map_cross", "map_multi_mean")), (right,
+                                                                           ("rank_range_mean",))):
+      for key in keys + tuple(f"zero_shot_{k}" for k in keys):
+        shown = [r for r in runs if r.get(key) is not None]
+        if shown:
+          ax.errorbar([r[x] for r in shown], [r[key] for r in shown],
+                      yerr=[r[f"{key}_std"] for r in shown], capsize=2, marker="o",
+                      ls="--" if key.startswith("zero_shot") else "-", label=f"{key} (p={p:g})")
+  left.set_ylabel("mAP (macro)")
+  right.set_ylabel("max-min rank (lower = less bias)")
+  for ax in (left, right):
+    ax.set_xlabel(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(f"Against {x}: mean ± std over each setting's runs (dashed: zero-shot languages)")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def _settings_defaults(root: str, study: str | None) -> dict:
+  """The summarize settings of `--study`, else of `<root>/sweep.json` ({} without either)."""
+  if study:
+    sys.path.insert(0, os.path.join(REPO, "launch"))
+    import sweep  # pylint: disable=import-outside-toplevel
+    return dict(sweep.load_study(study).get("summarize", {}))
+  path = os.path.join(root, "sweep.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return dict(json.load(f).get("summarize") or {})
+  return {}
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True)
   parser.add_argument("--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval")
   parser.add_argument("--out", default=None, help="output directory (default: --root)")
+  parser.add_argument("--study", default=None, help="take the settings of launch/studies/<name>")
+  parser.add_argument(
+      "--group_by", default=None,
+      help="comma-separated row fields that make a setting (default: language "
+      "set, mono_prob and the --axis fields)")
+  parser.add_argument("--x", default=None, help="a setting field: plot curves.png against it")
+  parser.add_argument("--quality", default=None, help="the Pareto plot's quality column "
+                      "(default map_multi_mean)")
+  parser.add_argument(
+      "--cost", default=None, help="the Pareto plot's cost column (default "
+      "total_seconds; also train_seconds, train_tflops, examples_per_second)")
   args = parser.parse_args(argv)
-  rows = collect(args.root, args.dataset)
+  defaults = _settings_defaults(args.root, args.study)
+  group_by = args.group_by or defaults.get("group_by")
+  x = args.x or defaults.get("x")
+  quality = args.quality or defaults.get("quality", "map_multi_mean")
+  cost = args.cost or defaults.get("cost", "total_seconds")
+  unfinished = []
+  rows = collect(args.root, args.dataset, unfinished)
+  if unfinished:
+    print(
+        f"summarize: {len(unfinished)} run(s) without their final step's evaluation, left out "
+        f"(re-run the sweep to complete them): {', '.join(unfinished)}", file=sys.stderr)
   if not rows:
-    print(f"summarize: no results.json under {args.root}/*/eval/", file=sys.stderr)
+    print(f"summarize: no finished run (final step evaluated) under {args.root}", file=sys.stderr)
     return 1
   out = args.out or args.root
   os.makedirs(out, exist_ok=True)
-  settings = aggregate(rows)
+  settings = aggregate(rows, group_by.split(",") if isinstance(group_by, str) else group_by)
   table = markdown(rows)
-  if any(len(r["seeds"]) > 1 for r in settings):
-    table += "\nMean ± sample std over seeds:\n\n" + markdown_over_seeds(settings)
+  if any(len(r["runs"]) > 1 for r in settings):
+    table += "\nMean ± sample std over the runs (seeds, draws) of each setting:\n\n"
+    table += markdown_over_seeds(settings)
+  front = pareto_front([(r.get(cost), r.get(quality)) for r in settings])
+  if front:
+    table += (f"\nPareto front of {quality} against {cost}: "
+              + ", ".join(_label(settings[i]) for i in front) + "\n")
   with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(table)
   with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump({"runs": rows, "settings": settings}, f, indent=2)
+    json.dump(
+        {
+            "runs": rows, "settings": settings, "unfinished": unfinished, "pareto":
+                {"quality": quality, "cost": cost, "front": [settings[i]["runs"] for i in front]}
+        }, f, indent=2)
   plot(settings, os.path.join(out, "tradeoff.png"))
+  if front:
+    plot_pareto(settings, quality, cost, os.path.join(out, "pareto.png"))
+  if x:
+    plot_curves(settings, x, os.path.join(out, "curves.png"))
   print(table)
   return 0
 

@@ -133,8 +133,6 @@ def parse_axis(spec: str) -> tuple[str, list[str]]:
                     "train.global_batch_size=16,32)")
   if field in OWN_FLAGS:
     raise UserError(f"--axis={spec!r}: {field} has its own flag, {OWN_FLAGS[field]}")
-  if len(set(values)) != len(values):
-    raise UserError(f"--axis={spec!r}: a value is repeated")
   return field, values
 
 
@@ -143,7 +141,8 @@ def axis_points(axes: list[tuple[str, list[str]]], zip_axes: bool = False):
   `zip_axes` the i-th values of every axis together (all axes must have as many values).
 
   Raises:
-    UserError: two axes on one field, or zipped axes of different lengths.
+    UserError: two axes on one field, a value repeated in an axis (a point repeated when
+      zipped), or zipped axes of different lengths.
   """
   fields = [f for f, _ in axes]
   repeated = sorted({f for f in fields if fields.count(f) > 1})
@@ -155,7 +154,13 @@ def axis_points(axes: list[tuple[str, list[str]]], zip_axes: bool = False):
     lengths = {f: len(v) for f, v in axes}
     if len(set(lengths.values())) > 1:
       raise UserError(f"--zip: the axes have different numbers of values {lengths}")
-    return [tuple(zip(fields, values)) for values in zip(*(v for _, v in axes))]
+    points = [tuple(zip(fields, values)) for values in zip(*(v for _, v in axes))]
+    if len(set(points)) != len(points):
+      raise UserError("--zip: a point (i-th values of every axis) is repeated")
+    return points
+  for field, values in axes:
+    if len(set(values)) != len(values):
+      raise UserError(f"--axis={field}=...: a value is repeated")
   return [tuple(zip(fields, values)) for values in itertools.product(*(v for _, v in axes))]
 
 
