@@ -205,6 +205,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ConfigError(f"config.{field}={value!r}: {expected}")
 
   langs = languages(config)
+  if len(langs) > sampler.MAX_LANGUAGES:
+    fail(
+        "data.languages", f"{len(langs)} languages",
+        f"the hybrid batch sampler supports at most {sampler.MAX_LANGUAGES} training languages "
+        "(one bit per language in its availability patterns)")
   with config.unlocked():
     config.data.languages = "+".join(langs)
   for field, lowest, meaning in _LOWER_BOUNDS:
