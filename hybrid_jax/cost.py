@@ -12,14 +12,15 @@ The record (`finish`, one session; `cost.json` sums the sessions of a resumed ru
   wall_seconds: {startup, compile, train, eval, export, other, total}: start-up is the process
     start (interpreter, imports, data, tokenizer, model, restore) up to the training loop;
     compile the train step's ahead-of-time compilation; train the loop's steps, input waits and
-    checkpoint saves; eval the periodic and final evaluations (their compilation included);
-    export the Hugging Face model; other the rest (closing, writing); total the process so far.
+    checkpoint saves (up to the last one written); eval the periodic and final evaluations
+    (their compilation included); export the Hugging Face model; other the rest (closing,
+    writing); total the process so far.
   examples_per_second: examples trained / training seconds (after compilation).
   train_step_flops: FLOPs of one compiled train step over all devices (XLA's cost analysis of
     the executable, per device, times the devices); `train_step_flops_source` says 'xla', or
-    'model' when the step loops over chunks of the batch (the gradient cache's scan: XLA counts a
-    loop body once), in which case `analytic_step_flops` (below) stands in and XLA's figure is kept as
-    `train_step_flops_xla`. train_flops = train_step_flops x train.num_steps (the whole run).
+    'model' when the step loops over chunks of the batch (the gradient cache's scan: XLA counts
+    a loop body once), in which case `analytic_step_flops` (below) stands in and XLA's figure is
+    kept as `train_step_flops_xla`. train_flops = train_step_flops x train.num_steps (the whole run).
   analytic_step_flops: the matmul FLOP model of `step_flops` (the figure benchmarks/flops.py
     prints), for comparison.
   peak_rss_bytes: the process's peak resident set (getrusage ru_maxrss).

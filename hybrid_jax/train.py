@@ -355,11 +355,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                        resume_step=int(run.state.step) + 1)
   try:
-    try:
-      with meter.phase("train"):
+    with meter.phase("train"):  # (closing waits for the last asynchronous checkpoint save)
+      try:
         state, last, preempted_at = _train(config, workdir, mesh, run, writer, meter)
-    finally:
-      run.checkpointer.close()
+      finally:
+        run.checkpointer.close()
     if preempted_at is not None:
       _record_cost(config, workdir, meter, writer, preempted_at - start_step, preempted_at)
       return {"preempted_at": preempted_at, **last}
