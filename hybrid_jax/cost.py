@@ -20,7 +20,8 @@ The record (`finish`, one session; `cost.json` sums the sessions of a resumed ru
     the executable, per device, times the devices); `train_step_flops_source` says 'xla', or
     'model' when the step loops over chunks of the batch (the gradient cache's scan: XLA counts
     a loop body once), in which case `analytic_step_flops` (below) stands in and XLA's figure is
-    kept as `train_step_flops_xla`. train_flops = train_step_flops x train.num_steps (the whole run).
+    kept as `train_step_flops_xla`. train_flops = train_step_flops x train.num_steps (the whole
+    run).
   analytic_step_flops: the matmul FLOP model of `step_flops` (the figure benchmarks/flops.py
     prints), for comparison.
   peak_rss_bytes: the process's peak resident set (getrusage ru_maxrss).

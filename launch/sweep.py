@@ -3,7 +3,8 @@ config field x seeds.
 
   python launch/sweep.py --root=workdirs/sweep                      # the default grid, locally
   python launch/sweep.py --root=... --lang_sets=en+de,xquad_r --mono_probs=0,0.5,1 --dry_run
-  python launch/sweep.py --root=... --axis=train.global_batch_size=16,32 --axis=optim.learning_rate=1e-5,3e-5
+  python launch/sweep.py --root=... --axis=train.global_batch_size=16,32 \\
+      --axis=optim.learning_rate=1e-5,3e-5                         # 2 x 2 runs
   python launch/sweep.py --root=... --zip --axis=train.global_batch_size=16,32 \\
       --axis=train.num_steps=80,40                                 # pairs: (16, 80), (32, 40)
   python launch/sweep.py --root=... --lang_counts=1,2,3,5,7,9 \\
