@@ -146,16 +146,15 @@ def aggregate(rows: list[dict], group_by=None) -> list[dict]:
   out = []
   order = lambda item: [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
                         for v in item[0]]
-  for key, runs in sorted(groups.items(), key=order):
+  for group, runs in sorted(groups.items(), key=order):
     sets = sorted({r["languages"] for r in runs})
-    row = {
-        "num_languages": runs[0]["num_languages"],
-        "languages": sets[0] if len(sets) == 1 else f"{len(sets)} sets", "mono_prob": runs[0]
-                                                                                      ["mono_prob"],
-        **dict(zip(group_by, key)), "seeds": sorted(r["seed"] for r in runs),
-        "runs": sorted(r["run"] for r in runs), "step": max(r["step"] for r in runs
-                                                           ), "group_by": list(group_by)
-    }
+    row = {"num_languages": runs[0]["num_languages"], "mono_prob": runs[0]["mono_prob"]}
+    row.update(zip(group_by, group))
+    row["languages"] = sets[0] if len(sets) == 1 else f"{len(sets)} sets"
+    row["seeds"] = sorted((r["seed"] for r in runs), key=lambda s: (s is None, s or 0))
+    row["runs"] = sorted(r["run"] for r in runs)
+    row["step"] = max(r["step"] for r in runs)
+    row["group_by"] = list(group_by)
     for _, key in COLUMNS + COST_COLUMNS:
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
@@ -312,15 +311,19 @@ def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str
 
 def plot_curves(settings: list[dict], x: str, path: str) -> str:
   """mono / cross / multilingual mAP (zero-shot ones dashed) and max-min rank against the
-  setting field `x`, mean ± std over each setting's runs; one line per mono_prob."""
+  setting field `x`, mean ± std over each setting's runs; one line per mono_prob where the
+  settings are grouped by it, else one line (e.g. a language-count sweep, whose k = 1 runs are
+  mono-only)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
-  for p in sorted({r["mono_prob"] for r in settings}):
-    runs = sorted((r for r in settings if r["mono_prob"] == p and r.get(x) is not None),
+  by_mono_prob = "mono_prob" in settings[0]["group_by"] and x != "mono_prob"
+  for p in sorted({r["mono_prob"] for r in settings}) if by_mono_prob else [None]:
+    runs = sorted((r for r in settings if r.get(x) is not None and p in (None, r["mono_prob"])),
                   key=lambda r: r[x])
+    suffix = f" (p={p:g})" if p is not None else ""
     for ax, keys in ((left, ("map_mono", "map_cross", "map_multi_mean")), (right,
                                                                            ("rank_range_mean",))):
       for key in keys + tuple(f"zero_shot_{k}" for k in keys):
@@ -328,7 +331,7 @@ def plot_curves(settings: list[dict], x: str, path: str) -> str:
         if shown:
           ax.errorbar([r[x] for r in shown], [r[key] for r in shown],
                       yerr=[r[f"{key}_std"] for r in shown], capsize=2, marker="o",
-                      ls="--" if key.startswith("zero_shot") else "-", label=f"{key} (p={p:g})")
+                      ls="--" if key.startswith("zero_shot") else "-", label=key + suffix)
   left.set_ylabel("mAP (macro)")
   right.set_ylabel("max-min rank (lower = less bias)")
   for ax in (left, right):

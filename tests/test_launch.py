@@ -201,6 +201,36 @@ def test_a_run_stopped_after_a_periodic_evaluation_is_rerun(tiny_sweep, tmp_path
   assert len(launched) == 1 and f"--workdir={workdir}" in launched[0]
 
 
+def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
+  rng = np.random.default_rng(0)
+  values = rng.uniform(size=(3, 4))  # seeds x (mono, cross, zero-shot multi, max-min rank)
+  for seed, (mono, cross, zs_multi, rank_range) in enumerate(values):
+    _finished_run(
+        tmp_path, f"hybrid-seed{seed}", num_steps=80, evaluated=[80], seed=seed, metrics={
+            "map_mono": mono, "map_cross": cross, "map_multi_mean": 0.3,
+            "rank_range_mean": rank_range, "zero_shot": {"map_multi_mean": zs_multi}
+        })
+  _finished_run(tmp_path, "mono-seed0", num_steps=80, evaluated=[80], seed=0, mono_prob=1.0,
+                metrics={"map_mono": 0.9, "map_cross": 0.1, "map_multi_mean": 0.2})
+  out = tmp_path / "out"
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}"]) == 0
+  summary = json.load(open(out / "summary.json"))
+  assert len(summary["runs"]) == 4
+  hybrid, mono = sorted(summary["settings"], key=lambda r: r["mono_prob"])
+  assert hybrid["seeds"] == [0, 1, 2] and mono["seeds"] == [0]
+  for column, key in enumerate([
+      "map_mono", "map_cross", "zero_shot_map_multi_mean", "rank_range_mean"
+  ]):
+    np.testing.assert_allclose(hybrid[key], values[:, column].mean(), rtol=1e-12)
+    np.testing.assert_allclose(hybrid[key + "_std"], values[:, column].std(ddof=1), rtol=1e-12)
+  assert mono["map_mono"] == 0.9 and mono["map_mono_std"] == 0.0
+  assert mono["zero_shot_map_multi_mean"] is None and mono["recall@1_mean"] is None
+  table = (out / "summary.md").read_text()
+  assert "Mean ± sample std over the runs (seeds, draws)" in table
+  assert f"{values[:, 0].mean():.3f} ± {values[:, 0].std(ddof=1):.3f}" in table
+  assert "0-shot multi" in table and "R@1" not in table  # columns no run has are left out
+
+
 def test_axes_product_and_zip():
   axes = [
       sweep.parse_axis("config.train.global_batch_size=16,32"),
@@ -385,6 +415,14 @@ def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
   assert "Pareto front of map_multi_mean against total_seconds" in table and "wall s" in table
   for plot in ("pareto.png", "curves.png", "tradeoff.png"):
     assert (out / plot).stat().st_size > 10_000
+  # Grouped by one field: every run one setting (the mean and sample std over them).
+  assert summarize.main([
+      f"--root={tmp_path}", f"--out={out}", "--group_by=num_languages", "--x=num_languages"
+  ]) == 0
+  (setting,) = json.load(open(out / "summary.json"))["settings"]
+  assert setting["languages"] == "ar+de+en" and len(setting["runs"]) == 6
+  assert setting["map_multi_mean"] == pytest.approx(quality.mean())
+  assert setting["map_multi_mean_std"] == pytest.approx(quality.std(ddof=1))
   # The dry run's rates from these records: FLOPs trained / training seconds.
   model = sweep.cost_model([str(tmp_path)])
   assert model["source"].startswith("6 cost record(s)")

@@ -27,7 +27,7 @@ def get_study():
       },
       # Curves against k: the draws of a k (and their languages) averaged.
       "summarize": {
-          "group_by": "num_languages,mono_prob",
+          "group_by": "num_languages",
           "x": "num_languages",
           "quality": "map_multi_mean",
           "cost": "total_seconds",
