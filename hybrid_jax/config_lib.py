@@ -19,7 +19,7 @@ import ml_collections
 from hybrid_jax import optimizer
 from hybrid_jax import paths
 from hybrid_jax import sampler
-from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.data.languages import parse_groupings, parse_languages
 from hybrid_jax.data.parallel_qa import ON_ERROR_CHOICES
 from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
@@ -222,6 +222,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if len(langs) == 1 and config.sampler.mono_prob != 1.0:
     fail("sampler.mono_prob", config.sampler.mono_prob,
          "must be 1 with a single language (no cross-lingual pair exists)")
+  parse_groupings(config.eval.get("language_groups", ""), where="config.eval.language_groups")
   for field, allowed in _CHOICES:
     section, name = field.split(".")
     if config[section][name] not in allowed:

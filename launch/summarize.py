@@ -1,7 +1,7 @@
 """Collects the evaluation results and costs of a sweep into one table and plots.
 
   python launch/summarize.py --root=workdirs/sweep [--dataset=xquad_r_eval] [--out=DIR]
-  python launch/summarize.py --root=... --group_by=num_languages,mono_prob --x=num_languages
+  python launch/summarize.py --root=... --group_by=num_languages --x=num_languages
 
 Reads the final evaluation of each finished run, `<root>/<run>/eval/<dataset>/step_<N>/
 results.json` with N = the run's train.num_steps (a run whose final step was not evaluated, e.g.
@@ -9,27 +9,33 @@ one stopped after a periodic evaluation, is listed as unfinished, never reported
 intermediate step), and its cost record `<run>/cost.json` (`hybrid_jax.cost`), and writes
 `summary.md`, `summary.json`, `pareto.png` (quality against cost, one point per setting, the
 Pareto front joined), `curves.png` with `--x` (mAP and max-min rank against a setting field,
-mean ± std), and `tradeoff.png` (one panel per language set:
+mean ± std, zero-shot languages dashed), and `tradeoff.png` (one panel per language set:
 cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per setting, labelled
 with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
-lower = less; `hybrid_jax.metrics.lareqa_metrics`), and, where the run has zero-shot languages
-(evaluated, not trained on), their mono / cross / pool mAP; then the cost: wall seconds in all,
-training and evaluation, examples/s after compilation, training TFLOP (XLA's count), peak RSS.
+lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
+groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
+i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group; then the
+cost: wall seconds in all, training and evaluation, examples/s after compilation, training TFLOP
+(XLA's count), peak RSS. With `--dataset` a glob of single-language BEIR corpora
+('beir_miracl-*'), a run's corpora form one row: nDCG@10 / Recall@100 and each group's as macro
+averages over their languages.
 
 A setting is the runs equal in `--group_by` (default: language set, mono_prob and the sweep's
---axis fields; `num_languages,mono_prob` averages the draws of a language-count sweep). The
-defaults of --group_by, --x, --quality and --cost come from `<root>/sweep.json` (written by
+--axis fields; `num_languages` averages the draws of a language-count sweep). The defaults of
+--group_by, --x, --quality, --cost and --groups come from `<root>/sweep.json` (written by
 launch/sweep.py; a study's summarize settings) or `--study`.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
+import re
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,9 +47,21 @@ from hybrid_jax.evaluators import dataset_name  # noqa: E402
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
            ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
            ("max-min rank", "rank_range_mean"), ("own share@k", "own_share_mean"),
-           ("0-shot mono", "zero_shot_map_mono"), ("0-shot cross", "zero_shot_map_cross"),
-           ("0-shot multi", "zero_shot_map_multi_mean"), ("0-shot max-min rank",
-                                                          "zero_shot_rank_range_mean"))
+           ("nDCG@10", "ndcg@10"), ("Recall@100", "recall@100"))
+# Per language group (results' metrics["groups"], eval.language_groups): (title, metric key).
+GROUP_COLUMNS = (("mono", "map_mono"), ("cross", "map_cross"), ("multi", "map_multi_mean"),
+                 ("max-min rank", "rank_range_mean"), ("nDCG@10", "ndcg@10"))
+
+
+def group_key(grouping: str, label: str, key: str) -> str:
+  """The row key of a group's metric: 'trained/zero-shot/map_multi_mean'."""
+  return f"{grouping}/{label}/{key}"
+
+
+def _group_title(grouping: str, label: str, title: str) -> str:
+  return f"{'class ' if grouping == 'resource_class' else ''}{label} {title}"
+
+
 # From the run's cost record (hybrid_jax.cost), in the units the columns name.
 COST_COLUMNS = (("wall s", "total_seconds"), ("train s", "train_seconds"),
                 ("eval s", "eval_seconds"), ("ex/s", "examples_per_second"),
@@ -66,14 +84,38 @@ def _cost_columns(workdir: str) -> dict:
   }
 
 
-def _final_results(run_dir: str, config: dict, dataset: str | None) -> str | None:
-  """The results.json of the run's final step (train.num_steps) in `dataset` (default: the
-  run's data.eval), or None when that step was not evaluated."""
-  name = dataset or (dataset_name(config["data"]["eval"]) if config["data"].get("eval") else None)
-  if name is None:
-    return None
-  path = os.path.join(run_dir, "eval", name, f"step_{config['train']['num_steps']}", "results.json")
-  return path if os.path.exists(path) else None
+def combine_corpora(results: list[dict]) -> dict:
+  """The metrics of several single-language BEIR corpora (MIRACL's, one per language) as one:
+  each metric and each language group's as the macro average over the corpora's languages
+  (`retrieval_metrics.macro_averages`).
+
+  Raises:
+    ValueError: results that are not BEIR on a corpus of one language, or two of one language.
+  """
+  from hybrid_jax import retrieval_metrics
+
+  per_language, groups = {}, {}
+  for r in results:
+    if r.get("task") != "beir" or len(r.get("languages") or ()) != 1:
+      raise ValueError(f"summarize: {r.get('dataset')} is not a single-language BEIR corpus; "
+                       "only those are combined (pass --dataset=<one name> for the others)")
+    (language,) = r["languages"]
+    if language in per_language:
+      raise ValueError(f"summarize: two corpora in {language}")
+    per_language[language] = {
+        k: v for k, v in r["metrics"].items() if isinstance(v, (int, float)) or v is None
+    }
+    for grouping, labels in (r["metrics"].get("groups") or {}).items():
+      for label in labels:
+        groups.setdefault(grouping, {}).setdefault(label, []).append(language)
+  metrics = retrieval_metrics.macro_averages(per_language, list(per_language))
+  metrics["groups"] = {
+      grouping: {
+          label: {"languages": members, **retrieval_metrics.macro_averages(per_language, members)}
+          for label, members in labels.items()
+      } for grouping, labels in groups.items()
+  }
+  return metrics
 
 
 def _sweep_runs(root: str) -> dict:
@@ -95,10 +137,31 @@ def _value(text: str):
   return text
 
 
-def collect(root: str, dataset: str | None = None, unfinished: list | None = None) -> list[dict]:
-  """One row per finished run directory of `root`: its final evaluation (`_final_results`), its
-  --axis overrides and draw (from sweep.json) and its cost (COST_COLUMNS). The names of run
-  directories without a final evaluation are appended to `unfinished`."""
+def _final_per_dataset(run_dir: str, config: dict,
+                       dataset: str | None) -> dict[str, tuple[int, str]]:
+  """{dataset dir name matching `dataset` (a name or glob; None = the run's data.eval): (the
+  final step, its results.json)} for those whose final step (train.num_steps) was evaluated."""
+  found = {}
+  if dataset is None and config["data"].get("eval"):
+    dataset = dataset_name(config["data"]["eval"])
+  step = config["train"]["num_steps"]
+  eval_dir = os.path.join(run_dir, "eval")
+  if not os.path.isdir(eval_dir):
+    return found
+  for name in sorted(os.listdir(eval_dir)):
+    path = os.path.join(eval_dir, name, f"step_{step}", "results.json")
+    if (not dataset or fnmatch.fnmatchcase(name, dataset)) and os.path.exists(path):
+      found[name] = (step, path)
+  return found
+
+
+def collect(root: str, dataset: str | None = None, groupings=("trained",),
+            unfinished: list | None = None) -> list[dict]:
+  """One row per finished run directory of `root` (`_final_per_dataset`), with the group
+  averages of `groupings` (`group_key`) where its results have them, its --axis overrides and
+  draw (from sweep.json) and its cost (COST_COLUMNS). Several datasets matching a `dataset` glob
+  ('beir_miracl-*') are combined (`combine_corpora`). The names of run directories without a
+  final evaluation are appended to `unfinished`."""
   rows = []
   listed = _sweep_runs(root)
   for run in sorted(os.listdir(root)):
@@ -107,23 +170,31 @@ def collect(root: str, dataset: str | None = None, unfinished: list | None = Non
       continue
     with open(config_path) as f:
       config = json.load(f)
-    path = _final_results(os.path.join(root, run), config, dataset)
-    if path is None:
+    found = _final_per_dataset(os.path.join(root, run), config, dataset)
+    if not found:
       if unfinished is not None:
         unfinished.append(run)
       continue
     step = config["train"]["num_steps"]
-    with open(path) as f:
-      results = json.load(f)
-    metrics = dict(results["metrics"])
-    metrics.update({f"zero_shot_{k}": v for k, v in (metrics.get("zero_shot") or {}).items()})
+    if len(found) > 1:
+      results = [json.load(open(path)) for _, path in found.values()]
+      metrics, name = combine_corpora(results), "+".join(r["dataset"] for r in results)
+    else:
+      ((_, path),) = found.values()
+      with open(path) as f:
+        results = json.load(f)
+      metrics, name = results["metrics"], results.get("dataset")
+    groups = metrics.get("groups") or {}
     row = {
         "run": run, "step": step, "languages": config["data"]["languages"],
-        "num_languages": len(config["data"]["languages"].split("+")), "mono_prob": config["sampler"]
-                                                                                   ["mono_prob"],
-        "seed": config.get("seed"), "dataset": results.get("dataset")
+        "num_languages": len(config["data"]["languages"].split("+")),
+        "mono_prob": config["sampler"]["mono_prob"], "seed": config.get("seed"), "dataset": name
     }
     row.update({key: metrics.get(key) for _, key in COLUMNS})
+    row.update({
+        group_key(grouping, label, key): values.get(key) for grouping in groupings
+        for label, values in groups.get(grouping, {}).items() for _, key in GROUP_COLUMNS
+    })
     listed_run = listed.get(run, {})
     row["draw"] = listed_run.get("draw")
     row["axes"] = sorted(listed_run.get("overrides", {}))
@@ -135,7 +206,7 @@ def collect(root: str, dataset: str | None = None, unfinished: list | None = Non
 
 def aggregate(rows: list[dict], group_by=None) -> list[dict]:
   """One row per setting (the runs equal in `group_by`, default DEFAULT_GROUP_BY and the --axis
-  fields): every COLUMNS and COST_COLUMNS key as its mean over the setting's runs (seeds, draws)
+  fields): every column (`_columns`) as its mean over the setting's runs (seeds, draws)
   and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run); `seeds` lists the
   seeds, `runs` the run names, `languages` the set (or 'N sets' when draws are averaged)."""
   if group_by is None:
@@ -155,7 +226,7 @@ def aggregate(rows: list[dict], group_by=None) -> list[dict]:
     row["runs"] = sorted(r["run"] for r in runs)
     row["step"] = max(r["step"] for r in runs)
     row["group_by"] = list(group_by)
-    for _, key in COLUMNS + COST_COLUMNS:
+    for _, key in _columns(runs, everything=True):
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
       std = ((sum((v - mean)**2 for v in values) /
@@ -169,11 +240,21 @@ def _fmt(v):
   return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _columns(rows: list[dict]):
-  """COLUMNS and COST_COLUMNS without those no row has (e.g. zero-shot columns of runs without
-  zero-shot languages, cost columns of runs that recorded none)."""
-  return [(name, key) for name, key in COLUMNS + COST_COLUMNS if any(
-      r.get(key) is not None for r in rows)]
+def _columns(rows: list[dict], everything: bool = False):
+  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them, then
+  COST_COLUMNS, without
+  those no row has (e.g. the zero-shot columns of runs without zero-shot languages) unless
+  `everything`."""
+  titles = {key: title for title, key in GROUP_COLUMNS}
+  groups = {}
+  for r in rows:
+    for key in r:
+      if key.count("/") == 2 and key not in groups and key.split("/")[2] in titles:
+        grouping, label, metric = key.split("/")
+        groups[key] = _group_title(grouping, label, titles[metric])
+  return [(name, key)
+          for name, key in (*COLUMNS, *((t, k) for k, t in groups.items()), *COST_COLUMNS)
+          if everything or any(r.get(key) is not None for r in rows)]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -182,7 +263,7 @@ def markdown(rows: list[dict]) -> str:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in sorted(rows, key=lambda r: (r["num_languages"], r["mono_prob"], r["run"])):
     cells = [r["run"], str(r["num_languages"]), f"{r['mono_prob']:g}", str(r["step"])]
-    cells += [_fmt(r[key]) for _, key in columns]
+    cells += [_fmt(r.get(key)) for _, key in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -199,7 +280,7 @@ def markdown_over_seeds(settings: list[dict]) -> str:
         str(len(r["runs"]))
     ]
     cells += [
-        f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r[key] is not None else "–"
+        f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r.get(key) is not None else "–"
         for _, key in columns
     ]
     lines.append("| " + " | ".join(cells) + " |")
@@ -310,10 +391,11 @@ def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str
 
 
 def plot_curves(settings: list[dict], x: str, path: str) -> str:
-  """mono / cross / multilingual mAP (zero-shot ones dashed) and max-min rank against the
-  setting field `x`, mean ± std over each setting's runs; one line per mono_prob where the
-  settings are grouped by it, else one line (e.g. a language-count sweep, whose k = 1 runs are
-  mono-only)."""
+  """mono / cross / multilingual mAP and max-min rank, of all evaluated languages and of the
+  trained / zero-shot groups (`group_key`; zero-shot dashed) where the results have them,
+  against the setting field `x`, mean ± std over each setting's runs; one line per mono_prob
+  where the settings are grouped by it, else one line (e.g. a language-count sweep, whose k = 1
+  runs are mono-only)."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -326,12 +408,13 @@ def plot_curves(settings: list[dict], x: str, path: str) -> str:
     suffix = f" (p={p:g})" if p is not None else ""
     for ax, keys in ((left, ("map_mono", "map_cross", "map_multi_mean")), (right,
                                                                            ("rank_range_mean",))):
-      for key in keys + tuple(f"zero_shot_{k}" for k in keys):
+      for key in keys + tuple(
+          group_key("trained", label, k) for label in ("trained", "zero-shot") for k in keys):
         shown = [r for r in runs if r.get(key) is not None]
         if shown:
           ax.errorbar([r[x] for r in shown], [r[key] for r in shown],
                       yerr=[r[f"{key}_std"] for r in shown], capsize=2, marker="o",
-                      ls="--" if key.startswith("zero_shot") else "-", label=key + suffix)
+                      ls="--" if "zero-shot" in key else "-", label=key + suffix)
   left.set_ylabel("mAP (macro)")
   right.set_ylabel("max-min rank (lower = less bias)")
   for ax in (left, right):
@@ -361,8 +444,15 @@ def _settings_defaults(root: str, study: str | None) -> dict:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True)
-  parser.add_argument("--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval")
+  parser.add_argument(
+      "--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval, or a glob "
+      "of single-language BEIR corpora to combine, e.g. 'beir_miracl-*' (default: each run's "
+      "data.eval)")
   parser.add_argument("--out", default=None, help="output directory (default: --root)")
+  parser.add_argument(
+      "--groups", default=None, help="language groupings whose macro averages get "
+      "columns, of the results' eval.language_groups: trained,family,script,resource_class "
+      "('' = none; default: trained)")
   parser.add_argument("--study", default=None, help="take the settings of launch/studies/<name>")
   parser.add_argument(
       "--group_by", default=None,
@@ -380,8 +470,9 @@ def main(argv=None) -> int:
   x = args.x or defaults.get("x")
   quality = args.quality or defaults.get("quality", "map_multi_mean")
   cost = args.cost or defaults.get("cost", "total_seconds")
+  groups = args.groups if args.groups is not None else defaults.get("groups", "trained")
   unfinished = []
-  rows = collect(args.root, args.dataset, unfinished)
+  rows = collect(args.root, args.dataset, [g for g in groups.split(",") if g], unfinished)
   if unfinished:
     print(
         f"summarize: {len(unfinished)} run(s) without their final step's evaluation, left out "
@@ -408,7 +499,9 @@ def main(argv=None) -> int:
             "runs": rows, "settings": settings, "unfinished": unfinished, "pareto":
                 {"quality": quality, "cost": cost, "front": [settings[i]["runs"] for i in front]}
         }, f, indent=2)
-  plot(settings, os.path.join(out, "tradeoff.png"))
+  lareqa = [r for r in settings if r.get("map_cross") is not None]
+  if lareqa:  # the trade-off plot is LAReQA's (BEIR has no cross-lingual figure)
+    plot(lareqa, os.path.join(out, "tradeoff.png"))
   if front:
     plot_pareto(settings, quality, cost, os.path.join(out, "pareto.png"))
   if x:

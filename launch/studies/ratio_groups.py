@@ -2,8 +2,8 @@
 
 Hybrid batches of multilingual-e5-small on the paper's 9 training languages, mono_prob 0, 0.25,
 0.5, 0.75, 1, three seeds each; evaluated on all 11 XQuAD-R languages (el and vi zero-shot).
-Per resource class and family: the language-group columns of `eval.language_groups` in the
-results (another branch); the zero-shot languages are reported apart.
+Per resource class and family: summarize's `groups` setting (trained / zero-shot, family,
+resource class) gives the macro averages of `eval.language_groups` per group.
 
 Sized for ~90 minutes of a quiet 2-core CPU (`--dry_run` prints the estimate): 24 steps of 32
 (warmup 3) instead of the default run's 80, so 15 runs fit.
@@ -24,7 +24,8 @@ def get_study():
       },
       "summarize": {
           "x": "mono_prob",
-          "quality": "zero_shot_map_multi_mean",
+          "quality": "trained/zero-shot/map_multi_mean",
           "cost": "total_seconds",
+          "groups": "trained,family,resource_class",
       },
   }
