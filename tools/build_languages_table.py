@@ -1,4 +1,4 @@
-"""Builds `hybrid_jax/data/languages.tsv` from the public sources it is derived from.
+"""Builds `hybrid_jax/data/language_table/languages.tsv` from the public sources it is derived from.
 
 A maintainer's tool, run once when the table changes (not by the package or the tests):
 
@@ -111,7 +111,7 @@ def main():
   parser.add_argument("--sources", type=pathlib.Path, required=True)
   parser.add_argument("--udhr", type=pathlib.Path, required=True)
   parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path(__file__).parents[1] / "hybrid_jax/data/languages.tsv")
+                      default=pathlib.Path(__file__).parents[1] / "hybrid_jax/data/language_table/languages.tsv")
   args = parser.parse_args()
   src = args.sources
   flores = flores200(src / "flores200_README.md")
@@ -141,14 +141,6 @@ def main():
     if tag not in r["udhr"]:
       r["udhr"].append(tag)
     r["iso639_3"] = r["iso639_3"] or rec["iso6393"]
-  for fc in flores:  # FLORES-200 codes of the rows from UDHR (be, cy, ga, ...)
-    code = code_of(fc[:3]) + (f"-{fc[4:]}" if fc in SCRIPT_VARIANTS else "")
-    if code in rows and fc not in rows[code]["flores"]:
-      rows[code]["flores"].append(fc)
-      rows[code]["script"] = rows[code]["script"] or fc[4:]
-  for r in rows.values():
-    if any(fc in flores for fc in r["flores"]):
-      r["sets"].append("flores200")
   for c in XLMR:
     code = XLMR_CODES.get(c, c.replace("_rom", "-Latn"))
     if code is None:
@@ -161,6 +153,14 @@ def main():
                       ("mr_tydi", MR_TYDI), ("xnli", XNLI)):
     for c in codes:
       row(c)["sets"].append(name)
+  for fc in flores:  # FLORES-200 codes of the other rows (be, cy, ga, bs, ug, ...)
+    code = code_of(fc[:3]) + (f"-{fc[4:]}" if fc in SCRIPT_VARIANTS else "")
+    if code in rows and fc not in rows[code]["flores"]:
+      rows[code]["flores"].append(fc)
+      rows[code]["script"] = rows[code]["script"] or fc[4:]
+  for r in rows.values():
+    if any(fc in flores for fc in r["flores"]):
+      r["sets"].append("flores200")
   row("zh")["aliases"] += ["zh-Hans", "zh-cn"]
   row("zh-Hant")["aliases"] += ["zh-tw"]
   row("tl")["aliases"] += ["fil"]
