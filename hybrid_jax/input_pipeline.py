@@ -100,6 +100,9 @@ class BatchBuilder:
       (`ParallelQA.candidate_keys`: equal = same language, sentence and context; a batch never
       mixes sources)
     hard_negative_*: int32 [b, k, passage_max_len] and hard_negative_keys int32 [b, k] when k > 0
+    query_language, passage_language: int32 [b], each text's index in `sampler.languages`, when
+      `with_languages` (per-language LoRA adapters route by them; hard negatives share their
+      positive's language)
   and `describe(step)` -> (is_mono, query language, passage language) for logging.
 
   `data` is one `ParallelQA` or a list, one per source of the sampler; the sampler's language
@@ -109,7 +112,7 @@ class BatchBuilder:
   def __init__(self, data: ParallelQA | Sequence[ParallelQA], sampler: HybridBatchSampler,
                tokenizer, *, query_max_len: int, passage_max_len: int, num_hard_negatives: int = 0,
                seed: int = 0, process_index: int = 0, process_count: int = 1,
-               query_prefix: str = "", passage_prefix: str = ""):
+               query_prefix: str = "", passage_prefix: str = "", with_languages: bool = False):
     self.sources = [data] if isinstance(data, ParallelQA) else list(data)
     self.query_prefix = query_prefix
     self.passage_prefix = passage_prefix
@@ -121,6 +124,7 @@ class BatchBuilder:
     self.seed = seed
     self.process_index = process_index
     self.process_count = process_count
+    self.with_languages = with_languages
     self._columns = [_language_columns(d, sampler.languages) for d in self.sources]
     self._hard_negatives = ([hard_negative_table(d) for d in self.sources]
                             if num_hard_negatives else None)
@@ -181,6 +185,9 @@ class BatchBuilder:
       negatives = self._sample_hard_negatives(step, shard.source, rows, positives)
       batch.update(self._passages(data, negatives, "hard_negative"))
       batch["hard_negative_keys"] = negatives.astype(np.int32)
+    if self.with_languages:
+      batch["query_language"] = shard.query_lang.astype(np.int32)
+      batch["passage_language"] = shard.passage_lang.astype(np.int32)
     return batch
 
 
@@ -254,10 +261,11 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
       sources, sampler, tokenizer, query_max_len=config.data.query_max_len,
       passage_max_len=config.data.passage_max_len,
       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
-      process_index=process_index, process_count=process_count, **{
-          f"{tower}_prefix": prefix
-          for tower, prefix in tokenizer_lib.prompts(config.model).items()
-      })
+      process_index=process_index, process_count=process_count, with_languages=bool(
+          config.model.get("lora", {}).get("per_language", False)), **{
+              f"{tower}_prefix": prefix
+              for tower, prefix in tokenizer_lib.prompts(config.model).items()
+          })
 
 
 class Prefetcher:
