@@ -33,8 +33,9 @@ from hybrid_jax.models.pooling import l2_normalize, pool
 
 _DROPOUT_LEVELS = 2**16  # resolution of the dropout rate, see `dropout`
 TOWERS = ("query", "passage")
-# (params, tower, input_ids, attention_mask, token_type_ids) -> float32 [batch, embedding_dim].
-EncodeFn = Callable[[Any, str, jax.Array, jax.Array, jax.Array], jax.Array]
+# (params, tower, input_ids, attention_mask, token_type_ids[, adapter_language]) -> float32
+# [batch, embedding_dim]; adapter_language: `Adapters.language` (per-language LoRA adapters).
+EncodeFn = Callable[..., jax.Array]
 
 
 def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
@@ -430,14 +431,18 @@ def encode_fn(graphdef: nnx.GraphDef) -> EncodeFn:
   """`DualEncoder.encode` as a pure function of the parameters, deterministic (no dropout).
 
   The encode function a trainer hands its evaluators: (params, tower, input_ids [batch, seq],
-  attention_mask [batch, seq], token_type_ids [batch, seq]) -> float32 [batch, embedding_dim],
-  with params the pure dict of the model's state (`nnx.to_pure_dict(nnx.split(model)[1])`).
+  attention_mask [batch, seq], token_type_ids [batch, seq], adapter_language int32 [batch] or
+  None) -> float32 [batch, embedding_dim], with params the pure dict of the model's state
+  (`nnx.to_pure_dict(nnx.split(model)[1])`); adapter_language routes per-language LoRA adapters
+  (`Adapters.language`).
   One function object per `graphdef`, so a caller that jits it per (function, tower) compiles
   once per model structure however often it is asked.
   """
 
-  def encode(params, tower: str, input_ids, attention_mask, token_type_ids) -> jax.Array:
-    return nnx.merge(graphdef, params).encode(tower, input_ids, attention_mask, token_type_ids)
+  def encode(params, tower: str, input_ids, attention_mask, token_type_ids,
+             adapter_language=None) -> jax.Array:
+    return nnx.merge(graphdef, params).encode(tower, input_ids, attention_mask, token_type_ids,
+                                              adapter_language=adapter_language)
 
   return encode
 
