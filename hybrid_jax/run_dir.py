@@ -370,10 +370,7 @@ def restore_model(workdir: str, step: int | None = None):
     graphdef, state = nnx.split(model)
   else:  # the frozen base from model.path, the adapters from the checkpoint
     model = models.create_model(config.model, seed=config.seed)
-    base = {
-        "path": config.model.path,
-        "sha256": lora.params_sha256({"model": nnx.to_pure_dict(nnx.state(model))})
-    }
+    base = lora.base_identity(config.model.path, nnx.to_pure_dict(nnx.state(model)))
     lora.add_lora(model, spec, seed=config.seed)
     state = nnx.state(model, nnx.LoRAParam)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -390,11 +387,7 @@ def restore_model(workdir: str, step: int | None = None):
     raise UserError(f"{checkpointer.directory}: no checkpoint to restore")
   if spec is None:
     return nnx.merge(graphdef, restored["params"]["model"]), tokenizer, config, restored_step
-  if meta.get("base") != base:
-    raise UserError(f"checkpoint {restored_step} in {checkpointer.directory} holds LoRA adapters "
-                    f"of a base with parameter SHA-256 {meta.get('base', {}).get('sha256')}, but "
-                    f"config.model.path={config.model.path!r} now loads {base['sha256']}: restore "
-                    "that base model")
+  lora.check_base(meta.get("base"), base, f"checkpoint {restored_step} in {checkpointer.directory}")
   nnx.replace_by_pure_dict(state, restored["params"]["model"])
   nnx.update(model, state)
   return model, tokenizer, config, restored_step

@@ -319,10 +319,8 @@ def base_identity(config: ml_collections.ConfigDict, state: TrainState) -> dict[
   addressable by this process (before FSDP placement)."""
   if lora_lib.spec_from_config(config.model, ()) is None:
     return None
-  return {
-      "path": config.model.path,
-      "sha256": lora_lib.params_sha256(split_frozen(state.params, frozen_pattern(config))[1])
-  }
+  frozen = split_frozen(state.params, frozen_pattern(config))[1]
+  return lora_lib.base_identity(config.model.path, frozen["model"])
 
 
 class _Run(NamedTuple):
@@ -452,7 +450,8 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
     state = jax.device_put(state, state_sharding)
     restored, meta, restored_step = checkpointer.restore_latest(checkpointed(config, state))
     if restored is not None:
-      _check_base(meta, base, checkpointer.directory, restored_step)
+      lora_lib.check_base(
+          meta.get("base"), base, f"checkpoint {restored_step} in {checkpointer.directory}")
       if base is not None:  # the frozen base comes from model.path, not from the checkpoint
         frozen = split_frozen(state.params, frozen_pattern(config))[1]
         restored = restored.replace(params=merge_frozen(restored.params, frozen))
@@ -469,20 +468,6 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
     raise
   return _Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
               checkpointer, base)
-
-
-def _check_base(meta: dict, base: dict[str, str] | None, directory: str, step: int) -> None:
-  """Raises UserError when checkpoint `step` was trained on another frozen base than `base`."""
-  saved = meta.get("base")
-  if saved == base:
-    return
-  raise UserError(
-      f"checkpoint {step} in {directory} holds LoRA adapters of the base model "
-      f"{saved.get('path')!r} with parameter SHA-256 {saved.get('sha256')}, but config.model.path="
-      f"{base['path']!r} now loads parameters with SHA-256 {base['sha256']}: restore that base "
-      "model, or use another --workdir" if saved and base else
-      f"checkpoint {step} in {directory} was saved by a {'LoRA' if saved else 'full'} run and "
-      f"this is a {'LoRA' if base else 'full'} run (config.model.lora.rank): use another --workdir")
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,

@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx, traverse_util
 from safetensors.numpy import save_file
 
-from hybrid_jax.errors import ConfigError
+from hybrid_jax.errors import ConfigError, UserError
 from hybrid_jax.models.config import LORA_DEFAULT_TARGETS
 from hybrid_jax.models.encoder import Dense, DualEncoder
 from hybrid_jax.models.hf_io import PASSAGE_SUBDIR, hf_weight_paths
@@ -134,7 +134,7 @@ def merge(model: DualEncoder, adapter_set: int = 0) -> DualEncoder:
   merged = nnx.clone(model)
   for layer in adapted_layers(merged).values():
     a, b = layer.lora_a[...][adapter_set], layer.lora_b[...][adapter_set]
-    layer.kernel.value = layer.kernel[...] + layer.lora_scale * jnp.matmul(
+    layer.kernel[...] = layer.kernel[...] + layer.lora_scale * jnp.matmul(
         a, b, precision=jax.lax.Precision.HIGHEST)
     del layer.lora_a, layer.lora_b, layer.lora_scale, layer.lora_dropout, layer.lora_index
   return merged
@@ -216,6 +216,33 @@ def export_adapters(model: DualEncoder, model_dir: str, base_model: str,
     for index, language in enumerate(languages):
       save_peft_adapter(model, os.path.join(directory, "adapters", language), directory,
                         adapter_set=1 + index, tower=tower)
+
+
+def check_base(saved: dict[str, str] | None, current: dict[str, str] | None,
+               checkpoint: str) -> None:
+  """Checks that `checkpoint` (its meta's "base", None for a full run) was trained on the base
+  `current` loads (None for a full run).
+
+  Raises:
+    UserError: the base's parameters changed, or a LoRA checkpoint meets a full run or the reverse.
+  """
+  if saved == current:
+    return
+  if saved and current:
+    raise UserError(
+        f"{checkpoint} holds LoRA adapters of the base model {saved.get('path')!r} with "
+        f"parameter SHA-256 {saved.get('sha256')}, but config.model.path={current['path']!r} now "
+        f"loads parameters with SHA-256 {current['sha256']}: restore that base model, or use "
+        "another --workdir")
+  raise UserError(f"{checkpoint} was saved by a {'LoRA' if saved else 'full'} run and this is a "
+                  f"{'LoRA' if current else 'full'} run (config.model.lora.rank): use another "
+                  "--workdir")
+
+
+def base_identity(path: str, base_params: Any) -> dict[str, str]:
+  """What a LoRA checkpoint records of its frozen base: {"path": `model.path`, "sha256":
+  `params_sha256({"model": base_params})`} with `base_params` the base model's pure state dict."""
+  return {"path": path, "sha256": params_sha256({"model": base_params})}
 
 
 def params_sha256(params: Any) -> str:
