@@ -117,7 +117,6 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
 from hybrid_jax import config_lib
-from hybrid_jax import data as data_lib
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
 from hybrid_jax import models
@@ -141,7 +140,8 @@ def make_config(args, global_batch_size: int):
 
 
 def load_batch(config, tokenizer, train_data) -> dict[str, np.ndarray]:
-  """The default run's first global batch: int32 token arrays [batch, max_len] and keys [batch]."""
+  """The default run's first global batch: int32 token arrays [batch, max_len] and keys [batch].
+  `train_data`: the sources of `config.data.train` (`input_pipeline.load_sources`)."""
   return input_pipeline.make_batch_builder(config, train_data, tokenizer)(0)
 
 
@@ -320,10 +320,12 @@ def main(args):
         f"compute {args.precision}; hidden dropout {args.dropout} on both sides, "
         f"attention-prob dropout 0; host allocator {args.host_allocator} "
         f"({'freed memory reused' if reusing else 'glibc default'}, both sides)")
-  train_data = data_lib.load("xquad_r:train")
+  batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+  # The default run's training sources (XQuAD-R train), as train.build_run loads them.
+  train_data = input_pipeline.load_sources(make_config(args, batch_sizes[0]))
   results = {}
   with tempfile.TemporaryDirectory(prefix="bench_st_") as workdir:
-    for global_batch_size in map(int, args.batch_sizes.split(",")):
+    for global_batch_size in batch_sizes:
       results[global_batch_size] = compare(args, global_batch_size, train_data, workdir)
   load = os.getloadavg()
   print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
