@@ -35,8 +35,7 @@ from hybrid_jax import sharding
 from hybrid_jax import train
 from hybrid_jax.models import lora as lora_lib
 
-SMOKE_MODEL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                   intermediate_size=64)
+SMOKE_MODEL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 
 
 def parse_args(argv=None):

@@ -99,8 +99,10 @@ def test_each_tower_uses_its_own_texts_language_adapter():
   mesh = sharding.make_mesh(1)
   embed = jax.jit(train.make_embed_fn(graphdef, config, mesh))
   ids, mask, types = _tokens()
-  batch = {f"{p}_{k}": v for p in ("query", "passage") for k, v in
-           (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))}
+  batch = {
+      f"{p}_{k}": v for p in ("query", "passage")
+      for k, v in (("input_ids", ids), ("attention_mask", mask), ("token_type_ids", types))
+  }
   batch["passage_keys"] = np.arange(BATCH, dtype=np.int32)
   batch["query_language"] = np.asarray([0, 1, 2, 0, 1, 2], np.int32)  # en de ar ...
   batch["passage_language"] = np.asarray([1, 1, 0, 2, 0, 1], np.int32)
@@ -140,8 +142,9 @@ def test_merged_and_peft_exports_equal_the_adapted_model(tmp_path):
 
   def torch_embed(torch_model):
     with torch.no_grad():
-      hidden = torch_model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
-                           token_type_ids=torch.tensor(types)).last_hidden_state.numpy()
+      hidden = torch_model(
+          input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask),
+          token_type_ids=torch.tensor(types)).last_hidden_state.numpy()
     pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
     return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
 
@@ -152,8 +155,8 @@ def test_merged_and_peft_exports_equal_the_adapted_model(tmp_path):
   np.testing.assert_allclose(torch_embed(on_base), shared, atol=1e-5)
   german = np.asarray(_encode_queries(model, ids, mask, types, jnp.full(BATCH, 1)))
   assert np.abs(german - shared).max() > 1e-3  # the language adapter matters
-  on_merged = peft.PeftModel.from_pretrained(load(merged_dir),
-                                             os.path.join(merged_dir, "adapters", "de"))
+  on_merged = peft.PeftModel.from_pretrained(
+      load(merged_dir), os.path.join(merged_dir, "adapters", "de"))
   np.testing.assert_allclose(torch_embed(on_merged), german, atol=1e-5)
 
 
@@ -171,8 +174,9 @@ def test_checkpointed_state_holds_the_adapters_and_a_changed_base_is_refused():
   assert len(jax.tree.leaves(state.opt_state[1][0].mu)) == len(saved)  # Adam moments: adapters
   lora.check_base(base, dict(base), "checkpoint 3")
   changed = dict(base, sha256="0" * 64)
-  with pytest.raises(UserError, match="checkpoint 3 holds LoRA adapters of the base model 'base' "
-                     f"with parameter SHA-256 {base['sha256']}, but"):
+  with pytest.raises(
+      UserError, match="checkpoint 3 holds LoRA adapters of the base model 'base' "
+      f"with parameter SHA-256 {base['sha256']}, but"):
     lora.check_base(base, changed, "checkpoint 3")
   with pytest.raises(UserError, match="saved by a full run and this is a LoRA run"):
     lora.check_base(None, base, "checkpoint 3")

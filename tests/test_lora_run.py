@@ -37,19 +37,20 @@ def _flags(base_dir):
 
 
 def _base(directory, tokenizer):
-  config = model_config(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=80)
+  config = model_config(
+      vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+      intermediate_size=64, max_position_embeddings=80)
   save_pretrained(create_model(config, seed=0), str(directory), tokenizer)
   return str(directory)
 
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, eval_tokenizer):
-  """(base directory, workdir) of a straight 6-step LoRA run on 2 devices."""
+  """(base directory, workdir) of a straight 6-step LoRA run on 8 devices (as fault_injection runs)."""
   root = tmp_path_factory.mktemp("lora_run")
   base = _base(root / "base", eval_tokenizer)
   workdir = str(root / "straight")
-  run(workdir, *_flags(base), num_devices=2)
+  run(workdir, *_flags(base))
   return base, workdir
 
 
@@ -74,7 +75,7 @@ def test_kill_and_resume_is_exact(lora_run, tmp_path):
   proc = fault_injection.run(
       fault_injection.child_command(workdir, "after_commit", 3, *_flags(base)))
   assert proc.returncode != 0 and fault_injection.losses(workdir)
-  run(workdir, *_flags(base), num_devices=2)
+  run(workdir, *_flags(base))
   assert fault_injection.compare_runs(straight, workdir) == []
 
 

@@ -23,7 +23,6 @@ from hybrid_jax.models import lora as lora_lib
 
 BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
-
 # A LoRA case of the sharded-step tests: per-language adapters (en, de), adapter dropout.
 LORA = dict(rank=4, alpha=8.0, per_language=True, dropout=0.1)
 
@@ -107,11 +106,14 @@ def _step(config, graphdef, optimizer, state, batch, num_devices):
   return _COMPILED[key](state, jax.device_put(batch, sharding.batch_sharding(mesh)))
 
 
-@pytest.mark.parametrize("loss, lora, device_counts", [
-    (dict(), None, (1, 2, 4, 8)),
-    # LoRA here (full fine-tuning with these losses: test_fsdp, test_grad_cache on 8 devices).
-    (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), LORA, (1, 2, 4, 8)),
-])
+@pytest.mark.parametrize(
+    "loss, lora, device_counts",
+    [
+        (dict(), None, (1, 2, 4, 8)),
+        # LoRA here (full fine-tuning with these losses: test_fsdp, test_grad_cache on 8 devices).
+        (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), LORA,
+         (1, 2, 4, 8)),
+    ])
 def test_step_is_the_same_on_1_2_4_8_devices(loss, lora, device_counts):
   config = _config(lora, **loss)
   config.optim.warmup_steps = 0  # the warmup's first learning rate is 0: no update to compare
