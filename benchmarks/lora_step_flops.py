@@ -13,12 +13,12 @@ otherwise): XLA would keep them if autodiff formed them.
 
 The model has the architecture of multilingual-e5-small (12 layers, hidden 384, intermediate
 1536; random weights: FLOPs do not depend on values) with a 1000-row vocabulary (the word
-embeddings are frozen on both sides and cost no matmul); `--smoke`: a 1-layer, hidden-32 model
-(seconds; the test suite runs it).
+embeddings are frozen on both sides and cost no matmul); `--smoke`: a 1-layer, hidden-32 model,
+rank 2, batch 8 (seconds; the test suite runs it).
 
   python benchmarks/lora_step_flops.py                 # e5-small shape, batch 32, 24/64 tokens
   python benchmarks/lora_step_flops.py --rank=64 --global_batch_size=64
-  python benchmarks/lora_step_flops.py --smoke --rank=2
+  python benchmarks/lora_step_flops.py --smoke
 """
 
 import argparse
@@ -44,8 +44,12 @@ def parse_args(argv=None):
   parser.add_argument("--global_batch_size", type=int, default=32)
   parser.add_argument("--query_max_len", type=int, default=24)
   parser.add_argument("--passage_max_len", type=int, default=64)
-  parser.add_argument("--smoke", action="store_true", help="tiny shapes, seconds")
-  return parser.parse_args(argv)
+  parser.add_argument("--smoke", action="store_true",
+                      help="the smoke model, rank 2, batch 8, 8/16 tokens (seconds)")
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.rank, args.global_batch_size, args.query_max_len, args.passage_max_len = 2, 8, 8, 16
+  return args
 
 
 def make_config(args, rank: int):

@@ -134,15 +134,6 @@ def _files(directory: str) -> list[str]:
   return sorted(out)
 
 
-def directory_bytes(directory: str) -> int:
-  """Bytes of every file under a local `directory`: one saved checkpoint (`<checkpoints>/<step>`,
-  its manifest included) or a whole checkpoint directory."""
-  return sum(
-      os.path.getsize(os.path.join(root, name))
-      for root, _, names in os.walk(directory)
-      for name in names)
-
-
 def write_manifest(directory: str, *, good: bool = True) -> None:
   """Writes `<directory>/content_sha256.json`: {"files": {relative path: {"bytes", "sha256"}},
   "good": good}, flushed to disk."""

@@ -6,6 +6,7 @@ refused."""
 
 import json
 import os
+import pathlib
 import shutil
 
 import fault_injection
@@ -14,7 +15,6 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from tiny_run import run
 
-from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import evaluators
 from hybrid_jax import run_dir
 from hybrid_jax.errors import UserError
@@ -46,16 +46,19 @@ def _base(directory, tokenizer):
 
 @pytest.fixture(scope="module")
 def lora_run(tmp_path_factory, eval_tokenizer):
-  """(base directory, workdir) of a straight 6-step LoRA run on 8 devices (as fault_injection runs)."""
+  """(base directory, workdir, its output) of a straight 6-step LoRA run on 8 devices (as
+  fault_injection runs)."""
   root = tmp_path_factory.mktemp("lora_run")
   base = _base(root / "base", eval_tokenizer)
   workdir = str(root / "straight")
-  run(workdir, *_flags(base))
-  return base, workdir
+  return base, workdir, run(workdir, *_flags(base))
 
 
 def test_checkpoint_holds_the_adapters_and_the_base_identity(lora_run):
-  base, workdir = lora_run
+  """Also: the start-up diagnostics count the adapters as the trainable parameters: 2 layers x
+  3 sets (shared, en, de) x rank 4 x (4 x (32 + 32) + (32 + 64) + (64 + 32))."""
+  base, workdir, output = lora_run
+  assert "parameters: 10,752 trainable" in output
   step_dir = os.path.join(workdir, "checkpoints", str(NUM_STEPS))
   with open(os.path.join(step_dir, "meta", "metadata")) as f:
     meta = json.load(f)
@@ -64,13 +67,14 @@ def test_checkpoint_holds_the_adapters_and_the_base_identity(lora_run):
     saved_tree = f.read()
   assert "lora_a" in saved_tree and "lora_b" in saved_tree and "kernel" not in saved_tree
   base_bytes = os.path.getsize(os.path.join(base, "model.safetensors"))
-  assert checkpoint_lib.directory_bytes(step_dir) < base_bytes
+  saved_bytes = sum(p.stat().st_size for p in pathlib.Path(step_dir).rglob("*") if p.is_file())
+  assert saved_bytes < base_bytes
   for adapter in ("adapter", "adapters/en", "adapters/de"):
     assert os.path.isfile(os.path.join(workdir, "model", adapter, "adapter_model.safetensors"))
 
 
 def test_kill_and_resume_is_exact(lora_run, tmp_path):
-  base, straight = lora_run
+  base, straight, _ = lora_run
   workdir = str(tmp_path / "killed")
   proc = fault_injection.run(
       fault_injection.child_command(workdir, "after_commit", 3, *_flags(base)))
@@ -80,7 +84,7 @@ def test_kill_and_resume_is_exact(lora_run, tmp_path):
 
 
 def test_stand_alone_evaluation_equals_the_in_training_one(lora_run, tmp_path):
-  _, workdir = lora_run
+  _, workdir, _ = lora_run
   with open(os.path.join(workdir, "eval", "xquad_r_eval", f"step_{NUM_STEPS}",
                          "results.json")) as f:
     in_training = json.load(f)["metrics"]
@@ -92,7 +96,7 @@ def test_stand_alone_evaluation_equals_the_in_training_one(lora_run, tmp_path):
 
 
 def test_a_full_run_or_a_changed_base_cannot_resume_it(lora_run, tmp_path):
-  base, workdir = lora_run
+  base, workdir, _ = lora_run
   config = run_dir.load_config(workdir)  # the run's own config, as a full run
   config.model.lora.update(rank=0, per_language=False)
   with pytest.raises(UserError, match=r"model.lora.per_language: True -> False, "
