@@ -26,6 +26,7 @@ from hybrid_jax import config_lib
 from hybrid_jax import sharding
 from hybrid_jax.data import ParallelQA
 from hybrid_jax.data import load as load_data
+from hybrid_jax.data import token_ids
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
 from hybrid_jax.sampler import HybridBatchSampler, TooFewExamplesError
@@ -91,7 +92,8 @@ class BatchBuilder:
   """step -> this process's slice of the global batch, as numpy arrays.
 
   Queries are tokenized as `query_prefix + query`, passages as the pair
-  (`passage_prefix + answer sentence`, context).
+  (`passage_prefix + answer sentence`, context); for a source with `stored_tokens` (prepared data
+  whose stored ids match the run: `token_ids.matching`) the same ids are gathered instead.
 
   Output (b = global_batch_size / process_count, k = num_hard_negatives):
     query_input_ids, query_attention_mask, query_token_type_ids: int32 [b, query_max_len]
@@ -109,8 +111,10 @@ class BatchBuilder:
   def __init__(self, data: ParallelQA | Sequence[ParallelQA], sampler: HybridBatchSampler,
                tokenizer, *, query_max_len: int, passage_max_len: int, num_hard_negatives: int = 0,
                seed: int = 0, process_index: int = 0, process_count: int = 1,
-               query_prefix: str = "", passage_prefix: str = ""):
+               query_prefix: str = "", passage_prefix: str = "",
+               stored_tokens: Sequence[token_ids.StoredTokens | None] | None = None):
     self.sources = [data] if isinstance(data, ParallelQA) else list(data)
+    self.stored_tokens = list(stored_tokens or [None] * len(self.sources))
     self.query_prefix = query_prefix
     self.passage_prefix = passage_prefix
     self.sampler = sampler
@@ -132,13 +136,15 @@ class BatchBuilder:
     p = langs[b.passage_lang[0]] if len(set(b.passage_lang.tolist())) == 1 else "mixed"
     return bool(b.is_mono), q, p
 
-  def _passages(self, data: ParallelQA, candidate_ids: np.ndarray,
-                prefix: str) -> dict[str, np.ndarray]:
-    cands = data.candidates
+  def _passages(self, source: int, candidate_ids: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
+    cands, stored = self.sources[source].candidates, self.stored_tokens[source]
     flat = candidate_ids.reshape(-1)
-    tokens = tokenizer_lib.tokenize_passages(
-        self.tokenizer, tokenizer_lib.with_prefix(self.passage_prefix, cands.text[flat].tolist()),
-        cands.context[flat].tolist(), self.passage_max_len)
+    if stored is not None:
+      tokens = stored.encode("passage", cands.text[flat].rows)
+    else:
+      tokens = tokenizer_lib.tokenize_passages(
+          self.tokenizer, tokenizer_lib.with_prefix(self.passage_prefix, cands.text[flat].tolist()),
+          cands.context[flat].tolist(), self.passage_max_len)
     return {
         f"{prefix}_{k}": v.reshape(candidate_ids.shape + (self.passage_max_len,))
         for k, v in tokens.items()
@@ -168,18 +174,22 @@ class BatchBuilder:
     shard = self.sampler.batch(step).shard(self.process_index, self.process_count)
     data, columns = self.sources[shard.source], self._columns[shard.source]
     ids, qlang, plang = shard.example_ids, columns[shard.query_lang], columns[shard.passage_lang]
-    queries = tokenizer_lib.with_prefix(self.query_prefix, data.queries[ids, qlang].tolist())
+    stored = self.stored_tokens[shard.source]
+    if stored is not None:
+      queries = stored.encode("query", data.queries[ids, qlang].rows)
+    else:
+      queries = tokenizer_lib.tokenize_queries(
+          self.tokenizer,
+          tokenizer_lib.with_prefix(self.query_prefix, data.queries[ids, qlang].tolist()),
+          self.query_max_len)
     positives = data.positives[ids, plang]
-    batch = {
-        f"query_{k}": v for k, v in tokenizer_lib.tokenize_queries(self.tokenizer, queries,
-                                                                   self.query_max_len).items()
-    }
-    batch.update(self._passages(data, positives, "passage"))
+    batch = {f"query_{k}": v for k, v in queries.items()}
+    batch.update(self._passages(shard.source, positives, "passage"))
     batch["passage_keys"] = data.candidate_keys[positives].astype(np.int32)
     if self.num_hard_negatives:
       rows = self.process_index * len(ids) + np.arange(len(ids))
       negatives = self._sample_hard_negatives(step, shard.source, rows, positives)
-      batch.update(self._passages(data, negatives, "hard_negative"))
+      batch.update(self._passages(shard.source, negatives, "hard_negative"))
       batch["hard_negative_keys"] = negatives.astype(np.int32)
     return batch
 
@@ -250,14 +260,18 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
                     + ", or ".join(_CONFIG_FIXES[fix] for fix in e.fixes)) from None
   if mixed:
     logging.info("%s", mixture_summary(sources, sampler, mono_probs, mono_prob))
-  return BatchBuilder(
-      sources, sampler, tokenizer, query_max_len=config.data.query_max_len,
-      passage_max_len=config.data.passage_max_len,
-      num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
-      process_index=process_index, process_count=process_count, **{
+  tokens = {
+      "query_max_len": config.data.query_max_len, "passage_max_len": config.data.passage_max_len,
+      **{
           f"{tower}_prefix": prefix
           for tower, prefix in tokenizer_lib.prompts(config.model).items()
-      })
+      }
+  }
+  return BatchBuilder(sources, sampler, tokenizer,
+                      num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
+                      process_index=process_index, process_count=process_count, stored_tokens=[
+                          token_ids.matching(d, tokenizer, **tokens) for d in sources
+                      ], **tokens)
 
 
 class Prefetcher:
