@@ -1,8 +1,10 @@
 """Host input: sampler ids + languages -> token arrays (numpy) -> global jax.Arrays, prefetched.
 
 Each process builds only its own contiguous slice of the global batch
-(`sampler.batch(step).shard(process_index, process_count)`), tokenises it on the host and, on the
-prefetch thread, assembles the global device arrays (`start_global`). Every host derives the same
+(`sampler.batch(step).shard(process_index, process_count)`), tokenises it on the host (or gathers
+the token ids stored with prepared data, `data.token_ids`), in worker processes on Grain when
+`train.input_workers` > 0, and on the prefetch thread assembles the global device arrays
+(`start_global`). Every host derives the same
 global batch from the step, so they agree on the batch type and languages by construction.
 
 Several training sources (`config.data.train` joined by '+') are mixed as the paper mixes its
@@ -14,6 +16,7 @@ start by `make_batch_builder`.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -274,18 +277,25 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
                       ], **tokens)
 
 
+class InputWorkerError(UserError):
+  """An input worker process died (killed: out of memory, a signal). Reported as one line, as a
+  user error is: nothing in the run is wrong, and the same command resumes it."""
+
+
 class Prefetcher:
   """Yields (step, build_fn(step)) for steps [start, stop) in order: built on a background thread
   up to `size` steps ahead, or on the caller's thread when `size` is 0.
 
   `wait_seconds` accumulates the time the consumer waited for a batch (with `size` 0, all of the
   building), so the trainer can report whether input ever stalls the step. An error in
-  `build_fn` is raised by the iteration as a RuntimeError ("input pipeline failed") from it.
+  `build_fn` is raised by the iteration as a RuntimeError ("input pipeline failed") from it; a
+  `UserError` (`InputWorkerError`) as it is. `close()` stops the thread, then calls `on_close`.
   """
 
-  def __init__(self, build_fn, start: int, stop: int, size: int = 2):
+  def __init__(self, build_fn, start: int, stop: int, size: int = 2, on_close=None):
     self.wait_seconds = 0.0
     self._build_fn, self._next_step, self._stop_step = build_fn, start, stop
+    self._on_close = on_close
     self._thread = None
     if size > 0:
       self._queue: queue.Queue = queue.Queue(maxsize=size)
@@ -326,7 +336,7 @@ class Prefetcher:
     start = time.perf_counter()
     item = self._queue.get() if self._thread else self._build_here()
     self.wait_seconds += time.perf_counter() - start
-    if isinstance(item, StopIteration):
+    if isinstance(item, (StopIteration, UserError)):
       raise item
     if isinstance(item, BaseException):
       raise RuntimeError("input pipeline failed") from item
@@ -336,18 +346,89 @@ class Prefetcher:
     if self._thread:
       self._stop.set()
       self._thread.join(timeout=5)
+    if self._on_close is not None:
+      self._on_close()
 
 
-def start_global(builder: BatchBuilder, mesh, start: int, stop: int, size: int = 2) -> Prefetcher:
+def input_workers(config, cpu_count: int | None = None) -> int:
+  """The worker processes of `config.train.input_workers`: -1 (the default) is half of the host's
+  `cpu_count` cores, at least 1 and at most 16 (the other half runs the training process: the
+  step's dispatch and host work, the device copies); a config without the field gets 0."""
+  workers = config.train.get("input_workers", 0)
+  if workers >= 0:
+    return workers
+  return max(1, min(16, (cpu_count or os.cpu_count() or 2) // 2))
+
+
+class _StepBatch:
+  """step -> (step, builder(step)), the function Grain's worker processes run (picklable)."""
+
+  def __init__(self, builder: BatchBuilder):
+    self.builder = builder
+
+  def __call__(self, step):
+    return int(step), self.builder(int(step))
+
+
+def _worker_setup(worker_index: int, worker_count: int) -> None:
+  """In each worker process: one core's worth of tokenising (no Rust thread pool per worker)."""
+  del worker_index, worker_count
+  os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def worker_batches(builder: BatchBuilder, start: int, stop: int, workers: int):
+  """An iterator of (step, builder(step)) for steps [start, stop) in order, built by `workers`
+  processes (Grain's `mp_prefetch`: worker w builds steps start + w, start + w + workers, ...).
+  Each worker holds a copy of `builder` (prepared data is memory-mapped again, not copied). Close
+  it (`.close()`) to stop the workers."""
+  import grain  # pylint: disable=g-import-not-at-top  (only with workers)
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():  # Grain reads absl flags; a library caller may not parse them
+    flags.FLAGS.mark_as_parsed()
+  # One thread per worker, no read-ahead inside it: a tokenizer is not thread-safe (its padding
+  # and truncation are state set per call), and a batch is large; mp_prefetch's per-worker buffer
+  # holds the steps built ahead.
+  dataset = grain.MapDataset.range(start, stop).map(_StepBatch(builder)).to_iter_dataset(
+      grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+  return iter(
+      dataset.mp_prefetch(
+          grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2),
+          worker_init_fn=_worker_setup))
+
+
+def start_global(builder: BatchBuilder, mesh, start: int, stop: int, size: int = 2,
+                 workers: int = 0) -> Prefetcher:
   """Global device batches for steps [start, stop), `size` ahead (big_vision `start_global`).
 
-  The prefetch thread builds this process's slice of each batch (`builder`) and assembles the
-  global batch-sharded `jax.Array`s (`sharding.host_local_to_global`), so the host-to-device
-  copy overlaps the running step; with `size` 0 both happen on the caller's thread.
+  With `workers` 0 the prefetch thread builds this process's slice of each batch (`builder`);
+  with `workers` > 0, that many worker processes build the slices ahead (`worker_batches`, on
+  Grain) and the thread only receives them. Either way the thread assembles the global
+  batch-sharded `jax.Array`s (`sharding.host_local_to_global`), so the host-to-device copy
+  overlaps the running step; with `size` 0 that happens on the caller's thread. Every step's
+  batch is `builder(step)` whatever the number of workers.
 
   Yields:
     (step, batch): the leaves of `BatchBuilder`'s output as `jax.Array`s of the global batch,
     `[global_batch_size, ...]` with `sharding.batch_sharding(mesh)`.
+
+  Raises (from the iteration):
+    InputWorkerError: a worker process died (within about a second of its death).
   """
-  return Prefetcher(lambda step: sharding.host_local_to_global(mesh, builder(step)), start, stop,
-                    size=size)
+  if not workers:
+    return Prefetcher(lambda step: sharding.host_local_to_global(mesh, builder(step)), start, stop,
+                      size=size)
+  batches = worker_batches(builder, start, stop, workers)
+
+  def receive(step):
+    try:
+      built_step, batch = next(batches)
+    except RuntimeError as e:
+      if "terminated unexpectedly" in str(e):  # Grain's message for a dead worker
+        raise InputWorkerError(f"an input worker process died at step {step + 1} ("
+                               f"{str(e).splitlines()[0]}; train.input_workers={workers}); the "
+                               "same command resumes from the last checkpoint") from None
+      raise
+    assert built_step == step, (built_step, step)
+    return sharding.host_local_to_global(mesh, batch)
+
+  return Prefetcher(receive, start, stop, size=size, on_close=batches.close)

@@ -437,7 +437,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         "--config.train.num_steps continues it).", workdir, start_step)
   train_step = make_train_step(run.graphdef, config, run.optimizer, mesh, run.state_sharding)
   batches = input_pipeline.start_global(run.builder, mesh, start_step, num_steps,
-                                        size=config.train.prefetch_batches)
+                                        size=config.train.prefetch_batches,
+                                        workers=input_pipeline.input_workers(config))
   preemption = checkpoint_lib.PreemptionFlag().install()
   profiler = diagnostics.Profiler(
       config.log.get("profile_steps", ""), workdir, enabled=jax.process_index() == 0)

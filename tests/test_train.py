@@ -208,6 +208,7 @@ def in_process_run(tmp_path_factory):
                       intermediate_size=64, vocab_size=1000)
   config.data.update(query_max_len=16, passage_max_len=32)
   config.train.global_batch_size = 16
+  config.train.input_workers = 0
   config.optim.warmup_steps = 1
   config.log.every_steps = 1
   config.log.profile_steps = "2:3"
