@@ -16,8 +16,11 @@ start by `make_batch_builder`.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
+import signal
+import sys
 import threading
 import time
 from typing import Sequence
@@ -371,9 +374,14 @@ class _StepBatch:
 
 
 def _worker_setup(worker_index: int, worker_count: int) -> None:
-  """In each worker process: one core's worth of tokenising (no Rust thread pool per worker)."""
+  """In each worker process: one core's worth of tokenising (no Rust thread pool per worker), and
+  on Linux a SIGKILL when the training process dies (else a SIGKILLed or preempted training
+  leaves its workers running, holding their memory)."""
   del worker_index, worker_count
   os.environ["TOKENIZERS_PARALLELISM"] = "false"
+  if sys.platform.startswith("linux"):
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 def worker_batches(builder: BatchBuilder, start: int, stop: int, workers: int):
