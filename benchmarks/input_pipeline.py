@@ -195,7 +195,7 @@ def throughput(args) -> dict:
   if stored is None:
     raise SystemExit("no matching stored token ids: run the tokenize phase first")
   rows = []
-  for mode in ("texts", "stored"):
+  for mode in args.modes.split(","):
     builder.stored_tokens = [stored if mode == "stored" else None]
     for workers in [int(w) for w in args.workers.split(",")]:
       if workers:
@@ -331,6 +331,9 @@ def parse_args(argv=None):
   parser.add_argument("--passage_max_len", type=int, default=128)
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--workers", default="0,1,2", help="throughput: worker counts")
+  parser.add_argument(
+      "--modes", default="texts,stored", help="throughput: texts (tokenised per "
+      "batch) and / or stored (token ids stored at prepare time)")
   parser.add_argument("--prepare_workers", type=int, default=os.cpu_count(),
                       help="tokenize: processes")
   parser.add_argument("--language_scope", default="batch", choices=("batch", "example"))

@@ -232,7 +232,9 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
 
   `data`: one `ParallelQA` or the sources of `config.data.train` (`load_sources`), in order.
   Sources are weighed by `config_lib.source_weights`; a source where no example has two of the
-  configured languages gets mono_prob 1 (the mix is logged).
+  configured languages gets mono_prob 1 (the mix is logged). A prepared source with token ids
+  stored for this tokenizer, these lengths and prefixes gathers them (`token_ids.matching`, which
+  logs the decision per source).
 
   Raises:
     UserError: the sampler cannot draw from the data with these settings (a source that cannot

@@ -3,7 +3,8 @@
     train_and_evaluate(config, workdir)
       _make_mesh -> _build_and_resume (data.load, tokenizer, model, optimizer, BatchBuilder,
                                        newest good checkpoint)
-      -> _train: input_pipeline.start_global (prefetch thread: host batch -> global jax.Arrays)
+      -> _train: input_pipeline.start_global (host batches built in train.input_workers Grain
+                 worker processes or on the prefetch thread; the thread: -> global jax.Arrays)
            -> train_step(state, batch) -> (state, metrics)   [jit, compiled once ahead of time
                                                               (start-up diagnostics), batch
                                                               sharded over all devices,
