@@ -9,11 +9,15 @@ only formats it. The dict's shape (every writer reads these keys):
 LAReQA metrics hold language-keyed dicts: "map_xy" {query lang: {target lang: mAP}},
 "map_multi" / "rank_gap" / "own_share" / "rank_range" / "recall@1" / "recall@10" {query lang:
 value}, the scalars "map_mono", "map_cross", "map_multi_mean", "rank_gap_mean", "own_share_mean",
-"rank_range_mean", "recall@1_mean", "recall@10_mean", "top_k", and, for a run evaluated in
-languages it was not trained on, "zero_shot_languages" with the macro averages of those
-("zero_shot") and of the trained ones ("trained"), as
-`retrieval_metrics.language_group_averages`. BEIR metrics are a flat {name: value} dict
-("ndcg@10", "recall@100", "mrr@10", "num_queries").
+"rank_range_mean", "recall@1_mean", "recall@10_mean", "top_k". BEIR metrics are a flat
+{name: value} dict ("ndcg@10", "recall@100", "mrr@10", "num_queries").
+
+Both may hold "groups": {grouping: {label: {"languages": [codes], macro averages}}} for the
+groupings of `eval.language_groups` (docs/languages.md): "trained" (labels "trained" and
+"zero-shot": evaluated, not trained on; only when some language is zero-shot), "family",
+"script", "resource_class". LAReQA averages as `retrieval_metrics.language_group_averages`;
+BEIR (a single-language corpus, its language in "languages") as `retrieval_metrics.
+macro_averages`.
 
 JSON has no NaN: NaN and infinities are written as null.
 """
@@ -97,7 +101,8 @@ def lareqa_markdown(results: Mapping) -> str:
       "R@1", "R@10"
   ]
   per_language = lambda key, x: (m.get(key) or {}).get(x)  # noqa: E731  (older results lack some)
-  zero_shot = set(m.get("zero_shot_languages") or ())
+  groups = m.get("groups") or {}
+  zero_shot = set(groups.get("trained", {}).get("zero-shot", {}).get("languages", ()))
   rows = [[
       f"**{x}**" + (" (zero-shot)" if x in zero_shot else ""), *(_fmt(m["map_xy"][x][y])
                                                                  for y in langs),
@@ -122,27 +127,34 @@ def lareqa_markdown(results: Mapping) -> str:
   lines += _table(header, rows)
   lines += [""]
   titles = [title.replace("share@k", f"share@{k}") for _, title in LAREQA_SUMMARY]
-  if zero_shot:
-    group_keys = [key for key, _ in LAREQA_SUMMARY if key != "own_share_mean"]
-    group_rows = []
-    for name, group in ((f"trained ({len(langs) - len(zero_shot)})", m["trained"]),
-                        (f"zero-shot ({', '.join(sorted(zero_shot))})", m["zero_shot"])):
-      group_rows.append([
-          name, *(_fmt(group.get(key), 2 if key in RANK_KEYS else 3) for key in group_keys)
-      ])
-    group_rows.append([
-        f"all ({len(langs)})",
-        *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key in group_keys)
-    ])
-    lines += _table([
-        "languages", *(t for (key, _), t in zip(LAREQA_SUMMARY, titles) if key != "own_share_mean")
-    ], group_rows)
+  group_columns = [
+      (key, t) for (key, _), t in zip(LAREQA_SUMMARY, titles) if key != "own_share_mean"
+  ]
+  lines += _group_tables(
+      groups, group_columns,
+      [_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in group_columns], len(langs))
+  if groups:
     lines += [
-        "", "Zero-shot: languages evaluated but not trained on (cross: the pairs with a "
-        "zero-shot query or pool language).", ""
+        "Groups: macro averages over their languages (cross: the pairs with a query or pool "
+        "language in the group; zero-shot: evaluated but not trained on). Families: Glottolog; "
+        "scripts: ISO 15924; resource classes: Joshi et al. 2020, 0-5 (docs/languages.md).", ""
     ]
   lines += _table(titles, [summary])
   return "\n".join(lines) + "\n"
+
+
+def _group_tables(groups: Mapping, columns, overall: list[str], num_languages: int) -> list[str]:
+  """A table per grouping: a row per group ('label (n): codes') with its macro averages of
+  `columns` ((key, title) pairs), and the overall row `overall` last."""
+  lines = []
+  for grouping, by_label in groups.items():
+    rows = [[
+        f"{label} ({len(g['languages'])}: {' '.join(g['languages'])})",
+        *(_fmt(g.get(key), 2 if key in RANK_KEYS else 3) for key, _ in columns)
+    ] for label, g in by_label.items()]
+    rows.append([f"all ({num_languages})", *overall])
+    lines += _table([grouping.replace("_", " "), *(t for _, t in columns)], rows) + [""]
+  return lines
 
 
 def beir_markdown(results: Mapping) -> str:
@@ -151,6 +163,10 @@ def beir_markdown(results: Mapping) -> str:
   lines = [f"### {_title(results)}", ""]
   lines += _table([title for _, title in BEIR_SUMMARY],
                   [[_fmt(m.get(key)) for key, _ in BEIR_SUMMARY]])
+  if m.get("groups"):
+    groups = ", ".join(f"{grouping.replace('_', ' ')} {label}"
+                       for grouping, by_label in m["groups"].items() for label in by_label)
+    lines += ["", f"Corpus language {', '.join(results['languages'])}: {groups}."]
   return "\n".join(lines) + "\n"
 
 

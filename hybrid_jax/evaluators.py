@@ -27,7 +27,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -41,6 +41,7 @@ from hybrid_jax import paths
 from hybrid_jax import retrieval_metrics
 from hybrid_jax import retrievers
 from hybrid_jax import sharding
+from hybrid_jax.data import languages as languages_lib
 from hybrid_jax.errors import UserError
 from hybrid_jax.models.encoder import split_for_encoding
 
@@ -162,12 +163,12 @@ def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_lareqa(
-    retriever, data,
-    zero_shot_languages: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, float]]:
+    retriever, data, language_groups: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+) -> tuple[dict[str, Any], dict[str, float]]:
   """LAReQA metrics of `retriever` on a `ParallelQA`.
 
-  With `zero_shot_languages` (evaluated, not trained on), the results also hold their macro
-  averages and those of the other languages (`retrieval_metrics.language_group_averages`).
+  With `language_groups` ({grouping: {label: languages}}, `languages.group_languages`), the
+  results also hold each group's macro averages under "groups" (`group_averages`).
 
   Every query of every language is embedded in one call (so buckets fill across languages), and
   every candidate (answer sentence with its paragraph as context) in another, candidates first
@@ -193,13 +194,35 @@ def evaluate_lareqa(
         score_fn=retriever.score_fn(num_candidates),
         chunk_size=retrievers.query_chunk_size(num_candidates))
     results = lareqa_results(metrics)
-    zero_shot = [x for x in data.languages if x in set(zero_shot_languages)]
-    if zero_shot:
-      results["zero_shot_languages"] = zero_shot
-      results["zero_shot"] = retrieval_metrics.language_group_averages(metrics, zero_shot)
-      results["trained"] = retrieval_metrics.language_group_averages(
-          metrics, [x for x in data.languages if x not in zero_shot])
+    if language_groups:
+      results["groups"] = group_averages(
+          language_groups, functools.partial(retrieval_metrics.language_group_averages, metrics))
   return results, timing
+
+
+def group_averages(language_groups: Mapping[str, Mapping[str, Sequence[str]]],
+                   average: Callable[[Sequence[str]], Mapping[str, float]]):
+  """{grouping: {label: {"languages": [...], **average(languages)}}} for the groups of
+  `languages.group_languages`; `average` is `retrieval_metrics.language_group_averages` of
+  LAReQA metrics (mono: the group's X->X; cross: the pairs with a query or pool language in the
+  group; multilingual pool and bias: its query languages) or `retrieval_metrics.macro_averages`
+  of BEIR metrics per corpus language."""
+  return {
+      grouping: {
+          label: {"languages": list(members), **average(members)}
+          for label, members in groups.items()
+      } for grouping, groups in language_groups.items()
+  }
+
+
+def beir_language(spec: str, languages: Sequence[str] | None) -> str | None:
+  """The language of a single-language BEIR corpus (MIRACL's, Mr. TyDi's): the one language
+  given, else a '-'- or '_'-separated suffix of its directory name that is a code of the
+  language table ('beir:/d/miracl-de' -> 'de'); None when neither says."""
+  if languages and len(languages) == 1:
+    return languages[0]
+  suffix = re.split(r"[-_]", dataset_name(spec))[-1]
+  return suffix if suffix in languages_lib.table() else None
 
 
 def evaluate_beir(retriever, data,
@@ -240,13 +263,15 @@ def evaluate_beir(retriever, data,
 def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, model_name: str = "",
              step: int | None = None, config=None, output_dir: str | None = None,
              warnings: Sequence[str] = (), cache_data: bool = False,
-             ignore_identical_ids: bool = True) -> dict[str, Any]:
+             ignore_identical_ids: bool = True,
+             language_groups: str | Sequence[str] | None = None) -> dict[str, Any]:
   """Evaluates `retriever` on the data `spec` and (when `output_dir`) writes the reports.
 
   Args:
     retriever: `retrievers.DenseRetriever` or `retrievers.TfidfRetriever`.
     spec: data spec ('xquad_r:eval', 'xquad_r:all', 'mlqa_r:PATH', 'beir:PATH').
-    languages: restrict a parallel data set to these languages (default: all of them).
+    languages: restrict a parallel data set to these languages (default: all of them); for BEIR,
+      one language names the corpus's (`beir_language`).
     model_name: what is evaluated (a path, 'tfidf'), recorded in the results.
     step: checkpoint step, recorded (None for a pretrained directory or TF-IDF).
     config: the run's ConfigDict (recorded as JSON; its languages tell the zero-shot ones), or
@@ -255,6 +280,10 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
     warnings: messages recorded in the results (and logged).
     cache_data: keep loaded data in memory for the next call (evaluation during training).
     ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+    language_groups: groupings whose macro averages the results hold (`languages.
+      LANGUAGE_GROUPINGS`, e.g. 'trained,family'); default the config's
+      `eval.language_groups`, else `languages.DEFAULT_LANGUAGE_GROUPS` ("trained" needs the
+      config).
 
   Returns:
     The results dict (see `hybrid_jax.eval_report`), with "output_files" when written.
@@ -274,18 +303,30 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
     for warning in warnings:
       logging.warning("%s", warning)
     before = dict(retriever.timing)
+    trained = _languages(config.data.languages) if config is not None else None
+    if language_groups is None:
+      language_groups = languages_lib.DEFAULT_LANGUAGE_GROUPS
+      if config is not None and "language_groups" in config.get("eval", {}):
+        language_groups = config.eval.language_groups
+    groupings = languages_lib.parse_groupings(language_groups)
     if is_beir:
-      task, data_languages = "beir", []
+      task = "beir"
+      corpus_language = beir_language(spec, languages)
+      data_languages = [corpus_language] if corpus_language else []
       counts = {
           "queries": len(data.query_ids), "documents": len(data.corpus_ids),
           "ignore_identical_ids": ignore_identical_ids
       }
       metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
+      groups = languages_lib.group_languages(data_languages, groupings, trained)
+      if groups:
+        per_language = {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}
+        metrics["groups"] = group_averages(
+            groups, functools.partial(retrieval_metrics.macro_averages, per_language))
     else:
       task, data_languages, counts = "lareqa", list(data.languages), data.counts()
-      trained = _languages(config.data.languages) if config is not None else None
       metrics, score_timing = evaluate_lareqa(
-          retriever, data, [x for x in data.languages if trained and x not in trained])
+          retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
   timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing, **timing}
   num_passages = (len(data.corpus_ids) if task == "beir" else len(data.candidates))
   if timing["encode_seconds"] > 0:
@@ -310,7 +351,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
 
 
 def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float]:
-  """The headline numbers of a results dict as {name: float} for metric writers."""
+  """The headline numbers of a results dict as {name: float} for metric writers, with each
+  language group's as `<prefix>group/<grouping>/<label>/<name>` (e.g.
+  "eval/group/trained/zero-shot/multilingual_map", "eval/group/resource_class/5/mono_map")."""
   m = results["metrics"]
   if results["task"] == "beir":
     names = {name: name for name in BEIR_METRICS}
@@ -326,15 +369,19 @@ def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, floa
       prefix + name: float(m[key]) for name, key in names.items()
       if m.get(key) is not None and np.isfinite(m[key])
   }
-  if results["task"] != "beir" and m.get("zero_shot"):
-    zero_shot = {
-        "zero_shot_mono_map": "map_mono", "zero_shot_cross_map": "map_cross",
-        "zero_shot_multilingual_map": "map_multi_mean"
-    }
-    out.update({
-        prefix + name: float(m["zero_shot"][key]) for name, key in zero_shot.items()
-        if np.isfinite(m["zero_shot"][key])
-    })
+  group_names = (
+      names if results["task"] == "beir" else {
+          "mono_map": "map_mono", "cross_map": "map_cross", "multilingual_map": "map_multi_mean",
+          "rank_range": "rank_range_mean"
+      })
+  for grouping, groups in (m.get("groups") or {}).items():
+    for label, values in groups.items():
+      safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+      out.update({
+          f"{prefix}group/{grouping}/{safe}/{name}": float(values[key])
+          for name, key in group_names.items()
+          if values.get(key) is not None and np.isfinite(values[key])
+      })
   out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
   return out
 
@@ -447,8 +494,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
                         languages: str | Sequence[str] | None = None, output_dir: str | None = None,
                         output_root: str | None = None, query_max_len: int | None = None,
                         passage_max_len: int | None = None, batch_size: int | None = None,
-                        mesh=None, show_progress: bool = True,
-                        ignore_identical_ids: bool = True) -> dict[str, Any]:
+                        mesh=None, show_progress: bool = True, ignore_identical_ids: bool = True,
+                        language_groups: str | None = None) -> dict[str, Any]:
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
@@ -467,15 +514,20 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       `config_lib.DEFAULT_QUERY_MAX_LEN` / `DEFAULT_PASSAGE_MAX_LEN` / `DEFAULT_EVAL_BATCH_SIZE`).
     mesh: device mesh (default: every device).
     ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+    language_groups: as `evaluate` (default: the run's `eval.language_groups`, else all).
 
   Returns:
     The results dict.
 
   Raises:
-    UserError: `path` is neither a run nor a model directory; a length beyond the model's
-      position table; bad data (`DataError`); languages the data lacks.
+    UserError: `path` is neither a run nor a model directory (or one of an unsupported
+      architecture, `ModelError`); `output_dir` or the report directory is a file (checked
+      before the work); a length beyond the model's position table; bad data (`DataError`);
+      languages the data lacks.
   """
   languages = _languages(languages)
+  if output_dir is not None:  # before any work: not after a whole evaluation
+    paths.check_output_dir(output_dir, f"--output_dir={output_dir}")
   config, warnings, model_step, model_note, variant = None, [], None, "", ""
   if path == retrievers.TFIDF:
     retriever = retrievers.TfidfRetriever()
@@ -511,7 +563,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   dataset = dataset or DEFAULT_DATASET
   if output_dir is None:
     output_dir = output_dir_for(output_root or path, dataset, model_step, label, variant)
+    paths.check_output_dir(output_dir, f"the report directory {output_dir}")
   return evaluate(retriever, dataset, languages=languages,
                   model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,
-                  ignore_identical_ids=ignore_identical_ids)
+                  ignore_identical_ids=ignore_identical_ids, language_groups=language_groups)
