@@ -386,6 +386,9 @@ def _worker_setup(worker_index: int, worker_count: int) -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+_SHM_WARNING = "ignore:resource_tracker:UserWarning"
+
+
 def worker_batches(builder: BatchBuilder, start: int, stop: int, workers: int):
   """An iterator of (step, builder(step)) for steps [start, stop) in order, built by `workers`
   processes (Grain's `mp_prefetch`: worker w builds steps start + w, start + w + workers, ...).
@@ -395,6 +398,11 @@ def worker_batches(builder: BatchBuilder, start: int, stop: int, workers: int):
   from absl import flags  # pylint: disable=g-import-not-at-top
   if not flags.FLAGS.is_parsed():  # Grain reads absl flags; a library caller may not parse them
     flags.FLAGS.mark_as_parsed()
+  # multiprocessing's resource tracker (a process started with this interpreter's -W options)
+  # frees the shared memory of batches that a dead worker left unconsumed, with a warning that
+  # would follow the one-line error; the only shared memory here is Grain's batches.
+  if _SHM_WARNING not in sys.warnoptions:
+    sys.warnoptions.append(_SHM_WARNING)
   # One thread per worker, no read-ahead inside it: a tokenizer is not thread-safe (its padding
   # and truncation are state set per call), and a batch is large; mp_prefetch's per-worker buffer
   # holds the steps built ahead.
@@ -434,11 +442,14 @@ def start_global(builder: BatchBuilder, mesh, start: int, stop: int, size: int =
       built_step, batch = next(batches)
     except RuntimeError as e:
       if "terminated unexpectedly" in str(e):  # Grain's message for a dead worker
-        raise InputWorkerError(f"an input worker process died at step {step + 1} ("
-                               f"{str(e).splitlines()[0]}; train.input_workers={workers}); the "
-                               "same command resumes from the last checkpoint") from None
+        cause = str(e).splitlines()[0].split(". Search the logs")[0]
+        raise InputWorkerError(f"an input worker process died at step {step + 1} ({cause}; "
+                               f"train.input_workers={workers}); the same command resumes "
+                               "from the last checkpoint") from None
       raise
     assert built_step == step, (built_step, step)
-    return sharding.host_local_to_global(mesh, batch)
+    # Copied out of Grain's shared memory, which is then freed at once (device arrays may alias
+    # host memory on CPU: they would keep the segments alive until exit).
+    return sharding.host_local_to_global(mesh, {k: np.array(v) for k, v in batch.items()})
 
   return Prefetcher(receive, start, stop, size=size, on_close=batches.close)
