@@ -340,11 +340,12 @@ def parse_args(argv=None):
   parser.add_argument("--language_scope", default="batch", choices=("batch", "example"))
   parser.add_argument(
       "--smoke", action="store_true", help="every phase on 60 examples, batch 16, "
-      "a tokenizer trained on the spot, 0 and 1 workers, in a temporary --dir")
+      "a tokenizer trained on the spot, no worker process (tests/test_input_pipeline.py starts "
+      "them), in a temporary --dir")
   args = parser.parse_args(argv)
   if args.smoke:
     args.dir = tempfile.mkdtemp(prefix="hj_input_smoke_")
-    args.num_examples, args.batch, args.steps, args.workers = 60, 16, 4, "0,1"
+    args.num_examples, args.batch, args.steps, args.workers = 60, 16, 4, "0"
     args.query_max_len, args.passage_max_len, args.prepare_workers = 16, 32, 0
     args.tokenizer = os.path.join(args.dir, "tokenizer")
   return args

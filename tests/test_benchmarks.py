@@ -76,7 +76,7 @@ def check_accelerator_check(module, tmp_path, argv):
 
 def check_input_pipeline(module, tmp_path, argv):
   """The figures of input_pipeline's smoke run: every phase, the stored token ids on disk, and
-  examples/s for texts and stored ids with 0 and 1 worker processes."""
+  examples/s for texts and stored ids."""
   del module, argv
   figures = json.loads((tmp_path / "input.json").read_text())
   assert figures["make"]["records"] == figures["tokenize"]["records"] == 60 * 9
@@ -84,8 +84,7 @@ def check_input_pipeline(module, tmp_path, argv):
   assert figures["tokenize"]["token_ids_bytes_on_disk"] > 0
   assert figures["measure"]["builder_examples_per_second"] > 0
   rows = figures["throughput"]["throughput"]
-  assert [(r["mode"], r["workers"]) for r in rows] == [("texts", 0), ("texts", 1), ("stored", 0),
-                                                       ("stored", 1)]
+  assert [(r["mode"], r["workers"]) for r in rows] == [("texts", 0), ("stored", 0)]
   assert all(r["examples_per_second"] > 0 and r["examples_per_cpu_second"] > 0 for r in rows)
 
 
