@@ -3,7 +3,8 @@
     train_and_evaluate(config, workdir)
       _make_mesh -> _build_and_resume (data.load, tokenizer, model, optimizer, BatchBuilder,
                                        newest good checkpoint)
-      -> _train: input_pipeline.start_global (prefetch thread: host batch -> global jax.Arrays)
+      -> _train: input_pipeline.start_global (host batches built in train.input_workers Grain
+                 worker processes or on the prefetch thread; the thread: -> global jax.Arrays)
            -> train_step(state, batch) -> (state, metrics)   [jit, compiled once ahead of time
                                                               (start-up diagnostics), batch
                                                               sharded over all devices,
@@ -506,7 +507,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         "--config.train.num_steps continues it).", workdir, start_step)
   train_step = make_train_step(run.graphdef, config, run.optimizer, mesh, run.state_sharding)
   batches = input_pipeline.start_global(run.builder, mesh, start_step, num_steps,
-                                        size=config.train.prefetch_batches)
+                                        size=config.train.prefetch_batches,
+                                        workers=input_pipeline.input_workers(config))
   preemption = checkpoint_lib.PreemptionFlag().install()
   profiler = diagnostics.Profiler(
       config.log.get("profile_steps", ""), workdir, enabled=jax.process_index() == 0)
