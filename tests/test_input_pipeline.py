@@ -235,8 +235,9 @@ def test_worker_processes_build_the_same_batches_and_a_dead_worker_is_one_line(s
     batches.close()
 
 
-def test_input_workers_default_to_half_the_cores():
+def test_input_workers_default_to_half_the_cores_from_4():
   config = ml_collections.ConfigDict({"train": {"input_workers": -1}})
-  assert [input_pipeline.input_workers(config, n) for n in (1, 2, 8, 96)] == [1, 1, 4, 16]
+  assert [input_pipeline.input_workers(config, n) for n in (1, 2, 3, 4, 8, 96)
+         ] == [0, 0, 0, 2, 4, 16]
   config.train.input_workers = 0
   assert input_pipeline.input_workers(config, 8) == 0
