@@ -2,7 +2,8 @@
 weights dequantised to float32, not the original fp32 checkpoint) with hybrid batches on the
 embedded XQuAD-R train split in the paper's 9 training languages (ar de en es hi ru th tr zh),
 then LAReQA evaluation on the held-out articles (`xquad_r:eval`) in all 11 languages, el and vi
-being zero-shot languages; within 10 minutes on a 2-core CPU. `model=tiny` gives the former
+being zero-shot languages; within 10 minutes on a 2-core CPU with AVX-512, over 10 on one with
+AVX2 only (docs/results.md: the cost on each machine). `model=tiny` gives the former
 default: a tiny encoder trained from scratch (about 5 minutes; the fast tests use it).
 
   python -m hybrid_jax.main --config=configs/default.py --workdir=/tmp/hj
@@ -65,6 +66,8 @@ def get_config(arg=None):
   config.train.num_steps = arg.steps or (450 if tiny else 80)
   config.train.max_consecutive_nonfinite = 5  # then stop with the last good state saved
   config.train.prefetch_batches = 2
+  config.train.input_workers = -1  # processes building batches ahead (Grain); 0: in this
+  # process; -1: half the host's cores, at most 16, none below 4 cores
   config.train.grad_cache_chunk_size = 0  # >0: gradient cache, encode the global batch in
   # chunks of this many rows (same update, less memory)
   config.train.fsdp = 1  # size of the fsdp mesh axis: >1 shards large params

@@ -8,8 +8,9 @@ import subprocess
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Files and directories (trailing /) allowed at the top level, besides dotfiles (.gitignore, .ci/).
+# tools/: maintainers' scripts that build embedded data (tools/build_languages_table.py).
 LAYOUT = ("setup.cfg", "pyproject.toml", "README.md", "BENCHMARKS.md", "LICENSE", "hybrid_jax/",
-          "configs/", "launch/", "tests/", "notebooks/", "benchmarks/", "docs/")
+          "configs/", "launch/", "tests/", "notebooks/", "benchmarks/", "docs/", "tools/")
 APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
 REQUIRED = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "hybrid_jax/")
 
