@@ -104,8 +104,11 @@ def test_smoke_run(name, tmp_path, monkeypatch, capsys):
   module = load_script(name)
   assert callable(getattr(module, "main", None)), f"benchmarks/{name} has no main(argv)"
   argv = smoke_flags(name, tmp_path)
-  module.main(argv)
+  status = module.main(argv)
   captured = capsys.readouterr()
+  # A script that checks its own figures (lora_step_flops.py: the LoRA step computes no weight
+  # gradient of a frozen kernel) says so with its exit status.
+  assert status in (None, 0), f"benchmarks/{name} --smoke returned {status}:\n{captured.out}"
   output = captured.out + captured.err
   if name not in NOT_TIMED:
     assert machine.one_line() in output, f"benchmarks/{name} does not name the machine"
