@@ -95,6 +95,10 @@ def get_config(arg=None):
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0  # 0: only at the end
   config.eval.batch_size = config_lib.DEFAULT_EVAL_BATCH_SIZE  # 128 rows per encoded batch
+  # Parallel text evaluated for alignment beside data.eval (docs/alignment.md), e.g.
+  # 'udhr:xlmr' (87 languages); '' = none. Units are encoded as queries of up to this many tokens.
+  config.eval.alignment = ""
+  config.eval.alignment_max_len = config_lib.DEFAULT_ALIGNMENT_MAX_LEN  # 256
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 10

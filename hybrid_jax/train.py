@@ -358,7 +358,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
     # The model is exported before the final evaluation, so a failure there costs only the report.
     _export_model(config, workdir, run, state)
     result = dict(last)
-    if config.data.eval:
+    if evaluators.has_evaluation(config):
       result["eval"] = _evaluate(config, workdir, mesh, run, state, writer, config.train.num_steps)
     return result
   finally:
@@ -465,7 +465,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         return state, step_log.last, done
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
         _save(config, run.checkpointer, state, done)
-      if (config.data.eval and config.eval.every_steps and done % config.eval.every_steps == 0
+      if (evaluators.has_evaluation(config) and config.eval.every_steps and done % config.eval.every_steps == 0
           and done != num_steps):
         _evaluate(config, workdir, mesh, run, state, writer, done)
   finally:
@@ -563,7 +563,8 @@ def _stop_on_nonfinite_streak(config: ml_collections.ConfigDict,
 
 def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, state: TrainState,
               writer: metric_writers.MetricWriter, step: int) -> dict[str, Any]:
-  """The in-training evaluation of `config.data.eval` at `step`; its scalars go to `writer`."""
+  """The in-training evaluation (`config.data.eval`, `config.eval.alignment`) at `step`; its
+  scalars go to `writer`."""
   results = evaluators.evaluate_in_training(
       models.encode_fn(run.graphdef), state.params["model"], run.tokenizer, config, mesh, workdir,
       step)
