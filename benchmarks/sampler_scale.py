@@ -11,18 +11,22 @@ and reports the RSS growth beyond the inputs: the peak RSS (VmHWM, reset after t
 built via /proc/self/clear_refs) minus the RSS with the inputs in memory, and the RSS growth that
 stays after the calls.
 
-Inputs: `available` bool [n, L] with each language on 90% of the examples (at least one per
-example), passage keys int64 [n, L] with 10% of the cells drawing one of n/20 shared keys (so
-~86% of those share their passage with another example), the rest unique; global batch size B,
-mono_prob 0.5, language_scope="batch".
+Inputs: `available` bool [n, L], either scattered (each language on 90% of the examples, at
+least one per example: up to one availability pattern per example, as mixtures of partly
+translated sources give) or fully parallel (every example in every language); passage keys int64
+[n, L] with 10% of the cells drawing one of n/20 shared keys (so ~86% of those share their
+passage with another example), the rest unique; global batch size B, mono_prob 0.5.
 
   PYTHONPATH=. python benchmarks/sampler_scale.py                      # the BENCHMARKS.md table
   PYTHONPATH=. python benchmarks/sampler_scale.py --cases new:1000000:9:1024
   PYTHONPATH=. python benchmarks/sampler_scale.py --cases old:100000:11:256 --calls 10
+  PYTHONPATH=. python benchmarks/sampler_scale.py --cases=MANY_LANGUAGE_CASES   # 40 / 64 languages
 
-A case is `sampler:examples:languages:batch`; sampler `new` is hybrid_jax/sampler.py, `old` the
-sampler as first landed (commit 3777775, loaded from `git show` into a temporary file; it needs
-this repository's git history).
+A case is `sampler:examples:languages:batch[:scope[:availability]]`: sampler `new` is
+hybrid_jax/sampler.py, `old` the sampler as first landed (commit 3777775), any other value a git
+commit whose sampler is loaded (from `git show` into a temporary file; it needs this repository's
+git history); scope `batch` (default) or `example` (`language_scope`); availability `scattered`
+(default) or `full`.
 """
 
 import argparse
@@ -39,6 +43,11 @@ import numpy as np
 OLD_COMMIT = "3777775"
 DEFAULT_CASES = ("new:1000000:9:1024", "old:100000:11:256", "new:100000:11:256",
                  "new:40000000:7:1024")
+# Beyond 40 languages (4,032 ordered pairs at 64), batch and example scope, both availabilities;
+# 824282f is the sampler before pool layouts were built on demand (16 * P * L^2 bytes).
+MANY_LANGUAGE_CASES = tuple(f"new:100000:{num_langs}:1024:{scope}:{availability}"
+                            for num_langs in (40, 64) for availability in ("full", "scattered")
+                            for scope in ("batch", "example")) + ("824282f:20000:64:1024",)
 FIRST_STEP = 10**6
 
 
@@ -51,13 +60,15 @@ def _rss_kib(field: str = "VmRSS") -> int:
 
 
 def _load_sampler(which: str, workdir: str):
-  """The HybridBatchSampler class: `new` from this checkout, `old` from commit OLD_COMMIT."""
+  """The HybridBatchSampler class: `new` from this checkout, `old` from commit OLD_COMMIT, else
+  from the commit `which`."""
   here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   if which == "new":
     path = os.path.join(here, "hybrid_jax", "sampler.py")
   else:
+    commit = OLD_COMMIT if which == "old" else which
     path = os.path.join(workdir, "sampler_old.py")
-    source = subprocess.run(["git", "show", f"{OLD_COMMIT}:hybrid_jax/sampler.py"], cwd=here,
+    source = subprocess.run(["git", "show", f"{commit}:hybrid_jax/sampler.py"], cwd=here,
                             capture_output=True, text=True, check=True).stdout
     with open(path, "w") as f:
       f.write(source)
@@ -67,7 +78,8 @@ def _load_sampler(which: str, workdir: str):
   return module.HybridBatchSampler
 
 
-def make_inputs(num_examples: int, num_languages: int, seed: int = 0, chunk: int = 1 << 22):
+def make_inputs(num_examples: int, num_languages: int, seed: int = 0, chunk: int = 1 << 22,
+                availability: str = "scattered"):
   """(available bool [n, L], passage_keys int64 [n, L]), built in chunks to bound the peak."""
   rng = np.random.default_rng(seed)
   available = np.empty((num_examples, num_languages), bool)
@@ -75,7 +87,7 @@ def make_inputs(num_examples: int, num_languages: int, seed: int = 0, chunk: int
   for start in range(0, num_examples, chunk):
     rows = slice(start, min(start + chunk, num_examples))
     n = rows.stop - rows.start
-    part = rng.random((n, num_languages)) < 0.9
+    part = rng.random((n, num_languages)) < (0.9 if availability == "scattered" else 2.0)
     part[~part.any(axis=1), 0] = True
     available[rows] = part
     shared = rng.random((n, num_languages)) < 0.1
@@ -84,19 +96,20 @@ def make_inputs(num_examples: int, num_languages: int, seed: int = 0, chunk: int
   return available, keys
 
 
-def run_case(which: str, num_examples: int, num_languages: int, batch_size: int,
-             calls: int) -> dict:
+def run_case(which: str, num_examples: int, num_languages: int, batch_size: int, calls: int,
+             scope: str = "batch", availability: str = "scattered") -> dict:
   """Measures one case in this process (see the module docstring); returns the figures."""
   with tempfile.TemporaryDirectory() as workdir:
     sampler_class = _load_sampler(which, workdir)
-  available, keys = make_inputs(num_examples, num_languages)
+  available, keys = make_inputs(num_examples, num_languages, availability=availability)
   input_mib = (available.nbytes + keys.nbytes) / 2**20
   with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS
     f.write("5")
   rss_inputs = _rss_kib()
   languages = [f"l{j}" for j in range(num_languages)]
   start = time.perf_counter()
-  sampler = sampler_class(available, languages, batch_size, 0.5, 0, passage_keys=keys)
+  sampler = sampler_class(available, languages, batch_size, 0.5, 0, passage_keys=keys,
+                          language_scope=scope)
   constructor_s = time.perf_counter() - start
   sampler.batch(FIRST_STEP)
   first_s = time.perf_counter() - start
@@ -114,6 +127,8 @@ def run_case(which: str, num_examples: int, num_languages: int, batch_size: int,
       "examples": num_examples,
       "languages": num_languages,
       "batch": batch_size,
+      "scope": scope,
+      "availability": availability,
       "calls": calls,
       "input_mib": round(input_mib, 1),
       "constructor_s": constructor_s,
@@ -127,22 +142,25 @@ def run_case(which: str, num_examples: int, num_languages: int, batch_size: int,
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--cases", default=",".join(DEFAULT_CASES),
-                      help="comma-separated sampler:examples:languages:batch")
+  parser.add_argument(
+      "--cases", default=",".join(DEFAULT_CASES),
+      help="comma-separated sampler:examples:languages:batch[:scope[:availability]]"
+      ", or MANY_LANGUAGE_CASES")
   parser.add_argument("--calls", type=int, default=1000,
                       help="calls timed in sequence and in random order (old sampler: 10)")
   parser.add_argument("--one", help=argparse.SUPPRESS)  # a single case, in a subprocess
   args = parser.parse_args()
   if args.one:
-    which, n, num_langs, batch = args.one.split(":")
+    which, n, num_langs, batch, *rest = args.one.split(":")
     calls = args.calls if which == "new" else min(args.calls, 10)
-    print(json.dumps(run_case(which, int(n), int(num_langs), int(batch), calls)))
+    print(json.dumps(run_case(which, int(n), int(num_langs), int(batch), calls, *rest)))
     return
+  cases = MANY_LANGUAGE_CASES if args.cases == "MANY_LANGUAGE_CASES" else args.cases.split(",")
   print(f"load average before: {open('/proc/loadavg').read().strip()}")
-  header = ("sampler", "examples x langs", "batch", "inputs MiB", "ctor+1st s", "seq ms/call",
-            "random ms/call", "peak RSS +MiB", "RSS after +MiB")
+  header = ("sampler", "examples x langs", "batch", "scope", "availability", "inputs MiB",
+            "ctor+1st s", "seq ms/call", "random ms/call", "peak RSS +MiB", "RSS after +MiB")
   print(" | ".join(header))
-  for case in args.cases.split(","):
+  for case in cases:
     result = subprocess.run([sys.executable, __file__, "--one", case, "--calls",
                              str(args.calls)], capture_output=True, text=True)
     if result.returncode:
@@ -152,9 +170,10 @@ def main():
     print(
         " | ".join([
             r["sampler"], f"{r['examples']:,} x {r['languages']}",
-            str(r["batch"]), f"{r['input_mib']:.0f}", f"{r['constructor_and_first_call_s']:.3f}",
-            f"{r['per_call_sequence_ms']:.3f}", f"{r['per_call_random_ms']:.3f}",
-            f"{r['rss_peak_growth_mib']:.0f}", f"{r['rss_growth_after_mib']:.0f}"
+            str(r["batch"]), r["scope"], r["availability"], f"{r['input_mib']:.0f}",
+            f"{r['constructor_and_first_call_s']:.3f}", f"{r['per_call_sequence_ms']:.3f}",
+            f"{r['per_call_random_ms']:.3f}", f"{r['rss_peak_growth_mib']:.0f}",
+            f"{r['rss_growth_after_mib']:.0f}"
         ]), flush=True)
   print(f"load average after: {open('/proc/loadavg').read().strip()}")
 

@@ -16,6 +16,7 @@ pretrained model, all 11 for tiny), mono_prob, model (a preset in configs/models
 import ml_collections
 
 from hybrid_jax import config_lib
+from hybrid_jax.data import languages
 
 PAPER_TRAIN_LANGUAGES = "ar+de+en+es+hi+ru+th+tr+zh"  # arXiv 2408.10536; el, vi held out
 DEFAULT_MODEL = "multilingual_e5_small"
@@ -95,6 +96,9 @@ def get_config(arg=None):
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 0  # 0: only at the end
   config.eval.batch_size = config_lib.DEFAULT_EVAL_BATCH_SIZE  # 128 rows per encoded batch
+  # Groupings of the evaluated languages whose macro averages the reports add (trained /
+  # zero-shot, family, script, resource class: docs/languages.md); '' = none.
+  config.eval.language_groups = languages.DEFAULT_LANGUAGE_GROUPS
   # Parallel text evaluated for alignment beside data.eval (docs/alignment.md), e.g.
   # 'udhr:xlmr' (87 languages); '' = none. Units are encoded as queries of up to this many tokens.
   config.eval.alignment = ""

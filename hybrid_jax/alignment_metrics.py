@@ -122,8 +122,8 @@ def bitext_metrics(emb, k: int = XSIM_K) -> dict[str, np.ndarray]:
     avg_y_of_neighbour = np.take_along_axis(avg_yx[:, None, :].repeat(num_units, 1), neighbours,
                                             axis=2)
     margin = cos_neighbours / ((avg_xy[:, :, None] + avg_y_of_neighbour) / 2)
-    predicted = np.take_along_axis(neighbours, np.argmax(margin, axis=2)[:, :, None], axis=2)[...,
-                                                                                                0]
+    predicted = np.take_along_axis(neighbours,
+                                   np.argmax(margin, axis=2)[:, :, None], axis=2)[..., 0]
     error = predicted != units
     for y in range(num_langs):
       if y != x:
@@ -165,8 +165,9 @@ def pool_metrics(emb, *, recall_ks: Sequence[int] = POOL_RECALL_KS,
     relevant = other_unit == np.arange(num_units)[:, None]
     out["ap"][x] = retrieval_metrics.average_precision(scores, relevant)
     ranks = retrieval_metrics.ranks_of_relevant(scores, relevant).astype(np.float64)
-    out["rank_range"][x] = (np.max(np.where(relevant, ranks, -np.inf), axis=1)
-                            - np.min(np.where(relevant, ranks, np.inf), axis=1))
+    out["rank_range"][x] = (
+        np.max(np.where(relevant, ranks, -np.inf), axis=1)
+        - np.min(np.where(relevant, ranks, np.inf), axis=1))
     out["own_share"][x] = retrieval_metrics.own_share_at_k(scores, other_lang == x, top_k)
     for k in recall_ks:
       out[f"recall@{k}"][x] = np.sum(relevant & (ranks <= k), axis=1) / (num_langs - 1)
@@ -193,8 +194,8 @@ def alignment_gap(emb) -> dict[str, np.ndarray | float]:
   # Per language x: translations (x, y != x) both ways, non-translations (x, any y) both ways.
   trans_x = (diag * cross).sum(axis=1) + (diag * cross).sum(axis=0)
   other_x = off.sum(axis=1) + off.sum(axis=0) - np.diag(off)
-  gap_language = (trans_x / (2 * (num_langs - 1) * num_units) - other_x /
-                  ((2 * num_langs - 1) * pairs_other))
+  gap_language = (
+      trans_x / (2 * (num_langs - 1) * num_units) - other_x / ((2 * num_langs - 1) * pairs_other))
   translation = diag[cross].sum() / (num_langs * (num_langs - 1) * num_units)
   other = off.sum() / (num_langs * num_langs * pairs_other)
   return {

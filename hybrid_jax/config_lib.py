@@ -19,7 +19,7 @@ import ml_collections
 from hybrid_jax import optimizer
 from hybrid_jax import paths
 from hybrid_jax import sampler
-from hybrid_jax.data.languages import parse_languages
+from hybrid_jax.data.languages import parse_groupings, parse_languages
 from hybrid_jax.data.parallel_qa import ON_ERROR_CHOICES
 from hybrid_jax.data.registry import SCHEMES
 from hybrid_jax.errors import ConfigError, UserError
@@ -209,6 +209,11 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     raise ConfigError(f"config.{field}={value!r}: {expected}")
 
   langs = languages(config)
+  if len(langs) > sampler.MAX_LANGUAGES:
+    fail(
+        "data.languages", f"{len(langs)} languages",
+        f"the hybrid batch sampler supports at most {sampler.MAX_LANGUAGES} training languages "
+        "(one bit per language in its availability patterns)")
   with config.unlocked():
     config.data.languages = "+".join(langs)
   for field, lowest, meaning in _LOWER_BOUNDS:
@@ -221,6 +226,7 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if len(langs) == 1 and config.sampler.mono_prob != 1.0:
     fail("sampler.mono_prob", config.sampler.mono_prob,
          "must be 1 with a single language (no cross-lingual pair exists)")
+  parse_groupings(config.eval.get("language_groups", ""), where="config.eval.language_groups")
   for field, allowed in _CHOICES:
     section, name = field.split(".")
     if config[section][name] not in allowed:

@@ -9,15 +9,21 @@ only formats it. The dict's shape (every writer reads these keys):
 LAReQA metrics hold language-keyed dicts: "map_xy" {query lang: {target lang: mAP}},
 "map_multi" / "rank_gap" / "own_share" / "rank_range" / "recall@1" / "recall@10" {query lang:
 value}, the scalars "map_mono", "map_cross", "map_multi_mean", "rank_gap_mean", "own_share_mean",
-"rank_range_mean", "recall@1_mean", "recall@10_mean", "top_k", and, for a run evaluated in
-languages it was not trained on, "zero_shot_languages" with the macro averages of those
-("zero_shot") and of the trained ones ("trained"), as
-`retrieval_metrics.language_group_averages`. BEIR metrics are a flat {name: value} dict
-("ndcg@10", "recall@100", "mrr@10", "num_queries"). Alignment metrics (task "alignment",
-`hybrid_jax.evaluators.evaluate_alignment`): "mean" {metric: macro average over languages},
-"groups" {name: {"languages", metric: value}}, "per_language" {metric: {lang: value}}, the
-language-pair matrices "p_at_1", "xsim_error", "alignment_gap_pairs" {x: {y: value}}, and
-"alignment_gap", "probe", "num_units", "xsim_k", "pool_top_k", "pool_uniform_share".
+"rank_range_mean", "recall@1_mean", "recall@10_mean", "top_k". BEIR metrics are a flat
+{name: value} dict ("ndcg@10", "recall@100", "mrr@10", "num_queries").
+
+Both may hold "groups": {grouping: {label: {"languages": [codes], macro averages}}} for the
+groupings of `eval.language_groups` (docs/languages.md): "trained" (labels "trained" and
+"zero-shot": evaluated, not trained on; only when some language is zero-shot), "family",
+"script", "resource_class". LAReQA averages as `retrieval_metrics.language_group_averages`;
+BEIR (a single-language corpus, its language in "languages") as `retrieval_metrics.
+macro_averages`.
+Alignment metrics (task "alignment", `hybrid_jax.evaluators.evaluate_alignment`): "mean"
+{metric: macro average over languages}, "groups" (as above; "trained" splits the languages into
+"trained", "zero-shot" (evaluated in the run, not trained on) and "unseen"), "per_language"
+{metric: {lang: value}}, the language-pair matrices "p_at_1", "xsim_error", "alignment_gap_pairs"
+{x: {y: value}}, and "alignment_gap", "probe", "num_units", "xsim_k", "pool_top_k",
+"pool_uniform_share".
 
 JSON has no NaN: NaN and infinities are written as null.
 """
@@ -101,7 +107,8 @@ def lareqa_markdown(results: Mapping) -> str:
       "R@1", "R@10"
   ]
   per_language = lambda key, x: (m.get(key) or {}).get(x)  # noqa: E731  (older results lack some)
-  zero_shot = set(m.get("zero_shot_languages") or ())
+  groups = m.get("groups") or {}
+  zero_shot = set(groups.get("trained", {}).get("zero-shot", {}).get("languages", ()))
   rows = [[
       f"**{x}**" + (" (zero-shot)" if x in zero_shot else ""), *(_fmt(m["map_xy"][x][y])
                                                                  for y in langs),
@@ -126,27 +133,34 @@ def lareqa_markdown(results: Mapping) -> str:
   lines += _table(header, rows)
   lines += [""]
   titles = [title.replace("share@k", f"share@{k}") for _, title in LAREQA_SUMMARY]
-  if zero_shot:
-    group_keys = [key for key, _ in LAREQA_SUMMARY if key != "own_share_mean"]
-    group_rows = []
-    for name, group in ((f"trained ({len(langs) - len(zero_shot)})", m["trained"]),
-                        (f"zero-shot ({', '.join(sorted(zero_shot))})", m["zero_shot"])):
-      group_rows.append([
-          name, *(_fmt(group.get(key), 2 if key in RANK_KEYS else 3) for key in group_keys)
-      ])
-    group_rows.append([
-        f"all ({len(langs)})",
-        *(_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key in group_keys)
-    ])
-    lines += _table([
-        "languages", *(t for (key, _), t in zip(LAREQA_SUMMARY, titles) if key != "own_share_mean")
-    ], group_rows)
+  group_columns = [
+      (key, t) for (key, _), t in zip(LAREQA_SUMMARY, titles) if key != "own_share_mean"
+  ]
+  lines += group_tables(
+      groups, group_columns,
+      [_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in group_columns], len(langs))
+  if groups:
     lines += [
-        "", "Zero-shot: languages evaluated but not trained on (cross: the pairs with a "
-        "zero-shot query or pool language).", ""
+        "Groups: macro averages over their languages (cross: the pairs with a query or pool "
+        "language in the group; zero-shot: evaluated but not trained on). Families: Glottolog; "
+        "scripts: ISO 15924; resource classes: Joshi et al. 2020, 0-5 (docs/languages.md).", ""
     ]
   lines += _table(titles, [summary])
   return "\n".join(lines) + "\n"
+
+
+def group_tables(groups: Mapping, columns, overall: list[str], num_languages: int) -> list[str]:
+  """A table per grouping: a row per group ('label (n): codes') with its macro averages of
+  `columns` ((key, title) pairs), and the overall row `overall` last."""
+  lines = []
+  for grouping, by_label in groups.items():
+    rows = [[
+        f"{label} ({len(g['languages'])}: {' '.join(g['languages'])})",
+        *(_fmt(g.get(key), 2 if key in RANK_KEYS else 3) for key, _ in columns)
+    ] for label, g in by_label.items()]
+    rows.append([f"all ({num_languages})", *overall])
+    lines += _table([grouping.replace("_", " "), *(t for _, t in columns)], rows) + [""]
+  return lines
 
 
 def beir_markdown(results: Mapping) -> str:
@@ -155,6 +169,10 @@ def beir_markdown(results: Mapping) -> str:
   lines = [f"### {_title(results)}", ""]
   lines += _table([title for _, title in BEIR_SUMMARY],
                   [[_fmt(m.get(key)) for key, _ in BEIR_SUMMARY]])
+  if m.get("groups"):
+    groups = ", ".join(f"{grouping.replace('_', ' ')} {label}"
+                       for grouping, by_label in m["groups"].items() for label in by_label)
+    lines += ["", f"Corpus language {', '.join(results['languages'])}: {groups}."]
   return "\n".join(lines) + "\n"
 
 
@@ -254,13 +272,9 @@ def plot_heatmap(results: Mapping, path: str) -> str:
 ALIGNMENT_COLUMNS = (("p_at_1", "P@1", 3), ("xsim_error", "xsim error", 3),
                      ("pool_map", "pool mAP", 3), ("pool_recall@10", "pool R@10", 3),
                      ("pool_recall@100", "pool R@100", 3), ("rank_range", "max−min rank", 1),
-                     ("own_share", "own share@10", 3), ("alignment_gap", "alignment gap", 3),
-                     ("probe_accuracy", "language-ID acc.", 3))
-# Report names of `hybrid_jax.evaluators.alignment_groups`.
-ALIGNMENT_GROUP_TITLES = {
-    "trained": "fine-tuning languages", "evaluated_zero_shot": "evaluated zero-shot in the run",
-    "unseen": "never seen in fine-tuning"
-}
+                     ("own_share", "own share@10", 3), ("alignment_gap", "alignment gap",
+                                                        3), ("probe_accuracy", "language-ID acc.",
+                                                             3))
 
 
 def alignment_markdown(results: Mapping) -> str:
@@ -272,11 +286,6 @@ def alignment_markdown(results: Mapping) -> str:
   def row(name, values):
     return [name, *(_fmt(values.get(key), digits) for key, _, digits in ALIGNMENT_COLUMNS)]
 
-  rows = [row(f"all ({len(langs)})", m["mean"])]
-  for name, group in m["groups"].items():
-    members = group["languages"]
-    listed = " ".join(members) if len(members) <= 12 else f"{len(members)} languages"
-    rows.append(row(f"{ALIGNMENT_GROUP_TITLES.get(name, name)} ({listed})", group))
   gap, probe = m["alignment_gap"], m["probe"]
   lines = [
       f"### {_title(results)}", "",
@@ -292,7 +301,18 @@ def alignment_markdown(results: Mapping) -> str:
       "language-agnostic). Lower is better for xsim error, max−min rank, own share and "
       "language-ID accuracy.", ""
   ]
-  lines += _table(header, rows)
+  lines += _table(header, [row(f"all ({len(langs)})", m["mean"])]) + [""]
+  if m["groups"]:
+    whose = ("the run's"
+             if results.get("config") else "the default run's (this model was not fine-tuned here)")
+    lines += [
+        f"Groups: macro averages over their languages. trained: {whose} fine-tuning languages; "
+        "zero-shot: evaluated in that run but not trained on; unseen: neither. Families: "
+        "Glottolog; scripts: ISO 15924; resource classes: Joshi et al. 2020 (docs/languages.md).",
+        ""
+    ]
+    columns = [(key, title) for key, title, _ in ALIGNMENT_COLUMNS]
+    lines += group_tables(m["groups"], columns, row("", m["mean"])[1:], len(langs))
   lines += ["", "Per language:", ""]
   per = m["per_language"]
   lines += _table(["language", *header[1:]],
@@ -326,8 +346,9 @@ def plot_alignment_heatmap(results: Mapping, path: str) -> str:
 
   m, langs = results["metrics"], list(results["languages"])
   num_langs = len(langs)
-  matrix = np.array([[np.nan if m["p_at_1"][x][y] is None else m["p_at_1"][x][y] for y in langs]
-                     for x in langs], np.float64)
+  matrix = np.array(
+      [[np.nan if m["p_at_1"][x][y] is None else m["p_at_1"][x][y] for y in langs] for x in langs],
+      np.float64)
   order = _cluster_order(matrix) if num_langs > 2 else np.arange(num_langs)
   names = [langs[i] for i in order]
   strips = [("P@1", "p_at_1"), ("pool mAP", "pool_map"), ("lang-ID acc.", "probe_accuracy")]
@@ -338,8 +359,9 @@ def plot_alignment_heatmap(results: Mapping, path: str) -> str:
       gridspec_kw={"width_ratios": [num_langs, 0.9 * len(strips), 0.6], "wspace": 0.08})
   cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
   font = max(5, min(10, int(110 / max(num_langs, 1))))
-  image = ax.imshow(np.ma.masked_invalid(matrix[np.ix_(order, order)]), cmap=cmap, vmin=0.0,
-                    vmax=1.0, aspect="auto", interpolation="nearest")
+  image = ax.imshow(
+      np.ma.masked_invalid(matrix[np.ix_(order, order)]), cmap=cmap, vmin=0.0, vmax=1.0,
+      aspect="auto", interpolation="nearest")
   ax_side.imshow(side, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
   ax.set_xticks(range(num_langs), names, fontsize=font, rotation=90)
   ax.set_yticks(range(num_langs), names, fontsize=font)

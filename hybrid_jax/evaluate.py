@@ -39,7 +39,7 @@ def main(argv):
       f.model or f.workdir, f.dataset, step=f.step, languages=f.languages, output_dir=f.output_dir,
       output_root=f.workdir if f.model else None, query_max_len=f.query_max_len,
       passage_max_len=f.passage_max_len, batch_size=f.batch_size,
-      ignore_identical_ids=f.ignore_identical_ids)
+      ignore_identical_ids=f.ignore_identical_ids, language_groups=f.language_groups)
   print(eval_report.markdown(eval_report.to_jsonable(results)))
   for kind, path in results.get("output_files", {}).items():
     print(f"{kind}: {path}")
@@ -78,6 +78,10 @@ def _define_flags():
       "ignore_identical_ids", True, "BEIR: drop a retrieved document whose id is "
       "the query id, as BEIR does (ArguAna, Quora); --noignore_identical_ids keeps "
       "them.")
+  flags.DEFINE_string(
+      "language_groups", None, "Groupings of the languages whose macro averages the "
+      "reports add, of trained,family,script,resource_class ('' = none; default: the "
+      "run's config.eval.language_groups, else all; docs/languages.md).")
   flags.DEFINE_enum("host_allocator", "default", host_memory.MODES, host_memory.MODES_HELP)
   cli.define_verbose_flag()
 

@@ -42,6 +42,7 @@ from hybrid_jax import paths
 from hybrid_jax import retrieval_metrics
 from hybrid_jax import retrievers
 from hybrid_jax import sharding
+from hybrid_jax.data import languages as languages_lib
 from hybrid_jax.errors import UserError
 from hybrid_jax.models.encoder import split_for_encoding
 
@@ -165,12 +166,12 @@ def _flat_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def evaluate_lareqa(
-    retriever, data,
-    zero_shot_languages: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, float]]:
+    retriever, data, language_groups: Mapping[str, Mapping[str, Sequence[str]]] | None = None
+) -> tuple[dict[str, Any], dict[str, float]]:
   """LAReQA metrics of `retriever` on a `ParallelQA`.
 
-  With `zero_shot_languages` (evaluated, not trained on), the results also hold their macro
-  averages and those of the other languages (`retrieval_metrics.language_group_averages`).
+  With `language_groups` ({grouping: {label: languages}}, `languages.group_languages`), the
+  results also hold each group's macro averages under "groups" (`lareqa_group_averages`).
 
   Every query of every language is embedded in one call (so buckets fill across languages), and
   every candidate (answer sentence with its paragraph as context) in another, candidates first
@@ -196,13 +197,48 @@ def evaluate_lareqa(
         score_fn=retriever.score_fn(num_candidates),
         chunk_size=retrievers.query_chunk_size(num_candidates))
     results = lareqa_results(metrics)
-    zero_shot = [x for x in data.languages if x in set(zero_shot_languages)]
-    if zero_shot:
-      results["zero_shot_languages"] = zero_shot
-      results["zero_shot"] = retrieval_metrics.language_group_averages(metrics, zero_shot)
-      results["trained"] = retrieval_metrics.language_group_averages(
-          metrics, [x for x in data.languages if x not in zero_shot])
+    if language_groups:
+      results["groups"] = lareqa_group_averages(metrics, language_groups)
   return results, timing
+
+
+def lareqa_group_averages(metrics: Mapping[str, Any],
+                          language_groups: Mapping[str, Mapping[str, Sequence[str]]]):
+  """{grouping: {label: {"languages": [...], macro averages}}} of `lareqa_metrics` output, the
+  averages as `retrieval_metrics.language_group_averages` (mono: the group's X->X; cross: the
+  pairs with a query or pool language in the group; multilingual pool and bias: its query
+  languages)."""
+  return {
+      grouping: {
+          label: {
+              "languages": list(members),
+              **retrieval_metrics.language_group_averages(metrics, members)
+          } for label, members in groups.items()
+      } for grouping, groups in language_groups.items()
+  }
+
+
+def beir_group_averages(per_language: Mapping[str, Mapping[str, float]],
+                        language_groups: Mapping[str, Mapping[str, Sequence[str]]]):
+  """{grouping: {label: {"languages": [...], macro averages}}} of BEIR metrics per corpus
+  language ({language: {metric: value}}, `retrieval_metrics.macro_averages`)."""
+  return {
+      grouping: {
+          label: {
+              "languages": list(members), **retrieval_metrics.macro_averages(per_language, members)
+          } for label, members in groups.items()
+      } for grouping, groups in language_groups.items()
+  }
+
+
+def beir_language(spec: str, languages: Sequence[str] | None) -> str | None:
+  """The language of a single-language BEIR corpus (MIRACL's, Mr. TyDi's): the one language
+  given, else a '-'- or '_'-separated suffix of its directory name that is a code of the
+  language table ('beir:/d/miracl-de' -> 'de'); None when neither says."""
+  if languages and len(languages) == 1:
+    return languages[0]
+  suffix = re.split(r"[-_]", dataset_name(spec))[-1]
+  return suffix if suffix in languages_lib.table() else None
 
 
 def evaluate_beir(retriever, data,
@@ -245,16 +281,22 @@ def is_alignment(spec: str | None) -> bool:
   return bool(spec) and spec.partition(":")[0] in ALIGNMENT_SCHEMES
 
 
-def alignment_groups(languages: Sequence[str], trained: Sequence[str],
-                     evaluated: Sequence[str]) -> dict[str, list[str]]:
-  """Language groups of an alignment report: the fine-tuning languages, those the run evaluated
-  zero-shot (XQuAD-R's el + vi in the default run), and the rest (never seen in fine-tuning)."""
-  groups = {
-      "trained": [x for x in languages if x in trained],
-      "evaluated_zero_shot": [x for x in languages if x in evaluated and x not in trained],
-  }
-  groups["unseen"] = [x for x in languages if x not in trained and x not in evaluated]
-  return {name: members for name, members in groups.items() if members}
+def alignment_groups(languages: Sequence[str], groupings: Sequence[str], trained: Sequence[str],
+                     evaluated: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+  """{grouping: {label: members}} of an alignment report (`languages_lib.group_languages`), where
+  "trained" splits `languages` three ways: "trained" (fine-tuned on), "zero-shot" (evaluated in
+  the run, not trained on: XQuAD-R's el + vi in the default run) and "unseen" (never seen in
+  fine-tuning). Empty groups are left out."""
+  groups = languages_lib.group_languages(languages,
+                                         [g for g in groupings if g != languages_lib.TRAINED])
+  if languages_lib.TRAINED in groupings:
+    split = {
+        languages_lib.TRAINED: [x for x in languages if x in trained],
+        languages_lib.ZERO_SHOT: [x for x in languages if x in evaluated and x not in trained],
+        "unseen": [x for x in languages if x not in trained and x not in evaluated],
+    }
+    groups = {languages_lib.TRAINED: {k: v for k, v in split.items() if v}, **groups}
+  return groups
 
 
 def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | None = None, *,
@@ -267,7 +309,7 @@ def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | No
   Args:
     retriever: a `DenseRetriever` (its query length is the unit length).
     data: a `ParallelQA` whose every example exists in every language (units, e.g. 'udhr:...').
-    groups: {name: languages} reported as macro averages (`alignment_groups`).
+    groups: {grouping: {label: languages}} reported as macro averages (`alignment_groups`).
     seed: draws the language-ID probe's folds.
 
   Returns:
@@ -297,18 +339,22 @@ def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | No
       "num_units": data.num_examples,
       "mean": {key: float(np.mean(v)) for key, v in values.items()},
       "groups": {
-          name: {"languages": list(members),
-                 **alignment_metrics.group_means(values, languages, members)}
-          for name, members in (groups or {}).items()
+          grouping: {
+              label: {
+                  "languages": list(members),
+                  **alignment_metrics.group_means(values, languages, members)
+              } for label, members in by_label.items()
+          } for grouping, by_label in (groups or {}).items()
       },
       "per_language": {key: _per_language(v, languages) for key, v in values.items()},
       "p_at_1": _per_language(bitext["p_at_1"], languages),
       "xsim_error": _per_language(bitext["xsim_error"], languages),
       "alignment_gap_pairs": _per_language(gap["gap_pairs"], languages),
       "alignment_gap": {key: gap[key] for key in ("translation_cosine", "other_cosine", "gap")},
-      "probe": {"accuracy": probe["accuracy"], "chance": probe["chance"],
-                "folds": alignment_metrics.PROBE_FOLDS, "seed": seed,
-                "c": alignment_metrics.PROBE_C},
+      "probe": {
+          "accuracy": probe["accuracy"], "chance": probe["chance"],
+          "folds": alignment_metrics.PROBE_FOLDS, "seed": seed, "c": alignment_metrics.PROBE_C
+      },
       "xsim_k": alignment_metrics.XSIM_K,
       "pool_top_k": alignment_metrics.POOL_TOP_K,
       "pool_uniform_share": pool["uniform_share"],
@@ -318,13 +364,13 @@ def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | No
 
 def alignment_scalars(results: Mapping[str, Any],
                       prefix: str = "eval_alignment/") -> dict[str, float]:
-  """The headline numbers of alignment results for metric writers: the means and, per group,
-  P@1, xsim error and pool mAP."""
+  """The headline numbers of alignment results for metric writers: the means and, per group of
+  the "trained" grouping (trained / zero-shot / unseen), P@1, xsim error and pool mAP."""
   m = results["metrics"]
   out = {prefix + key: float(value) for key, value in m["mean"].items()}
-  for name, group in m["groups"].items():
+  for label, group in m["groups"].get(languages_lib.TRAINED, {}).items():
     for key in ("p_at_1", "xsim_error", "pool_map"):
-      out[f"{prefix}{name}/{key}"] = float(group[key])
+      out[f"{prefix}{label}/{key}"] = float(group[key])
   out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
   return {key: value for key, value in out.items() if np.isfinite(value)}
 
@@ -335,12 +381,13 @@ def alignment_max_len(config) -> int:
   return int(config.eval.get("alignment_max_len", default)) if config is not None else default
 
 
-def _run_groups(config, languages: Sequence[str]) -> dict[str, list[str]]:
-  """`alignment_groups` from the run's config, or (a model without a run) from the default
+def _run_groups(config, languages: Sequence[str],
+                groupings: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+  """`alignment_groups` with the run's languages, or (a model without a run) the default
   config's: the default run's 9 training languages and its zero-shot el + vi."""
   config = config if config is not None else config_lib.default_config()
-  trained = _languages(config.data.languages)
-  return alignment_groups(languages, trained, _languages(eval_languages(config)))
+  return alignment_groups(languages, groupings, _languages(config.data.languages),
+                          _languages(eval_languages(config)))
 
 
 # ----------------------------------------------------------------------------- orchestration
@@ -349,13 +396,15 @@ def _run_groups(config, languages: Sequence[str]) -> dict[str, list[str]]:
 def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, model_name: str = "",
              step: int | None = None, config=None, output_dir: str | None = None,
              warnings: Sequence[str] = (), cache_data: bool = False,
-             ignore_identical_ids: bool = True) -> dict[str, Any]:
+             ignore_identical_ids: bool = True,
+             language_groups: str | Sequence[str] | None = None) -> dict[str, Any]:
   """Evaluates `retriever` on the data `spec` and (when `output_dir`) writes the reports.
 
   Args:
     retriever: `retrievers.DenseRetriever` or `retrievers.TfidfRetriever`.
     spec: data spec ('xquad_r:eval', 'xquad_r:all', 'mlqa_r:PATH', 'beir:PATH').
-    languages: restrict a parallel data set to these languages (default: all of them).
+    languages: restrict a parallel data set to these languages (default: all of them); for BEIR,
+      one language names the corpus's (`beir_language`).
     model_name: what is evaluated (a path, 'tfidf'), recorded in the results.
     step: checkpoint step, recorded (None for a pretrained directory or TF-IDF).
     config: the run's ConfigDict (recorded as JSON; its languages tell the zero-shot ones), or
@@ -364,6 +413,10 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
     warnings: messages recorded in the results (and logged).
     cache_data: keep loaded data in memory for the next call (evaluation during training).
     ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+    language_groups: groupings whose macro averages the results hold (`languages.
+      LANGUAGE_GROUPINGS`, e.g. 'trained,family'); default the config's
+      `eval.language_groups`, else `languages.DEFAULT_LANGUAGE_GROUPS` ("trained" needs the
+      config).
 
   Returns:
     The results dict (see `hybrid_jax.eval_report`), with "output_files" when written.
@@ -383,24 +436,35 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
     for warning in warnings:
       logging.warning("%s", warning)
     before = dict(retriever.timing)
+    trained = _languages(config.data.languages) if config is not None else None
+    if language_groups is None:
+      language_groups = languages_lib.DEFAULT_LANGUAGE_GROUPS
+      if config is not None and "language_groups" in config.get("eval", {}):
+        language_groups = config.eval.language_groups
+    groupings = languages_lib.parse_groupings(language_groups)
     if is_beir:
-      task, data_languages = "beir", []
+      task = "beir"
+      corpus_language = beir_language(spec, languages)
+      data_languages = [corpus_language] if corpus_language else []
       counts = {
           "queries": len(data.query_ids), "documents": len(data.corpus_ids),
           "ignore_identical_ids": ignore_identical_ids
       }
       metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
+      groups = languages_lib.group_languages(data_languages, groupings, trained)
+      if groups:
+        metrics["groups"] = beir_group_averages(
+            {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}, groups)
     elif is_alignment(spec):
       task, data_languages = "alignment", list(data.languages)
       counts = {"languages": len(data.languages), "units": data.num_examples}
-      metrics, score_timing = evaluate_alignment(
-          retriever, data, _run_groups(config, data_languages),
-          seed=config.seed if config is not None else 0)
+      metrics, score_timing = evaluate_alignment(retriever, data,
+                                                 _run_groups(config, data_languages, groupings),
+                                                 seed=config.seed if config is not None else 0)
     else:
       task, data_languages, counts = "lareqa", list(data.languages), data.counts()
-      trained = _languages(config.data.languages) if config is not None else None
       metrics, score_timing = evaluate_lareqa(
-          retriever, data, [x for x in data.languages if trained and x not in trained])
+          retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
   timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing, **timing}
   num_passages = (len(data.corpus_ids) if task == "beir" else len(data.candidates))
   if timing["encode_seconds"] > 0:
@@ -425,7 +489,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
 
 
 def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float]:
-  """The headline numbers of a results dict as {name: float} for metric writers."""
+  """The headline numbers of a results dict as {name: float} for metric writers, with each
+  language group's as `<prefix>group/<grouping>/<label>/<name>` (e.g.
+  "eval/group/trained/zero-shot/multilingual_map", "eval/group/resource_class/5/mono_map")."""
   m = results["metrics"]
   if results["task"] == "beir":
     names = {name: name for name in BEIR_METRICS}
@@ -441,15 +507,19 @@ def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, floa
       prefix + name: float(m[key]) for name, key in names.items()
       if m.get(key) is not None and np.isfinite(m[key])
   }
-  if results["task"] != "beir" and m.get("zero_shot"):
-    zero_shot = {
-        "zero_shot_mono_map": "map_mono", "zero_shot_cross_map": "map_cross",
-        "zero_shot_multilingual_map": "map_multi_mean"
-    }
-    out.update({
-        prefix + name: float(m["zero_shot"][key]) for name, key in zero_shot.items()
-        if np.isfinite(m["zero_shot"][key])
-    })
+  group_names = (
+      names if results["task"] == "beir" else {
+          "mono_map": "map_mono", "cross_map": "map_cross", "multilingual_map": "map_multi_mean",
+          "rank_range": "rank_range_mean"
+      })
+  for grouping, groups in (m.get("groups") or {}).items():
+    for label, values in groups.items():
+      safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+      out.update({
+          f"{prefix}group/{grouping}/{safe}/{name}": float(values[key])
+          for name, key in group_names.items()
+          if values.get(key) is not None and np.isfinite(values[key])
+      })
   out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
   return out
 
@@ -583,8 +653,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
                         languages: str | Sequence[str] | None = None, output_dir: str | None = None,
                         output_root: str | None = None, query_max_len: int | None = None,
                         passage_max_len: int | None = None, batch_size: int | None = None,
-                        mesh=None, show_progress: bool = True,
-                        ignore_identical_ids: bool = True) -> dict[str, Any]:
+                        mesh=None, show_progress: bool = True, ignore_identical_ids: bool = True,
+                        language_groups: str | None = None) -> dict[str, Any]:
   """Evaluates a training run's checkpoint, a Hugging Face directory, or 'tfidf'.
 
   Args:
@@ -603,6 +673,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
       `config_lib.DEFAULT_QUERY_MAX_LEN` / `DEFAULT_PASSAGE_MAX_LEN` / `DEFAULT_EVAL_BATCH_SIZE`).
     mesh: device mesh (default: every device).
     ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
+    language_groups: as `evaluate` (default: the run's `eval.language_groups`, else all).
 
   Returns:
     The results dict.
@@ -657,4 +728,4 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   return evaluate(retriever, dataset, languages=languages,
                   model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,
-                  ignore_identical_ids=ignore_identical_ids)
+                  ignore_identical_ids=ignore_identical_ids, language_groups=language_groups)

@@ -420,6 +420,24 @@ def language_group_averages(metrics: Mapping, group: Sequence[str]) -> dict[str,
   return out
 
 
+def macro_averages(per_language: Mapping[str, Mapping[str, float]],
+                   group: Sequence[str]) -> dict[str, float]:
+  """Macro averages over the languages of `group` of per-language figures (e.g. the BEIR metrics
+  of single-language corpora such as MIRACL's, {language: {metric: value}}).
+
+  Returns:
+    {metric: mean over the languages of `group` that have a finite value (None and NaN are
+    missing)} for every metric of those languages; NaN where none has one.
+  """
+  keys = sorted({k for x in group for k in per_language[x]})
+  out = {}
+  for key in keys:
+    values = [per_language[x].get(key) for x in group]
+    values = np.array([math.nan if v is None else v for v in values], np.float64)
+    out[key] = float(np.nanmean(values)) if np.any(np.isfinite(values)) else math.nan
+  return out
+
+
 def scores_to_run(scores: np.ndarray, query_ids: Sequence[str], corpus_ids: Sequence[str],
                   top_k: int, *, ignore_identical_ids: bool = False) -> dict[str, dict[str, float]]:
   """A trec-style run {query id: {doc id: score}} holding each query's top_k candidates, plus

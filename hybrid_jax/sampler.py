@@ -79,9 +79,11 @@ O(batch) random access. `batch(step)` never replays history and builds no epoch:
      batch refilled from positions i*B, i*B+1, ... of a second keyed bijection of the pool
      (probing in blocks, skipping members that repeat an id or key of the batch).
   Cost per call: O(K) for a splitter block (cached, 1024 blocks) plus O(B log B + B log(patterns));
-  memory: the inputs (kept by reference) plus one int32 id per example and 16 bytes per (pool,
-  pattern in it): with P <= min(N, 2^L) patterns, at most 16 * P * L^2 bytes (11 languages: <= 4
-  MB; beyond ~16 languages with scattered availability it can dominate).
+  memory: the inputs (kept by reference) plus one int32 id per example, the P <= min(N, 2^L)
+  distinct patterns (P * L bytes), a few numbers per pool (L^2 pools: 4,032 at 64 languages), and
+  a 32 MB cache of pool layouts (16 bytes per pattern of the pool; built in O(P) on a miss, so a
+  call costs O(B log B + P) at worst). Keeping every layout would cost 16 * P * L^2 bytes: 1.1 GB
+  at 20k examples x 64 languages of scattered availability.
   At 1M examples x 9 languages, B=1024, with passage keys: about 0.2 s to construct and ~1 ms per
   call on this project's 2-core CPU (benchmarks/sampler_scale.py; BENCHMARKS.md, "Sampler at
   scale"). Measure it with:
@@ -299,21 +301,28 @@ class _Permutation:
 
 @dataclasses.dataclass(frozen=True)
 class _Pool:
-  """Examples that batches of one pool are drawn from: pattern segments, concatenated.
+  """Examples that batches of one pool are drawn from: the pattern segments it contains, in
+  pattern order (their layout is built on demand, `_Source.layout`).
 
   Attributes:
     languages: (query, passage) language index for a fixed pair, or None to draw per example.
+    min_languages: with `languages` None, the pool holds the patterns of at least this many
+      languages (1: mono, 2: cross); with a pair, the patterns holding both.
     size: n, the number of examples.
     num_batches: k = n // B, batches of this pool in every epoch.
-    segment_start: int64 [segments], the first member index of each pattern segment.
-    segment_base: int64 [segments], member j of segment s is `_Source.ids_by_pattern[base[s] + j]`.
   """
 
   languages: tuple[int, int] | None
+  min_languages: int
   size: int
   num_batches: int
-  segment_start: np.ndarray
-  segment_base: np.ndarray
+
+
+# Bytes of pool layouts (16 per pattern segment) kept per source. Scattered availability gives
+# up to one pattern per example, and L^2 pools each hold most patterns: keeping every layout
+# would cost 16 * P * L^2 bytes (1 GB at 20k examples x 64 languages); a layout is rebuilt in
+# O(P) when it is not cached.
+_LAYOUT_CACHE_BYTES = 32 << 20
 
 
 class _Source:
@@ -322,7 +331,8 @@ class _Source:
   Attributes:
     available: bool [N, L]; passage_keys, query_keys: int [N, L] or None.
     ids_by_pattern: int32 (int64 past 2^31 examples) [N], example ids sorted by pattern, stable.
-    patterns: bool [P, L], the distinct availability rows, in the order of `ids_by_pattern`.
+    patterns: bool [P, L] (column-major), the distinct availability rows, in the order of
+      `ids_by_pattern`.
     pattern_start: int64 [P + 1], where each pattern's ids start in `ids_by_pattern`.
   """
 
@@ -341,21 +351,46 @@ class _Source:
     self.pattern_start = np.r_[starts, len(code)].astype(np.int64)
     codes = sorted_code[self.pattern_start[:-1]]
     bits = code_type(1) << np.arange(num_langs, dtype=code_type)
-    self.patterns = (codes[:, None] & bits[None, :]) != 0
+    self.patterns = np.asfortranarray((codes[:, None] & bits[None, :]) != 0)
+    self._layouts = _LRU(_LAYOUT_CACHE_BYTES, size=lambda layout: layout[0].nbytes * 2)
 
-  def pool(self, in_pool: np.ndarray, languages, batch_size: int) -> _Pool:
-    """The pool of the patterns where `in_pool` (bool [P]) holds."""
-    chosen = np.flatnonzero(in_pool)
-    sizes = np.diff(self.pattern_start)[chosen]
-    segment_start = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
-    size = int(sizes.sum())
-    return _Pool(languages, size, size // batch_size, segment_start,
-                 self.pattern_start[chosen] - segment_start)
+  def pair_sizes(self) -> np.ndarray:
+    """int64 [L, L]: examples holding both languages x and y (x == y: holding x)."""
+    sizes = np.diff(self.pattern_start).astype(np.float64)
+    patterns = self.patterns.astype(np.float64)
+    return np.rint((patterns * sizes[:, None]).T @ patterns).astype(np.int64)  # exact < 2^53
+
+  def _in_pool(self, languages, min_languages: int) -> np.ndarray:
+    """bool [P]: the patterns a pool holds (see `_Pool`)."""
+    if languages is None:
+      return self.patterns.sum(axis=1) >= min_languages
+    return self.patterns[:, languages[0]] & self.patterns[:, languages[1]]
+
+  def pool(self, languages, min_languages: int, batch_size: int, size: int | None = None) -> _Pool:
+    """The pool of `languages` (a pair) or of the patterns of at least `min_languages`; `size`
+    when already known (`pair_sizes`)."""
+    if size is None:
+      size = int(np.diff(self.pattern_start)[self._in_pool(languages, min_languages)].sum())
+    return _Pool(languages, min_languages, size, size // batch_size)
+
+  def layout(self, pool: _Pool) -> tuple[np.ndarray, np.ndarray]:
+    """(segment_start, segment_base), int64 [segments] each: the first member index of each
+    pattern segment of `pool`, and the offset such that member j of segment s is
+    `ids_by_pattern[segment_base[s] + j]`. O(P) to build; cached."""
+
+    def build():
+      chosen = np.flatnonzero(self._in_pool(pool.languages, pool.min_languages))
+      sizes = np.diff(self.pattern_start)[chosen]
+      segment_start = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int64)
+      return segment_start, self.pattern_start[chosen] - segment_start
+
+    return self._layouts.get((pool.languages, pool.min_languages), build)
 
   def members(self, pool: _Pool, positions: np.ndarray) -> np.ndarray:
     """int64 [m]: the example ids at member `positions` (int [m]) of `pool`."""
-    segment = np.searchsorted(pool.segment_start, positions, side="right") - 1
-    return self.ids_by_pattern[pool.segment_base[segment] + positions].astype(np.int64)
+    segment_start, segment_base = self.layout(pool)
+    segment = np.searchsorted(segment_start, positions, side="right") - 1
+    return self.ids_by_pattern[segment_base[segment] + positions].astype(np.int64)
 
 
 def _draw_languages(available_rows: np.ndarray, ids: np.ndarray, key: int,
@@ -521,14 +556,14 @@ class HybridBatchSampler:
   def _make_pools(self, source: _Source, kind: int) -> list[_Pool]:
     """The pools of one (source, kind) stream that fill at least one batch, in a fixed order."""
     if self.language_scope == "example":
-      pool = source.pool(
-          source.patterns.sum(axis=1) >= (1 if kind == _MONO else 2), None, self.global_batch_size)
+      pool = source.pool(None, 1 if kind == _MONO else 2, self.global_batch_size)
       return [pool] if pool.num_batches else []
     num_langs = len(self.languages)
     pairs = ([(x, x) for x in range(num_langs)] if kind == _MONO else
              [(x, y) for x in range(num_langs) for y in range(num_langs) if x != y])
+    sizes = source.pair_sizes()
     pools = [
-        source.pool(source.patterns[:, x] & source.patterns[:, y], (x, y), self.global_batch_size)
+        source.pool((x, y), 1 if x == y else 2, self.global_batch_size, int(sizes[x, y]))
         for x, y in pairs
     ]
     return [pool for pool in pools if pool.num_batches]

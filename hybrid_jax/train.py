@@ -465,8 +465,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         return state, step_log.last, done
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
         _save(config, run.checkpointer, state, done)
-      if (evaluators.has_evaluation(config) and config.eval.every_steps and done % config.eval.every_steps == 0
-          and done != num_steps):
+      if (evaluators.has_evaluation(config) and config.eval.every_steps
+          and done % config.eval.every_steps == 0 and done != num_steps):
         _evaluate(config, workdir, mesh, run, state, writer, done)
   finally:
     profiler.close()

@@ -9,8 +9,9 @@ with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form o
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
-lower = less; `hybrid_jax.metrics.lareqa_metrics`), and, where the run has zero-shot languages
-(evaluated, not trained on), their mono / cross / pool mAP.
+lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
+groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
+i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group.
 """
 
 from __future__ import annotations
@@ -23,10 +24,19 @@ import sys
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
            ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
-           ("max-min rank", "rank_range_mean"), ("own share@k", "own_share_mean"),
-           ("0-shot mono", "zero_shot_map_mono"), ("0-shot cross", "zero_shot_map_cross"),
-           ("0-shot multi", "zero_shot_map_multi_mean"), ("0-shot max-min rank",
-                                                          "zero_shot_rank_range_mean"))
+           ("max-min rank", "rank_range_mean"), ("own share@k", "own_share_mean"))
+# Per language group (results' metrics["groups"], eval.language_groups): (title, metric key).
+GROUP_COLUMNS = (("mono", "map_mono"), ("cross", "map_cross"), ("multi", "map_multi_mean"),
+                 ("max-min rank", "rank_range_mean"), ("nDCG@10", "ndcg@10"))
+
+
+def group_key(grouping: str, label: str, key: str) -> str:
+  """The row key of a group's metric: 'trained/zero-shot/map_multi_mean'."""
+  return f"{grouping}/{label}/{key}"
+
+
+def _group_title(grouping: str, label: str, title: str) -> str:
+  return f"{'class ' if grouping == 'resource_class' else ''}{label} {title}"
 
 
 def _newest_results(run_dir: str, dataset: str | None):
@@ -45,8 +55,9 @@ def _newest_results(run_dir: str, dataset: str | None):
   return best
 
 
-def collect(root: str, dataset: str | None = None) -> list[dict]:
-  """One row per run directory of `root` that has results."""
+def collect(root: str, dataset: str | None = None, groupings=("trained",)) -> list[dict]:
+  """One row per run directory of `root` that has results, with the group averages of
+  `groupings` (`group_key`) where its results have them."""
   rows = []
   for run in sorted(os.listdir(root)):
     found = _newest_results(os.path.join(root, run), dataset)
@@ -57,8 +68,8 @@ def collect(root: str, dataset: str | None = None) -> list[dict]:
       results = json.load(f)
     with open(os.path.join(root, run, "config.json")) as f:
       config = json.load(f)
-    metrics = dict(results["metrics"])
-    metrics.update({f"zero_shot_{k}": v for k, v in (metrics.get("zero_shot") or {}).items()})
+    metrics = results["metrics"]
+    groups = metrics.get("groups") or {}
     row = {
         "run": run, "step": step, "languages": config["data"]["languages"],
         "num_languages": len(config["data"]["languages"].split("+")), "mono_prob": config["sampler"]
@@ -66,6 +77,10 @@ def collect(root: str, dataset: str | None = None) -> list[dict]:
         "seed": config.get("seed"), "dataset": results.get("dataset")
     }
     row.update({key: metrics.get(key) for _, key in COLUMNS})
+    row.update({
+        group_key(grouping, label, key): values.get(key) for grouping in groupings
+        for label, values in groups.get(grouping, {}).items() for _, key in GROUP_COLUMNS
+    })
     rows.append(row)
   return rows
 
@@ -87,7 +102,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
         "num_languages": num_languages, "languages": languages, "mono_prob": mono_prob,
         "seeds": sorted(r["seed"] for r in runs), "step": max(r["step"] for r in runs)
     }
-    for _, key in COLUMNS:
+    for _, key in _columns(runs, everything=True):
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
       std = ((sum((v - mean)**2 for v in values) /
@@ -101,10 +116,19 @@ def _fmt(v):
   return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _columns(rows: list[dict]):
-  """COLUMNS without those no row has (e.g. zero-shot columns of runs without zero-shot
-  languages)."""
-  return [(name, key) for name, key in COLUMNS if any(r.get(key) is not None for r in rows)]
+def _columns(rows: list[dict], everything: bool = False):
+  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them, without
+  those no row has (e.g. the zero-shot columns of runs without zero-shot languages) unless
+  `everything`."""
+  titles = {key: title for title, key in GROUP_COLUMNS}
+  groups = {}
+  for r in rows:
+    for key in r:
+      if key.count("/") == 2 and key not in groups and key.split("/")[2] in titles:
+        grouping, label, metric = key.split("/")
+        groups[key] = _group_title(grouping, label, titles[metric])
+  return [(name, key) for name, key in (*COLUMNS, *((t, k) for k, t in groups.items()))
+          if everything or any(r.get(key) is not None for r in rows)]
 
 
 def markdown(rows: list[dict]) -> str:
@@ -113,7 +137,7 @@ def markdown(rows: list[dict]) -> str:
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in sorted(rows, key=lambda r: (r["num_languages"], r["mono_prob"], r["run"])):
     cells = [r["run"], str(r["num_languages"]), f"{r['mono_prob']:g}", str(r["step"])]
-    cells += [_fmt(r[key]) for _, key in columns]
+    cells += [_fmt(r.get(key)) for _, key in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -126,7 +150,7 @@ def markdown_over_seeds(settings: list[dict]) -> str:
   for r in settings:
     cells = [str(r["num_languages"]), f"{r['mono_prob']:g}", str(len(r["seeds"]))]
     cells += [
-        f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r[key] is not None else "–"
+        f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r.get(key) is not None else "–"
         for _, key in columns
     ]
     lines.append("| " + " | ".join(cells) + " |")
@@ -186,8 +210,12 @@ def main(argv=None) -> int:
   parser.add_argument("--root", required=True)
   parser.add_argument("--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval")
   parser.add_argument("--out", default=None, help="output directory (default: --root)")
+  parser.add_argument(
+      "--groups", default="trained", help="language groupings whose macro averages get "
+      "columns, of the results' eval.language_groups: trained,family,script,resource_class "
+      "('' = none)")
   args = parser.parse_args(argv)
-  rows = collect(args.root, args.dataset)
+  rows = collect(args.root, args.dataset, [g for g in args.groups.split(",") if g])
   if not rows:
     print(f"summarize: no results.json under {args.root}/*/eval/", file=sys.stderr)
     return 1

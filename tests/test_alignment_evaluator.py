@@ -51,15 +51,21 @@ def test_udhr_equals_metrics_on_plain_embeddings(eval_model, eval_tokenizer, tmp
   for key, per_language in values.items():
     for j, x in enumerate(results["languages"]):
       assert got["per_language"][key][x] == pytest.approx(per_language[j], abs=2e-3), (key, x)
-  assert got["groups"]["trained"]["languages"] == ["en", "de"]
-  assert got["groups"]["evaluated_zero_shot"]["languages"] == ["ar"]
-  assert got["groups"]["unseen"]["pool_map"] == pytest.approx(got["per_language"]["pool_map"]["sw"])
+  split = got["groups"]["trained"]
+  assert split["trained"]["languages"] == ["en", "de"]
+  assert split["zero-shot"]["languages"] == ["ar"]
+  assert split["unseen"]["pool_map"] == pytest.approx(got["per_language"]["pool_map"]["sw"])
+  # Other groupings from the language table: en, de Indo-European; sw Atlantic-Congo.
+  family = got["groups"]["family"]
+  assert family["Indo-European"]["languages"] == ["en", "de"]
+  assert family["Indo-European"]["p_at_1"] == pytest.approx(
+      (got["per_language"]["p_at_1"]["en"] + got["per_language"]["p_at_1"]["de"]) / 2)
   assert got["probe"]["chance"] == 0.25 and got["probe"]["seed"] == 3
   saved = json.loads((tmp_path / eval_report.JSON_NAME).read_text())
   assert saved["metrics"]["p_at_1"]["en"]["en"] is None  # no pair with itself
   assert set(saved["timing"]) >= {"encode_seconds", "bitext_seconds", "probe_seconds"}
   markdown = (tmp_path / eval_report.MARKDOWN_NAME).read_text()
-  assert "| fine-tuning languages (en de) |" in markdown and "| sw |" in markdown
+  assert "| trained (2: en de) |" in markdown and "| sw |" in markdown
   assert os.path.getsize(tmp_path / eval_report.HEATMAP_NAME) > 10_000
   scalars = evaluators.alignment_scalars(results)
   assert scalars["eval_alignment/p_at_1"] == pytest.approx(got["mean"]["p_at_1"])
@@ -78,7 +84,7 @@ def test_in_training_hook_writes_the_alignment_report(eval_model, eval_tokenizer
                                         sharding.make_mesh(), str(tmp_path), 7)
   assert "results" not in out and out["alignment"]["step"] == 7
   assert out["alignment"]["retriever"]["query_max_len"] == UNIT_MAX_LEN
-  assert out["alignment"]["metrics"]["groups"]["unseen"]["languages"] == ["fr"]
+  assert out["alignment"]["metrics"]["groups"]["trained"]["unseen"]["languages"] == ["fr"]
   assert out["scalars"]["eval_alignment/pool_map"] == pytest.approx(
       out["alignment"]["metrics"]["mean"]["pool_map"])
   report = tmp_path / "eval" / "udhr_xlmr_en_de_fr" / "step_7"
@@ -119,16 +125,18 @@ def test_report_at_87_languages_is_readable(tmp_path):
                         data.positives[:5], data.candidates)
   rng = np.random.default_rng(0)
   emb = rng.standard_normal((1, 5, 16)) + 0.7 * rng.standard_normal((87, 5, 16))
-  groups = evaluators.alignment_groups(languages, ["ar", "de", "en"], ["ar", "de", "en", "el"])
-  metrics, timing = evaluators.evaluate_alignment(_FixedEmbeddings(emb.reshape(-1, 16)), data,
-                                                  groups)
+  groups = evaluators.alignment_groups(languages, ["trained"], ["ar", "de", "en"],
+                                       ["ar", "de", "en", "el"])
+  metrics, timing = evaluators.evaluate_alignment(
+      _FixedEmbeddings(emb.reshape(-1, 16)), data, groups)
   results = {
       "task": "alignment", "dataset": "udhr:xlmr", "model": "random", "step": None,
       "languages": languages, "metrics": metrics, "timing": timing
   }
   files = eval_report.write_report(results, str(tmp_path))
   markdown = open(files["markdown"]).read()
-  assert markdown.count("\n| ") == 1 + 4 + 1 + 87  # header, all + 3 groups, header, languages
-  assert "| never seen in fine-tuning (83 languages) |" in markdown
+  # all, then the trained grouping's 3 groups and all, then the languages: each with a header.
+  assert markdown.count("\n| ") == 2 + 5 + 1 + 87
+  assert "| unseen (83: af am az " in markdown
   width, height = Image.open(files["heatmap"]).size
   assert width / 87 >= 12 and height / 87 >= 12

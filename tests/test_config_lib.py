@@ -62,6 +62,8 @@ def _default_config():
         ("data.passage_max_len", 513, r"passage_max_len=513: .* covers 512 tokens"),
         ("data.query_max_len", 600, r"query_max_len=600: .* covers 512 tokens"),
         ("data.eval_languages", "en+dx", "unknown language code 'dx'"),
+        ("eval.language_groups", "family,genre",
+         "config.eval.language_groups: unknown language grouping 'genre'"),
         ("optim.frozen", "word_(", "not a regular expression"),
         # Each of these trained to the end with exit 0: a negative rate ascends the loss.
         ("optim.learning_rate", -1.0, r"learning_rate=-1.0: must be positive"),

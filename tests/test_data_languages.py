@@ -1,0 +1,125 @@
+"""The language table (hybrid_jax/data/languages.tsv) and its look-ups."""
+
+import pytest
+
+from hybrid_jax.data import languages
+from hybrid_jax.data.languages import LanguageError
+
+# The languages of each loader's data set, from the data sets' own papers / cards (not the table).
+DATASETS = {
+    "xquad_r": languages.XQUAD_R_LANGUAGES,
+    "mlqa": languages.MLQA_R_LANGUAGES,
+    # MIRACL (Zhang et al. 2023, Table 1): 16 languages + 2 surprise languages (de, yo).
+    "miracl": "ar bn en es fa fi fr hi id ja ko ru sw te th zh de yo".split(),
+    # Mr. TyDi (Zhang et al. 2021): the 11 TyDi QA languages.
+    "mr_tydi": "ar bn en fi id ja ko ru sw te th".split(),
+    # XNLI (Conneau et al. 2018): 15 languages.
+    "xnli": "en fr es de el bg ru tr ar vi th zh hi sw ur".split(),
+}
+
+# Joshi et al. 2020, section 3 (text of the paper): class 5, "The Winners", is exactly English,
+# Spanish, German, Japanese, French, Arabic and Mandarin.
+JOSHI_CLASS_5 = {"en", "es", "de", "ja", "fr", "ar", "zh"}
+# Lines of lang2tax.txt (name,class), as its copy in MaLA-LM/LangResourceAtlas @36f973d reads.
+LANG2TAX_EXCERPT = """hindi,4
+swahili,2
+bengali,3
+yoruba,2
+kurdish (sorani),1
+norwegian (bokmål),1
+shan,0
+tagalog,3
+"""
+# Rows of the Belebele README table (FLORES-200 code | English name | Script).
+BELEBELE_EXCERPT = {"ckb_Arab": "Arab", "khk_Cyrl": "Cyrl", "zho_Hant": "Hant", "urd_Latn": "Latn"}
+
+
+def test_every_loader_language_is_in_the_table_and_its_set():
+  for name, codes in DATASETS.items():
+    assert set(languages.in_set(name)) == set(codes), name
+    for code in codes:
+      assert languages.check_language(code) == code
+  flores = [fc for code in languages.in_set("belebele") for fc in languages.info(code).flores]
+  assert len({fc for fc in flores if languages.info(languages.from_flores(fc)).sets}) == 122
+  # XLM-R's 100 languages less Zawgyi-encoded Burmese (an encoding of `my`, not a tag).
+  assert len(languages.in_set("xlmr")) == 99
+
+
+def test_codes_round_trip_through_flores_and_bcp47():
+  for code, lang in languages.table().items():
+    assert languages.from_bcp47(code) == code
+    assert languages.from_bcp47(code.upper()) == code
+    for alias in lang.aliases:
+      assert languages.info(alias) == lang
+      assert languages.from_bcp47(alias) == code
+    for fc in lang.flores:
+      assert languages.from_flores(fc) == code
+    if lang.flores:
+      assert languages.from_flores(languages.to_flores(code)) == code
+  assert languages.to_flores("en") == "eng_Latn"
+  assert languages.from_flores("arb_Latn") == "ar-Latn"
+  assert languages.to_flores("de-1996") == "deu_Latn"  # the variant takes its language's code
+  with pytest.raises(LanguageError, match="'sr-Latn'.*no FLORES-200"):
+    languages.to_flores("sr-Latn")  # FLORES-200 has Serbian in Cyrillic only
+  assert languages.from_bcp47("en-GB") == "en"
+  assert languages.from_bcp47("zh-Hant-TW") == "zh-Hant"
+  assert languages.from_bcp47("zh_Hans") == "zh"
+  with pytest.raises(LanguageError, match="unknown BCP-47 tag 'xq-Latn'"):
+    languages.from_bcp47("xq-Latn")
+
+
+def test_udhr_tags_of_the_xlmr_languages_map():
+  rows = {c.split("-")[0] for c in languages.in_set("xlmr")}
+  xlmr = rows - {"nb"} | {"no"}  # XLM-R's own codes (Table 6 says "no" for Norwegian)
+  tags = [t for lang in languages.table().values() for t in lang.udhr]
+  assert len(tags) == len(set(tags))
+  for tag in tags:
+    code = languages.from_bcp47(tag)
+    assert tag in languages.info(code).udhr
+    assert languages.info(code).resource_class is not None
+  # 87 of XLM-R's languages by primary subtag; 90 with the macrolanguage members als, zlm, nb
+  # (UDHR's codes of sq, ms and no).
+  assert len({t.split("-")[0] for t in tags} & xlmr) == 87
+  assert len({languages.from_bcp47(t).split("-")[0] for t in tags} & rows) == 90
+  for tag, code in {
+      "de-1996": "de-1996", "zh-Hant": "zh-Hant", "sr-Latn": "sr-Latn", "pt-BR": "pt-BR",
+      "zlm-Latn": "ms", "als": "sq"
+  }.items():
+    assert languages.from_bcp47(tag) == code
+
+
+def test_values_agree_with_the_sources():
+  class_5 = {c for c, lang in languages.table().items() if lang.resource_class == 5}
+  assert {c.split("-")[0] for c in class_5} == JOSHI_CLASS_5
+  for line in LANG2TAX_EXCERPT.splitlines():
+    name, cls = line.rsplit(",", 1)
+    rows = [lang for lang in languages.table().values() if lang.joshi_name == name]
+    assert rows and all(lang.resource_class == int(cls) for lang in rows), name
+  for fc, script in BELEBELE_EXCERPT.items():
+    assert languages.info(languages.from_flores(fc)).script == script
+  assert languages.info("ar").resource_class == 5
+  assert languages.info("apc").resource_class is None  # North Levantine: not in the source
+
+
+def test_group_of():
+  assert languages.group_of("de", "family") == "Indo-European"
+  assert languages.group_of("sw", "family") == "Atlantic-Congo"
+  assert languages.group_of("ru", "script") == "Cyrl"
+  assert languages.group_of("sw", "resource_class") == "2"
+  assert languages.group_of("apc", "resource_class") is None
+  assert languages.group_of("aa", "family") is None  # ISO 639-1, not in the table
+  assert languages.group_of("no", "family") == "Indo-European"  # alias of nb
+  with pytest.raises(ValueError, match="unknown language grouping 'genre'"):
+    languages.group_of("de", "genre")
+
+
+def test_check_language_errors_are_one_line_with_suggestions():
+  assert languages.check_language("aa") == "aa"  # every ISO 639-1 code still passes
+  assert languages.check_language("pt-BR") == "pt-BR"
+  with pytest.raises(LanguageError) as e:
+    languages.check_language("ar-latn", "data.languages")
+  assert "\n" not in str(e.value)
+  assert str(e.value).startswith("data.languages: unknown language code 'ar-latn' (did you mean")
+  assert "ar-Latn" in str(e.value)
+  with pytest.raises(LanguageError, match="listed twice"):
+    languages.parse_languages("en+de+en")

@@ -1,0 +1,146 @@
+"""eval.language_groups: the groups of the evaluated languages and their macro averages in the
+LAReQA and BEIR results, reports and scalars, against brute-force references."""
+
+import json
+import math
+
+import ml_collections
+import numpy as np
+import pytest
+
+from hybrid_jax import eval_report
+from hybrid_jax import evaluators
+from hybrid_jax import retrievers
+from hybrid_jax.data import languages
+
+CODES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
+TRAINED = ("ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh")
+
+
+def _brute_mean(values):
+  values = [v for v in values if v is not None and math.isfinite(v)]
+  return sum(values) / len(values) if values else math.nan
+
+
+def test_groups_partition_the_languages_by_the_table():
+  groups = languages.group_languages(CODES, languages.LANGUAGE_GROUPINGS, TRAINED)
+  assert groups["trained"] == {"trained": list(TRAINED), "zero-shot": ["el", "vi"]}
+  for grouping in languages.GROUPINGS:
+    want = {}
+    for x in CODES:
+      value = getattr(languages.info(x), grouping)
+      want.setdefault("unknown" if value is None else str(value), []).append(x)
+    assert groups[grouping] == want
+  assert list(groups["resource_class"]) == ["5", "4", "3"]  # high to low
+  # No zero-shot language (or no training config): no trained / zero-shot split.
+  assert "trained" not in languages.group_languages(TRAINED, ["trained"], TRAINED)
+  assert languages.group_languages(CODES, ["trained", "script"], None).keys() == {"script"}
+  assert languages.group_languages(["apc", "en"], ["resource_class"]) == {
+      "resource_class": {"5": ["en"], "unknown": ["apc"]}
+  }
+  with pytest.raises(languages.LanguageError, match="unknown language grouping 'genre'"):
+    languages.parse_groupings("family,genre")
+
+
+def test_lareqa_group_averages_equal_brute_force():
+  rng = np.random.default_rng(0)
+  n = len(CODES)
+  metrics = {"languages": CODES, "map_xy": rng.uniform(size=(n, n))}
+  metrics["map_xy"][2, 5] = np.nan  # an undefined pair
+  for key in ("map_multi", "rank_gap", "rank_range", "recall@1", "recall@10"):
+    metrics[key] = rng.uniform(size=n)
+  metrics["rank_range"][0] = np.nan
+  groups = languages.group_languages(CODES, languages.LANGUAGE_GROUPINGS, TRAINED)
+  got = evaluators.lareqa_group_averages(metrics, groups)
+  for grouping, by_label in groups.items():
+    for label, members in by_label.items():
+      g = got[grouping][label]
+      idx = [CODES.index(x) for x in members]
+      assert g["languages"] == members
+      assert g["map_mono"] == pytest.approx(_brute_mean([metrics["map_xy"][i, i] for i in idx]))
+      cross = [
+          metrics["map_xy"][i, j] for i in range(n) for j in range(n)
+          if i != j and (i in idx or j in idx)
+      ]
+      assert g["map_cross"] == pytest.approx(_brute_mean(cross))
+      for key in ("map_multi", "rank_gap", "rank_range", "recall@1", "recall@10"):
+        want = _brute_mean([metrics[key][i] for i in idx])
+        assert g[f"{key}_mean"] == pytest.approx(want, nan_ok=True)
+
+
+def test_beir_macro_averages_equal_brute_force():
+  rng = np.random.default_rng(1)
+  codes = languages.in_set("miracl")
+  per_language = {x: {"ndcg@10": rng.uniform(), "recall@100": rng.uniform()} for x in codes}
+  per_language["yo"]["recall@100"] = None  # missing: left out of the average
+  groups = languages.group_languages(codes, languages.GROUPINGS)
+  got = evaluators.beir_group_averages(per_language, groups)
+  for grouping, by_label in groups.items():
+    for label, members in by_label.items():
+      for key in ("ndcg@10", "recall@100"):
+        want = _brute_mean([per_language[x][key] for x in members])
+        assert got[grouping][label][key] == pytest.approx(want, nan_ok=True)
+  assert got["family"]["Atlantic-Congo"]["languages"] == ["sw", "yo"]
+
+
+def test_lareqa_results_reports_and_scalars_hold_the_groups(tmp_path):
+  config = ml_collections.ConfigDict({
+      "data": {"languages": "en+de"}, "eval": {"language_groups": "trained,script,resource_class"}
+  })
+  codes = ("en", "de", "ar", "th")
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), "xquad_r:eval", languages=codes,
+                                config=config, output_dir=str(tmp_path))
+  m = results["metrics"]
+  assert list(m["groups"]) == ["trained", "script", "resource_class"]
+  assert m["groups"]["script"]["Latn"]["languages"] == ["en", "de"]
+  assert m["groups"]["resource_class"] == {
+      "5": m["groups"]["resource_class"]["5"], "3": m["groups"]["resource_class"]["3"]
+  }
+  zero_shot = m["groups"]["trained"]["zero-shot"]
+  assert zero_shot["languages"] == ["ar", "th"]
+  assert zero_shot["map_multi_mean"] == pytest.approx(
+      (m["map_multi"]["ar"] + m["map_multi"]["th"]) / 2)
+  assert zero_shot["map_mono"] == pytest.approx(
+      (m["map_xy"]["ar"]["ar"] + m["map_xy"]["th"]["th"]) / 2)
+  saved = json.loads((tmp_path / eval_report.JSON_NAME).read_text())
+  assert saved["metrics"]["groups"]["script"]["Thai"]["languages"] == ["th"]
+  report = (tmp_path / eval_report.MARKDOWN_NAME).read_text()
+  assert "| zero-shot (2: ar th) |" in report and "| 3 (1: th) |" in report
+  assert "**ar** (zero-shot)" in report
+  scalars = evaluators.scalars(results)
+  assert scalars["eval/group/script/Latn/multilingual_map"] == pytest.approx(
+      m["groups"]["script"]["Latn"]["map_multi_mean"])
+  assert scalars["eval/group/trained/zero-shot/cross_map"] == pytest.approx(zero_shot["map_cross"])
+
+
+def test_beir_corpus_language_gets_its_groups(tmp_path):
+  corpus_dir = tmp_path / "miracl-sw"
+  (corpus_dir / "qrels").mkdir(parents=True)
+  (corpus_dir / "corpus.jsonl").write_text("".join(
+      json.dumps({"_id": i, "text": t}) + "\n" for i, t in
+      {"d1": "mvua inanyesha leo", "d2": "jua linawaka sana", "d3": "watoto wanacheza"}.items()))
+  (corpus_dir / "queries.jsonl").write_text(
+      json.dumps({"_id": "q1", "text": "mvua leo"}) + "\n"
+      + json.dumps({"_id": "q2", "text": "jua kali"}) + "\n")
+  (corpus_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n"
+                                                 "q2\td2\t1\n")
+  config = ml_collections.ConfigDict({"data": {"languages": "en+de"}})
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,
+                                output_dir=str(tmp_path / "out"))
+  m = results["metrics"]
+  assert results["languages"] == ["sw"]
+  assert m["groups"]["trained"] == {
+      "zero-shot": {"languages": ["sw"], **{key: m[key] for key in evaluators.BEIR_METRICS}}
+  }
+  assert m["groups"]["family"]["Atlantic-Congo"]["ndcg@10"] == m["ndcg@10"]
+  assert m["groups"]["resource_class"]["2"]["mrr@10"] == m["mrr@10"]
+  assert evaluators.scalars(results)["eval/group/script/Latn/ndcg@10"] == m["ndcg@10"]
+  assert "Corpus language sw: trained zero-shot, family Atlantic-Congo" in (
+      tmp_path / "out" / eval_report.MARKDOWN_NAME).read_text()
+  none = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,
+                             language_groups="")
+  assert "groups" not in none["metrics"]
+  # A corpus named for no language, or given one explicitly.
+  assert evaluators.beir_language("beir:/d/scifact", None) is None
+  assert evaluators.beir_language("beir:/d/scifact", ["en"]) == "en"
+  assert evaluators.beir_language("beir:/d/mrtydi_th", ["en", "de"]) == "th"
