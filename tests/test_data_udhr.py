@@ -89,7 +89,7 @@ def test_tag_resolution_in_a_package_directory(tmp_path):
 
 @pytest.mark.parametrize("files, spec, message", [
     ({"eng": "eng"}, "en+eng", "en and en are both language 'en'"),
-    ({"eng": "eng"}, "en+cri", "unknown BCP-47 tag 'cri'"),
+    ({"eng": "eng", "007": "eng"}, "en+cri", "unknown BCP-47 tag 'cri'"),
     ({"eng": "eng"}, "en+klingon", "no language variant 'klingon' among the files here"),
     ({"eng": "eng"}, "en:sentence", r"udhr:en is not a directory .*\[:article\|paragraph\]")
 ])
