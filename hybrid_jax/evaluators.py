@@ -8,7 +8,13 @@
   the corpus counts as relevant and never retrieved). BEIR keeps only each query's top 100 per
   query chunk. Reports (results.json, results.md, heatmap.png) are written by
   `hybrid_jax.eval_report`.
-* `evaluate_in_training(encode_fn, params, ...)`: the trainer's hook. The trainer hands over its
+* Alignment on parallel text (`udhr:...`, `ALIGNMENT_SCHEMES`; `evaluate_alignment`): bitext P@1
+  and xsim error per language pair, the multilingual pool without the query itself, the
+  alignment gap, a language-ID probe (`alignment_metrics`), per language and per language group
+  (trained / zero-shot / unseen, family, script, resource class); units embedded as queries of
+  up to `eval.alignment_max_len` tokens (stand-alone: `config_lib.DEFAULT_ALIGNMENT_MAX_LEN`).
+* `evaluate_in_training(encode_fn, params, ...)`: the trainer's hook (`data.eval`, and
+  `eval.alignment` when set). The trainer hands over its
   encode function and parameters (`hybrid_jax.models.encode_fn`); reports go to
   `<workdir>/eval/<dataset name>/step_<N>/`.
 * `evaluate_checkpoint(path, ...)`: stand-alone evaluation of a training run's checkpoint, a
