@@ -248,7 +248,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fail("optim.end_learning_rate_factor", config.optim.end_learning_rate_factor,
          "must be in [0, 1] (a fraction of optim.learning_rate)")
   limit, source = model_max_tokens(config.model)
-  for field in ("data.query_max_len", "data.passage_max_len", "eval.alignment_max_len"):
+  length_fields = ["data.query_max_len", "data.passage_max_len"]
+  if config.eval.get("alignment"):  # units are encoded only when alignment is evaluated
+    length_fields.append("eval.alignment_max_len")
+  for field in length_fields:
     section, name = field.split(".")
     check_max_len(f"config.{field}", config[section][name], limit, source)
   validate_train_sources(config)
