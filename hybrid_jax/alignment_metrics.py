@@ -45,7 +45,6 @@ tied with a non-translation is ranked after it). The definitions, with their sou
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-import math
 
 import numpy as np
 
@@ -57,13 +56,6 @@ POOL_TOP_K = 10
 PROBE_FOLDS = 5
 PROBE_C = 1.0
 PROBE_MAX_ITER = 2000
-
-# Per-language metrics (name -> lower is better), as `per_language` returns them.
-LANGUAGE_METRICS = {
-    "p_at_1": False, "xsim_error": True, "pool_map": False, "pool_recall@10": False,
-    "pool_recall@100": False, "rank_range": True, "own_share": True, "alignment_gap": False,
-    "probe_accuracy": True
-}
 
 
 def normalize(emb) -> np.ndarray:
@@ -258,7 +250,8 @@ def language_id_probe(emb, *, folds: int = PROBE_FOLDS, seed: int = 0, c: float 
 
 
 def per_language(bitext: Mapping, pool: Mapping, gap: Mapping, probe: Mapping) -> dict:
-  """The per-language value of every metric (`LANGUAGE_METRICS`), float64 [L] each.
+  """The per-language value of every metric, float64 [L] each: p_at_1, xsim_error, pool_map,
+  pool_recall@k, rank_range, own_share, alignment_gap, probe_accuracy.
 
   Bitext: the mean over the other languages Y of the two directions X->Y and Y->X. Pool: the mean
   over the queries of X. Gap: `alignment_gap`'s "gap_language". Probe: the share of X's units
@@ -282,14 +275,3 @@ def per_language(bitext: Mapping, pool: Mapping, gap: Mapping, probe: Mapping) -
     if key.startswith("recall@"):
       out[f"pool_{key}"] = pool[key].mean(axis=1)
   return out
-
-
-def group_means(values: Mapping[str, np.ndarray], languages: Sequence[str],
-                group: Sequence[str]) -> dict[str, float]:
-  """Macro average of every per-language metric over the languages of `group` (those of
-  `languages`; NaN for an empty group)."""
-  index = [list(languages).index(x) for x in group if x in languages]
-  return {
-      key: float(np.mean(np.asarray(value)[index])) if index else math.nan
-      for key, value in values.items()
-  }

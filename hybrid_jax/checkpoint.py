@@ -34,7 +34,8 @@ never rotates its last healthy state out. Old checkpoints are deleted only after
 committed.
 
 A save that fails for lack of disk space raises `DiskFullError` (a `UserError`: one line with the
-directory, the bytes needed and free), without orbax's logged tracebacks; earlier checkpoints are
+directory, the bytes needed and free), without orbax's logged tracebacks nor the reports of the
+save's other writes completing after it failed; earlier checkpoints are
 untouched (the partial write stays in orbax's temporary directory, which is never listed as a
 step).
 """
@@ -52,6 +53,7 @@ import logging as std_logging
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 
@@ -77,18 +79,25 @@ class CheckpointMismatchError(UserError):
 
 
 class DiskFullError(UserError):
-  """A checkpoint save failed for lack of disk space."""
+  """A save (a checkpoint, the exported model) failed for lack of disk space."""
+
+
+class NoSuchStepError(UserError, FileNotFoundError):
+  """An explicitly requested checkpoint step that does not exist (the message lists those that
+  do)."""
 
 
 class PreemptionFlag:
   """Set by SIGTERM (TPU preemption, `kill`) or a first SIGINT (Ctrl-C): the loop saves at the
-  next step boundary and stops. A second SIGINT raises KeyboardInterrupt at once (no save)."""
+  next step boundary and stops. A second SIGINT raises KeyboardInterrupt at once (no save).
+  `signum` is the signal that set it (None before)."""
 
   _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self._event = threading.Event()
     self._previous = {}
+    self.signum: int | None = None
 
   def install(self):
     if threading.current_thread() is threading.main_thread():
@@ -103,6 +112,7 @@ class PreemptionFlag:
     logging.warning("Received signal %d: will save a checkpoint at the next step boundary%s.",
                     signum,
                     " (Ctrl-C again to stop without saving)" if signum == signal.SIGINT else "")
+    self.signum = signum
     self._event.set()
 
   def uninstall(self):
@@ -192,7 +202,7 @@ def verify(directory: str) -> bool:
   return True
 
 
-def _is_disk_full(error: BaseException) -> bool:
+def is_disk_full(error: BaseException) -> bool:
   """ENOSPC anywhere in the exception chain (tensorstore reports it as a ValueError whose text
   ends in "No space left on device [os_error_code='28']")."""
   seen = set()
@@ -211,7 +221,40 @@ class _DropDiskFullLogs(std_logging.Filter):
   def filter(self, record):
     return not ("/orbax/" in record.pathname and
                 ("No space left on device" in record.getMessage()
-                 or bool(record.exc_info and _is_disk_full(record.exc_info[1]))))
+                 or bool(record.exc_info and is_disk_full(record.exc_info[1]))))
+
+
+def _is_late_write_completion(unraisable) -> bool:
+  """A RuntimeError('Event loop is closed') raised by asyncio's `call_soon_threadsafe`: a write
+  finishing after the event loop of its save has ended (`_drop_late_write_completions`)."""
+  if unraisable.exc_type is not RuntimeError or str(unraisable.exc_value) != "Event loop is closed":
+    return False
+  frame = unraisable.exc_traceback
+  while frame is not None:
+    if frame.tb_frame.f_code.co_name == "call_soon_threadsafe":
+      return True
+    frame = frame.tb_next
+  return False
+
+
+@functools.cache
+def _drop_late_write_completions() -> None:
+  """Silences the unraisable-exception reports of writes that finish after their save failed.
+
+  When one write of an orbax save fails (no space left), the save's asyncio event loop ends with
+  that error while tensorstore still completes the save's other writes; each completion calls
+  back into the closed loop, and Python prints every RuntimeError('Event loop is closed') with its
+  traceback (~40 lines around the one-line `DiskFullError`). Those reports, and only those, are
+  dropped (a process-wide `sys.unraisablehook`, installed once); any other goes to the previous
+  hook.
+  """
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    if not _is_late_write_completion(unraisable):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
 
 
 def local_time(seconds: float | None) -> str:
@@ -272,6 +315,7 @@ class Checkpointer:
     self._log_filter = _DropDiskFullLogs()
     logging.get_absl_logger().addFilter(self._log_filter)
     _one_writer_per_array_on_cpu()
+    _drop_late_write_completions()
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def _before_commit(self) -> None:
@@ -334,7 +378,7 @@ class Checkpointer:
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except
-      if not _is_disk_full(e):
+      if not is_disk_full(e):
         raise
       step = self._saving[0] if self._saving else None
       self._saving = None
@@ -393,11 +437,12 @@ class Checkpointer:
     Raises:
       CheckpointMismatchError: an intact checkpoint does not fit `abstract_state` (nothing moved).
       UserError: the explicit `step` is damaged or unreadable (nothing moved).
-      FileNotFoundError: the explicit `step` does not exist.
+      NoSuchStepError: the explicit `step` does not exist (a `UserError`: one line on the command
+        line, listing the steps there are).
     """
     if step is not None and step not in self.steps():
-      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory}; "
-                              f"available: {self.steps()}")
+      raise NoSuchStepError(f"no checkpoint for step {step} in {self.directory}; "
+                            f"available: {self.steps()}")
     candidates = [step] if step is not None else list(reversed(self.steps()))
     # A partial restore takes its shardings from `abstract_state` (not from the checkpoint's
     # metadata, whose devices may not exist here: a run saved on 8 devices, restored on 2).

@@ -15,3 +15,8 @@ class UserError(Exception):
 class ConfigError(UserError, ValueError):
   """A config value, argument or preset that cannot work (also where only the devices reveal it:
   a batch that does not split over them); the message names the config key."""
+
+
+class ModelError(UserError, ValueError):
+  """A model directory this package cannot load: another architecture (`model_type`), a config
+  without the fields of one; the message names the file and the field."""

@@ -136,7 +136,7 @@ def lareqa_markdown(results: Mapping) -> str:
   group_columns = [
       (key, t) for (key, _), t in zip(LAREQA_SUMMARY, titles) if key != "own_share_mean"
   ]
-  lines += group_tables(
+  lines += _group_tables(
       groups, group_columns,
       [_fmt(m.get(key), 2 if key in RANK_KEYS else 3) for key, _ in group_columns], len(langs))
   if groups:
@@ -149,7 +149,7 @@ def lareqa_markdown(results: Mapping) -> str:
   return "\n".join(lines) + "\n"
 
 
-def group_tables(groups: Mapping, columns, overall: list[str], num_languages: int) -> list[str]:
+def _group_tables(groups: Mapping, columns, overall: list[str], num_languages: int) -> list[str]:
   """A table per grouping: a row per group ('label (n): codes') with its macro averages of
   `columns` ((key, title) pairs), and the overall row `overall` last."""
   lines = []

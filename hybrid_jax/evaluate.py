@@ -24,6 +24,7 @@ from hybrid_jax import cli
 from hybrid_jax import config_lib
 from hybrid_jax import eval_report
 from hybrid_jax import host_memory
+from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 
 
@@ -36,6 +37,9 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir and not f.model:
     raise UserError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
+  for flag in ("workdir", "model", "output_dir"):  # gs:// without a network: at once, one line
+    if f[flag].value:
+      paths.check_reachable(f[flag].value, f"--{flag}={f[flag].value}")
   host_memory.configure(f.host_allocator)  # before JAX starts its backend
   results = evaluators.evaluate_checkpoint(
       f.model or f.workdir, f.dataset, step=f.step, languages=f.languages, output_dir=f.output_dir,

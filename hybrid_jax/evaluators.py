@@ -33,7 +33,7 @@ import functools
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -177,7 +177,7 @@ def evaluate_lareqa(
   """LAReQA metrics of `retriever` on a `ParallelQA`.
 
   With `language_groups` ({grouping: {label: languages}}, `languages.group_languages`), the
-  results also hold each group's macro averages under "groups" (`lareqa_group_averages`).
+  results also hold each group's macro averages under "groups" (`group_averages`).
 
   Every query of every language is embedded in one call (so buckets fill across languages), and
   every candidate (answer sentence with its paragraph as context) in another, candidates first
@@ -204,35 +204,22 @@ def evaluate_lareqa(
         chunk_size=retrievers.query_chunk_size(num_candidates))
     results = lareqa_results(metrics)
     if language_groups:
-      results["groups"] = lareqa_group_averages(metrics, language_groups)
+      results["groups"] = group_averages(
+          language_groups, functools.partial(retrieval_metrics.language_group_averages, metrics))
   return results, timing
 
 
-def lareqa_group_averages(metrics: Mapping[str, Any],
-                          language_groups: Mapping[str, Mapping[str, Sequence[str]]]):
-  """{grouping: {label: {"languages": [...], macro averages}}} of `lareqa_metrics` output, the
-  averages as `retrieval_metrics.language_group_averages` (mono: the group's X->X; cross: the
-  pairs with a query or pool language in the group; multilingual pool and bias: its query
-  languages)."""
+def group_averages(language_groups: Mapping[str, Mapping[str, Sequence[str]]],
+                   average: Callable[[Sequence[str]], Mapping[str, float]]):
+  """{grouping: {label: {"languages": [...], **average(languages)}}} for the groups of
+  `languages.group_languages`; `average` is `retrieval_metrics.language_group_averages` of
+  LAReQA metrics (mono: the group's X->X; cross: the pairs with a query or pool language in the
+  group; multilingual pool and bias: its query languages) or `retrieval_metrics.macro_averages`
+  of BEIR metrics per corpus language."""
   return {
       grouping: {
-          label: {
-              "languages": list(members),
-              **retrieval_metrics.language_group_averages(metrics, members)
-          } for label, members in groups.items()
-      } for grouping, groups in language_groups.items()
-  }
-
-
-def beir_group_averages(per_language: Mapping[str, Mapping[str, float]],
-                        language_groups: Mapping[str, Mapping[str, Sequence[str]]]):
-  """{grouping: {label: {"languages": [...], macro averages}}} of BEIR metrics per corpus
-  language ({language: {metric: value}}, `retrieval_metrics.macro_averages`)."""
-  return {
-      grouping: {
-          label: {
-              "languages": list(members), **retrieval_metrics.macro_averages(per_language, members)
-          } for label, members in groups.items()
+          label: {"languages": list(members), **average(members)}
+          for label, members in groups.items()
       } for grouping, groups in language_groups.items()
   }
 
@@ -342,28 +329,33 @@ def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | No
     probe = alignment_metrics.language_id_probe(emb, seed=seed)
   values = alignment_metrics.per_language(bitext, pool, gap, probe)
   metrics = {
-      "num_units": data.num_examples,
+      "num_units":
+          data.num_examples,
       "mean": {key: float(np.mean(v)) for key, v in values.items()},
-      "groups": {
-          grouping: {
-              label: {
-                  "languages": list(members),
-                  **alignment_metrics.group_means(values, languages, members)
-              } for label, members in by_label.items()
-          } for grouping, by_label in (groups or {}).items()
-      },
+      "groups":
+          group_averages(
+              groups or {},
+              functools.partial(retrieval_metrics.macro_averages, {
+                  x: {key: float(v[j]) for key, v in values.items()} for j, x in enumerate(languages)
+              })),
       "per_language": {key: _per_language(v, languages) for key, v in values.items()},
-      "p_at_1": _per_language(bitext["p_at_1"], languages),
-      "xsim_error": _per_language(bitext["xsim_error"], languages),
-      "alignment_gap_pairs": _per_language(gap["gap_pairs"], languages),
+      "p_at_1":
+          _per_language(bitext["p_at_1"], languages),
+      "xsim_error":
+          _per_language(bitext["xsim_error"], languages),
+      "alignment_gap_pairs":
+          _per_language(gap["gap_pairs"], languages),
       "alignment_gap": {key: gap[key] for key in ("translation_cosine", "other_cosine", "gap")},
       "probe": {
           "accuracy": probe["accuracy"], "chance": probe["chance"],
           "folds": alignment_metrics.PROBE_FOLDS, "seed": seed, "c": alignment_metrics.PROBE_C
       },
-      "xsim_k": alignment_metrics.XSIM_K,
-      "pool_top_k": alignment_metrics.POOL_TOP_K,
-      "pool_uniform_share": pool["uniform_share"],
+      "xsim_k":
+          alignment_metrics.XSIM_K,
+      "pool_top_k":
+          alignment_metrics.POOL_TOP_K,
+      "pool_uniform_share":
+          pool["uniform_share"],
   }
   return metrics, timing
 
@@ -459,8 +451,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
       groups = languages_lib.group_languages(data_languages, groupings, trained)
       if groups:
-        metrics["groups"] = beir_group_averages(
-            {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}, groups)
+        per_language = {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}
+        metrics["groups"] = group_averages(
+            groups, functools.partial(retrieval_metrics.macro_averages, per_language))
     elif is_alignment(spec):
       task, data_languages = "alignment", list(data.languages)
       counts = {"languages": len(data.languages), "units": data.num_examples}
@@ -685,10 +678,14 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     The results dict.
 
   Raises:
-    UserError: `path` is neither a run nor a model directory; a length beyond the model's
-      position table; bad data (`DataError`); languages the data lacks.
+    UserError: `path` is neither a run nor a model directory (or one of an unsupported
+      architecture, `ModelError`); `output_dir` or the report directory is a file (checked
+      before the work); a length beyond the model's position table; bad data (`DataError`);
+      languages the data lacks.
   """
   languages = _languages(languages)
+  if output_dir is not None:  # before any work: not after a whole evaluation
+    paths.check_output_dir(output_dir, f"--output_dir={output_dir}")
   config, warnings, model_step, model_note, variant = None, [], None, "", ""
   if path == retrievers.TFIDF:
     retriever = retrievers.TfidfRetriever()
@@ -731,6 +728,7 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
   dataset = dataset or DEFAULT_DATASET
   if output_dir is None:
     output_dir = output_dir_for(output_root or path, dataset, model_step, label, variant)
+    paths.check_output_dir(output_dir, f"the report directory {output_dir}")
   return evaluate(retriever, dataset, languages=languages,
                   model_name=f"{path} ({model_note})" if model_note else path, step=model_step,
                   config=config, output_dir=output_dir, warnings=warnings,

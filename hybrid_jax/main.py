@@ -7,14 +7,22 @@ Multi-host (TPU pod slices, several GPU hosts): `jax.distributed.initialize()` r
 `--distributed=on`, or with `auto` (the default) when the environment announces several hosts
 (a multi-worker TPU VM, SLURM, or an explicit `--coordinator_address`).
 
-A user error (bad flag or config value, bad data, a `--workdir` that is a file, a busy workdir)
+A user error (bad flag or config value, bad data, a `--workdir` that is a file, a busy workdir, a
+`gs://` workdir without a network)
 prints one line `error: ...` and exits 2 (`hybrid_jax.cli`); `--verbose` adds the traceback.
+
+Exit status: 0 once trained to `train.num_steps` (and evaluated); 2 for a user error; 128 + the
+signal number when a signal stopped it after saving a checkpoint: 143 for SIGTERM (a preemption;
+also when another host of the job was preempted), 130 for a first Ctrl-C (SIGINT), the statuses
+a shell gives a process those signals end, so a retry-until-success wrapper runs it again and
+re-running resumes; 1 for anything else (a bug, a non-finite loss streak).
 """
 
 from __future__ import annotations
 
 import logging as std_logging
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -81,6 +89,7 @@ def main(argv):
   if not os.path.isfile(config_file):
     raise UserError(f"--config={config_file}: no such file")
   config = config_lib.validate(_CONFIG.value)  # before anything is compiled
+  paths.check_reachable(_WORKDIR.value, f"--workdir={_WORKDIR.value}")  # gs:// offline: at once
   workdir = paths.path(_WORKDIR.value)  # a gs:// workdir without gcsfs: UserError
   if workdir.exists() and not workdir.is_dir():
     raise UserError(f"--workdir={_WORKDIR.value} is a file, not a directory; pass a directory "
@@ -98,7 +107,10 @@ def main(argv):
   logging.info("JAX %s: process %d/%d, %d local / %d global devices (%s)", jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.default_backend())
-  train.train_and_evaluate(config, _WORKDIR.value, take_over_stale_lock=_TAKE_OVER_LOCK.value)
+  result = train.train_and_evaluate(config, _WORKDIR.value,
+                                    take_over_stale_lock=_TAKE_OVER_LOCK.value)
+  if "preempted_at" in result:  # saved, not finished: a wrapper must run it again
+    sys.exit(128 + result["preempted_by"])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@
 
 Resuming: `MetricWriter(workdir, resume_step=s)` first drops the records with step >= s from
 metrics.jsonl (the other lines are kept byte for byte; the file is left alone when none has such a
-step), so a run restarted from the checkpoint of step s has no duplicated steps, and it starts
+step; a damaged line is moved to `metrics.jsonl.damaged-<unix time>` with a warning, never lost
+nor fatal), so a run restarted from the checkpoint of step s has no duplicated steps, and it starts
 the new event file with a `SessionLog(START)` event at step s, which tells TensorBoard to drop the
 old file's events at steps >= s. Without `resume_step` an existing metrics.jsonl is
 appended to as it is.
@@ -38,6 +39,8 @@ import struct
 import tempfile
 import time
 from typing import Any, Mapping
+
+from absl import logging
 
 from hybrid_jax import paths
 
@@ -177,7 +180,7 @@ class MetricWriter:
     os.makedirs(os.path.join(local_dir, TENSORBOARD_DIR), exist_ok=True)
     if resume_step is not None:
       resume_step = _check_step(resume_step)
-      _truncate_metrics(os.path.join(local_dir, METRICS_FILE), resume_step)
+      _truncate_metrics(os.path.join(local_dir, METRICS_FILE), resume_step, workdir)
     self._jsonl = open(os.path.join(local_dir, METRICS_FILE), "a", encoding="utf-8")
     wall_time_ns = time.time_ns()
     wall_time = wall_time_ns / 1e9
@@ -277,25 +280,58 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
   return records
 
 
-def _truncate_metrics(path: str, resume_step: int) -> None:
+def set_aside(workdir: str | os.PathLike, label: str) -> str | None:
+  """Renames `<workdir>/metrics.jsonl` to `metrics.jsonl.<label>-<unix time>` (kept, never
+  deleted: e.g. the records of a run that starts over); returns the new path, None when there is
+  no metrics.jsonl."""
+  source = paths.path(paths.join(workdir, METRICS_FILE))
+  if not source.exists():
+    return None
+  target = paths.join(workdir, f"{METRICS_FILE}.{label}-{int(time.time())}")
+  source.rename(target)
+  return target
+
+
+def _step_of(line: bytes) -> int | None:
+  """The integer 'step' of a metrics.jsonl line; None when the line is not such a record."""
+  try:
+    record = json.loads(line)
+  except ValueError:  # not JSON, or not UTF-8
+    return None
+  step = record.get("step") if isinstance(record, dict) else None
+  return step if isinstance(step, int) else None
+
+
+def _truncate_metrics(path: str, resume_step: int, workdir: str) -> None:
   """Drops the records with step >= resume_step (and a last line cut short) from `path`, keeping
-  the other lines byte for byte; the file is rewritten (atomically) only when one is dropped."""
+  the other lines byte for byte; the file is rewritten (atomically) only when one is dropped.
+
+  A damaged line before the last one (not a JSON record with an integer step: a disk or an edit
+  went wrong) costs neither the run nor the good records: its bytes are moved, unchanged, to
+  `<workdir>/metrics.jsonl.damaged-<unix time>`, and one warning names its line numbers and that
+  file."""
   if not os.path.exists(path):
     return
-  read_metrics(path)  # Raises for an unreadable line other than the last.
-  with open(path, encoding="utf-8") as f:
+  with open(path, "rb") as f:
     lines = f.read().splitlines(keepends=True)
-  kept = []
-  for line in lines:
-    try:
-      if json.loads(line)["step"] < resume_step:
-        kept.append(line if line.endswith("\n") else line + "\n")
-    except ValueError:  # blank, or the last line cut short
-      pass
+  kept, damaged = [], []
+  for number, line in enumerate(lines, start=1):
+    step = _step_of(line)
+    if step is None and line.strip() and not (number == len(lines) and not line.endswith(b"\n")):
+      damaged.append((number, line))
+    elif step is not None and step < resume_step:
+      kept.append(line if line.endswith(b"\n") else line + b"\n")
+  if damaged:
+    aside = paths.join(workdir, f"{METRICS_FILE}.damaged-{int(time.time())}")
+    paths.path(aside).write_bytes(b"".join(line for _, line in damaged))
+    logging.warning(
+        "%s: line(s) %s are not JSON records with an integer step (damaged); moved "
+        "them to %s and kept the other records.", paths.join(workdir, METRICS_FILE),
+        ", ".join(str(number) for number, _ in damaged), aside)
   if kept == lines:
     return
   tmp_path = path + ".tmp"
-  with open(tmp_path, "w", encoding="utf-8") as f:
+  with open(tmp_path, "wb") as f:
     f.writelines(kept)
   os.replace(tmp_path, path)
 

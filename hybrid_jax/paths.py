@@ -27,7 +27,9 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
+import urllib.parse
 from typing import Iterator
 
 import fsspec
@@ -45,6 +47,42 @@ def is_remote(p: str | os.PathLike) -> bool:
   return "://" in os.fspath(p)
 
 
+def unreachable(url: str, timeout_s: float = 5.0) -> str | None:
+  """Why the server of `url` (`scheme://host[:port]/...`) cannot be reached, or None when a TCP
+  connection to it opens within `timeout_s`: a probe of a second at most when the network is
+  there, where the libraries' own retries take a minute to give up when it is not."""
+  parts = urllib.parse.urlsplit(url)
+  port = parts.port or (80 if parts.scheme == "http" else 443)
+  try:
+    socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+  except OSError as e:  # gaierror (no DNS), refused, timed out, no route
+    return f"{parts.hostname}:{port}: {e.strerror or e}"
+  return None
+
+
+def gcs_endpoint() -> str:
+  """The Cloud Storage server gcsfs talks to: $STORAGE_EMULATOR_HOST (tests; http:// when it
+  names no scheme, as gcsfs reads it), else Google's."""
+  host = os.environ.get("STORAGE_EMULATOR_HOST")
+  if not host:
+    return "https://storage.googleapis.com"
+  return host if "://" in host else "http://" + host
+
+
+def check_reachable(p: str | os.PathLike, what: str) -> None:
+  """For a `gs://` `p`: fails at once when Cloud Storage cannot be reached (`unreachable`),
+  rather than after gcsfs's retries (52 s, then a traceback). Local paths are not checked.
+
+  Raises:
+    UserError: one line naming `what`, the server and why.
+  """
+  if os.fspath(p).startswith("gs://"):
+    reason = unreachable(gcs_endpoint())
+    if reason:
+      raise UserError(f"{what}: cannot reach Cloud Storage ({reason}); check the network (or "
+                      "use a local path)")
+
+
 def path(p: str | os.PathLike) -> epath.Path:
   """The `epath.Path` of `p`.
 
@@ -58,6 +96,62 @@ def path(p: str | os.PathLike) -> epath.Path:
     if module and importlib.util.find_spec(module) is None:
       raise UserError(f"{p}: {scheme}:// paths need the {module} package: {install}")
   return epath.Path(p)
+
+
+def check_output_dir(p: str | os.PathLike, what: str) -> None:
+  """Checks, before any work, that the directory `p` can be written where it is asked for: that
+  neither `p` nor its nearest existing parent is a file (a remote `p` is not checked: an object
+  store has no directories to be in the way).
+
+  Args:
+    p: the directory some output will go to (need not exist).
+    what: how the user named it, for the message (e.g. '--output_dir=out').
+
+  Raises:
+    UserError: `p`, or the parent it would be created in, is a file.
+  """
+  if is_remote(p):
+    return
+  existing = os.path.abspath(p)
+  while not os.path.lexists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    where = "is a file" if existing == os.path.abspath(p) else f"is inside {existing}, a file"
+    raise UserError(f"{what} {where}, not a directory: move the file away or pick another path")
+
+
+def umask() -> int:
+  """This process's umask (read from /proc on Linux; elsewhere set and restored at once)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def default_permissions(p: str | os.PathLike) -> None:
+  """Gives the local file `p`, or every directory and file of the tree `p`, the mode a plain
+  `open` / `mkdir` gives: 0o666 / 0o777 less the umask (0644 / 0755 under the usual 022).
+
+  Libraries that write through a private temporary file or directory (safetensors' `save_file`,
+  `tempfile.mkdtemp`) leave 0600 / 0700, which another user of a shared machine cannot read. The
+  execute bits of a file are kept as they were."""
+  mask = umask()
+  p = os.fspath(p)
+  entries = [p]
+  for root, dirs, files in os.walk(p):
+    entries += [os.path.join(root, name) for name in dirs + files]
+  for entry in entries:
+    if os.path.islink(entry):
+      continue
+    mode = os.stat(entry).st_mode
+    wanted = 0o777 if os.path.isdir(entry) else 0o666 | (mode & 0o111)
+    os.chmod(entry, wanted & ~mask)
 
 
 def join(p: str | os.PathLike, *parts: str) -> str:
@@ -146,6 +240,39 @@ def local_copy(p: str | os.PathLike) -> str:
     copy_tree(p, local)
     _downloads[p] = local
   return _downloads[p]
+
+
+@contextlib.contextmanager
+def replaced_directory(p: str | os.PathLike) -> Iterator[str]:
+  """A directory to write the whole new content of directory `p` into; it replaces `p` when the
+  block ends without error, and nothing of it reaches `p` otherwise.
+
+  Local `p`: the block writes into `<parent>/.<name>.tmp`, which is then renamed to `p` (a
+  previous `p` is first renamed to `.<name>.old`, then removed). On an error the staging
+  directory is removed and `p` is as it was. A staging or old directory that a killed process
+  left behind is removed when the next call starts (one writer at a time: a run's lock). A remote
+  `p` is `local_output(p)` (uploaded, file by file, when the block ends).
+  """
+  if is_remote(p):
+    with local_output(p) as local:
+      yield local
+    return
+  p = os.path.abspath(p)
+  parent, name = os.path.split(p)
+  staging, old = os.path.join(parent, f".{name}.tmp"), os.path.join(parent, f".{name}.old")
+  for stale in (staging, old):
+    if os.path.lexists(stale):
+      shutil.rmtree(stale)
+  os.makedirs(staging)
+  try:
+    yield staging
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)
+    raise
+  if os.path.lexists(p):
+    os.rename(p, old)
+  os.rename(staging, p)
+  shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

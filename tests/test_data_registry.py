@@ -11,6 +11,7 @@ import pytest
 
 from hybrid_jax.data.jsonl import write_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES
+from hybrid_jax.data.parallel_qa import DataError
 from hybrid_jax.data.registry import load, xquad_r_files
 
 # The figures for the embedded split (articles 36-47 of XQuAD-R).
@@ -85,6 +86,16 @@ def test_path_specs_dispatch_to_their_loaders(tmp_path):
   both = load(f"jsonl:{first},{second}")
   assert both.languages == ("en", "de")
   np.testing.assert_array_equal(both.queries, small.queries)
+  # A comma in a path (it could not be given at all): written `\,`.
+  comma = tmp_path / "en,de.jsonl"
+  os.rename(first, comma)
+  escaped = str(comma).replace(",", "\\,")
+  np.testing.assert_array_equal(load(f"jsonl:{escaped},{second}").queries, small.queries)
+  with pytest.raises(DataError) as error:
+    load(f"jsonl:{comma}")
+  assert str(error.value) == (f"jsonl:{comma}: commas separate files, and the file {comma} has one "
+                              f"in its name: write that comma as \\, (jsonl:{escaped})")
+  os.rename(comma, first)
   from_hf = load(f"hf:{first}", languages=("en",))
   np.testing.assert_array_equal(from_hf.queries[:, 0], small.queries[:, 0])
   assert load(f"hf:{tmp_path}:train").languages == ("en", "de")

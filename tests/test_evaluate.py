@@ -11,7 +11,9 @@ from tiny_run import xla_flags
 
 from hybrid_jax import config_lib
 from hybrid_jax import eval_report
+from hybrid_jax import evaluators
 from hybrid_jax import models
+from hybrid_jax.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,3 +76,32 @@ def test_cli_user_errors_print_one_line_and_exit_2(eval_model, eval_tokenizer, t
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: " + message), result.stderr[-3000:]
     assert "Traceback" not in result.stderr
+
+
+def test_what_cannot_be_evaluated_is_a_user_error_before_the_work(eval_model, eval_tokenizer,
+                                                                  tmp_path, monkeypatch):
+  """Were tracebacks: a sentence-transformers module folder or a GPT-2 directory (ValueError),
+  and an --output_dir that is a file (FileExistsError, after the whole evaluation)."""
+  hf = tmp_path / "hf"
+  models.save_pretrained(eval_model, str(hf), eval_tokenizer)
+  gpt2 = tmp_path / "gpt2"
+  gpt2.mkdir()
+  (gpt2 / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 32}))
+  (tmp_path / "a_file").write_text("")
+
+  def evaluated(*args, **kwargs):
+    raise AssertionError("evaluated before the check")
+
+  monkeypatch.setattr(evaluators, "evaluate", evaluated)
+  cases = [
+      (dict(path=str(hf / "1_Pooling")), f"{hf}/1_Pooling/config.json has no model_type"),
+      (dict(path=str(gpt2)), f"{gpt2}/config.json: unsupported model_type='gpt2'"),
+      (dict(path=str(hf), output_dir=str(tmp_path / "a_file")),
+       f"--output_dir={tmp_path}/a_file is a file, not a directory"),
+      (dict(path="tfidf", output_dir=str(tmp_path / "a_file" / "out")),
+       f"--output_dir={tmp_path}/a_file/out is inside {tmp_path}/a_file, a file, not a directory"),
+  ]
+  for kwargs, message in cases:
+    with pytest.raises(UserError) as error:
+      evaluators.evaluate_checkpoint(dataset="xquad_r:eval", **kwargs)
+    assert str(error.value).startswith(message), (kwargs, str(error.value))

@@ -74,10 +74,10 @@ def _start(cwd, emulator_env, *extra, processes: int = 1,
   ]
 
 
-def _finish(procs, timeout=600) -> list[str]:
+def _finish(procs, timeout=600, returncode=0) -> list[str]:
   outs = [proc.communicate(timeout=timeout)[0] for proc in procs]
   for proc, out in zip(procs, outs):
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == returncode, out[-4000:]
   return outs
 
 
@@ -130,7 +130,7 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
   procs = _start(cwd, emulator_env, "--take_over_stale_lock")
   _wait_for(lambda: 3 <= max(_losses(emulator_env), default=0) < NUM_STEPS, procs, "step 3")
   procs[0].send_signal(signal.SIGTERM)
-  out, = _finish(procs)
+  out, = _finish(procs, returncode=128 + signal.SIGTERM)  # saved, not finished: run it again
   assert "Taking over the stale lock" in out and "Preempted" in out, out[-3000:]
   stopped_at = max(_losses(emulator_env))
   assert 3 <= stopped_at < NUM_STEPS
@@ -257,6 +257,23 @@ def test_gs_path_without_gcsfs_is_one_line_user_error(monkeypatch):
       r'install -e "\.\[gcs\]"') as error:
     paths.path("gs://b/run")
   assert "\n" not in str(error.value)
+
+
+def test_gs_workdir_without_a_network_is_one_line_at_once(tmp_path):
+  """`--workdir=gs://...` without a network was a traceback after 52 s of gcsfs retries. Cloud
+  Storage is an emulator on a closed port here (as a server that cannot be reached)."""
+  port = free_port()
+  proc = subprocess.run([
+      sys.executable, "-m", "hybrid_jax.main", "--config=configs/default.py:model=tiny",
+      "--workdir=gs://bucket/run"
+  ], cwd=REPO, env={**env(), "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"},
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert proc.stderr.splitlines()[-1] == (
+      f"error: --workdir=gs://bucket/run: cannot reach Cloud Storage (127.0.0.1:{port}: "
+      "Connection refused); check the network (or use a local path)"), proc.stderr[-3000:]
+  assert "Traceback" not in proc.stderr
+  paths.check_reachable(str(tmp_path), "a local path is not probed")
 
 
 def test_local_write_text_append_line_create_exclusive(tmp_path):

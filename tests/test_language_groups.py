@@ -1,6 +1,7 @@
 """eval.language_groups: the groups of the evaluated languages and their macro averages in the
 LAReQA and BEIR results, reports and scalars, against brute-force references."""
 
+import functools
 import json
 import math
 
@@ -10,6 +11,7 @@ import pytest
 
 from hybrid_jax import eval_report
 from hybrid_jax import evaluators
+from hybrid_jax import retrieval_metrics
 from hybrid_jax import retrievers
 from hybrid_jax.data import languages
 
@@ -51,7 +53,8 @@ def test_lareqa_group_averages_equal_brute_force():
     metrics[key] = rng.uniform(size=n)
   metrics["rank_range"][0] = np.nan
   groups = languages.group_languages(CODES, languages.LANGUAGE_GROUPINGS, TRAINED)
-  got = evaluators.lareqa_group_averages(metrics, groups)
+  got = evaluators.group_averages(
+      groups, functools.partial(retrieval_metrics.language_group_averages, metrics))
   for grouping, by_label in groups.items():
     for label, members in by_label.items():
       g = got[grouping][label]
@@ -74,7 +77,8 @@ def test_beir_macro_averages_equal_brute_force():
   per_language = {x: {"ndcg@10": rng.uniform(), "recall@100": rng.uniform()} for x in codes}
   per_language["yo"]["recall@100"] = None  # missing: left out of the average
   groups = languages.group_languages(codes, languages.GROUPINGS)
-  got = evaluators.beir_group_averages(per_language, groups)
+  got = evaluators.group_averages(groups,
+                                  functools.partial(retrieval_metrics.macro_averages, per_language))
   for grouping, by_label in groups.items():
     for label, members in by_label.items():
       for key in ("ndcg@10", "recall@100"):

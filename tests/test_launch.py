@@ -149,3 +149,46 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   assert "class 5 mono" in table and "zero-shot multi" not in table
   hybrid = min(json.load(open(out / "summary.json"))["settings"], key=lambda r: r["mono_prob"])
   np.testing.assert_allclose(hybrid["resource_class/5/map_mono"], values[:, 0].mean(), rtol=1e-12)
+
+
+def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path):
+  """MIRACL-style: one BEIR corpus per language in a run; --dataset's glob makes one row whose
+  metrics and language groups are macro averages over the corpora's languages (brute force
+  here from the per-corpus figures)."""
+  rng = np.random.default_rng(2)
+  families = {"sw": "Atlantic-Congo", "yo": "Atlantic-Congo", "de": "Indo-European"}
+  ndcg = {}
+  for seed in (0, 1):
+    (tmp_path / f"run{seed}").mkdir()
+    (tmp_path / f"run{seed}" / "config.json").write_text(
+        json.dumps({"seed": seed, "data": {"languages": "en+de"}, "sampler": {"mono_prob": 0.5}}))
+    for language, family in families.items():
+      ndcg[seed, language] = rng.uniform()
+      leaf = tmp_path / f"run{seed}" / "eval" / f"beir_miracl-{language}" / "step_7"
+      leaf.mkdir(parents=True)
+      metrics = {"ndcg@10": ndcg[seed, language], "num_queries": 10}
+      groups = {"family": {family: {"languages": [language], "ndcg@10": ndcg[seed, language]}}}
+      (leaf / "results.json").write_text(
+          json.dumps({
+              "task": "beir", "dataset": f"beir:/d/miracl-{language}", "languages": [language],
+              "metrics": {**metrics, "groups": groups}
+          }))
+  out = tmp_path / "out"
+  assert summarize.main([
+      f"--root={tmp_path}", f"--out={out}", "--dataset=beir_miracl-*", "--groups=family"
+  ]) == 0
+  summary = json.load(open(out / "summary.json"))
+  for row in summary["runs"]:
+    seed = row["seed"]
+    np.testing.assert_allclose(row["ndcg@10"], np.mean([ndcg[seed, x] for x in families]))
+    np.testing.assert_allclose(row["family/Atlantic-Congo/ndcg@10"],
+                               (ndcg[seed, "sw"] + ndcg[seed, "yo"]) / 2)
+    assert row["family/Indo-European/ndcg@10"] == ndcg[seed, "de"]
+  (setting,) = summary["settings"]
+  np.testing.assert_allclose(setting["family/Atlantic-Congo/ndcg@10"],
+                             np.mean([ndcg[s, x] for s in (0, 1) for x in ("sw", "yo")]))
+  table = (out / "summary.md").read_text()
+  assert "Atlantic-Congo nDCG@10" in table and "nDCG@10" in table
+  assert not (out / "tradeoff.png").exists()
+  with pytest.raises(ValueError, match="not a single-language BEIR corpus"):
+    summarize.combine_corpora([{"task": "lareqa", "dataset": "xquad_r:eval", "metrics": {}}])

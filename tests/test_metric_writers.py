@@ -2,6 +2,7 @@
 
 import glob
 import json
+import logging
 import math
 import os
 import struct
@@ -153,15 +154,27 @@ def test_append_without_resume_step_keeps_old_records(tmp_path):
   assert [r["step"] for r in metric_writers.read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]
 
 
-def test_resume_skips_a_cut_last_line_and_rejects_other_damage(tmp_path):
+def test_resume_skips_a_cut_last_line_and_sets_other_damage_aside(tmp_path, caplog):
+  """A damaged line in the middle (a resume raised a 64-line traceback): the good records stay,
+  the damaged bytes go, unchanged, to a named file, and one warning line says so."""
   path = tmp_path / "metrics.jsonl"
   path.write_text('{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n{"step": 3, "a"')
   with metric_writers.MetricWriter(tmp_path, resume_step=3):
     pass
   assert path.read_text() == '{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n'
-  path.write_text('{"step": 1, "a": 1}\nnot json\n{"step": 2, "a": 2}\n')
-  with pytest.raises(ValueError, match=r"metrics.jsonl:2: not a JSON object"):
-    metric_writers.MetricWriter(tmp_path, resume_step=2)
+  assert not list(tmp_path.glob("metrics.jsonl.damaged-*"))  # a cut last line is not damage
+  path.write_bytes(b'{"step": 1, "a": 1}\n{"step": 2, "a\n\xff\xfe\n[3]\n{"step": 2, "a": 2}\n'
+                   b'{"step": 4, "a": 4}\n')
+  with caplog.at_level(logging.WARNING), metric_writers.MetricWriter(tmp_path, resume_step=3):
+    pass
+  assert path.read_text() == '{"step": 1, "a": 1}\n{"step": 2, "a": 2}\n'
+  [aside] = tmp_path.glob("metrics.jsonl.damaged-*")
+  assert aside.read_bytes() == b'{"step": 2, "a\n\xff\xfe\n[3]\n'
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert warnings == [
+      f"{path}: line(s) 2, 3, 4 are not JSON records with an integer step "
+      f"(damaged); moved them to {aside} and kept the other records."
+  ]
 
 
 def test_resume_keeps_earlier_lines_byte_for_byte_and_the_file_itself(tmp_path):

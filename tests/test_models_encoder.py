@@ -17,6 +17,7 @@ from flax import nnx, traverse_util
 
 from hybrid_jax import config_lib
 from hybrid_jax import sharding
+from hybrid_jax.errors import UserError
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
 from hybrid_jax.models import encoder as encoder_lib
@@ -107,12 +108,15 @@ def test_hf_dict_round_trip(config_class):
 
 @pytest.mark.parametrize("change,match", [
     (dict(model_type="gpt2"), r"unsupported model_type='gpt2'"),
+    (dict(model_type=None), r"x/config.json has no model_type, so it is not a Hugging Face"),
     (dict(hidden_act="relu"), r"hidden_act='relu'"),
     (dict(position_embedding_type="relative_key"), r"position_embedding_type"),
 ])
 def test_from_hf_dict_rejects_what_it_does_not_implement(change, match):
+  """A user error (one line on the command line), not a traceback: `hybrid_jax.evaluate` on a
+  GPT-2 directory or a sentence-transformers module folder printed a ValueError traceback."""
   hf_config = {**transformers.BertConfig().to_dict(), **change}
-  with pytest.raises(ValueError, match=match):
+  with pytest.raises(UserError, match=match):
     EncoderConfig.from_hf_dict(hf_config, source="x/config.json")
 
 

@@ -8,6 +8,7 @@ hidden 32, 4 heads, vocab 100, seeded), saved to a temporary directory. Our forw
 import json
 import os
 import shutil
+import stat
 import sys
 
 import jax
@@ -396,3 +397,20 @@ def test_unsupported_model_type_is_an_error(hf, tmp_path):
                      edit_config=lambda c: c.update(model_type="distilbert"))
   with pytest.raises(ValueError, match=r"config\.json.*model_type='distilbert'"):
     load_pretrained(variant)
+
+
+def test_saved_files_get_the_modes_of_the_umask(tmp_path):
+  """safetensors wrote model.safetensors 0600: a second user of a shared machine could not read
+  an exported model. Its files and directories get 0666 / 0777 less the umask."""
+  config = model_config(vocab_size=50, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                        shared_tower=False, intermediate_size=16, max_position_embeddings=16)
+  old_mask = os.umask(0o027)
+  try:
+    save_pretrained(create_model(config, seed=0), str(tmp_path / "model"))
+  finally:
+    os.umask(old_mask)
+  for root, dirs, files in os.walk(tmp_path / "model"):
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o750, root
+    for name in files:
+      assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o640, name
+  assert os.path.exists(tmp_path / "model" / "passage_encoder" / "model.safetensors")

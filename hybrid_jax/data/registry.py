@@ -7,6 +7,8 @@ Specs (SCHEME:ARGUMENT):
   squad:PATH                SQuAD-format files: a directory of <lang>.json[.gz] or one such file.
   mlqa_r:PATH               an MLQA directory (*context-<x>-question-<x>.json), not parallel.
   jsonl:PATH[,PATH...]      JSON Lines records {"id", "lang", "query", "passage"[, "context"]}.
+                            A comma inside a path is written `\\,` (here and in parquet:):
+                            jsonl:/data/a\\,b.jsonl is the file /data/a,b.jsonl.
   hf:PATH_OR_NAME[:SPLIT]   Hugging Face datasets: local JSON/JSONL file(s) (a file or a
                             directory) through load_dataset("json"), else a dataset name.
   parquet:PATH[,PATH...]    parquet files of the JSONL records' columns.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 import shutil
 
 from hybrid_jax import paths
@@ -86,13 +89,47 @@ def _load_hf(argument: str, spec: str, on_error: str, strict: bool) -> ParallelQ
   elif target.endswith(_HF_DATA_SUFFIXES) or target.startswith((os.sep, ".", "~")):
     raise DataError(f"{spec}: no such file or directory {target}")
   else:
-    dataset = datasets.load_dataset(target)
+    dataset = _load_hub_dataset(datasets, target, spec)
   return from_hf_dataset(dataset, split, name=spec, on_error=on_error, strict=strict)
 
 
-def _paths(argument: str) -> list[str]:
-  """'a.jsonl,b.jsonl' -> the paths."""
-  return [p for p in argument.split(",") if p]
+def _load_hub_dataset(datasets, name: str, spec: str):
+  """`datasets.load_dataset(name)` of a Hub name, failing in one line and at once where the Hub
+  cannot be reached (datasets retries for ~24 s, then raises a ConnectionError): a short probe
+  of the Hub first (`paths.unreachable`) unless HF_HUB_OFFLINE is set (then only the local
+  cache is read, as datasets does)."""
+  offline = datasets.config.HF_HUB_OFFLINE
+  fixes = ("set HF_HUB_OFFLINE=1 to read a copy downloaded before from the local cache, or pass "
+           "local files: hf:PATH / jsonl:PATH")
+  if not offline:
+    reason = paths.unreachable(datasets.config.HF_ENDPOINT)
+    if reason:
+      raise DataError(f"{spec}: cannot reach the Hugging Face Hub ({reason}); {fixes}")
+  try:
+    return datasets.load_dataset(name)
+  except datasets.exceptions.DatasetNotFoundError as e:
+    raise DataError(f"{spec}: {' '.join(str(e).split())}") from e
+  except ConnectionError as e:  # offline, and not in the cache
+    if not offline:
+      raise
+    raise DataError(f"{spec}: not in the local Hugging Face cache, and HF_HUB_OFFLINE is set so "
+                    "it is not downloaded: unset HF_HUB_OFFLINE (with a network), or pass local "
+                    "files: hf:PATH / jsonl:PATH") from e
+
+
+def _paths(argument: str, spec: str) -> list[str]:
+  """'a.jsonl,b.jsonl' -> the paths; `\\,` is a comma inside a path ('a\\,b.jsonl' -> 'a,b.jsonl').
+
+  Raises:
+    DataError: a comma split the name of an existing file (it needs the escape).
+  """
+  parts = [p.replace("\\,", ",") for p in re.split(r"(?<!\\),", argument) if p]
+  whole = argument.replace("\\,", ",")
+  if len(parts) > 1 and os.path.isfile(whole) and not all(os.path.exists(p) for p in parts):
+    escaped = spec.partition(":")[0] + ":" + whole.replace(",", "\\,")
+    raise DataError(f"{spec}: commas separate files, and the file {whole} has one in its name: "
+                    f"write that comma as \\, ({escaped})")
+  return parts
 
 
 def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA:
@@ -115,7 +152,7 @@ def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA
   try:
     scheme, _, argument = spec.partition(":")
     if scheme in ("jsonl", "parquet") and argument:
-      return arrow.prepare_files(_paths(argument), directory, name=spec, on_error=on_error)
+      return arrow.prepare_files(_paths(argument, spec), directory, name=spec, on_error=on_error)
     arrow.write_arrow(load(spec, on_error=on_error), directory)
     return arrow.load_arrow(directory, name=spec)
   except BaseException:
@@ -161,14 +198,14 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
   elif scheme in ("squad", "mlqa_r"):
     data = load_squad(argument, name=spec, on_error=on_error, strict=strict)
   elif scheme == "jsonl":
-    data = load_jsonl(_paths(argument), name=spec, on_error=on_error, strict=strict)
+    data = load_jsonl(_paths(argument, spec), name=spec, on_error=on_error, strict=strict)
   elif scheme == "hf":
     data = _load_hf(argument, spec, on_error, strict)
   elif scheme == "parquet":
     import datasets  # pylint: disable=g-import-not-at-top  (slow import, only when asked for)
     data = from_hf_dataset(
-        datasets.load_dataset("parquet", data_files=_paths(argument)), name=spec, on_error=on_error,
-        strict=strict)
+        datasets.load_dataset("parquet", data_files=_paths(argument, spec)), name=spec,
+        on_error=on_error, strict=strict)
   elif scheme == "arrow":
     if paths.is_remote(argument):
       raise DataError(f"{spec}: arrow: data is memory-mapped, so it must be on a local disk: copy "

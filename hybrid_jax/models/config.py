@@ -21,6 +21,8 @@ from typing import Any
 
 import ml_collections
 
+from hybrid_jax.errors import ModelError
+
 MODEL_TYPES = ("xlm-roberta", "bert")
 POOLINGS = ("cls", "mean", "pooler")
 DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on GPU/TPU, float32 on CPU
@@ -140,24 +142,29 @@ class EncoderConfig:
       **head_fields: any of pooling, projection_dim, normalize, dtype, remat.
 
     Raises:
-      ValueError: unsupported model_type, hidden_act or position_embedding_type, or a missing
-        architecture field; the message names `source`, the field and its value.
+      ModelError (a `UserError` and ValueError): no or an unsupported model_type, hidden_act or
+        position_embedding_type, or a missing architecture field; the message names `source`,
+        the field and its value.
     """
     model_type = hf_config.get("model_type")
+    if model_type is None:
+      raise ModelError(f"{source} has no model_type, so it is not a Hugging Face model's config; "
+                       "pass the directory that holds the model's config.json and weights (not a "
+                       "sentence-transformers module folder such as 1_Pooling)")
     if model_type not in MODEL_TYPES:
-      raise ValueError(f"{source}: unsupported model_type={model_type!r}; this encoder implements "
+      raise ModelError(f"{source}: unsupported model_type={model_type!r}; this encoder implements "
                        f"{MODEL_TYPES} (BertModel / XLMRobertaModel)")
     hidden_act = hf_config.get("hidden_act", "gelu")
     if hidden_act != "gelu":
-      raise ValueError(f"{source}: unsupported hidden_act={hidden_act!r}; only exact 'gelu' is "
+      raise ModelError(f"{source}: unsupported hidden_act={hidden_act!r}; only exact 'gelu' is "
                        "implemented")
     position_type = hf_config.get("position_embedding_type", "absolute")
     if position_type != "absolute":
-      raise ValueError(f"{source}: unsupported position_embedding_type={position_type!r}; only "
+      raise ModelError(f"{source}: unsupported position_embedding_type={position_type!r}; only "
                        "'absolute' is implemented")
     missing = [f for f in ARCHITECTURE_FIELDS if f not in hf_config and f not in _HF_DEFAULTS]
     if missing:
-      raise ValueError(f"{source}: missing field(s) {missing} for model_type={model_type!r}")
+      raise ModelError(f"{source}: missing field(s) {missing} for model_type={model_type!r}")
     unknown = set(head_fields) - set(HEAD_FIELDS)
     if unknown:
       raise ValueError(f"unknown head field(s) {sorted(unknown)}; expected some of {HEAD_FIELDS}")

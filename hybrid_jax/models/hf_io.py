@@ -418,7 +418,8 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
 
   Args:
     model: the model; a two-tower model also writes `path/passage_encoder/`.
-    path: output directory (created).
+    path: output directory (created); its files get the umask's modes (0644 under 022), readable
+      by the other users of a shared machine.
     tokenizer: anything with `save_pretrained(directory)` (a transformers tokenizer), or None.
     max_seq_length: sentence-transformers truncation length; default the longest the position
       table allows (max_position_embeddings, minus pad_token_id + 1 for XLM-R).
@@ -454,6 +455,7 @@ def save_pretrained(model: DualEncoder, path: str, tokenizer: Any = None,
                                         prompts)
     if tokenizer is not None:
       tokenizer.save_pretrained(directory)
+  paths.default_permissions(path)  # save_file writes 0600
 
 
 def write_sentence_transformers_modules(directory: str, config: EncoderConfig, pooler, projection,

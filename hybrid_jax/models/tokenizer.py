@@ -156,6 +156,7 @@ def get_or_train_default_tokenizer(
     os.makedirs(cache_dir, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=f".{CACHE_SUBDIR}-", dir=cache_dir)
     tokenizer.save_pretrained(tmp_dir)
+    paths.default_permissions(tmp_dir)  # mkdtemp's 0700: other users could not read the run
     try:
       os.rename(tmp_dir, tokenizer_dir)
     except OSError:  # Another process renamed its copy first: identical texts, identical files.
