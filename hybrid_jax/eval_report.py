@@ -312,7 +312,7 @@ def alignment_markdown(results: Mapping) -> str:
         ""
     ]
     columns = [(key, title) for key, title, _ in ALIGNMENT_COLUMNS]
-    lines += group_tables(m["groups"], columns, row("", m["mean"])[1:], len(langs))
+    lines += _group_tables(m["groups"], columns, row("", m["mean"])[1:], len(langs))
   lines += ["", "Per language:", ""]
   per = m["per_language"]
   lines += _table(["language", *header[1:]],
