@@ -30,9 +30,10 @@ layers, hidden 768, vocabulary 250,002; random weights: a timing needs no checkp
 3. Evaluation throughput: the jitted passage encoder (forward only, embeddings copied to the host,
    as the evaluator runs it) in sequences/s at each passage length, batch `--eval_batch_size`.
 
-Output: one JSON object (`--out`, also printed): device, settings, `train_step` rows (seq_len,
-step_seconds, examples_per_second, flops_per_step, achieved_tflops, mfu), `max_global_batch`
-(plain / grad_cache: fits, fails, confirmed, memory bytes), `eval` rows, and `elapsed_seconds`.
+Output: one JSON object (`--out`, also printed): machine (`hybrid_jax.machine.one_line`), device,
+settings, `train_step` rows (seq_len, step_seconds, examples_per_second, flops_per_step,
+achieved_tflops, mfu), `max_global_batch` (plain / grad_cache: fits, fails, confirmed, memory
+bytes), `eval` rows, and `elapsed_seconds`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import flops  # noqa: E402  (benchmarks/flops.py: the FLOP counting rules)
 
 from hybrid_jax import config_lib  # noqa: E402
 from hybrid_jax import diagnostics  # noqa: E402
+from hybrid_jax import machine  # noqa: E402
 from hybrid_jax import models  # noqa: E402
 from hybrid_jax import optimizer as optimizer_lib  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
@@ -130,7 +132,7 @@ def _batch(batch_size: int, query_len: int, passage_len: int, vocab_size: int, p
 
 
 class _Step:
-  """One config's jitted train step and initial state on a one-device mesh."""
+  """One config's jitted train step, initial state and compiled executables on a one-device mesh."""
 
   def __init__(self, config, mesh):
     self.config, self.mesh = config, mesh
@@ -141,6 +143,7 @@ class _Step:
     self.state = jax.device_put(
         train.create_train_state(params, optimizer, config.seed), sharding.replicated(mesh))
     self.step = train.make_train_step(graphdef, config, optimizer, mesh)
+    self.compiled = {}  # (batch_size, query_len, passage_len) -> `compile_step`'s result
 
   def batch(self, batch_size, query_len, passage_len, **kwargs):
     m = self.config.model
@@ -148,20 +151,18 @@ class _Step:
                   **kwargs)
 
 
-def time_train_steps(step: _Step, batch_size: int, query_len: int, passage_len: int, steps: int,
-                     executable=None) -> float | None:
-  """Median seconds of `steps` train steps after one warm-up (compile) step (None for steps=0:
-  the warm-up step alone); `executable`: an already compiled step for this shape (default: the
-  jitted step, compiled on first use)."""
-  run_step = executable or step.step
+def time_train_steps(step: _Step, executable, batch_size: int, query_len: int, passage_len: int,
+                     steps: int) -> float | None:
+  """Median seconds of `steps` train steps of `executable` (`compile_step`'s, for this shape)
+  after one warm-up step (None for steps=0: the warm-up step alone)."""
   batch = step.batch(batch_size, query_len, passage_len)
   state = step.state
-  state, metrics = run_step(state, batch)
+  state, metrics = executable(state, batch)
   jax.block_until_ready(metrics)
   times = []
   for _ in range(steps):
     start = time.perf_counter()
-    state, metrics = run_step(state, batch)
+    state, metrics = executable(state, batch)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
   step.state = state
@@ -170,12 +171,16 @@ def time_train_steps(step: _Step, batch_size: int, query_len: int, passage_len: 
 
 def compile_step(step: _Step, batch_size: int, query_len: int, passage_len: int):
   """(compiled step at `batch_size`, device bytes from XLA's memory analysis: arguments +
-  outputs + temporaries - donated aliases, or None where the backend gives no analysis).
-  Raises what the compiler raises (RESOURCE_EXHAUSTED when the step cannot fit)."""
-  abstract = step.batch(batch_size, query_len, passage_len, abstract=True)
-  compiled = step.step.lower(step.state, abstract).compile()
-  memory = diagnostics.memory_summary(compiled)
-  return compiled, None if memory is None else memory["total_bytes"]
+  outputs + temporaries - donated aliases, or None where the backend gives no analysis), compiled
+  once per shape (kept in `step.compiled`: the MFU row, the batch search and its confirming step
+  share it). Raises what the compiler raises (RESOURCE_EXHAUSTED when the step cannot fit)."""
+  key = (batch_size, query_len, passage_len)
+  if key not in step.compiled:
+    abstract = step.batch(batch_size, query_len, passage_len, abstract=True)
+    compiled = step.step.lower(step.state, abstract).compile()
+    memory = diagnostics.memory_summary(compiled)
+    step.compiled[key] = compiled, None if memory is None else memory["total_bytes"]
+  return step.compiled[key]
 
 
 def search_largest(fits, start: int, granularity: int, max_batch: int, deadline: float) -> dict:
@@ -226,22 +231,18 @@ def search_largest(fits, start: int, granularity: int, max_batch: int, deadline:
   }
 
 
-def memory_fits(step: _Step, limit: int | None, query_len: int, passage_len: int, compiled: dict):
+def memory_fits(step: _Step, limit: int | None, query_len: int, passage_len: int):
   """`fits(batch_size) -> (ok, bytes)` for `search_largest`: the step compiles and its compiled
-  memory is within `limit` bytes (no limit, or no memory analysis: compiling is enough). Each
-  fitting executable is kept in `compiled[batch_size]`, to run it without compiling again."""
+  memory is within `limit` bytes (no limit, or no memory analysis: compiling is enough)."""
 
   def fits(batch_size):
     try:
-      executable, used = compile_step(step, batch_size, query_len, passage_len)
+      _, used = compile_step(step, batch_size, query_len, passage_len)
     except Exception as e:  # pylint: disable=broad-except
       if not _out_of_memory(e):
         raise
       return False, None
-    ok = limit is None or used is None or used <= limit
-    if ok:
-      compiled[batch_size] = executable
-    return ok, used
+    return limit is None or used is None or used <= limit, used
 
   return fits
 
@@ -280,7 +281,7 @@ def run(args) -> dict:
   peak = peak_tflops(device.device_kind)
   plain = _Step(_config(args, args.batch_size), mesh)
   out = {
-      "device": {
+      "machine": machine.one_line(devices=[device]), "device": {
           "platform": device.platform, "kind": device.device_kind, "memory_limit_bytes": limit,
           "peak_bf16_tflops": peak
       }, "jax": jax.__version__, "settings": {k: v for k, v in vars(args).items() if k != "out"},
@@ -292,7 +293,9 @@ def run(args) -> dict:
   }
 
   for seq_len in seq_lens:
-    seconds = time_train_steps(plain, args.batch_size, args.query_len, seq_len, args.steps)
+    executable, _ = compile_step(plain, args.batch_size, args.query_len, seq_len)
+    seconds = time_train_steps(plain, executable, args.batch_size, args.query_len, seq_len,
+                               args.steps)
     step_flops = flops.step_flops(_shape(plain.config), args.query_len, seq_len,
                                   args.batch_size)["total"]
     achieved = step_flops / seconds / 1e12
@@ -317,15 +320,14 @@ def run(args) -> dict:
     deadline = time.perf_counter() + max(0.0, remaining) / (len(modes) - i) * 0.8
     step = plain if not chunk else _Step(_config(args, start, chunk), mesh)
     granularity = max(args.batch_granularity, chunk)
-    compiled = {}
     found = search_largest(
-        memory_fits(step, limit, args.query_len, seq_lens[0], compiled), start, granularity,
-        args.max_batch, deadline)
+        memory_fits(step, limit, args.query_len, seq_lens[0]), start, granularity, args.max_batch,
+        deadline)
     found["confirmed"] = None
     if found["fits"]:
       try:  # one real step at the largest size that fits, with the executable the search built
-        time_train_steps(step, found["fits"], args.query_len, seq_lens[0], 0,
-                         compiled[found["fits"]])
+        executable, _ = compile_step(step, found["fits"], args.query_len, seq_lens[0])
+        time_train_steps(step, executable, found["fits"], args.query_len, seq_lens[0], 0)
         found["confirmed"] = True
       except Exception as e:  # pylint: disable=broad-except
         if not _out_of_memory(e):
@@ -362,7 +364,7 @@ def parse_args(argv=None):
   args = parser.parse_args(argv)
   if args.smoke:
     args.seq_lens, args.query_len, args.batch_size, args.steps = "16", 8, 8, 2
-    args.grad_cache_chunk_size, args.max_batch, args.batch_granularity = 4, 16, 8
+    args.grad_cache_chunk_size, args.max_batch, args.batch_granularity = 8, 16, 8
     args.eval_batch_size, args.eval_seconds, args.budget_seconds = 16, 0.2, 600.0
   return args
 
@@ -372,7 +374,7 @@ def main(argv=None):
   out = run(args)
   with open(args.out, "w") as f:
     json.dump(out, f, indent=2)
-  print(f"wrote {args.out} ({out['elapsed_seconds']:.0f} s)")
+  print(f"wrote {args.out} ({out['elapsed_seconds']:.0f} s on {out['machine']})")
 
 
 if __name__ == "__main__":

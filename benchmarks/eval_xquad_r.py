@@ -2,6 +2,7 @@
 the default tiny model (random init: the timing does not depend on the weights).
 
     python benchmarks/eval_xquad_r.py [--workdir=/tmp/hj_bench] [--batch_size=128]
+    python benchmarks/eval_xquad_r.py --smoke   # xquad_r:eval en+de, a 1-layer hidden-32 model
 
 Prints the split (tokenize / encode / score + metrics / total), candidates encoded per second, the
 encoder's achieved GFLOP/s next to a plain matmul's measured at the same time (this machine is often
@@ -15,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 import jax
@@ -26,6 +28,7 @@ from hybrid_jax import config_lib  # noqa: E402
 from hybrid_jax import data as data_lib  # noqa: E402
 from hybrid_jax import encoding  # noqa: E402
 from hybrid_jax import evaluators  # noqa: E402
+from hybrid_jax import machine  # noqa: E402
 from hybrid_jax import models  # noqa: E402
 from hybrid_jax import retrievers  # noqa: E402
 from hybrid_jax import sharding  # noqa: E402
@@ -50,19 +53,42 @@ def encoder_flops(config, num_rows: int, seq_len: int) -> float:
   return float(num_rows * seq_len * config.num_hidden_layers * per_token)
 
 
-def main():
+# --smoke: the test suite's quick run (a temporary workdir, a few seconds).
+SMOKE_MODEL = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=64)
+
+
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--workdir", default="/tmp/hj_bench_eval")
   parser.add_argument("--dataset", default="xquad_r:all")
+  parser.add_argument("--languages", default="", help="Comma-separated; default: all of them.")
   parser.add_argument("--batch_size", type=int, default=config_lib.DEFAULT_EVAL_BATCH_SIZE)
   parser.add_argument("--query_max_len", type=int, default=config_lib.DEFAULT_QUERY_MAX_LEN)
   parser.add_argument("--passage_max_len", type=int, default=config_lib.DEFAULT_PASSAGE_MAX_LEN)
-  args = parser.parse_args()
+  parser.add_argument(
+      "--smoke", action="store_true", help="xquad_r:eval in en and de, a 1-layer hidden-32 model "
+      "(1000-token vocabulary), 16/32-token queries/passages, a temporary workdir: the test "
+      "suite's quick run.")
+  args = parser.parse_args(argv)
+  if args.smoke:
+    with tempfile.TemporaryDirectory(prefix="hj_bench_eval_") as workdir:
+      args.workdir, args.dataset, args.languages = workdir, "xquad_r:eval", "en,de"
+      args.batch_size, args.query_max_len, args.passage_max_len = 16, 16, 32
+      run(args, SMOKE_MODEL)
+  else:
+    run(args)
 
+
+def run(args, model_overrides=None):
+  """Trains (or reads) the tokenizer in `args.workdir`, evaluates a random tiny model, prints."""
   t0 = time.perf_counter()
   train_data = data_lib.load("xquad_r:train")
-  tokenizer = tokenizer_lib.get_or_train_default_tokenizer(args.workdir, train_data.texts)
   model_config = config_lib.model_preset("tiny")
+  if model_overrides:
+    model_config.update(model_overrides)
+  tokenizer = tokenizer_lib.get_or_train_default_tokenizer(args.workdir, train_data.texts,
+                                                           vocab_size=model_config.vocab_size)
   with model_config.unlocked():
     model_config.vocab_size = len(tokenizer)
   model = models.create_model(model_config, seed=0)
@@ -73,8 +99,9 @@ def main():
   retriever = retrievers.DenseRetriever(encoder, tokenizer, query_max_len=args.query_max_len,
                                         passage_max_len=args.passage_max_len)
   output_dir = evaluators.output_dir_for(args.workdir, args.dataset, None, "benchmark")
-  results = evaluators.evaluate(retriever, args.dataset, model_name="tiny (random init)",
-                                output_dir=output_dir)
+  results = evaluators.evaluate(retriever, args.dataset,
+                                languages=args.languages.split(",") if args.languages else None,
+                                model_name="tiny (random init)", output_dir=output_dir)
   timing = results["timing"]
   counts = results["counts"]
   num_queries = sum(c["examples"] for c in counts.values())
@@ -84,7 +111,9 @@ def main():
       + encoder_flops(model.config, num_candidates, args.passage_max_len))
   reference_gflops = matmul_gflops()
   summary = {
+      "machine": machine.one_line(devices=jax.devices()),
       "dataset": args.dataset,
+      "languages": list(counts),
       "num_queries": num_queries,
       "num_candidates": num_candidates,
       "num_devices": int(mesh.size),

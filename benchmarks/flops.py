@@ -21,6 +21,7 @@ Communication per step with B examples and embedding width D:
 
   python benchmarks/flops.py                                    # the tables in BENCHMARKS.md
   python benchmarks/flops.py --global_batch_size=4096 --seq_lens=128,256 --num_chips=32
+  python benchmarks/flops.py --smoke       # one passage length, 8 chips (the test suite runs it)
 
 Vendor figures used (dense bf16 peak, HBM bandwidth, interconnect bandwidth per chip in one
 direction, used for the collectives):
@@ -109,8 +110,10 @@ def _fmt_seconds(x: float) -> str:
   return f"{x * 1e6:.0f} us"
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--smoke", action="store_true",
+                      help="One passage length (128) on 8 chips: the test suite's quick run.")
   parser.add_argument("--global_batch_size", type=int, default=4096)
   parser.add_argument("--query_len", type=int, default=32)
   parser.add_argument("--seq_lens", default="128,256", help="Passage lengths.")
@@ -122,7 +125,9 @@ def main():
       "gathers today, 2 = bfloat16.")
   parser.add_argument("--internode_gbps", type=float, default=50.0,
                       help="GB/s per GPU across nodes (400 Gb/s InfiniBand = 50 GB/s).")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.seq_lens, args.num_chips = "128", 8
   batch, n = args.global_batch_size, args.num_chips
   seq_lens = [int(s) for s in args.seq_lens.split(",")]
   mfus = [float(x) for x in args.mfu.split(",")]

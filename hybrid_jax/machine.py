@@ -64,10 +64,13 @@ def describe(devices: Any = None, cpuinfo_path: str = "/proc/cpuinfo") -> dict[s
   return info
 
 
-def one_line(info: dict[str, Any] | None = None) -> str:
+def one_line(info: dict[str, Any] | None = None, devices: Any = None) -> str:
   """`describe()` as one line, e.g. "AMD EPYC (avx2 fma avx512f avx512_bf16), 2 cores"; with the
-  accelerator first when the devices are not CPUs: "8 x TPU v4; host: AMD EPYC (...), 2 cores"."""
-  info = describe() if info is None else info
+  accelerator first when the devices are not CPUs: "8 x TPU v4; host: AMD EPYC (...), 2 cores".
+
+  `info`: a `describe()` result (default: `describe(devices)`, e.g. `devices=jax.devices()` in a
+  script that times JAX, so that a GPU/TPU run names its accelerator)."""
+  info = describe(devices) if info is None else info
   ext = " ".join(info["vector_extensions"]) or "no AVX2"
   cpu = f"{info['cpu_model']} ({ext}), {info['cpu_cores']} cores"
   kind = info.get("device_kind")

@@ -1,7 +1,7 @@
 """Retrieval metrics in numpy: average precision, the LAReQA settings, language bias, BEIR.
 
 Every function takes a score matrix (higher = more similar) or an embedding table plus a scorer,
-and is exact: no sampling, ties resolved by a stated rule. The rules, copied into the README:
+and is exact: no sampling, ties resolved by a stated rule. The rules, copied into docs/evaluation.md:
 
 * **Pessimistic ties (AP, ranks).** Candidates are ranked by decreasing score; a relevant
   candidate tied with irrelevant ones is ranked *after* all of them. With the relevant candidates

@@ -1,4 +1,4 @@
-"""The language table (hybrid_jax/data/languages.tsv) and its look-ups."""
+"""The language table (hybrid_jax/data/language_table/languages.tsv) and its look-ups."""
 
 import pytest
 

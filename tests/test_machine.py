@@ -38,3 +38,13 @@ def test_no_cpuinfo_still_describes(tmp_path):
   info = machine.describe(cpuinfo_path=str(tmp_path / "absent"))
   assert info["cpu_model"] and info["vector_extensions"] == []
   assert "no AVX2" in machine.one_line(info)
+
+
+def test_one_line_of_devices_describes_them():
+
+  class Device:
+    device_kind = "NVIDIA H100 80GB HBM3"
+
+  line = machine.one_line(devices=[Device()])
+  assert line.startswith("1 x NVIDIA H100 80GB HBM3; host: ")
+  assert line.endswith(machine.one_line())  # the host part is the CPU-only line

@@ -1,5 +1,6 @@
 """The wheel: an installed, non-editable hybrid-jax finds its config files (configs/default.py and
-the model presets of configs/models/), which live outside the package in the source tree."""
+the model presets of configs/models/), which live outside the package in the source tree; it
+carries the project's LICENSE and every embedded data file with the licence of its data."""
 
 import importlib.util
 import os
@@ -11,7 +12,7 @@ import zipfile
 import pytest
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "hybrid_jax", "configs")
+_SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE", "hybrid_jax", "configs")
 
 
 def _pip(*args):
@@ -53,6 +54,28 @@ def test_wheel_has_every_subpackage_and_config(installed):
       if name.endswith(".py"):
         path = os.path.relpath(os.path.join(directory, name), _ROOT)
         assert f"hybrid_jax/{path}" in names
+
+
+def test_wheel_carries_the_licence_and_the_embedded_data_with_its_licences(installed):
+  site, names = installed
+  (license_path,) = [
+      n for n in names
+      if n.split("/")[0].endswith(".dist-info") and os.path.basename(n) == "LICENSE"
+  ]
+  with open(os.path.join(_ROOT, "LICENSE"), "rb") as f:
+    assert (site / license_path).read_bytes() == f.read()
+  data_files = []
+  for directory, dirs, files in os.walk(os.path.join(_ROOT, "hybrid_jax")):
+    dirs[:] = [d for d in dirs if d != "__pycache__"]
+    for name in files:
+      path = os.path.relpath(os.path.join(directory, name), _ROOT)
+      if not name.endswith(".py"):  # data, its licence and attribution: in setup.cfg package_data
+        assert path in names, f"{path} is missing from the wheel (setup.cfg package_data)"
+        data_files.append(path)
+  assert "hybrid_jax/data/xquad_r/ATTRIBUTION.md" in data_files
+  for path in data_files:  # every embedded data file ships with its data set's licence
+    licence = f"{os.path.dirname(path)}/LICENSE"
+    assert licence in names, f"{path}: no {licence} in the wheel"
 
 
 def test_installed_package_resolves_presets_and_the_default_config(installed, tmp_path):

