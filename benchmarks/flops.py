@@ -38,6 +38,8 @@ per GPU, which `--internode_gbps` shows separately.
 import argparse
 import dataclasses
 
+from hybrid_jax import cost
+
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
@@ -78,21 +80,12 @@ def num_params(m: Shape) -> int:
   return embeddings + m.num_layers * layer
 
 
-def forward_flops(m: Shape, seq_len: int) -> float:
-  """Matmul FLOPs of one sequence's forward pass."""
-  h, i, s = m.hidden_size, m.intermediate_size, seq_len
-  per_layer = 4 * 2 * s * h * h + 2 * 2 * s * h * i + 2 * 2 * s * s * h
-  return m.num_layers * per_layer
-
-
 def step_flops(m: Shape, query_len: int, passage_len: int, batch: int) -> dict[str, float]:
-  """Training FLOPs of one global batch, split by part (forward + backward = 3 x forward)."""
-  queries = 3 * batch * forward_flops(m, query_len)
-  passages = 3 * batch * forward_flops(m, passage_len)
-  loss = 3 * 2 * batch * batch * m.hidden_size
-  return {
-      "queries": queries, "passages": passages, "loss": loss, "total": queries + passages + loss
-  }
+  """Training FLOPs of one global batch, split by part (forward + backward = 3 x forward): the
+  FLOP model of `hybrid_jax.cost.step_flops`, which the runs' cost records compare XLA's count
+  with."""
+  return cost.step_flops(m.hidden_size, m.intermediate_size, m.num_layers, query_len, passage_len,
+                         batch)
 
 
 def _fmt_flops(x: float) -> str:

@@ -66,6 +66,8 @@ def get_config(arg=None):
   config.train.num_steps = arg.steps or (450 if tiny else 80)
   config.train.max_consecutive_nonfinite = 5  # then stop with the last good state saved
   config.train.prefetch_batches = 2
+  config.train.input_workers = -1  # processes building batches ahead (Grain); 0: in this
+  # process; -1: half the host's cores, at most 16, none below 4 cores
   config.train.grad_cache_chunk_size = 0  # >0: gradient cache, encode the global batch in
   # chunks of this many rows (same update, less memory)
   config.train.fsdp = 1  # size of the fsdp mesh axis: >1 shards large params

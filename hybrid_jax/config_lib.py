@@ -160,6 +160,7 @@ _LOWER_BOUNDS = (
     ("train.num_steps", 1, ""),
     ("train.max_consecutive_nonfinite", 1, "steps with a non-finite loss before stopping"),
     ("train.prefetch_batches", 0, ""),
+    ("train.input_workers", -1, "-1 = half the host's cores, 0 = in the training process"),
     ("train.grad_cache_chunk_size", 0, "0 = off"),
     ("train.fsdp", 1, "1 = replicated parameters"),
     ("data.query_max_len", 1, "tokens"),

@@ -69,6 +69,7 @@ LOCK_STALE_SECONDS = 600  # an object-store lock not renewed for this long is st
 RESUMABLE_FIELDS = (
     "train.num_steps",  # extend only (see the module doc)
     "train.prefetch_batches",  # host-side queue length
+    "train.input_workers",  # processes building the same batches
     "train.max_consecutive_nonfinite",  # when to give up
     "train.grad_cache_chunk_size",  # memory: the same update (up to float summation order)
     "train.fsdp",  # memory: parameter sharding, the same update

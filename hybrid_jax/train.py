@@ -3,7 +3,8 @@
     train_and_evaluate(config, workdir)
       _make_mesh -> _build_and_resume (data.load, tokenizer, model, optimizer, BatchBuilder,
                                        newest good checkpoint)
-      -> _train: input_pipeline.start_global (prefetch thread: host batch -> global jax.Arrays)
+      -> _train: input_pipeline.start_global (host batches built in train.input_workers Grain
+                 worker processes or on the prefetch thread; the thread: -> global jax.Arrays)
            -> train_step(state, batch) -> (state, metrics)   [jit, compiled once ahead of time
                                                               (start-up diagnostics), batch
                                                               sharded over all devices,
@@ -38,6 +39,7 @@ from jax.experimental import multihost_utils
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
+from hybrid_jax import cost as cost_lib
 from hybrid_jax import diagnostics
 from hybrid_jax import eval_report
 from hybrid_jax import evaluators
@@ -318,11 +320,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     NonFiniteLossError: `train.max_consecutive_nonfinite` steps in a row had a non-finite loss
       or gradient (the last good state is saved first).
   """
+  meter = cost_lib.CostMeter()
   config = config_lib.validate(config)
   paths.path(workdir).mkdir(parents=True, exist_ok=True)  # (no-op on an object store)
   lock = _lock_workdir(workdir, take_over_stale_lock)
   try:
-    return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir, meter)
   finally:
     lock.release()
 
@@ -347,39 +350,55 @@ def _lock_workdir(workdir: str, take_over_stale: bool) -> run_dir.WorkdirLock:
   return lock
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """The run's steps in order: mesh, build and resume, train, export the model, evaluate."""
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        meter: cost_lib.CostMeter) -> dict[str, Any]:
+  """The run's steps in order: mesh, build and resume, train, export the model, evaluate; then
+  the cost record (`hybrid_jax.cost`: cost.json, and its headline in metrics.jsonl)."""
   paths.check_output_dir(  # before the work: not once trained
       os.path.join(workdir, MODEL_SUBDIR), f"{os.path.join(workdir, MODEL_SUBDIR)} (where the "
       "trained model is exported)")
   mesh = _make_mesh(config)
   diagnostics.parse_profile_steps(config.log.get("profile_steps", ""))  # fail before building
   run = _build_and_resume(config, workdir, mesh)
+  start_step = int(run.state.step)
+  meter.startup_done()
   # Records are labelled with the number of steps done: 1..start_step are kept on a resume.
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0,
                                        resume_step=int(run.state.step) + 1)
   try:
     was_trained = int(run.state.step) >= config.train.num_steps
-    try:
-      state, last, preempted = _train(config, workdir, mesh, run, writer)
-    finally:
-      run.checkpointer.close()
+    with meter.phase("train"):  # (closing waits for the last asynchronous checkpoint save)
+      try:
+        state, last, preempted = _train(config, workdir, mesh, run, writer, meter)
+      finally:
+        run.checkpointer.close()
     if preempted is not None:
+      _record_cost(config, workdir, meter, writer, preempted[0] - start_step, preempted[0])
       return {"preempted_at": preempted[0], "preempted_by": preempted[1], **last}
     # The model is exported before the final evaluation, so a failure there costs only the report.
     # A re-run of a finished run redoes only what its previous start did not get to.
     exported = paths.path(paths.join(workdir, MODEL_SUBDIR, "config.json")).exists()
+    redone = False
     if not (was_trained and exported):
-      _export_model(config, workdir, run, state)
+      with meter.phase("export"):
+        _export_model(config, workdir, run, state)
+      redone = True
     result = dict(last)
     if evaluators.has_evaluation(config) and not (was_trained
                                                   and _final_evaluation_done(config, workdir)):
-      result["eval"] = _evaluate(config, workdir, mesh, run, state, writer, config.train.num_steps)
+      with meter.phase("eval"):
+        result["eval"] = _evaluate(config, workdir, mesh, run, state, writer,
+                                   config.train.num_steps)
+      redone = True
     elif evaluators.has_evaluation(config):
       logging.info(
           "%s: the final evaluation on %s is done (its report and metrics.jsonl record are "
           "there): nothing to redo.", workdir,
           " and ".join(filter(None, (config.data.eval, config.eval.get("alignment")))))
+    if not was_trained or redone:  # (a re-run that redid nothing leaves the cost record as is)
+      num_steps = config.train.num_steps
+      result["cost"] = _record_cost(config, workdir, meter, writer, max(0, num_steps - start_step),
+                                    num_steps)
     return result
   finally:
     writer.close()
@@ -477,7 +496,7 @@ def _start_over(workdir: str, checkpoint_dir: str, steps: list[int]) -> None:
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
-           writer: metric_writers.MetricWriter):
+           writer: metric_writers.MetricWriter, meter: cost_lib.CostMeter):
   """Steps `run.state.step` .. `train.num_steps`: each step's batch, the step, its log line,
   the non-finite guard, preemption, checkpoints and periodic evaluation.
 
@@ -495,7 +514,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         "--config.train.num_steps continues it).", workdir, start_step)
   train_step = make_train_step(run.graphdef, config, run.optimizer, mesh, run.state_sharding)
   batches = input_pipeline.start_global(run.builder, mesh, start_step, num_steps,
-                                        size=config.train.prefetch_batches)
+                                        size=config.train.prefetch_batches,
+                                        workers=input_pipeline.input_workers(config))
   preemption = checkpoint_lib.PreemptionFlag().install()
   profiler = diagnostics.Profiler(
       config.log.get("profile_steps", ""), workdir, enabled=jax.process_index() == 0)
@@ -505,7 +525,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
     for step, batch in batches:
       done = step + 1
       if compiled is None:
-        compiled = _compile_and_describe(train_step, state, batch, config, writer, start_step)
+        with meter.phase("compile"):
+          compiled = _compile_and_describe(train_step, state, batch, config, writer, start_step,
+                                           meter)
       profiler.before_step(done)
       with jax.profiler.StepTraceAnnotation("train", step_num=done):
         state, metrics = compiled(state, batch)
@@ -525,7 +547,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         _save(config, run.checkpointer, state, done)
       if (evaluators.has_evaluation(config) and config.eval.every_steps
           and done % config.eval.every_steps == 0 and done != num_steps):
-        _evaluate(config, workdir, mesh, run, state, writer, done)
+        with meter.phase("eval"):
+          _evaluate(config, workdir, mesh, run, state, writer, done)
   finally:
     profiler.close()
     batches.close()
@@ -536,16 +559,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
 
 
 def _compile_and_describe(train_step, state: TrainState, batch, config: ml_collections.ConfigDict,
-                          writer: metric_writers.MetricWriter, start_step: int):
+                          writer: metric_writers.MetricWriter, start_step: int,
+                          meter: cost_lib.CostMeter):
   """`train_step` compiled ahead of time for `state` and `batch` (the loop runs this executable:
   the step compiles once), after logging the start-up diagnostics (`diagnostics.describe`:
   parameter counts and bytes, the replicated fraction under FSDP, the compiled step's memory
-  analysis), also written to TensorBoard as the text 'diagnostics' at `start_step`."""
+  analysis), also written to TensorBoard as the text 'diagnostics' at `start_step`; the step's
+  FLOPs and the parameter summary go to `meter`."""
   compiled = train_step.lower(state, batch).compile()
   trainable, frozen = split_frozen(state.params, config.optim.get("frozen", ""))
-  report = diagnostics.describe(
-      diagnostics.parameter_summary(trainable, frozen, state.opt_state),
-      diagnostics.memory_summary(compiled), config.train.fsdp)
+  parameters = diagnostics.parameter_summary(trainable, frozen, state.opt_state)
+  meter.record_train_step(compiled, num_devices=jax.device_count(),
+                          analytic_flops=cost_lib.config_step_flops(config), loops_over_batch=bool(
+                              config.train.grad_cache_chunk_size), parameters=parameters)
+  report = diagnostics.describe(parameters, diagnostics.memory_summary(compiled), config.train.fsdp)
   logging.info("%s", report)
   writer.write_text(start_step, "diagnostics", report)
   return compiled
@@ -593,6 +620,20 @@ class _StepLog:
         done, f"loss {scalars['loss']:.4f} | "
         f"{scalars['examples_per_second']:.0f} ex/s | {kind} {qlang}->{plang}", force=True)
     self._start_window()
+
+
+def _record_cost(config: ml_collections.ConfigDict, workdir: str, meter: cost_lib.CostMeter,
+                 writer: metric_writers.MetricWriter, steps_trained: int, step: int) -> dict:
+  """Writes the cost record (process 0; `cost_lib.CostMeter.finish`) and its headline to
+  metrics.jsonl as `cost/<name>` at `step`; returns the headline ({} on other processes)."""
+  if jax.process_index() != 0:
+    return {}
+  record = meter.finish(workdir, steps_trained=steps_trained, num_steps=config.train.num_steps,
+                        global_batch_size=config.train.global_batch_size, devices=jax.devices())
+  headline = cost_lib.headline(record)
+  writer.write_scalars(step, {f"cost/{k}": v for k, v in headline.items()})
+  logging.info("Cost (%s): %s", cost_lib.machine.one_line(record["machine"]), headline)
+  return headline
 
 
 def _save(config: ml_collections.ConfigDict, checkpointer: checkpoint_lib.Checkpointer,

@@ -1,9 +1,15 @@
-"""Collects the evaluation results of a sweep into one table and a trade-off plot.
+"""Collects the evaluation results and costs of a sweep into one table and plots.
 
   python launch/summarize.py --root=workdirs/sweep [--dataset=xquad_r_eval] [--out=DIR]
+  python launch/summarize.py --root=... --group_by=num_languages --x=num_languages
 
-Reads `<root>/<run>/eval/<dataset>/step_<N>/results.json` (the newest step of each run), and
-writes `summary.md`, `summary.json` and `tradeoff.png` (one panel per language set:
+Reads the final evaluation of each finished run, `<root>/<run>/eval/<dataset>/step_<N>/
+results.json` with N = the run's train.num_steps (a run whose final step was not evaluated, e.g.
+one stopped after a periodic evaluation, is listed as unfinished, never reported with an
+intermediate step), and its cost record `<run>/cost.json` (`hybrid_jax.cost`), and writes
+`summary.md`, `summary.json`, `pareto.png` (quality against cost, one point per setting, the
+Pareto front joined), `curves.png` with `--x` (mAP and max-min rank against a setting field,
+mean ± std, zero-shot languages dashed), and `tradeoff.png` (one panel per language set:
 cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per setting, labelled
 with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
@@ -11,9 +17,16 @@ shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, mu
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
 lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
 groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
-i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group. With
-`--dataset` a glob of single-language BEIR corpora ('beir_miracl-*'), a run's corpora form one
-row: nDCG@10 / Recall@100 and each group's as macro averages over their languages.
+i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group; then the
+cost: wall seconds in all, training and evaluation, examples/s after compilation, training TFLOP
+(XLA's count), peak RSS. With `--dataset` a glob of single-language BEIR corpora
+('beir_miracl-*'), a run's corpora form one row: nDCG@10 / Recall@100 and each group's as macro
+averages over their languages.
+
+A setting is the runs equal in `--group_by` (default: language set, mono_prob and the sweep's
+--axis fields; `num_languages` averages the draws of a language-count sweep). The defaults of
+--group_by, --x, --quality, --cost and --groups come from `<root>/sweep.json` (written by
+launch/sweep.py; a study's summarize settings) or `--study`.
 """
 
 from __future__ import annotations
@@ -24,6 +37,12 @@ import json
 import os
 import re
 import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's hybrid_jax
+
+from hybrid_jax import cost as cost_lib  # noqa: E402
+from hybrid_jax.evaluators import dataset_name  # noqa: E402
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
            ("R@1", "recall@1_mean"), ("R@10", "recall@10_mean"), ("rank gap", "rank_gap_mean"),
@@ -43,22 +62,26 @@ def _group_title(grouping: str, label: str, title: str) -> str:
   return f"{'class ' if grouping == 'resource_class' else ''}{label} {title}"
 
 
-def _newest_per_dataset(run_dir: str, dataset: str | None) -> dict[str, tuple[int, str]]:
-  """{dataset dir name matching `dataset` (a name or glob; None = any): (newest step, its
-  results.json)}."""
-  found = {}
-  eval_dir = os.path.join(run_dir, "eval")
-  if not os.path.isdir(eval_dir):
-    return found
-  for name in sorted(os.listdir(eval_dir)):
-    if dataset and not fnmatch.fnmatchcase(name, dataset):
-      continue
-    for leaf in os.listdir(os.path.join(eval_dir, name)):
-      match = re.fullmatch(r"step_(\d+)", leaf)
-      path = os.path.join(eval_dir, name, leaf, "results.json")
-      if match and os.path.exists(path) and int(match[1]) > found.get(name, (-1,))[0]:
-        found[name] = (int(match[1]), path)
-  return found
+# From the run's cost record (hybrid_jax.cost), in the units the columns name.
+COST_COLUMNS = (("wall s", "total_seconds"), ("train s", "train_seconds"),
+                ("eval s", "eval_seconds"), ("ex/s", "examples_per_second"),
+                ("train TFLOP", "train_tflops"), ("peak RSS GiB", "peak_rss_gib"))
+DEFAULT_GROUP_BY = ("num_languages", "languages", "mono_prob")
+
+
+def _cost_columns(workdir: str) -> dict:
+  record = cost_lib.read(workdir)
+  if record is None:
+    return {key: None for _, key in COST_COLUMNS}
+  headline = cost_lib.headline(record)
+  flops, rss = headline.get("train_flops"), headline.get("peak_rss_bytes")
+  return {
+      "total_seconds": headline["total_seconds"], "train_seconds": headline["train_seconds"],
+      "eval_seconds": headline["eval_seconds"],
+      "examples_per_second": headline.get("examples_per_second"),
+      "train_tflops": flops / 1e12 if flops is not None else None,
+      "peak_rss_gib": rss / 2**30 if rss is not None else None
+  }
 
 
 def combine_corpora(results: list[dict]) -> dict:
@@ -95,27 +118,72 @@ def combine_corpora(results: list[dict]) -> dict:
   return metrics
 
 
-def collect(root: str, dataset: str | None = None, groupings=("trained",)) -> list[dict]:
-  """One row per run directory of `root` that has results, with the group averages of
-  `groupings` (`group_key`) where its results have them. Several datasets matching a `dataset`
-  glob ('beir_miracl-*') are combined (`combine_corpora`); otherwise a run's row is its newest
-  results."""
+def _sweep_runs(root: str) -> dict:
+  """name -> the run as `<root>/sweep.json` lists it ({} without one)."""
+  path = os.path.join(root, "sweep.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return {r["name"]: r for r in json.load(f).get("runs", [])}
+
+
+def _value(text: str):
+  """An --axis value as a number where it is one ('16' -> 16, '3e-5' -> 3e-05)."""
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
+def _final_per_dataset(run_dir: str, config: dict,
+                       dataset: str | None) -> dict[str, tuple[int, str]]:
+  """{dataset dir name matching `dataset` (a name or glob; None = the run's data.eval): (the
+  final step, its results.json)} for those whose final step (train.num_steps) was evaluated."""
+  found = {}
+  if dataset is None and config["data"].get("eval"):
+    dataset = dataset_name(config["data"]["eval"])
+  step = config["train"]["num_steps"]
+  eval_dir = os.path.join(run_dir, "eval")
+  if not os.path.isdir(eval_dir):
+    return found
+  for name in sorted(os.listdir(eval_dir)):
+    path = os.path.join(eval_dir, name, f"step_{step}", "results.json")
+    if (not dataset or fnmatch.fnmatchcase(name, dataset)) and os.path.exists(path):
+      found[name] = (step, path)
+  return found
+
+
+def collect(root: str, dataset: str | None = None, groupings=("trained",),
+            unfinished: list | None = None) -> list[dict]:
+  """One row per finished run directory of `root` (`_final_per_dataset`), with the group
+  averages of `groupings` (`group_key`) where its results have them, its --axis overrides and
+  draw (from sweep.json) and its cost (COST_COLUMNS). Several datasets matching a `dataset` glob
+  ('beir_miracl-*') are combined (`combine_corpora`). The names of run directories without a
+  final evaluation are appended to `unfinished`."""
   rows = []
+  listed = _sweep_runs(root)
   for run in sorted(os.listdir(root)):
-    found = _newest_per_dataset(os.path.join(root, run), dataset)
-    if not found:
+    config_path = os.path.join(root, run, "config.json")
+    if not os.path.isfile(config_path):
       continue
-    if dataset and len(found) > 1:
-      step = max(s for s, _ in found.values())
+    with open(config_path) as f:
+      config = json.load(f)
+    found = _final_per_dataset(os.path.join(root, run), config, dataset)
+    if not found:
+      if unfinished is not None:
+        unfinished.append(run)
+      continue
+    step = config["train"]["num_steps"]
+    if len(found) > 1:
       results = [json.load(open(path)) for _, path in found.values()]
       metrics, name = combine_corpora(results), "+".join(r["dataset"] for r in results)
     else:
-      step, path = max(found.values(), key=lambda found: found[0])
+      ((_, path),) = found.values()
       with open(path) as f:
         results = json.load(f)
       metrics, name = results["metrics"], results.get("dataset")
-    with open(os.path.join(root, run, "config.json")) as f:
-      config = json.load(f)
     groups = metrics.get("groups") or {}
     row = {
         "run": run, "step": step, "languages": config["data"]["languages"],
@@ -127,27 +195,37 @@ def collect(root: str, dataset: str | None = None, groupings=("trained",)) -> li
         group_key(grouping, label, key): values.get(key) for grouping in groupings
         for label, values in groups.get(grouping, {}).items() for _, key in GROUP_COLUMNS
     })
+    listed_run = listed.get(run, {})
+    row["draw"] = listed_run.get("draw")
+    row["axes"] = sorted(listed_run.get("overrides", {}))
+    row.update({field: _value(v) for field, v in listed_run.get("overrides", {}).items()})
+    row.update(_cost_columns(os.path.join(root, run)))
     rows.append(row)
   return rows
 
 
-def _setting(row: dict) -> tuple:
-  return row["num_languages"], row["languages"], row["mono_prob"]
-
-
-def aggregate(rows: list[dict]) -> list[dict]:
-  """One row per setting (language set, mono_prob): every COLUMNS key as its mean over the
-  setting's runs (seeds) and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run);
-  `seeds` lists the seeds."""
+def aggregate(rows: list[dict], group_by=None) -> list[dict]:
+  """One row per setting (the runs equal in `group_by`, default DEFAULT_GROUP_BY and the --axis
+  fields): every column (`_columns`) as its mean over the setting's runs (seeds, draws)
+  and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run); `seeds` lists the
+  seeds, `runs` the run names, `languages` the set (or 'N sets' when draws are averaged)."""
+  if group_by is None:
+    group_by = list(DEFAULT_GROUP_BY) + sorted({f for r in rows for f in r.get("axes", [])})
   groups = {}
   for r in rows:
-    groups.setdefault(_setting(r), []).append(r)
+    groups.setdefault(tuple(r.get(key) for key in group_by), []).append(r)
   out = []
-  for (num_languages, languages, mono_prob), runs in sorted(groups.items()):
-    row = {
-        "num_languages": num_languages, "languages": languages, "mono_prob": mono_prob,
-        "seeds": sorted(r["seed"] for r in runs), "step": max(r["step"] for r in runs)
-    }
+  order = lambda item: [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
+                        for v in item[0]]
+  for group, runs in sorted(groups.items(), key=order):
+    sets = sorted({r["languages"] for r in runs})
+    row = {"num_languages": runs[0]["num_languages"], "mono_prob": runs[0]["mono_prob"]}
+    row.update(zip(group_by, group))
+    row["languages"] = sets[0] if len(sets) == 1 else f"{len(sets)} sets"
+    row["seeds"] = sorted((r["seed"] for r in runs), key=lambda s: (s is None, s or 0))
+    row["runs"] = sorted(r["run"] for r in runs)
+    row["step"] = max(r["step"] for r in runs)
+    row["group_by"] = list(group_by)
     for _, key in _columns(runs, everything=True):
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
@@ -163,7 +241,8 @@ def _fmt(v):
 
 
 def _columns(rows: list[dict], everything: bool = False):
-  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them, without
+  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them, then
+  COST_COLUMNS, without
   those no row has (e.g. the zero-shot columns of runs without zero-shot languages) unless
   `everything`."""
   titles = {key: title for title, key in GROUP_COLUMNS}
@@ -173,7 +252,8 @@ def _columns(rows: list[dict], everything: bool = False):
       if key.count("/") == 2 and key not in groups and key.split("/")[2] in titles:
         grouping, label, metric = key.split("/")
         groups[key] = _group_title(grouping, label, titles[metric])
-  return [(name, key) for name, key in (*COLUMNS, *((t, k) for k, t in groups.items()))
+  return [(name, key)
+          for name, key in (*COLUMNS, *((t, k) for k, t in groups.items()), *COST_COLUMNS)
           if everything or any(r.get(key) is not None for r in rows)]
 
 
@@ -189,12 +269,16 @@ def markdown(rows: list[dict]) -> str:
 
 
 def markdown_over_seeds(settings: list[dict]) -> str:
-  """The aggregated table: mean ± std over seeds per setting."""
+  """The aggregated table: mean ± std over the runs (seeds, draws) of each setting."""
   columns = _columns(settings)
-  header = ["langs", "mono_prob", "seeds"] + [name for name, _ in columns]
+  fields = [k for k in settings[0]["group_by"] if k not in DEFAULT_GROUP_BY]
+  header = ["langs", "mono_prob", *fields, "runs"] + [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in settings:
-    cells = [str(r["num_languages"]), f"{r['mono_prob']:g}", str(len(r["seeds"]))]
+    cells = [
+        str(r["num_languages"]), f"{r['mono_prob']:g}", *(str(r[k]) for k in fields),
+        str(len(r["runs"]))
+    ]
     cells += [
         f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r.get(key) is not None else "–"
         for _, key in columns
@@ -251,35 +335,177 @@ def plot(rows: list[dict], path: str) -> str:
   return path
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+  """Indices of the (cost, quality) points no other point dominates (cost <= and quality >=,
+  one of them strictly), by increasing cost; points with a None are left out."""
+  valid = [i for i, (c, q) in enumerate(points) if c is not None and q is not None]
+  front = [
+      i for i in valid if not any(
+          points[j][0] <= points[i][0] and points[j][1] >= points[i][1] and points[j] != points[i]
+          for j in valid)
+  ]
+  return sorted(front, key=lambda i: points[i])
+
+
+def _label(setting: dict) -> str:
+  parts = [f"L{setting['num_languages']}", f"p={setting['mono_prob']:g}"]
+  parts += [
+      f"{k.rsplit('.', 1)[-1]}={setting[k]}" for k in setting["group_by"]
+      if k not in DEFAULT_GROUP_BY
+  ]
+  return " ".join(parts)
+
+
+def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str:
+  """`quality` against `cost`, one point per setting (mean, ±1 std bars over its runs), the
+  Pareto front (`pareto_front`) joined and labelled; a log cost axis when it spans 10x."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  points = [(r.get(cost), r.get(quality)) for r in settings]
+  front = pareto_front(points)
+  fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
+  shown = [i for i, (c, q) in enumerate(points) if c is not None and q is not None]
+  ax.errorbar([points[i][0] for i in shown], [points[i][1] for i in shown], xerr=[
+      settings[i].get(f"{cost}_std") or 0 for i in shown
+  ], yerr=[settings[i].get(f"{quality}_std") or 0 for i in shown], fmt="o", color="0.5",
+              ecolor="0.7", capsize=2, label="setting (mean ± std)")
+  ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "-o", color="C3",
+          label="Pareto front")
+  for i in shown:
+    ax.annotate(
+        _label(settings[i]), points[i], fontsize=7, xytext=(4, 3), textcoords="offset points")
+  costs = [points[i][0] for i in shown]
+  if costs and min(costs) > 0 and max(costs) / min(costs) >= 10:
+    ax.set_xscale("log")
+  ax.set_xlabel(cost)
+  ax.set_ylabel(quality)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{quality} against {cost}")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def plot_curves(settings: list[dict], x: str, path: str) -> str:
+  """mono / cross / multilingual mAP and max-min rank, of all evaluated languages and of the
+  trained / zero-shot groups (`group_key`; zero-shot dashed) where the results have them,
+  against the setting field `x`, mean ± std over each setting's runs; one line per mono_prob
+  where the settings are grouped by it, else one line (e.g. a language-count sweep, whose k = 1
+  runs are mono-only)."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
+  by_mono_prob = "mono_prob" in settings[0]["group_by"] and x != "mono_prob"
+  for p in sorted({r["mono_prob"] for r in settings}) if by_mono_prob else [None]:
+    runs = sorted((r for r in settings if r.get(x) is not None and p in (None, r["mono_prob"])),
+                  key=lambda r: r[x])
+    suffix = f" (p={p:g})" if p is not None else ""
+    for ax, keys in ((left, ("map_mono", "map_cross", "map_multi_mean")), (right,
+                                                                           ("rank_range_mean",))):
+      for key in keys + tuple(
+          group_key("trained", label, k) for label in ("trained", "zero-shot") for k in keys):
+        shown = [r for r in runs if r.get(key) is not None]
+        if shown:
+          ax.errorbar([r[x] for r in shown], [r[key] for r in shown],
+                      yerr=[r[f"{key}_std"] for r in shown], capsize=2, marker="o",
+                      ls="--" if "zero-shot" in key else "-", label=key + suffix)
+  left.set_ylabel("mAP (macro)")
+  right.set_ylabel("max-min rank (lower = less bias)")
+  for ax in (left, right):
+    ax.set_xlabel(x)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(f"Against {x}: mean ± std over each setting's runs (dashed: zero-shot languages)")
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
+def _settings_defaults(root: str, study: str | None) -> dict:
+  """The summarize settings of `--study`, else of `<root>/sweep.json` ({} without either)."""
+  if study:
+    sys.path.insert(0, os.path.join(REPO, "launch"))
+    import sweep  # pylint: disable=import-outside-toplevel
+    return dict(sweep.load_study(study).get("summarize", {}))
+  path = os.path.join(root, "sweep.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      return dict(json.load(f).get("summarize") or {})
+  return {}
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True)
   parser.add_argument(
       "--dataset", default=None, help="eval dataset dir name, e.g. xquad_r_eval, or a glob "
-      "of single-language BEIR corpora to combine, e.g. 'beir_miracl-*'")
+      "of single-language BEIR corpora to combine, e.g. 'beir_miracl-*' (default: each run's "
+      "data.eval)")
   parser.add_argument("--out", default=None, help="output directory (default: --root)")
   parser.add_argument(
-      "--groups", default="trained", help="language groupings whose macro averages get "
+      "--groups", default=None, help="language groupings whose macro averages get "
       "columns, of the results' eval.language_groups: trained,family,script,resource_class "
-      "('' = none)")
+      "('' = none; default: trained)")
+  parser.add_argument("--study", default=None, help="take the settings of launch/studies/<name>")
+  parser.add_argument(
+      "--group_by", default=None,
+      help="comma-separated row fields that make a setting (default: language "
+      "set, mono_prob and the --axis fields)")
+  parser.add_argument("--x", default=None, help="a setting field: plot curves.png against it")
+  parser.add_argument("--quality", default=None, help="the Pareto plot's quality column "
+                      "(default map_multi_mean)")
+  parser.add_argument(
+      "--cost", default=None, help="the Pareto plot's cost column (default "
+      "total_seconds; also train_seconds, train_tflops, examples_per_second)")
   args = parser.parse_args(argv)
-  rows = collect(args.root, args.dataset, [g for g in args.groups.split(",") if g])
+  defaults = _settings_defaults(args.root, args.study)
+  group_by = args.group_by or defaults.get("group_by")
+  x = args.x or defaults.get("x")
+  quality = args.quality or defaults.get("quality", "map_multi_mean")
+  cost = args.cost or defaults.get("cost", "total_seconds")
+  groups = args.groups if args.groups is not None else defaults.get("groups", "trained")
+  unfinished = []
+  rows = collect(args.root, args.dataset, [g for g in groups.split(",") if g], unfinished)
+  if unfinished:
+    print(
+        f"summarize: {len(unfinished)} run(s) without their final step's evaluation, left out "
+        f"(re-run the sweep to complete them): {', '.join(unfinished)}", file=sys.stderr)
   if not rows:
-    print(f"summarize: no results.json under {args.root}/*/eval/", file=sys.stderr)
+    print(f"summarize: no finished run (final step evaluated) under {args.root}", file=sys.stderr)
     return 1
   out = args.out or args.root
   os.makedirs(out, exist_ok=True)
-  settings = aggregate(rows)
+  settings = aggregate(rows, group_by.split(",") if isinstance(group_by, str) else group_by)
   table = markdown(rows)
-  if any(len(r["seeds"]) > 1 for r in settings):
-    table += "\nMean ± sample std over seeds:\n\n" + markdown_over_seeds(settings)
+  if any(len(r["runs"]) > 1 for r in settings):
+    table += "\nMean ± sample std over the runs (seeds, draws) of each setting:\n\n"
+    table += markdown_over_seeds(settings)
+  front = pareto_front([(r.get(cost), r.get(quality)) for r in settings])
+  if front:
+    table += (f"\nPareto front of {quality} against {cost}: "
+              + ", ".join(_label(settings[i]) for i in front) + "\n")
   with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(table)
   with open(os.path.join(out, "summary.json"), "w") as f:
-    json.dump({"runs": rows, "settings": settings}, f, indent=2)
+    json.dump(
+        {
+            "runs": rows, "settings": settings, "unfinished": unfinished, "pareto":
+                {"quality": quality, "cost": cost, "front": [settings[i]["runs"] for i in front]}
+        }, f, indent=2)
   lareqa = [r for r in settings if r.get("map_cross") is not None]
   if lareqa:  # the trade-off plot is LAReQA's (BEIR has no cross-lingual figure)
     plot(lareqa, os.path.join(out, "tradeoff.png"))
+  if front:
+    plot_pareto(settings, quality, cost, os.path.join(out, "pareto.png"))
+  if x:
+    plot_curves(settings, x, os.path.join(out, "curves.png"))
   print(table)
   return 0
 

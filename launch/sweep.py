@@ -1,93 +1,441 @@
-"""A grid of hybrid-jax runs: language sets × mono_prob, one workdir per run.
+"""A grid of hybrid-jax runs, one workdir per run: language sets (or counts) x mono_prob x any
+config field x seeds.
 
-  python launch/sweep.py --root=workdirs/sweep                      # the full grid, locally
+  python launch/sweep.py --root=workdirs/sweep                      # the default grid, locally
   python launch/sweep.py --root=... --lang_sets=en+de,xquad_r --mono_probs=0,0.5,1 --dry_run
+  python launch/sweep.py --root=... --axis=train.global_batch_size=16,32 \\
+      --axis=optim.learning_rate=1e-5,3e-5                         # 2 x 2 runs
+  python launch/sweep.py --root=... --zip --axis=train.global_batch_size=16,32 \\
+      --axis=train.num_steps=80,40                                 # pairs: (16, 80), (32, 40)
+  python launch/sweep.py --root=... --lang_counts=1,2,3,5,7,9 \\
+      --lang_pool=ar+de+en+es+hi+ru+th+tr+zh --lang_draws=3 --seed=0  # random language subsets
+  python launch/sweep.py --study=language_count --root=...         # launch/studies/<name>.py
   python launch/sweep.py --root=gs://BUCKET/sweep --launcher=tpu \\
       --tpu_args="--name=hj --zone=us-central2-b --accelerator=v4-32"
   python launch/sweep.py --root=... -- --config.train.num_steps=100   # extra main flags
   python launch/sweep.py --root=... --lang_sets=ar+de+en --mono_probs=0,0.5,1 --seeds=0,1,2
 
-Runs are sequential with `--launcher=local` (a failed run stops the sweep unless
---keep_going); a run whose workdir already holds a finished evaluation is skipped, and an
-interrupted one resumes from its checkpoint, so re-running the sweep completes it. Then
+The grid is the product of the language sets (`--lang_sets`, or `--lang_draws` seeded random
+subsets of `--lang_pool` for each count of `--lang_counts`, reproducible from `--seed` and
+distinct within a count), `--mono_probs`, the `--axis` values (product, or one axis of tuples with
+`--zip`) and `--seeds`. A one-language set trains mono-only: drawn ones run with mono_prob 1, and
+a given set with other mono_probs is dropped (said on stderr; a grid left empty is an error).
+Each run is named after its settings (`L3-de_en_zh-mono0.5-draw1-global_batch_size16-seed0`) and
+listed in `<root>/sweep.json` with its languages, draw and overrides; a named study
+(`launch/studies/<name>.py`) gives the flags and its summarize settings.
+
+Runs are sequential with `--launcher=local` (a failed run stops the sweep unless --keep_going).
+A run is finished when its final step (train.num_steps) was trained and evaluated (the
+results.json of that step, or without `data.eval` the step's checkpoint and the exported model);
+a finished run is skipped, and any other one resumes from its checkpoint, so re-running the
+sweep completes it. `--dry_run` lists the runs with their estimated cost: measured from the cost
+records (`<run>/cost.json`) of finished runs under `--root` (or `--cost_from`) where there are
+any, else from the FLOP model of `hybrid_jax.cost` at an assumed rate. Then
 `python launch/summarize.py --root=...` collects the results.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib.util
 import itertools
+import json
+import math
 import os
+import re
 import shlex
+import statistics
 import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this checkout's hybrid_jax, as the runs (cwd=REPO) import it
+
+from hybrid_jax import cli  # noqa: E402
+from hybrid_jax import cost as cost_lib  # noqa: E402
+from hybrid_jax import paths  # noqa: E402
+from hybrid_jax.errors import UserError  # noqa: E402
+
+STUDIES_DIR = os.path.join(REPO, "launch", "studies")
+SWEEP_FILE = "sweep.json"
 # 2, 4, 8 and 11 languages of XQuAD-R, mixing scripts (Latin, Arabic, CJK, Devanagari, Thai...).
 DEFAULT_LANG_SETS = ("en+de", "en+de+ar+zh", "en+de+ar+zh+es+ru+hi+th", "xquad_r")
 DEFAULT_MONO_PROBS = (0.0, 0.25, 0.5, 0.75, 1.0)
+# Fields with their own flags (--lang_sets / --lang_counts, --mono_probs, --seeds), not --axis.
+OWN_FLAGS = {
+    "data.languages": "--lang_sets", "sampler.mono_prob": "--mono_probs", "seed": "--seeds"
+}
+# Without cost records: the training rate the dry run assumes, from the e5-small default run on
+# a 2-core AMD EPYC (AVX2): 80 steps x 367 GFLOP in about 7 minutes (issue 26), and the
+# per-run start-up + compilation. XQuAD-R eval counts (xquad_r:eval, per language): questions
+# and candidate sentences, for the evaluation's FLOPs.
+ASSUMED_FLOPS_PER_SECOND = 70e9
+ASSUMED_STARTUP_SECONDS = 60.0
+XQUAD_R_EVAL_PER_LANGUAGE = (2915 / 11, 3293 / 11)
 
 
-def run_name(langs: str, mono_prob: float, seed: int | None = None) -> str:
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One run of the grid: its name, and what it sets on top of the config file."""
+  name: str
+  languages: str  # '+'-joined codes, or 'xquad_r'
+  mono_prob: float
+  seed: int | None = None  # None: the config's own seed
+  overrides: tuple[tuple[str, str], ...] = ()  # (config field, value) of the --axis flags
+  draw: int | None = None  # the draw index of a --lang_counts subset
+
+  @property
+  def num_languages(self) -> int:
+    return 11 if self.languages == "xquad_r" else len(self.languages.split("+"))
+
+  def record(self) -> dict:
+    """The run as `sweep.json` lists it."""
+    return {
+        "name": self.name, "languages": self.languages, "num_languages": self.num_languages,
+        "mono_prob": self.mono_prob, "seed": self.seed, "draw": self.draw,
+        "overrides": dict(self.overrides)
+    }
+
+
+def _name_part(field: str, value: str, fields: list[str]) -> str:
+  """'global_batch_size16': the field's last component (the whole field when two axes share it)
+  and the value, with characters a path should not hold replaced by '_'."""
+  last = field.rsplit(".", 1)[-1]
+  key = field if sum(f.rsplit(".", 1)[-1] == last for f in fields) > 1 else last
+  return re.sub(r"[^A-Za-z0-9._+-]", "_", f"{key}{value}")
+
+
+def run_name(langs: str, mono_prob: float, seed: int | None = None, overrides=(),
+             draw: int | None = None) -> str:
+  """`L<n>-<langs>-mono<p>[-draw<d>][-<field><value>...][-seed<s>]`."""
   num = 11 if langs == "xquad_r" else len(langs.split("+"))
   name = f"L{num}-{langs.replace('+', '_')}-mono{mono_prob:g}"
+  if draw is not None:
+    name += f"-draw{draw}"
+  fields = [f for f, _ in overrides]
+  for field, value in overrides:
+    name += "-" + _name_part(field, value, fields)
   return name if seed is None else f"{name}-seed{seed}"
 
 
-def grid(lang_sets, mono_probs, seeds=(None,)):
-  """(name, langs, mono_prob, seed) for every run; mono_prob<1 needs two languages; seed None =
-  the config's own seed (and no `-seed` suffix in the name)."""
-  for langs, p, seed in itertools.product(lang_sets, mono_probs, seeds):
-    if langs != "xquad_r" and len(langs.split("+")) == 1 and p != 1.0:
-      continue
-    yield run_name(langs, p, seed), langs, p, seed
+def parse_axis(spec: str) -> tuple[str, list[str]]:
+  """'train.global_batch_size=8,16' -> ('train.global_batch_size', ['8', '16']); a leading
+  'config.' is dropped.
+
+  Raises:
+    UserError: no '=', no field or no value, or a field with its own flag (OWN_FLAGS).
+  """
+  field, eq, values = spec.partition("=")
+  field = field.strip().removeprefix("config.")
+  values = [v.strip() for v in values.split(",") if v.strip()]
+  if not eq or not field or not values:
+    raise UserError(f"--axis={spec!r}: expected FIELD=V1,V2,... (e.g. "
+                    "train.global_batch_size=16,32)")
+  if field in OWN_FLAGS:
+    raise UserError(f"--axis={spec!r}: {field} has its own flag, {OWN_FLAGS[field]}")
+  return field, values
 
 
-def main_command(config: str, langs: str, mono_prob: float, workdir: str, extra,
-                 seed: int | None = None) -> list[str]:
+def axis_points(axes: list[tuple[str, list[str]]], zip_axes: bool = False):
+  """The override tuples of the axes: their product (the first axis varies slowest), or with
+  `zip_axes` the i-th values of every axis together (all axes must have as many values).
+
+  Raises:
+    UserError: two axes on one field, a value repeated in an axis (a point repeated when
+      zipped), or zipped axes of different lengths.
+  """
+  fields = [f for f, _ in axes]
+  repeated = sorted({f for f in fields if fields.count(f) > 1})
+  if repeated:
+    raise UserError(f"--axis: {repeated} given twice; give one --axis per field")
+  if not axes:
+    return [()]
+  if zip_axes:
+    lengths = {f: len(v) for f, v in axes}
+    if len(set(lengths.values())) > 1:
+      raise UserError(f"--zip: the axes have different numbers of values {lengths}")
+    points = [tuple(zip(fields, values)) for values in zip(*(v for _, v in axes))]
+    if len(set(points)) != len(points):
+      raise UserError("--zip: a point (i-th values of every axis) is repeated")
+    return points
+  for field, values in axes:
+    if len(set(values)) != len(values):
+      raise UserError(f"--axis={field}=...: a value is repeated")
+  return [tuple(zip(fields, values)) for values in itertools.product(*(v for _, v in axes))]
+
+
+def draw_language_sets(pool: list[str], counts: list[int], draws: int,
+                       seed: int) -> list[tuple[str, int]]:
+  """For each count k, `draws` distinct random k-subsets of `pool` (all of them when there are
+  fewer), as ('+'-joined codes in pool order, draw index); the draws of k depend only on
+  (`seed`, k), so adding a count leaves the others' draws as they were.
+
+  Raises:
+    UserError: a count outside 1..len(pool), a repeated code, or draws < 1.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  if len(set(pool)) != len(pool):
+    raise UserError(f"--lang_pool={'+'.join(pool)}: a language is repeated")
+  bad = [k for k in counts if not 1 <= k <= len(pool)]
+  if bad:
+    raise UserError(f"--lang_counts: {bad} not in 1..{len(pool)} (the size of --lang_pool)")
+  if draws < 1:
+    raise UserError(f"--lang_draws={draws}: must be >= 1")
+  out = []
+  for k in counts:
+    rng = np.random.default_rng([seed, k])
+    wanted = min(draws, math.comb(len(pool), k))
+    subsets: list[tuple[int, ...]] = []
+    while len(subsets) < wanted:
+      subset = tuple(sorted(int(i) for i in rng.choice(len(pool), size=k, replace=False)))
+      if subset not in subsets:
+        subsets.append(subset)
+    out += [("+".join(pool[i] for i in subset), d) for d, subset in enumerate(subsets)]
+  return out
+
+
+def grid(lang_sets, mono_probs, seeds=(None,), points=((),), drawn=False):
+  """(runs, dropped): a `Run` for every language set x mono_prob x axis point x seed, and the
+  names of the runs left out. `lang_sets` holds codes ('+'-joined, or 'xquad_r'), or with
+  `drawn` (langs, draw index) pairs (`draw_language_sets`). A one-language set trains mono-only:
+  a drawn one runs once with mono_prob 1, a given one drops its other mono_probs."""
+  runs, dropped, names = [], [], set()
+  for entry, p, point, seed in itertools.product(lang_sets, mono_probs, points, seeds):
+    langs, draw = entry if drawn else (entry, None)
+    single = langs != "xquad_r" and len(langs.split("+")) == 1
+    if single and p != 1.0:
+      if not drawn:
+        dropped.append(run_name(langs, p, seed, point, draw))
+        continue
+      p = 1.0
+    name = run_name(langs, p, seed, point, draw)
+    if name not in names:
+      names.add(name)
+      runs.append(Run(name, langs, p, seed, tuple(point), draw))
+  return runs, dropped
+
+
+def main_command(config: str, run: Run, workdir: str, extra=()) -> list[str]:
   """`config` is a config file, optionally with its own arguments ('configs/default.py:model=tiny');
-  langs and mono_prob join them; `seed` becomes `--config.seed`."""
+  the run's langs and mono_prob join them; its seed becomes `--config.seed`, its overrides
+  `--config.FIELD=VALUE` after the `extra` flags."""
   separator = "," if ":" in config else ":"
   return [
       sys.executable, "-m", "hybrid_jax.main",
-      f"--config={config}{separator}langs={langs},mono_prob={mono_prob:g}", f"--workdir={workdir}",
-      *([f"--config.seed={seed}"] if seed is not None else []), *extra
+      f"--config={config}{separator}langs={run.languages},mono_prob={run.mono_prob:g}",
+      f"--workdir={workdir}", *([f"--config.seed={run.seed}"] if run.seed is not None else []),
+      *extra, *(f"--config.{field}={value}" for field, value in run.overrides)
   ]
 
 
-def is_finished(workdir: str) -> bool:
-  """A local run whose final evaluation was written (results.json under eval/)."""
-  for root, _, files in os.walk(os.path.join(workdir, "eval")):
-    if "results.json" in files:
-      return True
-  return False
+def resolve_config(command: list[str]):
+  """The validated ConfigDict `hybrid_jax.main` builds from `command`'s flags (a config file and
+  its --config.* overrides).
+
+  Raises:
+    UserError: a flag or value the run would reject (one line, as `hybrid_jax.main` prints it).
+  """
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  from ml_collections import config_flags  # pylint: disable=import-outside-toplevel
+
+  from hybrid_jax import config_lib  # pylint: disable=import-outside-toplevel
+
+  argv = ["sweep"] + [a for a in command if a.startswith("--config")]
+  values = flags.FlagValues()
+  try:
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True,
+                                    sys_argv=argv)
+    values(argv)
+  except Exception as e:  # pylint: disable=broad-except  (absl / ml_collections parse errors)
+    raise UserError(cli.parse_error_message(e, argv)) from None
+  return config_lib.validate(values.config)
 
 
-def parse_args(argv):
+def final_results_path(workdir: str, config) -> str | None:
+  """Where the final evaluation's results.json goes (None without `data.eval`)."""
+  from hybrid_jax import evaluators  # pylint: disable=import-outside-toplevel
+  if not config.data.eval:
+    return None
+  return os.path.join(
+      evaluators.output_dir_for(workdir, config.data.eval, config.train.num_steps), "results.json")
+
+
+def is_finished(workdir: str, config) -> bool:
+  """The final step (`config.train.num_steps`) was trained and evaluated: its results.json, or
+  without `data.eval` its checkpoint and the exported model. A run stopped after a periodic
+  evaluation is not finished."""
+  results = final_results_path(workdir, config)
+  if results is not None:
+    return paths.path(results).exists()
+  return (paths.path(paths.join(workdir, "checkpoints", str(config.train.num_steps))).exists()
+          and paths.path(paths.join(workdir, "model", "config.json")).exists())
+
+
+# ----------------------------------------------------------------------------- cost estimate
+
+
+def _eval_flops(config) -> float:
+  """The final evaluation's encoder FLOPs on xquad_r:eval (0 for other data: not modelled)."""
+  from hybrid_jax import config_lib, evaluators  # pylint: disable=import-outside-toplevel
+  if not config.data.eval.startswith("xquad_r:eval"):
+    return 0.0
+  spec = evaluators.eval_languages(config)
+  num = 11 if spec == "xquad_r" else len(config_lib.parse_languages(spec, where="eval"))
+  forward = lambda n: cost_lib.encoder_forward_flops(
+      config.model.hidden_size, config.model.intermediate_size, config.model.num_hidden_layers, n)
+  queries, candidates = XQUAD_R_EVAL_PER_LANGUAGE
+  return num * (
+      queries * forward(config.data.query_max_len)
+      + candidates * forward(config.data.passage_max_len))
+
+
+def cost_model(directories: list[str]) -> dict:
+  """The estimate's rates: from the cost records (`cost.json`) of the runs under `directories`
+  where there are any (training FLOP/s, median start-up + compile + export + other seconds per
+  run, evaluation FLOP/s from the records whose evaluation is modelled), else the assumed ones."""
+  records = []
+  for directory in directories:
+    if os.path.isdir(directory):
+      for name in sorted(os.listdir(directory)):
+        record = cost_lib.read(os.path.join(directory, name))
+        if record and record.get("train_step_flops") and record["wall_seconds"]["train"] > 0:
+          records.append(record)
+  if not records:
+    return {
+        "source":
+            (f"FLOP model (hybrid_jax.cost) at an assumed {ASSUMED_FLOPS_PER_SECOND / 1e9:.0f} "
+             f"GFLOP/s + {ASSUMED_STARTUP_SECONDS:.0f} s start-up per run (no cost records)"),
+        "train_flops_per_second": ASSUMED_FLOPS_PER_SECOND,
+        "eval_flops_per_second": ASSUMED_FLOPS_PER_SECOND, "fixed_seconds": ASSUMED_STARTUP_SECONDS
+    }
+  flops = sum(r["train_step_flops"] * r["steps_trained"] for r in records)
+  seconds = sum(r["wall_seconds"]["train"] for r in records)
+  fixed = statistics.median(
+      sum(r["wall_seconds"][k] for k in ("startup", "compile", "export", "other")) for r in records)
+  rate = flops / seconds
+  return {
+      "source": (f"{len(records)} cost record(s) under {', '.join(directories)}: "
+                 f"{rate / 1e9:.0f} GFLOP/s training, {fixed:.0f} s start-up per run"),
+      "train_flops_per_second": rate, "eval_flops_per_second": rate, "fixed_seconds": fixed
+  }
+
+
+def estimate_seconds(config, model: dict) -> float:
+  """Start-up + training FLOPs / rate + evaluation FLOPs / rate of one run (`cost_model`)."""
+  train = cost_lib.config_step_flops(config) * config.train.num_steps
+  return (model["fixed_seconds"] + train / model["train_flops_per_second"]
+          + _eval_flops(config) / model["eval_flops_per_second"])
+
+
+def _fmt_seconds(seconds: float) -> str:
+  minutes = round(seconds / 60)
+  return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{seconds / 60:.1f} min"
+
+
+# ----------------------------------------------------------------------------- studies
+
+
+def load_study(name: str) -> dict:
+  """`launch/studies/<name>.py:get_study()`: {"description", "sweep": {flag: value},
+  "summarize": {flag: value}}.
+
+  Raises:
+    UserError: no such study (the message lists those there are).
+  """
+  path = os.path.join(STUDIES_DIR, f"{name}.py")
+  if not os.path.isfile(path):
+    names = sorted(f[:-3] for f in os.listdir(STUDIES_DIR) if f.endswith(".py"))
+    raise UserError(f"--study={name}: no {path}; studies: {names}")
+  spec = importlib.util.spec_from_file_location(f"hybrid_jax_study_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_study()
+
+
+def write_record(root: str, runs: list[Run], args) -> None:
+  """`<root>/sweep.json`: the sweep's settings and every run it has listed (runs of earlier
+  invocations with other grids are kept; a run listed again is updated)."""
+  path = paths.join(root, SWEEP_FILE)
+  previous = {}
+  if paths.path(path).exists():
+    previous = {r["name"]: r for r in json.loads(paths.path(path).read_text()).get("runs", [])}
+  previous.update({run.name: run.record() for run in runs})
+  record = {
+      "study": args.study, "config": args.config, "extra": args.extra, "seed": args.seed,
+      "lang_pool": args.lang_pool, "lang_counts": args.lang_counts, "lang_draws": args.lang_draws,
+      "summarize": args.summarize, "runs": list(previous.values())
+  }
+  paths.path(root).mkdir(parents=True, exist_ok=True)
+  paths.write_text(path, json.dumps(record, indent=2) + "\n")
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True, help="parent directory of the run workdirs")
+  parser.add_argument("--study", default=None,
+                      help="a study of launch/studies/ (its flags; given flags override them)")
   parser.add_argument(
       "--config", default="configs/default.py", help="config file, optionally with arguments, e.g. "
       "configs/default.py:model=tiny")
   parser.add_argument("--lang_sets", default=",".join(DEFAULT_LANG_SETS),
                       help="comma-separated language sets, each '+'-joined (or 'xquad_r')")
+  parser.add_argument(
+      "--lang_counts", default="",
+      help="comma-separated counts k: random k-subsets of --lang_pool instead of "
+      "--lang_sets")
+  parser.add_argument("--lang_pool", default="ar+de+en+es+hi+ru+th+tr+zh",
+                      help="'+'-joined languages --lang_counts draws from")
+  parser.add_argument("--lang_draws", type=int, default=3, help="subsets drawn per count")
+  parser.add_argument("--seed", type=int, default=0, help="seed of the language draws")
   parser.add_argument("--mono_probs", default=",".join(f"{p:g}" for p in DEFAULT_MONO_PROBS))
   parser.add_argument(
       "--seeds", default="",
       help="comma-separated config seeds, one run each (names end in -seed<N>); "
       "default: the config's seed")
+  parser.add_argument("--axis", action="append", default=[], metavar="FIELD=V1,V2,...",
+                      help="a config field and its values (repeatable; product of the axes)")
+  parser.add_argument("--zip", action="store_true",
+                      help="pair the --axis values (i-th with i-th) instead of their product")
   parser.add_argument("--launcher", choices=("local", "tpu"), default="local")
   parser.add_argument("--tpu_args", default="", help="arguments for launch/tpu_vm.sh")
-  parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+  parser.add_argument("--dry_run", action="store_true",
+                      help="print the runs, their commands and estimated cost only")
+  parser.add_argument(
+      "--cost_from", default="",
+      help="comma-separated sweep roots whose cost records calibrate the "
+      "estimate (default: --root)")
   parser.add_argument("--keep_going", action="store_true", help="continue after a failed run")
+  return parser
+
+
+def parse_args(argv):
+  parser = _parser()
+  args, _ = parser.parse_known_args(argv)
+  study_extra = []
+  args_summarize = {}
+  if args.study:
+    try:
+      study = load_study(args.study)
+    except UserError as e:
+      parser.error(str(e))
+    settings = dict(study["sweep"])
+    study_extra = list(settings.pop("extra", []))
+    parser.set_defaults(**settings)
+    args_summarize = dict(study.get("summarize", {}))
   args, extra = parser.parse_known_args(argv)
+  args.summarize = args_summarize
   if extra and extra[0] == "--":
     extra = extra[1:]
   unknown = [e for e in extra if not e.startswith("--config.")]
   if unknown:
     parser.error(f"unrecognised arguments {unknown} (extra main flags go after --, and only "
                  "--config.* overrides are passed on)")
-  args.extra = extra
+  args.extra = study_extra + extra
   args.lang_sets = [s for s in args.lang_sets.split(",") if s]
   try:
     args.mono_probs = [float(p) for p in args.mono_probs.split(",") if p]
@@ -98,18 +446,64 @@ def parse_args(argv):
     parser.error(f"--mono_probs: {bad} not in [0, 1]")
   try:
     args.seeds = [int(s) for s in args.seeds.split(",") if s] or [None]
+    args.lang_counts = [int(k) for k in str(args.lang_counts).split(",") if k]
   except ValueError:
-    parser.error(f"--seeds={args.seeds!r}: expected comma-separated integers")
+    parser.error(f"--seeds={args.seeds!r} / --lang_counts={args.lang_counts!r}: expected "
+                 "comma-separated integers")
+  args.lang_pool = [x for x in args.lang_pool.split("+") if x]
   return args
+
+
+def plan(args) -> tuple[list[Run], list[str]]:
+  """The sweep's runs and the names of those left out (`grid`).
+
+  Raises:
+    UserError: a bad axis or language count, or an empty grid (with the reason).
+  """
+  axes = [parse_axis(spec) for spec in args.axis]
+  overridden = {e.split("=", 1)[0].removeprefix("--config.") for e in args.extra}
+  clash = sorted(overridden & {f for f, _ in axes})
+  if clash:
+    raise UserError(f"--axis {clash}: also set by an extra --config.* flag; give it once")
+  points = axis_points(axes, args.zip)
+  if args.lang_counts:
+    lang_sets = draw_language_sets(args.lang_pool, args.lang_counts, args.lang_draws, args.seed)
+  else:
+    lang_sets = args.lang_sets
+  runs, dropped = grid(lang_sets, args.mono_probs, args.seeds, points, drawn=bool(args.lang_counts))
+  if not runs:
+    reason = (f" (one-language sets train mono-only: add 1 to --mono_probs; dropped "
+              f"{', '.join(dropped)})" if dropped else "")
+    raise UserError(f"the sweep has no runs{reason}")
+  return runs, dropped
 
 
 def main(argv=None) -> int:
   args = parse_args(sys.argv[1:] if argv is None else argv)
+  try:
+    runs, dropped = plan(args)
+    if dropped:
+      print(
+          f"note: {len(dropped)} run(s) dropped, one-language sets train mono-only "
+          f"(mono_prob 1): {', '.join(dropped)}", file=sys.stderr)
+    root = args.root.rstrip("/")
+    commands, configs = [], []
+    for run in runs:
+      command = main_command(args.config, run, f"{root}/{run.name}", args.extra)
+      try:
+        configs.append(resolve_config(command))
+      except UserError as e:
+        raise UserError(f"run {run.name}: {e}") from None
+      commands.append(command)
+    if args.dry_run:
+      return _dry_run(args, runs, commands, configs)
+    if args.launcher == "local":
+      write_record(root, runs, args)
+  except UserError as e:
+    cli.fail(str(e))
   failures = []
-  runs = list(grid(args.lang_sets, args.mono_probs, args.seeds))
-  for i, (name, langs, p, seed) in enumerate(runs, 1):
-    workdir = f"{args.root.rstrip('/')}/{name}"
-    command = main_command(args.config, langs, p, workdir, args.extra, seed)
+  for i, (run, command, config) in enumerate(zip(runs, commands, configs), 1):
+    workdir = f"{root}/{run.name}"
     if args.launcher == "tpu":
       command = [
           "bash",
@@ -117,21 +511,51 @@ def main(argv=None) -> int:
                        "tpu_vm.sh"), *shlex.split(args.tpu_args), f"--workdir={workdir}",
           *(["--dry-run"] if args.dry_run else []), "--", command[3], *command[5:]
       ]
-    print(f"[{i}/{len(runs)}] {name}: {shlex.join(command)}", flush=True)
-    if args.dry_run and args.launcher == "local":
-      continue
-    if args.launcher == "local" and is_finished(workdir):
-      print(f"  {name}: already evaluated, skipped", flush=True)
+    print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(command)}", flush=True)
+    if args.launcher == "local" and is_finished(workdir, config):
+      print(
+          f"  {run.name}: already trained and evaluated to step {config.train.num_steps}, "
+          "skipped", flush=True)
       continue
     result = subprocess.run(command, cwd=REPO)
     if result.returncode:
-      failures.append(name)
-      print(f"  {name}: FAILED (exit {result.returncode})", flush=True)
+      failures.append(run.name)
+      print(f"  {run.name}: FAILED (exit {result.returncode})", flush=True)
       if not args.keep_going:
         break
   if failures:
     print(f"failed runs: {failures}", file=sys.stderr)
     return 1
+  return 0
+
+
+def _dry_run(args, runs, commands, configs) -> int:
+  """Lists every run (command, state, estimated cost) and the total."""
+  root = args.root.rstrip("/")
+  model = cost_model([d for d in args.cost_from.split(",") if d] or [root])
+  total = 0.0
+  for i, (run, command, config) in enumerate(zip(runs, commands, configs), 1):
+    workdir = f"{root}/{run.name}"
+    if args.launcher == "tpu":
+      command = [
+          "bash",
+          os.path.join(REPO, "launch", "tpu_vm.sh"), *shlex.split(args.tpu_args),
+          f"--workdir={workdir}", "--dry-run", "--", command[3], *command[5:]
+      ]
+      print(f"[{i}/{len(runs)}] {run.name}: {shlex.join(command)}", flush=True)
+      subprocess.run(command, cwd=REPO)
+      continue
+    record = cost_lib.read(workdir) if is_finished(workdir, config) else None
+    if record is not None:
+      seconds, state = record["wall_seconds"]["total"], "finished, measured"
+    else:
+      seconds, state = estimate_seconds(config, model), "estimated"
+    total += seconds
+    print(
+        f"[{i}/{len(runs)}] {run.name}: {shlex.join(command)}  # {_fmt_seconds(seconds)} "
+        f"{state}", flush=True)
+  if args.launcher == "local":
+    print(f"{len(runs)} runs, {_fmt_seconds(total)} in all; estimates from the {model['source']}")
   return 0
 
 

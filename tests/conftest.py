@@ -36,7 +36,10 @@ def tiny_sweep(tmp_path_factory):
   ]
   proc = subprocess.run(command, cwd=REPO, env=env(), capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-  runs = {name: os.path.join(root, name) for name in sorted(os.listdir(root))}
+  runs = {
+      name: os.path.join(root, name) for name in sorted(os.listdir(root))
+      if os.path.isdir(os.path.join(root, name))  # (root also holds the sweep's sweep.json)
+  }
   return root, runs
 
 

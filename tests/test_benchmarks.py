@@ -43,7 +43,7 @@ def smoke_flags(name: str, tmp_path) -> list[str]:
       "accelerator_check.py": [
           f"--out={tmp_path / 'check.json'}", f"--memory_limit_bytes={ACCELERATOR_MEMORY_LIMIT}"
       ],
-      "input_pipeline.py": ["all"],
+      "input_pipeline.py": ["all", f"--out={tmp_path / 'input.json'}"],
   }
   return [*extra.get(name, []), "--smoke"]
 
@@ -74,7 +74,23 @@ def check_accelerator_check(module, tmp_path, argv):
   assert evaluation["sequences_per_second"] > 0
 
 
-CHECKS = {"accelerator_check.py": check_accelerator_check}
+def check_input_pipeline(module, tmp_path, argv):
+  """The figures of input_pipeline's smoke run: every phase, the stored token ids on disk, and
+  examples/s for texts and stored ids."""
+  del module, argv
+  figures = json.loads((tmp_path / "input.json").read_text())
+  assert figures["make"]["records"] == figures["tokenize"]["records"] == 60 * 9
+  assert figures["prepare"]["examples"] == 60
+  assert figures["tokenize"]["token_ids_bytes_on_disk"] > 0
+  assert figures["measure"]["builder_examples_per_second"] > 0
+  rows = figures["throughput"]["throughput"]
+  assert [(r["mode"], r["workers"]) for r in rows] == [("texts", 0), ("stored", 0)]
+  assert all(r["examples_per_second"] > 0 and r["examples_per_cpu_second"] > 0 for r in rows)
+
+
+CHECKS = {
+    "accelerator_check.py": check_accelerator_check, "input_pipeline.py": check_input_pipeline
+}
 
 
 def test_benchmarks_are_found():

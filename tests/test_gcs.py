@@ -181,8 +181,9 @@ def test_run_changes_process_count_resumes_and_evaluates_in_a_bucket(emulator_en
     assert count(f"eval_cli/{name}") == 1, name
   events = [n for n in names if n.startswith(f"{RUN}/tensorboard/")]
   assert len(events) == 3 and all("events.out.tfevents." in n for n in events), events
-  allowed = ("config.json", "config_history.jsonl", "metrics.jsonl", "tokenizer/", "model/",
-             "checkpoints/", "tensorboard/", f"eval/xquad_r_eval/step_{NUM_STEPS}/", "eval_cli/")
+  allowed = ("config.json", "config_history.jsonl", "metrics.jsonl", "cost.json", "tokenizer/",
+             "model/", "checkpoints/", "tensorboard/", f"eval/xquad_r_eval/step_{NUM_STEPS}/",
+             "eval_cli/")
   assert [n for n in names if not n[len(RUN) + 1:].startswith(allowed)] == []  # no lock left
   assert f"{RUN}/checkpoints/{NUM_STEPS}/_CHECKPOINT_METADATA" in names
   assert os.listdir(cwd) == []  # no local `gs:` directory, nothing else either

@@ -1,15 +1,23 @@
-"""launch/: the sweep grid (dry run and a real 2-run grid), summarize, and the shell launchers'
-dry runs."""
+"""launch/: the sweep grid (axes, language-count draws, studies, dry run with its cost estimate,
+a real 2-run grid and the completion of an unfinished run), summarize (final steps only, cost
+columns, Pareto front), and the shell launchers' dry runs."""
 
+import itertools
 import json
+import math
 import os
+import shutil
 import subprocess
 import sys
 
+import ml_collections
 import numpy as np
 import pytest
 
-from tiny_run import REPO
+from hybrid_jax import cost as cost_lib
+from hybrid_jax import machine
+from hybrid_jax.errors import UserError
+from tiny_run import REPO, TINY_MODEL
 
 sys.path.insert(0, os.path.join(REPO, "launch"))
 import summarize  # noqa: E402
@@ -20,46 +28,60 @@ def _sh(*args):
   return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
-def test_full_grid_dry_run_prints_every_run():
-  proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/never-written", "--dry_run")
-  assert proc.returncode == 0, proc.stderr
-  lines = proc.stdout.strip().splitlines()
+def _sweep_in_process(capfd, *argv):
+  """launch/sweep.py's main in this process (no interpreter start-up per test): (exit status,
+  stdout, stderr)."""
+  try:
+    code = sweep.main(list(argv))
+  except SystemExit as e:
+    code = e.code
+  out, err = capfd.readouterr()
+  return code, out, err
+
+
+def test_full_grid_dry_run_prints_every_run(capfd):
+  code, out, err = _sweep_in_process(capfd, "--root=/tmp/never-written", "--dry_run")
+  assert code == 0, err
+  *lines, total = out.strip().splitlines()
   assert len(lines) == 4 * 5  # language sets of 2, 4, 8, 11 × mono_prob 0 .. 1
   names = [line.split(":")[0].split("] ")[1] for line in lines]
   assert len(set(names)) == 20 and "L11-xquad_r-mono0.25" in names
-  assert all("hybrid_jax.main" in line for line in lines)
-  assert "langs=en+de+ar+zh,mono_prob=0.75" in proc.stdout
+  assert all("hybrid_jax.main" in line and "min estimated" in line for line in lines)
+  assert "langs=en+de+ar+zh,mono_prob=0.75" in out
+  # No cost records there: the FLOP model at the assumed rate, and it says so.
+  assert total.startswith("20 runs, ") and "FLOP model" in total and "assumed" in total
   assert not os.path.exists("/tmp/never-written")
 
 
 def test_grid_skips_impossible_runs_and_checks_arguments():
-  assert [n for n, *_ in sweep.grid(["en", "en+de"], [0.0, 1.0])
-         ] == ["L1-en-mono1", "L2-en_de-mono0", "L2-en_de-mono1"]
+  runs, dropped = sweep.grid(["en", "en+de"], [0.0, 1.0])
+  assert [r.name for r in runs] == ["L1-en-mono1", "L2-en_de-mono0", "L2-en_de-mono1"]
+  assert dropped == ["L1-en-mono0"]
   # Seeds: one run each, named and passed on as --config.seed.
-  runs = list(sweep.grid(["en+de"], [0.5], [0, 3]))
-  assert [(n, s) for n, _, _, s in runs] == [("L2-en_de-mono0.5-seed0", 0),
-                                             ("L2-en_de-mono0.5-seed3", 3)]
-  assert "--config.seed=3" in sweep.main_command("configs/default.py", "en+de", 0.5, "/w", [], 3)
+  runs, _ = sweep.grid(["en+de"], [0.5], [0, 3])
+  assert [(r.name, r.seed) for r in runs] == [("L2-en_de-mono0.5-seed0", 0),
+                                              ("L2-en_de-mono0.5-seed3", 3)]
+  assert "--config.seed=3" in sweep.main_command("configs/default.py", runs[1], "/w")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--seeds=0,a")
   assert proc.returncode != 0 and "--seeds" in proc.stderr
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--mono_probs=0,2")
   assert proc.returncode != 0 and "not in [0, 1]" in proc.stderr
   # A config file with its own arguments: the run's langs / mono_prob join them.
-  assert sweep.main_command(
-      "configs/default.py:model=tiny", "en+de", 0.5, "/w",
-      [])[3] == ("--config=configs/default.py:model=tiny,langs=en+de,mono_prob=0.5")
-  assert sweep.main_command("configs/default.py", "en", 1.0, "/w",
-                            [])[3] == ("--config=configs/default.py:langs=en,mono_prob=1")
+  assert sweep.main_command("configs/default.py:model=tiny", sweep.Run("x", "en+de", 0.5),
+                            "/w")[3] == ("--config=configs/default.py:model=tiny,langs=en+de,"
+                                         "mono_prob=0.5")
+  assert sweep.main_command("configs/default.py", sweep.Run("x", "en", 1.0),
+                            "/w")[3] == ("--config=configs/default.py:langs=en,mono_prob=1")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--", "--typo=1")
   assert proc.returncode != 0 and "--typo=1" in proc.stderr
 
 
-def test_tpu_sweep_dry_run_prints_gcloud_commands():
-  proc = _sh(sys.executable, "launch/sweep.py", "--root=gs://bucket/sweep", "--launcher=tpu",
-             "--tpu_args=--name=hj --zone=us-central2-b --accelerator=v4-32", "--lang_sets=en+de",
-             "--mono_probs=0.5", "--seeds=7", "--dry_run")
-  assert proc.returncode == 0, proc.stderr
-  out = proc.stdout
+def test_tpu_sweep_dry_run_prints_gcloud_commands(capfd):
+  code, out, err = _sweep_in_process(
+      capfd, "--root=gs://bucket/sweep", "--launcher=tpu",
+      "--tpu_args=--name=hj --zone=us-central2-b --accelerator=v4-32", "--lang_sets=en+de",
+      "--mono_probs=0.5", "--seeds=7", "--dry_run")
+  assert code == 0, err
   assert "--config.seed=7" in out
   assert "gcloud compute tpus tpu-vm create hj" in out and "--accelerator-type=v4-32" in out
   assert out.count("--worker=all") == 3  # copy, install, run on every worker
@@ -78,14 +100,18 @@ def test_gpu_launcher_dry_run():
       in proc.stdout
 
 
+def _saved_config(workdir):
+  with open(os.path.join(workdir, "config.json")) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 @pytest.mark.xdist_group("tiny_sweep")  # one worker makes the shared sweep
-def test_real_two_run_grid_and_summary(tiny_sweep, tmp_path):
+def test_real_two_run_grid_and_summary(tiny_sweep, tmp_path, capfd):
   root, runs = tiny_sweep
   assert sorted(runs) == ["L2-en_de-mono0.5", "L2-en_de-mono1"]
   for workdir in runs.values():
-    assert sweep.is_finished(workdir)
-    with open(os.path.join(workdir, "config.json")) as f:
-      assert json.load(f)["data"]["languages"] == "en+de"
+    assert sweep.is_finished(workdir, _saved_config(workdir))
+    assert _saved_config(workdir).data.languages == "en+de"
   assert summarize.main([f"--root={root}", f"--out={tmp_path}"]) == 0
   rows = json.load(open(tmp_path / "summary.json"))["runs"]
   assert {r["mono_prob"] for r in rows} == {0.5, 1.0}
@@ -93,39 +119,102 @@ def test_real_two_run_grid_and_summary(tiny_sweep, tmp_path):
     assert r["num_languages"] == 2 and r["step"] == 4
     assert 0.0 <= r["map_cross"] <= 1.0 and 0.0 <= r["map_multi_mean"] <= 1.0
   table = (tmp_path / "summary.md").read_text()
-  assert table.count("\n") == 2 + 2 and "L2-en_de-mono0.5" in table
+  assert table.split("\n\n")[0].count("\n") == 2 + 1 and "L2-en_de-mono0.5" in table
   assert (tmp_path / "tradeoff.png").stat().st_size > 10_000
+  # The cost columns come from the runs' cost records.
+  for r in rows:
+    record = cost_lib.read(runs[r["run"]])
+    assert r["total_seconds"] == record["wall_seconds"]["total"]
+    assert r["train_tflops"] == pytest.approx(record["train_flops"] / 1e12)
+  assert "ex/s" in table and "train TFLOP" in table
   # Re-running the sweep skips finished runs.
-  proc = _sh(sys.executable, "launch/sweep.py", f"--root={root}", "--lang_sets=en+de",
-             "--mono_probs=1,0.5", "--config=configs/default.py:model=tiny")
-  assert proc.stdout.count("already evaluated, skipped") == 2
+  code, out, err = _sweep_in_process(capfd, f"--root={root}", "--lang_sets=en+de",
+                                     "--mono_probs=1,0.5", "--config=configs/default.py:model=tiny",
+                                     "--", "--config.train.num_steps=4", *TINY_MODEL)
+  assert code == 0 and out.count("already trained and evaluated to step 4, skipped") == 2, err
 
 
-def _fake_run(root, name, seed, mono_prob, metrics):
-  """A run directory as summarize reads it: config.json and one results.json."""
-  leaf = root / name / "eval" / "xquad_r_eval" / "step_80"
-  leaf.mkdir(parents=True)
-  (root / name / "config.json").write_text(
-      json.dumps({
-          "seed": seed, "data": {"languages": "ar+de+en"}, "sampler": {"mono_prob": mono_prob}
-      }))
-  (leaf / "results.json").write_text(json.dumps({"dataset": "xquad_r:eval", "metrics": metrics}))
+@pytest.mark.xdist_group("tiny_sweep")
+def test_cost_record_of_a_tiny_run(tiny_sweep):
+  """The cost record of a real run (the shared sweep's) is complete and agrees with what can be
+  counted independently: parameters from the exported model, checkpoint bytes from the files,
+  the machine from hybrid_jax.machine, the headline in metrics.jsonl."""
+  from safetensors.numpy import load_file
+
+  _, runs = tiny_sweep
+  workdir = runs["L2-en_de-mono0.5"]
+  record = cost_lib.read(workdir)
+  seconds = record["wall_seconds"]
+  assert set(seconds) == {"startup", "compile", "train", "eval", "export", "other", "total"}
+  assert all(v >= 0 for v in seconds.values())
+  assert sum(v for k, v in seconds.items() if k != "total") == pytest.approx(seconds["total"])
+  assert seconds["startup"] > 0 and seconds["compile"] > 0 and seconds["eval"] > 0
+  assert record["steps_trained"] == record["num_steps"] == 4
+  assert record["examples_trained"] == 4 * 16
+  assert record["examples_per_second"] == pytest.approx(64 / seconds["train"])
+  # XLA's count of the compiled step (8 devices) against the matmul model: the tiny model's
+  # elementwise work (LayerNorm, GELU, softmax, AdamW) adds to it, never subtracts.
+  assert record["train_step_flops_source"] == "xla"
+  assert 1.0 <= record["train_step_flops"] / record["analytic_step_flops"] < 1.6
+  assert record["train_flops"] == record["train_step_flops"] * 4
+  weights = load_file(os.path.join(workdir, "model", "model.safetensors"))
+  parameters = record["parameters"]
+  assert parameters["trainable_parameters"] + parameters["frozen_parameters"] == sum(
+      w.size for w in weights.values())
+  assert parameters["optimizer_bytes"] == 2 * 4 * parameters["trainable_parameters"] + 8  # Adam
+  files = [p for p in __import__("pathlib").Path(workdir, "checkpoints").rglob("*") if p.is_file()]
+  assert record["checkpoint_bytes"] == sum(p.stat().st_size for p in files) > 0
+  assert 100 * 2**20 < record["peak_rss_bytes"] < 16 * 2**30
+  assert record["machine"]["device_count"] == 8
+  assert record["machine"]["cpu_model"] == machine.describe()["cpu_model"]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    last = [json.loads(line) for line in f][-1]
+  assert last["step"] == 4 and last["cost/total_seconds"] == seconds["total"]
+
+
+@pytest.mark.xdist_group("tiny_sweep")
+def test_a_run_stopped_after_a_periodic_evaluation_is_rerun(tiny_sweep, tmp_path, capfd,
+                                                            monkeypatch):
+  """Issue 26, item 10: a run killed once its step-2 evaluation was written (checkpoint 3 of 4,
+  no final evaluation) is neither skipped nor summarized at step 2: the sweep launches it again
+  (its own command, which resumes it: tests/test_main.py), and skips the finished one."""
+  _, runs = tiny_sweep
+  for name in runs:
+    shutil.copytree(runs[name], tmp_path / name)
+  workdir = tmp_path / "L2-en_de-mono0.5"
+  shutil.rmtree(workdir / "checkpoints" / "4")
+  final = workdir / "eval" / "xquad_r_eval" / "step_4"
+  final.rename(workdir / "eval" / "xquad_r_eval" / "step_2")
+  assert not sweep.is_finished(str(workdir), _saved_config(workdir))
+  unfinished = []
+  assert [r["run"] for r in summarize.collect(str(tmp_path), unfinished=unfinished)
+         ] == ["L2-en_de-mono1"]
+  assert unfinished == ["L2-en_de-mono0.5"]
+  launched = []
+  monkeypatch.setattr(
+      sweep.subprocess, "run",
+      lambda command, cwd: launched.append(command) or subprocess.CompletedProcess(command, 0))
+  code, out, _ = _sweep_in_process(capfd, f"--root={tmp_path}", "--lang_sets=en+de",
+                                   "--mono_probs=1,0.5", "--config=configs/default.py:model=tiny",
+                                   "--", "--config.train.num_steps=4", *TINY_MODEL)
+  assert code == 0 and out.count("skipped") == 1
+  assert len(launched) == 1 and f"--workdir={workdir}" in launched[0]
 
 
 def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   rng = np.random.default_rng(0)
   values = rng.uniform(size=(3, 4))  # seeds x (mono, cross, zero-shot multi, max-min rank)
   for seed, (mono, cross, zs_multi, rank_range) in enumerate(values):
-    _fake_run(
-        tmp_path, f"hybrid-seed{seed}", seed, 0.5, {
+    _finished_run(
+        tmp_path, f"hybrid-seed{seed}", num_steps=80, evaluated=[80], seed=seed, metrics={
             "map_mono": mono, "map_cross": cross, "map_multi_mean": 0.3,
             "rank_range_mean": rank_range, "groups": {
                 "trained": {"zero-shot": {"languages": ["de"], "map_multi_mean": zs_multi}},
                 "resource_class": {"5": {"languages": ["ar", "de", "en"], "map_mono": mono}}
             }
         })
-  _fake_run(tmp_path, "mono-seed0", 0, 1.0,
-            {"map_mono": 0.9, "map_cross": 0.1, "map_multi_mean": 0.2})
+  _finished_run(tmp_path, "mono-seed0", num_steps=80, evaluated=[80], seed=0, mono_prob=1.0,
+                metrics={"map_mono": 0.9, "map_cross": 0.1, "map_multi_mean": 0.2})
   out = tmp_path / "out"
   assert summarize.main([f"--root={tmp_path}", f"--out={out}"]) == 0
   summary = json.load(open(out / "summary.json"))
@@ -140,7 +229,7 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   assert mono["map_mono"] == 0.9 and mono["map_mono_std"] == 0.0
   assert mono.get("trained/zero-shot/map_multi_mean") is None and mono["recall@1_mean"] is None
   table = (out / "summary.md").read_text()
-  assert "Mean ± sample std over seeds" in table
+  assert "Mean ± sample std over the runs (seeds, draws)" in table
   assert f"{values[:, 0].mean():.3f} ± {values[:, 0].std(ddof=1):.3f}" in table
   assert "zero-shot multi" in table and "R@1" not in table  # columns no run has are left out
   assert "class 5 mono" not in table  # only --groups' groupings (default: trained)
@@ -149,6 +238,212 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   assert "class 5 mono" in table and "zero-shot multi" not in table
   hybrid = min(json.load(open(out / "summary.json"))["settings"], key=lambda r: r["mono_prob"])
   np.testing.assert_allclose(hybrid["resource_class/5/map_mono"], values[:, 0].mean(), rtol=1e-12)
+
+
+def test_axes_product_and_zip():
+  axes = [
+      sweep.parse_axis("config.train.global_batch_size=16,32"),
+      sweep.parse_axis("optim.learning_rate=1e-5, 3e-5,1e-4")
+  ]
+  assert axes[0] == ("train.global_batch_size", ["16", "32"])
+  product = sweep.axis_points(axes)
+  assert product == [
+      tuple(zip(["train.global_batch_size", "optim.learning_rate"], values))
+      for values in itertools.product(["16", "32"], ["1e-5", "3e-5", "1e-4"])
+  ]
+  zipped = sweep.axis_points([("train.global_batch_size", ["16", "32"]),
+                              ("train.num_steps", ["80", "40"])], zip_axes=True)
+  assert zipped == [(("train.global_batch_size", "16"), ("train.num_steps", "80")),
+                    (("train.global_batch_size", "32"), ("train.num_steps", "40"))]
+  assert sweep.axis_points([]) == [()]
+  for bad, message in (("train.num_steps", "FIELD=V1"), ("=1,2", "FIELD=V1"),
+                       ("sampler.mono_prob=0,1", "--mono_probs"), ("seed=1,2", "--seeds")):
+    with pytest.raises(UserError, match=message):
+      sweep.parse_axis(bad)
+  with pytest.raises(UserError, match="different numbers of values"):
+    sweep.axis_points([("a.b", ["1", "2"]), ("a.c", ["1"])], zip_axes=True)
+  with pytest.raises(UserError, match="repeated"):
+    sweep.axis_points([("a.b", ["1", "1"])])
+  with pytest.raises(UserError, match="given twice"):
+    sweep.axis_points([("a.b", ["1"]), ("a.b", ["2"])])
+  # Runs: every point once, named after the fields (whole field where two share a last part).
+  runs, _ = sweep.grid(["en+de"], [0.5], [None, 1], product)
+  assert len(runs) == 2 * 3 * 2 and len({r.name for r in runs}) == 12
+  assert runs[0].name == "L2-en_de-mono0.5-global_batch_size16-learning_rate1e-5"
+  assert "L2-en_de-mono0.5-global_batch_size32-learning_rate1e-4-seed1" in {r.name for r in runs}
+  assert sweep.run_name("en", 1.0, overrides=(("a.rank", "1"),
+                                              ("b.rank", "2"))) == ("L1-en-mono1-a.rank1-b.rank2")
+  command = sweep.main_command("configs/default.py", runs[0], "/w", ["--config.log.every_steps=1"])
+  assert command[-3:] == [
+      "--config.log.every_steps=1", "--config.train.global_batch_size=16",
+      "--config.optim.learning_rate=1e-5"
+  ]
+
+
+def test_language_count_draws_are_reproducible_distinct_and_recorded(tmp_path):
+  pool = "ar+de+en+es+hi+ru+th+tr+zh".split("+")
+  draws = sweep.draw_language_sets(pool, [1, 2, 3, 5, 7, 9], 3, seed=0)
+  assert draws == sweep.draw_language_sets(pool, [1, 2, 3, 5, 7, 9], 3, seed=0)
+  assert draws != sweep.draw_language_sets(pool, [1, 2, 3, 5, 7, 9], 3, seed=1)
+  # A count's draws depend on (seed, k) only.
+  assert sweep.draw_language_sets(pool, [3], 3,
+                                  seed=0) == [d for d in draws if d[0].count("+") == 2]
+  for k in (1, 2, 3, 5, 7, 9):
+    sets = [langs for langs, _ in draws if len(langs.split("+")) == k]
+    assert len(sets) == min(3, math.comb(9, k)) == len(set(sets))  # distinct; k=9: only one
+    for langs in sets:
+      codes = langs.split("+")
+      assert codes == [x for x in pool if x in codes]  # pool order, no repeats
+  assert [d for _, d in draws if _.count("+") == 1] == [0, 1, 2]
+  with pytest.raises(UserError, match="not in 1..9"):
+    sweep.draw_language_sets(pool, [0, 10], 3, seed=0)
+  # k=1 runs mono-only whatever --mono_probs says; the draw is in the name and in sweep.json.
+  args = sweep.parse_args([
+      f"--root={tmp_path}", "--lang_counts=1,2", "--lang_draws=2", "--mono_probs=0,0.5", "--seed=5",
+      "--config=configs/default.py:model=tiny"
+  ])
+  runs, dropped = sweep.plan(args)
+  assert dropped == []
+  single = [r for r in runs if r.num_languages == 1]
+  assert len(single) == 2 and {r.mono_prob for r in single} == {1.0}
+  assert {r.mono_prob for r in runs if r.num_languages == 2} == {0.0, 0.5}
+  assert len(runs) == 2 + 2 * 2 and all(f"-draw{r.draw}" in r.name for r in runs)
+  sweep.write_record(str(tmp_path), runs, args)
+  record = json.load(open(tmp_path / "sweep.json"))
+  assert record["seed"] == 5 and record["lang_counts"] == [1, 2]
+  assert [(r["name"], r["languages"], r["draw"]) for r in record["runs"]
+         ] == [(r.name, r.languages, r.draw) for r in runs]
+
+
+def test_an_empty_grid_is_one_line_and_exit_2(capfd):
+  """Issue 26: `--lang_sets=en --mono_probs=0,0.5 --dry_run` printed nothing and exited 0."""
+  proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/never-written", "--lang_sets=en",
+             "--mono_probs=0,0.5", "--dry_run")
+  assert proc.returncode == 2 and proc.stdout == ""
+  assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: the sweep has no runs")
+  assert "L1-en-mono0, L1-en-mono0.5" in proc.stderr and "add 1 to --mono_probs" in proc.stderr
+  # A misspelt axis field: the run and the field, one line.
+  code, out, err = _sweep_in_process(capfd, "--root=/tmp/never-written", "--lang_sets=en+de",
+                                     "--mono_probs=0.5", "--axis=train.num_step=1,2", "--dry_run")
+  assert code == 2 and out == "" and err.count("\n") == 1, err
+  assert "no such config field 'num_step'" in err
+
+
+def test_studies_plan_their_grids(capsys):
+  """Each study file gives a grid that resolves to valid configs, with a dry-run estimate."""
+  counts = {}
+  for study in ("language_count", "batch_size", "ratio_groups"):
+    args = sweep.parse_args(["--root=/tmp/never-written", f"--study={study}", "--dry_run"])
+    runs, _ = sweep.plan(args)
+    counts[study] = runs
+    assert sweep.main(["--root=/tmp/never-written", f"--study={study}", "--dry_run"]) == 0
+    assert "runs, " in capsys.readouterr().out.splitlines()[-1]
+  assert sorted(r.num_languages for r in counts["language_count"]) == [
+      1, 1, 2, 2, 3, 3, 5, 5, 7, 7, 9
+  ]
+  batches = [dict(r.overrides) for r in counts["batch_size"]]
+  assert {int(b["train.global_batch_size"]) * int(b["train.num_steps"]) for b in batches} == {2560}
+  assert [b["train.grad_cache_chunk_size"] != "0" for b in batches] == [False] * 5 + [True] * 2
+  assert len(counts["ratio_groups"]) == 15
+  assert summarize._settings_defaults("/nowhere", "language_count")["x"] == "num_languages"
+  with pytest.raises(SystemExit):
+    sweep.parse_args(["--root=/x", "--study=no_such_study"])
+
+
+def _finished_run(root, name, *, num_steps, evaluated, metrics, cost=None, languages="ar+de+en",
+                  mono_prob=0.5, seed=None):
+  """A run directory as summarize reads it: config.json, results.json at each evaluated step,
+  cost.json when given."""
+  run = root / name
+  for step in evaluated:
+    leaf = run / "eval" / "xquad_r_eval" / f"step_{step}"
+    leaf.mkdir(parents=True)
+    (leaf / "results.json").write_text(json.dumps({"dataset": "xquad_r:eval", "metrics": metrics}))
+  (run / "config.json").write_text(
+      json.dumps({
+          "seed": seed, "data": {"languages": languages, "eval": "xquad_r:eval"},
+          "sampler": {"mono_prob": mono_prob}, "train": {"num_steps": num_steps}
+      }))
+  if cost is not None:
+    (run / "cost.json").write_text(json.dumps(cost))
+
+
+def _cost(total, train_flops, examples_per_second=10.0):
+  return {
+      "wall_seconds": {
+          "startup": 1.0, "compile": 2.0, "train": total - 5, "eval": 2.0, "export": 0.0,
+          "other": 0.0, "total": total
+      }, "examples_per_second": examples_per_second, "train_step_flops": train_flops / 10,
+      "train_flops": train_flops, "peak_rss_bytes": 2**30, "checkpoint_bytes": 1000,
+      "steps_trained": 10
+  }
+
+
+def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
+  """Fixture runs: only final steps are reported; cost columns; the Pareto front of the settings
+  equals a brute-force one; sweep.json's axis fields group the runs; the dry run's estimate is
+  calibrated by these cost records."""
+  rng = np.random.default_rng(1)
+  quality = rng.uniform(size=6)
+  totals = rng.uniform(100, 1000, size=6)
+  runs = []
+  for i, batch in enumerate((8, 16, 32, 64, 128, 256)):
+    name = f"L3-ar_de_en-mono0.5-global_batch_size{batch}"
+    _finished_run(tmp_path, name, num_steps=2560 // batch, evaluated=[2560 // batch],
+                  metrics={"map_mono": 0.5, "map_cross": 0.4,
+                           "map_multi_mean": quality[i]}, cost=_cost(totals[i], 1e12 * (i + 1)))
+    runs.append({"name": name, "overrides": {"train.global_batch_size": str(batch)}})
+  # Killed after its periodic step-2 evaluation: never reported as final.
+  _finished_run(tmp_path, "L3-ar_de_en-mono1", num_steps=8, evaluated=[2],
+                metrics={"map_mono": 0.9, "map_cross": 0.9, "map_multi_mean": 0.9}, mono_prob=1.0)
+  (tmp_path / "sweep.json").write_text(
+      json.dumps({
+          "runs": runs, "summarize": {"x": "train.global_batch_size", "cost": "total_seconds"}
+      }))
+  out = tmp_path / "out"
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}"]) == 0
+  summary = json.load(open(out / "summary.json"))
+  assert summary["unfinished"] == ["L3-ar_de_en-mono1"]
+  assert [r["step"] for r in summary["runs"]] == [2560 // b for b in (128, 16, 256, 32, 64, 8)]
+  settings = summary["settings"]
+  assert sorted(s["train.global_batch_size"] for s in settings) == [8, 16, 32, 64, 128, 256]
+  by_batch = {s["train.global_batch_size"]: s for s in settings}
+  for i, batch in enumerate((8, 16, 32, 64, 128, 256)):
+    assert by_batch[batch]["total_seconds"] == pytest.approx(totals[i])
+    assert by_batch[batch]["train_tflops"] == pytest.approx(i + 1)
+    assert by_batch[batch]["peak_rss_gib"] == pytest.approx(1.0)
+  brute = [
+      i for i in range(6)
+      if not any(totals[j] < totals[i] and quality[j] > quality[i] for j in range(6))
+  ]
+  front = [[f"L3-ar_de_en-mono0.5-global_batch_size{(8, 16, 32, 64, 128, 256)[i]}"]
+           for i in sorted(brute, key=lambda i: totals[i])]
+  assert summary["pareto"]["front"] == front and summary["pareto"]["cost"] == "total_seconds"
+  assert summarize.pareto_front([(1, 1), (2, 2), (2, 1), (None, 3), (0.5, 0.2)]) == [4, 0, 1]
+  table = (out / "summary.md").read_text()
+  assert "Pareto front of map_multi_mean against total_seconds" in table and "wall s" in table
+  for plot in ("pareto.png", "curves.png", "tradeoff.png"):
+    assert (out / plot).stat().st_size > 10_000
+  # Grouped by one field: every run one setting (the mean and sample std over them).
+  assert summarize.main([
+      f"--root={tmp_path}", f"--out={out}", "--group_by=num_languages", "--x=num_languages"
+  ]) == 0
+  (setting,) = json.load(open(out / "summary.json"))["settings"]
+  assert setting["languages"] == "ar+de+en" and len(setting["runs"]) == 6
+  assert setting["map_multi_mean"] == pytest.approx(quality.mean())
+  assert setting["map_multi_mean_std"] == pytest.approx(quality.std(ddof=1))
+  # The dry run's rates from these records: FLOPs trained / training seconds.
+  model = sweep.cost_model([str(tmp_path)])
+  assert model["source"].startswith("6 cost record(s)")
+  assert model["train_flops_per_second"] == pytest.approx(
+      sum(1e12 * (i + 1) for i in range(6)) / sum(totals - 5))
+  config = sweep.resolve_config(
+      sweep.main_command("configs/default.py:model=tiny,steps=10", sweep.Run("x", "en+de", 0.5),
+                         "/w"))
+  assert sweep.estimate_seconds(
+      config, model) == pytest.approx(model["fixed_seconds"] + cost_lib.config_step_flops(config)
+                                      * 10 / model["train_flops_per_second"]
+                                      + sweep._eval_flops(config) / model["eval_flops_per_second"])
 
 
 def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path):
@@ -161,7 +456,10 @@ def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path
   for seed in (0, 1):
     (tmp_path / f"run{seed}").mkdir()
     (tmp_path / f"run{seed}" / "config.json").write_text(
-        json.dumps({"seed": seed, "data": {"languages": "en+de"}, "sampler": {"mono_prob": 0.5}}))
+        json.dumps({
+            "seed": seed, "data": {"languages": "en+de"}, "sampler": {"mono_prob": 0.5},
+            "train": {"num_steps": 7}
+        }))
     for language, family in families.items():
       ndcg[seed, language] = rng.uniform()
       leaf = tmp_path / f"run{seed}" / "eval" / f"beir_miracl-{language}" / "step_7"
