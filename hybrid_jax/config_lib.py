@@ -262,7 +262,32 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     re.compile(config.optim.get("frozen", ""))
   except re.error as e:
     fail("optim.frozen", config.optim.frozen, f"is not a regular expression ({e})")
+  if config.model.get("lora") is not None:
+    _validate_lora(config.model, fail)
   return config
+
+
+def _validate_lora(model: ml_collections.ConfigDict, fail) -> None:
+  """Checks `model.lora` (`hybrid_jax.models.lora`); `fail(field, value, expected)` raises."""
+  lora = model.lora
+  if not isinstance(lora.rank, int) or lora.rank < 0:
+    fail("model.lora.rank", lora.rank, "must be an integer >= 0 (0 = off: full fine-tuning)")
+  if lora.per_language and not lora.rank:
+    fail("model.lora.per_language", lora.per_language, "needs config.model.lora.rank > 0")
+  if not lora.rank:
+    return
+  if not model.path:
+    fail(
+        "model.lora.rank", lora.rank, "adapts a pretrained model: set config.model.path (LoRA "
+        "freezes every weight of the base)")
+  if not lora.alpha > 0:
+    fail("model.lora.alpha", lora.alpha, "must be positive (the update is scaled by alpha / rank)")
+  if not 0 <= lora.dropout < 1:
+    fail("model.lora.dropout", lora.dropout, "must be in [0, 1)")
+  try:
+    re.compile(lora.targets)
+  except re.error as e:
+    fail("model.lora.targets", lora.targets, f"is not a regular expression ({e})")
 
 
 # A '+' starts a new source only where a spec scheme follows, so paths may contain '+'.

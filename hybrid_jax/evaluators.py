@@ -50,6 +50,7 @@ from hybrid_jax import retrievers
 from hybrid_jax import sharding
 from hybrid_jax.data import languages as languages_lib
 from hybrid_jax.errors import UserError
+from hybrid_jax.models import lora
 from hybrid_jax.models.encoder import split_for_encoding
 
 BEIR_K_VALUES = (10, 100)
@@ -188,9 +189,11 @@ def evaluate_lareqa(
   """
   available = data.available
   rows, cols = _flat_rows(available)
+  codes = np.asarray(data.languages, object)
   cand_emb = retriever.embed_passages(data.candidates.text.tolist(),
-                                      data.candidates.context.tolist())
-  query_emb = retriever.embed_queries(data.queries[rows, cols].tolist())
+                                      data.candidates.context.tolist(),
+                                      codes[data.candidates.language].tolist())
+  query_emb = retriever.embed_queries(data.queries[rows, cols].tolist(), codes[cols].tolist())
   # Row of the flat query table for every (example, language); 0 where missing (masked out).
   flat_index = np.zeros(available.shape, np.int64)
   flat_index[rows, cols] = np.arange(len(rows))
@@ -584,7 +587,8 @@ def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: st
   if spec:
     retriever = retrievers.DenseRetriever(encoder, tokenizer,
                                           query_max_len=config.data.query_max_len,
-                                          passage_max_len=config.data.passage_max_len, **prefixes)
+                                          passage_max_len=config.data.passage_max_len,
+                                          adapter_languages=_adapter_languages(config), **prefixes)
     overlap = train_test_overlap(config.data.get("train"), spec)
     results = evaluate(retriever, spec, languages=_languages(eval_languages(config)),
                        model_name=model_name, step=int(step), config=config,
@@ -604,6 +608,12 @@ def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: st
 
 
 # ----------------------------------------------------------------------------- stand-alone
+
+
+def _adapter_languages(config) -> tuple[str, ...]:
+  """The languages with their own LoRA adapter in a run of `config` (per-language adapters)."""
+  spec = lora.spec_from_config(config.model, _languages(config.data.languages))
+  return spec.languages if spec is not None else ()
 
 
 def is_training_workdir(path: str) -> bool:
@@ -719,7 +729,8 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
                                batch_size or loaded.batch_size, show_progress=show_progress)
     retriever = retrievers.DenseRetriever(
         encoder, loaded.tokenizer, query_max_len=query_max_len, passage_max_len=passage_max_len,
-        query_prefix=loaded.prompts["query"], passage_prefix=loaded.prompts["passage"])
+        query_prefix=loaded.prompts["query"], passage_prefix=loaded.prompts["passage"],
+        adapter_languages=_adapter_languages(config) if config is not None else ())
     if config is not None:
       if not alignment:  # parallel text is evaluated in all of its languages
         languages = languages or run_languages

@@ -108,6 +108,9 @@ class BatchBuilder:
       (`ParallelQA.candidate_keys`: equal = same language, sentence and context; a batch never
       mixes sources)
     hard_negative_*: int32 [b, k, passage_max_len] and hard_negative_keys int32 [b, k] when k > 0
+    query_language, passage_language: int32 [b], each text's index in `sampler.languages`, when
+      `with_languages` (per-language LoRA adapters route by them; hard negatives share their
+      positive's language)
   and `describe(step)` -> (is_mono, query language, passage language) for logging.
 
   `data` is one `ParallelQA` or a list, one per source of the sampler; the sampler's language
@@ -118,7 +121,8 @@ class BatchBuilder:
                tokenizer, *, query_max_len: int, passage_max_len: int, num_hard_negatives: int = 0,
                seed: int = 0, process_index: int = 0, process_count: int = 1,
                query_prefix: str = "", passage_prefix: str = "",
-               stored_tokens: Sequence[token_ids.StoredTokens | None] | None = None):
+               stored_tokens: Sequence[token_ids.StoredTokens | None] | None = None,
+               with_languages: bool = False):
     self.sources = [data] if isinstance(data, ParallelQA) else list(data)
     self.stored_tokens = list(stored_tokens or [None] * len(self.sources))
     self.query_prefix = query_prefix
@@ -131,6 +135,7 @@ class BatchBuilder:
     self.seed = seed
     self.process_index = process_index
     self.process_count = process_count
+    self.with_languages = with_languages
     self._columns = [_language_columns(d, sampler.languages) for d in self.sources]
     self._hard_negatives = ([hard_negative_table(d) for d in self.sources]
                             if num_hard_negatives else None)
@@ -197,6 +202,9 @@ class BatchBuilder:
       negatives = self._sample_hard_negatives(step, shard.source, rows, positives)
       batch.update(self._passages(shard.source, negatives, "hard_negative"))
       batch["hard_negative_keys"] = negatives.astype(np.int32)
+    if self.with_languages:
+      batch["query_language"] = shard.query_lang.astype(np.int32)
+      batch["passage_language"] = shard.passage_lang.astype(np.int32)
     return batch
 
 
@@ -279,7 +287,8 @@ def make_batch_builder(config, data: ParallelQA | Sequence[ParallelQA], tokenize
                       num_hard_negatives=config.loss.num_hard_negatives, seed=config.seed,
                       process_index=process_index, process_count=process_count, stored_tokens=[
                           token_ids.matching(d, tokenizer, **tokens) for d in sources
-                      ], **tokens)
+                      ], with_languages=bool(
+                          config.model.get("lora", {}).get("per_language", False)), **tokens)
 
 
 class InputWorkerError(UserError):
