@@ -102,6 +102,10 @@ def get_config(arg=None):
   # Groupings of the evaluated languages whose macro averages the reports add (trained /
   # zero-shot, family, script, resource class: docs/languages.md); '' = none.
   config.eval.language_groups = languages.DEFAULT_LANGUAGE_GROUPS
+  # Parallel text evaluated for alignment beside data.eval (docs/alignment.md), e.g.
+  # 'udhr:xlmr' (87 languages); '' = none. Units are encoded as queries of up to this many tokens.
+  config.eval.alignment = ""
+  config.eval.alignment_max_len = config_lib.DEFAULT_ALIGNMENT_MAX_LEN  # 256
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 10

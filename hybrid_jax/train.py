@@ -429,15 +429,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         _export_model(config, workdir, run, state)
       redone = True
     result = dict(last)
-    if config.data.eval and not (was_trained and _final_evaluation_done(config, workdir)):
+    if evaluators.has_evaluation(config) and not (was_trained
+                                                  and _final_evaluation_done(config, workdir)):
       with meter.phase("eval"):
         result["eval"] = _evaluate(config, workdir, mesh, run, state, writer,
                                    config.train.num_steps)
       redone = True
-    elif config.data.eval:
+    elif evaluators.has_evaluation(config):
       logging.info(
           "%s: the final evaluation on %s is done (its report and metrics.jsonl record are "
-          "there): nothing to redo.", workdir, config.data.eval)
+          "there): nothing to redo.", workdir,
+          " and ".join(filter(None, (config.data.eval, config.eval.get("alignment")))))
     if not was_trained or redone:  # (a re-run that redid nothing leaves the cost record as is)
       num_steps = config.train.num_steps
       result["cost"] = _record_cost(config, workdir, meter, writer, max(0, num_steps - start_step),
@@ -448,18 +450,23 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _final_evaluation_done(config: ml_collections.ConfigDict, workdir: str) -> bool:
-  """Whether the final evaluation of `config.data.eval` wrote its report and its metrics.jsonl
-  record (so a re-run of the finished run does not append the record again). Process 0 reads the
-  files; every process gets its answer (the evaluation is collective)."""
+  """Whether the final evaluation of `config.data.eval` (and of `config.eval.alignment`) wrote
+  its report and its metrics.jsonl record (so a re-run of the finished run does not append the
+  record again). Process 0 reads the files; every process gets its answer (the evaluation is
+  collective)."""
   done = False
   if jax.process_index() == 0:
     step = config.train.num_steps
-    report = paths.path(evaluators.output_dir_for(workdir, config.data.eval,
-                                                  step)) / eval_report.JSON_NAME
+    # (spec, the prefix of its scalars in metrics.jsonl) of every configured evaluation
+    evaluations = [(spec, prefix)
+                   for spec, prefix in ((config.data.eval, "eval/"), (config.eval.get("alignment"),
+                                                                      "eval_alignment/")) if spec]
     metrics = paths.path(workdir) / metric_writers.METRICS_FILE
-    done = report.exists() and metrics.exists() and any(
-        r["step"] == step and any(k.startswith("eval/") for k in r)
-        for r in metric_writers.read_metrics(metrics))
+    done = metrics.exists() and all((paths.path(evaluators.output_dir_for(workdir, spec, step))
+                                     / eval_report.JSON_NAME).exists() for spec, _ in evaluations)
+    if done:
+      records = [r for r in metric_writers.read_metrics(metrics) if r["step"] == step]
+      done = all(any(k.startswith(prefix) for r in records for k in r) for _, prefix in evaluations)
   if jax.process_count() > 1:
     done = bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
   return done
@@ -590,8 +597,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         return state, step_log.last, (done, preemption.signum or signal.SIGTERM)
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
         _save(config, run.checkpointer, state, done, run.base)
-      if (config.data.eval and config.eval.every_steps and done % config.eval.every_steps == 0
-          and done != num_steps):
+      if (evaluators.has_evaluation(config) and config.eval.every_steps
+          and done % config.eval.every_steps == 0 and done != num_steps):
         with meter.phase("eval"):
           _evaluate(config, workdir, mesh, run, state, writer, done)
   finally:
@@ -708,7 +715,8 @@ def _stop_on_nonfinite_streak(config: ml_collections.ConfigDict,
 
 def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, state: TrainState,
               writer: metric_writers.MetricWriter, step: int) -> dict[str, Any]:
-  """The in-training evaluation of `config.data.eval` at `step`; its scalars go to `writer`."""
+  """The in-training evaluation (`config.data.eval`, `config.eval.alignment`) at `step`; its
+  scalars go to `writer`."""
   results = evaluators.evaluate_in_training(
       models.encode_fn(run.graphdef), state.params["model"], run.tokenizer, config, mesh, workdir,
       step)

@@ -140,6 +140,13 @@ def test_max_len_limit_of_a_preset_and_of_a_checkpoint_directory(tmp_path):
   config.data.passage_max_len = 129
   with pytest.raises(UserError, match=f"passage_max_len=129: .* 128 tokens .*{tmp_path}"):
     config_lib.validate(config)
+  # The alignment length (256 by default) counts only when alignment is evaluated.
+  config.data.passage_max_len = 128
+  config.eval.alignment = "udhr:xlmr"
+  with pytest.raises(UserError, match="alignment_max_len=256: .* 128 tokens"):
+    config_lib.validate(config)
+  config.eval.alignment_max_len = 128
+  config_lib.validate(config)
 
 
 def test_validate_normalises_languages_and_single_language_needs_mono():

