@@ -25,6 +25,13 @@ One step, timed alone (no data loading, the batch already in memory on both side
 Hidden dropout is `--dropout` on both sides; attention-probability dropout is 0 on both (the JAX
 encoder does not implement it, see hybrid_jax/models/encoder.py).
 
+LoRA (`--lora_rank=R`): two more sides in the same rounds, the hybrid-jax step with
+`model.lora.rank=R` (default targets: attention query/key/value/output and both feed-forward
+kernels, the shared adapter only) and sentence-transformers with the very same adapter (written
+by `hybrid_jax.models.lora.save_peft_adapter`, so the same weights, rank, alpha and targets) loaded
+by `peft.PeftModel.from_pretrained(..., is_trainable=True)`: the base frozen on both sides. The
+ratios printed: LoRA / full (hybrid-jax), and sentence-transformers + peft / hybrid-jax LoRA.
+
 Compilation and the first steps are excluded. The sides alternate (JAX, torch, JAX, torch, ...)
 in `--rounds` rounds of `--steps` timed steps each, so drifting machine load hits both. Each
 round gives each side's median step time; the ratio reported is the median of the per-round
@@ -48,10 +55,12 @@ its temporaries anew (the page faults per step are printed).
       --batch_sizes=32 --query_max_len=24 --passage_max_len=64   # the default run's step
   python benchmarks/train_step_vs_sentence_transformers.py --model=multilingual_e5_small \
       --batch_sizes=32 --query_max_len=24 --passage_max_len=64 --precision=bfloat16
+  python benchmarks/train_step_vs_sentence_transformers.py --model=multilingual_e5_small \
+      --batch_sizes=32 --query_max_len=24 --passage_max_len=64 --lora_rank=16  # + LoRA rows
   python benchmarks/train_step_vs_sentence_transformers.py --smoke   # seconds (the test suite)
 
-`--smoke`: a 1-layer hidden-32 tiny model (1000-token vocabulary), batch 8, 8 / 16 tokens, one
-round of one step, glibc's allocator left as it is. `main(argv)` runs in an importing process
+`--smoke`: a 1-layer hidden-32 tiny model (1000-token vocabulary), batch 8, 8 / 16 tokens, LoRA
+rank 2 (unless --lora_rank says), one round of one step, glibc's allocator left as it is. `main(argv)` runs in an importing process
 (the test suite) only where that process has the devices `--jax_devices` asks for; the XLA flags
 of `--jax_devices` and `--precision=bfloat16` are set when the file runs as a script.
 
@@ -89,6 +98,8 @@ def _parse_args(argv=None):
   parser.add_argument("--torch_threads", type=int, default=os.cpu_count(),
                       help="torch intra-op threads (XLA's CPU thread pool uses every core).")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--lora_rank", type=int, default=0,
+                      help="> 0: also time LoRA of this rank on both sides (peft on PyTorch's).")
   parser.add_argument(
       "--precision", default="float32", choices=("float32", "bfloat16"),
       help="Compute dtype of both sides; parameters and optimizer state stay float32. bfloat16: "
@@ -107,6 +118,7 @@ def _parse_args(argv=None):
       parser.error("--smoke runs the tiny model only")
     args.batch_sizes, args.query_max_len, args.passage_max_len = "8", 8, 16
     args.steps, args.rounds, args.warmup_steps, args.host_allocator = 1, 1, 0, "default"
+    args.lora_rank = args.lora_rank or 2  # the LoRA rows' code runs too
   return args
 
 
@@ -129,9 +141,12 @@ import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import peft
 import torch
 import transformers
+from flax import nnx
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
@@ -143,6 +158,7 @@ from hybrid_jax import models
 from hybrid_jax import optimizer as optimizer_lib
 from hybrid_jax import sharding
 from hybrid_jax import train
+from hybrid_jax.models import lora as lora_lib
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 TOKEN_KEYS = ("input_ids", "attention_mask")
@@ -172,12 +188,16 @@ def torch_features(batch, prefix: str) -> dict[str, torch.Tensor]:
 
 
 class TorchSide:
-  """sentence-transformers MNRL step on the model saved in `model_dir`."""
+  """sentence-transformers MNRL step on the model saved in `model_dir`; with `adapter_dir`, that
+  PEFT LoRA adapter on it (trained, the base frozen)."""
 
-  def __init__(self, model_dir: str, config, batch):
+  def __init__(self, model_dir: str, config, batch, adapter_dir: str | None = None):
     self.autocast = torch.autocast("cpu", dtype=torch.bfloat16,
                                    enabled=config.model.dtype == "bfloat16")
     self.model = SentenceTransformer(model_dir, device="cpu")
+    if adapter_dir:
+      self.model[0].model = peft.PeftModel.from_pretrained(self.model[0].model, adapter_dir,
+                                                           is_trainable=True)
     self.model.train()
     for name, module in self.model.named_modules():  # no attention-prob dropout, as in JAX
       if isinstance(module, torch.nn.Dropout) and ".attention.self" in name:
@@ -187,7 +207,8 @@ class TorchSide:
     decay, no_decay = [], []
     for name, param in self.model.named_parameters():
       unused_pooler = ".pooler." in name and config.model.pooling != "pooler"  # no gradient
-      if unused_pooler or (optim.frozen and re.search(optim.frozen, name)):  # split_frozen
+      frozen = not param.requires_grad or (optim.frozen and re.search(optim.frozen, name))
+      if unused_pooler or frozen:  # split_frozen; peft freezes the base
         param.requires_grad_(False)
         continue
       (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
@@ -238,10 +259,11 @@ class JaxSide:
     self.model = model
     optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
     graphdef, params = train.init_params(model, config.loss)
-    state = train.create_train_state(params, optimizer, config.seed, config.optim.frozen)
-    self.num_trainable = sum(
-        x.size for x in jax.tree.leaves(train.split_frozen(params, config.optim.frozen)[0]))
-    self.state = jax.device_put(state, sharding.replicated(self.mesh))
+    frozen = train.frozen_pattern(config)
+    state = train.create_train_state(params, optimizer, config.seed, frozen)
+    self.num_trainable = sum(x.size for x in jax.tree.leaves(train.split_frozen(params, frozen)[0]))
+    # A copy: the step donates its state, and the model's arrays are shared with other sides.
+    self.state = jax.device_put(jax.tree.map(jnp.copy, state), sharding.replicated(self.mesh))
     self.batch = jax.device_put(batch, sharding.batch_sharding(self.mesh))
     self.train_step = train.make_train_step(graphdef, config, optimizer, self.mesh)
 
@@ -262,6 +284,25 @@ def time_step(step_fn) -> tuple[float, float, int]:
   step_fn()
   return (time.perf_counter() - wall, time.process_time() - cpu,
           resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+
+
+def lora_sides(args, config, model, batch, model_dir: str) -> dict[str, object]:
+  """{"jax_lora", "torch_lora"}: `args.lora_rank` adapters on `model` (saved in `model_dir`), the
+  same initial adapter on both sides (A random, B zero)."""
+  config = config.copy_and_resolve_references()
+  config.model.lora.rank = args.lora_rank
+  adapted = nnx.clone(model)
+  train.add_lora(config, adapted)
+  adapter_dir = os.path.join(model_dir, f"adapter_r{args.lora_rank}")
+  lora_lib.save_peft_adapter(adapted, adapter_dir, model_dir)
+  sides = {
+      "jax_lora": JaxSide(adapted, config, batch, args.jax_devices),
+      "torch_lora": TorchSide(model_dir, config, batch, adapter_dir)
+  }
+  print(f"LoRA rank {args.lora_rank} trainable parameters: jax {sides['jax_lora'].num_trainable:,}"
+        f", torch + peft {sides['torch_lora'].num_trainable:,}")
+  assert sides["jax_lora"].num_trainable == sides["torch_lora"].num_trainable
+  return sides
 
 
 def compare(args, global_batch_size, train_data, workdir) -> dict[str, float]:
@@ -296,34 +337,48 @@ def compare(args, global_batch_size, train_data, workdir) -> dict[str, float]:
         f"{global_batch_size - len(set(batch['passage_keys'].tolist()))} duplicate passages, "
         f"masked by hybrid-jax only in training)")
 
-  start = time.perf_counter()
-  jax_side.step()
-  print(f"jax first step (compile + run): {time.perf_counter() - start:.1f} s")
+  sides = {"jax": jax_side, "torch": torch_side}
+  if args.lora_rank:
+    sides.update(lora_sides(args, config, model, batch, model_dir))
+  for name in ("jax", "jax_lora"):
+    if name in sides:
+      start = time.perf_counter()
+      sides[name].step()
+      print(f"{name} first step (compile + run): {time.perf_counter() - start:.1f} s")
   for _ in range(args.warmup_steps):
-    jax_side.step()
-    torch_side.step()
-  wall = {"jax": [], "torch": []}
-  cpu = {"jax": [], "torch": []}
-  faults = {"jax": [], "torch": []}
-  round_ratios = []
+    for side in sides.values():
+      side.step()
+  wall, cpu, faults = ({name: [] for name in sides} for _ in range(3))
+  # (numerator, denominator): each ratio is the numerator's step time over the denominator's.
+  ratios = {
+      "jax/torch": ("torch", "jax"), "LoRA/full": ("jax", "jax_lora"),
+      "jax LoRA/torch+peft": ("torch_lora", "jax_lora")
+  }
+  ratios = {k: v for k, v in ratios.items() if set(v) <= set(sides)}
+  round_ratios = {k: [] for k in ratios}
   for round_index in range(args.rounds):
-    for name, side in (("jax", jax_side), ("torch", torch_side)):
+    for name, side in sides.items():
       times = [time_step(side.step) for _ in range(args.steps)]
       wall[name].append(float(np.median([t[0] for t in times])))
       cpu[name].append(float(np.median([t[1] for t in times])))
       faults[name].append(float(np.median([t[2] for t in times])))
-    round_ratios.append(wall["torch"][-1] / wall["jax"][-1])
-    print(f"round {round_index}: jax {wall['jax'][-1] * 1e3:7.1f} ms/step "
-          f"(cpu {cpu['jax'][-1] * 1e3:7.1f} ms, {faults['jax'][-1]:.0f} page faults), torch "
-          f"{wall['torch'][-1] * 1e3:7.1f} ms/step (cpu {cpu['torch'][-1] * 1e3:7.1f} ms, "
-          f"{faults['torch'][-1]:.0f} page faults), jax/torch {round_ratios[-1]:.2f}  "
-          f"(load {os.getloadavg()[0]:.2f})")
+    for key, (slow, fast) in ratios.items():
+      round_ratios[key].append(wall[slow][-1] / wall[fast][-1])
+    print(f"round {round_index}: " + ", ".join(
+        f"{name} {wall[name][-1] * 1e3:7.1f} ms/step (cpu {cpu[name][-1] * 1e3:7.1f} ms, "
+        f"{faults[name][-1]:.0f} page faults)" for name in sides) + "; "
+          + ", ".join(f"{key} {values[-1]:.2f}" for key, values in round_ratios.items())
+          + f"  (load {os.getloadavg()[0]:.2f})")
   result = {name: global_batch_size / float(np.median(times)) for name, times in wall.items()}
-  result["ratio"] = float(np.median(round_ratios))
+  result["ratio"] = float(np.median(round_ratios["jax/torch"]))
   result["cpu_ratio"] = float(np.median(cpu["torch"]) / np.median(cpu["jax"]))
-  print(f"examples/s (median over {args.rounds} rounds of {args.steps} steps): jax "
-        f"{result['jax']:.1f}, torch {result['torch']:.1f}; ratio jax/torch {result['ratio']:.2f} "
-        f"(median of the per-round ratios); CPU-seconds ratio torch/jax {result['cpu_ratio']:.2f}")
+  for key, (slow, fast) in ratios.items():
+    result[f"{key} wall"] = float(np.median(round_ratios[key]))
+    result[f"{key} cpu"] = float(np.median(cpu[slow]) / np.median(cpu[fast]))
+  print(f"examples/s (median over {args.rounds} rounds of {args.steps} steps): "
+        + ", ".join(f"{name} {result[name]:.1f}" for name in sides)
+        + "; speed ratios (median of the per-round wall ratios; CPU-seconds ratio): " + ", ".join(
+            f"{key} {result[f'{key} wall']:.2f} ({result[f'{key} cpu']:.2f})" for key in ratios))
   return result
 
 
@@ -364,6 +419,15 @@ def main(argv=None):
   for global_batch_size, result in results.items():
     print(f"| {global_batch_size} | {result['jax']:.1f} | {result['torch']:.1f} | "
           f"{result['ratio']:.2f} | {result['cpu_ratio']:.2f} |")
+  if args.lora_rank:
+    print(f"\nLoRA rank {args.lora_rank}: speed-up (wall; CPU seconds)\n"
+          "| global batch | hybrid-jax LoRA ex/s | sentence-transformers + peft LoRA ex/s | "
+          "hybrid-jax LoRA / full | hybrid-jax LoRA / sentence-transformers + peft |\n"
+          "|---:|---:|---:|---:|---:|")
+    for global_batch_size, result in results.items():
+      print(f"| {global_batch_size} | {result['jax_lora']:.1f} | {result['torch_lora']:.1f} | "
+            f"{result['LoRA/full wall']:.2f}; {result['LoRA/full cpu']:.2f} | "
+            f"{result['jax LoRA/torch+peft wall']:.2f}; {result['jax LoRA/torch+peft cpu']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ def get_config(arg=None):
   config.train.num_steps = arg.steps or (450 if tiny else 80)
   config.train.max_consecutive_nonfinite = 5  # then stop with the last good state saved
   config.train.prefetch_batches = 2
+  config.train.input_workers = -1  # processes building batches ahead (Grain); 0: in this
+  # process; -1: half the host's cores, at most 16, none below 4 cores
   config.train.grad_cache_chunk_size = 0  # >0: gradient cache, encode the global batch in
   # chunks of this many rows (same update, less memory)
   config.train.fsdp = 1  # size of the fsdp mesh axis: >1 shards large params
@@ -100,6 +102,10 @@ def get_config(arg=None):
   # Groupings of the evaluated languages whose macro averages the reports add (trained /
   # zero-shot, family, script, resource class: docs/languages.md); '' = none.
   config.eval.language_groups = languages.DEFAULT_LANGUAGE_GROUPS
+  # Parallel text evaluated for alignment beside data.eval (docs/alignment.md), e.g.
+  # 'udhr:xlmr' (87 languages); '' = none. Units are encoded as queries of up to this many tokens.
+  config.eval.alignment = ""
+  config.eval.alignment_max_len = config_lib.DEFAULT_ALIGNMENT_MAX_LEN  # 256
 
   config.log = ml_collections.ConfigDict()
   config.log.every_steps = 10

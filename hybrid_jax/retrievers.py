@@ -96,13 +96,17 @@ class DenseRetriever:
     tokenizer: a Hugging Face fast tokenizer.
     query_max_len, passage_max_len: padded token lengths (tokens).
     query_prefix, passage_prefix: prepended to every query / passage sentence.
+    adapter_languages: the languages of a model with per-language LoRA adapters, in adapter
+      order; a text in one of them is encoded with its adapter, any other with the shared adapter
+      alone (`encoder.Adapters`); () = texts are encoded without language (every other model).
 
   Attributes:
     timing: seconds spent, {"tokenize_seconds", "encode_seconds"}, summed over calls.
   """
 
   def __init__(self, encoder: encoding.Encoder, tokenizer, *, query_max_len: int,
-               passage_max_len: int, query_prefix: str = "", passage_prefix: str = ""):
+               passage_max_len: int, query_prefix: str = "", passage_prefix: str = "",
+               adapter_languages: Sequence[str] = ()):
     from hybrid_jax.models import tokenizer as tokenizer_lib
 
     self._tokenizer_lib = tokenizer_lib
@@ -111,7 +115,15 @@ class DenseRetriever:
     self.query_max_len = query_max_len
     self.passage_max_len = passage_max_len
     self.encoder = encoder
+    self.adapter_languages = tuple(adapter_languages)
     self.timing = {"tokenize_seconds": 0.0, "encode_seconds": 0.0}
+
+  def _adapter_language(self, languages: Sequence[str] | None) -> np.ndarray | None:
+    """int32 [N]: each text's adapter index (-1 for none); None without per-language adapters."""
+    if not self.adapter_languages or languages is None:
+      return None
+    index = {language: i for i, language in enumerate(self.adapter_languages)}
+    return np.asarray([index.get(language, -1) for language in languages], np.int32)
 
   def settings(self) -> dict[str, Any]:
     smallest = self.encoder.smallest_bucket
@@ -124,21 +136,25 @@ class DenseRetriever:
         ), "passage_buckets": list(encoding.bucket_lengths(self.passage_max_len, smallest))
     }
 
-  def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+  def embed_queries(self, texts: Sequence[str],
+                    languages: Sequence[str] | None = None) -> np.ndarray:
+    """[N, D] embeddings of `texts`; `languages`: each text's code (routes language adapters)."""
     with timed(self.timing, "tokenize_seconds"):
       tokens = self._tokenizer_lib.tokenize_queries(
           self.tokenizer, self._tokenizer_lib.with_prefix(self.prefixes["query"], texts),
           self.query_max_len)
     with timed(self.timing, "encode_seconds"):
-      return self.encoder(tokens, "query")
+      return self.encoder(tokens, "query", adapter_language=self._adapter_language(languages))
 
-  def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str]) -> np.ndarray:
+  def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str],
+                     languages: Sequence[str] | None = None) -> np.ndarray:
+    """[N, D] embeddings of (sentence, context) pairs; `languages` as `embed_queries`."""
     with timed(self.timing, "tokenize_seconds"):
       tokens = self._tokenizer_lib.tokenize_passages(
           self.tokenizer, self._tokenizer_lib.with_prefix(self.prefixes["passage"], sentences),
           contexts, self.passage_max_len)
     with timed(self.timing, "encode_seconds"):
-      return self.encoder(tokens, "passage")
+      return self.encoder(tokens, "passage", adapter_language=self._adapter_language(languages))
 
   def score_fn(self, num_candidates: int) -> ScoreFn:
     return DotScorer(query_chunk_size(num_candidates))
@@ -164,11 +180,13 @@ class TfidfRetriever:
         "num_buckets": self.encoder.num_buckets
     }
 
-  def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str]):
+  def embed_passages(self, sentences: Sequence[str], contexts: Sequence[str], languages=None):
+    del languages  # one model for every language
     with timed(self.timing, "encode_seconds"):
       return self.encoder.fit_encode(self._tfidf.passage_texts(sentences, contexts))
 
-  def embed_queries(self, texts: Sequence[str]):
+  def embed_queries(self, texts: Sequence[str], languages=None):
+    del languages
     with timed(self.timing, "encode_seconds"):
       return self.encoder.encode(texts)
 

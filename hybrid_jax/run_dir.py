@@ -52,6 +52,7 @@ from flax import nnx
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
 from hybrid_jax import models
+from hybrid_jax.models import lora
 from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
@@ -69,6 +70,7 @@ LOCK_STALE_SECONDS = 600  # an object-store lock not renewed for this long is st
 RESUMABLE_FIELDS = (
     "train.num_steps",  # extend only (see the module doc)
     "train.prefetch_batches",  # host-side queue length
+    "train.input_workers",  # processes building the same batches
     "train.max_consecutive_nonfinite",  # when to give up
     "train.grad_cache_chunk_size",  # memory: the same update (up to float summation order)
     "train.fsdp",  # memory: parameter sharding, the same update
@@ -349,10 +351,11 @@ def restore_model(workdir: str, step: int | None = None):
   Rebuilt from the run directory alone: config.json, the tokenizer (`<workdir>/tokenizer`, or
   `model.path` when the run fine-tuned a pretrained model) and the parameters of the checkpoint
   (verified against its content manifest); the training data is not read. The model's parameters
-  are placed on the first device.
+  are placed on the first device. A LoRA run's model is its base (`model.path`, checked against
+  the identity the checkpoint recorded) with the checkpoint's adapters, not merged.
 
   Raises:
-    UserError: no config.json, no tokenizer, or no checkpoint.
+    UserError: no config.json, no tokenizer, or no checkpoint; a LoRA run's base changed.
   """
   config = load_config(workdir)
   if config is None:
@@ -361,18 +364,31 @@ def restore_model(workdir: str, step: int | None = None):
   if not config.model.path and not paths.path(tokenizer_dir).is_dir():
     raise UserError(f"{tokenizer_dir}: missing; the run's tokenizer is needed to use its model")
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_dir)
-  abstract_model = nnx.eval_shape(lambda: models.create_model(config.model, seed=config.seed))
-  graphdef, abstract_state = nnx.split(abstract_model)
+  spec = lora.spec_from_config(config.model, config_lib.languages(config))
+  base = None
+  if spec is None:  # every parameter comes from the checkpoint
+    model = nnx.eval_shape(lambda: models.create_model(config.model, seed=config.seed))
+    graphdef, state = nnx.split(model)
+  else:  # the frozen base from model.path, the adapters from the checkpoint
+    model = models.create_model(config.model, seed=config.seed)
+    base = lora.base_identity(config.model.path, nnx.to_pure_dict(nnx.state(model)))
+    lora.add_lora(model, spec, seed=config.seed)
+    state = nnx.state(model, nnx.LoRAParam)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract_params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                 nnx.to_pure_dict(abstract_state))
+                                 nnx.to_pure_dict(state))
   checkpointer = checkpoint_lib.Checkpointer(
       os.path.join(workdir, CHECKPOINT_SUBDIR), async_save=False)
   try:
-    restored, _, restored_step = checkpointer.restore_latest({"params": {"model": abstract_params}},
-                                                             step=step, partial=True)
+    restored, meta, restored_step = checkpointer.restore_latest(
+        {"params": {"model": abstract_params}}, step=step, partial=True)
   finally:
     checkpointer.close()
   if restored is None:
     raise UserError(f"{checkpointer.directory}: no checkpoint to restore")
-  return nnx.merge(graphdef, restored["params"]["model"]), tokenizer, config, restored_step
+  if spec is None:
+    return nnx.merge(graphdef, restored["params"]["model"]), tokenizer, config, restored_step
+  lora.check_base(meta.get("base"), base, f"checkpoint {restored_step} in {checkpointer.directory}")
+  nnx.replace_by_pure_dict(state, restored["params"]["model"])
+  nnx.update(model, state)
+  return model, tokenizer, config, restored_step

@@ -187,6 +187,12 @@ class _LRU:
     self._items = collections.OrderedDict()
     self._lock = threading.Lock()
 
+  def __getstate__(self):  # a copy in another process (an input worker) starts empty
+    return {"capacity": self._capacity, "size": self._size}
+
+  def __setstate__(self, state):
+    self.__init__(state["capacity"], state["size"])
+
   def get(self, key, build: Callable[[], object]):
     """The cached value of `key`, else `build()` (cached, evicting the least recently used)."""
     with self._lock:

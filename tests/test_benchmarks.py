@@ -43,7 +43,7 @@ def smoke_flags(name: str, tmp_path) -> list[str]:
       "accelerator_check.py": [
           f"--out={tmp_path / 'check.json'}", f"--memory_limit_bytes={ACCELERATOR_MEMORY_LIMIT}"
       ],
-      "input_pipeline.py": ["all"],
+      "input_pipeline.py": ["all", f"--out={tmp_path / 'input.json'}"],
   }
   return [*extra.get(name, []), "--smoke"]
 
@@ -74,7 +74,23 @@ def check_accelerator_check(module, tmp_path, argv):
   assert evaluation["sequences_per_second"] > 0
 
 
-CHECKS = {"accelerator_check.py": check_accelerator_check}
+def check_input_pipeline(module, tmp_path, argv):
+  """The figures of input_pipeline's smoke run: every phase, the stored token ids on disk, and
+  examples/s for texts and stored ids."""
+  del module, argv
+  figures = json.loads((tmp_path / "input.json").read_text())
+  assert figures["make"]["records"] == figures["tokenize"]["records"] == 60 * 9
+  assert figures["prepare"]["examples"] == 60
+  assert figures["tokenize"]["token_ids_bytes_on_disk"] > 0
+  assert figures["measure"]["builder_examples_per_second"] > 0
+  rows = figures["throughput"]["throughput"]
+  assert [(r["mode"], r["workers"]) for r in rows] == [("texts", 0), ("stored", 0)]
+  assert all(r["examples_per_second"] > 0 and r["examples_per_cpu_second"] > 0 for r in rows)
+
+
+CHECKS = {
+    "accelerator_check.py": check_accelerator_check, "input_pipeline.py": check_input_pipeline
+}
 
 
 def test_benchmarks_are_found():
@@ -88,8 +104,11 @@ def test_smoke_run(name, tmp_path, monkeypatch, capsys):
   module = load_script(name)
   assert callable(getattr(module, "main", None)), f"benchmarks/{name} has no main(argv)"
   argv = smoke_flags(name, tmp_path)
-  module.main(argv)
+  status = module.main(argv)
   captured = capsys.readouterr()
+  # A script that checks its own figures (lora_step_flops.py: the LoRA step computes no weight
+  # gradient of a frozen kernel) says so with its exit status.
+  assert status in (None, 0), f"benchmarks/{name} --smoke returned {status}:\n{captured.out}"
   output = captured.out + captured.err
   if name not in NOT_TIMED:
     assert machine.one_line() in output, f"benchmarks/{name} does not name the machine"

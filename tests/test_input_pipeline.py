@@ -1,7 +1,11 @@
 """Host input pipeline: the right texts for the sampler's ids and languages, process slices that
-concatenate to the global batch, paragraph hard negatives, and the in-order prefetch thread that
-hands over global device arrays (or builds on the caller's thread)."""
+concatenate to the global batch, paragraph hard negatives, the in-order prefetch thread that
+hands over global device arrays (or builds on the caller's thread), and worker processes (Grain)
+that build the same batches and fail in one line when one dies."""
 
+import multiprocessing
+import os
+import signal
 import threading
 import time
 
@@ -200,3 +204,40 @@ def test_start_global_yields_the_builders_batches_as_sharded_device_arrays(setup
       assert len(value.addressable_shards) == 8
       np.testing.assert_array_equal(np.asarray(value), expected[key])
   assert steps == [2, 3]
+
+
+def test_worker_processes_build_the_same_batches_and_a_dead_worker_is_one_line(setup):
+  """Two Grain worker processes from step 3 (a resumed run's start), hard negatives on: each
+  step's global arrays equal the builder's own batch bitwise; a worker killed with SIGKILL fails
+  the iteration within seconds with one line (`InputWorkerError`, a `UserError`)."""
+  builder, mesh = _builder(setup, num_hard_negatives=1, seed=3), sharding.make_mesh(8)
+  batches = input_pipeline.start_global(builder, mesh, 3, 1000, size=2, workers=2)
+  try:
+    for expected_step in range(3, 7):
+      step, batch = next(batches)
+      assert step == expected_step
+      expected = builder(step)
+      assert batch.keys() == expected.keys()
+      for key, value in batch.items():
+        assert value.sharding == sharding.batch_sharding(mesh)
+        np.testing.assert_array_equal(np.asarray(value), expected[key], err_msg=key)
+    workers = multiprocessing.active_children()
+    assert len(workers) >= 2, workers
+    os.kill(workers[0].pid, signal.SIGKILL)
+    killed = time.perf_counter()
+    with pytest.raises(input_pipeline.InputWorkerError) as error:
+      for _ in batches:
+        pass
+    assert time.perf_counter() - killed < 10
+    assert isinstance(error.value, UserError) and "\n" not in str(error.value)
+    assert "input worker process died" in str(error.value), error.value
+  finally:
+    batches.close()
+
+
+def test_input_workers_default_to_half_the_cores_from_4():
+  config = ml_collections.ConfigDict({"train": {"input_workers": -1}})
+  assert [input_pipeline.input_workers(config, n) for n in (1, 2, 3, 4, 8, 96)
+         ] == [0, 0, 0, 2, 4, 16]
+  config.train.input_workers = 0
+  assert input_pipeline.input_workers(config, 8) == 0

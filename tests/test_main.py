@@ -80,8 +80,9 @@ def test_straight_run_outputs(straight_run):
 
 
 def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
-  """Also: the resumed runs build each batch on the training thread (prefetch_batches=0, a
-  resumable field), the straight run two batches ahead on the prefetch thread: equal losses."""
+  """Also: the first resumed run builds each batch on the training thread (prefetch_batches=0, a
+  resumable field), the second in an input worker process (input_workers=1), the straight run
+  two batches ahead on the prefetch thread: equal losses."""
   workdir = str(tmp_path)
   no_prefetch = "--config.train.prefetch_batches=0"
   # 1. SIGKILL as soon as step 3 is logged: checkpoint 3 may be half written.
@@ -99,8 +100,10 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
   assert "Preempted: saved checkpoint" in out
   steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
   assert max(steps) >= 4, steps
-  # 3. Resume to the end; the log gives the checkpoint's save time as ISO 8601.
-  resumed = re.search(r"Resumed from checkpoint (\d+) \(saved (\S+)\)", _run(workdir, no_prefetch))
+  # 3. Resume to the end with a Grain input worker process building the batches (
+  # train.input_workers, resumable); the log gives the checkpoint's save time as ISO 8601.
+  resumed = re.search(r"Resumed from checkpoint (\d+) \(saved (\S+)\)",
+                      _run(workdir, "--config.train.input_workers=1"))
   assert resumed and int(resumed.group(1)) >= 4, resumed
   assert datetime.datetime.fromisoformat(resumed.group(2)).tzinfo is not None, resumed.group(2)
   # 4. Run once more: says so (it gave no sign), trains nothing, keeps every record.
@@ -112,11 +115,12 @@ def test_sigkill_then_sigterm_resume_is_exact(straight_run, tmp_path):
 
 
 def test_two_processes_match_one(straight_run, tmp_path):
+  """Each process builds its slice of every batch in an input worker process."""
   port = free_port()
   workdir = str(tmp_path)  # shared by both processes, as a GCS workdir is on a pod
   procs = [
       _start(workdir, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-             f"--process_id={i}", num_devices=4) for i in range(2)
+             f"--process_id={i}", "--config.train.input_workers=1", num_devices=4) for i in range(2)
   ]
   outs = [p.communicate(timeout=600)[0] for p in procs]
   for p, out in zip(procs, outs):

@@ -26,21 +26,30 @@ from hybrid_jax import train
 from hybrid_jax.checkpoint import DiskFullError
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import hf_io
+from hybrid_jax.models import lora as lora_lib
 
 BATCH, QUERY_LEN, PASSAGE_LEN, VOCAB = 16, 8, 16, 97
 
+# A LoRA case of the sharded-step tests: per-language adapters (en, de), adapter dropout.
+LORA = dict(rank=4, alpha=8.0, per_language=True, dropout=0.1)
 
-def _config(**loss):
+
+def _config(lora=None, **loss):
+  """The tiny test config; `lora`: `model.lora` fields (set after validation, which asks a LoRA
+  run for a pretrained `model.path`; these tests adapt a random model)."""
   config = config_lib.default_config("model=tiny,langs=en+de,steps=10")
   config.model.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                       intermediate_size=64, vocab_size=VOCAB, max_position_embeddings=40)
   config.data.update(query_max_len=QUERY_LEN, passage_max_len=PASSAGE_LEN)  # 38 positions
   config.optim.warmup_steps = 2
   config.loss.update(loss)
-  return config_lib.validate(config)
+  config = config_lib.validate(config)
+  config.model.lora.update(lora or {})
+  return config
 
 
-def _batch(seed, num_hard_negatives=0):
+def _batch(seed, num_hard_negatives=0, languages=False):
+  """A random batch; `languages`: with query_language / passage_language ([B] in {0, 1})."""
   rng = np.random.default_rng(seed)
 
   def tokens(shape, length):
@@ -64,14 +73,32 @@ def _batch(seed, num_hard_negatives=0):
     })
     batch["hard_negative_keys"] = (100 + np.arange(BATCH * num_hard_negatives)).reshape(
         BATCH, num_hard_negatives).astype(np.int32)
+  if languages:
+    batch["query_language"] = rng.integers(0, 2, BATCH).astype(np.int32)
+    batch["passage_language"] = rng.integers(0, 2, BATCH).astype(np.int32)
   return batch
 
 
 def _setup(config):
+  """(graphdef, optimizer, state0); with LoRA every adapter's B is drawn at random (a zero B
+  gives A no gradient), so the step updates every adapter."""
   model = models.create_model(config.model, seed=0)
+  train.add_lora(config, model)
+  for index, layer in enumerate(lora_lib.adapted_layers(model).values()):
+    layer.lora_b[...] = 0.1 * jax.random.normal(jax.random.key(index), layer.lora_b.shape)
   optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
   graphdef, params = train.init_params(model, config.loss)
-  return graphdef, optimizer, train.create_train_state(params, optimizer, seed=3)
+  return graphdef, optimizer, train.create_train_state(params, optimizer, seed=3,
+                                                       frozen_pattern=train.frozen_pattern(config))
+
+
+def assert_trained(new_params, old_params, config):
+  """Every trainable leaf of the encoder changed; the frozen ones (LoRA's base) are unchanged."""
+  trainable, frozen = train.split_frozen(new_params, train.frozen_pattern(config))
+  old_trainable, old_frozen = train.split_frozen(old_params, train.frozen_pattern(config))
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), trainable, old_trainable)
+  assert all(jax.tree.leaves(changed["model"]))
+  jax.tree.map(np.testing.assert_array_equal, frozen, old_frozen)
 
 
 _COMPILED = {}  # (config, devices) -> jitted step: each compile costs seconds, share them
@@ -86,31 +113,40 @@ def _step(config, graphdef, optimizer, state, batch, num_devices):
   return _COMPILED[key](state, jax.device_put(batch, sharding.batch_sharding(mesh)))
 
 
-@pytest.mark.parametrize("loss, device_counts", [
-    (dict(), (1, 2, 4, 8)),
-    (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), (1, 8)),
-])
-def test_step_is_the_same_on_1_2_4_8_devices(loss, device_counts):
-  config = _config(**loss)
+@pytest.mark.parametrize(
+    "loss, lora, device_counts",
+    [
+        (dict(), None, (1, 2, 4, 8)),
+        # LoRA here (full fine-tuning with these losses: test_fsdp, test_grad_cache on 8 devices).
+        (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), LORA,
+         (1, 2, 4, 8)),
+    ])
+def test_step_is_the_same_on_1_2_4_8_devices(loss, lora, device_counts):
+  config = _config(lora, **loss)
   config.optim.warmup_steps = 0  # the warmup's first learning rate is 0: no update to compare
   # Adam's first step is lr * g / (|g| + eps): with eps = 1e-6, a gradient that cancels to ~1e-7
   # turns float32 summation-order noise into an lr-sized difference; 1e-3 keeps it well-conditioned.
   config.optim.eps = 1e-3
   graphdef, optimizer, state0 = _setup(config)
-  batch = _batch(0, config.loss.num_hard_negatives)
+  batch = _batch(0, config.loss.num_hard_negatives, languages=bool(lora))
 
-  # Independent reference: the global-view loss of embeddings computed eagerly, no mesh, no jit.
+  # Independent reference: the global-view loss of embeddings computed eagerly, no mesh, no jit;
+  # per-language adapters by the query's / passage's language (the hard negatives' passage's).
   model = nnx.merge(graphdef, state0.params["model"])
   rng = jax.random.fold_in(jax.random.wrap_key_data(state0.rng), 0)
   rq, rp, rn = jax.random.split(rng, 3)
   flat = lambda x: x.reshape(-1, x.shape[-1])
+  k = config.loss.num_hard_negatives
+  language = {
+      "query": batch.get("query_language"), "passage": batch.get("passage_language"),
+      "hard_negative": None if not lora else np.repeat(batch["passage_language"], k)
+  }
   enc = lambda f, p, r: f(
       flat(batch[f"{p}_input_ids"]), flat(batch[f"{p}_attention_mask"]),
-      flat(batch[f"{p}_token_type_ids"]), dropout_rng=r)
+      flat(batch[f"{p}_token_type_ids"]), dropout_rng=r, adapter_language=language[p])
   hard = None
-  if config.loss.num_hard_negatives:
-    hard = enc(model.encode_passages, "hard_negative",
-               rn).reshape(BATCH, config.loss.num_hard_negatives, -1)
+  if k:
+    hard = enc(model.encode_passages, "hard_negative", rn).reshape(BATCH, k, -1)
   reference_loss, _ = losses.contrastive_loss(
       enc(model.encode_queries, "query", rq), enc(model.encode_passages, "passage", rp),
       jnp.asarray(batch["passage_keys"]), temperature=config.loss.temperature,
@@ -126,9 +162,7 @@ def test_step_is_the_same_on_1_2_4_8_devices(loss, device_counts):
     np.testing.assert_allclose(metrics["grad_norm"], base_metrics["grad_norm"], rtol=2e-4)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6), state.params,
                  base_state.params)
-  # The step did change the parameters.
-  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), base_state.params, state0.params)
-  assert all(jax.tree.leaves(changed["model"]))
+  assert_trained(base_state.params, state0.params, config)
 
 
 def test_non_finite_step_is_skipped_and_counted():
@@ -215,6 +249,7 @@ def in_process_run(tmp_path_factory):
                       intermediate_size=64, vocab_size=1000)
   config.data.update(query_max_len=16, passage_max_len=32)
   config.train.global_batch_size = 16
+  config.train.input_workers = 0
   config.optim.warmup_steps = 1
   config.log.every_steps = 1
   config.log.profile_steps = "2:3"
@@ -411,6 +446,7 @@ def test_trains_on_64_languages_and_refuses_65(tmp_path):
                      languages="+".join(codes[:64]))
   config.sampler.mono_prob = 0.0  # cross-lingual batches: drawn from the 4,032 pair pools
   config.train.global_batch_size = 16
+  config.train.input_workers = 0
   config.optim.warmup_steps = 1
   config.log.every_steps = 1
   train.train_and_evaluate(config, str(tmp_path / "run"))

@@ -50,6 +50,8 @@ TINY_MODEL = [
     "--config.optim.warmup_steps=2",
     "--config.log.every_steps=1",
     "--config.checkpoint.every_steps=3",
+    "--config.train.input_workers=0",  # batches built in the training process (tests with
+    # worker processes say so)
 ]
 
 

@@ -3,6 +3,11 @@
   python -m hybrid_jax.data --describe SPEC [SPEC...] [--languages en,de]   per-language counts
   python -m hybrid_jax.data --prepare SPEC --out DIR    one-time conversion to memory-mapped Arrow
                                                         (then train on the spec arrow:DIR)
+  python -m hybrid_jax.data --prepare SPEC --out DIR --tokenizer=MODEL_OR_DIR \
+      [--query_max_len=24 --passage_max_len=64 --query_prefix='query: ' --passage_prefix=...]
+                                                        also store the token ids (the run's
+                                                        tokenizer, lengths and prefixes; resumable:
+                                                        run the same command again)
 
 SPEC is any `hybrid_jax.data.load` spec (xquad_r:all, squad:DIR, jsonl:FILE, parquet:FILE, ...).
 Bad data, a missing path or an unknown spec prints one line `error: ...` and exits 2 (`--verbose`:
@@ -35,6 +40,22 @@ def _flags() -> flags.FlagValues:
       "prepare", None, "Convert SPEC into --out DIR, loadable as arrow:DIR; "
       "jsonl: and parquet: files stream (bounded memory, progress bar).", flag_values=values)
   flags.DEFINE_string("out", None, "With --prepare: a new or empty directory.", flag_values=values)
+  flags.DEFINE_string(
+      "tokenizer", None, "With --prepare: also store token ids, tokenised with this model or "
+      "tokenizer directory (the run's model.path, or <workdir>/tokenizer).", flag_values=values)
+  flags.DEFINE_integer(
+      "query_max_len", None, "With --tokenizer: the run's data.query_max_len "
+      "(default: configs/default.py's).", flag_values=values)
+  flags.DEFINE_integer(
+      "passage_max_len", None, "With --tokenizer: the run's "
+      "data.passage_max_len (default: configs/default.py's).", flag_values=values)
+  flags.DEFINE_string("query_prefix", "", "With --tokenizer: the run's model.query_prefix.",
+                      flag_values=values)
+  flags.DEFINE_string("passage_prefix", "", "With --tokenizer: the run's model.passage_prefix.",
+                      flag_values=values)
+  flags.DEFINE_integer(
+      "workers", None, "With --tokenizer: tokenising processes (default: all "
+      "cores; 0: this process).", flag_values=values)
   flags.DEFINE_string("languages", None, "With --describe: comma-separated language codes to "
                       "keep, e.g. en,de.", flag_values=values)
   flags.DEFINE_enum("on_error", "raise", ON_ERROR_CHOICES, "Raise at the first bad record, or "
@@ -45,6 +66,20 @@ def _flags() -> flags.FlagValues:
       cli.VERBOSE_FLAG.lstrip("-"), False, "Show the traceback of data errors too.",
       flag_values=values)
   return values
+
+
+def _token_options(values: flags.FlagValues) -> dict:
+  """`prepare`'s token id arguments from the flags (lengths default to the training defaults)."""
+  if not values.tokenizer:
+    return {}
+  from hybrid_jax import config_lib  # pylint: disable=g-import-not-at-top  (imports jax)
+  return {
+      "tokenizer": values.tokenizer,
+      "query_max_len": values.query_max_len or config_lib.DEFAULT_QUERY_MAX_LEN,
+      "passage_max_len": values.passage_max_len or config_lib.DEFAULT_PASSAGE_MAX_LEN,
+      "query_prefix": values.query_prefix, "passage_prefix": values.passage_prefix,
+      "workers": values.workers
+  }
 
 
 def main(argv=None) -> int:
@@ -74,7 +109,7 @@ def main(argv=None) -> int:
         raise UserError("--prepare needs --out DIR (a new or empty directory)")
       if specs:
         raise UserError(f"--prepare takes one SPEC; also given: {' '.join(specs)}")
-      data = prepare(values.prepare, values.out, on_error=values.on_error)
+      data = prepare(values.prepare, values.out, on_error=values.on_error, **_token_options(values))
       print(data.describe())
       print(f"prepared: train on --config.data.train={shlex.quote('arrow:' + values.out)}")
       return 0

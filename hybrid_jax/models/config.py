@@ -26,6 +26,9 @@ from hybrid_jax.errors import ModelError
 MODEL_TYPES = ("xlm-roberta", "bert")
 POOLINGS = ("cls", "mean", "pooler")
 DTYPES = ("auto", "float32", "bfloat16")  # auto: bfloat16 on GPU/TPU, float32 on CPU
+# The attention query/key/value/output and both feed-forward kernels of every layer
+# (`hybrid_jax.models.lora`).
+LORA_DEFAULT_TARGETS = r"layers/\d+/(attention/(query|key|value|output)|intermediate|output)$"
 
 # HF class written to config.json "architectures" for each model_type.
 HF_ARCHITECTURES = {"xlm-roberta": "XLMRobertaModel", "bert": "BertModel"}
@@ -210,7 +213,11 @@ def model_config(**fields: Any) -> ml_collections.ConfigDict:
   then fixes the architecture fields), model_type, the architecture fields of `EncoderConfig`,
   pooling, projection_dim, normalize, shared_tower (one tower for queries and passages), dtype,
   remat, query_prefix / passage_prefix (text put before every query / passage, in training,
-  evaluation and the exported sentence-transformers prompts; e5: 'query: ' / 'passage: ').
+  evaluation and the exported sentence-transformers prompts; e5: 'query: ' / 'passage: '), and
+  `lora`: LoRA adapters (`hybrid_jax.models.lora`), a dict of rank (0 = off: full fine-tuning),
+  alpha (the update is scaled by alpha / rank), targets (a regular expression over Linear paths
+  such as 'encoder/layers/0/attention/query'), dropout (on the adapters' input) and per_language
+  (one adapter per training language on top of the shared one).
 
   Raises:
     KeyError: a field that is not one of the above.
@@ -240,6 +247,9 @@ def model_config(**fields: Any) -> ml_collections.ConfigDict:
           remat=False,
           query_prefix="",
           passage_prefix="",
+          lora=ml_collections.ConfigDict(
+              dict(rank=0, alpha=16.0, targets=LORA_DEFAULT_TARGETS, dropout=0.0,
+                   per_language=False)),
       ))
   unknown = set(fields) - set(config.keys())
   if unknown:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +33,9 @@ from hybrid_jax.models.pooling import l2_normalize, pool
 
 _DROPOUT_LEVELS = 2**16  # resolution of the dropout rate, see `dropout`
 TOWERS = ("query", "passage")
-# (params, tower, input_ids, attention_mask, token_type_ids) -> float32 [batch, embedding_dim].
-EncodeFn = Callable[[Any, str, jax.Array, jax.Array, jax.Array], jax.Array]
+# (params, tower, input_ids, attention_mask, token_type_ids[, adapter_language]) -> float32
+# [batch, embedding_dim]; adapter_language: `Adapters.language` (per-language LoRA adapters).
+EncodeFn = Callable[..., jax.Array]
 
 
 def position_ids(input_ids: jax.Array, config: EncoderConfig) -> jax.Array:
@@ -150,12 +151,61 @@ def _linear_dot_general(x, kernel, dimension_numbers, precision=None, **kwargs):
   return jax.lax.dot_general(x, kernel, dimension_numbers, precision=precision, **kwargs)
 
 
-def dense(in_features: int, out_features: int, config: EncoderConfig, rngs: nnx.Rngs) -> nnx.Linear:
-  """A Linear layer [in_features -> out_features]: float32 params, normal(initializer_range),
-  its product through `matmul`."""
-  return nnx.Linear(in_features, out_features, dtype=jnp.dtype(config.dtype),
-                    param_dtype=jnp.float32, kernel_init=nnx.initializers.normal(
-                        config.initializer_range), rngs=rngs, dot_general=_linear_dot_general)
+class Adapters(NamedTuple):
+  """How the LoRA adapters of a forward pass are routed (`Dense`; `hybrid_jax.models.lora`).
+
+  Attributes:
+    language: int32 [batch], each row's language adapter (an index into the run's training
+      languages), -1 for none (the shared adapter alone: a zero-shot language); None = the shared
+      adapter alone for every row.
+    dropout_rng: PRNG key enabling LoRA dropout; None = deterministic.
+  """
+  language: jax.Array | None = None
+  dropout_rng: jax.Array | None = None
+
+
+class Dense(nnx.Linear):
+  """`nnx.Linear` with its product through `matmul`, and an optional LoRA adapter.
+
+  Without adapter (`lora_a` None, as built) it is exactly `nnx.Linear`. `lora.add_lora` attaches
+  `lora_a` (nnx.LoRAParam [sets, in, rank]), `lora_b` ([sets, rank, out]), `lora_scale`
+  (alpha / rank), `lora_dropout` (rate on the adapter's input) and `lora_index` (folds the dropout
+  key): then y = x W + b + scale * (x A_0 B_0 + x A_l B_l), LoRA (Hu et al. 2021, eq. 3) with
+  set 0 the shared adapter and set l = 1 + row language (`Adapters.language`), a row without
+  language (-1) or a model with one set using the shared adapter alone.
+  """
+  lora_a = None
+  lora_b = None
+
+  def __call__(self, inputs: jax.Array, adapters: Adapters | None = None) -> jax.Array:
+    """inputs [batch, ..., in] -> [batch, ..., out]."""
+    y = super().__call__(inputs)
+    if self.lora_a is None:
+      return y
+    return y + self._lora_delta(inputs, adapters or Adapters()).astype(y.dtype)
+
+  def _lora_delta(self, x: jax.Array, adapters: Adapters) -> jax.Array:
+    a = self.lora_a[...].astype(x.dtype)
+    b = self.lora_b[...].astype(x.dtype)
+    rng = adapters.dropout_rng
+    x = dropout(x, self.lora_dropout,
+                None if rng is None else jax.random.fold_in(rng, self.lora_index))
+    delta = matmul(matmul(x, a[0]), b[0])
+    if a.shape[0] > 1 and adapters.language is not None:
+      language = adapters.language
+      chosen = jnp.maximum(language, 0) + 1  # [batch]: the set of each row
+      hidden = jnp.einsum("b...i,bir->b...r", x, a[chosen])
+      per_language = jnp.einsum("b...r,bro->b...o", hidden, b[chosen])
+      has_adapter = (language >= 0).reshape((-1,) + (1,) * (per_language.ndim - 1))
+      delta = delta + jnp.where(has_adapter, per_language, 0)
+    return self.lora_scale * delta
+
+
+def dense(in_features: int, out_features: int, config: EncoderConfig, rngs: nnx.Rngs) -> Dense:
+  """A `Dense` layer [in_features -> out_features]: float32 params, normal(initializer_range)."""
+  return Dense(in_features, out_features, dtype=jnp.dtype(config.dtype), param_dtype=jnp.float32,
+               kernel_init=nnx.initializers.normal(config.initializer_range), rngs=rngs,
+               dot_general=_linear_dot_general)
 
 
 def _layer_norm(config: EncoderConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -200,15 +250,16 @@ class SelfAttention(nnx.Module):
     self.value = dense(hidden, hidden, config, rngs)
     self.output = dense(hidden, hidden, config, rngs)
 
-  def __call__(self, x: jax.Array, attention_mask: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, attention_mask: jax.Array,
+               adapters: Adapters | None = None) -> jax.Array:
     """x [batch, seq, hidden], attention_mask bool [batch, 1, 1, seq] -> [batch, seq, hidden]."""
     batch, seq, hidden = x.shape
     heads = (batch, seq, self.config.num_attention_heads, self.config.head_dim)
     context = jax.nn.dot_product_attention(
-        self.query(x).reshape(heads),
-        self.key(x).reshape(heads),
-        self.value(x).reshape(heads), mask=attention_mask, implementation=None)
-    return self.output(context.reshape(batch, seq, hidden))
+        self.query(x, adapters).reshape(heads),
+        self.key(x, adapters).reshape(heads),
+        self.value(x, adapters).reshape(heads), mask=attention_mask, implementation=None)
+    return self.output(context.reshape(batch, seq, hidden), adapters)
 
 
 class EncoderLayer(nnx.Module):
@@ -222,19 +273,21 @@ class EncoderLayer(nnx.Module):
     self.output = dense(config.intermediate_size, config.hidden_size, config, rngs)
     self.output_layer_norm = _layer_norm(config, rngs)
 
-  def __call__(self, x: jax.Array, attention_mask: jax.Array,
-               dropout_rng: jax.Array | None) -> jax.Array:
-    """x [batch, seq, hidden], attention_mask bool [batch, 1, 1, seq] -> [batch, seq, hidden]."""
+  def __call__(self, x: jax.Array, attention_mask: jax.Array, dropout_rng: jax.Array | None,
+               adapter_language: jax.Array | None = None) -> jax.Array:
+    """x [batch, seq, hidden], attention_mask bool [batch, 1, 1, seq] -> [batch, seq, hidden];
+    adapter_language: `Adapters.language`."""
     rate = self.config.hidden_dropout_prob
-    attended = dropout(self.attention(x, attention_mask), rate, _fold(dropout_rng, 0))
+    adapters = Adapters(adapter_language, _fold(dropout_rng, 2))
+    attended = dropout(self.attention(x, attention_mask, adapters), rate, _fold(dropout_rng, 0))
     x = self.attention_layer_norm(x + attended)
-    feed_forward = self.output(gelu(self.intermediate(x)))
+    feed_forward = self.output(gelu(self.intermediate(x, adapters)), adapters)
     return self.output_layer_norm(x + dropout(feed_forward, rate, _fold(dropout_rng, 1)))
 
 
 def _apply_layer(layer: EncoderLayer, x: jax.Array, attention_mask: jax.Array,
-                 dropout_rng: jax.Array | None) -> jax.Array:
-  return layer(x, attention_mask, dropout_rng)
+                 dropout_rng: jax.Array | None, adapter_language: jax.Array | None) -> jax.Array:
+  return layer(x, attention_mask, dropout_rng, adapter_language)
 
 
 _apply_layer_remat = nnx.remat(_apply_layer)
@@ -254,8 +307,8 @@ class TransformerEncoder(nnx.Module):
         if config.pooling == "pooler" else None)
 
   def __call__(self, input_ids: jax.Array, attention_mask: jax.Array,
-               token_type_ids: jax.Array | None = None,
-               dropout_rng: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
+               token_type_ids: jax.Array | None = None, dropout_rng: jax.Array | None = None,
+               adapter_language: jax.Array | None = None) -> tuple[jax.Array, jax.Array | None]:
     """Encodes a padded batch.
 
     Args:
@@ -263,6 +316,7 @@ class TransformerEncoder(nnx.Module):
       attention_mask: [batch, seq], nonzero on real tokens.
       token_type_ids: int [batch, seq]; None = zeros.
       dropout_rng: PRNG key enabling hidden dropout; None = deterministic.
+      adapter_language: int32 [batch], each row's LoRA language adapter (`Adapters.language`).
 
     Returns:
       last_hidden_state [batch, seq, hidden] and the pooler output [batch, hidden] (None without
@@ -274,8 +328,10 @@ class TransformerEncoder(nnx.Module):
     mask = attention_mask.astype(bool)[:, None, None, :]
     apply = _apply_layer_remat if self.config.remat else _apply_layer
     for index, layer in enumerate(self.layers):
-      x = apply(layer, x, mask, _fold(dropout_rng, index + 1))
-    pooled = None if self.pooler is None else jnp.tanh(self.pooler(x[:, 0]))
+      x = apply(layer, x, mask, _fold(dropout_rng, index + 1), adapter_language)
+    pooled = None if self.pooler is None else jnp.tanh(
+        self.pooler(x[:, 0], Adapters(adapter_language, _fold(dropout_rng,
+                                                              len(self.layers) + 1))))
     return x, pooled
 
 
@@ -317,8 +373,8 @@ class DualEncoder(nnx.Module):
     return dense(self.config.hidden_size, self.config.projection_dim, self.config, rngs)
 
   def encode_queries(self, input_ids: jax.Array, attention_mask: jax.Array,
-                     token_type_ids: jax.Array | None = None,
-                     dropout_rng: jax.Array | None = None) -> jax.Array:
+                     token_type_ids: jax.Array | None = None, dropout_rng: jax.Array | None = None,
+                     adapter_language: jax.Array | None = None) -> jax.Array:
     """Query embeddings.
 
     Args:
@@ -326,23 +382,25 @@ class DualEncoder(nnx.Module):
       attention_mask: [batch, seq], nonzero on real tokens.
       token_type_ids: int [batch, seq] or None (zeros).
       dropout_rng: PRNG key enabling dropout; None = deterministic.
+      adapter_language: int32 [batch], each row's LoRA language adapter, -1 = none
+        (`Adapters.language`); None = the shared adapter alone (or no LoRA).
 
     Returns:
       float32 [batch, embedding_dim].
     """
     return self._embed(self.encoder, self.projection, input_ids, attention_mask, token_type_ids,
-                       dropout_rng)
+                       dropout_rng, adapter_language)
 
   def encode_passages(self, input_ids: jax.Array, attention_mask: jax.Array,
-                      token_type_ids: jax.Array | None = None,
-                      dropout_rng: jax.Array | None = None) -> jax.Array:
+                      token_type_ids: jax.Array | None = None, dropout_rng: jax.Array | None = None,
+                      adapter_language: jax.Array | None = None) -> jax.Array:
     """Passage embeddings, float32 [batch, embedding_dim]; arguments as `encode_queries`."""
     return self._embed(self.passage_encoder, self.passage_projection, input_ids, attention_mask,
-                       token_type_ids, dropout_rng)
+                       token_type_ids, dropout_rng, adapter_language)
 
   def encode(self, tower: str, input_ids: jax.Array, attention_mask: jax.Array,
-             token_type_ids: jax.Array | None = None,
-             dropout_rng: jax.Array | None = None) -> jax.Array:
+             token_type_ids: jax.Array | None = None, dropout_rng: jax.Array | None = None,
+             adapter_language: jax.Array | None = None) -> jax.Array:
     """`encode_queries` (tower 'query') or `encode_passages` (tower 'passage'): the one place
     that maps a tower name to its parameters. Arguments and result as `encode_queries`.
 
@@ -350,13 +408,17 @@ class DualEncoder(nnx.Module):
       ValueError: `tower` is not in `TOWERS`.
     """
     if tower == "query":
-      return self.encode_queries(input_ids, attention_mask, token_type_ids, dropout_rng)
+      return self.encode_queries(input_ids, attention_mask, token_type_ids, dropout_rng,
+                                 adapter_language)
     if tower == "passage":
-      return self.encode_passages(input_ids, attention_mask, token_type_ids, dropout_rng)
+      return self.encode_passages(input_ids, attention_mask, token_type_ids, dropout_rng,
+                                  adapter_language)
     raise ValueError(f"tower={tower!r}: expected one of {TOWERS}")
 
-  def _embed(self, encoder, projection, input_ids, attention_mask, token_type_ids, dropout_rng):
-    last_hidden_state, pooled = encoder(input_ids, attention_mask, token_type_ids, dropout_rng)
+  def _embed(self, encoder, projection, input_ids, attention_mask, token_type_ids, dropout_rng,
+             adapter_language):
+    last_hidden_state, pooled = encoder(input_ids, attention_mask, token_type_ids, dropout_rng,
+                                        adapter_language)
     embedding = pool(self.config.pooling, last_hidden_state, attention_mask, pooled)
     if projection is not None:
       embedding = projection(embedding)
@@ -369,14 +431,18 @@ def encode_fn(graphdef: nnx.GraphDef) -> EncodeFn:
   """`DualEncoder.encode` as a pure function of the parameters, deterministic (no dropout).
 
   The encode function a trainer hands its evaluators: (params, tower, input_ids [batch, seq],
-  attention_mask [batch, seq], token_type_ids [batch, seq]) -> float32 [batch, embedding_dim],
-  with params the pure dict of the model's state (`nnx.to_pure_dict(nnx.split(model)[1])`).
+  attention_mask [batch, seq], token_type_ids [batch, seq], adapter_language int32 [batch] or
+  None) -> float32 [batch, embedding_dim], with params the pure dict of the model's state
+  (`nnx.to_pure_dict(nnx.split(model)[1])`); adapter_language routes per-language LoRA adapters
+  (`Adapters.language`).
   One function object per `graphdef`, so a caller that jits it per (function, tower) compiles
   once per model structure however often it is asked.
   """
 
-  def encode(params, tower: str, input_ids, attention_mask, token_type_ids) -> jax.Array:
-    return nnx.merge(graphdef, params).encode(tower, input_ids, attention_mask, token_type_ids)
+  def encode(params, tower: str, input_ids, attention_mask, token_type_ids,
+             adapter_language=None) -> jax.Array:
+    return nnx.merge(graphdef, params).encode(tower, input_ids, attention_mask, token_type_ids,
+                                              adapter_language=adapter_language)
 
   return encode
 
