@@ -57,7 +57,7 @@ def evaluate_nli_probe(retriever, train: NLIData, test: NLIData, *, seed: int = 
   Returns:
     {"accuracy": {language: share of test pairs labelled right}, "train_language", "mean_other"
     (mean over the other languages), "transfer_gap", "chance", "num_train", "num_test",
-    "labels"}.
+    "labels", and "mean" (the headline figures, for metric writers)}.
 
   Raises:
     LanguageError: `train_language` is not in `train`.
@@ -75,6 +75,8 @@ def evaluate_nli_probe(retriever, train: NLIData, test: NLIData, *, seed: int = 
   reference = accuracy.get(train_language, float("nan"))
   return {
       "accuracy": accuracy, "train_language": train_language, "mean_other": mean_other,
-      "transfer_gap": reference - mean_other, "chance": 1.0 / len(LABELS),
-      "num_train": len(train.pair_ids), "num_test": len(test.pair_ids), "labels": list(LABELS)
+      "transfer_gap": reference - mean_other, "chance": 1.0 / len(LABELS), "mean": {
+          "train_language_accuracy": reference, "other_accuracy": mean_other,
+          "transfer_gap": reference - mean_other
+      }, "num_train": len(train.pair_ids), "num_test": len(test.pair_ids), "labels": list(LABELS)
   }
