@@ -178,7 +178,10 @@ def beir_markdown(results: Mapping) -> str:
 
 def markdown(results: Mapping) -> str:
   """The Markdown report of one results dict (its warnings, e.g. train/test overlap, on top)."""
-  writers = {"lareqa": lareqa_markdown, "beir": beir_markdown, "alignment": alignment_markdown}
+  writers = {
+      "lareqa": lareqa_markdown, "beir": beir_markdown, "alignment": alignment_markdown,
+      "bitext": bitext_markdown, "nli_probe": nli_probe_markdown
+  }
   if results["task"] not in writers:
     raise ValueError(f"unknown results task {results['task']!r}")
   warnings = "".join(f"> **Warning:** {w}\n\n" for w in results.get("warnings") or ())
@@ -317,6 +320,55 @@ def alignment_markdown(results: Mapping) -> str:
   per = m["per_language"]
   lines += _table(["language", *header[1:]],
                   [row(x, {key: per[key][x] for key in per}) for x in langs])
+  return "\n".join(lines) + "\n"
+
+
+def bitext_markdown(results: Mapping) -> str:
+  """English-centric bitext (Tatoeba): a row per language, both directions with the pivot."""
+  m = results["metrics"]
+  pivot, per = m["pivot"], m["per_language"]
+  lines = [
+      f"### {_title(results)}", "",
+      f"Bitext retrieval of each language X with {pivot} (LASER's Tatoeba protocol): P@1 = the "
+      f"nearest unit by cosine is the translation; xsim error: LASER's ratio-margin error rate "
+      f"(k = {m['xsim_k']}). Means of both directions; lower is better for xsim error.", ""
+  ]
+  header = [
+      "language", "units", f"P@1 X→{pivot}", f"P@1 {pivot}→X", "P@1", f"xsim X→{pivot}",
+      f"xsim {pivot}→X", "xsim error"
+  ]
+  rows = [[
+      x,
+      str(v["units"]), *(_fmt(v[key])
+                         for key in ("p_at_1_to_pivot", "p_at_1_from_pivot", "p_at_1",
+                                     "xsim_error_to_pivot", "xsim_error_from_pivot", "xsim_error"))
+  ] for x, v in per.items()]
+  rows.append([
+      f"mean ({len(per)})", "", "", "",
+      _fmt(m["mean"]["p_at_1"]), "", "",
+      _fmt(m["mean"]["xsim_error"])
+  ])
+  lines += _table(header, rows)
+  if m["groups"]:
+    lines += [""] + _group_tables(m["groups"], [
+        ("p_at_1", "P@1"), ("xsim_error", "xsim error")
+    ], [_fmt(m["mean"]["p_at_1"]), _fmt(m["mean"]["xsim_error"])], len(per))
+  return "\n".join(lines) + "\n"
+
+
+def nli_probe_markdown(results: Mapping) -> str:
+  """The XNLI probe: accuracy per language of a classifier trained on the training language."""
+  m = results["metrics"]
+  lines = [
+      f"### {_title(results)}", "",
+      f"A logistic regression on [u, v, |u-v|, u*v] of premise / hypothesis embeddings, trained "
+      f"on the {m['num_train']} {m['train_language']} pairs of XNLI's dev set and tested, "
+      f"unchanged, on its {m['num_test']} test pairs in each language (chance "
+      f"{_fmt(m['chance'])}). Mean of the other languages {_fmt(m['mean_other'])}; transfer gap "
+      f"({m['train_language']} minus that mean) {_fmt(m['transfer_gap'])}: lower = better "
+      "aligned with the training language.", ""
+  ]
+  lines += _table(["language", "accuracy"], [[x, _fmt(a)] for x, a in m["accuracy"].items()])
   return "\n".join(lines) + "\n"
 
 

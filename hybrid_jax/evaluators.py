@@ -13,6 +13,9 @@
   alignment gap, a language-ID probe (`alignment_metrics`), per language and per language group
   (trained / zero-shot / unseen, family, script, resource class); units embedded as queries of
   up to `eval.alignment_max_len` tokens (stand-alone: `config_lib.DEFAULT_ALIGNMENT_MAX_LEN`).
+  English-centric bitext (`tatoeba:...`; `evaluate_bitext_pairs`): P@1 and xsim error of every
+  language with English, both directions, as LASER's Tatoeba benchmark. XNLI (`xnli:SOURCE`;
+  `nli_probe.evaluate_nli_probe`): a probe trained on English pair embeddings, tested per language.
 * `evaluate_in_training(encode_fn, params, ...)`: the trainer's hook (`data.eval`, and
   `eval.alignment` when set). The trainer hands over its
   encode function and parameters (`hybrid_jax.models.encode_fn`); reports go to
@@ -44,6 +47,7 @@ from hybrid_jax import alignment_metrics
 from hybrid_jax import config_lib
 from hybrid_jax import encoding
 from hybrid_jax import eval_report
+from hybrid_jax import nli_probe
 from hybrid_jax import paths
 from hybrid_jax import retrieval_metrics
 from hybrid_jax import retrievers
@@ -57,7 +61,7 @@ BEIR_K_VALUES = (10, 100)
 BEIR_METRICS = ("ndcg@10", "recall@100", "mrr@10")
 DEFAULT_DATASET = "xquad_r:eval"
 # Data specs of parallel text, evaluated for alignment (`evaluate_alignment`), not as LAReQA.
-ALIGNMENT_SCHEMES = ("udhr",)
+ALIGNMENT_SCHEMES = ("udhr", "tatoeba", "xnli")
 
 # ----------------------------------------------------------------------------- data
 
@@ -118,6 +122,10 @@ def load_data(spec: str, languages: Sequence[str] | None = None,
     if not arg:
       raise UserError(f"dataset {spec!r}: expected beir:PATH")
     return beir.load_beir(arg)
+  if kind == "xnli":  # (the probe's English training pairs: dev; its test pairs)
+    from hybrid_jax.data import xnli
+    test = xnli.load_xnli(arg, "test")
+    return xnli.load_xnli(arg, "dev"), test.select_languages(languages) if languages else test
   from hybrid_jax import data as data_lib
 
   return select_languages(data_lib.load(spec), spec, languages, run_languages)
@@ -273,7 +281,8 @@ def evaluate_beir(retriever, data,
 
 
 def is_alignment(spec: str | None) -> bool:
-  """Whether `spec` names parallel text evaluated for alignment ('udhr:...')."""
+  """Whether `spec` names parallel text evaluated for alignment ('udhr:...', 'tatoeba:...',
+  'xnli:...'): every text embedded as a query of the alignment length."""
   return bool(spec) and spec.partition(":")[0] in ALIGNMENT_SCHEMES
 
 
@@ -363,15 +372,73 @@ def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | No
   return metrics, timing
 
 
+def evaluate_bitext_pairs(retriever, data, groups: Mapping[str, Sequence[str]] | None = None, *,
+                          pivot: str = "en") -> tuple[dict[str, Any], dict[str, float]]:
+  """Bitext retrieval of every language X with `pivot` on English-centric data ('tatoeba:...':
+  each unit in `pivot` and one other language), as LASER's Tatoeba benchmark: for each X, the
+  units of X and their `pivot` sides, `alignment_metrics.bitext_metrics` on that pair.
+
+  Returns:
+    (metrics, {"bitext_seconds"}): per language X, "p_at_1" / "xsim_error" X->pivot and
+    pivot->X and their means, the means over languages ("mean"), and the group macro averages.
+
+  Raises:
+    UserError: a unit not in exactly `pivot` and one other language.
+  """
+  languages = list(data.languages)
+  available = data.available
+  if pivot not in languages or not (available[:, languages.index(pivot)].all() and
+                                    (available.sum(axis=1) == 2).all()):
+    raise UserError(f"{data.name}: bitext pairs need every unit in {pivot} and one other language")
+  p = languages.index(pivot)
+  per, timing = {}, {}
+  for j, x in enumerate(languages):
+    if j == p:
+      continue
+    rows = np.flatnonzero(available[:, j])
+    texts = data.queries[rows, j].tolist() + data.queries[rows, p].tolist()
+    emb = retriever.embed_queries(texts).reshape(2, len(rows), -1)
+    with retrievers.timed(timing, "bitext_seconds"):
+      bitext = alignment_metrics.bitext_metrics(emb)
+    per[x] = {
+        "units": int(len(rows)),
+        "p_at_1_to_pivot": float(bitext["p_at_1"][0, 1]),
+        "p_at_1_from_pivot": float(bitext["p_at_1"][1, 0]),
+        "xsim_error_to_pivot": float(bitext["xsim_error"][0, 1]),
+        "xsim_error_from_pivot": float(bitext["xsim_error"][1, 0]),
+    }
+    per[x]["p_at_1"] = (per[x]["p_at_1_to_pivot"] + per[x]["p_at_1_from_pivot"]) / 2
+    per[x]["xsim_error"] = (per[x]["xsim_error_to_pivot"] + per[x]["xsim_error_from_pivot"]) / 2
+  keys = ("p_at_1", "xsim_error")
+  metrics = {
+      "pivot":
+          pivot, "per_language":
+              per, "xsim_k":
+                  alignment_metrics.XSIM_K,
+      "mean": {key: float(np.mean([v[key] for v in per.values()])) for key in keys}, "groups":
+          group_averages(
+              {
+                  g: {
+                      label: [x for x in members if x in per]
+                      for label, members in labels.items() if any(x in per for x in members)
+                  } for g, labels in (groups or {}).items()
+              },
+              functools.partial(retrieval_metrics.macro_averages,
+                                {x: {key: v[key] for key in keys} for x, v in per.items()}))
+  }
+  return metrics, timing
+
+
 def alignment_scalars(results: Mapping[str, Any],
                       prefix: str = "eval_alignment/") -> dict[str, float]:
   """The headline numbers of alignment results for metric writers: the means and, per group of
   the "trained" grouping (trained / zero-shot / unseen), P@1, xsim error and pool mAP."""
   m = results["metrics"]
   out = {prefix + key: float(value) for key, value in m["mean"].items()}
-  for label, group in m["groups"].get(languages_lib.TRAINED, {}).items():
+  for label, group in m.get("groups", {}).get(languages_lib.TRAINED, {}).items():
     for key in ("p_at_1", "xsim_error", "pool_map"):
-      out[f"{prefix}{label}/{key}"] = float(group[key])
+      if key in group:
+        out[f"{prefix}{label}/{key}"] = float(group[key])
   out[prefix + "seconds"] = float(results["timing"]["total_seconds"])
   return {key: value for key, value in out.items() if np.isfinite(value)}
 
@@ -457,6 +524,19 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
         per_language = {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}
         metrics["groups"] = group_averages(
             groups, functools.partial(retrieval_metrics.macro_averages, per_language))
+    elif spec.partition(":")[0] == "xnli":
+      task, (train_pairs, data) = "nli_probe", data
+      data_languages = list(data.languages)
+      counts = {"train_pairs": len(train_pairs.pair_ids), "test_pairs": len(data.pair_ids)}
+      score_timing = {}
+      with retrievers.timed(score_timing, "probe_seconds"):
+        metrics = nli_probe.evaluate_nli_probe(retriever, train_pairs, data,
+                                               seed=config.seed if config is not None else 0)
+    elif spec.partition(":")[0] == "tatoeba":
+      task, data_languages = "bitext", list(data.languages)
+      counts = {"languages": len(data.languages), "units": data.num_examples}
+      metrics, score_timing = evaluate_bitext_pairs(retriever, data,
+                                                    _run_groups(config, data_languages, groupings))
     elif is_alignment(spec):
       task, data_languages = "alignment", list(data.languages)
       counts = {"languages": len(data.languages), "units": data.num_examples}
@@ -468,8 +548,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       metrics, score_timing = evaluate_lareqa(
           retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
   timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing, **timing}
-  num_passages = (len(data.corpus_ids) if task == "beir" else len(data.candidates))
-  if timing["encode_seconds"] > 0:
+  num_passages = {"beir": lambda: len(data.corpus_ids),
+                  "nli_probe": lambda: 0}.get(task, lambda: len(data.candidates))()
+  if timing["encode_seconds"] > 0 and num_passages:
     timing["candidates_per_second"] = num_passages / timing["encode_seconds"]
   results = {
       "task": task,

@@ -140,3 +140,65 @@ def test_report_at_87_languages_is_readable(tmp_path):
   assert "| unseen (83: af am az " in markdown
   width, height = Image.open(files["heatmap"]).size
   assert width / 87 >= 12 and height / 87 >= 12
+
+
+def _dense_retriever(model, tokenizer):
+  encoder = encoding.Encoder(*models.split_for_encoding(model), sharding.make_mesh(), BATCH_SIZE,
+                             show_progress=False)
+  return retrievers.DenseRetriever(encoder, tokenizer, query_max_len=UNIT_MAX_LEN,
+                                   passage_max_len=UNIT_MAX_LEN)
+
+
+def test_tatoeba_pairs_equal_bitext_metrics_of_each_pair(eval_model, eval_tokenizer, tmp_path):
+  """tatoeba: specs are scored pair by pair with English (LASER's protocol): each language's P@1
+  and xsim are `alignment_metrics.bitext_metrics` of that pair's plainly encoded units."""
+  from hybrid_jax.data import load
+  sentences = {
+      "deu": [f"Satz Nummer {i} über das Wetter." for i in range(12)],
+      "fra": [f"Phrase numéro {i} sur la ville." for i in range(9)]
+  }
+  for xxx, lines in sentences.items():
+    (tmp_path / f"tatoeba.{xxx}-eng.{xxx}").write_text("\n".join(lines) + "\n")
+    (tmp_path / f"tatoeba.{xxx}-eng.eng").write_text("\n".join(
+        f"Sentence {i} of {xxx}." for i in range(len(lines))) + "\n")
+  spec = f"tatoeba:{tmp_path}"
+  results = evaluators.evaluate(
+      _dense_retriever(eval_model, eval_tokenizer), spec, output_dir=str(tmp_path / "out"))
+  assert results["task"] == "bitext" and results["languages"] == ["en", "de", "fr"]
+  data = load(spec)
+  for j, x in ((1, "de"), (2, "fr")):
+    rows = np.flatnonzero(data.available[:, j])
+    texts = data.queries[rows, j].tolist() + data.queries[rows, 0].tolist()
+    tokens = tokenizer_lib.tokenize_queries(eval_tokenizer, texts, UNIT_MAX_LEN)
+    bitext = alignment_metrics.bitext_metrics(
+        plain_encode(eval_model, "query", tokens).reshape(2, len(rows), -1))
+    got = results["metrics"]["per_language"][x]
+    assert got["units"] == len(rows)
+    assert got["p_at_1_to_pivot"] == pytest.approx(bitext["p_at_1"][0, 1], abs=1e-6)
+    assert got["xsim_error_from_pivot"] == pytest.approx(bitext["xsim_error"][1, 0], abs=1e-6)
+  markdown = (tmp_path / "out" / "results.md").read_text()
+  assert "| de | 12 |" in markdown and "| fr | 9 |" in markdown
+
+
+def test_xnli_probe_routes_and_reports(eval_model, eval_tokenizer, tmp_path):
+  """xnli: specs run the NLI probe: trained on the English dev pairs, accuracy per test
+  language, as `nli_probe.evaluate_nli_probe` gives on the same retriever."""
+  from hybrid_jax import nli_probe
+  from hybrid_jax.data import xnli
+  header = "language\tgold_label\tsentence1\tsentence2\tpairID"
+  for split in ("dev", "test"):
+    lines = [header]
+    for lang, word in (("en", "cat"), ("de", "Katze")):
+      for i in range(9):
+        label = xnli.LABELS[i % 3]
+        hypothesis = {0: f"a {word} {i}", 1: f"maybe {i}", 2: f"no {word} {i}"}[i % 3]
+        lines.append(f"{lang}\t{label}\tthe {word} {i} sleeps\t{hypothesis}\t{split}{i}")
+    (tmp_path / f"xnli.{split}.tsv").write_text("\n".join(lines) + "\n")
+  retriever = _dense_retriever(eval_model, eval_tokenizer)
+  results = evaluators.evaluate(retriever, f"xnli:{tmp_path}", output_dir=str(tmp_path / "out"))
+  assert results["task"] == "nli_probe" and results["languages"] == ["en", "de"]
+  expected = nli_probe.evaluate_nli_probe(retriever, xnli.load_xnli(str(tmp_path), "dev"),
+                                          xnli.load_xnli(str(tmp_path), "test"))
+  assert results["metrics"]["accuracy"] == pytest.approx(expected["accuracy"])
+  assert results["counts"] == {"train_pairs": 9, "test_pairs": 9}
+  assert "| de |" in (tmp_path / "out" / "results.md").read_text()

@@ -68,6 +68,20 @@ def _decode_tfds_example(example: dict) -> dict:
   return out
 
 
+def tfds_examples(name: str, split: str, data_dir: str | None = None):
+  """The examples of a TFDS split as numpy trees (`tfds.as_numpy`).
+
+  Raises:
+    ImportError: tensorflow_datasets is not installed (the message says how to install it).
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(f"TFDS data needs TensorFlow Datasets, which is not installed: "
+                      f"{TFDS_INSTALL_HINT}") from e
+  return tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir))
+
+
 def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
               on_error: str = "raise", strict: bool = False) -> ParallelQA:
   """Loads a TFDS dataset whose examples have the JSONL fields (see `from_hf_dataset`).
@@ -84,13 +98,7 @@ def load_tfds(name: str, split: str = "train", *, data_dir: str | None = None,
   Raises:
     ImportError: tensorflow_datasets is not installed.
   """
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(f"load_tfds needs TensorFlow Datasets, which is not installed: "
-                      f"{TFDS_INSTALL_HINT}") from e
-  dataset = tfds.load(name, split=split, data_dir=data_dir)
   spec = f"tfds:{name}[{split}]"
   records = ((f"{spec} example {i}", _decode_tfds_example(example))
-             for i, example in enumerate(tfds.as_numpy(dataset)))
+             for i, example in enumerate(tfds_examples(name, split, data_dir)))
   return from_records(records, name=spec, problems=Problems(on_error, strict))

