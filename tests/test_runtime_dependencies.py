@@ -92,11 +92,12 @@ def _run_bare(bare_env, *args):
 
 
 def test_the_bare_site_refuses_what_only_extras_install(bare_env):
-  # The check itself: test-only packages installed here must be invisible in the bare Python.
+  # The check itself: test-only packages installed here must be invisible in the bare Python, and
+  # the runtime's (scikit-learn for the alignment probes, grain for input workers) visible.
   script = ("import importlib.util, importlib.metadata as m\n"
-            "for name in ('pytest', 'torch', 'sklearn', 'pytrec_eval'):\n"
+            "for name in ('pytest', 'torch', 'peft', 'pytrec_eval'):\n"
             "  assert importlib.util.find_spec(name) is None, name\n"
-            "import jax, matplotlib, hybrid_jax\n"
+            "import jax, matplotlib, sklearn, grain, hybrid_jax\n"
             "assert hybrid_jax.__file__.startswith(%r), hybrid_jax.__file__\n" % REPO)
   _run_bare(bare_env, "-c", script)
 
