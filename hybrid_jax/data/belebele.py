@@ -21,11 +21,10 @@ package's codes (`hybrid_jax.data.languages.from_flores`: `arb_Arab` -> `ar`, `a
 
 from __future__ import annotations
 
-import json
 import os
 
 from hybrid_jax.data import languages as languages_lib
-from hybrid_jax.data.jsonl import open_binary, from_records
+from hybrid_jax.data.jsonl import from_records, read_jsonl
 from hybrid_jax.data.parallel_qa import DataError, ParallelQA, Problems
 
 FIELDS = ("link", "question_number", "flores_passage", "question", "mc_answer1", "mc_answer2",
@@ -58,20 +57,8 @@ def _rows(path: str, problems: Problems):
     except Exception as e:  # pyarrow's errors have no common base beyond Exception
       raise DataError(f"{path}: cannot read as parquet: {e}") from None
     yield from ((f"{path} row {i}", row) for i, row in enumerate(rows))
-    return
-  try:
-    opened = open_binary(path, "r")
-  except OSError as e:
-    raise DataError(f"{path}: cannot read: {e.strerror or e}") from None
-  with opened as f:
-    for line_number, line in enumerate(f, start=1):
-      if line.strip():
-        where = f"{path}:{line_number}"
-        try:
-          yield where, json.loads(line)
-        except ValueError as e:
-          problems.report("malformed JSON", where, str(e)[:80])
-          yield where, None
+  else:
+    yield from read_jsonl(path, problems)
 
 
 def _records(rows, flores: str, code: str, problems: Problems):

@@ -112,7 +112,7 @@ def from_records(records, *, name: str, problems: Problems) -> ParallelQA:
                   [t[2] for t in triples], skipped=problems.summary(name))
 
 
-def _read_jsonl(path, problems: Problems):
+def read_jsonl(path, problems: Problems):
   """Yields (where, record) for every non-blank line of `path`; None for a malformed line."""
   try:
     opened = open_binary(path, "r")
@@ -153,7 +153,7 @@ def load_jsonl(paths, *, name: str | None = None, on_error: str = "raise",
   paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
   name = name or ",".join(str(p) for p in paths)
   problems = Problems(on_error, strict)
-  records = (item for path in paths for item in _read_jsonl(path, problems))
+  records = (item for path in paths for item in read_jsonl(path, problems))
   return from_records(records, name=name, problems=problems)
 
 
