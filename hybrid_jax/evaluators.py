@@ -499,7 +499,8 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       run_languages = _languages(eval_languages(config)) if config is not None else None
       load = _cached_data if cache_data else load_data
       data = load(spec, languages, run_languages)
-    is_beir = spec.partition(":")[0] == "beir"
+    scheme = spec.partition(":")[0]
+    is_beir = scheme == "beir"
     warnings = list(warnings) + (list(data.warnings) if is_beir else [])
     for warning in warnings:
       logging.warning("%s", warning)
@@ -519,37 +520,37 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
           "ignore_identical_ids": ignore_identical_ids
       }
       metrics, score_timing = evaluate_beir(retriever, data, ignore_identical_ids)
+      num_passages = len(data.corpus_ids)
       groups = languages_lib.group_languages(data_languages, groupings, trained)
       if groups:
         per_language = {corpus_language: {key: metrics[key] for key in BEIR_METRICS}}
         metrics["groups"] = group_averages(
             groups, functools.partial(retrieval_metrics.macro_averages, per_language))
-    elif spec.partition(":")[0] == "xnli":
-      task, (train_pairs, data) = "nli_probe", data
+    elif scheme == "xnli":
+      task, (train_pairs, data), num_passages = "nli_probe", data, 0
       data_languages = list(data.languages)
       counts = {"train_pairs": len(train_pairs.pair_ids), "test_pairs": len(data.pair_ids)}
       score_timing = {}
       with retrievers.timed(score_timing, "probe_seconds"):
         metrics = nli_probe.evaluate_nli_probe(retriever, train_pairs, data,
                                                seed=config.seed if config is not None else 0)
-    elif spec.partition(":")[0] == "tatoeba":
-      task, data_languages = "bitext", list(data.languages)
+    elif scheme == "tatoeba":
+      task, data_languages, num_passages = "bitext", list(data.languages), len(data.candidates)
       counts = {"languages": len(data.languages), "units": data.num_examples}
       metrics, score_timing = evaluate_bitext_pairs(retriever, data,
                                                     _run_groups(config, data_languages, groupings))
     elif is_alignment(spec):
-      task, data_languages = "alignment", list(data.languages)
+      task, data_languages, num_passages = "alignment", list(data.languages), len(data.candidates)
       counts = {"languages": len(data.languages), "units": data.num_examples}
       metrics, score_timing = evaluate_alignment(retriever, data,
                                                  _run_groups(config, data_languages, groupings),
                                                  seed=config.seed if config is not None else 0)
     else:
       task, data_languages, counts = "lareqa", list(data.languages), data.counts()
+      num_passages = len(data.candidates)
       metrics, score_timing = evaluate_lareqa(
           retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
   timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing, **timing}
-  num_passages = {"beir": lambda: len(data.corpus_ids),
-                  "nli_probe": lambda: 0}.get(task, lambda: len(data.candidates))()
   if timing["encode_seconds"] > 0 and num_passages:
     timing["candidates_per_second"] = num_passages / timing["encode_seconds"]
   results = {
