@@ -108,9 +108,12 @@ def table() -> dict[str, Language]:
 @functools.cache
 def _index() -> dict[str, dict[str, str]]:
   """Look-ups: 'code' (codes and aliases), 'flores', 'bcp47' (lower-cased codes, aliases and UDHR
-  tags) -> the row's code."""
-  index = {"code": {}, "flores": {}, "bcp47": {}}
+  tags), 'iso639_3' (a language's own row, not a variant's, where one exists) -> the row's code."""
+  index = {"code": {}, "flores": {}, "bcp47": {}, "iso639_3": {}}
   for code, lang in table().items():
+    index["iso639_3"].setdefault(lang.iso639_3, code)
+    if "-" not in code:
+      index["iso639_3"][lang.iso639_3] = code
     for c in (code, *lang.aliases):
       index["code"][c] = code
       index["bcp47"][c.lower()] = code
@@ -207,14 +210,10 @@ def from_iso639_3(code: str, where: str = "") -> str:
   """The table's code of an ISO 639-3 code ('deu' -> 'de', 'cmn' -> 'zh'), also of a
   macrolanguage code (`MACROLANGUAGES`: 'ara' -> 'ar'); the language's own row, not a variant's.
   Raises LanguageError for a code the table lacks."""
-  rows = {}
-  for row_code, lang in table().items():
-    rows.setdefault(lang.iso639_3, row_code)  # a language's own row comes first in the table
-    if "-" not in row_code:
-      rows[lang.iso639_3] = row_code
-  found = rows.get(code) or MACROLANGUAGES.get(code)
+  index = _index()["iso639_3"]
+  found = index.get(code) or MACROLANGUAGES.get(code)
   if found is None:
-    raise _unknown(code, where, "ISO 639-3 code", rows)
+    raise _unknown(code, where, "ISO 639-3 code", index)
   return found
 
 
