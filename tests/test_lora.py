@@ -141,7 +141,7 @@ def test_adapted_layer_gradients_equal_autodiff_of_the_plain_formula_in_float64(
   def ours(x, adapters):
     return nnx.merge(graphdef, adapters, rest)(x, encoder.Adapters(jnp.asarray(language)))
 
-  y, vjp = jax.vjp(ours, jnp.asarray(x, jnp.float32), adapters)
+  y, vjp = jax.vjp(jax.jit(ours), jnp.asarray(x, jnp.float32), adapters)
   dx, dadapters = vjp(jnp.asarray(dy, jnp.float32))
   kernel, bias = (np.asarray(v[...], np.float64) for v in (layer.kernel, layer.bias))
   scale = layer.lora_scale
@@ -155,7 +155,7 @@ def test_adapted_layer_gradients_equal_autodiff_of_the_plain_formula_in_float64(
 
   with jax.enable_x64(True):
     a64, b64 = (np.asarray(v[...], np.float64) for v in (layer.lora_a, layer.lora_b))
-    y64, vjp64 = jax.vjp(plain, x, a64, b64)
+    y64, vjp64 = jax.vjp(jax.jit(plain), x, a64, b64)
     references = [y64, *vjp64(dy)]
   for ours_value, reference in zip((y, dx, dadapters["lora_a"][...], dadapters["lora_b"][...]),
                                    references):
