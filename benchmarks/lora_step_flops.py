@@ -11,18 +11,28 @@ kernels) trains the adapters only. On paper, the weight gradients of the adapted
 prints that count and checks that the LoRA step saves at least 90 % of it (exit status 1
 otherwise): XLA would keep them if autodiff formed them.
 
+`--timed_cycles=N`: then the wall and process CPU time of the full step, the frozen base's step
+(rank 0 with every parameter frozen but the LayerNorm scales: the backward pass through every
+layer that LoRA needs, without the adapters' cost) and the LoRA step, one step of each in turn
+for N cycles (so drifting load from other processes hits all three), each after two untimed
+steps. full / this is the median of the per-cycle ratios. On a machine shared with other jobs
+report the printed load average with the figures.
+
 The model has the architecture of multilingual-e5-small (12 layers, hidden 384, intermediate
 1536; random weights: FLOPs do not depend on values) with a 1000-row vocabulary (the word
 embeddings are frozen on both sides and cost no matmul); `--smoke`: a 1-layer, hidden-32 model,
-rank 2, batch 8 (seconds; the test suite runs it).
+rank 2, batch 8, one timed cycle (seconds; the test suite runs it).
 
   python benchmarks/lora_step_flops.py                 # e5-small shape, batch 32, 24/64 tokens
   python benchmarks/lora_step_flops.py --rank=64 --global_batch_size=64
+  python benchmarks/lora_step_flops.py --timed_cycles=9   # + step times: full, frozen base, LoRA
   python benchmarks/lora_step_flops.py --smoke
 """
 
 import argparse
+import os
 import sys
+import time
 
 import jax
 import numpy as np
@@ -36,6 +46,8 @@ from hybrid_jax import train
 from hybrid_jax.models import lora as lora_lib
 
 SMOKE_MODEL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+# `optim.frozen` of the frozen base's step: every parameter but the LayerNorm scales.
+FROZEN_BASE = "embeddings|kernel|bias"
 
 
 def parse_args(argv=None):
@@ -44,11 +56,18 @@ def parse_args(argv=None):
   parser.add_argument("--global_batch_size", type=int, default=32)
   parser.add_argument("--query_max_len", type=int, default=24)
   parser.add_argument("--passage_max_len", type=int, default=64)
-  parser.add_argument("--smoke", action="store_true",
-                      help="the smoke model, rank 2, batch 8, 8/16 tokens (seconds)")
+  parser.add_argument(
+      "--timed_cycles", type=int, default=0,
+      help="> 0: also time the full, frozen-base and LoRA steps, in turn, this "
+      "many cycles")
+  parser.add_argument(
+      "--smoke", action="store_true",
+      help="the smoke model, rank 2, batch 8, 8/16 tokens, one timed cycle "
+      "(seconds)")
   args = parser.parse_args(argv)
   if args.smoke:
     args.rank, args.global_batch_size, args.query_max_len, args.passage_max_len = 2, 8, 8, 16
+    args.timed_cycles = 1
   return args
 
 
@@ -80,7 +99,7 @@ def random_batch(args) -> dict[str, np.ndarray]:
 
 
 def compiled_step(config, batch):
-  """(compiled train step, model) for one device."""
+  """(compiled train step, model, its initial train state) for one device."""
   model = models.create_model(config.model, seed=0)
   train.add_lora(config, model)
   optimizer = optimizer_lib.make_optimizer(config.optim, config.train.num_steps)
@@ -88,7 +107,7 @@ def compiled_step(config, batch):
   state = train.create_train_state(params, optimizer, config.seed, train.frozen_pattern(config))
   mesh = sharding.make_mesh(1)
   step = train.make_train_step(graphdef, config, optimizer, mesh)
-  return step.lower(state, batch).compile(), model
+  return step.lower(state, batch).compile(), model, state
 
 
 def flops(compiled) -> float:
@@ -104,13 +123,41 @@ def kernel_gradient_flops(model, tokens: int) -> float:
              for layer in lora_lib.adapted_layers(model).values())
 
 
+def time_steps(steps: dict[str, tuple], batch, cycles: int) -> None:
+  """Prints each step's median wall and process CPU milliseconds over `cycles` cycles of one step
+  of each (in turn, after two untimed steps each), and full / it, the median per-cycle ratio.
+  `steps`: name -> (compiled step, its train state), the first the full step."""
+  states = {}
+  for name, (step, state) in steps.items():
+    for _ in range(2):
+      state, _ = step(state, batch)
+    states[name] = jax.block_until_ready(state)
+  wall, cpu = ({name: [] for name in steps} for _ in range(2))
+  for _ in range(cycles):
+    for name, (step, _) in steps.items():
+      start_wall, start_cpu = time.perf_counter(), time.process_time()
+      states[name], _ = step(states[name], batch)
+      jax.block_until_ready(states[name])
+      wall[name].append(time.perf_counter() - start_wall)
+      cpu[name].append(time.process_time() - start_cpu)
+  load = os.getloadavg()
+  print(f"step time, {cycles} cycles of one step each in turn (load average at the end "
+        f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {machine.one_line()}):")
+  full = next(iter(steps))
+  for name in steps:
+    print(f"  {name + ':':46s} {np.median(wall[name]) * 1e3:8.1f} ms wall, "
+          f"{np.median(cpu[name]) * 1e3:8.1f} ms CPU; full / this: wall "
+          f"{np.median(np.divide(wall[full], wall[name])):.3f}, CPU "
+          f"{np.median(np.divide(cpu[full], cpu[name])):.3f}")
+
+
 def main(argv=None) -> int:
   args = parse_args(argv)
   batch = random_batch(args)
   print(f"machine: {machine.one_line()}")
-  full, _ = compiled_step(make_config(args, 0), batch)
-  adapted, model = compiled_step(make_config(args, args.rank), batch)
-  doubled, _ = compiled_step(make_config(args, 2 * args.rank), batch)
+  full, _, full_state = compiled_step(make_config(args, 0), batch)
+  adapted, model, adapted_state = compiled_step(make_config(args, args.rank), batch)
+  doubled, _, _ = compiled_step(make_config(args, 2 * args.rank), batch)
   tokens = args.global_batch_size * (args.query_max_len + args.passage_max_len)
   full_flops, lora_flops, doubled_flops = flops(full), flops(adapted), flops(doubled)
   # The adapters' own cost is linear in the rank: rank 0 is the frozen model's step.
@@ -126,6 +173,18 @@ def main(argv=None) -> int:
   print(f"  LoRA extrapolated to rank 0 (the frozen base's step): {frozen_flops / 1e9:.3f} GFLOP; "
         f"full - that = {saved / 1e9:.3f} GFLOP; the adapted kernels' weight gradients on paper "
         f"(2 * tokens * in * out): {expected / 1e9:.3f} GFLOP ({saved / expected:.1%})")
+  if args.timed_cycles:
+    frozen_config = make_config(args, 0)
+    frozen_config.optim.frozen = FROZEN_BASE
+    frozen, _, frozen_state = compiled_step(frozen_config, batch)
+    print(f"  frozen base (rank 0, only the LayerNorm scales trained): "
+          f"{flops(frozen) / 1e9:.3f} GFLOP")
+    batch = jax.device_put(batch)
+    time_steps(
+        {
+            "full fine-tuning": (full, full_state), "frozen base (LayerNorm scales trained)":
+                (frozen, frozen_state), f"LoRA rank {args.rank}": (adapted, adapted_state)
+        }, batch, args.timed_cycles)
   if saved < 0.9 * expected:
     print("FAIL: the LoRA step still computes the frozen kernels' weight gradients")
     return 1

@@ -160,8 +160,9 @@ def test_adapted_layer_gradients_equal_autodiff_of_the_plain_formula_in_float64(
   for ours_value, reference in zip((y, dx, dadapters["lora_a"][...], dadapters["lora_b"][...]),
                                    references):
     reference = np.asarray(reference)
-    np.testing.assert_allclose(np.asarray(ours_value, np.float64), reference, rtol=1e-5,
-                               atol=1e-5 * np.abs(reference).max())
+    np.testing.assert_allclose(
+        np.asarray(ours_value, np.float64), reference, rtol=1e-5,
+        atol=1e-5 * np.abs(reference).max())
 
 
 def test_merged_and_peft_exports_equal_the_adapted_model(tmp_path):

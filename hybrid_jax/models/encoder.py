@@ -150,8 +150,7 @@ def _matmul_bwd(residuals, dy):
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
-def _merged_kernel(kernel: jax.Array, a: jax.Array, b: jax.Array, scale: float,
-                   dtype) -> jax.Array:
+def _merged_kernel(kernel: jax.Array, a: jax.Array, b: jax.Array, scale: float, dtype) -> jax.Array:
   """kernel + scale * a @ b in the parameters' dtype (a @ b at full precision), cast to `dtype`."""
   update = jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
   return (kernel + scale * update.astype(kernel.dtype)).astype(dtype)
