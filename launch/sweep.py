@@ -324,7 +324,9 @@ def cost_model(directories: list[str]) -> dict:
 
 def estimate_seconds(config, model: dict) -> float:
   """Start-up + training FLOPs / rate + evaluation FLOPs / rate of one run (`cost_model`)."""
-  train = cost_lib.config_step_flops(config) * config.train.num_steps
+  from hybrid_jax import train as train_lib  # pylint: disable=import-outside-toplevel
+  flops = cost_lib.config_step_flops(config, train_lib.frozen_pattern(config))
+  train = flops * config.train.num_steps
   return (model["fixed_seconds"] + train / model["train_flops_per_second"]
           + _eval_flops(config) / model["eval_flops_per_second"])
 
