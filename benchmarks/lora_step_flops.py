@@ -139,8 +139,11 @@ def main(argv=None) -> int:
         f"(2 * tokens * in * out): {expected / 1e9:.3f} GFLOP ({saved / expected:.1%})")
   if args.out:
     with open(args.out, "w") as f:
-      json.dump({"machine": machine.one_line(), "steps": steps, "saved_flops": saved,
-                 "kernel_gradient_flops": expected}, f, indent=2)
+      json.dump(
+          {
+              "machine": machine.one_line(), "steps": steps, "saved_flops": saved,
+              "kernel_gradient_flops": expected
+          }, f, indent=2)
   status = 0
   if saved < 0.9 * expected:
     print("FAIL: the LoRA step still computes the frozen kernels' weight gradients")

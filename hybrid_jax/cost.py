@@ -142,9 +142,10 @@ def _tower_flops(model: Mapping[str, Any], tower: str, head: str, seq_len: int, 
       a, b = trains(f"model/{path}/lora_a"), trains(f"model/{path}/lora_b")
       a_forward = adapters_per_row * 2.0 * tokens * n_in * rank  # x A
       b_forward = adapters_per_row * 2.0 * tokens * rank * n_out  # (x A) B
+      a_train = a_forward * (1 + a + needs_input_gradient)
+      b_train = b_forward * (1 + b + (a or needs_input_gradient))
       forward += a_forward + b_forward
-      train += (a_forward * (1 + a + needs_input_gradient)
-                + b_forward * (1 + b + (a or needs_input_gradient)))
+      train += a_train + b_train
       any_trains = any_trains or a or b
     totals[0] += forward
     totals[1] += train
@@ -157,8 +158,8 @@ def _tower_flops(model: Mapping[str, Any], tower: str, head: str, seq_len: int, 
   for layer in range(int(model["num_hidden_layers"])):
     prefix = f"{tower}/layers/{layer}"
     before = upstream
-    q, k, v = (linear(f"{prefix}/attention/{name}", tokens, before)
-               for name in ("query", "key", "value"))
+    q, k, v = (
+        linear(f"{prefix}/attention/{name}", tokens, before) for name in ("query", "key", "value"))
     # Scores Q K^T and the weighted sum P V, 2*S*S*H each per sequence; backward: dQ, dK and
     # dP when the query/key side trains, dV when the value side does.
     product = 2.0 * rows * seq_len * seq_len * h
@@ -191,8 +192,9 @@ def step_flops(model: Mapping[str, Any], query_len: int, passage_len: int, globa
   (`model["lora"]`: rank, targets, per_language) adds x A and (x A) B, 2*T*r*(in + out) forward
   per adapter a row uses (two with per_language: the shared one and its language's), with A's and
   B's gradients when they train and the input gradients through them in the same way. Attention
-  scores and the weighted sum cost 2 * 2*S^2*H per layer and sequence forward and twice that
-  backward when anything before them trains. The loss: B x B(1+K) logits, 2*B*B(1+K)*D forward,
+  scores Q K^T and the weighted sum P V cost 2 * 2*S^2*H per layer and sequence forward, and
+  backward dQ, dK and dP when a parameter before the query or key trains, dV when one before the
+  value does (twice the forward when everything trains). The loss: B x B(1+K) logits, 2*B*B(1+K)*D forward,
   x3 (D the embedding width, K hard negatives). The gradient cache (`grad_cache`) encodes every
   row once more without gradients: + the encoders' forward. Not counted: embedding lookups,
   LayerNorm, softmax, GELU, pooling, biases, the optimizer update.
@@ -215,8 +217,8 @@ def step_flops(model: Mapping[str, Any], query_len: int, passage_len: int, globa
   passage = _tower_flops(model, "encoder" if shared else "separate_passage_encoder",
                          "projection" if shared else "separate_passage_projection", passage_len,
                          b * (1 + k), trains)
-  queries, passages = ((forward if grad_cache else 0.0) + train for forward, train in (query,
-                                                                                       passage))
+  queries, passages = (
+      (forward if grad_cache else 0.0) + train for forward, train in (query, passage))
   width = int(model.get("projection_dim") or 0) or int(model["hidden_size"])
   loss = 3 * 2 * b * b * (1 + k) * width
   return {
@@ -232,7 +234,8 @@ def config_step_flops(config, frozen: str, architecture: Mapping[str, Any] | Non
   model = {**config["model"], **(architecture or {})}
   data, train = config["data"], config["train"]
   return step_flops(model, data["query_max_len"], data["passage_max_len"],
-                    train["global_batch_size"], num_hard_negatives=config["loss"]["num_hard_negatives"],
+                    train["global_batch_size"],
+                    num_hard_negatives=config["loss"]["num_hard_negatives"],
                     grad_cache=bool(train["grad_cache_chunk_size"]), frozen=frozen)["total"]
 
 

