@@ -603,8 +603,7 @@ def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, floa
   for grouping, groups in (m.get("groups") or {}).items():
     for label, values in groups.items():
       safe = languages_lib.CROSS.join(
-          re.sub(r"[^A-Za-z0-9_.-]+", "_", part)
-          for part in label.split(languages_lib.CROSS_LABEL))
+          re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in label.split(languages_lib.CROSS_LABEL))
       out.update({
           f"{prefix}group/{grouping}/{safe}/{name}": float(values[key])
           for name, key in group_names.items()

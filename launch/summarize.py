@@ -73,8 +73,8 @@ def split_group_key(key: str) -> tuple[str, str, str] | None:
 def _group_title(grouping: str, label: str, title: str) -> str:
   """'class 5 mono', 'Indo-European / zero-shot multi', 'class 4 / zero-shot max-min rank'."""
   parts = zip(grouping.split(languages.CROSS), label.split(languages.CROSS_LABEL))
-  label = languages.CROSS_LABEL.join(f"{'class ' if g == 'resource_class' else ''}{value}"
-                                     for g, value in parts)
+  label = languages.CROSS_LABEL.join(
+      f"{'class ' if g == 'resource_class' else ''}{value}" for g, value in parts)
   return f"{label} {title}"
 
 

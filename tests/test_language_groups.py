@@ -73,9 +73,8 @@ def test_crossed_groupings_are_the_pairs_of_labels():
       "5 / trained", "4 / trained", "4 / zero-shot", "3 / trained", "3 / zero-shot"
   ]
   # Without the trained / zero-shot split, no grouping crossed with it.
-  assert languages.group_languages(TRAINED, ["family*trained", "script"], TRAINED).keys() == {
-      "script"
-  }
+  assert languages.group_languages(TRAINED, ["family*trained", "script"],
+                                   TRAINED).keys() == {"script"}
   assert languages.group_languages(CODES, ["family*trained"], None) == {}
   # The alignment report's three-way split (trained / zero-shot / unseen) crosses the same way.
   codes = ["ar", "de", "el", "en", "fr", "sw"]
@@ -125,8 +124,8 @@ def test_lareqa_group_averages_equal_brute_force(spec):
       g = got[grouping][label]
       # Members by brute force from the table, not from group_languages.
       idx = [
-          i for i, x in enumerate(CODES)
-          if " / ".join(_label(x, part) for part in grouping.split("*")) == label
+          i for i, x in enumerate(CODES) if " / ".join(
+              _label(x, part) for part in grouping.split("*")) == label
       ]
       assert g["languages"] == [CODES[i] for i in idx]
       assert g["map_mono"] == pytest.approx(_brute_mean([metrics["map_xy"][i, i] for i in idx]))

@@ -300,8 +300,9 @@ def groups_by(codes: Sequence[str], grouping: str,
   return {label: members for label, members in groups.items() if members}
 
 
-def cross(groupings: Sequence[str],
-          by_grouping: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, dict[str, list[str]]]:
+def cross(
+    groupings: Sequence[str],
+    by_grouping: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, dict[str, list[str]]]:
   """{grouping: {label: members}} of `groupings` (`parse_groupings`) from the groups of each
   uncrossed one, `by_grouping` ({grouping: {label: members}}, e.g. `groups_by`'s).
 

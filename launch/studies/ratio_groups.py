@@ -21,10 +21,14 @@ CROSSED = "resource_class*trained,family*trained"
 def get_study():
   return {
       "sweep": {
-          "config": "configs/default.py:steps=24",
-          "lang_sets": "ar+de+en+es+hi+ru+th+tr+zh",
-          "mono_probs": "0,0.25,0.5,0.75,1",
-          "seeds": "0,1,2",
+          "config":
+              "configs/default.py:steps=24",
+          "lang_sets":
+              "ar+de+en+es+hi+ru+th+tr+zh",
+          "mono_probs":
+              "0,0.25,0.5,0.75,1",
+          "seeds":
+              "0,1,2",
           "extra": [
               "--config.optim.warmup_steps=3", "--config.data.eval_languages=xquad_r",
               f"--config.eval.language_groups=trained,family,script,resource_class,{CROSSED}"
