@@ -145,8 +145,9 @@ def lareqa_markdown(results: Mapping) -> str:
   if groups:
     lines += [
         "Groups: macro averages over their languages (cross: the pairs with a query or pool "
-        "language in the group; zero-shot: evaluated but not trained on). Families: Glottolog; "
-        "scripts: ISO 15924; resource classes: Joshi et al. 2020, 0-5 (docs/languages.md).", ""
+        "language in the group; zero-shot: evaluated but not trained on; a × b: the languages "
+        "in both, labelled 'a / b'). Families: Glottolog; scripts: ISO 15924; resource classes: "
+        "Joshi et al. 2020, 0-5 (docs/languages.md).", ""
     ]
   lines += _table(titles, [summary])
   return "\n".join(lines) + "\n"
