@@ -17,11 +17,12 @@ shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, mu
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
 lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
 groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
-i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group. A second
-table (and its mean ± std over seeds) gives the efficiency of each run from its cost record:
-trainable and frozen parameters, optimizer-state MB, checkpoint MB on disk, the compiled step's
-GFLOP (XLA's count), step seconds and examples/s after compilation, training TFLOP, peak RSS,
-wall seconds in all, training and evaluation, and the machine (CPU model and cores; `--cost`
+i.e. evaluated, not trained on; crossed ones such as 'family*trained' too, a column per pair of
+labels, 'Indo-European / zero-shot'): mono / cross / pool mAP and max-min rank per group. A
+second table (and its mean ± std over seeds) gives the efficiency of each run from its cost
+record: trainable and frozen parameters, optimizer-state MB, checkpoint MB on disk, the compiled
+step's GFLOP (XLA's count), step seconds and examples/s after compilation, training TFLOP, peak
+RSS, wall seconds in all, training and evaluation, and the machine (CPU model and cores; `--cost`
 takes any of these columns, e.g. trainable_parameters, plotted on a log axis). With `--dataset` a
 glob of single-language BEIR corpora ('beir_miracl-*'), a run's corpora form one row: nDCG@10 /
 Recall@100 and each group's as macro averages over their languages.
@@ -47,6 +48,8 @@ sys.path.insert(0, REPO)  # this checkout's hybrid_jax
 
 from hybrid_jax import cost as cost_lib  # noqa: E402
 from hybrid_jax import machine  # noqa: E402
+from hybrid_jax.data import languages  # noqa: E402
+from hybrid_jax.errors import UserError  # noqa: E402
 from hybrid_jax.evaluators import dataset_name  # noqa: E402
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
@@ -59,12 +62,25 @@ GROUP_COLUMNS = (("mono", "map_mono"), ("cross", "map_cross"), ("multi", "map_mu
 
 
 def group_key(grouping: str, label: str, key: str) -> str:
-  """The row key of a group's metric: 'trained/zero-shot/map_multi_mean'."""
+  """The row key of a group's metric: 'trained/zero-shot/map_multi_mean',
+  'family*trained/Indo-European / zero-shot/map_mono' (a crossed grouping's label)."""
   return f"{grouping}/{label}/{key}"
 
 
+def split_group_key(key: str) -> tuple[str, str, str] | None:
+  """(grouping, label, metric) of a `group_key` (a label may hold '/': the grouping and the
+  metric key never do), or None for a row key that is not one."""
+  grouping, slash, rest = key.partition("/")
+  label, slash2, metric = rest.rpartition("/")
+  return (grouping, label, metric) if slash and slash2 and label else None
+
+
 def _group_title(grouping: str, label: str, title: str) -> str:
-  return f"{'class ' if grouping == 'resource_class' else ''}{label} {title}"
+  """'class 5 mono', 'Indo-European / zero-shot multi', 'class 4 / zero-shot max-min rank'."""
+  parts = zip(grouping.split(languages.CROSS), label.split(languages.CROSS_LABEL))
+  label = languages.CROSS_LABEL.join(
+      f"{'class ' if g == 'resource_class' else ''}{value}" for g, value in parts)
+  return f"{label} {title}"
 
 
 # The efficiency table, from the run's cost record (hybrid_jax.cost), in the units the columns
@@ -301,9 +317,9 @@ def _columns(rows: list[dict], everything: bool = False, kind: str = "all"):
   groups = {}
   for r in rows:
     for key in r:
-      if key.count("/") == 2 and key not in groups and key.split("/")[2] in titles:
-        grouping, label, metric = key.split("/")
-        groups[key] = _group_title(grouping, label, titles[metric])
+      parts = split_group_key(key)
+      if parts and key not in groups and parts[2] in titles:
+        groups[key] = _group_title(*parts[:2], titles[parts[2]])
   quality = (*COLUMNS, *((t, k) for k, t in groups.items()))
   chosen = {"quality": quality, "cost": COST_COLUMNS, "all": (*quality, *COST_COLUMNS)}[kind]
   return [(name, key) for name, key in chosen
@@ -523,7 +539,7 @@ def main(argv=None) -> int:
   parser.add_argument(
       "--groups", default=None, help="language groupings whose macro averages get "
       "columns, of the results' eval.language_groups: trained,family,script,resource_class "
-      "('' = none; default: trained)")
+      "and crossings such as 'family*trained' ('' = none; default: trained)")
   parser.add_argument("--study", default=None, help="take the settings of launch/studies/<name>")
   parser.add_argument(
       "--group_by", default=None,
@@ -544,9 +560,14 @@ def main(argv=None) -> int:
   x = args.x or defaults.get("x")
   quality = args.quality or defaults.get("quality", "map_multi_mean")
   cost = args.cost or defaults.get("cost", "total_seconds")
-  groups = args.groups if args.groups is not None else defaults.get("groups", "trained")
+  asked = args.groups if args.groups is not None else defaults.get("groups")
+  try:
+    groupings = languages.parse_groupings("trained" if asked is None else asked, "--groups")
+  except UserError as e:
+    print(f"summarize: {e}", file=sys.stderr)
+    return 2
   unfinished = []
-  rows = collect(args.root, args.dataset, [g for g in groups.split(",") if g], unfinished,
+  rows = collect(args.root, args.dataset, groupings, unfinished,
                  fields=[*(group_by or ()), *([x] if x else [])])
   if unfinished:
     print(
@@ -555,6 +576,13 @@ def main(argv=None) -> int:
   if not rows:
     print(f"summarize: no finished run (final step evaluated) under {args.root}", file=sys.stderr)
     return 1
+  found = {(split_group_key(key) or ("",))[0] for r in rows for key in r}
+  missing = [g for g in groupings if g not in found]
+  if missing and asked is not None:
+    print(
+        f"summarize: no run's results have the language grouping(s) {', '.join(missing)} (not "
+        "in their config.eval.language_groups, or no zero-shot language for 'trained')",
+        file=sys.stderr)
   out = args.out or args.root
   os.makedirs(out, exist_ok=True)
   settings = aggregate(rows, group_by)

@@ -3,6 +3,7 @@ a real 2-run grid and the completion of an unfinished run), summarize (final ste
 columns, Pareto front), and the shell launchers' dry runs."""
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -16,7 +17,11 @@ import numpy as np
 import pytest
 
 from hybrid_jax import cost as cost_lib
+from hybrid_jax import eval_report
+from hybrid_jax import evaluators
 from hybrid_jax import machine
+from hybrid_jax import retrieval_metrics
+from hybrid_jax.data import languages
 from hybrid_jax.errors import UserError
 from tiny_run import REPO, TINY_MODEL
 
@@ -240,6 +245,78 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   assert "class 5 mono" in table and "zero-shot multi" not in table
   hybrid = min(json.load(open(out / "summary.json"))["settings"], key=lambda r: r["mono_prob"])
   np.testing.assert_allclose(hybrid["resource_class/5/map_mono"], values[:, 0].mean(), rtol=1e-12)
+
+
+def test_summary_of_crossed_language_groups_equals_brute_force(tmp_path, capsys):
+  """The ratio_groups study's summary: resource class and family crossed with trained /
+  zero-shot, a column per pair of labels, each the mean over seeds of the macro average over
+  that pair's languages, here computed by hand from per-language fixture figures."""
+  study = sweep.load_study("ratio_groups")
+  (spec,) = [
+      e.split("=", 1)[1] for e in study["sweep"]["extra"]
+      if e.startswith("--config.eval.language_groups=")
+  ]
+  trained = study["sweep"]["lang_sets"].split("+")
+  codes = languages.XQUAD_R_LANGUAGES
+  n = len(codes)
+  rng = np.random.default_rng(3)
+  seeds = (0, 1, 2)
+  per_language = {}  # (mono_prob, seed) -> {metric key: [n] per-language values}
+  for mono_prob, seed in itertools.product((0.0, 1.0), seeds):
+    values = {"map_xy": rng.uniform(size=(n, n))}
+    values.update({key: rng.uniform(size=n) for key in ("map_multi", "rank_gap", "rank_range")})
+    groups = languages.group_languages(codes, languages.parse_groupings(spec), trained)
+    average = functools.partial(retrieval_metrics.language_group_averages,
+                                {"languages": codes, **values})
+    _finished_run(
+        tmp_path, f"L9-mono{mono_prob:g}-seed{seed}", num_steps=24, evaluated=[24], seed=seed,
+        mono_prob=mono_prob, languages="+".join(trained), metrics=eval_report.to_jsonable({
+            "map_mono": 0.5, "map_cross": 0.4, "map_multi_mean": 0.3, "rank_gap_mean": 1.0,
+            "groups": evaluators.group_averages(groups, average)
+        }))
+    per_language[mono_prob, seed] = {
+        "map_mono": np.diag(values["map_xy"]), "map_multi_mean": values["map_multi"],
+        "rank_range_mean": values["rank_range"]
+    }
+  out = tmp_path / "out"
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--study=ratio_groups"]) == 0
+  settings = json.load(open(out / "summary.json"))["settings"]
+  assert len(settings) == 2
+
+  def label(x, grouping):  # by hand, from the table
+    if grouping == "trained":
+      return "trained" if x in trained else "zero-shot"
+    return str(getattr(languages.info(x), grouping))
+
+  for grouping in ("resource_class*trained", "family*trained"):
+    want = {}  # pair of labels -> indices of its languages
+    for i, x in enumerate(codes):
+      want.setdefault(" / ".join(label(x, g) for g in grouping.split("*")), []).append(i)
+    for setting in settings:
+      columns = {
+          summarize.split_group_key(key)[1] for key in setting
+          if key.startswith(grouping + "/") and not key.endswith("_std")
+      }
+      assert columns == set(want)
+      for pair, idx in want.items():
+        for key in ("map_mono", "map_multi_mean", "rank_range_mean"):
+          by_seed = [per_language[setting["mono_prob"], seed][key][idx].mean() for seed in seeds]
+          column = f"{grouping}/{pair}/{key}"
+          np.testing.assert_allclose(setting[column], np.mean(by_seed), rtol=1e-12)
+          np.testing.assert_allclose(setting[column + "_std"], np.std(by_seed, ddof=1), rtol=1e-12)
+  table = (out / "summary.md").read_text()
+  for title in ("class 4 / zero-shot mono", "Indo-European / zero-shot multi",
+                "class 5 / trained max-min rank", "| zero-shot multi"):
+    assert title in table
+  assert "class 5 mono" not in table and "Indo-European multi" not in table  # not asked for
+  capsys.readouterr()
+  # A bad --groups: one line, exit 2; one the results lack: said on stderr.
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=family*genre"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1
+  assert "--groups: unknown language grouping 'genre' in 'family*genre'" in err
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=trained*script"]) == 0
+  assert "no run's results have the language grouping(s) trained*script" in capsys.readouterr().err
 
 
 def test_axes_product_and_zip():
