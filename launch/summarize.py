@@ -433,13 +433,17 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
   return sorted(front, key=lambda i: points[i])
 
 
-def _label(setting: dict) -> str:
-  parts = [f"L{setting['num_languages']}", f"p={setting['mono_prob']:g}"]
-  parts += [
-      f"{k.rsplit('.', 1)[-1]}={setting[k]}" for k in setting["group_by"]
-      if k not in DEFAULT_GROUP_BY
+def _label(setting: dict, among: list[dict] | None = None) -> str:
+  """'L3 p=0.5 rank=16': the setting's language count, mono_prob and other group_by fields; with
+  `among` (the settings plotted together) only those that differ among them."""
+  fields = [("num_languages", "L", ""), ("mono_prob", "p=", ":g"), *(
+      (k, f"{k.rsplit('.', 1)[-1]}=", "") for k in setting["group_by"] if k not in DEFAULT_GROUP_BY)
+           ]
+  parts = [
+      f"{prefix}{format(setting.get(key), spec[1:])}" for key, prefix, spec in fields
+      if among is None or len({str(s.get(key)) for s in among}) > 1
   ]
-  return " ".join(parts)
+  return " ".join(parts) or "all runs"
 
 
 def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str:
@@ -460,10 +464,13 @@ def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str
               ecolor="0.7", capsize=2, label="setting (mean ± std)")
   ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "-o", color="C3",
           label="Pareto front")
-  for i in shown:
-    ax.annotate(
-        _label(settings[i]), points[i], fontsize=7, xytext=(4, 3), textcoords="offset points")
   costs = [points[i][0] for i in shown]
+  middle = sorted(costs)[len(costs) // 2] if costs else None
+  for i in shown:  # labels of the costlier half to the left of their point: inside the axes
+    left = len(costs) > 1 and points[i][0] >= middle
+    ax.annotate(
+        _label(settings[i], settings), points[i], fontsize=7, xytext=(-4 if left else 4, 3),
+        textcoords="offset points", ha="right" if left else "left")
   if costs and min(costs) > 0 and (cost.endswith("_parameters") or max(costs) / min(costs) >= 10):
     ax.set_xscale("log")
   ax.set_xlabel(cost)
