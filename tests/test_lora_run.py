@@ -15,8 +15,10 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from tiny_run import run
 
+from hybrid_jax import cost
 from hybrid_jax import evaluators
 from hybrid_jax import run_dir
+from hybrid_jax import train
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import create_model, save_pretrained
 from hybrid_jax.models.config import model_config
@@ -71,6 +73,21 @@ def test_checkpoint_holds_the_adapters_and_the_base_identity(lora_run):
   assert saved_bytes < base_bytes
   for adapter in ("adapter", "adapters/en", "adapters/de"):
     assert os.path.isfile(os.path.join(workdir, "model", adapter, "adapter_model.safetensors"))
+
+
+def test_cost_record_counts_the_loaded_model_and_its_trainable_set(lora_run):
+  """The record's FLOP model (`analytic_step_flops`) is the base's architecture (2 layers, hidden
+  32, from its config.json), not the model preset's (1 layer, hidden 512), with the base frozen
+  and the adapters trained; it was the preset's full fine-tuning count before."""
+  base, workdir, _ = lora_run
+  config = run_dir.load_config(workdir)
+  with open(os.path.join(base, "config.json")) as f:
+    architecture = json.load(f)
+  assert (architecture["num_hidden_layers"], architecture["hidden_size"]) == (2, 32)
+  analytic = cost.read(workdir)["analytic_step_flops"]
+  assert analytic == cost.config_step_flops(config, train.frozen_pattern(config), architecture)
+  assert analytic < cost.config_step_flops(config, train.frozen_pattern(config), None) / 20
+  assert analytic < cost.config_step_flops(config, "", architecture)
 
 
 def test_kill_and_resume_is_exact(lora_run, tmp_path):
