@@ -1,10 +1,10 @@
 """Study: LoRA and language adapters against full fine-tuning, all with hybrid batches (issue 22).
 
-multilingual-e5-small at the default run's budget (configs/default.py as it is: 80 steps of 32,
+multilingual-e5-small at the default run's budget (configs/default.py as it is: 60 steps of 32,
 the paper's 9 training languages, evaluated on all 11 XQuAD-R languages, el and vi zero-shot),
 hybrid batches (mono_prob 0.5) unless said, five grids run in order into one root:
 
-  (a) full fine-tuning (the word embeddings frozen, learning rate 3e-5: the default run), seeds
+  (a) full fine-tuning (the word embeddings frozen, learning rate 5e-5: the default run), seeds
       0, 1, 2;
   (b) LoRA rank 16 (`model.lora.rank`, the default targets: attention query/key/value/output and
       both feed-forward kernels; alpha the `model.lora.alpha` default), seeds 0, 1, 2;
@@ -62,7 +62,7 @@ def get_study():
       ],
       "summarize": {
           # Read from each run's config.json where a grid does not set them (full fine-tuning:
-          # rank 0, no language adapters, 3e-5).
+          # rank 0, no language adapters, 5e-5).
           "group_by": "model.lora.rank,model.lora.per_language,mono_prob,optim.learning_rate",
           "quality": "map_multi_mean",
           "cost": "trainable_parameters",

@@ -9,7 +9,7 @@ or not ('4 / zero-shot': vi; 'Indo-European / zero-shot': el); summarize gives t
 averages, and those of trained / zero-shot alone, a column each.
 
 Sized for ~90 minutes of a quiet 2-core CPU (`--dry_run` prints the estimate): 24 steps of 32
-(warmup 3) instead of the default run's 80, so 15 runs fit.
+(warmup 3) instead of the default run's 60, so 15 runs fit.
 
   python launch/sweep.py --study=ratio_groups --root=workdirs/ratio_groups
   python launch/summarize.py --root=workdirs/ratio_groups --out=launch/results/ratio_groups
