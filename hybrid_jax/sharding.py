@@ -4,10 +4,10 @@ The mesh is 2-D, `(data, fsdp)`. The batch is split over both axes together (eve
 `global_batch_size / num_devices` rows), so the fsdp axis changes how parameters are stored, not
 how the batch is laid out. With `fsdp=1` the mesh is pure data parallel and every parameter is
 replicated; with `fsdp>1` large parameters and their optimizer moments are split over the fsdp
-axis (`param_shardings`, `state_shardings`) and replicated over the data axis; the LoRA factors
-of a kernel follow it (`lora_specs`). Axes are
-`AxisType.Auto`: `jax.make_mesh` defaults to Explicit axes, under which a global-view
-`query @ passage.T` over a sharded batch raises a ShardingTypeError.
+axis (`param_shardings`, `state_shardings`) and replicated over the data axis, and the LoRA
+factors of a kernel are placed as the kernel (`lora_specs`). Axes are `AxisType.Auto`:
+`jax.make_mesh` defaults to Explicit axes, under which a global-view `query @ passage.T` over a
+sharded batch raises a ShardingTypeError.
 
 Multi-host: every process builds the same mesh over all devices of all hosts, loads its own
 contiguous slice of the global batch (`process_batch_slice`) as numpy, and `host_local_to_global`
