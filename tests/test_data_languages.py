@@ -164,9 +164,9 @@ FLORES_ONLY_VALUES = {
     "kon_Latn": ("Atlantic-Congo", "Bantu"),  # a member: koon1244 (kng) -> atla1278; WALS kon
     "srd_Latn": ("Indo-European", "Romance"),  # a member: camp1261 (sro) -> indo1319; WALS srd
     "taq_Tfng": ("Afro-Asiatic", "Berber"),  # tama1365 -> afro1255; WALS tsk
-    "twi_Latn": ("Atlantic-Congo", "Tano"),  # WALS akn (Akan, the macrolanguage)
+    "twi_Latn": ("Atlantic-Congo", "Tano"),  # twii1234 (Akan dialect) -> atla1278; WALS akn (Akan)
     "yue_Hant": ("Sino-Tibetan", "Chinese"),  # yuec1235 -> sino1245; WALS cnt
-    "bem_Latn": ("Atlantic-Congo", "Bantu"),  # WALS bem
+    "bem_Latn": ("Atlantic-Congo", "Bantu"),  # bemb1257 -> atla1278; WALS bem
 }
 
 
