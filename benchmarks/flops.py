@@ -84,8 +84,9 @@ def step_flops(m: Shape, query_len: int, passage_len: int, batch: int) -> dict[s
   """Training FLOPs of one global batch, split by part (forward + backward = 3 x forward): the
   FLOP model of `hybrid_jax.cost.step_flops`, which the runs' cost records compare XLA's count
   with."""
-  return cost.step_flops(m.hidden_size, m.intermediate_size, m.num_layers, query_len, passage_len,
-                         batch)
+  model = dict(hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+               num_hidden_layers=m.num_layers)
+  return cost.step_flops(model, query_len, passage_len, batch)
 
 
 def _fmt_flops(x: float) -> str:

@@ -9,7 +9,10 @@ parameter but the frozen word embeddings (`optim.frozen`, the default run's); th
 kernels) trains the adapters only. On paper, the weight gradients of the adapted kernels cost
 2 * tokens * in * out FLOPs each (x^T dy), a third of those kernels' training FLOPs; the script
 prints that count and checks that the LoRA step saves at least 90 % of it (exit status 1
-otherwise): XLA would keep them if autodiff formed them.
+otherwise): XLA would keep them if autodiff formed them. Beside each XLA count it prints the
+matmul FLOP model of the run's cost record (`hybrid_jax.cost.config_step_flops` with the run's
+trainable set, `analytic_step_flops` in cost.json) and checks that it is within 10 % of XLA's
+(exit status 1 otherwise).
 
 `--timed_cycles=N`: then the wall and process CPU time of the full step, the frozen base's step
 (rank 0 with every parameter frozen but the LayerNorm scales: the backward pass through every
@@ -20,8 +23,9 @@ report the printed load average with the figures.
 
 The model has the architecture of multilingual-e5-small (12 layers, hidden 384, intermediate
 1536; random weights: FLOPs do not depend on values) with a 1000-row vocabulary (the word
-embeddings are frozen on both sides and cost no matmul); `--smoke`: a 1-layer, hidden-32 model,
-rank 2, batch 8, one timed cycle (seconds; the test suite runs it).
+embeddings are frozen on both sides and cost no matmul); `--smoke`: the tiny model (configs/
+models/tiny.py: 1 layer, hidden 512, intermediate 1024), rank 4, batch 8, 8/16 tokens, one timed
+cycle (seconds; the test suite runs it). `--out=FILE` writes the figures as JSON.
 
   python benchmarks/lora_step_flops.py                 # e5-small shape, batch 32, 24/64 tokens
   python benchmarks/lora_step_flops.py --rank=64 --global_batch_size=64
@@ -30,6 +34,7 @@ rank 2, batch 8, one timed cycle (seconds; the test suite runs it).
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -38,6 +43,7 @@ import jax
 import numpy as np
 
 from hybrid_jax import config_lib
+from hybrid_jax import cost
 from hybrid_jax import machine
 from hybrid_jax import models
 from hybrid_jax import optimizer as optimizer_lib
@@ -45,7 +51,6 @@ from hybrid_jax import sharding
 from hybrid_jax import train
 from hybrid_jax.models import lora as lora_lib
 
-SMOKE_MODEL = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
 # `optim.frozen` of the frozen base's step: every parameter but the LayerNorm scales.
 FROZEN_BASE = "embeddings|kernel|bias"
 
@@ -58,27 +63,24 @@ def parse_args(argv=None):
   parser.add_argument("--passage_max_len", type=int, default=64)
   parser.add_argument(
       "--timed_cycles", type=int, default=0,
-      help="> 0: also time the full, frozen-base and LoRA steps, in turn, this "
-      "many cycles")
+      help="> 0: also time the full, frozen-base and LoRA steps, in turn, this many cycles")
   parser.add_argument(
       "--smoke", action="store_true",
-      help="the smoke model, rank 2, batch 8, 8/16 tokens, one timed cycle "
-      "(seconds)")
+      help="the tiny model, rank 4, batch 8, 8/16 tokens, one timed cycle (seconds)")
+  parser.add_argument("--out", default="", help="write the figures to this JSON file")
   args = parser.parse_args(argv)
   if args.smoke:
-    args.rank, args.global_batch_size, args.query_max_len, args.passage_max_len = 2, 8, 8, 16
+    args.rank, args.global_batch_size, args.query_max_len, args.passage_max_len = 4, 8, 8, 16
     args.timed_cycles = 1
   return args
 
 
 def make_config(args, rank: int):
-  """The default run's config with the e5-small architecture (or the smoke model), random init
+  """The default run's config with the e5-small architecture (or the tiny model), random init
   and a 1000-row vocabulary; LoRA of `rank` (0 = full fine-tuning)."""
   config = config_lib.default_config("model=tiny" if args.smoke else "model=multilingual_e5_small")
   config.model.path = ""  # random weights of the preset's architecture
   config.model.vocab_size = 1000
-  if args.smoke:
-    config.model.update(SMOKE_MODEL)
   config.train.global_batch_size = args.global_batch_size
   config.data.update(query_max_len=args.query_max_len, passage_max_len=args.passage_max_len)
   config.optim.frozen = "word_embeddings"
@@ -145,7 +147,7 @@ def time_steps(steps: dict[str, tuple], batch, cycles: int) -> None:
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {machine.one_line()}):")
   full = next(iter(steps))
   for name in steps:
-    print(f"  {name + ':':46s} {np.median(wall[name]) * 1e3:8.1f} ms wall, "
+    print(f"  {name + ':':40s} {np.median(wall[name]) * 1e3:8.1f} ms wall, "
           f"{np.median(cpu[name]) * 1e3:8.1f} ms CPU; full / this: wall "
           f"{np.median(np.divide(wall[full], wall[name])):.3f}, CPU "
           f"{np.median(np.divide(cpu[full], cpu[name])):.3f}")
@@ -155,40 +157,59 @@ def main(argv=None) -> int:
   args = parse_args(argv)
   batch = random_batch(args)
   print(f"machine: {machine.one_line()}")
-  full, _, full_state = compiled_step(make_config(args, 0), batch)
-  adapted, model, adapted_state = compiled_step(make_config(args, args.rank), batch)
-  doubled, _, _ = compiled_step(make_config(args, 2 * args.rank), batch)
+  steps, models, runnable = [], {}, {}
+  for rank in (0, args.rank, 2 * args.rank):
+    config = make_config(args, rank)
+    compiled, models[rank], state = compiled_step(config, batch)
+    runnable[rank] = (compiled, state)
+    steps.append({
+        "rank": rank, "xla_flops": flops(compiled),
+        "analytic_flops": cost.config_step_flops(config, train.frozen_pattern(config))
+    })
+  full_flops, lora_flops, doubled_flops = (s["xla_flops"] for s in steps)
   tokens = args.global_batch_size * (args.query_max_len + args.passage_max_len)
-  full_flops, lora_flops, doubled_flops = flops(full), flops(adapted), flops(doubled)
   # The adapters' own cost is linear in the rank: rank 0 is the frozen model's step.
   frozen_flops = lora_flops - (doubled_flops - lora_flops)
   saved = full_flops - frozen_flops
-  expected = kernel_gradient_flops(model, tokens)
+  expected = kernel_gradient_flops(models[args.rank], tokens)
   print(f"train step, batch {args.global_batch_size}, {args.query_max_len}/"
-        f"{args.passage_max_len} tokens ({'smoke model' if args.smoke else 'e5-small shape'}):")
-  print(f"  full fine-tuning:  {full_flops / 1e9:10.3f} GFLOP")
-  for rank, value in ((args.rank, lora_flops), (2 * args.rank, doubled_flops)):
-    print(f"  LoRA rank {rank:3d}:     {value / 1e9:10.3f} GFLOP  (full / LoRA = "
-          f"{full_flops / value:.3f})")
+        f"{args.passage_max_len} tokens ({'tiny model' if args.smoke else 'e5-small shape'}), "
+        "XLA's count and the cost record's FLOP model:")
+  for step in steps:
+    name = f"LoRA rank {step['rank']:3d}:" if step["rank"] else "full fine-tuning:"
+    step["analytic_over_xla"] = step["analytic_flops"] / step["xla_flops"]
+    print(f"  {name:18s} {step['xla_flops'] / 1e9:10.3f} GFLOP  (full / this = "
+          f"{full_flops / step['xla_flops']:.3f}); model {step['analytic_flops'] / 1e9:.3f} GFLOP "
+          f"({step['analytic_over_xla']:.3f} of XLA's)")
   print(f"  LoRA extrapolated to rank 0 (the frozen base's step): {frozen_flops / 1e9:.3f} GFLOP; "
         f"full - that = {saved / 1e9:.3f} GFLOP; the adapted kernels' weight gradients on paper "
         f"(2 * tokens * in * out): {expected / 1e9:.3f} GFLOP ({saved / expected:.1%})")
   if args.timed_cycles:
-    frozen_config = make_config(args, 0)
-    frozen_config.optim.frozen = FROZEN_BASE
-    frozen, _, frozen_state = compiled_step(frozen_config, batch)
+    config = make_config(args, 0)
+    config.optim.frozen = FROZEN_BASE
+    compiled, _, state = compiled_step(config, batch)
     print(f"  frozen base (rank 0, only the LayerNorm scales trained): "
-          f"{flops(frozen) / 1e9:.3f} GFLOP")
-    batch = jax.device_put(batch)
+          f"{flops(compiled) / 1e9:.3f} GFLOP")
     time_steps(
         {
-            "full fine-tuning": (full, full_state), "frozen base (LayerNorm scales trained)":
-                (frozen, frozen_state), f"LoRA rank {args.rank}": (adapted, adapted_state)
-        }, batch, args.timed_cycles)
+            "full fine-tuning": runnable[0], "frozen base (LayerNorm scales trained)":
+                (compiled, state), f"LoRA rank {args.rank}": runnable[args.rank]
+        }, jax.device_put(batch), args.timed_cycles)
+  if args.out:
+    with open(args.out, "w") as f:
+      json.dump(
+          {
+              "machine": machine.one_line(), "steps": steps, "saved_flops": saved,
+              "kernel_gradient_flops": expected
+          }, f, indent=2)
+  status = 0
   if saved < 0.9 * expected:
     print("FAIL: the LoRA step still computes the frozen kernels' weight gradients")
-    return 1
-  return 0
+    status = 1
+  if any(abs(step["analytic_over_xla"] - 1) > 0.1 for step in steps):
+    print("FAIL: the FLOP model of hybrid_jax.cost is more than 10 % from XLA's count")
+    status = 1
+  return status
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ The record (`finish`, one session; `cost.json` sums the sessions of a resumed ru
     kept as `train_step_flops_xla`. train_flops = train_step_flops x train.num_steps (the whole
     run).
   analytic_step_flops: the matmul FLOP model of `step_flops` (the figure benchmarks/flops.py
-    prints), for comparison.
+    prints) for the model as loaded (with `model.path`, the checkpoint's architecture) and the
+    run's trainable set (LoRA: no weight gradient of a frozen kernel, the adapters' matmuls
+    added), for comparison.
   peak_rss_bytes: the process's peak resident set (getrusage ru_maxrss).
   parameters: `diagnostics.parameter_summary` (trainable / frozen parameters and bytes,
     optimizer-state bytes, ...).
@@ -41,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -84,36 +87,156 @@ def encoder_forward_flops(hidden_size: int, intermediate_size: int, num_layers: 
   return num_layers * (4 * 2 * s * h * h + 2 * 2 * s * h * i + 2 * 2 * s * s * h)
 
 
-def step_flops(hidden_size: int, intermediate_size: int, num_layers: int, query_len: int,
-               passage_len: int, global_batch_size: int, *, num_hard_negatives: int = 0,
-               grad_cache: bool = False) -> dict[str, float]:
-  """Training FLOPs of one global batch (the model of benchmarks/flops.py), by part.
+def linear_layers(model: Mapping[str, Any]) -> dict[str, tuple[int, int]]:
+  """The Linear layers of the `DualEncoder` that `model` describes: path -> (in_features,
+  out_features), named as `hybrid_jax.models.lora.linear_paths` names them
+  ('encoder/layers/0/attention/query'), each tower in forward order.
 
-  Forward + backward = 3 x forward; the gradient cache (`train.grad_cache_chunk_size`) encodes
-  every row once more without gradients: 4 x forward. The loss: B x B(1+H) logits, 2*B*B*D
-  forward, x3 for training (D = hidden_size).
+  `model`: `config.model`'s fields (a ConfigDict or dict): hidden_size, intermediate_size,
+  num_hidden_layers; optional pooling ('pooler': the BERT pooler), projection_dim (> 0: a
+  projection after pooling) and shared_tower (False: a second tower, 'separate_passage_encoder').
+  """
+  h, i = int(model["hidden_size"]), int(model["intermediate_size"])
+  projection = int(model.get("projection_dim") or 0)
+  shared = model.get("shared_tower", True)
+  out = {}
+  for tower, head in (("encoder", "projection"),) + (() if shared else (
+      ("separate_passage_encoder", "separate_passage_projection"),)):
+    for layer in range(int(model["num_hidden_layers"])):
+      prefix = f"{tower}/layers/{layer}"
+      for name in ("query", "key", "value", "output"):
+        out[f"{prefix}/attention/{name}"] = (h, h)
+      out[f"{prefix}/intermediate"] = (h, i)
+      out[f"{prefix}/output"] = (i, h)
+    if model.get("pooling") == "pooler":
+      out[f"{tower}/pooler"] = (h, h)
+    if projection:
+      out[head] = (h, projection)
+  return out
+
+
+def _tower_flops(model: Mapping[str, Any], tower: str, head: str, seq_len: int, rows: int,
+                 trains) -> tuple[float, float]:
+  """(forward, forward + backward) matmul FLOPs of `rows` sequences of `seq_len` tokens through
+  one tower (`step_flops`); `trains(parameter path)` says whether a parameter trains."""
+  lora = model.get("lora") or {}
+  rank = int(lora.get("rank") or 0)
+  adapters_per_row = 2 if lora.get("per_language") else 1  # the shared one + the row's language
+  h = int(model["hidden_size"])
+  layers = linear_layers(model)
+  totals = [0.0, 0.0]
+  # Whether a parameter before the current point trains: input gradients must reach it.
+  upstream = any(
+      trains(f"model/{tower}/embeddings/{name}")
+      for name in ("word_embeddings/embedding", "position_embeddings/embedding",
+                   "token_type_embeddings/embedding", "layer_norm/scale", "layer_norm/bias"))
+
+  def linear(path: str, tokens: int, needs_input_gradient: bool) -> bool:
+    """Adds the layer's FLOPs; returns whether any of its parameters trains."""
+    n_in, n_out = layers[path]
+    forward = 2.0 * tokens * n_in * n_out
+    kernel = trains(f"model/{path}/kernel")
+    train = forward * (1 + needs_input_gradient + kernel)
+    any_trains = kernel or trains(f"model/{path}/bias")
+    if rank and re.search(lora["targets"], path):
+      a, b = trains(f"model/{path}/lora_a"), trains(f"model/{path}/lora_b")
+      a_forward = adapters_per_row * 2.0 * tokens * n_in * rank  # x A
+      b_forward = adapters_per_row * 2.0 * tokens * rank * n_out  # (x A) B
+      a_train = a_forward * (1 + a + needs_input_gradient)
+      b_train = b_forward * (1 + b + (a or needs_input_gradient))
+      forward += a_forward + b_forward
+      train += a_train + b_train
+      any_trains = any_trains or a or b
+    totals[0] += forward
+    totals[1] += train
+    return any_trains
+
+  def layer_norm_trains(path: str) -> bool:
+    return trains(f"model/{path}/scale") or trains(f"model/{path}/bias")
+
+  tokens = rows * seq_len
+  for layer in range(int(model["num_hidden_layers"])):
+    prefix = f"{tower}/layers/{layer}"
+    before = upstream
+    q, k, v = (
+        linear(f"{prefix}/attention/{name}", tokens, before) for name in ("query", "key", "value"))
+    # Scores Q K^T and the weighted sum P V, 2*S*S*H each per sequence; backward: dQ, dK and
+    # dP when the query/key side trains, dV when the value side does.
+    product = 2.0 * rows * seq_len * seq_len * h
+    totals[0] += 2 * product
+    totals[1] += 2 * product + 3 * product * (before or q or k) + product * (before or v)
+    after = before or q or k or v
+    after = linear(f"{prefix}/attention/output", tokens, after) or after
+    after = layer_norm_trains(f"{prefix}/attention_layer_norm") or after
+    after = linear(f"{prefix}/intermediate", tokens, after) or after
+    after = linear(f"{prefix}/output", tokens, after) or after
+    upstream = layer_norm_trains(f"{prefix}/output_layer_norm") or after
+  if f"{tower}/pooler" in layers:
+    upstream = linear(f"{tower}/pooler", rows, upstream) or upstream
+  if head in layers:
+    linear(head, rows, upstream)
+  return totals[0], totals[1]
+
+
+def step_flops(model: Mapping[str, Any], query_len: int, passage_len: int, global_batch_size: int,
+               *, num_hard_negatives: int = 0, grad_cache: bool = False,
+               frozen: str = "") -> dict[str, float]:
+  """Matmul FLOPs of one training step on a global batch (the model of benchmarks/flops.py), by
+  part, for the model's trainable set.
+
+  A multiply-add is 2 FLOPs. Every Linear layer of `linear_layers(model)` costs 2*T*in*out
+  forward over its T tokens (rows for the pooler and the projection); its backward adds the
+  input gradient dy W^T (as much) when a parameter before it in the tower trains, and the weight
+  gradient x^T dy (as much) when its kernel trains: so 3 x forward when everything trains, as in
+  Kaplan et al. 2020 ("Scaling laws", Table 1, counted per sequence). A LoRA adapter of rank r
+  (`model["lora"]`: rank, targets, per_language) adds x A and (x A) B, 2*T*r*(in + out) forward
+  per adapter a row uses (two with per_language: the shared one and its language's), with A's and
+  B's gradients when they train and the input gradients through them in the same way. Attention
+  scores Q K^T and the weighted sum P V cost 2 * 2*S^2*H per layer and sequence forward, and
+  backward dQ, dK and dP when a parameter before the query or key trains, dV when one before the
+  value does (twice the forward when everything trains). The loss: B x B(1+K) logits, 2*B*B(1+K)*D forward,
+  x3 (D the embedding width, K hard negatives). The gradient cache (`grad_cache`) encodes every
+  row once more without gradients: + the encoders' forward. Not counted: embedding lookups,
+  LayerNorm, softmax, GELU, pooling, biases, the optimizer update.
+
+  Args:
+    model: the architecture, `config.model`'s fields (`linear_layers`) and its `lora`.
+    query_len, passage_len: tokens per query / passage.
+    global_batch_size: B.
+    frozen: the trainer's frozen-parameter pattern (`train.frozen_pattern`: `optim.frozen`, or
+      with LoRA every base parameter), searched in parameter paths such as
+      'model/encoder/layers/0/attention/query/kernel'; '' = everything trains.
 
   Returns:
     {"queries", "passages", "loss", "total"} in FLOPs.
   """
-  passes = 4 if grad_cache else 3
-  forward = lambda s: encoder_forward_flops(hidden_size, intermediate_size, num_layers, s)
-  b = global_batch_size
-  queries = passes * b * forward(query_len)
-  passages = passes * b * (1 + num_hard_negatives) * forward(passage_len)
-  loss = 3 * 2 * b * b * (1 + num_hard_negatives) * hidden_size
+  trains = lambda path: not (frozen and re.search(frozen, path))
+  shared = model.get("shared_tower", True)
+  b, k = global_batch_size, num_hard_negatives
+  query = _tower_flops(model, "encoder", "projection", query_len, b, trains)
+  passage = _tower_flops(model, "encoder" if shared else "separate_passage_encoder",
+                         "projection" if shared else "separate_passage_projection", passage_len,
+                         b * (1 + k), trains)
+  queries, passages = (
+      (forward if grad_cache else 0.0) + train for forward, train in (query, passage))
+  width = int(model.get("projection_dim") or 0) or int(model["hidden_size"])
+  loss = 3 * 2 * b * b * (1 + k) * width
   return {
       "queries": queries, "passages": passages, "loss": loss, "total": queries + passages + loss
   }
 
 
-def config_step_flops(config) -> float:
-  """`step_flops(...)["total"]` of a run config (a ConfigDict or its JSON dict)."""
-  model, data, train = config["model"], config["data"], config["train"]
-  return step_flops(model["hidden_size"], model["intermediate_size"], model["num_hidden_layers"],
-                    data["query_max_len"], data["passage_max_len"], train["global_batch_size"],
+def config_step_flops(config, frozen: str, architecture: Mapping[str, Any] | None = None) -> float:
+  """`step_flops(...)["total"]` of a run config (a ConfigDict or its JSON dict) with its frozen
+  pattern (`train.frozen_pattern(config)`); `architecture`: fields that replace `config.model`'s,
+  e.g. the loaded model's (`EncoderConfig` as a dict: with `model.path` the checkpoint's
+  config.json, not the preset, fixes the architecture)."""
+  model = {**config["model"], **(architecture or {})}
+  data, train = config["data"], config["train"]
+  return step_flops(model, data["query_max_len"], data["passage_max_len"],
+                    train["global_batch_size"],
                     num_hard_negatives=config["loss"]["num_hard_negatives"],
-                    grad_cache=bool(train["grad_cache_chunk_size"]))["total"]
+                    grad_cache=bool(train["grad_cache_chunk_size"]), frozen=frozen)["total"]
 
 
 def compiled_flops(compiled) -> float | None:

@@ -15,7 +15,9 @@ value}, the scalars "map_mono", "map_cross", "map_multi_mean", "rank_gap_mean", 
 Both may hold "groups": {grouping: {label: {"languages": [codes], macro averages}}} for the
 groupings of `eval.language_groups` (docs/languages.md): "trained" (labels "trained" and
 "zero-shot": evaluated, not trained on; only when some language is zero-shot), "family",
-"script", "resource_class". LAReQA averages as `retrieval_metrics.language_group_averages`;
+"script", "resource_class", and crossings of them such as "family*trained" (labels such as
+"Indo-European / zero-shot": the languages in both). LAReQA averages as
+`retrieval_metrics.language_group_averages`;
 BEIR (a single-language corpus, its language in "languages") as `retrieval_metrics.
 macro_averages`.
 Alignment metrics (task "alignment", `hybrid_jax.evaluators.evaluate_alignment`): "mean"
@@ -38,6 +40,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from hybrid_jax import paths
+from hybrid_jax.data import languages as languages_lib
 
 JSON_NAME = "results.json"
 MARKDOWN_NAME = "results.md"
@@ -142,11 +145,17 @@ def lareqa_markdown(results: Mapping) -> str:
   if groups:
     lines += [
         "Groups: macro averages over their languages (cross: the pairs with a query or pool "
-        "language in the group; zero-shot: evaluated but not trained on). Families: Glottolog; "
-        "scripts: ISO 15924; resource classes: Joshi et al. 2020, 0-5 (docs/languages.md).", ""
+        "language in the group; zero-shot: evaluated but not trained on; a × b: the languages "
+        "in both, labelled 'a / b'). Families: Glottolog; scripts: ISO 15924; resource classes: "
+        "Joshi et al. 2020, 0-5 (docs/languages.md).", ""
     ]
   lines += _table(titles, [summary])
   return "\n".join(lines) + "\n"
+
+
+def _grouping_title(grouping: str) -> str:
+  """'resource_class' -> 'resource class', 'family*trained' -> 'family × trained'."""
+  return grouping.replace("_", " ").replace(languages_lib.CROSS, " × ")
 
 
 def _group_tables(groups: Mapping, columns, overall: list[str], num_languages: int) -> list[str]:
@@ -159,7 +168,7 @@ def _group_tables(groups: Mapping, columns, overall: list[str], num_languages: i
         *(_fmt(g.get(key), 2 if key in RANK_KEYS else 3) for key, _ in columns)
     ] for label, g in by_label.items()]
     rows.append([f"all ({num_languages})", *overall])
-    lines += _table([grouping.replace("_", " "), *(t for _, t in columns)], rows) + [""]
+    lines += _table([_grouping_title(grouping), *(t for _, t in columns)], rows) + [""]
   return lines
 
 
@@ -170,7 +179,7 @@ def beir_markdown(results: Mapping) -> str:
   lines += _table([title for _, title in BEIR_SUMMARY],
                   [[_fmt(m.get(key)) for key, _ in BEIR_SUMMARY]])
   if m.get("groups"):
-    groups = ", ".join(f"{grouping.replace('_', ' ')} {label}"
+    groups = ", ".join(f"{_grouping_title(grouping)} {label}"
                        for grouping, by_label in m["groups"].items() for label in by_label)
     lines += ["", f"Corpus language {', '.join(results['languages'])}: {groups}."]
   return "\n".join(lines) + "\n"

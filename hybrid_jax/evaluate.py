@@ -25,6 +25,7 @@ from hybrid_jax import config_lib
 from hybrid_jax import eval_report
 from hybrid_jax import host_memory
 from hybrid_jax import paths
+from hybrid_jax.data import languages
 from hybrid_jax.errors import UserError
 
 
@@ -37,6 +38,8 @@ def main(argv):
   f = flags.FLAGS
   if not f.workdir and not f.model:
     raise UserError("pass --workdir (a training run) or --model (HF_DIR or tfidf)")
+  if f.language_groups is not None:  # before loading anything
+    languages.parse_groupings(f.language_groups, "--language_groups")
   for flag in ("workdir", "model", "output_dir"):  # gs:// without a network: at once, one line
     if f[flag].value:
       paths.check_reachable(f[flag].value, f"--{flag}={f[flag].value}")
@@ -86,8 +89,9 @@ def _define_flags():
       "them.")
   flags.DEFINE_string(
       "language_groups", None, "Groupings of the languages whose macro averages the "
-      "reports add, of trained,family,script,resource_class ('' = none; default: the "
-      "run's config.eval.language_groups, else all; docs/languages.md).")
+      "reports add, of trained,family,script,resource_class and crossings such as "
+      "'family*trained' ('' = none; default: the run's config.eval.language_groups, else "
+      "trained,family,script,resource_class; docs/languages.md).")
   flags.DEFINE_enum("host_allocator", "default", host_memory.MODES, host_memory.MODES_HELP)
   cli.define_verbose_flag()
 

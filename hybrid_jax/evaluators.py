@@ -288,20 +288,22 @@ def is_alignment(spec: str | None) -> bool:
 
 def alignment_groups(languages: Sequence[str], groupings: Sequence[str], trained: Sequence[str],
                      evaluated: Sequence[str]) -> dict[str, dict[str, list[str]]]:
-  """{grouping: {label: members}} of an alignment report (`languages_lib.group_languages`), where
-  "trained" splits `languages` three ways: "trained" (fine-tuned on), "zero-shot" (evaluated in
-  the run, not trained on: XQuAD-R's el + vi in the default run) and "unseen" (never seen in
-  fine-tuning). Empty groups are left out."""
-  groups = languages_lib.group_languages(languages,
-                                         [g for g in groupings if g != languages_lib.TRAINED])
-  if languages_lib.TRAINED in groupings:
-    split = {
+  """{grouping: {label: members}} of an alignment report (`languages_lib.group_languages`, crossed
+  groupings included), where "trained" splits `languages` three ways: "trained" (fine-tuned
+  on), "zero-shot" (evaluated in the run, not trained on: XQuAD-R's el + vi in the default run)
+  and "unseen" (never seen in fine-tuning). Empty groups are left out."""
+  parts = {part for grouping in groupings for part in grouping.split(languages_lib.CROSS)}
+  by_grouping = {
+      part: languages_lib.groups_by(languages, part) for part in parts
+      if part != languages_lib.TRAINED
+  }
+  if languages_lib.TRAINED in parts:
+    by_grouping[languages_lib.TRAINED] = {
         languages_lib.TRAINED: [x for x in languages if x in trained],
         languages_lib.ZERO_SHOT: [x for x in languages if x in evaluated and x not in trained],
         "unseen": [x for x in languages if x not in trained and x not in evaluated],
     }
-    groups = {languages_lib.TRAINED: {k: v for k, v in split.items() if v}, **groups}
-  return groups
+  return languages_lib.cross(groupings, by_grouping)
 
 
 def evaluate_alignment(retriever, data, groups: Mapping[str, Sequence[str]] | None = None, *,
@@ -482,7 +484,7 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
     cache_data: keep loaded data in memory for the next call (evaluation during training).
     ignore_identical_ids: BEIR: drop a retrieved document whose id is the query id (as BEIR).
     language_groups: groupings whose macro averages the results hold (`languages.
-      LANGUAGE_GROUPINGS`, e.g. 'trained,family'); default the config's
+      parse_groupings`, e.g. 'trained,family,family*trained'); default the config's
       `eval.language_groups`, else `languages.DEFAULT_LANGUAGE_GROUPS` ("trained" needs the
       config).
 
@@ -575,7 +577,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
 def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, float]:
   """The headline numbers of a results dict as {name: float} for metric writers, with each
   language group's as `<prefix>group/<grouping>/<label>/<name>` (e.g.
-  "eval/group/trained/zero-shot/multilingual_map", "eval/group/resource_class/5/mono_map")."""
+  "eval/group/trained/zero-shot/multilingual_map", "eval/group/resource_class/5/mono_map"; a
+  crossed grouping's label parts joined with CROSS: "eval/group/family*trained/
+  Indo-European*zero-shot/mono_map")."""
   m = results["metrics"]
   if results["task"] == "beir":
     names = {name: name for name in BEIR_METRICS}
@@ -598,7 +602,8 @@ def scalars(results: Mapping[str, Any], prefix: str = "eval/") -> dict[str, floa
       })
   for grouping, groups in (m.get("groups") or {}).items():
     for label, values in groups.items():
-      safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+      safe = languages_lib.CROSS.join(
+          re.sub(r"[^A-Za-z0-9_.-]+", "_", part) for part in label.split(languages_lib.CROSS_LABEL))
       out.update({
           f"{prefix}group/{grouping}/{safe}/{name}": float(values[key])
           for name, key in group_names.items()

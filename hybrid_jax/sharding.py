@@ -4,9 +4,10 @@ The mesh is 2-D, `(data, fsdp)`. The batch is split over both axes together (eve
 `global_batch_size / num_devices` rows), so the fsdp axis changes how parameters are stored, not
 how the batch is laid out. With `fsdp=1` the mesh is pure data parallel and every parameter is
 replicated; with `fsdp>1` large parameters and their optimizer moments are split over the fsdp
-axis (`param_shardings`, `state_shardings`) and replicated over the data axis. Axes are
-`AxisType.Auto`: `jax.make_mesh` defaults to Explicit axes, under which a global-view
-`query @ passage.T` over a sharded batch raises a ShardingTypeError.
+axis (`param_shardings`, `state_shardings`) and replicated over the data axis, and the LoRA
+factors of a kernel are placed as the kernel (`lora_specs`). Axes are `AxisType.Auto`:
+`jax.make_mesh` defaults to Explicit axes, under which a global-view `query @ passage.T` over a
+sharded batch raises a ShardingTypeError.
 
 Multi-host: every process builds the same mesh over all devices of all hosts, loads its own
 contiguous slice of the global batch (`process_batch_slice`) as numpy, and `host_local_to_global`
@@ -22,6 +23,7 @@ import numpy as np
 from jax.sharding import AbstractMesh, AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from hybrid_jax.errors import ConfigError
+from hybrid_jax.models.lora import PARAM_NAMES as LORA_NAMES
 
 DATA_AXIS = "data"
 FSDP_AXIS = "fsdp"
@@ -91,8 +93,29 @@ def param_spec(shape: Sequence[int], fsdp_size: int) -> P:
   return P(*(FSDP_AXIS if dim == split else None for dim in range(len(shape))))
 
 
+def lora_specs(kernel_spec: P) -> tuple[P, P]:
+  """Where the LoRA factors of a kernel W [in, out] placed as `kernel_spec` live.
+
+  A [sets, in, rank] is split on its input dimension as W is, B [sets, rank, out] on its output
+  dimension as W is; the adapter sets and the rank are never split, so a replicated W has
+  replicated factors. (`hybrid_jax.models.lora`: sets = 1 shared + one per language.)
+
+  Args:
+    kernel_spec: W's PartitionSpec (`param_spec((in, out), fsdp_size)`).
+
+  Returns:
+    (A's PartitionSpec, B's PartitionSpec).
+  """
+  split_in, split_out = (tuple(kernel_spec) + (None, None))[:2]
+  return P(None, split_in, None), P(None, None, split_out)
+
+
 def param_shardings(mesh: Mesh | AbstractMesh, params: Any) -> Any:
-  """The FSDP sharding (`param_spec`) of every leaf of `params`.
+  """The FSDP sharding of every leaf of `params`: `param_spec` of its shape, except LoRA factors.
+
+  A leaf named `lora_a` [sets, in, rank] or `lora_b` [sets, rank, out] (`models.lora.PARAM_NAMES`,
+  always siblings in one dict: in the parameters and in AdamW's moments alike) is placed as its
+  kernel W [in, out] is (`lora_specs` of `param_spec((in, out))`), whatever its own size.
 
   Args:
     mesh: the device mesh (an `AbstractMesh` is enough to compute shard shapes).
@@ -100,16 +123,35 @@ def param_shardings(mesh: Mesh | AbstractMesh, params: Any) -> Any:
 
   Returns:
     The same pytree of `NamedSharding`s; all replicated when the fsdp axis has size 1.
+
+  Raises:
+    ValueError: a `lora_a` without its sibling `lora_b`, or the reverse.
   """
   fsdp_size = mesh.shape[FSDP_AXIS]
-  return jax.tree.map(lambda x: NamedSharding(mesh, param_spec(x.shape, fsdp_size)), params)
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+  shapes = {path: leaf.shape for path, leaf in leaves}
+
+  def spec(path, shape) -> P:
+    name = getattr(path[-1], "key", None) if path else None
+    if name not in LORA_NAMES:
+      return param_spec(shape, fsdp_size)
+    a, b = (shapes.get(path[:-1] + (jax.tree_util.DictKey(n),)) for n in LORA_NAMES)
+    if a is None or b is None:
+      raise ValueError(f"param_shardings: {jax.tree_util.keystr(path)} is a LoRA factor, placed "
+                       f"by its kernel's shape: its dict must hold both {LORA_NAMES}")
+    a_spec, b_spec = lora_specs(param_spec((a[1], b[2]), fsdp_size))
+    return a_spec if name == LORA_NAMES[0] else b_spec
+
+  return jax.tree_util.tree_unflatten(
+      treedef, [NamedSharding(mesh, spec(path, leaf.shape)) for path, leaf in leaves])
 
 
 def state_shardings(mesh: Mesh | AbstractMesh, state: Any) -> Any:
   """Shardings of a whole train state: parameters, optimizer state, step, rng, counters.
 
-  The rule depends only on shapes, so AdamW's `mu` / `nu` (shaped like the parameters) are split
-  exactly like their parameters, and step counters, the rng key and other scalars are replicated.
+  The rule depends only on shapes and, for LoRA factors, on their sibling's shape, so AdamW's
+  `mu` / `nu` (shaped and named like the parameters) are split exactly like their parameters,
+  and step counters, the rng key and other scalars are replicated.
 
   Args:
     mesh: the device mesh.

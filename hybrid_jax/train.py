@@ -19,6 +19,7 @@ steps of an uninterrupted one."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -577,8 +578,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
       done = step + 1
       if compiled is None:
         with meter.phase("compile"):
-          compiled = _compile_and_describe(train_step, state, batch, config, writer, start_step,
-                                           meter)
+          compiled = _compile_and_describe(train_step, run.graphdef, state, batch, config, writer,
+                                           start_step, meter)
       profiler.before_step(done)
       with jax.profiler.StepTraceAnnotation("train", step_num=done):
         state, metrics = compiled(state, batch)
@@ -610,9 +611,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh, run: _Run,
   return state, step_log.last, None
 
 
-def _compile_and_describe(train_step, state: TrainState, batch, config: ml_collections.ConfigDict,
-                          writer: metric_writers.MetricWriter, start_step: int,
-                          meter: cost_lib.CostMeter):
+def _compile_and_describe(train_step, graphdef, state: TrainState, batch,
+                          config: ml_collections.ConfigDict, writer: metric_writers.MetricWriter,
+                          start_step: int, meter: cost_lib.CostMeter):
   """`train_step` compiled ahead of time for `state` and `batch` (the loop runs this executable:
   the step compiles once), after logging the start-up diagnostics (`diagnostics.describe`:
   parameter counts and bytes, the replicated fraction under FSDP, the compiled step's memory
@@ -621,9 +622,12 @@ def _compile_and_describe(train_step, state: TrainState, batch, config: ml_colle
   compiled = train_step.lower(state, batch).compile()
   trainable, frozen = split_frozen(state.params, frozen_pattern(config))
   parameters = diagnostics.parameter_summary(trainable, frozen, state.opt_state)
-  meter.record_train_step(compiled, num_devices=jax.device_count(),
-                          analytic_flops=cost_lib.config_step_flops(config), loops_over_batch=bool(
-                              config.train.grad_cache_chunk_size), parameters=parameters)
+  # The FLOP model of the model as loaded (with `model.path`, the checkpoint's architecture).
+  architecture = dataclasses.asdict(nnx.merge(graphdef, state.params["model"]).config)
+  analytic = cost_lib.config_step_flops(config, frozen_pattern(config), architecture)
+  meter.record_train_step(compiled, num_devices=jax.device_count(), analytic_flops=analytic,
+                          loops_over_batch=bool(config.train.grad_cache_chunk_size),
+                          parameters=parameters)
   report = diagnostics.describe(parameters, diagnostics.memory_summary(compiled), config.train.fsdp)
   logging.info("%s", report)
   writer.write_text(start_step, "diagnostics", report)

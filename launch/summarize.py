@@ -17,14 +17,19 @@ shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, mu
 pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
 lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
 groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
-i.e. evaluated, not trained on): mono / cross / pool mAP and max-min rank per group; then the
-cost: wall seconds in all, training and evaluation, examples/s after compilation, training TFLOP
-(XLA's count), peak RSS. With `--dataset` a glob of single-language BEIR corpora
-('beir_miracl-*'), a run's corpora form one row: nDCG@10 / Recall@100 and each group's as macro
-averages over their languages.
+i.e. evaluated, not trained on; crossed ones such as 'family*trained' too, a column per pair of
+labels, 'Indo-European / zero-shot'): mono / cross / pool mAP and max-min rank per group. A
+second table (and its mean ± std over seeds) gives the efficiency of each run from its cost
+record: trainable and frozen parameters, optimizer-state MB, checkpoint MB on disk, the compiled
+step's GFLOP (XLA's count), step seconds and examples/s after compilation, training TFLOP, peak
+RSS, wall seconds in all, training and evaluation, and the machine (CPU model and cores; `--cost`
+takes any of these columns, e.g. trainable_parameters, plotted on a log axis). With `--dataset` a
+glob of single-language BEIR corpora ('beir_miracl-*'), a run's corpora form one row: nDCG@10 /
+Recall@100 and each group's as macro averages over their languages.
 
 A setting is the runs equal in `--group_by` (default: language set, mono_prob and the sweep's
---axis fields; `num_languages` averages the draws of a language-count sweep). The defaults of
+--axis fields; `num_languages` averages the draws of a language-count sweep; a config field such
+as `model.lora.rank` is read from each run's config.json). The defaults of
 --group_by, --x, --quality, --cost and --groups come from `<root>/sweep.json` (written by
 launch/sweep.py; a study's summarize settings) or `--study`.
 """
@@ -42,6 +47,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # this checkout's hybrid_jax
 
 from hybrid_jax import cost as cost_lib  # noqa: E402
+from hybrid_jax import machine  # noqa: E402
+from hybrid_jax.data import languages  # noqa: E402
+from hybrid_jax.errors import UserError  # noqa: E402
 from hybrid_jax.evaluators import dataset_name  # noqa: E402
 
 COLUMNS = (("mono mAP", "map_mono"), ("cross mAP", "map_cross"), ("multi mAP", "map_multi_mean"),
@@ -54,34 +62,72 @@ GROUP_COLUMNS = (("mono", "map_mono"), ("cross", "map_cross"), ("multi", "map_mu
 
 
 def group_key(grouping: str, label: str, key: str) -> str:
-  """The row key of a group's metric: 'trained/zero-shot/map_multi_mean'."""
+  """The row key of a group's metric: 'trained/zero-shot/map_multi_mean',
+  'family*trained/Indo-European / zero-shot/map_mono' (a crossed grouping's label)."""
   return f"{grouping}/{label}/{key}"
 
 
+def split_group_key(key: str) -> tuple[str, str, str] | None:
+  """(grouping, label, metric) of a `group_key` (a label may hold '/': the grouping and the
+  metric key never do), or None for a row key that is not one."""
+  grouping, slash, rest = key.partition("/")
+  label, slash2, metric = rest.rpartition("/")
+  return (grouping, label, metric) if slash and slash2 and label else None
+
+
 def _group_title(grouping: str, label: str, title: str) -> str:
-  return f"{'class ' if grouping == 'resource_class' else ''}{label} {title}"
+  """'class 5 mono', 'Indo-European / zero-shot multi', 'class 4 / zero-shot max-min rank'."""
+  parts = zip(grouping.split(languages.CROSS), label.split(languages.CROSS_LABEL))
+  label = languages.CROSS_LABEL.join(
+      f"{'class ' if g == 'resource_class' else ''}{value}" for g, value in parts)
+  return f"{label} {title}"
 
 
-# From the run's cost record (hybrid_jax.cost), in the units the columns name.
-COST_COLUMNS = (("wall s", "total_seconds"), ("train s", "train_seconds"),
-                ("eval s", "eval_seconds"), ("ex/s", "examples_per_second"),
-                ("train TFLOP", "train_tflops"), ("peak RSS GiB", "peak_rss_gib"))
+# The efficiency table, from the run's cost record (hybrid_jax.cost), in the units the columns
+# name (MB = 1e6 bytes); the step FLOPs are XLA's count of the compiled step (the FLOP model's
+# with the gradient cache), the step time and examples/s after compilation.
+COST_COLUMNS = (
+    ("trainable params", "trainable_parameters"),
+    ("frozen params", "frozen_parameters"),
+    ("optimizer MB", "optimizer_mb"),
+    ("checkpoint MB", "checkpoint_mb"),
+    ("step GFLOP", "step_gflops"),
+    ("step s", "step_seconds"),
+    ("ex/s", "examples_per_second"),
+    ("train TFLOP", "train_tflops"),
+    ("peak RSS GiB", "peak_rss_gib"),
+    ("wall s", "total_seconds"),
+    ("train s", "train_seconds"),
+    ("eval s", "eval_seconds"),
+)
 DEFAULT_GROUP_BY = ("num_languages", "languages", "mono_prob")
 
 
 def _cost_columns(workdir: str) -> dict:
+  """The run's COST_COLUMNS and `machine` (`hybrid_jax.machine.one_line`), None where its cost
+  record (or a figure of it) is missing."""
   record = cost_lib.read(workdir)
+  out = {key: None for _, key in COST_COLUMNS}
+  out["machine"] = None
   if record is None:
-    return {key: None for _, key in COST_COLUMNS}
+    return out
   headline = cost_lib.headline(record)
-  flops, rss = headline.get("train_flops"), headline.get("peak_rss_bytes")
-  return {
-      "total_seconds": headline["total_seconds"], "train_seconds": headline["train_seconds"],
-      "eval_seconds": headline["eval_seconds"],
-      "examples_per_second": headline.get("examples_per_second"),
-      "train_tflops": flops / 1e12 if flops is not None else None,
-      "peak_rss_gib": rss / 2**30 if rss is not None else None
-  }
+  scaled = lambda key, unit: headline[key] / unit if key in headline else None
+  parameters = record.get("parameters") or {}
+  optimizer = parameters.get("optimizer_bytes")
+  steps = record.get("steps_trained")
+  out.update({
+      "trainable_parameters": parameters.get("trainable_parameters"), "frozen_parameters":
+          parameters.get("frozen_parameters"),
+      "optimizer_mb": optimizer / 1e6 if optimizer is not None else None, "checkpoint_mb": scaled(
+          "checkpoint_bytes", 1e6), "step_gflops": scaled("train_step_flops", 1e9),
+      "step_seconds": headline["train_seconds"] / steps if steps else None, "examples_per_second":
+          headline.get("examples_per_second"), "train_tflops": scaled("train_flops", 1e12),
+      "peak_rss_gib": scaled("peak_rss_bytes", 2**30), "total_seconds": headline["total_seconds"],
+      "train_seconds": headline["train_seconds"], "eval_seconds": headline["eval_seconds"],
+      "machine": machine.one_line(record["machine"]) if record.get("machine") else None
+  })
+  return out
 
 
 def combine_corpora(results: list[dict]) -> dict:
@@ -127,6 +173,17 @@ def _sweep_runs(root: str) -> dict:
     return {r["name"]: r for r in json.load(f).get("runs", [])}
 
 
+def _config_value(config: dict, field: str):
+  """The value of a dotted config field ('model.lora.rank') in a run's config.json dict; None
+  when it has none."""
+  value = config
+  for part in field.split("."):
+    if not isinstance(value, dict) or part not in value:
+      return None
+    value = value[part]
+  return value
+
+
 def _value(text: str):
   """An --axis value as a number where it is one ('16' -> 16, '3e-5' -> 3e-05)."""
   for kind in (int, float):
@@ -156,12 +213,14 @@ def _final_per_dataset(run_dir: str, config: dict,
 
 
 def collect(root: str, dataset: str | None = None, groupings=("trained",),
-            unfinished: list | None = None) -> list[dict]:
+            unfinished: list | None = None, fields=()) -> list[dict]:
   """One row per finished run directory of `root` (`_final_per_dataset`), with the group
-  averages of `groupings` (`group_key`) where its results have them, its --axis overrides and
-  draw (from sweep.json) and its cost (COST_COLUMNS). Several datasets matching a `dataset` glob
-  ('beir_miracl-*') are combined (`combine_corpora`). The names of run directories without a
-  final evaluation are appended to `unfinished`."""
+  averages of `groupings` (`group_key`) where its results have them, its draw (from sweep.json),
+  the values of its --axis fields and of the config fields of `fields` ('model.lora.rank') as its
+  config.json holds them (an --axis value as sweep.json lists it where config.json has none),
+  and its cost (COST_COLUMNS, `machine`). Several datasets
+  matching a `dataset` glob ('beir_miracl-*') are combined (`combine_corpora`). The names of
+  run directories without a final evaluation are appended to `unfinished`."""
   rows = []
   listed = _sweep_runs(root)
   for run in sorted(os.listdir(root)):
@@ -198,7 +257,10 @@ def collect(root: str, dataset: str | None = None, groupings=("trained",),
     listed_run = listed.get(run, {})
     row["draw"] = listed_run.get("draw")
     row["axes"] = sorted(listed_run.get("overrides", {}))
-    row.update({field: _value(v) for field, v in listed_run.get("overrides", {}).items()})
+    overrides = listed_run.get("overrides", {})
+    for field in dict.fromkeys([*overrides, *(f for f in fields if "." in f)]):
+      value = _config_value(config, field)  # as the run parsed it, e.g. True, not 'True'
+      row[field] = _value(overrides[field]) if value is None and field in overrides else value
     row.update(_cost_columns(os.path.join(root, run)))
     rows.append(row)
   return rows
@@ -226,6 +288,7 @@ def aggregate(rows: list[dict], group_by=None) -> list[dict]:
     row["runs"] = sorted(r["run"] for r in runs)
     row["step"] = max(r["step"] for r in runs)
     row["group_by"] = list(group_by)
+    row["machine"] = "; ".join(sorted({r["machine"] for r in runs if r.get("machine")})) or None
     for _, key in _columns(runs, everything=True):
       values = [r[key] for r in runs if r.get(key) is not None]
       mean = sum(values) / len(values) if values else None
@@ -237,40 +300,53 @@ def aggregate(rows: list[dict], group_by=None) -> list[dict]:
 
 
 def _fmt(v):
-  return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+  """'–' for None; a number of 1,000 or more (a parameter count) with thousands separators and no
+  decimals, another float with 3 decimals."""
+  if v is None:
+    return "–"
+  if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) >= 1000:
+    return f"{v:,.0f}"
+  return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _columns(rows: list[dict], everything: bool = False):
-  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them, then
-  COST_COLUMNS, without
-  those no row has (e.g. the zero-shot columns of runs without zero-shot languages) unless
-  `everything`."""
+def _columns(rows: list[dict], everything: bool = False, kind: str = "all"):
+  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them (`kind`
+  'quality': these only), then COST_COLUMNS (`kind` 'cost': these only), without those no row has
+  (e.g. the zero-shot columns of runs without zero-shot languages) unless `everything`."""
   titles = {key: title for title, key in GROUP_COLUMNS}
   groups = {}
   for r in rows:
     for key in r:
-      if key.count("/") == 2 and key not in groups and key.split("/")[2] in titles:
-        grouping, label, metric = key.split("/")
-        groups[key] = _group_title(grouping, label, titles[metric])
-  return [(name, key)
-          for name, key in (*COLUMNS, *((t, k) for k, t in groups.items()), *COST_COLUMNS)
+      parts = split_group_key(key)
+      if parts and key not in groups and parts[2] in titles:
+        groups[key] = _group_title(*parts[:2], titles[parts[2]])
+  quality = (*COLUMNS, *((t, k) for k, t in groups.items()))
+  chosen = {"quality": quality, "cost": COST_COLUMNS, "all": (*quality, *COST_COLUMNS)}[kind]
+  return [(name, key) for name, key in chosen
           if everything or any(r.get(key) is not None for r in rows)]
 
 
-def markdown(rows: list[dict]) -> str:
-  columns = _columns(rows)
-  header = ["run", "langs", "mono_prob", "step"] + [name for name, _ in columns]
+def markdown(rows: list[dict], kind: str = "quality") -> str:
+  """One line per run: its languages, mono_prob, final step and quality columns (`kind`
+  'quality'), or its cost record's columns ('cost')."""
+  columns = _columns(rows, kind=kind)
+  described = kind == "quality"
+  header = ["run", *(["langs", "mono_prob", "step"] if described else [])]
+  header += [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in sorted(rows, key=lambda r: (r["num_languages"], r["mono_prob"], r["run"])):
-    cells = [r["run"], str(r["num_languages"]), f"{r['mono_prob']:g}", str(r["step"])]
+    cells = [r["run"]]
+    if described:
+      cells += [str(r["num_languages"]), f"{r['mono_prob']:g}", str(r["step"])]
     cells += [_fmt(r.get(key)) for _, key in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
 
-def markdown_over_seeds(settings: list[dict]) -> str:
-  """The aggregated table: mean ± std over the runs (seeds, draws) of each setting."""
-  columns = _columns(settings)
+def markdown_over_seeds(settings: list[dict], kind: str = "quality") -> str:
+  """The aggregated table: mean ± std over the runs (seeds, draws) of each setting, of its
+  quality columns (`kind` 'quality') or its cost record's ('cost')."""
+  columns = _columns(settings, kind=kind)
   fields = [k for k in settings[0]["group_by"] if k not in DEFAULT_GROUP_BY]
   header = ["langs", "mono_prob", *fields, "runs"] + [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -285,6 +361,16 @@ def markdown_over_seeds(settings: list[dict]) -> str:
     ]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
+
+
+def _machines(rows: list[dict]) -> str:
+  """Where the runs ran: 'all runs on <machine>', or each machine with its runs."""
+  by_machine = {}
+  for r in rows:
+    by_machine.setdefault(r.get("machine") or "machine not recorded", []).append(r["run"])
+  if len(by_machine) == 1:
+    return f"all runs on {next(iter(by_machine))}"
+  return "; ".join(f"{name}: {', '.join(runs)}" for name, runs in sorted(by_machine.items()))
 
 
 def plot(rows: list[dict], path: str) -> str:
@@ -347,18 +433,23 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
   return sorted(front, key=lambda i: points[i])
 
 
-def _label(setting: dict) -> str:
-  parts = [f"L{setting['num_languages']}", f"p={setting['mono_prob']:g}"]
-  parts += [
-      f"{k.rsplit('.', 1)[-1]}={setting[k]}" for k in setting["group_by"]
-      if k not in DEFAULT_GROUP_BY
+def _label(setting: dict, among: list[dict] | None = None) -> str:
+  """'L3 p=0.5 rank=16': the setting's language count, mono_prob and other group_by fields; with
+  `among` (the settings plotted together) only those that differ among them."""
+  fields = [("num_languages", "L", ""), ("mono_prob", "p=", ":g"), *(
+      (k, f"{k.rsplit('.', 1)[-1]}=", "") for k in setting["group_by"] if k not in DEFAULT_GROUP_BY)
+           ]
+  parts = [
+      f"{prefix}{format(setting.get(key), spec[1:])}" for key, prefix, spec in fields
+      if among is None or len({str(s.get(key)) for s in among}) > 1
   ]
-  return " ".join(parts)
+  return " ".join(parts) or "all runs"
 
 
 def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str:
   """`quality` against `cost`, one point per setting (mean, ±1 std bars over its runs), the
-  Pareto front (`pareto_front`) joined and labelled; a log cost axis when it spans 10x."""
+  Pareto front (`pareto_front`) joined and labelled; a log cost axis for parameter counts
+  ('trainable_parameters') or costs that span 10x."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -373,11 +464,14 @@ def plot_pareto(settings: list[dict], quality: str, cost: str, path: str) -> str
               ecolor="0.7", capsize=2, label="setting (mean ± std)")
   ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "-o", color="C3",
           label="Pareto front")
-  for i in shown:
-    ax.annotate(
-        _label(settings[i]), points[i], fontsize=7, xytext=(4, 3), textcoords="offset points")
   costs = [points[i][0] for i in shown]
-  if costs and min(costs) > 0 and max(costs) / min(costs) >= 10:
+  middle = sorted(costs)[len(costs) // 2] if costs else None
+  for i in shown:  # labels of the costlier half to the left of their point: inside the axes
+    left = len(costs) > 1 and points[i][0] >= middle
+    ax.annotate(
+        _label(settings[i], settings), points[i], fontsize=7, xytext=(-4 if left else 4, 3),
+        textcoords="offset points", ha="right" if left else "left")
+  if costs and min(costs) > 0 and (cost.endswith("_parameters") or max(costs) / min(costs) >= 10):
     ax.set_xscale("log")
   ax.set_xlabel(cost)
   ax.set_ylabel(quality)
@@ -452,27 +546,36 @@ def main(argv=None) -> int:
   parser.add_argument(
       "--groups", default=None, help="language groupings whose macro averages get "
       "columns, of the results' eval.language_groups: trained,family,script,resource_class "
-      "('' = none; default: trained)")
+      "and crossings such as 'family*trained' ('' = none; default: trained)")
   parser.add_argument("--study", default=None, help="take the settings of launch/studies/<name>")
   parser.add_argument(
       "--group_by", default=None,
-      help="comma-separated row fields that make a setting (default: language "
-      "set, mono_prob and the --axis fields)")
+      help="comma-separated row fields that make a setting, any config field among them "
+      "(e.g. model.lora.rank; default: language set, mono_prob and the --axis fields)")
   parser.add_argument("--x", default=None, help="a setting field: plot curves.png against it")
   parser.add_argument("--quality", default=None, help="the Pareto plot's quality column "
                       "(default map_multi_mean)")
   parser.add_argument(
       "--cost", default=None, help="the Pareto plot's cost column (default "
-      "total_seconds; also train_seconds, train_tflops, examples_per_second)")
+      "total_seconds; also train_seconds, train_tflops, examples_per_second, "
+      "trainable_parameters, checkpoint_mb...: the efficiency columns)")
   args = parser.parse_args(argv)
   defaults = _settings_defaults(args.root, args.study)
   group_by = args.group_by or defaults.get("group_by")
+  if isinstance(group_by, str):
+    group_by = group_by.split(",")
   x = args.x or defaults.get("x")
   quality = args.quality or defaults.get("quality", "map_multi_mean")
   cost = args.cost or defaults.get("cost", "total_seconds")
-  groups = args.groups if args.groups is not None else defaults.get("groups", "trained")
+  asked = args.groups if args.groups is not None else defaults.get("groups")
+  try:
+    groupings = languages.parse_groupings("trained" if asked is None else asked, "--groups")
+  except UserError as e:
+    print(f"summarize: {e}", file=sys.stderr)
+    return 2
   unfinished = []
-  rows = collect(args.root, args.dataset, [g for g in groups.split(",") if g], unfinished)
+  rows = collect(args.root, args.dataset, groupings, unfinished,
+                 fields=[*(group_by or ()), *([x] if x else [])])
   if unfinished:
     print(
         f"summarize: {len(unfinished)} run(s) without their final step's evaluation, left out "
@@ -480,13 +583,27 @@ def main(argv=None) -> int:
   if not rows:
     print(f"summarize: no finished run (final step evaluated) under {args.root}", file=sys.stderr)
     return 1
+  found = {(split_group_key(key) or ("",))[0] for r in rows for key in r}
+  missing = [g for g in groupings if g not in found]
+  if missing and asked is not None:
+    print(
+        f"summarize: no run's results have the language grouping(s) {', '.join(missing)} (not "
+        "in their config.eval.language_groups, or no zero-shot language for 'trained')",
+        file=sys.stderr)
   out = args.out or args.root
   os.makedirs(out, exist_ok=True)
-  settings = aggregate(rows, group_by.split(",") if isinstance(group_by, str) else group_by)
+  settings = aggregate(rows, group_by)
+  over_seeds = any(len(r["runs"]) > 1 for r in settings)
   table = markdown(rows)
-  if any(len(r["runs"]) > 1 for r in settings):
+  if over_seeds:
     table += "\nMean ± sample std over the runs (seeds, draws) of each setting:\n\n"
     table += markdown_over_seeds(settings)
+  if _columns(rows, kind="cost"):
+    table += f"\nEfficiency (each run's cost record, hybrid_jax/cost.py; {_machines(rows)}):\n\n"
+    table += markdown(rows, kind="cost")
+    if over_seeds:
+      table += "\nEfficiency, mean ± sample std over each setting's runs:\n\n"
+      table += markdown_over_seeds(settings, kind="cost")
   front = pareto_front([(r.get(cost), r.get(quality)) for r in settings])
   if front:
     table += (f"\nPareto front of {quality} against {cost}: "

@@ -21,8 +21,10 @@ distinct within a count), `--mono_probs`, the `--axis` values (product, or one a
 `--zip`) and `--seeds`. A one-language set trains mono-only: drawn ones run with mono_prob 1, and
 a given set with other mono_probs is dropped (said on stderr; a grid left empty is an error).
 Each run is named after its settings (`L3-de_en_zh-mono0.5-draw1-global_batch_size16-seed0`) and
-listed in `<root>/sweep.json` with its languages, draw and overrides; a named study
-(`launch/studies/<name>.py`) gives the flags and its summarize settings.
+listed in `<root>/sweep.json` with its languages, draw, overrides, config file and flags; a named
+study (`launch/studies/<name>.py`) gives the flags of one grid ("sweep") or of several ("sweeps":
+their union, run in order into one root; two grids giving one run name is an error) and its
+summarize settings.
 
 Runs are sequential with `--launcher=local` (a failed run stops the sweep unless --keep_going).
 A run is finished when its final step (train.num_steps) was trained and evaluated (the
@@ -66,6 +68,9 @@ DEFAULT_MONO_PROBS = (0.0, 0.25, 0.5, 0.75, 1.0)
 OWN_FLAGS = {
     "data.languages": "--lang_sets", "sampler.mono_prob": "--mono_probs", "seed": "--seeds"
 }
+# The flags a grid sets (a study's "sweep", or each of its "sweeps"); "extra": the flags after --.
+GRID_FLAGS = ("config", "lang_sets", "lang_counts", "lang_pool", "lang_draws", "seed", "mono_probs",
+              "seeds", "axis", "zip", "extra")
 # Without cost records: the training rate the dry run assumes, from the e5-small default run on
 # a 2-core AMD EPYC (AVX2): 80 steps x 367 GFLOP in about 7 minutes (issue 26), and the
 # per-run start-up + compilation. XQuAD-R eval counts (xquad_r:eval, per language): questions
@@ -77,13 +82,15 @@ XQUAD_R_EVAL_PER_LANGUAGE = (2915 / 11, 3293 / 11)
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One run of the grid: its name, and what it sets on top of the config file."""
+  """One run of the grid: its name, its config file and what it sets on top of it."""
   name: str
   languages: str  # '+'-joined codes, or 'xquad_r'
   mono_prob: float
   seed: int | None = None  # None: the config's own seed
   overrides: tuple[tuple[str, str], ...] = ()  # (config field, value) of the --axis flags
   draw: int | None = None  # the draw index of a --lang_counts subset
+  config: str = "configs/default.py"  # --config: a config file, optionally with arguments
+  extra: tuple[str, ...] = ()  # --config.* flags after --, the same for every run of its grid
 
   @property
   def num_languages(self) -> int:
@@ -94,7 +101,7 @@ class Run:
     return {
         "name": self.name, "languages": self.languages, "num_languages": self.num_languages,
         "mono_prob": self.mono_prob, "seed": self.seed, "draw": self.draw,
-        "overrides": dict(self.overrides)
+        "overrides": dict(self.overrides), "config": self.config, "extra": list(self.extra)
     }
 
 
@@ -217,16 +224,16 @@ def grid(lang_sets, mono_probs, seeds=(None,), points=((),), drawn=False):
   return runs, dropped
 
 
-def main_command(config: str, run: Run, workdir: str, extra=()) -> list[str]:
-  """`config` is a config file, optionally with its own arguments ('configs/default.py:model=tiny');
-  the run's langs and mono_prob join them; its seed becomes `--config.seed`, its overrides
-  `--config.FIELD=VALUE` after the `extra` flags."""
-  separator = "," if ":" in config else ":"
+def main_command(run: Run, workdir: str) -> list[str]:
+  """The training command of `run`: its config file, optionally with its own arguments
+  ('configs/default.py:model=tiny'), which the run's langs and mono_prob join; its seed becomes
+  `--config.seed`, its overrides `--config.FIELD=VALUE` after its `extra` flags."""
+  separator = "," if ":" in run.config else ":"
   return [
       sys.executable, "-m", "hybrid_jax.main",
-      f"--config={config}{separator}langs={run.languages},mono_prob={run.mono_prob:g}",
+      f"--config={run.config}{separator}langs={run.languages},mono_prob={run.mono_prob:g}",
       f"--workdir={workdir}", *([f"--config.seed={run.seed}"] if run.seed is not None else []),
-      *extra, *(f"--config.{field}={value}" for field, value in run.overrides)
+      *run.extra, *(f"--config.{field}={value}" for field, value in run.overrides)
   ]
 
 
@@ -324,7 +331,9 @@ def cost_model(directories: list[str]) -> dict:
 
 def estimate_seconds(config, model: dict) -> float:
   """Start-up + training FLOPs / rate + evaluation FLOPs / rate of one run (`cost_model`)."""
-  train = cost_lib.config_step_flops(config) * config.train.num_steps
+  from hybrid_jax import train as train_lib  # pylint: disable=import-outside-toplevel
+  flops = cost_lib.config_step_flops(config, train_lib.frozen_pattern(config))
+  train = flops * config.train.num_steps
   return (model["fixed_seconds"] + train / model["train_flops_per_second"]
           + _eval_flops(config) / model["eval_flops_per_second"])
 
@@ -338,11 +347,13 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def load_study(name: str) -> dict:
-  """`launch/studies/<name>.py:get_study()`: {"description", "sweep": {flag: value},
-  "summarize": {flag: value}}.
+  """`launch/studies/<name>.py:get_study()`: {"sweep": {flag: value}, or "sweeps": [{flag:
+  value}, ...] (several grids, run in order into one root), "summarize": {flag: value}}; a grid's
+  flags are GRID_FLAGS.
 
   Raises:
-    UserError: no such study (the message lists those there are).
+    UserError: no such study (the message lists those there are), one with neither or both of
+      "sweep" and "sweeps", or a grid with a flag that is not one of GRID_FLAGS.
   """
   path = os.path.join(STUDIES_DIR, f"{name}.py")
   if not os.path.isfile(path):
@@ -351,11 +362,26 @@ def load_study(name: str) -> dict:
   spec = importlib.util.spec_from_file_location(f"hybrid_jax_study_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_study()
+  study = module.get_study()
+  if ("sweep" in study) == ("sweeps" in study):
+    raise UserError(f"--study={name}: {path} must give either \"sweep\" (one grid) or \"sweeps\" "
+                    "(a list of grids)")
+  for index, grid_flags in enumerate(study_grids(study), 1):
+    unknown = sorted(set(grid_flags) - set(GRID_FLAGS))
+    if unknown:
+      raise UserError(f"--study={name}: grid {index} sets {unknown}, not grid flags; "
+                      f"a grid sets {', '.join(GRID_FLAGS)}")
+  return study
+
+
+def study_grids(study: dict) -> list[dict]:
+  """The grids of a study (`load_study`): its "sweeps", or its one "sweep" as a list of one."""
+  return list(study["sweeps"]) if "sweeps" in study else [study["sweep"]]
 
 
 def write_record(root: str, runs: list[Run], args) -> None:
-  """`<root>/sweep.json`: the sweep's settings and every run it has listed (runs of earlier
+  """`<root>/sweep.json`: the sweep's settings (its study, each grid's flags, the summarize
+  settings) and every run it has listed with its config file and flags (runs of earlier
   invocations with other grids are kept; a run listed again is updated)."""
   path = paths.join(root, SWEEP_FILE)
   previous = {}
@@ -363,8 +389,8 @@ def write_record(root: str, runs: list[Run], args) -> None:
     previous = {r["name"]: r for r in json.loads(paths.path(path).read_text()).get("runs", [])}
   previous.update({run.name: run.record() for run in runs})
   record = {
-      "study": args.study, "config": args.config, "extra": args.extra, "seed": args.seed,
-      "lang_pool": args.lang_pool, "lang_counts": args.lang_counts, "lang_draws": args.lang_draws,
+      "study": args.study,
+      "grids": [{flag: getattr(grid_args, flag) for flag in GRID_FLAGS} for grid_args in args.grids],
       "summarize": args.summarize, "runs": list(previous.values())
   }
   paths.path(root).mkdir(parents=True, exist_ok=True)
@@ -414,21 +440,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv):
+  """The sweep's flags, with `grids`: one namespace of GRID_FLAGS per grid (a study's grids, or
+  the command line's one), the command line's flags overriding the study's in each (its
+  `--axis` flags and the flags after `--` added to every grid's), and `summarize`: the study's
+  summarize settings ({} without a study)."""
   parser = _parser()
   args, _ = parser.parse_known_args(argv)
-  study_extra = []
-  args_summarize = {}
+  grids, args.summarize = [{}], {}
   if args.study:
     try:
       study = load_study(args.study)
     except UserError as e:
       parser.error(str(e))
-    settings = dict(study["sweep"])
-    study_extra = list(settings.pop("extra", []))
-    parser.set_defaults(**settings)
-    args_summarize = dict(study.get("summarize", {}))
+    grids, args.summarize = study_grids(study), dict(study.get("summarize", {}))
+  args.grids = [_parse_grid(argv, settings) for settings in grids]
+  return args
+
+
+def _parse_grid(argv, settings: dict):
+  """The flags of one grid: `settings` (a study's grid flags) as defaults under `argv`."""
+  parser = _parser()
+  settings = dict(settings)
+  study_extra = list(settings.pop("extra", []))
+  parser.set_defaults(**settings)
   args, extra = parser.parse_known_args(argv)
-  args.summarize = args_summarize
   if extra and extra[0] == "--":
     extra = extra[1:]
   unknown = [e for e in extra if not e.startswith("--config.")]
@@ -455,11 +490,28 @@ def parse_args(argv):
 
 
 def plan(args) -> tuple[list[Run], list[str]]:
-  """The sweep's runs and the names of those left out (`grid`).
+  """The sweep's runs, its grids' in order, and the names of those left out (`grid`).
 
   Raises:
-    UserError: a bad axis or language count, or an empty grid (with the reason).
+    UserError: a bad axis or language count, an empty grid (with the reason), or a run name
+      that two grids give.
   """
+  runs, dropped, grid_of = [], [], {}
+  for index, grid_args in enumerate(args.grids, 1):
+    where = "the sweep" if len(args.grids) == 1 else f"grid {index} of the sweep"
+    grid_runs, grid_dropped = _plan_grid(grid_args, where)
+    for run in grid_runs:
+      if run.name in grid_of:
+        raise UserError(f"run {run.name}: given by grids {grid_of[run.name]} and {index}; a name "
+                        "says a run's settings (not the flags after --): give each run once")
+      grid_of[run.name] = index
+    runs += grid_runs
+    dropped += grid_dropped
+  return runs, dropped
+
+
+def _plan_grid(args, where: str) -> tuple[list[Run], list[str]]:
+  """One grid's runs (with its config file and extra flags) and the names of those left out."""
   axes = [parse_axis(spec) for spec in args.axis]
   overridden = {e.split("=", 1)[0].removeprefix("--config.") for e in args.extra}
   clash = sorted(overridden & {f for f, _ in axes})
@@ -474,8 +526,9 @@ def plan(args) -> tuple[list[Run], list[str]]:
   if not runs:
     reason = (f" (one-language sets train mono-only: add 1 to --mono_probs; dropped "
               f"{', '.join(dropped)})" if dropped else "")
-    raise UserError(f"the sweep has no runs{reason}")
-  return runs, dropped
+    raise UserError(f"{where} has no runs{reason}")
+  stamped = [dataclasses.replace(r, config=args.config, extra=tuple(args.extra)) for r in runs]
+  return stamped, dropped
 
 
 def main(argv=None) -> int:
@@ -489,7 +542,7 @@ def main(argv=None) -> int:
     root = args.root.rstrip("/")
     commands, configs = [], []
     for run in runs:
-      command = main_command(args.config, run, f"{root}/{run.name}", args.extra)
+      command = main_command(run, f"{root}/{run.name}")
       try:
         configs.append(resolve_config(command))
       except UserError as e:

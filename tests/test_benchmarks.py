@@ -44,6 +44,7 @@ def smoke_flags(name: str, tmp_path) -> list[str]:
           f"--out={tmp_path / 'check.json'}", f"--memory_limit_bytes={ACCELERATOR_MEMORY_LIMIT}"
       ],
       "input_pipeline.py": ["all", f"--out={tmp_path / 'input.json'}"],
+      "lora_step_flops.py": [f"--out={tmp_path / 'lora_flops.json'}"],
   }
   return [*extra.get(name, []), "--smoke"]
 
@@ -88,8 +89,23 @@ def check_input_pipeline(module, tmp_path, argv):
   assert all(r["examples_per_second"] > 0 and r["examples_per_cpu_second"] > 0 for r in rows)
 
 
+def check_lora_step_flops(module, tmp_path, argv):
+  """The FLOP model of the cost records (`hybrid_jax.cost.config_step_flops`, the run's trainable
+  set) is within 10 % of XLA's count of the tiny model's compiled train step, full fine-tuning and
+  LoRA (the kernels' weight gradients left out, the adapters' matmuls added)."""
+  del module, argv
+  figures = json.loads((tmp_path / "lora_flops.json").read_text())
+  steps = figures["steps"]
+  assert [s["rank"] for s in steps] == [0, 4, 8]
+  for step in steps:
+    assert step["analytic_flops"] == pytest.approx(step["xla_flops"], rel=0.1), step
+  # Without the trainable set the model would give the LoRA step the full step's count (1.8x).
+  assert steps[0]["analytic_flops"] > 1.5 * steps[1]["xla_flops"]
+
+
 CHECKS = {
-    "accelerator_check.py": check_accelerator_check, "input_pipeline.py": check_input_pipeline
+    "accelerator_check.py": check_accelerator_check, "input_pipeline.py": check_input_pipeline,
+    "lora_step_flops.py": check_lora_step_flops
 }
 
 

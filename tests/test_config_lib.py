@@ -64,6 +64,8 @@ def _default_config():
         ("data.eval_languages", "en+dx", "unknown language code 'dx'"),
         ("eval.language_groups", "family,genre",
          "config.eval.language_groups: unknown language grouping 'genre'"),
+        ("eval.language_groups", "trained,family*trained,trained*family",
+         r"config.eval.language_groups: grouping 'trained\*family' listed twice"),
         ("optim.frozen", "word_(", "not a regular expression"),
         # Each of these trained to the end with exit 0: a negative rate ascends the loss.
         ("optim.learning_rate", -1.0, r"learning_rate=-1.0: must be positive"),

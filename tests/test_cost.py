@@ -1,6 +1,9 @@
-"""hybrid_jax.cost: phase timing, the FLOP model against XLA's count, the per-device scaling of
-XLA's count, merging a resumed run's sessions, process start and peak RSS against independent
-readings. (A real run's record: tests/test_launch.py::test_cost_record_of_a_tiny_run.)"""
+"""hybrid_jax.cost: phase timing, the FLOP model against XLA's count and a count by hand (full,
+LoRA, language adapters), its Linear layers against the model's, the per-device scaling of XLA's
+count, merging a resumed run's sessions, process start and peak RSS against independent readings.
+(A real run's record: tests/test_launch.py::test_cost_record_of_a_tiny_run; the FLOP model
+against XLA's count of the tiny model's full and LoRA train steps: benchmarks/lora_step_flops.py
+--smoke, checked in tests/test_benchmarks.py.)"""
 
 import time
 
@@ -11,7 +14,10 @@ import psutil
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from hybrid_jax import config_lib
 from hybrid_jax import cost
+from hybrid_jax import train
+from hybrid_jax.models.config import LORA_DEFAULT_TARGETS
 
 
 def test_phases_charge_the_innermost_phase(monkeypatch):
@@ -55,13 +61,67 @@ def test_flop_model_equals_xla_count_of_the_same_matmuls():
   x = jnp.ones((s, h), jnp.float32)
   compiled = jax.jit(_one_layer_matmuls).lower(x, w).compile()
   assert cost.compiled_flops(compiled) == cost.encoder_forward_flops(h, i, 1, s)
-  # The step: queries and passages, 3 (4 with the gradient cache) passes, and the B x B logits.
-  parts = cost.step_flops(h, i, 2, 8, 16, 4)
+  # The step: queries and passages, 3 (4 with the gradient cache) passes when everything trains,
+  # and the B x B logits.
+  model = dict(hidden_size=h, intermediate_size=i, num_hidden_layers=2)
+  parts = cost.step_flops(model, 8, 16, 4)
   assert parts["queries"] == 3 * 4 * cost.encoder_forward_flops(h, i, 2, 8)
   assert parts["loss"] == 3 * 2 * 4 * 4 * h
-  assert cost.step_flops(h, i, 2, 8, 16, 4,
-                         grad_cache=True)["passages"] == (4 * 4
-                                                          * cost.encoder_forward_flops(h, i, 2, 16))
+  assert cost.step_flops(
+      model, 8, 16, 4,
+      grad_cache=True)["passages"] == 4 * 4 * cost.encoder_forward_flops(h, i, 2, 16)
+
+
+@pytest.mark.parametrize("fields", [
+    dict(),
+    dict(shared_tower=False, projection_dim=24),
+    dict(pooling="pooler", projection_dim=16)
+])
+def test_the_flop_models_linear_layers_are_the_models(fields):
+  """`cost.linear_layers` (from the config alone) lists the Linear layers of the model built from
+  the same config, with their shapes: the FLOP model counts what the model computes."""
+  from hybrid_jax.models import create_model
+  from hybrid_jax.models import lora
+  from hybrid_jax.models.config import model_config
+
+  config = model_config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=48, vocab_size=100, **fields)
+  built = {
+      path: (layer.in_features, layer.out_features)
+      for path, layer in lora.linear_paths(create_model(config, seed=0)).items()
+  }
+  assert cost.linear_layers(config) == built
+
+
+def test_frozen_kernels_cost_no_weight_gradient_and_adapters_add_theirs():
+  """The FLOP model of a LoRA step against a count by hand: a 1-layer model whose base is frozen
+  (as `train.frozen_pattern` freezes it) and whose 6 kernels carry rank-r adapters (the default
+  targets)."""
+  h, i, r, s, b = 32, 64, 4, 8, 2
+  model = dict(hidden_size=h, intermediate_size=i, num_hidden_layers=1,
+               lora=dict(rank=r, targets=LORA_DEFAULT_TARGETS, per_language=False))
+  config = config_lib.default_config("model=tiny")
+  config.model.lora.rank = r
+  frozen = train.frozen_pattern(config)  # every base parameter
+  t = b * s
+  kernels = [(h, h)] * 4 + [(h, i), (i, h)]
+  base = sum(2 * t * n_in * n_out for n_in, n_out in kernels)
+  adapters = sum(2 * t * r * (n_in + n_out) for n_in, n_out in kernels)
+  attention = 2 * 2 * b * s * s * h
+  # Kernels: forward, plus the input gradient except for Q, K, V of the first layer (nothing
+  # below them trains). Adapters: forward and their A, B gradients, and the input gradient
+  # through A where needed. Attention: 3 x forward (its inputs' adapters train).
+  no_input_gradient = sum(2 * t * h * h for _ in range(3))
+  no_input_gradient_a = sum(2 * t * h * r for _ in range(3))
+  expected = (2 * base - no_input_gradient + 3 * adapters - no_input_gradient_a + 3 * attention)
+  parts = cost.step_flops(model, s, s, b, frozen=frozen)
+  assert parts["queries"] == expected
+  # Two adapters per row with language adapters: the adapters' share doubles.
+  per_language = dict(model, lora=dict(model["lora"], per_language=True))
+  assert cost.step_flops(per_language, s, s, b, frozen=frozen)["queries"] == (
+      expected + 3 * adapters - no_input_gradient_a)
+  # Full fine-tuning of the same model, embeddings included: 3 x forward.
+  assert cost.step_flops(dict(model, lora={}), s, s, b)["queries"] == 3 * (base + attention)
 
 
 def test_step_flops_are_per_device_count_times_devices():

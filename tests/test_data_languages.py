@@ -29,7 +29,36 @@ kurdish (sorani),1
 norwegian (bokmål),1
 shan,0
 tagalog,3
+kabiye,1
+mizo,0
+twi,1
+cantonese,1
+meithei,0
+kirundi,1
+southern azerbaijani,1
 """
+# The 204 codes of facebookresearch/flores flores200/README.md @a6c830c ("Languages in FLORES-200"),
+# in its order.
+FLORES200 = """
+ace_Arab ace_Latn acm_Arab acq_Arab aeb_Arab afr_Latn ajp_Arab aka_Latn amh_Ethi apc_Arab arb_Arab
+arb_Latn ars_Arab ary_Arab arz_Arab asm_Beng ast_Latn awa_Deva ayr_Latn azb_Arab azj_Latn bak_Cyrl
+bam_Latn ban_Latn bel_Cyrl bem_Latn ben_Beng bho_Deva bjn_Arab bjn_Latn bod_Tibt bos_Latn bug_Latn
+bul_Cyrl cat_Latn ceb_Latn ces_Latn cjk_Latn ckb_Arab crh_Latn cym_Latn dan_Latn deu_Latn dik_Latn
+dyu_Latn dzo_Tibt ell_Grek eng_Latn epo_Latn est_Latn eus_Latn ewe_Latn fao_Latn fij_Latn fin_Latn
+fon_Latn fra_Latn fur_Latn fuv_Latn gla_Latn gle_Latn glg_Latn grn_Latn guj_Gujr hat_Latn hau_Latn
+heb_Hebr hin_Deva hne_Deva hrv_Latn hun_Latn hye_Armn ibo_Latn ilo_Latn ind_Latn isl_Latn ita_Latn
+jav_Latn jpn_Jpan kab_Latn kac_Latn kam_Latn kan_Knda kas_Arab kas_Deva kat_Geor knc_Arab knc_Latn
+kaz_Cyrl kbp_Latn kea_Latn khm_Khmr kik_Latn kin_Latn kir_Cyrl kmb_Latn kmr_Latn kon_Latn kor_Hang
+lao_Laoo lij_Latn lim_Latn lin_Latn lit_Latn lmo_Latn ltg_Latn ltz_Latn lua_Latn lug_Latn luo_Latn
+lus_Latn lvs_Latn mag_Deva mai_Deva mal_Mlym mar_Deva min_Arab min_Latn mkd_Cyrl plt_Latn mlt_Latn
+mni_Beng khk_Cyrl mos_Latn mri_Latn mya_Mymr nld_Latn nno_Latn nob_Latn npi_Deva nso_Latn nus_Latn
+nya_Latn oci_Latn gaz_Latn ory_Orya pag_Latn pan_Guru pap_Latn pes_Arab pol_Latn por_Latn prs_Arab
+pbt_Arab quy_Latn ron_Latn run_Latn rus_Cyrl sag_Latn san_Deva sat_Olck scn_Latn shn_Mymr sin_Sinh
+slk_Latn slv_Latn smo_Latn sna_Latn snd_Arab som_Latn sot_Latn spa_Latn als_Latn srd_Latn srp_Cyrl
+ssw_Latn sun_Latn swe_Latn swh_Latn szl_Latn tam_Taml tat_Cyrl tel_Telu tgk_Cyrl tgl_Latn tha_Thai
+tir_Ethi taq_Latn taq_Tfng tpi_Latn tsn_Latn tso_Latn tuk_Latn tum_Latn tur_Latn twi_Latn tzm_Tfng
+uig_Arab ukr_Cyrl umb_Latn urd_Arab uzn_Latn vec_Latn vie_Latn war_Latn wol_Latn xho_Latn ydd_Hebr
+yor_Latn yue_Hant zho_Hans zho_Hant zsm_Latn zul_Latn""".split()
 # Rows of the Belebele README table (FLORES-200 code | English name | Script).
 BELEBELE_EXCERPT = {"ckb_Arab": "Arab", "khk_Cyrl": "Cyrl", "zho_Hant": "Hant", "urd_Latn": "Latn"}
 
@@ -124,6 +153,48 @@ def test_values_agree_with_the_sources():
     assert languages.info(languages.from_flores(fc)).script == script
   assert languages.info("ar").resource_class == 5
   assert languages.info("apc").resource_class is None  # North Levantine: not in the source
+
+
+# FLORES-200 languages' values, read by hand from the sources: Glottolog 5.1 cldf/languages.csv
+# (the language's Family_ID row), WALS 2020.4 cldf/languages.csv (Genus).
+FLORES_ONLY_VALUES = {
+    "tpi_Latn": ("Indo-European", "Creoles and Pidgins"),  # tokp1240 -> indo1319; WALS tpi
+    "knc_Latn": ("Saharan", "Western Saharan"),  # cent2050 -> saha1256; WALS knr
+    "dik_Latn": ("Nilotic", "Western Nilotic"),  # sout2832 -> nilo1247; WALS din (Dinka)
+    "kon_Latn": ("Atlantic-Congo", "Bantu"),  # a member: koon1244 (kng) -> atla1278; WALS kon
+    "srd_Latn": ("Indo-European", "Romance"),  # a member: camp1261 (sro) -> indo1319; WALS srd
+    "taq_Tfng": ("Afro-Asiatic", "Berber"),  # tama1365 -> afro1255; WALS tsk
+    "twi_Latn": ("Atlantic-Congo", "Tano"),  # twii1234 (Akan dialect) -> atla1278; WALS akn (Akan)
+    "yue_Hant": ("Sino-Tibetan", "Chinese"),  # yuec1235 -> sino1245; WALS cnt
+    "bem_Latn": ("Atlantic-Congo", "Bantu"),  # bemb1257 -> atla1278; WALS bem
+}
+
+
+def test_every_flores200_code_has_a_row_of_its_own():
+  assert len(FLORES200) == len(set(FLORES200)) == 204
+  rows = [languages.from_flores(fc) for fc in FLORES200]
+  assert len(set(rows)) == 204  # no two codes share a row
+  assert set(rows) == set(languages.in_set("flores200"))
+  for fc, code in zip(FLORES200, rows):
+    lang = languages.info(code)
+    assert languages.to_flores(code) == fc
+    assert lang.script == fc[4:] and lang.family, fc
+    assert lang.iso639_3 in (fc[:3], "cmn", "ekk", "gug"), fc  # the individual languages
+  # A language in two scripts: a row per script, the other script a variant.
+  assert languages.from_flores("kas_Arab") == "ks" and languages.from_flores(
+      "kas_Deva") == "ks-Deva"
+  assert languages.from_flores("knc_Arab") == "kr-Arab"
+  assert languages.info("ks-Deva").resource_class == languages.info("ks").resource_class == 1
+  # Akan and Twi (members of one ISO 639 macrolanguage for CLDR) stay two rows.
+  assert languages.from_flores("aka_Latn") == "ak" and languages.from_flores("twi_Latn") == "tw"
+  assert languages.from_iso639_3("dik") == languages.from_iso639_3("din") == "din"
+  assert languages.from_bcp47("ks-deva-IN") == "ks-Deva"
+  for fc, (family, genus) in FLORES_ONLY_VALUES.items():
+    lang = languages.info(languages.from_flores(fc))
+    assert (lang.family, lang.genus) == (family, genus), fc
+  # Joshi et al.'s copy lacks Bemba, Kanuri and Tunisian Arabic (no name of theirs is in it).
+  for code in ("bem", "kr", "kr-Arab", "aeb"):
+    assert languages.info(code).resource_class is None and not languages.info(code).joshi_name
 
 
 def test_group_of():

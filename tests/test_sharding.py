@@ -160,6 +160,15 @@ def test_param_spec(shape, fsdp, expected):
   assert sharding.param_spec(shape, fsdp) == expected
 
 
+def test_a_lora_factor_without_its_sibling_is_refused():
+  """A LoRA factor is placed by its kernel's shape [in, out], read from A [sets, in, rank] and
+  B [sets, rank, out] together (test_fsdp checks the placement)."""
+  mesh = sharding.make_mesh(8, fsdp=2)
+  with pytest.raises(ValueError, match=r"\['layer'\]\['lora_a'\] is a LoRA factor"):
+    sharding.param_shardings(
+        mesh, {"layer": {"kernel": jnp.zeros((64, 32)), "lora_a": jnp.zeros((1, 64, 4))}})
+
+
 def test_state_shardings_split_adam_moments_like_their_params():
   mesh = sharding.make_mesh(8, fsdp=4)
   params = {

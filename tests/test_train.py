@@ -101,27 +101,31 @@ def assert_trained(new_params, old_params, config):
   jax.tree.map(np.testing.assert_array_equal, frozen, old_frozen)
 
 
-_COMPILED = {}  # (config, devices) -> jitted step: each compile costs seconds, share them
+_COMPILED = {}  # (config, devices, fsdp) -> jitted step: each compile costs seconds, share them
 
 
-def _step(config, graphdef, optimizer, state, batch, num_devices):
-  mesh = sharding.make_mesh(num_devices)
-  key = (config.to_json(), num_devices)
+def _step(config, graphdef, optimizer, state, batch, num_devices, fsdp=1):
+  mesh = sharding.make_mesh(num_devices, fsdp=fsdp)
+  state_sharding = sharding.state_shardings(mesh, state)
+  key = (config.to_json(), num_devices, fsdp)
   if key not in _COMPILED:
-    _COMPILED[key] = train.make_train_step(graphdef, config, optimizer, mesh)
-  state = jax.device_put(jax.tree.map(jnp.copy, state), sharding.replicated(mesh))  # donated
+    _COMPILED[key] = train.make_train_step(graphdef, config, optimizer, mesh, state_sharding)
+  state = jax.device_put(jax.tree.map(jnp.copy, state), state_sharding)  # donated
   return _COMPILED[key](state, jax.device_put(batch, sharding.batch_sharding(mesh)))
 
 
 @pytest.mark.parametrize(
-    "loss, lora, device_counts",
+    "loss, lora, fsdp",
     [
-        (dict(), None, (1, 2, 4, 8)),
-        # LoRA here (full fine-tuning with these losses: test_fsdp, test_grad_cache on 8 devices).
-        (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), LORA,
-         (1, 2, 4, 8)),
+        (dict(), None, False),
+        # LoRA here, with FSDP (full fine-tuning with these losses: test_fsdp, test_grad_cache on
+        # 8 devices): n devices make an fsdp=n mesh and every kernel is split over it, with its
+        # LoRA factors and their AdamW moments (sharding.lora_specs).
+        (dict(symmetric=True, learnable_temperature=True, num_hard_negatives=1), LORA, True),
     ])
-def test_step_is_the_same_on_1_2_4_8_devices(loss, lora, device_counts):
+def test_step_is_the_same_on_1_2_4_8_devices(loss, lora, fsdp, monkeypatch):
+  if fsdp:  # the tiny kernels ([32, 32], [32, 64], [64, 32]) are below the default threshold
+    monkeypatch.setattr(sharding, "FSDP_MIN_PARAM_SIZE", 2**10)
   config = _config(lora, **loss)
   config.optim.warmup_steps = 0  # the warmup's first learning rate is 0: no update to compare
   # Adam's first step is lr * g / (|g| + eps): with eps = 1e-6, a gradient that cancels to ~1e-7
@@ -153,21 +157,31 @@ def test_step_is_the_same_on_1_2_4_8_devices(loss, lora, device_counts):
       symmetric=config.loss.symmetric, hard_negative_emb=hard,
       hard_negative_keys=batch.get("hard_negative_keys"))
 
-  results = {n: _step(config, graphdef, optimizer, state0, batch, n) for n in device_counts}
+  results = {
+      n: _step(config, graphdef, optimizer, state0, batch, n, fsdp=n if fsdp else 1)
+      for n in (1, 2, 4, 8)
+  }
   base_state, base_metrics = results[1]
   np.testing.assert_allclose(base_metrics["loss"], reference_loss, rtol=2e-5)
   for n, (state, metrics) in results.items():
     assert int(state.step) == 1 and int(metrics["skipped"]) == 0
     np.testing.assert_allclose(metrics["loss"], base_metrics["loss"], rtol=2e-5, err_msg=str(n))
     np.testing.assert_allclose(metrics["grad_norm"], base_metrics["grad_norm"], rtol=2e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6), state.params,
-                 base_state.params)
+    # Adam's first moments are 0.1 x the clipped gradients: the gradients themselves compare.
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-6, err_msg=str(n)),
+        (state.params, state.opt_state), (base_state.params, base_state.opt_state))
+    if fsdp:  # placed as their kernels: query [32, 32] on its input, intermediate [32, 64] output
+      layer = state.params["model"]["encoder"]["layers"][0]
+      shard = lambda x: x.addressable_shards[0].data.shape
+      assert shard(layer["attention"]["query"]["lora_a"]) == (3, 32 // n, 4)
+      assert shard(layer["intermediate"]["lora_b"]) == (3, 4, 64 // n)
   assert_trained(base_state.params, state0.params, config)
 
 
 def test_non_finite_step_is_skipped_and_counted():
   config = _config()
-  config.optim.warmup_steps = 0  # the compiled step of the first test case is reused
+  config.optim.update(warmup_steps=0, eps=1e-3)  # as the first test case: its step is reused
   graphdef, optimizer, state0 = _setup(config)
   bad = jax.tree.map(lambda x: x, state0.params)
   bad["model"]["encoder"]["embeddings"]["word_embeddings"]["embedding"] = (

