@@ -317,8 +317,10 @@ def check_distinct(runs: list[Run], configs: list) -> None:
     key = config.to_json_best_effort(sort_keys=True)
     if key in seen:
       first = seen[key]
-      differ = [f"--axis={field}: {a!r} and {b!r}"
-                for (field, a), (_, b) in zip(first.overrides, run.overrides) if a != b]
+      differ = [
+          f"--axis={field}: {a!r} and {b!r}"
+          for (field, a), (_, b) in zip(first.overrides, run.overrides) if a != b
+      ]
       values = f" ({'; '.join(differ)} give one config value)" if differ else ""
       raise UserError(f"runs {first.name} and {run.name} train the same config{values}; give "
                       "each setting once")
@@ -531,8 +533,10 @@ def _parse_grid(argv, settings: dict):
                     "--config.* overrides are passed on)")
   args.extra = study_extra + extra
   if args.lang_sets is not None and str(args.lang_counts):
-    flags = [f"--{flag} ({'the study' if flag in settings and not _given(argv, flag) else 'given'})"
-             for flag in ("lang_sets", "lang_counts")]
+    flags = [
+        f"--{flag} ({'the study' if flag in settings and not _given(argv, flag) else 'given'})"
+        for flag in ("lang_sets", "lang_counts")
+    ]
     raise UserError(f"{' and '.join(flags)} exclude each other: the language sets are either "
                     "listed or drawn from --lang_pool")
   args.lang_sets = [s for s in (args.lang_sets or ",".join(DEFAULT_LANG_SETS)).split(",") if s]
