@@ -489,7 +489,6 @@ def left_out_groupings(groupings: Sequence[str], found: Mapping[str, Any], *, ta
   return f"language grouping(s) left out of the results: {'; '.join(reasons)}"
 
 
-
 def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, model_name: str = "",
              step: int | None = None, config=None, output_dir: str | None = None,
              warnings: Sequence[str] = (), cache_data: bool = False,
@@ -579,7 +578,8 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       num_passages = len(data.candidates)
       metrics, score_timing = evaluate_lareqa(
           retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
-  left_out = left_out_groupings(groupings, metrics.get("groups") or {}, task=task, trained=trained,
+  left_out = left_out_groupings(groupings,
+                                metrics.get("groups") or {}, task=task, trained=trained,
                                 data_languages=data_languages)
   if left_out:
     logging.warning("%s", left_out)

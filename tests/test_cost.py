@@ -183,8 +183,8 @@ def test_the_record_has_the_last_checkpoints_size_beside_all_kept(tmp_path):
     (tmp_path / "checkpoints" / name / "state").mkdir(parents=True)
     (tmp_path / "checkpoints" / name / "state" / "data").write_bytes(b"x" * size)
   (tmp_path / "checkpoints" / "10" / "manifest.json").write_bytes(b"y" * 20)
-  record = cost.CostMeter().finish(str(tmp_path), steps_trained=10, num_steps=10,
-                                   global_batch_size=4)
+  record = cost.CostMeter().finish(
+      str(tmp_path), steps_trained=10, num_steps=10, global_batch_size=4)
   assert record["checkpoint_bytes"] == sum(sizes.values()) + 20
   assert record["last_checkpoint_bytes"] == 520
   assert cost.headline(record)["last_checkpoint_bytes"] == 520.0
