@@ -14,24 +14,35 @@ cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per set
 with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
-pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
-lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
-groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
-i.e. evaluated, not trained on; crossed ones such as 'family*trained' too, a column per pair of
-labels, 'Indo-European / zero-shot'): mono / cross / pool mAP and max-min rank per group. A
-second table (and its mean ± std over seeds) gives the efficiency of each run from its cost
-record: trainable and frozen parameters, optimizer-state MB, checkpoint MB on disk, the compiled
-step's GFLOP (XLA's count), step seconds and examples/s after compilation, training TFLOP, peak
-RSS, wall seconds in all, training and evaluation, and the machine (CPU model and cores; `--cost`
-takes any of these columns, e.g. trainable_parameters, plotted on a log axis). With `--dataset` a
-glob of single-language BEIR corpora ('beir_miracl-*'), a run's corpora form one row: nDCG@10 /
-Recall@100 and each group's as macro averages over their languages.
+pool), pool Recall@1/@10, the rank gap, the own-language share of the top k and the paper's
+max-min rank distance (language bias, lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the
+macro averages of the language groups of `--groups` (results' "groups", eval.language_groups: by
+default trained / zero-shot, i.e. evaluated, not trained on): mono / cross / pool mAP and max-min
+rank per group, titled with the group's label as results.json and results.md give it ('zero-shot
+multi'). The trained / zero-shot columns join the main table; any other grouping has tables of its
+own (per run, per setting), titled with the grouping: 'resource class × trained' with columns
+'5 / trained mono', ... (a crossed grouping such as 'family*trained' has a column per pair of
+labels), so that many groups (the ratio_groups study's 64 columns) do not make one very wide row.
+A second table (and its mean ± std over seeds) gives the efficiency of each run from its cost
+record: trainable and frozen parameters, optimizer-state MB, the last checkpoint's MB and those
+of all the checkpoints kept on disk, the compiled step's GFLOP (XLA's count), step seconds and
+examples/s after compilation, training TFLOP, peak RSS, wall seconds in all, training and
+evaluation, and the machine (CPU model and cores; `--cost` takes any of these columns, e.g.
+trainable_parameters, plotted on a log axis); a count equal in every run of a setting shows
+alone, without '± 0'. With `--dataset` a glob of single-language BEIR corpora ('beir_miracl-*'),
+a run's corpora form one row: nDCG@10 / Recall@100 and each group's as macro averages over their
+languages.
 
 A setting is the runs equal in `--group_by` (default: language set, mono_prob and the sweep's
 --axis fields; `num_languages` averages the draws of a language-count sweep; a config field such
-as `model.lora.rank` is read from each run's config.json). The defaults of
---group_by, --x, --quality, --cost and --groups come from `<root>/sweep.json` (written by
-launch/sweep.py; a study's summarize settings) or `--study`.
+as `model.lora.rank` is read from each run's config.json); it is named by these fields
+('langs=en+de mono_prob=1', the Pareto front's line). A sweep-varied field outside --group_by
+(language set, mono_prob, an --axis field) whose runs in one setting differ shows as
+'mixed (0.5, 1)' (summary.json: None, and the values under "mixed"). The defaults of --group_by,
+--x, --quality, --cost and --groups come from `<root>/sweep.json` (written by launch/sweep.py; a
+study's summarize settings) or `--study`. A user error (a --group_by field no run has, a
+--quality / --cost that names no column, an --x that is not a setting field, an unknown study or
+grouping, a --root that is no directory, an --out that is a file) is one line and exit status 2.
 """
 
 from __future__ import annotations

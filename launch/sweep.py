@@ -22,9 +22,12 @@ distinct within a count), `--mono_probs`, the `--axis` values (product, or one a
 a given set with other mono_probs is dropped (said on stderr; a grid left empty is an error).
 Each run is named after its settings (`L3-de_en_zh-mono0.5-draw1-global_batch_size16-seed0`) and
 listed in `<root>/sweep.json` with its languages, draw, overrides, config file and flags; a named
-study (`launch/studies/<name>.py`) gives the flags of one grid ("sweep") or of several ("sweeps":
-their union, run in order into one root; two grids giving one run name is an error) and its
-summarize settings.
+study (`launch/studies/<name>.py`, `--study=<name>`) gives the flags of one grid ("sweep") or of
+several ("sweeps": their union, run in order into one root) and its summarize settings. No run is
+lost or flag ignored silently: two runs of one name (grids giving the same run, or --axis values
+such as 'x/y' and 'x_y') or of one config ('1e-4' and '0.0001'), an empty --axis value, a study
+that is not a file name of launch/studies, --lang_sets beside --lang_counts, and a --cost_from
+that does not exist are one-line errors (exit status 2).
 
 Runs are sequential with `--launcher=local` (a failed run stops the sweep unless --keep_going).
 A run is finished when its final step (train.num_steps) was trained and evaluated (the

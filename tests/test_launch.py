@@ -181,6 +181,8 @@ def test_cost_record_of_a_tiny_run(tiny_sweep):
   assert parameters["optimizer_bytes"] == 2 * 4 * parameters["trainable_parameters"] + 8  # Adam
   files = [p for p in __import__("pathlib").Path(workdir, "checkpoints").rglob("*") if p.is_file()]
   assert record["checkpoint_bytes"] == sum(p.stat().st_size for p in files) > 0
+  last = [p for p in files if p.relative_to(workdir).parts[1] == "4"]  # checkpoints/4/...
+  assert record["last_checkpoint_bytes"] == sum(p.stat().st_size for p in last) > 0
   assert 100 * 2**20 < record["peak_rss_bytes"] < 16 * 2**30
   assert record["machine"]["device_count"] == 8
   assert record["machine"]["cpu_model"] == machine.describe()["cpu_model"]
