@@ -620,7 +620,8 @@ def plot_curves(settings: list[dict], x: str, path: str) -> str:
   for ax in (left, right):
     ax.set_xlabel(x)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # a panel no run has figures of stays without legend
+      ax.legend(fontsize=7)
   fig.suptitle(f"Against {x}: mean ± std over each setting's runs (dashed: zero-shot languages)")
   fig.tight_layout()
   fig.savefig(path)
