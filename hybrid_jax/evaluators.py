@@ -539,6 +539,10 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       if config is not None and "language_groups" in config.get("eval", {}):
         language_groups = config.eval.language_groups
     groupings = languages_lib.parse_groupings(language_groups)
+    # Only groupings a user asked for are said to be left out (the default's are quietly
+    # skipped where they do not apply, e.g. trained / zero-shot without a training config).
+    asked = languages_lib.parse_groupings(language_groups) != languages_lib.parse_groupings(
+        languages_lib.DEFAULT_LANGUAGE_GROUPS)
     if is_beir:
       task = "beir"
       corpus_language = beir_language(spec, languages)
@@ -578,9 +582,9 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       num_passages = len(data.candidates)
       metrics, score_timing = evaluate_lareqa(
           retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
-  left_out = left_out_groupings(groupings,
-                                metrics.get("groups") or {}, task=task, trained=trained,
-                                data_languages=data_languages)
+  left_out = asked and left_out_groupings(groupings,
+                                          metrics.get("groups") or {}, task=task, trained=trained,
+                                          data_languages=data_languages)
   if left_out:
     logging.warning("%s", left_out)
     warnings.append(left_out)

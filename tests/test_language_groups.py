@@ -273,3 +273,6 @@ def test_a_grouping_left_out_is_said_in_the_log_and_the_results(tmp_path, caplog
   results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,
                                 language_groups="script")
   assert results["warnings"] == []
+  # The default groupings are not asked for: "trained" skipped where it does not apply, quietly.
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}")
+  assert "trained" not in results["metrics"]["groups"] and results["warnings"] == []
