@@ -4,7 +4,8 @@ embedded XQuAD-R train split in the paper's 9 training languages (ar de en es hi
 then LAReQA evaluation on the held-out articles (`xquad_r:eval`) in all 11 languages, el and vi
 being zero-shot languages: 60 steps of 32 at lr 5e-5, within 10 minutes on a 2-core CPU
 (docs/results.md: the cost on each machine, and why 60 steps at 5e-5). `model=tiny` gives the former
-default: a tiny encoder trained from scratch (about 5 minutes; the fast tests use it).
+default: a tiny encoder trained from scratch (a few minutes, docs/results.md; the fast tests
+use it).
 
   python -m hybrid_jax.main --config=configs/default.py --workdir=/tmp/hj
   python -m hybrid_jax.main --config=configs/default.py:langs=en+de+ar,mono_prob=0.25 --workdir=...

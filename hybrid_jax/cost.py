@@ -29,7 +29,9 @@ The record (`finish`, one session; `cost.json` sums the sessions of a resumed ru
   peak_rss_bytes: the process's peak resident set (getrusage ru_maxrss).
   parameters: `diagnostics.parameter_summary` (trainable / frozen parameters and bytes,
     optimizer-state bytes, ...).
-  checkpoint_bytes: bytes on disk under `<workdir>/checkpoints`; model_bytes: under `model/`.
+  checkpoint_bytes: bytes on disk under `<workdir>/checkpoints` (every checkpoint kept there,
+    checkpoint.keep of them); last_checkpoint_bytes: those of the newest step's checkpoint alone
+    (the size of one checkpoint); model_bytes: under `model/`.
   machine: `hybrid_jax.machine.describe(devices)` (device kind and count, CPU model, vector
     extensions, cores).
 
@@ -269,6 +271,14 @@ def directory_bytes(directory: str) -> int:
       for name in names)
 
 
+def last_checkpoint_bytes(directory: str) -> int:
+  """Bytes of the newest step's checkpoint under `directory` (its largest all-digit
+  subdirectory, as orbax names steps; not one set aside or in writing); 0 without one."""
+  root = paths.path(directory)
+  steps = [int(p.name) for p in root.iterdir() if p.name.isdigit()] if root.exists() else []
+  return directory_bytes(paths.join(directory, str(max(steps)))) if steps else 0
+
+
 class CostMeter:
   """Wall time by phase, the compiled step's FLOPs and the run's sizes; see the module doc."""
 
@@ -335,6 +345,7 @@ class CostMeter:
         "train_flops": step_flops_ * num_steps if step_flops_ is not None else None,
         "peak_rss_bytes": peak_rss_bytes(),
         "checkpoint_bytes": directory_bytes(paths.join(workdir, "checkpoints")),
+        "last_checkpoint_bytes": last_checkpoint_bytes(paths.join(workdir, "checkpoints")),
         "model_bytes": directory_bytes(paths.join(workdir, "model")),
         "machine": machine.describe(devices),
         "finished_at": time.time(),
@@ -380,10 +391,11 @@ def read(workdir: str) -> dict[str, Any] | None:
 
 def headline(record: Mapping[str, Any]) -> dict[str, float]:
   """The record's headline numbers: total / startup / compile / train / eval seconds, examples
-  per second, train step and train FLOPs, peak RSS and checkpoint bytes (absent when None)."""
+  per second, train step and train FLOPs, peak RSS, checkpoint bytes (all kept, and the last
+  one's) (absent when None)."""
   out = {f"{k}_seconds": v for k, v in record["wall_seconds"].items()}
   for key in ("examples_per_second", "train_step_flops", "train_flops", "peak_rss_bytes",
-              "checkpoint_bytes"):
+              "checkpoint_bytes", "last_checkpoint_bytes"):
     if record.get(key) is not None:
       out[key] = float(record[key])
   return out

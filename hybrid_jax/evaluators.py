@@ -463,6 +463,32 @@ def _run_groups(config, languages: Sequence[str],
 # ----------------------------------------------------------------------------- orchestration
 
 
+def left_out_groupings(groupings: Sequence[str], found: Mapping[str, Any], *, task: str,
+                       trained: Sequence[str] | None, data_languages: Sequence[str]) -> str | None:
+  """One line naming each grouping of `groupings` that the results lack (`found`: their
+  metrics["groups"]) and why, or None when none is left out."""
+  reasons = []
+  for grouping in groupings:
+    if grouping in found:
+      continue
+    parts = grouping.split(languages_lib.CROSS)
+    if task == "nli_probe":
+      why = "the XNLI probe reports per language only"
+    elif not data_languages:
+      why = ("the corpus's language is unknown (--languages=CODE, or a directory name ending in "
+             "-CODE)")
+    elif languages_lib.TRAINED in parts and task in ("lareqa", "beir") and trained is None:
+      why = "no training config, so no trained / zero-shot split"
+    elif languages_lib.TRAINED in parts and task in ("lareqa", "beir"):
+      why = "no zero-shot language: every evaluated language was trained on"
+    else:
+      why = "no evaluated language has a group in it"
+    reasons.append(f"{grouping} ({why})")
+  if not reasons:
+    return None
+  return f"language grouping(s) left out of the results: {'; '.join(reasons)}"
+
+
 def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, model_name: str = "",
              step: int | None = None, config=None, output_dir: str | None = None,
              warnings: Sequence[str] = (), cache_data: bool = False,
@@ -513,6 +539,10 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       if config is not None and "language_groups" in config.get("eval", {}):
         language_groups = config.eval.language_groups
     groupings = languages_lib.parse_groupings(language_groups)
+    # Only groupings a user asked for are said to be left out (the default's are quietly
+    # skipped where they do not apply, e.g. trained / zero-shot without a training config).
+    asked = languages_lib.parse_groupings(language_groups) != languages_lib.parse_groupings(
+        languages_lib.DEFAULT_LANGUAGE_GROUPS)
     if is_beir:
       task = "beir"
       corpus_language = beir_language(spec, languages)
@@ -552,6 +582,12 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
       num_passages = len(data.candidates)
       metrics, score_timing = evaluate_lareqa(
           retriever, data, languages_lib.group_languages(data.languages, groupings, trained))
+  left_out = asked and left_out_groupings(groupings,
+                                          metrics.get("groups") or {}, task=task, trained=trained,
+                                          data_languages=data_languages)
+  if left_out:
+    logging.warning("%s", left_out)
+    warnings.append(left_out)
   timing = {**{key: retriever.timing[key] - before[key] for key in before}, **score_timing, **timing}
   if timing["encode_seconds"] > 0 and num_passages:
     timing["candidates_per_second"] = num_passages / timing["encode_seconds"]

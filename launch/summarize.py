@@ -14,24 +14,35 @@ cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per set
 with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
-pool), pool Recall@1/@10, the rank gap and the paper's max-min rank distance (language bias,
-lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the macro averages of the language
-groups of `--groups` (results' "groups", eval.language_groups: by default trained / zero-shot,
-i.e. evaluated, not trained on; crossed ones such as 'family*trained' too, a column per pair of
-labels, 'Indo-European / zero-shot'): mono / cross / pool mAP and max-min rank per group. A
-second table (and its mean ± std over seeds) gives the efficiency of each run from its cost
-record: trainable and frozen parameters, optimizer-state MB, checkpoint MB on disk, the compiled
-step's GFLOP (XLA's count), step seconds and examples/s after compilation, training TFLOP, peak
-RSS, wall seconds in all, training and evaluation, and the machine (CPU model and cores; `--cost`
-takes any of these columns, e.g. trainable_parameters, plotted on a log axis). With `--dataset` a
-glob of single-language BEIR corpora ('beir_miracl-*'), a run's corpora form one row: nDCG@10 /
-Recall@100 and each group's as macro averages over their languages.
+pool), pool Recall@1/@10, the rank gap, the own-language share of the top k and the paper's
+max-min rank distance (language bias, lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the
+macro averages of the language groups of `--groups` (results' "groups", eval.language_groups: by
+default trained / zero-shot, i.e. evaluated, not trained on): mono / cross / pool mAP and max-min
+rank per group, titled with the group's label as results.json and results.md give it ('zero-shot
+multi'). The trained / zero-shot columns join the main table; any other grouping has tables of its
+own (per run, per setting), titled with the grouping: 'resource class × trained' with columns
+'5 / trained mono', ... (a crossed grouping such as 'family*trained' has a column per pair of
+labels), so that many groups (the ratio_groups study's 64 columns) do not make one very wide row.
+A second table (and its mean ± std over seeds) gives the efficiency of each run from its cost
+record: trainable and frozen parameters, optimizer-state MB, the last checkpoint's MB and those
+of all the checkpoints kept on disk, the compiled step's GFLOP (XLA's count), step seconds and
+examples/s after compilation, training TFLOP, peak RSS, wall seconds in all, training and
+evaluation, and the machine (CPU model and cores; `--cost` takes any of these columns, e.g.
+trainable_parameters, plotted on a log axis); a count equal in every run of a setting shows
+alone, without '± 0'. With `--dataset` a glob of single-language BEIR corpora ('beir_miracl-*'),
+a run's corpora form one row: nDCG@10 / Recall@100 and each group's as macro averages over their
+languages.
 
 A setting is the runs equal in `--group_by` (default: language set, mono_prob and the sweep's
 --axis fields; `num_languages` averages the draws of a language-count sweep; a config field such
-as `model.lora.rank` is read from each run's config.json). The defaults of
---group_by, --x, --quality, --cost and --groups come from `<root>/sweep.json` (written by
-launch/sweep.py; a study's summarize settings) or `--study`.
+as `model.lora.rank` is read from each run's config.json); it is named by these fields
+('langs=en+de mono_prob=1', the Pareto front's line). A sweep-varied field outside --group_by
+(language set, mono_prob, an --axis field) whose runs in one setting differ shows as
+'mixed (0.5, 1)' (summary.json: None, and the values under "mixed"). The defaults of --group_by,
+--x, --quality, --cost and --groups come from `<root>/sweep.json` (written by launch/sweep.py; a
+study's summarize settings) or `--study`. A user error (a --group_by field no run has, a
+--quality / --cost that names no column, an --x that is not a setting field, an unknown study or
+grouping, a --root that is no directory, an --out that is a file) is one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # this checkout's hybrid_jax
 
+from hybrid_jax import cli  # noqa: E402
 from hybrid_jax import cost as cost_lib  # noqa: E402
 from hybrid_jax import machine  # noqa: E402
 from hybrid_jax.data import languages  # noqa: E402
@@ -75,22 +87,26 @@ def split_group_key(key: str) -> tuple[str, str, str] | None:
   return (grouping, label, metric) if slash and slash2 and label else None
 
 
-def _group_title(grouping: str, label: str, title: str) -> str:
-  """'class 5 mono', 'Indo-European / zero-shot multi', 'class 4 / zero-shot max-min rank'."""
-  parts = zip(grouping.split(languages.CROSS), label.split(languages.CROSS_LABEL))
-  label = languages.CROSS_LABEL.join(
-      f"{'class ' if g == 'resource_class' else ''}{value}" for g, value in parts)
-  return f"{label} {title}"
+def _grouping_title(grouping: str) -> str:
+  """'resource_class*trained' -> 'resource class × trained' (as results.md titles it)."""
+  return grouping.replace("_", " ").replace(languages.CROSS, " × ")
 
+
+# Groupings whose columns join the main quality table (their labels, trained / zero-shot, read on
+# their own); every other grouping gets a table of its own, titled with the grouping.
+INLINE_GROUPINGS = (languages.TRAINED,)
 
 # The efficiency table, from the run's cost record (hybrid_jax.cost), in the units the columns
 # name (MB = 1e6 bytes); the step FLOPs are XLA's count of the compiled step (the FLOP model's
-# with the gradient cache), the step time and examples/s after compilation.
+# with the gradient cache), the step time and examples/s after compilation. "last checkpoint":
+# the newest step's checkpoint (one checkpoint's size); "checkpoints on disk": all that the run
+# kept (checkpoint.keep of them).
 COST_COLUMNS = (
     ("trainable params", "trainable_parameters"),
     ("frozen params", "frozen_parameters"),
     ("optimizer MB", "optimizer_mb"),
-    ("checkpoint MB", "checkpoint_mb"),
+    ("last checkpoint MB", "last_checkpoint_mb"),
+    ("checkpoints on disk MB", "checkpoint_mb"),
     ("step GFLOP", "step_gflops"),
     ("step s", "step_seconds"),
     ("ex/s", "examples_per_second"),
@@ -117,15 +133,24 @@ def _cost_columns(workdir: str) -> dict:
   optimizer = parameters.get("optimizer_bytes")
   steps = record.get("steps_trained")
   out.update({
-      "trainable_parameters": parameters.get("trainable_parameters"), "frozen_parameters":
-          parameters.get("frozen_parameters"),
-      "optimizer_mb": optimizer / 1e6 if optimizer is not None else None, "checkpoint_mb": scaled(
-          "checkpoint_bytes", 1e6), "step_gflops": scaled("train_step_flops", 1e9),
-      "step_seconds": headline["train_seconds"] / steps if steps else None, "examples_per_second":
-          headline.get("examples_per_second"), "train_tflops": scaled("train_flops", 1e12),
-      "peak_rss_gib": scaled("peak_rss_bytes", 2**30), "total_seconds": headline["total_seconds"],
-      "train_seconds": headline["train_seconds"], "eval_seconds": headline["eval_seconds"],
-      "machine": machine.one_line(record["machine"]) if record.get("machine") else None
+      "trainable_parameters":
+          parameters.get("trainable_parameters"), "frozen_parameters":
+              parameters.get("frozen_parameters"), "optimizer_mb":
+                  optimizer / 1e6 if optimizer is not None else None, "last_checkpoint_mb":
+                      record["last_checkpoint_bytes"]
+                      / 1e6 if record.get("last_checkpoint_bytes") is not None else None,
+      "checkpoint_mb":
+          scaled("checkpoint_bytes", 1e6), "step_gflops":
+              scaled("train_step_flops", 1e9), "step_seconds":
+                  headline["train_seconds"] / steps if steps else None, "examples_per_second":
+                      headline.get("examples_per_second"), "train_tflops":
+                          scaled("train_flops", 1e12), "peak_rss_gib":
+                              scaled("peak_rss_bytes", 2**30), "total_seconds":
+                                  headline["total_seconds"], "train_seconds":
+                                      headline["train_seconds"], "eval_seconds":
+                                          headline["eval_seconds"],
+      "machine":
+          machine.one_line(record["machine"]) if record.get("machine") else None
   })
   return out
 
@@ -246,8 +271,9 @@ def collect(root: str, dataset: str | None = None, groupings=("trained",),
     groups = metrics.get("groups") or {}
     row = {
         "run": run, "step": step, "languages": config["data"]["languages"],
-        "num_languages": len(config["data"]["languages"].split("+")),
-        "mono_prob": config["sampler"]["mono_prob"], "seed": config.get("seed"), "dataset": name
+        "num_languages": len(config["data"]["languages"].split("+")), "mono_prob": config["sampler"]
+                                                                                   ["mono_prob"],
+        "seed": config.get("seed"), "dataset": name, "top_k": metrics.get("top_k")
     }
     row.update({key: metrics.get(key) for _, key in COLUMNS})
     row.update({
@@ -266,27 +292,47 @@ def collect(root: str, dataset: str | None = None, groupings=("trained",),
   return rows
 
 
+# Row fields a sweep varies besides its --axis fields (row["axes"]): a setting whose runs differ
+# in one that is not in --group_by shows it as mixed, never as its first run's value.
+VARIED_FIELDS = ("num_languages", "languages", "mono_prob")
+
+
+def _value_order(value):
+  """Numbers in order, then text, then None."""
+  if isinstance(value, (int, float)):
+    return (0, value, "")
+  return (1, 0, str(value)) if value is not None else (2, 0, "")
+
+
 def aggregate(rows: list[dict], group_by=None) -> list[dict]:
   """One row per setting (the runs equal in `group_by`, default DEFAULT_GROUP_BY and the --axis
   fields): every column (`_columns`) as its mean over the setting's runs (seeds, draws)
-  and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run); `seeds` lists the
-  seeds, `runs` the run names, `languages` the set (or 'N sets' when draws are averaged)."""
+  and `<key>_std`, the sample standard deviation (ddof=1; 0 for one run), an integer column
+  equal in every run as that integer; `seeds` lists the seeds, `runs` the run names. A varied
+  field (VARIED_FIELDS, the --axis fields) outside `group_by` whose runs differ is None and listed
+  in `mixed` ({field: its distinct values}); `languages` is then 'N sets'."""
   if group_by is None:
     group_by = list(DEFAULT_GROUP_BY) + sorted({f for r in rows for f in r.get("axes", [])})
   groups = {}
   for r in rows:
     groups.setdefault(tuple(r.get(key) for key in group_by), []).append(r)
   out = []
-  order = lambda item: [(0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v))
-                        for v in item[0]]
-  for group, runs in sorted(groups.items(), key=order):
-    sets = sorted({r["languages"] for r in runs})
-    row = {"num_languages": runs[0]["num_languages"], "mono_prob": runs[0]["mono_prob"]}
+  for group, runs in sorted(groups.items(), key=lambda item: [_value_order(v) for v in item[0]]):
+    row, mixed = {}, {}
+    for field in [*VARIED_FIELDS, *sorted({f for r in runs for f in r.get("axes", [])})]:
+      values = sorted({r.get(field) for r in runs}, key=_value_order)
+      row[field] = values[0] if len(values) == 1 else None
+      if len(values) > 1:
+        mixed[field] = values
     row.update(zip(group_by, group))
-    row["languages"] = sets[0] if len(sets) == 1 else f"{len(sets)} sets"
+    if "languages" in mixed:
+      row["languages"] = f"{len(mixed['languages'])} sets"
+    row["mixed"] = mixed
     row["seeds"] = sorted((r["seed"] for r in runs), key=lambda s: (s is None, s or 0))
     row["runs"] = sorted(r["run"] for r in runs)
     row["step"] = max(r["step"] for r in runs)
+    top_k = {r.get("top_k") for r in runs}
+    row["top_k"] = top_k.pop() if len(top_k) == 1 else None
     row["group_by"] = list(group_by)
     row["machine"] = "; ".join(sorted({r["machine"] for r in runs if r.get("machine")})) or None
     for _, key in _columns(runs, everything=True):
@@ -294,6 +340,9 @@ def aggregate(rows: list[dict], group_by=None) -> list[dict]:
       mean = sum(values) / len(values) if values else None
       std = ((sum((v - mean)**2 for v in values) /
               (len(values) - 1))**0.5 if len(values) > 1 else 0.0 if values else None)
+      if values and len(set(values)) == 1 and all(
+          isinstance(v, int) and not isinstance(v, bool) for v in values):
+        mean = values[0]  # a count (parameters) the same in every run: shown alone
       row[key], row[f"{key}_std"] = mean, std
     out.append(row)
   return out
@@ -309,28 +358,58 @@ def _fmt(v):
   return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def _columns(rows: list[dict], everything: bool = False, kind: str = "all"):
-  """COLUMNS, then each language group's GROUP_COLUMNS in the order the rows name them (`kind`
-  'quality': these only), then COST_COLUMNS (`kind` 'cost': these only), without those no row has
-  (e.g. the zero-shot columns of runs without zero-shot languages) unless `everything`."""
+def _text(value) -> str:
+  """A field value as a label shows it: 0.5 -> '0.5', 1.0 -> '1'."""
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _field(setting: dict, key: str) -> str:
+  """A setting's value of `key`, or 'mixed (0.5, 1)' where its runs differ (`aggregate`)."""
+  values = (setting.get("mixed") or {}).get(key)
+  if values:
+    return f"mixed ({', '.join(_text(v) for v in values)})"
+  return _text(setting.get(key))
+
+
+def _group_columns(rows: list[dict], grouping: str | None = None) -> list[tuple[str, str]]:
+  """(title, row key) of the language-group columns some row has a value of (of `grouping`, or of
+  all), in the order they name them; a title is the group's label as results.json / results.md give it
+  and the metric: 'zero-shot multi', '5 / trained mono' (in the table of resource_class*trained),
+  'Indo-European / zero-shot max-min rank'."""
   titles = {key: title for title, key in GROUP_COLUMNS}
   groups = {}
   for r in rows:
     for key in r:
       parts = split_group_key(key)
-      if parts and key not in groups and parts[2] in titles:
-        groups[key] = _group_title(*parts[:2], titles[parts[2]])
-  quality = (*COLUMNS, *((t, k) for k, t in groups.items()))
+      if parts and key not in groups and parts[2] in titles and grouping in (None, parts[0]):
+        groups[key] = f"{parts[1]} {titles[parts[2]]}"
+  return [
+      (title, key) for key, title in groups.items() if any(r.get(key) is not None for r in rows)
+  ]
+
+
+def _columns(rows: list[dict], everything: bool = False, kind: str = "all"):
+  """COLUMNS, then the language-group columns (`_group_columns`) in the order the rows name them
+  (`kind` 'quality': these and only those of INLINE_GROUPINGS), then COST_COLUMNS (`kind` 'cost':
+  these only), without those no row has (e.g. the zero-shot columns of runs without zero-shot
+  languages) unless `everything`. 'own share@k' says the rows' k where they share one."""
+  groups = _group_columns(rows)
+  if kind == "quality":
+    groups = [(t, k) for t, k in groups if split_group_key(k)[0] in INLINE_GROUPINGS]
+  top_k = {r.get("top_k") for r in rows if r.get("own_share_mean") is not None}
+  columns = [(title.replace("share@k", f"share@{next(iter(top_k))}")
+              if len(top_k) == 1 and None not in top_k else title, key) for title, key in COLUMNS]
+  quality = (*columns, *groups)
   chosen = {"quality": quality, "cost": COST_COLUMNS, "all": (*quality, *COST_COLUMNS)}[kind]
   return [(name, key) for name, key in chosen
           if everything or any(r.get(key) is not None for r in rows)]
 
 
-def markdown(rows: list[dict], kind: str = "quality") -> str:
+def markdown(rows: list[dict], kind: str = "quality", columns=None) -> str:
   """One line per run: its languages, mono_prob, final step and quality columns (`kind`
-  'quality'), or its cost record's columns ('cost')."""
-  columns = _columns(rows, kind=kind)
+  'quality'), its cost record's columns ('cost'), or (`kind` 'group') `columns`."""
   described = kind == "quality"
+  columns = columns if columns is not None else _columns(rows, kind=kind)
   header = ["run", *(["langs", "mono_prob", "step"] if described else [])]
   header += [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -343,22 +422,32 @@ def markdown(rows: list[dict], kind: str = "quality") -> str:
   return "\n".join(lines) + "\n"
 
 
-def markdown_over_seeds(settings: list[dict], kind: str = "quality") -> str:
+def _mean_std(setting: dict, key: str) -> str:
+  """'0.412 ± 0.013'; a count equal in every run (`aggregate`) alone: '1,327,104'."""
+  mean, std = setting.get(key), setting.get(key + "_std")
+  if mean is None:
+    return "–"
+  return _fmt(mean) if isinstance(mean, int) and not std else f"{_fmt(mean)} ± {_fmt(std)}"
+
+
+def markdown_over_seeds(settings: list[dict], kind: str = "quality", columns=None) -> str:
   """The aggregated table: mean ± std over the runs (seeds, draws) of each setting, of its
-  quality columns (`kind` 'quality') or its cost record's ('cost')."""
-  columns = _columns(settings, kind=kind)
-  fields = [k for k in settings[0]["group_by"] if k not in DEFAULT_GROUP_BY]
+  quality columns (`kind` 'quality'), its cost record's ('cost') or `columns`; the fields that
+  make a setting, and those its runs differ in ('mixed (8, 16)')."""
+  columns = columns if columns is not None else _columns(settings, kind=kind)
+  group_by = settings[0]["group_by"]
+  mixed = {f for r in settings for f in r.get("mixed") or {}}
+  fields = [k for k in group_by if k not in DEFAULT_GROUP_BY]
+  fields += sorted(mixed - set(fields) - set(DEFAULT_GROUP_BY))
   header = ["langs", "mono_prob", *fields, "runs"] + [name for name, _ in columns]
   lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for r in settings:
     cells = [
-        str(r["num_languages"]), f"{r['mono_prob']:g}", *(str(r[k]) for k in fields),
+        _field(r, "num_languages"),
+        _field(r, "mono_prob"), *(_field(r, k) for k in fields),
         str(len(r["runs"]))
     ]
-    cells += [
-        f"{_fmt(r[key])} ± {_fmt(r[key + '_std'])}" if r.get(key) is not None else "–"
-        for _, key in columns
-    ]
+    cells += [_mean_std(r, key) for _, key in columns]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -383,13 +472,15 @@ def plot(rows: list[dict], path: str) -> str:
   import matplotlib.pyplot as plt
   import matplotlib.ticker
 
-  sets = sorted({(r["num_languages"], r["languages"]) for r in rows})
+  sets = sorted({(r["num_languages"], r["languages"]) for r in rows}, key=lambda s:
+                (_value_order(s[0]), s[1]))
   columns = min(len(sets), 2)
   panel_rows = -(-len(sets) // columns)
   fig, axes = plt.subplots(panel_rows, columns, figsize=(5.6 * columns, 4.4 * panel_rows), dpi=110,
                            squeeze=False)
   for ax, (num_languages, languages) in zip(axes.flat, sets):
-    runs = sorted((r for r in rows if r["languages"] == languages), key=lambda r: r["mono_prob"])
+    runs = sorted((r for r in rows if r["languages"] == languages),
+                  key=lambda r: _value_order(r["mono_prob"]))
     xs = [r["map_cross"] for r in runs]
     ys = [r["map_multi_mean"] for r in runs]
     ax.plot(xs, ys, color="0.6", lw=1, zorder=1)
@@ -401,11 +492,12 @@ def plot(rows: list[dict], path: str) -> str:
                         edgecolors="black", zorder=2)
     for r, x, y in zip(runs, xs, ys):
       seeds = f" (n={len(r['seeds'])})" if len(r["seeds"]) > 1 else ""
-      ax.annotate(f"p={r['mono_prob']:g}{seeds}", (x, y), fontsize=8, xytext=(4, 4),
+      ax.annotate(f"p={_field(r, 'mono_prob')}{seeds}", (x, y), fontsize=8, xytext=(4, 4),
                   textcoords="offset points")
     fig.colorbar(points, ax=ax, label="rank gap (lower = less bias)")
-    title = languages if len(languages) <= 40 else f"{num_languages} languages"
-    ax.set_title(f"L={num_languages}: {title}", fontsize=10)
+    count = "mixed" if num_languages is None else num_languages
+    title = languages if len(languages) <= 40 else f"{count} languages"
+    ax.set_title(f"L={count}: {title}", fontsize=10)
     ax.set_xlabel("cross-lingual mAP (X→Y, macro)")
     ax.set_ylabel("multilingual-pool mAP (macro)")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
@@ -434,14 +526,28 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _label(setting: dict, among: list[dict] | None = None) -> str:
-  """'L3 p=0.5 rank=16': the setting's language count, mono_prob and other group_by fields; with
-  `among` (the settings plotted together) only those that differ among them."""
-  fields = [("num_languages", "L", ""), ("mono_prob", "p=", ":g"), *(
-      (k, f"{k.rsplit('.', 1)[-1]}=", "") for k in setting["group_by"] if k not in DEFAULT_GROUP_BY)
-           ]
+  """'L3 p=0.5 rank=16': the setting's language count, mono_prob and other group_by fields ('p=mixed'
+  where its runs differ); with `among` (the settings plotted together) only those that differ
+  among them."""
+  fields = [
+      ("num_languages", "L"), ("mono_prob", "p="),
+      *((k, f"{k.rsplit('.', 1)[-1]}=") for k in setting["group_by"] if k not in DEFAULT_GROUP_BY)
+  ]
+  shown = lambda s, key: "mixed" if key in (s.get("mixed") or {}) else _text(s.get(key))
   parts = [
-      f"{prefix}{format(setting.get(key), spec[1:])}" for key, prefix, spec in fields
-      if among is None or len({str(s.get(key)) for s in among}) > 1
+      f"{prefix}{shown(setting, key)}" for key, prefix in fields
+      if among is None or len({shown(s, key) for s in among}) > 1
+  ]
+  return " ".join(parts) or "all runs"
+
+
+def setting_name(setting: dict) -> str:
+  """'langs=en+de mono_prob=1 global_batch_size=16': the fields that make the setting (its
+  group_by; the language set for the language count where both are) with their values."""
+  group_by = setting["group_by"]
+  parts = [
+      f"{'langs' if key == 'languages' else key.rsplit('.', 1)[-1]}={_field(setting, key)}"
+      for key in group_by if not (key == "num_languages" and "languages" in group_by)
   ]
   return " ".join(parts) or "all runs"
 
@@ -514,7 +620,8 @@ def plot_curves(settings: list[dict], x: str, path: str) -> str:
   for ax in (left, right):
     ax.set_xlabel(x)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:  # a panel no run has figures of stays without legend
+      ax.legend(fontsize=7)
   fig.suptitle(f"Against {x}: mean ± std over each setting's runs (dashed: zero-shot languages)")
   fig.tight_layout()
   fig.savefig(path)
@@ -523,8 +630,12 @@ def plot_curves(settings: list[dict], x: str, path: str) -> str:
 
 
 def _settings_defaults(root: str, study: str | None) -> dict:
-  """The summarize settings of `--study`, else of `<root>/sweep.json` ({} without either)."""
-  if study:
+  """The summarize settings of `--study`, else of `<root>/sweep.json` ({} without either).
+
+  Raises:
+    UserError: a study `sweep.load_study` rejects.
+  """
+  if study is not None:
     sys.path.insert(0, os.path.join(REPO, "launch"))
     import sweep  # pylint: disable=import-outside-toplevel
     return dict(sweep.load_study(study).get("summarize", {}))
@@ -535,7 +646,7 @@ def _settings_defaults(root: str, study: str | None) -> dict:
   return {}
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--root", required=True)
   parser.add_argument(
@@ -559,7 +670,64 @@ def main(argv=None) -> int:
       "--cost", default=None, help="the Pareto plot's cost column (default "
       "total_seconds; also train_seconds, train_tflops, examples_per_second, "
       "trainable_parameters, checkpoint_mb...: the efficiency columns)")
-  args = parser.parse_args(argv)
+  return parser
+
+
+def check_group_by(rows: list[dict], group_by) -> None:
+  """Every `group_by` field is one that some run has.
+
+  Raises:
+    UserError: a field no run has, listing where fields come from.
+  """
+  unknown = [f for f in group_by or () if all(r.get(f) is None for r in rows)]
+  if unknown:
+    axes = sorted({f for r in rows for f in r.get("axes", [])})
+    raise UserError(
+        f"--group_by: no run has the field(s) {', '.join(unknown)}; fields are each run's "
+        "num_languages, languages, mono_prob, seed (config.json), draw (sweep.json), the "
+        f"sweep's --axis fields ({', '.join(axes) or 'none in sweep.json'}) and any dotted "
+        "config field of the runs' config.json (e.g. model.lora.rank)")
+
+
+def check_columns(settings: list[dict], quality: str, cost: str, x: str | None) -> None:
+  """`quality` and `cost` name columns (`_columns`), `x` a setting field.
+
+  Raises:
+    UserError: naming the flag and listing the valid keys.
+  """
+  keys = [key for _, key in _columns(settings, everything=True)]
+  listed = [key for key in keys if not split_group_key(key)]
+  for flag, key in (("--quality", quality), ("--cost", cost)):
+    if key not in keys:
+      raise UserError(f"{flag}={key}: not a column; columns: {', '.join(listed)}, or a language "
+                      "group's (summary.json's 'trained/zero-shot/map_multi_mean', ...)")
+  fields = list(dict.fromkeys(["num_languages", "mono_prob", *settings[0]["group_by"]]))
+  if x is not None and x not in fields:
+    raise UserError(f"--x={x}: not a field of the settings; one of {', '.join(fields)} (--group_by "
+                    "adds others)")
+
+
+def main(argv=None) -> int:
+  """The command; a user error is one line and exit status 2 (`hybrid_jax.cli.fail`)."""
+  try:
+    return summarize(_parser().parse_args(argv))
+  except UserError as e:
+    cli.fail(str(e))
+
+
+def summarize(args) -> int:
+  """Writes summary.md, summary.json and the plots of `args` (`_parser`); 1 without a finished
+  run.
+
+  Raises:
+    UserError: a bad flag (a --root that is no directory, an --out that is a file, an unknown
+      study, grouping, --group_by field, --quality / --cost column or --x field).
+  """
+  if not os.path.isdir(args.root):
+    raise UserError(f"--root={args.root}: no such directory")
+  out = args.out or args.root
+  if os.path.exists(out) and not os.path.isdir(out):
+    raise UserError(f"--out={out}: a file, not a directory")
   defaults = _settings_defaults(args.root, args.study)
   group_by = args.group_by or defaults.get("group_by")
   if isinstance(group_by, str):
@@ -568,11 +736,7 @@ def main(argv=None) -> int:
   quality = args.quality or defaults.get("quality", "map_multi_mean")
   cost = args.cost or defaults.get("cost", "total_seconds")
   asked = args.groups if args.groups is not None else defaults.get("groups")
-  try:
-    groupings = languages.parse_groupings("trained" if asked is None else asked, "--groups")
-  except UserError as e:
-    print(f"summarize: {e}", file=sys.stderr)
-    return 2
+  groupings = languages.parse_groupings("trained" if asked is None else asked, "--groups")
   unfinished = []
   rows = collect(args.root, args.dataset, groupings, unfinished,
                  fields=[*(group_by or ()), *([x] if x else [])])
@@ -583,6 +747,7 @@ def main(argv=None) -> int:
   if not rows:
     print(f"summarize: no finished run (final step evaluated) under {args.root}", file=sys.stderr)
     return 1
+  check_group_by(rows, group_by)
   found = {(split_group_key(key) or ("",))[0] for r in rows for key in r}
   missing = [g for g in groupings if g not in found]
   if missing and asked is not None:
@@ -590,14 +755,24 @@ def main(argv=None) -> int:
         f"summarize: no run's results have the language grouping(s) {', '.join(missing)} (not "
         "in their config.eval.language_groups, or no zero-shot language for 'trained')",
         file=sys.stderr)
-  out = args.out or args.root
-  os.makedirs(out, exist_ok=True)
   settings = aggregate(rows, group_by)
+  check_columns(settings, quality, cost, x)
+  os.makedirs(out, exist_ok=True)
   over_seeds = any(len(r["runs"]) > 1 for r in settings)
   table = markdown(rows)
   if over_seeds:
     table += "\nMean ± sample std over the runs (seeds, draws) of each setting:\n\n"
     table += markdown_over_seeds(settings)
+  for grouping in groupings:
+    columns = _group_columns(rows, grouping)
+    if grouping in INLINE_GROUPINGS or not columns:
+      continue
+    table += (f"\nLanguage groups, {_grouping_title(grouping)} (macro averages over each group's "
+              "languages; labels as in results.json):\n\n")
+    table += markdown(rows, kind="group", columns=columns)
+    if over_seeds:
+      table += "\nMean ± sample std over each setting's runs:\n\n"
+      table += markdown_over_seeds(settings, columns=_group_columns(settings, grouping))
   if _columns(rows, kind="cost"):
     table += f"\nEfficiency (each run's cost record, hybrid_jax/cost.py; {_machines(rows)}):\n\n"
     table += markdown(rows, kind="cost")
@@ -607,7 +782,10 @@ def main(argv=None) -> int:
   front = pareto_front([(r.get(cost), r.get(quality)) for r in settings])
   if front:
     table += (f"\nPareto front of {quality} against {cost}: "
-              + ", ".join(_label(settings[i]) for i in front) + "\n")
+              + "; ".join(setting_name(settings[i]) for i in front) + "\n")
+  else:
+    print(f"summarize: no Pareto front (pareto.png): no setting has both {quality} and {cost}",
+          file=sys.stderr)
   with open(os.path.join(out, "summary.md"), "w") as f:
     f.write(table)
   with open(os.path.join(out, "summary.json"), "w") as f:

@@ -22,9 +22,12 @@ distinct within a count), `--mono_probs`, the `--axis` values (product, or one a
 a given set with other mono_probs is dropped (said on stderr; a grid left empty is an error).
 Each run is named after its settings (`L3-de_en_zh-mono0.5-draw1-global_batch_size16-seed0`) and
 listed in `<root>/sweep.json` with its languages, draw, overrides, config file and flags; a named
-study (`launch/studies/<name>.py`) gives the flags of one grid ("sweep") or of several ("sweeps":
-their union, run in order into one root; two grids giving one run name is an error) and its
-summarize settings.
+study (`launch/studies/<name>.py`, `--study=<name>`) gives the flags of one grid ("sweep") or of
+several ("sweeps": their union, run in order into one root) and its summarize settings. No run is
+lost or flag ignored silently: two runs of one name (grids giving the same run, or --axis values
+such as 'x/y' and 'x_y') or of one config ('1e-4' and '0.0001'), an empty --axis value, a study
+that is not a file name of launch/studies, --lang_sets beside --lang_counts, and a --cost_from
+that does not exist are one-line errors (exit status 2).
 
 Runs are sequential with `--launcher=local` (a failed run stops the sweep unless --keep_going).
 A run is finished when its final step (train.num_steps) was trained and evaluated (the
@@ -131,14 +134,18 @@ def parse_axis(spec: str) -> tuple[str, list[str]]:
   'config.' is dropped.
 
   Raises:
-    UserError: no '=', no field or no value, or a field with its own flag (OWN_FLAGS).
+    UserError: no '=', no field, no value or an empty one, or a field with its own flag
+      (OWN_FLAGS).
   """
   field, eq, values = spec.partition("=")
   field = field.strip().removeprefix("config.")
-  values = [v.strip() for v in values.split(",") if v.strip()]
-  if not eq or not field or not values:
+  values = [v.strip() for v in values.split(",")]
+  if not eq or not field or values == [""]:
     raise UserError(f"--axis={spec!r}: expected FIELD=V1,V2,... (e.g. "
                     "train.global_batch_size=16,32)")
+  if "" in values:
+    raise UserError(f"--axis={spec!r}: an empty value (two commas, or one at an end); give each "
+                    "value once, separated by single commas")
   if field in OWN_FLAGS:
     raise UserError(f"--axis={spec!r}: {field} has its own flag, {OWN_FLAGS[field]}")
   return field, values
@@ -207,8 +214,13 @@ def grid(lang_sets, mono_probs, seeds=(None,), points=((),), drawn=False):
   """(runs, dropped): a `Run` for every language set x mono_prob x axis point x seed, and the
   names of the runs left out. `lang_sets` holds codes ('+'-joined, or 'xquad_r'), or with
   `drawn` (langs, draw index) pairs (`draw_language_sets`). A one-language set trains mono-only:
-  a drawn one runs once with mono_prob 1, a given one drops its other mono_probs."""
-  runs, dropped, names = [], [], set()
+  a drawn one runs once with mono_prob 1, a given one drops its other mono_probs.
+
+  Raises:
+    UserError: two runs of other settings that get one name (`--axis` values such as 'x/y' and
+      'x_y').
+  """
+  runs, dropped, names = [], [], {}
   for entry, p, point, seed in itertools.product(lang_sets, mono_probs, points, seeds):
     langs, draw = entry if drawn else (entry, None)
     single = langs != "xquad_r" and len(langs.split("+")) == 1
@@ -217,11 +229,27 @@ def grid(lang_sets, mono_probs, seeds=(None,), points=((),), drawn=False):
         dropped.append(run_name(langs, p, seed, point, draw))
         continue
       p = 1.0
-    name = run_name(langs, p, seed, point, draw)
-    if name not in names:
-      names.add(name)
-      runs.append(Run(name, langs, p, seed, tuple(point), draw))
+    run = Run(run_name(langs, p, seed, point, draw), langs, p, seed, tuple(point), draw)
+    if run.name not in names:
+      names[run.name] = run
+      runs.append(run)
+    elif names[run.name] != run:
+      raise UserError(_same_name(names[run.name], run))
   return runs, dropped
+
+
+def _same_name(first: Run, second: Run) -> str:
+  """The message for two runs of other settings that `run_name` names alike: the values that
+  differ (e.g. --axis values 'x/y' and 'x_y': a name writes both 'x_y')."""
+  differ = [(f"--axis={field}", a, b)
+            for (field, a), (_, b) in zip(first.overrides, second.overrides) if a != b]
+  if first.languages != second.languages:
+    differ.append(("--lang_sets", first.languages, second.languages))
+  if first.mono_prob != second.mono_prob:
+    differ.append(("--mono_probs", first.mono_prob, second.mono_prob))
+  values = "; ".join(f"{flag}: {a!r} and {b!r}" for flag, a, b in differ)
+  return (f"{values} give one run name, {first.name} (a name keeps letters, digits and ._+-, "
+          "any other character becomes '_'); give values that a name tells apart")
 
 
 def main_command(run: Run, workdir: str) -> list[str]:
@@ -278,6 +306,28 @@ def is_finished(workdir: str, config) -> bool:
     return paths.path(results).exists()
   return (paths.path(paths.join(workdir, "checkpoints", str(config.train.num_steps))).exists()
           and paths.path(paths.join(workdir, "model", "config.json")).exists())
+
+
+def check_distinct(runs: list[Run], configs: list) -> None:
+  """Every run trains its own config: two runs whose flags resolve to one config (`--axis`
+  values that parse to one value, '1e-4' and '0.0001') would be one training under two names.
+
+  Raises:
+    UserError: naming the two runs and the values that differ.
+  """
+  seen = {}
+  for run, config in zip(runs, configs):
+    key = config.to_json_best_effort(sort_keys=True)
+    if key in seen:
+      first = seen[key]
+      differ = [
+          f"--axis={field}: {a!r} and {b!r}"
+          for (field, a), (_, b) in zip(first.overrides, run.overrides) if a != b
+      ]
+      values = f" ({'; '.join(differ)} give one config value)" if differ else ""
+      raise UserError(f"runs {first.name} and {run.name} train the same config{values}; give "
+                      "each setting once")
+    seen[key] = run
 
 
 # ----------------------------------------------------------------------------- cost estimate
@@ -352,13 +402,15 @@ def load_study(name: str) -> dict:
   flags are GRID_FLAGS.
 
   Raises:
-    UserError: no such study (the message lists those there are), one with neither or both of
-      "sweep" and "sweeps", or a grid with a flag that is not one of GRID_FLAGS.
+    UserError: a name that is not a plain file name, no such study (the message lists those
+      there are), one with neither or both of "sweep" and "sweeps", or a grid with a flag that is
+      not one of GRID_FLAGS.
   """
   path = os.path.join(STUDIES_DIR, f"{name}.py")
-  if not os.path.isfile(path):
+  if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not os.path.isfile(path):
     names = sorted(f[:-3] for f in os.listdir(STUDIES_DIR) if f.endswith(".py"))
-    raise UserError(f"--study={name}: no {path}; studies: {names}")
+    raise UserError(f"--study={name!r}: not a study; a study is the name of a file of "
+                    f"{STUDIES_DIR} without .py, one of {names}")
   spec = importlib.util.spec_from_file_location(f"hybrid_jax_study_{name}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -408,8 +460,9 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument(
       "--config", default="configs/default.py", help="config file, optionally with arguments, e.g. "
       "configs/default.py:model=tiny")
-  parser.add_argument("--lang_sets", default=",".join(DEFAULT_LANG_SETS),
-                      help="comma-separated language sets, each '+'-joined (or 'xquad_r')")
+  parser.add_argument(
+      "--lang_sets", default=None, help="comma-separated language sets, each '+'-joined (or "
+      f"'xquad_r'; default {','.join(DEFAULT_LANG_SETS)}); not with --lang_counts")
   parser.add_argument(
       "--lang_counts", default="",
       help="comma-separated counts k: random k-subsets of --lang_pool instead of "
@@ -443,22 +496,33 @@ def parse_args(argv):
   """The sweep's flags, with `grids`: one namespace of GRID_FLAGS per grid (a study's grids, or
   the command line's one), the command line's flags overriding the study's in each (its
   `--axis` flags and the flags after `--` added to every grid's), and `summarize`: the study's
-  summarize settings ({} without a study)."""
+  summarize settings ({} without a study).
+
+  Raises:
+    UserError: a study that `load_study` rejects, a --cost_from directory that does not exist,
+      or a bad grid flag (`_parse_grid`).
+  """
   parser = _parser()
   args, _ = parser.parse_known_args(argv)
   grids, args.summarize = [{}], {}
-  if args.study:
-    try:
-      study = load_study(args.study)
-    except UserError as e:
-      parser.error(str(e))
+  if args.study is not None:
+    study = load_study(args.study)
     grids, args.summarize = study_grids(study), dict(study.get("summarize", {}))
+  if args.cost_from:
+    missing = [d for d in args.cost_from.split(",") if not os.path.isdir(d)]
+    if missing:
+      raise UserError(f"--cost_from: no directory {', '.join(missing)} (sweep roots whose runs' "
+                      "cost.json calibrate the estimate)")
   args.grids = [_parse_grid(argv, settings) for settings in grids]
   return args
 
 
 def _parse_grid(argv, settings: dict):
-  """The flags of one grid: `settings` (a study's grid flags) as defaults under `argv`."""
+  """The flags of one grid: `settings` (a study's grid flags) as defaults under `argv`.
+
+  Raises:
+    UserError: --lang_sets with --lang_counts (a study's or given), or a list that does not parse.
+  """
   parser = _parser()
   settings = dict(settings)
   study_extra = list(settings.pop("extra", []))
@@ -468,25 +532,38 @@ def _parse_grid(argv, settings: dict):
     extra = extra[1:]
   unknown = [e for e in extra if not e.startswith("--config.")]
   if unknown:
-    parser.error(f"unrecognised arguments {unknown} (extra main flags go after --, and only "
-                 "--config.* overrides are passed on)")
+    raise UserError(f"unrecognised arguments {unknown} (extra main flags go after --, and only "
+                    "--config.* overrides are passed on)")
   args.extra = study_extra + extra
-  args.lang_sets = [s for s in args.lang_sets.split(",") if s]
+  if args.lang_sets is not None and str(args.lang_counts):
+    flags = [
+        f"--{flag} ({'the study' if flag in settings and not _given(argv, flag) else 'given'})"
+        for flag in ("lang_sets", "lang_counts")
+    ]
+    raise UserError(f"{' and '.join(flags)} exclude each other: the language sets are either "
+                    "listed or drawn from --lang_pool")
+  args.lang_sets = [s for s in (args.lang_sets or ",".join(DEFAULT_LANG_SETS)).split(",") if s]
   try:
     args.mono_probs = [float(p) for p in args.mono_probs.split(",") if p]
   except ValueError:
-    parser.error(f"--mono_probs={args.mono_probs!r}: expected comma-separated numbers")
+    raise UserError(f"--mono_probs={args.mono_probs!r}: expected comma-separated numbers") from None
   bad = [p for p in args.mono_probs if not 0.0 <= p <= 1.0]
   if bad:
-    parser.error(f"--mono_probs: {bad} not in [0, 1]")
+    raise UserError(f"--mono_probs: {bad} not in [0, 1]")
   try:
     args.seeds = [int(s) for s in args.seeds.split(",") if s] or [None]
     args.lang_counts = [int(k) for k in str(args.lang_counts).split(",") if k]
   except ValueError:
-    parser.error(f"--seeds={args.seeds!r} / --lang_counts={args.lang_counts!r}: expected "
-                 "comma-separated integers")
+    raise UserError(f"--seeds={args.seeds!r} / --lang_counts={args.lang_counts!r}: expected "
+                    "comma-separated integers") from None
   args.lang_pool = [x for x in args.lang_pool.split("+") if x]
   return args
+
+
+def _given(argv, flag: str) -> bool:
+  """Whether `argv` (before its --) sets --`flag`."""
+  own = argv[:argv.index("--")] if "--" in argv else argv
+  return any(a == f"--{flag}" or a.startswith(f"--{flag}=") for a in own)
 
 
 def plan(args) -> tuple[list[Run], list[str]]:
@@ -532,8 +609,8 @@ def _plan_grid(args, where: str) -> tuple[list[Run], list[str]]:
 
 
 def main(argv=None) -> int:
-  args = parse_args(sys.argv[1:] if argv is None else argv)
   try:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     runs, dropped = plan(args)
     if dropped:
       print(
@@ -548,6 +625,7 @@ def main(argv=None) -> int:
       except UserError as e:
         raise UserError(f"run {run.name}: {e}") from None
       commands.append(command)
+    check_distinct(runs, configs)
     if args.dry_run:
       return _dry_run(args, runs, commands, configs)
     if args.launcher == "local":

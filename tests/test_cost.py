@@ -177,3 +177,19 @@ def test_process_start_and_peak_rss_agree_with_independent_readings():
   with open("/proc/self/status") as f:
     hwm_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
   assert cost.peak_rss_bytes() == pytest.approx(hwm_kib * 1024, abs=2**20)
+
+
+def test_the_record_has_the_last_checkpoints_size_beside_all_kept(tmp_path):
+  """checkpoint_bytes counts every kept checkpoint; last_checkpoint_bytes the newest step's alone
+  (not one set aside, nor orbax's temporary directory of a save in progress)."""
+  sizes = {"2": 300, "10": 500, "4": 700, "12.orbax-checkpoint-tmp-1": 900, "8.corrupt-17": 1100}
+  for name, size in sizes.items():
+    (tmp_path / "checkpoints" / name / "state").mkdir(parents=True)
+    (tmp_path / "checkpoints" / name / "state" / "data").write_bytes(b"x" * size)
+  (tmp_path / "checkpoints" / "10" / "manifest.json").write_bytes(b"y" * 20)
+  record = cost.CostMeter().finish(
+      str(tmp_path), steps_trained=10, num_steps=10, global_batch_size=4)
+  assert record["checkpoint_bytes"] == sum(sizes.values()) + 20
+  assert record["last_checkpoint_bytes"] == 520
+  assert cost.headline(record)["last_checkpoint_bytes"] == 520.0
+  assert cost.last_checkpoint_bytes(str(tmp_path / "nowhere")) == 0

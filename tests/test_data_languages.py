@@ -197,6 +197,43 @@ def test_every_flores200_code_has_a_row_of_its_own():
     assert languages.info(code).resource_class is None and not languages.info(code).joshi_name
 
 
+# The IANA Language Subtag Registry's "Macrolanguage" of each FLORES-200 language that has one
+# (langcodes 3.5's copy of the registry, File-Date 2021-08-06; `Subtag: quy` ... `Macrolanguage: qu`).
+MACROLANGUAGE_OF = {
+    "acm": "ar", "acq": "ar", "aeb": "ar", "ajp": "ar", "als": "sq", "apc": "ar", "arb": "ar",
+    "ars": "ar", "ary": "ar", "arz": "ar", "ayr": "ay", "azb": "az", "azj": "az", "bjn": "ms",
+    "ckb": "ku", "dik": "din", "fuv": "ff", "gaz": "om", "khk": "mn", "kmr": "ku", "knc": "kr",
+    "ltg": "lv", "lvs": "lv", "min": "ms", "npi": "ne", "ory": "or", "pbt": "ps", "pes": "fa",
+    "plt": "mg", "prs": "fa", "quy": "qu", "swh": "sw", "taq": "tmh", "uzn": "uz", "ydd":
+        "yi", "yue": "zh", "zsm": "ms"
+}
+
+
+def test_a_macrolanguage_member_takes_the_macrolanguages_code():
+  """docs/languages.md's rule: a member takes its macrolanguage's code (ayr -> ay, quy -> qu,
+  taq -> tmh), unless it is beside another member or the macrolanguage itself in FLORES-200: then
+  one of them at most takes it (arb -> ar, pes -> fa), the others keep their own (acm, azb, yue)
+  or a variant of it (prs -> fa-AF)."""
+  members = {}
+  for fc in FLORES200:
+    if fc[:3] in MACROLANGUAGE_OF:
+      members.setdefault(MACROLANGUAGE_OF[fc[:3]], set()).add(fc[:3])
+  others = {languages.from_flores(fc) for fc in FLORES200 if fc[:3] not in MACROLANGUAGE_OF}
+  for macro, isos in members.items():
+    codes = {iso: languages.from_iso639_3(iso) for iso in isos}
+    if len(isos) == 1 and macro not in others:
+      assert codes == {iso: macro for iso in isos}
+    else:
+      assert list(codes.values()).count(macro) <= 1, codes
+      assert all(
+          code in (macro, iso) or code.startswith(macro + "-") for iso, code in codes.items())
+  assert languages.info("qu").flores == ("quy_Latn",) and languages.info("qu").iso639_3 == "quy"
+  assert languages.from_flores("taq_Tfng") == "tmh-Tfng" and languages.from_flores(
+      "fuv_Latn") == "ff"
+  assert languages.from_iso639_3("que") == "qu" and languages.from_iso639_3("ful") == "ff"
+  assert languages.info("tmh-Tfng").resource_class == languages.info("tmh").resource_class == 0
+
+
 def test_group_of():
   assert languages.group_of("de", "family") == "Indo-European"
   assert languages.group_of("sw", "family") == "Atlantic-Congo"
@@ -217,5 +254,12 @@ def test_check_language_errors_are_one_line_with_suggestions():
   assert "\n" not in str(e.value)
   assert str(e.value).startswith("data.languages: unknown language code 'ar-latn' (did you mean")
   assert "ar-Latn" in str(e.value)
+  # Another case, or an ISO 639-3 code, suggests the table's code.
+  for code, suggested in (("EN", "en"), ("ZH-HANT", "zh-Hant"), ("quy", "qu"), ("ayr", "ay")):
+    with pytest.raises(LanguageError, match=f"unknown language code '{code}' \\(did you mean "
+                       f"{suggested}[,?]"):
+      languages.info(code)
+  with pytest.raises(LanguageError, match=r"'EN' \(did you mean en\?\)"):
+    languages.check_language("EN", "data.languages")
   with pytest.raises(LanguageError, match="listed twice"):
     languages.parse_languages("en+de+en")

@@ -199,7 +199,8 @@ def test_lareqa_results_reports_and_scalars_hold_the_groups(tmp_path):
       m["map_xy"]["th"]["th"])
 
 
-def test_beir_corpus_language_gets_its_groups(tmp_path):
+def _swahili_corpus(tmp_path):
+  """A BEIR corpus of 3 Swahili documents and 2 queries, its language named by its directory."""
   corpus_dir = tmp_path / "miracl-sw"
   (corpus_dir / "qrels").mkdir(parents=True)
   (corpus_dir / "corpus.jsonl").write_text("".join(
@@ -210,6 +211,11 @@ def test_beir_corpus_language_gets_its_groups(tmp_path):
       + json.dumps({"_id": "q2", "text": "jua kali"}) + "\n")
   (corpus_dir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n"
                                                  "q2\td2\t1\n")
+  return corpus_dir
+
+
+def test_beir_corpus_language_gets_its_groups(tmp_path):
+  corpus_dir = _swahili_corpus(tmp_path)
   config = ml_collections.ConfigDict({
       "data": {"languages": "en+de"},
       "eval": {"language_groups": languages.DEFAULT_LANGUAGE_GROUPS + ",resource_class*trained"}
@@ -238,3 +244,35 @@ def test_beir_corpus_language_gets_its_groups(tmp_path):
   assert evaluators.beir_language("beir:/d/scifact", None) is None
   assert evaluators.beir_language("beir:/d/scifact", ["en"]) == "en"
   assert evaluators.beir_language("beir:/d/mrtydi_th", ["en", "de"]) == "th"
+
+
+def test_a_grouping_left_out_is_said_in_the_log_and_the_results(tmp_path, caplog):
+  """Issue 23: a requested grouping the results cannot have ("trained" without a training config
+  or without a zero-shot language, and the groupings crossed with it) is named with the reason in
+  one log line and in results.json / results.md, never dropped silently."""
+  corpus_dir = _swahili_corpus(tmp_path)
+  out = tmp_path / "out"
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}",
+                                language_groups="resource_class*trained,family",
+                                output_dir=str(out))
+  assert list(results["metrics"]["groups"]) == ["family"]
+  note = ("language grouping(s) left out of the results: resource_class*trained (no training "
+          "config, so no trained / zero-shot split)")
+  assert results["warnings"] == [note]
+  assert [r.getMessage() for r in caplog.records if "left out" in r.getMessage()] == [note]
+  assert json.loads((out / eval_report.JSON_NAME).read_text())["warnings"] == [note]
+  assert note in (out / eval_report.MARKDOWN_NAME).read_text()
+  # Trained on the corpus's language: no zero-shot language.
+  config = ml_collections.ConfigDict({"data": {"languages": "sw+en"}})
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,
+                                language_groups="trained,script")
+  assert results["warnings"] == [
+      "language grouping(s) left out of the results: trained (no zero-shot language: every "
+      "evaluated language was trained on)"
+  ]
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}", config=config,
+                                language_groups="script")
+  assert results["warnings"] == []
+  # The default groupings are not asked for: "trained" skipped where it does not apply, quietly.
+  results = evaluators.evaluate(retrievers.TfidfRetriever(), f"beir:{corpus_dir}")
+  assert "trained" not in results["metrics"]["groups"] and results["warnings"] == []

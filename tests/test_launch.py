@@ -45,6 +45,16 @@ def _sweep_in_process(capfd, *argv):
   return code, out, err
 
 
+def _summarize_in_process(capsys, *argv):
+  """launch/summarize.py's main in this process: (exit status, stdout, stderr)."""
+  try:
+    code = summarize.main(list(argv))
+  except SystemExit as e:
+    code = e.code
+  out, err = capsys.readouterr()
+  return code, out, err
+
+
 def test_full_grid_dry_run_prints_every_run(capfd):
   code, out, err = _sweep_in_process(capfd, "--root=/tmp/never-written", "--dry_run")
   assert code == 0, err
@@ -171,6 +181,8 @@ def test_cost_record_of_a_tiny_run(tiny_sweep):
   assert parameters["optimizer_bytes"] == 2 * 4 * parameters["trainable_parameters"] + 8  # Adam
   files = [p for p in __import__("pathlib").Path(workdir, "checkpoints").rglob("*") if p.is_file()]
   assert record["checkpoint_bytes"] == sum(p.stat().st_size for p in files) > 0
+  last = [p for p in files if p.relative_to(workdir).parts[1] == "4"]  # checkpoints/4/...
+  assert record["last_checkpoint_bytes"] == sum(p.stat().st_size for p in last) > 0
   assert 100 * 2**20 < record["peak_rss_bytes"] < 16 * 2**30
   assert record["machine"]["device_count"] == 8
   assert record["machine"]["cpu_model"] == machine.describe()["cpu_model"]
@@ -239,10 +251,12 @@ def test_summary_over_seeds_is_mean_and_sample_std(tmp_path):
   assert "Mean ± sample std over the runs (seeds, draws)" in table
   assert f"{values[:, 0].mean():.3f} ± {values[:, 0].std(ddof=1):.3f}" in table
   assert "zero-shot multi" in table and "R@1" not in table  # columns no run has are left out
-  assert "class 5 mono" not in table  # only --groups' groupings (default: trained)
+  assert "resource class" not in table  # only --groups' groupings (default: trained)
   assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=resource_class"]) == 0
   table = (out / "summary.md").read_text()
-  assert "class 5 mono" in table and "zero-shot multi" not in table
+  main, groups = table.split("\nLanguage groups, resource class (", 1)
+  assert "| run | 5 mono |" in groups and "zero-shot multi" not in table
+  assert "5 mono" not in main  # a grouping other than trained: a table of its own
   hybrid = min(json.load(open(out / "summary.json"))["settings"], key=lambda r: r["mono_prob"])
   np.testing.assert_allclose(hybrid["resource_class/5/map_mono"], values[:, 0].mean(), rtol=1e-12)
 
@@ -305,16 +319,22 @@ def test_summary_of_crossed_language_groups_equals_brute_force(tmp_path, capsys)
           np.testing.assert_allclose(setting[column], np.mean(by_seed), rtol=1e-12)
           np.testing.assert_allclose(setting[column + "_std"], np.std(by_seed, ddof=1), rtol=1e-12)
   table = (out / "summary.md").read_text()
-  for title in ("class 4 / zero-shot mono", "Indo-European / zero-shot multi",
-                "class 5 / trained max-min rank", "| zero-shot multi"):
-    assert title in table
-  assert "class 5 mono" not in table and "Indo-European multi" not in table  # not asked for
+  # 64 group columns: trained / zero-shot in the main table, each other grouping in its own
+  # tables (per run, per setting) whose columns are titled with results.json's labels.
+  main, by_class, by_family = table.split("\nLanguage groups, ")
+  assert "| zero-shot multi |" in main and " / " not in main
+  assert by_class.startswith("resource class × trained (") and by_family.startswith(
+      "family × trained (")
+  for title in ("| 4 / zero-shot mono |", "| 5 / trained max-min rank |"):
+    assert by_class.count(title) == 2 and title not in by_family
+  assert by_family.count("| Indo-European / zero-shot multi |") == 2
+  assert "5 mono" not in table and "Indo-European multi" not in table  # not asked for
   capsys.readouterr()
   # A bad --groups: one line, exit 2; one the results lack: said on stderr.
-  assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=family*genre"]) == 2
-  err = capsys.readouterr().err
-  assert err.count("\n") == 1
-  assert "--groups: unknown language grouping 'genre' in 'family*genre'" in err
+  code, _, err = _summarize_in_process(capsys, f"--root={tmp_path}", f"--out={out}",
+                                       "--groups=family*genre")
+  assert code == 2 and err.count("\n") == 1
+  assert "error: --groups: unknown language grouping 'genre' in 'family*genre'" in err
   assert summarize.main([f"--root={tmp_path}", f"--out={out}", "--groups=trained*script"]) == 0
   assert "no run's results have the language grouping(s) trained*script" in capsys.readouterr().err
 
@@ -450,7 +470,7 @@ def test_studies_plan_their_grids(capsys):
   assert len(lora_rates) == 1  # LORA_LEARNING_RATE, in the runs' names
   assert all("-learning_rate" in r.name for r in counts["lora"] if "-rank" in r.name)
   assert summarize._settings_defaults("/nowhere", "language_count")["x"] == "num_languages"
-  with pytest.raises(SystemExit):
+  with pytest.raises(UserError, match="'no_such_study': not a study"):
     sweep.parse_args(["--root=/x", "--study=no_such_study"])
 
 
@@ -524,9 +544,9 @@ def test_a_study_of_several_grids_runs_them_in_order_into_one_root(tmp_path, mon
   _study(studies, "both", {"sweep": grids[0], "sweeps": grids})
   for study, message in (("typo", "grid 2 sets ['seed_s'], not grid flags"),
                          ("both", "either \"sweep\" (one grid) or \"sweeps\"")):
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError) as e:
       sweep.parse_args([f"--root={root}", f"--study={study}"])
-    assert message in capfd.readouterr().err
+    assert message in str(e.value)
 
 
 def _finished_run(root, name, *, num_steps, evaluated, metrics, cost=None, languages="ar+de+en",
@@ -568,9 +588,11 @@ def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
   runs = []
   for i, batch in enumerate((8, 16, 32, 64, 128, 256)):
     name = f"L3-ar_de_en-mono0.5-global_batch_size{batch}"
-    _finished_run(tmp_path, name, num_steps=2560 // batch, evaluated=[2560 // batch],
-                  metrics={"map_mono": 0.5, "map_cross": 0.4,
-                           "map_multi_mean": quality[i]}, cost=_cost(totals[i], 1e12 * (i + 1)))
+    _finished_run(
+        tmp_path, name, num_steps=2560 // batch, evaluated=[2560 // batch], metrics={
+            "map_mono": 0.5, "map_cross": 0.4, "map_multi_mean": quality[i], "own_share_mean": 0.3,
+            "top_k": 10
+        }, cost=_cost(totals[i], 1e12 * (i + 1)))
     runs.append({"name": name, "overrides": {"train.global_batch_size": str(batch)}})
   # Killed after its periodic step-2 evaluation: never reported as final.
   _finished_run(tmp_path, "L3-ar_de_en-mono1", num_steps=8, evaluated=[2],
@@ -601,6 +623,12 @@ def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
   assert summarize.pareto_front([(1, 1), (2, 2), (2, 1), (None, 3), (0.5, 0.2)]) == [4, 0, 1]
   table = (out / "summary.md").read_text()
   assert "Pareto front of map_multi_mean against total_seconds" in table and "wall s" in table
+  names = [
+      f"langs=ar+de+en mono_prob=0.5 global_batch_size={(8, 16, 32, 64, 128, 256)[i]}"
+      for i in sorted(brute, key=lambda i: totals[i])
+  ]
+  assert f"against total_seconds: {'; '.join(names)}\n" in table
+  assert "| own share@10 |" in table  # results.md's title, with the results' k
   for plot in ("pareto.png", "curves.png", "tradeoff.png"):
     assert (out / plot).stat().st_size > 10_000
   # Grouped by one field: every run one setting (the mean and sample std over them).
@@ -609,6 +637,12 @@ def test_summary_of_finished_runs_with_cost_and_pareto_front(tmp_path):
   ]) == 0
   (setting,) = json.load(open(out / "summary.json"))["settings"]
   assert setting["languages"] == "ar+de+en" and len(setting["runs"]) == 6
+  # Runs of six batch sizes in one setting: the batch size shows as mixed, never the first's.
+  assert setting["train.global_batch_size"] is None
+  assert setting["mixed"] == {"train.global_batch_size": [8, 16, 32, 64, 128, 256]}
+  table = (out / "summary.md").read_text()
+  assert "| mixed (8, 16, 32, 64, 128, 256) | 6 |" in table
+  assert "against total_seconds: num_languages=3\n" in table
   assert setting["map_multi_mean"] == pytest.approx(quality.mean())
   assert setting["map_multi_mean_std"] == pytest.approx(quality.std(ddof=1))
   # The dry run's rates from these records: FLOPs trained / training seconds.
@@ -632,7 +666,8 @@ def _lora_cost(trainable, frozen, train_step_flops, train_seconds):
   record = _cost(train_seconds + 150, train_step_flops * 80)
   record.update(
       steps_trained=80, examples_per_second=2560 / train_seconds, train_step_flops=train_step_flops,
-      checkpoint_bytes=trainable * 12 + 3000, parameters={
+      checkpoint_bytes=3 * (trainable * 12 + 3000), last_checkpoint_bytes=trainable * 12 + 3000,
+      parameters={
           "trainable_parameters": trainable, "trainable_bytes": 4 * trainable,
           "frozen_parameters": frozen, "frozen_bytes": 4 * frozen,
           "optimizer_bytes": 8 * trainable + 8, "replicated_fraction": 1.0,
@@ -686,6 +721,7 @@ def test_summary_of_the_lora_study_has_efficiency_columns_and_quality_per_parame
     assert row["frozen_parameters"] == parameters["frozen_parameters"]
     assert row["optimizer_mb"] == parameters["optimizer_bytes"] / 1e6
     assert row["checkpoint_mb"] == record["checkpoint_bytes"] / 1e6
+    assert row["last_checkpoint_mb"] == record["last_checkpoint_bytes"] / 1e6
     assert row["step_gflops"] == pytest.approx(record["train_step_flops"] / 1e9)
     assert row["step_seconds"] == pytest.approx(record["wall_seconds"]["train"] / 80)
     assert row["examples_per_second"] == pytest.approx(2560 / record["wall_seconds"]["train"])
@@ -715,9 +751,15 @@ def test_summary_of_the_lora_study_has_efficiency_columns_and_quality_per_parame
   quality_table, rest = table.split("\nEfficiency (", 1)
   assert "trainable params" not in quality_table and "multi mAP" in quality_table
   assert "all runs on AMD EPYC (avx2 fma), 2 cores" in rest
-  assert "| trainable params | frozen params | optimizer MB | checkpoint MB | step GFLOP |" in rest
-  assert "1,327,104" in rest and "21,491,712 ± 0.000" in rest and "371.100" in rest
-  assert "Efficiency, mean ± sample std over each setting's runs" in rest
+  assert ("| trainable params | frozen params | optimizer MB | last checkpoint MB | checkpoints on "
+          "disk MB | step GFLOP |") in rest
+  assert "1,327,104" in rest and "371.100" in rest
+  per_run, per_setting = rest.split("Efficiency, mean ± sample std over each setting's runs")
+  # A count equal in every run of a setting alone; a float column (step seconds) with its std.
+  assert "| 21,491,712 | 96,014,208 |" in per_setting and "21,491,712 ±" not in per_setting
+  assert f"| {190.5 / 80:.3f} ± {np.std([190 / 80, 191 / 80], ddof=1):.3f} |" in per_setting
+  # The Pareto front names each setting by its fields.
+  assert "rank=4 per_language=False mono_prob=0.5 learning_rate=0.0001" in per_setting
 
 
 def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path):
@@ -764,3 +806,73 @@ def test_summary_combines_single_language_beir_corpora_by_macro_average(tmp_path
   assert not (out / "tradeoff.png").exists()
   with pytest.raises(ValueError, match="not a single-language BEIR corpus"):
     summarize.combine_corpora([{"task": "lareqa", "dataset": "xquad_r:eval", "metrics": {}}])
+
+
+def test_sweep_flags_that_would_lose_or_ignore_runs_are_one_line_errors(capfd, tmp_path):
+  """Issue 23: axis values that give one run name or one config value (one run would be lost),
+  an empty value, an empty or path-like --study, --lang_sets beside --lang_counts (one of them
+  ignored) and a --cost_from that does not exist: one line, exit 2, nothing run."""
+  grid = [
+      "--root=/tmp/never-written", "--config=configs/default.py:model=tiny", "--mono_probs=0.5",
+      "--dry_run"
+  ]
+  for argv, message in (
+      (["--lang_sets=en+de", "--axis=model.path=/m/a/b,/m/a_b"],
+       "--axis=model.path: '/m/a/b' and '/m/a_b' give one run name, L2-en_de-mono0.5-path_m_a_b"),
+      (["--lang_sets=en+de", "--axis=model.lora.targets=x/y,x_y"],
+       "--axis=model.lora.targets: 'x/y' and 'x_y' give one run name"),
+      (["--lang_sets=en+de", "--axis=optim.learning_rate=1e-4,0.0001"],
+       "runs L2-en_de-mono0.5-learning_rate1e-4 and L2-en_de-mono0.5-learning_rate0.0001 train "
+       "the same config (--axis=optim.learning_rate: '1e-4' and '0.0001' give one config value)"),
+      (["--lang_sets=en+de", "--axis=train.global_batch_size=16,,32"], "an empty value"),
+      (["--study="], "--study='': not a study; a study is the name of a file of"),
+      (["--study=../sweep"], "--study='../sweep': not a study"),
+      (["--lang_sets=en+de",
+        "--lang_counts=1,2"], "--lang_sets (given) and --lang_counts (given) exclude each other"),
+      (["--study=language_count", "--lang_sets=en+de"],
+       "--lang_sets (given) and --lang_counts (the study) exclude each other"),
+      (["--lang_sets=en+de", f"--cost_from={tmp_path / 'missing'}"],
+       f"--cost_from: no directory {tmp_path / 'missing'}"),
+  ):
+    code, out, err = _sweep_in_process(capfd, *grid, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1, (argv, out, err)
+    assert err.startswith("error: ") and message in err, (argv, err)
+
+
+def test_summarize_bad_flags_are_one_line_errors_and_mixed_settings_say_so(tmp_path, capsys):
+  """Issue 23: an unknown --group_by field, study, column or --x field, a --root that is not a
+  directory and an --out that is a file: one line, exit 2 (no traceback). Runs that differ in a
+  sweep-varied field put in one setting show it as mixed, not as the first run's value."""
+  for name, rank, mono_prob, quality in (("a", 4, 0.5, 0.3), ("b", 4, 1.0, 0.5), ("c", 16, 1.0,
+                                                                                  0.7)):
+    _finished_run(tmp_path, name, num_steps=8, evaluated=[8], mono_prob=mono_prob,
+                  metrics={"map_mono": 0.5, "map_cross": 0.4, "map_multi_mean": quality},
+                  cost=_cost(100.0 * rank, 1e12), config={"model": {"lora": {"rank": rank}}})
+  (tmp_path / "a_file").write_text("")
+  root = f"--root={tmp_path}"
+  for argv, message in (
+      ([root, "--group_by=nosuch"], "--group_by: no run has the field(s) nosuch; fields are"),
+      ([root, "--group_by=model.lora.rnk,mono_prob"], "no run has the field(s) model.lora.rnk;"),
+      ([root, "--study=nosuch"], "--study='nosuch': not a study"),
+      ([f"--root={tmp_path / 'missing'}"], f"--root={tmp_path / 'missing'}: no such directory"),
+      ([root, f"--out={tmp_path / 'a_file'}"], "--out="),
+      ([root, "--quality=map_multi"], "--quality=map_multi: not a column; columns: map_mono, "),
+      ([root, "--cost=seconds"], "--cost=seconds: not a column"),
+      ([root, "--x=model.lora.rank"], "--x=model.lora.rank: not a field of the settings; one of "
+       "num_languages, mono_prob, languages"),
+  ):
+    code, out, err = _summarize_in_process(capsys, *argv)
+    assert code == 2 and out == "" and err.count("\n") == 1, (argv, err)
+    assert err.startswith("error: ") and message in err, (argv, err)
+  out = tmp_path / "out"
+  code, _, err = _summarize_in_process(capsys, root, f"--out={out}", "--group_by=model.lora.rank",
+                                       "--x=model.lora.rank")
+  assert code == 0, err
+  by_rank = {s["model.lora.rank"]: s for s in json.load(open(out / "summary.json"))["settings"]}
+  assert by_rank[4]["mono_prob"] is None and by_rank[4]["mixed"] == {"mono_prob": [0.5, 1.0]}
+  assert by_rank[16]["mono_prob"] == 1.0 and by_rank[16]["mixed"] == {}
+  assert by_rank[4]["map_multi_mean"] == pytest.approx(0.4)
+  table = (out / "summary.md").read_text()
+  assert "| 3 | mixed (0.5, 1) | 4 | 2 |" in table and "| 3 | 1 | 16 | 1 |" in table
+  assert table.endswith("against total_seconds: rank=4; rank=16\n")
+  assert (out / "pareto.png").exists() and (out / "curves.png").exists()

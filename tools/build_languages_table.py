@@ -26,6 +26,7 @@ import pathlib
 import re
 
 import langcodes
+from langcodes.data_dicts import MACROLANGUAGES
 
 XQUAD_R = "ar de el en es hi ru th tr vi zh".split()
 MLQA = "ar de en es hi vi zh".split()
@@ -47,9 +48,9 @@ SCRIPT_VARIANTS = {
     "bjn_Arab", "kas_Deva", "knc_Arab", "min_Arab", "taq_Tfng"
 }
 # ISO 639-3 -> our code where CLDR's alias is not the ISO 639-1 code used by the data sets
-# (CLDR maps tl to fil) or where a macrolanguage member stands for it (pbt: Southern Pashto), and
-# where CLDR gives the macrolanguage of two FLORES-200 languages (twi and aka are both `ak`).
-CODE_OVERRIDES = {"tgl": "tl", "pbt": "ps", "prs": "fa-AF", "twi": "tw"}
+# (CLDR maps tl to fil), and where CLDR gives the macrolanguage of two FLORES-200 languages (twi
+# and aka are both `ak`; prs and pes both `fa`).
+CODE_OVERRIDES = {"tgl": "tl", "prs": "fa-AF", "twi": "tw"}
 # UDHR tags of another ISO 639-3 code than the row they belong to (macrolanguage members).
 UDHR_TO_CODE = {"als": "sq", "zlm-Latn": "ms", "zlm-Arab": "ms-Arab", "nb": "nb", "nn": "nn"}
 # The lang2tax.txt name of a language where it is not its English name (lower case); for the
@@ -58,7 +59,7 @@ UDHR_TO_CODE = {"als": "sq", "zlm-Latn": "ms", "zlm-Arab": "ms-Arab", "nb": "nb"
 JOSHI_NAMES = {
     "zh": "mandarin", "zh-Hant": "mandarin", "ar": "arabic", "arz": "egyptian arabic",
     "ckb": "kurdish (sorani)", "ku": "kurdish (kurmanji)", "nb": "norwegian (bokmål)",
-    "nn": "norwegian (nynorsk)", "pa": "eastern punjabi", "si": "sinhalese", "st": "sesotho", "fuv":
+    "nn": "norwegian (nynorsk)", "pa": "eastern punjabi", "si": "sinhalese", "st": "sesotho", "ff":
         "fula", "ky": "kirghiz", "el": "greek", "fa": "persian", "fa-AF": "persian", "ms": "malay",
     "sq": "albanian", "om": "oromo", "mn": "mongolian", "mg": "malagasy", "uz": "uzbek", "az":
         "azerbaijani", "ne": "nepali", "lv": "latvian", "et": "estonian", "sw": "swahili", "ps":
@@ -69,7 +70,7 @@ JOSHI_NAMES = {
     "ss": "swati", "kea": "kabuverdianu", "kac": "jingpho", "shn": "shan", "war": "waray", "bn":
         "bengali", "mi": "maori", "fa-AF": "dari", "gn": "guarani", "ht": "haitian", "azb":
             "southern azerbaijani", "fon": "fongbe", "kbp": "kabiye", "mni": "meithei", "mos":
-                "mooré", "pap": "papiamentu", "quy": "quechua", "rn": "kirundi", "taq": "tamashek"
+                "mooré", "pap": "papiamentu", "qu": "quechua", "rn": "kirundi", "tmh": "tamashek"
 }
 # Individual languages for the Glottolog / WALS look-ups where the code is a macrolanguage's,
 # and WALS's code where it lists a macrolanguage (Serbo-Croatian, Norwegian, Albanian, Pashto).
@@ -116,6 +117,20 @@ def code_of(iso3: str) -> str:
   return CODE_OVERRIDES.get(iso3) or langcodes.standardize_tag(iso3, macro=True)
 
 
+def lone_members(iso3_codes) -> dict[str, str]:
+  """ISO 639-3 code -> its macrolanguage's code (the IANA registry's "Macrolanguage", as langcodes
+  holds it) for the members of a macrolanguage that `code_of` (CLDR) leaves as they are and that
+  no other of `iso3_codes` (FLORES-200's) shares the macrolanguage with, nor takes its code:
+  quy -> qu, taq -> tmh, fuv -> ff, pbt -> ps (CLDR maps quz, ttq, ... instead). A member beside
+  another (acm beside arb -> ar, yue beside zho -> zh) keeps its own code."""
+  taken = {code_of(c) for c in iso3_codes}
+  members = collections.Counter(MACROLANGUAGES.get(c) for c in iso3_codes)
+  return {
+      c: MACROLANGUAGES[c] for c in iso3_codes if code_of(c) == c and c in MACROLANGUAGES
+      and members[MACROLANGUAGES[c]] == 1 and MACROLANGUAGES[c] not in taken
+  }
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--sources", type=pathlib.Path, required=True)
@@ -129,6 +144,11 @@ def main():
   bele = belebele(src / "belebele_README.md")
   assert len(bele) == 122, len(bele)
   rows = collections.OrderedDict()
+  lone = lone_members({fc[:3] for fc in [*flores, *bele]})
+
+  def flores_row_code(fc):
+    iso3, script = fc.split("_")
+    return lone.get(iso3, code_of(iso3)) + (f"-{script}" if fc in SCRIPT_VARIANTS else "")
 
   def row(code):
     return rows.setdefault(
@@ -136,8 +156,7 @@ def main():
 
   for fc in bele:
     iso3, script = fc.split("_")
-    code = code_of(iso3) + (f"-{script}" if fc in SCRIPT_VARIANTS else "")
-    r = row(code)
+    r = row(flores_row_code(fc))
     r["flores"].append(fc)
     r["iso639_3"] = r["iso639_3"] or iso3
     r["script"] = script
@@ -166,7 +185,7 @@ def main():
       row(c)["sets"].append(name)
   for fc in flores:  # FLORES-200 codes of the other rows (be, cy, ga, bs, ug, ...), else new rows
     iso3, script = fc.split("_")
-    r = row(code_of(iso3) + (f"-{script}" if fc in SCRIPT_VARIANTS else ""))
+    r = row(flores_row_code(fc))
     if fc not in r["flores"]:
       r["flores"].append(fc)
       r["script"] = r["script"] or script

@@ -136,7 +136,15 @@ KNOWN_LANGUAGES = ISO_639_1 | EXTRA_CODES | frozenset(_index()["code"])
 
 
 def _unknown(code, where: str, kind: str, choices) -> LanguageError:
-  close = difflib.get_close_matches(str(code), sorted(choices), n=3)
+  """The error for `code`, suggesting the choices that equal it but for case ('EN' -> 'en'), the
+  row of the ISO 639-3 code it is ('ayr' -> 'ay') and the closest spellings."""
+  by_lower = {}
+  for choice in sorted(choices):
+    by_lower.setdefault(choice.lower(), []).append(choice)
+  text = str(code)
+  close = [*by_lower.get(text.lower(), []), _index()["iso639_3"].get(text)]
+  close += [c for m in difflib.get_close_matches(text.lower(), by_lower, n=3) for c in by_lower[m]]
+  close = [c for c in dict.fromkeys(close) if c is not None and c != text][:3]
   hint = f" (did you mean {', '.join(close)}?)" if close else ""
   place = f"{where}: " if where else ""
   return LanguageError(f"{place}unknown {kind} {code!r}{hint}; see {TABLE_PATH.name} "
@@ -211,7 +219,7 @@ MACROLANGUAGES = {
     "ara": "ar", "aze": "az", "est": "et", "fas": "fa", "msa": "ms", "zho": "zh", "uzb": "uz",
     "mon": "mn", "swa": "sw", "nep": "ne", "lav": "lv", "sqi": "sq", "orm": "om", "pus": "ps",
     "kur": "ku", "yid": "yi", "mlg": "mg", "grn": "gn", "nor": "nb", "ori": "or", "aym": "ay",
-    "kau": "kr", "din": "din"
+    "kau": "kr", "din": "din", "que": "qu", "tmh": "tmh", "ful": "ff"
 }
 
 
