@@ -123,7 +123,10 @@ def _tower_flops(model: Mapping[str, Any], tower: str, head: str, seq_len: int, 
   one tower (`step_flops`); `trains(parameter path)` says whether a parameter trains."""
   lora = model.get("lora") or {}
   rank = int(lora.get("rank") or 0)
-  adapters_per_row = 2 if lora.get("per_language") else 1  # the shared one + the row's language
+  # The shared adapter is merged into its kernel (`encoder.lora_matmul`) unless LoRA dropout is
+  # on; a row's language adapter (per_language) is always a separate product.
+  merged = 0 if lora.get("dropout") else 1
+  separate = (2 if lora.get("per_language") else 1) - merged
   h = int(model["hidden_size"])
   layers = linear_layers(model)
   totals = [0.0, 0.0]
@@ -142,12 +145,14 @@ def _tower_flops(model: Mapping[str, Any], tower: str, head: str, seq_len: int, 
     any_trains = kernel or trains(f"model/{path}/bias")
     if rank and re.search(lora["targets"], path):
       a, b = trains(f"model/{path}/lora_a"), trains(f"model/{path}/lora_b")
-      a_forward = adapters_per_row * 2.0 * tokens * n_in * rank  # x A
-      b_forward = adapters_per_row * 2.0 * tokens * rank * n_out  # (x A) B
+      a_forward = 2.0 * tokens * n_in * rank  # x A, one adapter
+      b_forward = 2.0 * tokens * rank * n_out  # (x A) B
       a_train = a_forward * (1 + a + needs_input_gradient)
       b_train = b_forward * (1 + b + (a or needs_input_gradient))
-      forward += a_forward + b_forward
-      train += a_train + b_train
+      forward += separate * (a_forward + b_forward)
+      # Merged: the forward and the input gradient are the kernel's products; B's gradient
+      # needs x A and (x A)^T dy, A's dy B^T and x^T (dy B^T).
+      train += separate * (a_train + b_train) + merged * (a + b) * (a_forward + b_forward)
       any_trains = any_trains or a or b
     totals[0] += forward
     totals[1] += train
@@ -191,9 +196,13 @@ def step_flops(model: Mapping[str, Any], query_len: int, passage_len: int, globa
   input gradient dy W^T (as much) when a parameter before it in the tower trains, and the weight
   gradient x^T dy (as much) when its kernel trains: so 3 x forward when everything trains, as in
   Kaplan et al. 2020 ("Scaling laws", Table 1, counted per sequence). A LoRA adapter of rank r
-  (`model["lora"]`: rank, targets, per_language) adds x A and (x A) B, 2*T*r*(in + out) forward
-  per adapter a row uses (two with per_language: the shared one and its language's), with A's and
-  B's gradients when they train and the input gradients through them in the same way. Attention
+  (`model["lora"]`: rank, targets, per_language, dropout) that is a separate product adds x A and
+  (x A) B, 2*T*r*(in + out) forward per adapter a row uses, with A's and B's gradients when they
+  train and the input gradients through them in the same way; the shared adapter without dropout
+  is merged into its kernel (`encoder.lora_matmul`: no forward or input-gradient cost of its own,
+  the merge W + s A B not counted) and adds 2*T*r*(in + out) for each of A and B that trains
+  (x A, dy B^T and their products with dy and x). The language adapter of per_language is always
+  separate. Attention
   scores Q K^T and the weighted sum P V cost 2 * 2*S^2*H per layer and sequence forward, and
   backward dQ, dK and dP when a parameter before the query or key trains, dV when one before the
   value does (twice the forward when everything trains). The loss: B x B(1+K) logits, 2*B*B(1+K)*D forward,

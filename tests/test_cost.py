@@ -108,18 +108,22 @@ def test_frozen_kernels_cost_no_weight_gradient_and_adapters_add_theirs():
   base = sum(2 * t * n_in * n_out for n_in, n_out in kernels)
   adapters = sum(2 * t * r * (n_in + n_out) for n_in, n_out in kernels)
   attention = 2 * 2 * b * s * s * h
-  # Kernels: forward, plus the input gradient except for Q, K, V of the first layer (nothing
-  # below them trains). Adapters: forward and their A, B gradients, and the input gradient
-  # through A where needed. Attention: 3 x forward (its inputs' adapters train).
+  # Kernels (the shared adapters merged into them): forward, plus the input gradient except for
+  # Q, K, V of the first layer (nothing below them trains). Merged adapters: x A, dy B^T and the
+  # A, B gradients. Attention: 3 x forward (its inputs' adapters train).
   no_input_gradient = sum(2 * t * h * h for _ in range(3))
   no_input_gradient_a = sum(2 * t * h * r for _ in range(3))
-  expected = (2 * base - no_input_gradient + 3 * adapters - no_input_gradient_a + 3 * attention)
+  expected = 2 * base - no_input_gradient + 2 * adapters + 3 * attention
   parts = cost.step_flops(model, s, s, b, frozen=frozen)
   assert parts["queries"] == expected
-  # Two adapters per row with language adapters: the adapters' share doubles.
+  # Separate adapter products (LoRA dropout; a row's language adapter): forward, their A, B
+  # gradients, and the input gradient through A where needed.
+  separate = 3 * adapters - no_input_gradient_a
+  with_dropout = dict(model, lora=dict(model["lora"], dropout=0.1))
+  assert cost.step_flops(with_dropout, s, s, b, frozen=frozen)["queries"] == (
+      expected - 2 * adapters + separate)
   per_language = dict(model, lora=dict(model["lora"], per_language=True))
-  assert cost.step_flops(per_language, s, s, b, frozen=frozen)["queries"] == (
-      expected + 3 * adapters - no_input_gradient_a)
+  assert cost.step_flops(per_language, s, s, b, frozen=frozen)["queries"] == expected + separate
   # Full fine-tuning of the same model, embeddings included: 3 x forward.
   assert cost.step_flops(dict(model, lora={}), s, s, b)["queries"] == 3 * (base + attention)
 

@@ -19,7 +19,7 @@ from flax import nnx
 from hybrid_jax import sharding
 from hybrid_jax import train
 from hybrid_jax.errors import UserError
-from hybrid_jax.models import create_model, lora, save_pretrained
+from hybrid_jax.models import create_model, encoder, lora, save_pretrained
 from hybrid_jax.models.config import model_config
 
 LANGUAGES = ("en", "de", "ar")
@@ -123,6 +123,46 @@ def test_each_tower_uses_its_own_texts_language_adapter():
   np.testing.assert_array_equal(german["passage"], batch["passage_language"] == 1)
   shared = changed(perturbed(0))
   assert shared["query"].all() and shared["passage"].all()
+
+
+def test_adapted_layer_gradients_equal_autodiff_of_the_plain_formula_in_float64():
+  """An adapted Linear with per-language adapters (the shared one merged into the kernel by
+  `encoder.lora_matmul`): output and gradients of the input and of every adapter set against
+  `jax.vjp` of y_i = x_i (W + s A_0 B_0 + s A_l B_l) + bias per row i of language l (none for
+  -1), in float64."""
+  model = _randomize(
+      lora.add_lora(_model(), lora.LoraSpec(rank=4, alpha=8.0, languages=LANGUAGES), seed=0))
+  layer = lora.adapted_layers(model)["encoder/layers/0/intermediate"]
+  language = np.asarray([0, 1, 2, -1, 0, 1], np.int32)
+  rng = np.random.default_rng(0)
+  x, dy = rng.standard_normal((BATCH, SEQ, 32)), rng.standard_normal((BATCH, SEQ, 64))
+  graphdef, adapters, rest = nnx.split(layer, nnx.LoRAParam, ...)
+
+  def ours(x, adapters):
+    return nnx.merge(graphdef, adapters, rest)(x, encoder.Adapters(jnp.asarray(language)))
+
+  y, vjp = jax.vjp(jax.jit(ours), jnp.asarray(x, jnp.float32), adapters)
+  dx, dadapters = vjp(jnp.asarray(dy, jnp.float32))
+  kernel, bias = (np.asarray(v[...], np.float64) for v in (layer.kernel, layer.bias))
+  scale = layer.lora_scale
+
+  def plain(x, a, b):
+    rows = []
+    for i, lang in enumerate(language):
+      w = kernel + scale * a[0] @ b[0] + (scale * a[1 + lang] @ b[1 + lang] if lang >= 0 else 0)
+      rows.append(x[i] @ w + bias)
+    return jnp.stack(rows)
+
+  with jax.enable_x64(True):
+    a64, b64 = (np.asarray(v[...], np.float64) for v in (layer.lora_a, layer.lora_b))
+    y64, vjp64 = jax.vjp(jax.jit(plain), x, a64, b64)
+    references = [y64, *vjp64(dy)]
+  for ours_value, reference in zip((y, dx, dadapters["lora_a"][...], dadapters["lora_b"][...]),
+                                   references):
+    reference = np.asarray(reference)
+    np.testing.assert_allclose(
+        np.asarray(ours_value, np.float64), reference, rtol=1e-5,
+        atol=1e-5 * np.abs(reference).max())
 
 
 def test_merged_and_peft_exports_equal_the_adapted_model(tmp_path):

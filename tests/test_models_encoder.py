@@ -21,7 +21,8 @@ from hybrid_jax.errors import UserError
 from hybrid_jax.models import DualEncoder, EncoderConfig, create_model
 from hybrid_jax.models.config import model_config
 from hybrid_jax.models import encoder as encoder_lib
-from hybrid_jax.models.encoder import dropout, dropout_bits, gelu, matmul, position_ids
+from hybrid_jax.models.encoder import (dropout, dropout_bits, gelu, lora_matmul, matmul,
+                                       position_ids)
 
 PRESETS = ("tiny", "xlm_roberta_base", "xlm_roberta_large", "labse", "mbert")
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -279,6 +280,44 @@ def test_matmul_value_and_gradients(dtype, tolerance):
     np.testing.assert_allclose(
         np.asarray(ours, np.float64), reference, rtol=tolerance,
         atol=tolerance * np.abs(reference).max())
+
+
+def _plain_lora(x, kernel, a, b, scale):
+  """x W + scale (x A) B, differentiated by JAX's autodiff (the reference of `lora_matmul`)."""
+  return x @ kernel + scale * ((x @ a) @ b)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 3e-2)])
+def test_lora_matmul_value_and_gradients_equal_autodiff_in_float64(dtype, tolerance):
+  """Values and the gradients of x, the kernel, A and B against `jax.vjp` of the plain formula in
+  float64; the parameters stay float32, x and the product are in the compute dtype."""
+  rng = np.random.default_rng(0)
+  x, kernel, a, b, dy = (
+      rng.standard_normal(shape) for shape in ((3, 5, 8), (8, 6), (8, 4), (4, 6), (3, 5, 6)))
+  scale = 0.75
+  params = [jnp.asarray(v, jnp.float32) for v in (kernel, a, b)]
+  y, vjp = jax.vjp(lambda *args: lora_matmul(*args, scale), jnp.asarray(x, dtype), *params)
+  grads = vjp(jnp.asarray(dy, dtype))
+  assert y.dtype == grads[0].dtype == dtype
+  assert [g.dtype for g in grads[1:]] == [jnp.float32] * 3
+  with jax.enable_x64(True):
+    y64, vjp64 = jax.vjp(lambda *args: _plain_lora(*args, scale), x, kernel, a, b)
+    references = [y64, *vjp64(dy)]
+  for ours, reference in zip([y, *grads], references):
+    reference = np.asarray(reference)
+    np.testing.assert_allclose(
+        np.asarray(ours, np.float64), reference, rtol=tolerance,
+        atol=tolerance * np.abs(reference).max())
+
+
+def test_lora_matmul_with_zero_b_is_the_plain_product_bitwise():
+  """B = 0 (a new adapter): the merged kernel is the kernel, so step 0 is the base model."""
+  rng = np.random.default_rng(1)
+  x, kernel, a = (
+      jnp.asarray(rng.standard_normal(s), jnp.float32) for s in ((4, 8), (8, 6), (8, 2)))
+  np.testing.assert_array_equal(
+      np.asarray(jax.jit(lora_matmul, static_argnums=4)(x, kernel, a, jnp.zeros((2, 6)), 2.0)),
+      np.asarray(jax.jit(matmul)(x, kernel)))
 
 
 def test_dense_uses_matmul_only_for_its_plain_contraction(model, monkeypatch):

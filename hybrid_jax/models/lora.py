@@ -3,9 +3,11 @@
 LoRA (Hu et al. 2021, arXiv 2106.09685): a frozen kernel W [in, out] gets a trainable low-rank
 update, y = x W + b + (alpha / rank) x A B with A [in, rank] random and B [rank, out] zero, so the
 adapted model starts exactly at the base model. The adapters live in `encoder.Dense` layers
-(`add_lora` attaches them as `nnx.LoRAParam`s `lora_a`, `lora_b`): their products go through
-`encoder.matmul` and the base kernels stay ordinary parameters the trainer freezes
-(`train.frozen_pattern`), so no kernel gradient of the base is ever formed.
+(`add_lora` attaches them as `nnx.LoRAParam`s `lora_a`, `lora_b`): the shared adapter goes
+through `encoder.lora_matmul` (one product with the merged kernel W + (alpha / rank) A B, and a
+backward pass that forms the gradients of x, A and B only), and the base kernels stay ordinary
+parameters the trainer freezes (`train.frozen_pattern`), so no kernel gradient of the base is ever
+formed.
 
 Per-language adapters (`LoraSpec.languages`): each targeted layer holds 1 + L adapter sets, set 0
 shared by every text and set 1 + l added for texts in training language l (`encoder.Adapters`);
