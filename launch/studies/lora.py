@@ -13,9 +13,9 @@ hybrid batches (mono_prob 0.5) unless said, five grids run in order into one roo
   (d) LoRA rank 4 and rank 64, seed 0;
   (e) LoRA rank 16 with mono-only (mono_prob 1) and cross-only (mono_prob 0) batches, seed 0.
 
-13 runs, about 1 h 15 min of a quiet 2-core CPU by the dry run calibrated on the cost record of
-the 80-step LoRA rank 16 run (`--dry_run --cost_from=DIR`; 2 h at its assumed rate). The LoRA runs
-use LORA_LEARNING_RATE, given as an --axis so that it is in their names
+13 runs: 136 minutes on 7-8 Dec at load average 4-6, about an hour on a quiet 2-core CPU
+(docs/lora.md#results; `--dry_run --cost_from=DIR` estimates from finished runs' cost
+records). The LoRA runs use LORA_LEARNING_RATE, given as an --axis so that it is in their names
 (`...-mono0.5-rank16-learning_rate3e-4-seed0`): a changed rate makes new runs instead of
 counting finished runs of another rate as done. The full fine-tuning runs set nothing on top of
 the default config and are named as a plain sweep names them (`L9-...-mono0.5-seed0`).
