@@ -541,8 +541,7 @@ def evaluate(retriever, spec: str, *, languages: Sequence[str] | None = None, mo
     groupings = languages_lib.parse_groupings(language_groups)
     # Only groupings a user asked for are said to be left out (the default's are quietly
     # skipped where they do not apply, e.g. trained / zero-shot without a training config).
-    asked = languages_lib.parse_groupings(language_groups) != languages_lib.parse_groupings(
-        languages_lib.DEFAULT_LANGUAGE_GROUPS)
+    asked = groupings != languages_lib.parse_groupings(languages_lib.DEFAULT_LANGUAGE_GROUPS)
     if is_beir:
       task = "beir"
       corpus_language = beir_language(spec, languages)
