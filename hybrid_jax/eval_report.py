@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -223,6 +223,12 @@ def comparison_table(results_by_name: Mapping[str, Mapping]) -> str:
   return "\n".join(_table(header, rows)) + "\n"
 
 
+def _pair_matrix(table: Mapping, langs: Sequence[str]) -> np.ndarray:
+  """float64 [L, L] of a {x: {y: value}} table, row x and column y in `langs` order, None -> NaN."""
+  return np.array([[np.nan if table[x][y] is None else table[x][y] for y in langs] for x in langs],
+                  np.float64)
+
+
 def plot_heatmap(results: Mapping, path: str) -> str:
   """PNG of the X->Y mAP matrix with the multilingual-pool column beside it, values in the cells.
 
@@ -236,9 +242,7 @@ def plot_heatmap(results: Mapping, path: str) -> str:
 
   m, langs = results["metrics"], list(results["languages"])
   num_langs = len(langs)
-  matrix = np.array(
-      [[np.nan if m["map_xy"][x][y] is None else m["map_xy"][x][y] for y in langs] for x in langs],
-      np.float64)
+  matrix = _pair_matrix(m["map_xy"], langs)
   multi = np.array([np.nan if m["map_multi"][x] is None else m["map_multi"][x] for x in langs],
                    np.float64)[:, None]
   cell = 0.62
@@ -407,9 +411,7 @@ def plot_alignment_heatmap(results: Mapping, path: str) -> str:
 
   m, langs = results["metrics"], list(results["languages"])
   num_langs = len(langs)
-  matrix = np.array(
-      [[np.nan if m["p_at_1"][x][y] is None else m["p_at_1"][x][y] for y in langs] for x in langs],
-      np.float64)
+  matrix = _pair_matrix(m["p_at_1"], langs)
   order = _cluster_order(matrix) if num_langs > 2 else np.arange(num_langs)
   names = [langs[i] for i in order]
   strips = [("P@1", "p_at_1"), ("pool mAP", "pool_map"), ("lang-ID acc.", "probe_accuracy")]

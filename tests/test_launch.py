@@ -34,25 +34,25 @@ def _sh(*args):
   return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
 
 
-def _sweep_in_process(capfd, *argv):
-  """launch/sweep.py's main in this process (no interpreter start-up per test): (exit status,
-  stdout, stderr)."""
+def _main_in_process(main, capture, *argv):
+  """A launch script's main in this process (no interpreter start-up per test): (exit status,
+  stdout, stderr), read from `capture` (pytest's capfd or capsys)."""
   try:
-    code = sweep.main(list(argv))
+    code = main(list(argv))
   except SystemExit as e:
     code = e.code
-  out, err = capfd.readouterr()
+  out, err = capture.readouterr()
   return code, out, err
+
+
+def _sweep_in_process(capfd, *argv):
+  """launch/sweep.py's main in this process: (exit status, stdout, stderr)."""
+  return _main_in_process(sweep.main, capfd, *argv)
 
 
 def _summarize_in_process(capsys, *argv):
   """launch/summarize.py's main in this process: (exit status, stdout, stderr)."""
-  try:
-    code = summarize.main(list(argv))
-  except SystemExit as e:
-    code = e.code
-  out, err = capsys.readouterr()
-  return code, out, err
+  return _main_in_process(summarize.main, capsys, *argv)
 
 
 def test_full_grid_dry_run_prints_every_run(capfd):
