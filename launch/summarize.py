@@ -9,9 +9,10 @@ one stopped after a periodic evaluation, is listed as unfinished, never reported
 intermediate step), and its cost record `<run>/cost.json` (`hybrid_jax.cost`), and writes
 `summary.md`, `summary.json`, `pareto.png` (quality against cost, one point per setting, the
 Pareto front joined), `curves.png` with `--x` (mAP and max-min rank against a setting field,
-mean ± std, zero-shot languages dashed), and `tradeoff.png` (one panel per language set:
-cross-lingual mAP vs multilingual-pool mAP, colour = rank gap, one point per setting, labelled
-with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
+mean ± std, zero-shot languages dashed; and `curves_<grouping>.png` for each of `--groups`'
+groupings other than trained, one line per group, e.g. `curves_family_by_trained.png`), and
+`tradeoff.png` (one panel per language set: cross-lingual mAP vs multilingual-pool mAP, colour
+= rank gap, one point per setting, labelled with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
 summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
 pool), pool Recall@1/@10, the rank gap, the own-language share of the top k and the paper's
@@ -629,6 +630,51 @@ def plot_curves(settings: list[dict], x: str, path: str) -> str:
   return path
 
 
+def group_curves_name(grouping: str) -> str:
+  """The file name of `plot_group_curves`' figure of `grouping`: 'curves_family.png',
+  'curves_resource_class_by_trained.png' for 'resource_class*trained'."""
+  return f"curves_{grouping.replace('*', '_by_')}.png"
+
+
+def plot_group_curves(settings: list[dict], x: str, grouping: str, path: str) -> str:
+  """mono / cross / multilingual mAP of each group of the language grouping `grouping` (macro
+  average over the group's languages; `group_key`), one panel per metric, one line per group
+  (zero-shot groups dashed), against the setting field `x`, mean ± std over each setting's runs:
+  e.g. the ratio_groups study's resource classes and families, zero-shot languages apart, against
+  mono_prob."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  metrics = (("map_mono", "mono mAP"), ("map_cross", "cross mAP"), ("map_multi_mean",
+                                                                    "multilingual mAP"))
+  labels = list(
+      dict.fromkeys(split_group_key(key)[1] for _, key in _group_columns(settings, grouping)))
+  runs = sorted((r for r in settings if r.get(x) is not None), key=lambda r: r[x])
+  fig, axes = plt.subplots(1, len(metrics), figsize=(15, 4.6), dpi=110)
+  for ax, (key, title) in zip(axes, metrics):
+    for i, label in enumerate(labels):
+      column = group_key(grouping, label, key)
+      shown = [r for r in runs if r.get(column) is not None]
+      if shown:
+        ax.errorbar([r[x] for r in shown], [r[column] for r in shown],
+                    yerr=[r[f"{column}_std"] for r in shown], capsize=2, marker="o",
+                    color=f"C{i % 10}", ls="--" if "zero-shot" in label else "-", label=label)
+    ax.set_title(title)
+    ax.set_xlabel(x)
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("mAP (macro over the group's languages)")
+  handles, names = axes[0].get_legend_handles_labels()
+  if handles:
+    fig.legend(handles, names, loc="center right", fontsize=7)
+  fig.suptitle(f"{_grouping_title(grouping)} against {x}: mean ± std over each setting's runs "
+               "(dashed: zero-shot languages)")
+  fig.tight_layout(rect=(0, 0, 0.87, 1))
+  fig.savefig(path)
+  plt.close(fig)
+  return path
+
+
 def _settings_defaults(root: str, study: str | None) -> dict:
   """The summarize settings of `--study`, else of `<root>/sweep.json` ({} without either).
 
@@ -801,6 +847,9 @@ def summarize(args) -> int:
     plot_pareto(settings, quality, cost, os.path.join(out, "pareto.png"))
   if x:
     plot_curves(settings, x, os.path.join(out, "curves.png"))
+    for grouping in groupings:
+      if grouping not in INLINE_GROUPINGS and _group_columns(settings, grouping):
+        plot_group_curves(settings, x, grouping, os.path.join(out, group_curves_name(grouping)))
   print(table)
   return 0
 

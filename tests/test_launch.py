@@ -329,6 +329,10 @@ def test_summary_of_crossed_language_groups_equals_brute_force(tmp_path, capsys)
     assert by_class.count(title) == 2 and title not in by_family
   assert by_family.count("| Indo-European / zero-shot multi |") == 2
   assert "5 mono" not in table and "Indo-European multi" not in table  # not asked for
+  # The study's x (mono_prob): a figure per asked grouping besides trained (in curves.png).
+  for name in ("curves_resource_class_by_trained.png", "curves_family_by_trained.png"):
+    assert (out / name).stat().st_size > 10_000
+  assert not (out / "curves_trained.png").exists()
   capsys.readouterr()
   # A bad --groups: one line, exit 2; one the results lack: said on stderr.
   code, _, err = _summarize_in_process(capsys, f"--root={tmp_path}", f"--out={out}",
