@@ -17,6 +17,8 @@ FLOPs, wall time) come from each run's cost record.
 
   python launch/sweep.py --study=batch_size --root=workdirs/batch_size
   python launch/summarize.py --root=workdirs/batch_size --out=launch/results/batch_size
+
+Results on this project's 2-core CPU, with their reading and cost: docs/studies.md.
 """
 
 EXAMPLES = 2560

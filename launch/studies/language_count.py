@@ -11,6 +11,8 @@ subset: 11 runs), 48 steps of 32 instead of the default run's 60 (warmup 5).
 
   python launch/sweep.py --study=language_count --root=workdirs/language_count
   python launch/summarize.py --root=workdirs/language_count --out=launch/results/language_count
+
+Results on this project's 2-core CPU, with their reading and cost: docs/studies.md.
 """
 
 

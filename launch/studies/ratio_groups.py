@@ -13,6 +13,8 @@ Sized for ~90 minutes of a quiet 2-core CPU (`--dry_run` prints the estimate): 2
 
   python launch/sweep.py --study=ratio_groups --root=workdirs/ratio_groups
   python launch/summarize.py --root=workdirs/ratio_groups --out=launch/results/ratio_groups
+
+Results on this project's 2-core CPU, with their reading and cost: docs/studies.md.
 """
 
 CROSSED = "resource_class*trained,family*trained"
