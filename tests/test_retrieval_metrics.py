@@ -212,12 +212,16 @@ def test_array_and_list_forms_and_default_scorer_agree():
     np.testing.assert_allclose(a[key], b[key], rtol=1e-6)
 
 
-def parallel_world(num_examples, num_langs, language_weight, seed=5):
+def parallel_world(num_examples, num_langs, language_weight, seed=5, exact=False):
   """Each example has one meaning vector; every language's query and answer are that vector
-  plus `language_weight` times a per-language direction."""
+  plus `language_weight` times a per-language direction. `exact`: the meaning's coordinates are
+  multiples of 1/8 in [-2, 2], so that every float32 dot product is exact whatever the BLAS's
+  summation order, and equal vectors score exactly equal (true ties)."""
   rng = np.random.default_rng(seed)
   dim = 16 + num_langs
   meaning = rng.standard_normal((num_examples, 16))
+  if exact:
+    meaning = np.clip(np.round(meaning * 8), -16, 16) / 8
   meaning = np.concatenate([meaning, np.zeros((num_examples, num_langs))], axis=1)
   lang_dir = np.eye(dim)[16:]
   emb = meaning[:, None, :] + language_weight * lang_dir[None]  # [N, L, D]
@@ -230,7 +234,7 @@ def parallel_world(num_examples, num_langs, language_weight, seed=5):
 
 def test_language_agnostic_retriever_has_no_bias():
   num_langs = 4
-  args = parallel_world(30, num_langs, language_weight=0.0)
+  args = parallel_world(30, num_langs, language_weight=0.0, exact=True)
   for top_k in (1, 4, 10):
     out = metrics.lareqa_metrics(*args, ("en", "de", "ar", "zh"), top_k=top_k)
     np.testing.assert_allclose(out["rank_gap"], 0.0, atol=1e-12)

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -228,9 +229,9 @@ def tokenize_passages(tokenizer: transformers.PreTrainedTokenizerBase, sentences
   _check_tokenizer(tokenizer, max_len)
   if not sentences:
     return _zeros(0, max_len)
-  sentence_lens = np.array([
-      len(ids) for ids in tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"]
-  ])
+  with _TOKENIZER_LOCK:
+    sentence_ids = tokenizer(sentences, add_special_tokens=False, verbose=False)["input_ids"]
+  sentence_lens = np.array([len(ids) for ids in sentence_ids])
   pair_room = max_len - tokenizer.num_special_tokens_to_add(pair=True)
   is_pair = np.array([bool(c) for c in contexts]) & (sentence_lens < pair_room)
   out = _zeros(len(sentences), max_len)
@@ -253,11 +254,19 @@ def _head_words(text: str, max_len: int) -> str:
   return text if len(words) <= 2 * max_len else " ".join(words[:2 * max_len])
 
 
+# A fast tokenizer sets its truncation and padding on the shared Rust object before each call,
+# so two threads calling one tokenizer with different lengths (the input pipeline's prefetch
+# thread and an evaluation, say) can truncate with each other's settings ("Sequence to truncate
+# too short to respect the provided max_length"). Every call here holds this lock.
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def _encode(tokenizer, texts, text_pairs, max_len: int, truncation) -> Encoding:
   """One batch call of the tokenizer, as int32 [B, max_len] arrays, padded on the right."""
-  encoded = tokenizer(texts, text_pairs, max_length=max_len, truncation=truncation,
-                      padding="max_length", padding_side="right", return_attention_mask=True,
-                      return_token_type_ids=True)
+  with _TOKENIZER_LOCK:
+    encoded = tokenizer(texts, text_pairs, max_length=max_len, truncation=truncation,
+                        padding="max_length", padding_side="right", return_attention_mask=True,
+                        return_token_type_ids=True)
   return {
       key: np.asarray(encoded[key], np.int32)
       for key in ("input_ids", "attention_mask", "token_type_ids")
