@@ -12,8 +12,8 @@ Pareto front joined), `curves.png` with `--x` (mAP and max-min rank against a se
 mean ± std, zero-shot languages dashed; and `curves_<grouping>.png` for each of `--groups`'
 groupings other than trained, one line per group, e.g. `curves_family_by_trained.png`), and
 `tradeoff.png` (one panel per language set: cross-lingual mAP vs multilingual-pool mAP, colour
-= rank gap, one point per setting, labelled with its mono_prob). Runs that differ only in `seed` (`sweep.py --seeds`) form one setting:
-summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
+= rank gap, one point per setting, labelled with its mono_prob). Runs that differ only in `seed`
+(`sweep.py --seeds`) form one setting: summary.md then also has a table of mean ± sample standard deviation over seeds, and the plot
 shows the mean with ±1 std bars. Columns: LAReQA mAP (mono X->X, cross X->Y, multilingual
 pool), pool Recall@1/@10, the rank gap, the own-language share of the top k and the paper's
 max-min rank distance (language bias, lower = less; `hybrid_jax.metrics.lareqa_metrics`), and the

@@ -185,6 +185,13 @@ def with_prefix(prefix: str, texts) -> list[str]:
   return [prefix + text for text in texts] if prefix else list(texts)
 
 
+# A fast tokenizer sets its truncation and padding on the shared Rust object before each call,
+# so two threads calling one tokenizer with different lengths (the input pipeline's prefetch
+# thread and an evaluation, say) can truncate with each other's settings ("Sequence to truncate
+# too short to respect the provided max_length"). Every call here holds this lock.
+_TOKENIZER_LOCK = threading.Lock()
+
+
 def tokenize_queries(tokenizer: transformers.PreTrainedTokenizerBase, texts: Sequence[str],
                      max_len: int) -> Encoding:
   """Tokenizes queries, truncated and padded to exactly `max_len`.
@@ -252,13 +259,6 @@ def _head_words(text: str, max_len: int) -> str:
   (Chinese, Thai) is one "word" and stays whole."""
   words = text.split(maxsplit=2 * max_len)
   return text if len(words) <= 2 * max_len else " ".join(words[:2 * max_len])
-
-
-# A fast tokenizer sets its truncation and padding on the shared Rust object before each call,
-# so two threads calling one tokenizer with different lengths (the input pipeline's prefetch
-# thread and an evaluation, say) can truncate with each other's settings ("Sequence to truncate
-# too short to respect the provided max_length"). Every call here holds this lock.
-_TOKENIZER_LOCK = threading.Lock()
 
 
 def _encode(tokenizer, texts, text_pairs, max_len: int, truncation) -> Encoding:
